@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Node configuration: every key with its type, default and meaning, read from a
+TOML file and overridden from the command line. A wrong value fails at start
+with a message naming the key.
+"""
+
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from twisted.internet.endpoints import serverFromString
+
+# Parsing an endpoint string does not touch the reactor it is given.
+_NO_REACTOR = object()
+
+
+class ConfigError(Exception):
+    """
+    The configuration is wrong; the message names the key.
+    """
+
+    def __init__(self, key, problem):
+        super().__init__(f"configuration key {key!r}: {problem}")
+        self.key = key
+
+
+def _positive(key, value):
+    if value <= 0:
+        raise ConfigError(key, "must be greater than 0")
+
+
+def _nonNegative(key, value):
+    if value < 0:
+        raise ConfigError(key, "must not be negative")
+
+
+def _endpoint(key, value):
+    try:
+        serverFromString(_NO_REACTOR, value)
+    except Exception as e:
+        raise ConfigError(key, f"not a Twisted server endpoint string ({e})")
+
+
+def _logFormat(key, value):
+    if value not in ("text", "json"):
+        raise ConfigError(key, "must be 'text' or 'json'")
+
+
+def _tokens(key, value):
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table of token = [namespace, ...]")
+    for token, namespaces in value.items():
+        if not token:
+            raise ConfigError(key, "a token must not be empty")
+        if not isinstance(namespaces, list) or not all(
+            isinstance(n, str) and n for n in namespaces
+        ):
+            raise ConfigError(key, f"token {token[:4]}...: must list namespace names or '*'")
+
+
+def _key(default, doc, check=None):
+    meta = {"doc": doc, "check": check, "default": default}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    """
+    The configuration of one node. Keys and defaults follow PROTOCOL.md 7.
+    """
+
+    node_id: str = _key("", "This node's id; empty means the host name.")
+    listen: str = _key("tcp:9848", "Client port, as a Twisted server endpoint string.", _endpoint)
+    advertise: str = _key(
+        "", "The client-port address given to clients (host:port); empty means derived."
+    )
+    port_file: str = _key("", "If set, the bound client address is written to this file.")
+    heartbeat_ms: int = _key(3000, "How often clients must send a frame.", _positive)
+    idle_timeout_ms: int = _key(10000, "Connections silent this long are closed.", _positive)
+    disconnect_grace_ms: int = _key(
+        2000, "How long a client's instances outlive its connection.", _nonNegative
+    )
+    push_delay_ms: int = _key(20, "Window within which changes are coalesced into one push.", _nonNegative)
+    max_frame: int = _key(8 * 1024 * 1024, "Largest client-port frame, in bytes.", _positive)
+    max_instances_per_client: int = _key(10000, "Instances one client may publish.", _positive)
+    max_subscriptions_per_client: int = _key(10000, "Subscriptions one client may hold.", _positive)
+    max_connections_per_ip: int = _key(0, "Connections per remote IP; 0 is unlimited.", _nonNegative)
+    max_metadata_bytes: int = _key(8192, "Largest encoded metadata of one instance.", _positive)
+    log_format: str = _key("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
+    json_log: str = _key("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
+    auth_tokens: dict = _key(
+        {},
+        "Client tokens: token = [namespace, ...] ('*' for all). Empty: no authentication.",
+        _tokens,
+    )
+
+    def validate(self):
+        """
+        Check every key; raise L{ConfigError} naming the first wrong one.
+        """
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = type(f.metadata["default"])
+            if expected is int and (type(value) is not int):
+                raise ConfigError(f.name, f"must be an integer, not {value!r}")
+            if expected is not int and not isinstance(value, expected):
+                raise ConfigError(f.name, f"must be a {expected.__name__}, not {value!r}")
+            check = f.metadata["check"]
+            if check is not None:
+                check(f.name, value)
+        if self.idle_timeout_ms <= self.heartbeat_ms:
+            raise ConfigError("idle_timeout_ms", "must be greater than heartbeat_ms")
+        if not self.node_id:
+            self.node_id = socket.gethostname()
+        return self
+
+
+KEYS = {f.name: f for f in fields(Config)}
+
+
+def parseValue(key, text):
+    """
+    Convert a command-line string to the type of C{key}.
+    """
+    f = KEYS[key]
+    kind = type(f.metadata["default"])
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(key, f"must be an integer, not {text!r}")
+    if kind is dict:
+        raise ConfigError(key, "is set in the configuration file only")
+    return text
+
+
+def loadFile(path):
+    """
+    Read a TOML file into a dict of known keys.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {path}: {e.strerror}")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path} is not valid TOML: {e}")
+    for key in data:
+        if key not in KEYS:
+            raise ConfigError(key, f"unknown key in {path}")
+    return data
+
+
+def build(path=None, overrides=None):
+    """
+    The configuration from defaults, then the file at C{path}, then
+    C{overrides} (already typed), validated.
+    """
+    values = loadFile(path) if path else {}
+    values.update(overrides or {})
+    return Config(**values).validate()

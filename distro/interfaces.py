@@ -1,0 +1,121 @@
+"""
+The seams of a distro node, written down as zope interfaces. Implementations
+declare them with C{@implementer}; tests check them with C{verifyObject}.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IClientObserver(Interface):
+    """
+    A consumer of the change stream: every change to any client's data, native
+    or synced, in the order it was applied. The registry consumes it to keep
+    service views; the cluster's replicator consumes it to stream owned clients
+    to peers.
+    """
+
+    def clientChanged(change):
+        """
+        A client's published instances changed.
+
+        @type change: L{distro.clients.ClientChange}
+        """
+
+    def clientRemoved(client):
+        """
+        A client is gone, with all its instances (still held by C{client}).
+
+        @type client: L{distro.clients.Client}
+        """
+
+
+class IClientManager(Interface):
+    """
+    Owns the L{distro.clients.Client} objects of a node, native and synced, and
+    announces every change of their data on the change stream.
+    """
+
+    clients = Attribute("A mapping of client id to L{distro.clients.Client}.")
+
+    def addObserver(observer):
+        """
+        Subscribe an L{IClientObserver} to the change stream.
+        """
+
+    def clientConnected():
+        """
+        A session started: create a native client with a new, cluster-wide
+        unique id and a resume token (only its hash is kept). Return
+        C{(client, resumeToken)}.
+        """
+
+    def clientDisconnected(clientId, orderly):
+        """
+        The connection of a native client ended. If C{orderly} (the client said
+        C{bye}) its instances are removed at once; otherwise they are kept for
+        C{disconnect_grace_ms} so that the client can resume.
+        """
+
+    def register(client, service, instance):
+        """
+        Add or replace one instance of C{client} in C{service}.
+        """
+
+    def deregister(client, service, instanceId):
+        """
+        Remove one instance; return whether it was there.
+        """
+
+    def batchRegister(client, service, instances):
+        """
+        Make C{client}'s instances in C{service} exactly C{instances}.
+        """
+
+    def subscribe(client, service, clusters):
+        """
+        Record a subscription of a native client, within its limit.
+        """
+
+    def unsubscribe(client, service, clusters):
+        """
+        Forget a subscription; return whether it was there.
+        """
+
+    def removeClient(clientId):
+        """
+        Remove a client and all its instances now.
+        """
+
+
+class IViewListener(Interface):
+    """
+    Told when a service view visibly changed.
+    """
+
+    def viewChanged(service):
+        """
+        The view of C{service} (a L{distro.model.ServiceKey}) changed.
+        """
+
+
+class IRegistry(IClientObserver):
+    """
+    Service views over all clients of a node, with a publisher index (which
+    clients publish what) and cached ServiceInfo per view.
+    """
+
+    def addViewListener(listener):
+        """
+        Add an L{IViewListener}.
+        """
+
+    def serviceInfo(service, clusters=None, healthyOnly=False):
+        """
+        The L{distro.registry.ServiceInfo} of a service, optionally filtered.
+        """
+
+    def services(namespace, group, page, size):
+        """
+        One page of the services of a namespace (optionally one group):
+        C{(count, [(group, name, instanceCount)])}.
+        """

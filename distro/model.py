@@ -1,0 +1,324 @@
+# -*- test-case-name: tests.test_model -*-
+"""
+The data model of PROTOCOL.md section 3: service keys, instances, their
+validation (one place, one error per bad field) and the checksum of a view.
+"""
+
+import hashlib
+import ipaddress
+import math
+import re
+from typing import NamedTuple
+
+import msgpack
+
+from distro.wire import BadRequest, LimitExceeded
+
+DEFAULT_NAMESPACE = "public"
+DEFAULT_GROUP = "DEFAULT_GROUP"
+DEFAULT_CLUSTER = "DEFAULT"
+MAX_NAME_BYTES = 256
+MAX_WEIGHT = 10000.0
+
+_CLUSTER = re.compile(r"[0-9A-Za-z_-]{1,64}\Z")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ServiceKey(NamedTuple):
+    """
+    The identity of a service: namespace, group, name.
+    """
+
+    namespace: str
+    group: str
+    name: str
+
+    def toWire(self):
+        """
+        The map form used on the wire.
+        """
+        return {"namespace": self.namespace, "group": self.group, "name": self.name}
+
+    def __str__(self):
+        return f"{self.namespace}/{self.group}/{self.name}"
+
+
+class Instance:
+    """
+    One published instance of a service, immutable once built.
+
+    C{writeTs} is the owner's timestamp (milliseconds) of the write that
+    published it; it breaks ties between clients publishing the same
+    C{(ip, port, cluster)} but is not part of the instance's content.
+    """
+
+    __slots__ = (
+        "ip",
+        "port",
+        "cluster",
+        "weight",
+        "healthy",
+        "enabled",
+        "metadata",
+        "writeTs",
+        "instanceId",
+        "_host",
+    )
+
+    def __init__(self, ip, port, cluster, weight, healthy, enabled, metadata, writeTs=0):
+        self.ip = ip
+        self.port = port
+        self.cluster = cluster
+        self.weight = weight
+        self.healthy = healthy
+        self.enabled = enabled
+        self.metadata = metadata
+        self.writeTs = writeTs
+        self.instanceId = f"{ip}#{port}#{cluster}"
+        self._host = None
+
+    def content(self):
+        """
+        Everything a subscriber sees, as a tuple that compares and hashes the
+        same on every node.
+        """
+        return (
+            self.ip,
+            self.port,
+            self.cluster,
+            self.weight,
+            self.healthy,
+            self.enabled,
+            tuple(sorted(self.metadata.items())),
+        )
+
+    def sameContent(self, other):
+        """
+        Whether C{other} would look the same to a subscriber.
+        """
+        return other is not None and (
+            self.ip == other.ip
+            and self.port == other.port
+            and self.cluster == other.cluster
+            and self.weight == other.weight
+            and self.healthy == other.healthy
+            and self.enabled == other.enabled
+            and self.metadata == other.metadata
+        )
+
+    def host(self):
+        """
+        The host map of a ServiceInfo: the instance plus C{instance_id}. Built
+        once and shared by every reply and push that carries this instance.
+        """
+        if self._host is None:
+            self._host = {
+                "ip": self.ip,
+                "port": self.port,
+                "cluster": self.cluster,
+                "weight": self.weight,
+                "healthy": self.healthy,
+                "enabled": self.enabled,
+                "metadata": self.metadata,
+                "instance_id": self.instanceId,
+            }
+        return self._host
+
+    def toWire(self):
+        """
+        The replication form: the instance with its C{write_ts}.
+        """
+        return {
+            "ip": self.ip,
+            "port": self.port,
+            "cluster": self.cluster,
+            "weight": self.weight,
+            "healthy": self.healthy,
+            "enabled": self.enabled,
+            "metadata": self.metadata,
+            "write_ts": self.writeTs,
+        }
+
+    def __repr__(self):
+        return f"<Instance {self.instanceId} w={self.weight} h={self.healthy} e={self.enabled}>"
+
+
+def _text(value, field, maxBytes=MAX_NAME_BYTES):
+    if type(value) is not str:
+        raise BadRequest(field, "must be a string")
+    if not value:
+        raise BadRequest(field, "must not be empty")
+    if len(value.encode("utf-8", "surrogatepass")) > maxBytes:
+        raise BadRequest(field, f"longer than {maxBytes} bytes")
+    if _CONTROL.search(value):
+        raise BadRequest(field, "contains a control character")
+    return value
+
+
+def parseService(value, field="service"):
+    """
+    Validate a service key map and apply its defaults.
+
+    @rtype: L{ServiceKey}
+    @raise BadRequest: naming the offending field.
+    """
+    if type(value) is not dict:
+        raise BadRequest(field, "must be a map")
+    namespace = value.get("namespace", DEFAULT_NAMESPACE)
+    group = value.get("group", DEFAULT_GROUP)
+    if namespace is None:
+        namespace = DEFAULT_NAMESPACE
+    if group is None:
+        group = DEFAULT_GROUP
+    if "name" not in value:
+        raise BadRequest(f"{field}.name", "is required")
+    namespace = _text(namespace, f"{field}.namespace")
+    group = _text(group, f"{field}.group")
+    name = _text(value["name"], f"{field}.name")
+    if "@@" in group:
+        raise BadRequest(f"{field}.group", "must not contain '@@'")
+    if "@@" in name:
+        raise BadRequest(f"{field}.name", "must not contain '@@'")
+    return ServiceKey(namespace, group, name)
+
+
+def parseNamespace(value, field="namespace"):
+    """
+    Validate an optional namespace (defaulting to C{public}).
+    """
+    if value is None:
+        return DEFAULT_NAMESPACE
+    return _text(value, field)
+
+
+def parseGroup(value, field="group"):
+    """
+    Validate an optional group filter; C{None} means every group.
+    """
+    if value is None:
+        return None
+    return _text(value, field)
+
+
+def parseIp(value, field):
+    """
+    An IPv4 or IPv6 literal (normalised) or a DNS host name (lower-cased).
+    """
+    if type(value) is not str or not value:
+        raise BadRequest(field, "must be a non-empty string")
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+        raise BadRequest(field, "must be an IP address or a DNS host name")
+    return name.lower()
+
+
+def parsePort(value, field):
+    """
+    A port number, 1..65535.
+    """
+    if type(value) is not int:
+        raise BadRequest(field, "must be an integer")
+    if not 1 <= value <= 65535:
+        raise BadRequest(field, "must be in 1..65535")
+    return value
+
+
+def parseCluster(value, field):
+    """
+    A cluster name, C{[0-9A-Za-z_-]{1,64}}, default C{DEFAULT}.
+    """
+    if value is None:
+        return DEFAULT_CLUSTER
+    if type(value) is not str or not _CLUSTER.match(value):
+        raise BadRequest(field, "must match [0-9A-Za-z_-]{1,64}")
+    return value
+
+
+def parseClusters(value, field="clusters"):
+    """
+    An optional cluster filter: C{None} or a list of cluster names, returned as
+    a sorted tuple without duplicates (so equal filters compare equal).
+    """
+    if value is None:
+        return None
+    if type(value) is not list:
+        raise BadRequest(field, "must be a list of cluster names")
+    if len(value) > 1024:
+        raise BadRequest(field, "lists more than 1024 clusters")
+    return tuple(sorted({parseCluster(c, f"{field}[{i}]") for i, c in enumerate(value)}))
+
+
+def _bool(value, field, default):
+    if value is None:
+        return default
+    if type(value) is not bool:
+        raise BadRequest(field, "must be a boolean")
+    return value
+
+
+def parseInstance(value, field="instance", maxMetadataBytes=8192, writeTs=0):
+    """
+    Validate an instance map and apply its defaults.
+
+    @rtype: L{Instance}
+    @raise BadRequest: naming the offending field.
+    @raise LimitExceeded: if the metadata is larger than C{maxMetadataBytes}.
+    """
+    if type(value) is not dict:
+        raise BadRequest(field, "must be a map")
+    ip = parseIp(value.get("ip"), f"{field}.ip")
+    port = parsePort(value.get("port"), f"{field}.port")
+    cluster = parseCluster(value.get("cluster"), f"{field}.cluster")
+    weight = value.get("weight", 1.0)
+    if weight is None:
+        weight = 1.0
+    if type(weight) not in (int, float) or not math.isfinite(weight):
+        raise BadRequest(f"{field}.weight", "must be a number")
+    if not 0 <= weight <= MAX_WEIGHT:
+        raise BadRequest(f"{field}.weight", "must be in 0..10000")
+    healthy = _bool(value.get("healthy"), f"{field}.healthy", True)
+    enabled = _bool(value.get("enabled"), f"{field}.enabled", True)
+    metadata = value.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif type(metadata) is not dict:
+        raise BadRequest(f"{field}.metadata", "must be a map of strings")
+    else:
+        for k, v in metadata.items():
+            if type(k) is not str or type(v) is not str:
+                raise BadRequest(f"{field}.metadata", "keys and values must be strings")
+        if metadata and len(msgpack.packb(metadata)) > maxMetadataBytes:
+            raise LimitExceeded(
+                "max_metadata_bytes",
+                f"{field}.metadata is larger than {maxMetadataBytes} bytes",
+            )
+    return Instance(ip, port, cluster, float(weight), healthy, enabled, metadata, writeTs)
+
+
+def parseInstanceRef(value, field="instance"):
+    """
+    The identity part of an instance (C{ip}, C{port}, C{cluster}?), as its
+    C{instance_id}.
+    """
+    if type(value) is not dict:
+        raise BadRequest(field, "must be a map")
+    ip = parseIp(value.get("ip"), f"{field}.ip")
+    port = parsePort(value.get("port"), f"{field}.port")
+    cluster = parseCluster(value.get("cluster"), f"{field}.cluster")
+    return f"{ip}#{port}#{cluster}"
+
+
+def checksum(instances):
+    """
+    A digest of a view's content: equal on every node for equal content,
+    independent of the order the instances are given in.
+    """
+    contents = sorted(i.content() for i in instances)
+    return hashlib.blake2b(
+        msgpack.packb(contents, use_bin_type=True), digest_size=16
+    ).hexdigest()

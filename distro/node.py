@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+A node: the client manager, the registry and the pusher of one registry
+process, wired together, and what its client sessions ask of it (identity,
+authorisation, membership).
+"""
+
+import hmac
+
+from twisted.logger import Logger
+
+from distro.clients import ClientIds, ClientManager
+from distro.push import Pusher
+from distro.registry import Registry
+from distro.wire import PROTOCOL_VERSION, UNAUTHORIZED, ProtocolError
+
+
+class Node:
+    """
+    One registry node.
+
+    @ivar ready: whether reads are served (PROTOCOL.md 5.5); a standalone node
+        is ready at once.
+    @ivar clientAddress: the C{host:port} clients reach this node at.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, clock, bootId=None):
+        self.config = config
+        self.clock = clock
+        self.nodeId = config.node_id
+        self.manager = ClientManager(
+            self.nodeId, clock, config, ClientIds(self.nodeId, bootId)
+        )
+        self.registry = Registry()
+        self.manager.addObserver(self.registry)
+        self.pusher = Pusher(self.registry, clock, config.push_delay_ms)
+        self.ready = True
+        self.clientAddress = config.advertise or None
+        self.sessions = {}
+
+    def authorize(self, token):
+        """
+        Check a hello's token; return the namespaces it grants (C{None}: all).
+
+        @raise ProtocolError: C{UNAUTHORIZED} for a missing or unknown token
+            when tokens are configured.
+        """
+        tokens = self.config.auth_tokens
+        if not tokens:
+            return None
+        if token is not None:
+            for known, namespaces in tokens.items():
+                if hmac.compare_digest(known.encode(), token.encode()):
+                    return None if "*" in namespaces else frozenset(namespaces)
+        raise ProtocolError(UNAUTHORIZED, "token: missing or not accepted")
+
+    def sessionStarted(self, session):
+        """
+        A connection said hello: give it a new native client.
+        """
+        client, token = self.manager.clientConnected()
+        self.sessions[client.clientId] = session
+        return client, token
+
+    def sessionEnded(self, session, orderly):
+        """
+        A connection ended (C{orderly} after C{bye}). Safe to call twice.
+        """
+        clientId = session.client.clientId
+        if self.sessions.get(clientId) is session:
+            del self.sessions[clientId]
+            self.manager.clientDisconnected(clientId, orderly)
+
+    def helloReply(self, session):
+        """
+        The result of a successful hello.
+        """
+        return {
+            "proto": PROTOCOL_VERSION,
+            "node": self.nodeId,
+            "client_id": session.client.clientId,
+            "resume_token": session.resumeToken,
+            "resumed": False,
+            "ready": self.ready,
+            "heartbeat_ms": self.config.heartbeat_ms,
+            "idle_timeout_ms": self.config.idle_timeout_ms,
+            "members": [m["address"] for m in self.members()],
+        }
+
+    def members(self):
+        """
+        The members of the cluster as the C{members} op shows them.
+        """
+        return [{"node": self.nodeId, "address": self.clientAddress, "state": "UP", "self": True}]
+
+    def stop(self):
+        """
+        The node is shutting down: cancel its timers.
+        """
+        self.manager.stop()

@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.test_push -*-
+"""
+Pushes to the subscribers connected to this node (PROTOCOL.md 4.3).
+
+The first change after a quiet spell is pushed at once; changes within
+C{push_delay_ms} of a push are coalesced into one push at the end of that
+window; while a connection cannot take more data only the fact that a
+subscription is due is kept, and the view is read when it is sent, so a slow
+subscriber costs one pending flag per subscription, never a queue of views.
+"""
+
+from zope.interface import implementer
+
+from distro.interfaces import IViewListener
+
+
+class Subscription:
+    """
+    One subscription of one connection: a service and an optional cluster
+    filter, with what was last pushed and when.
+    """
+
+    __slots__ = ("channel", "service", "clusters", "lastPushAt", "lastChecksum", "due")
+
+    def __init__(self, channel, service, clusters, checksum):
+        self.channel = channel
+        self.service = service
+        self.clusters = clusters
+        self.lastPushAt = float("-inf")
+        self.lastChecksum = checksum
+        self.due = None
+
+
+class PushChannel:
+    """
+    The push side of one client connection.
+
+    @param send: called with a L{distro.registry.ServiceInfo} to write one push.
+    """
+
+    def __init__(self, pusher, send):
+        self.pusher = pusher
+        self._send = send
+        self.subscriptions = {}
+        self.paused = False
+        self._pending = set()
+        self._timer = None
+
+    def changed(self, subscription):
+        """
+        The view behind C{subscription} changed.
+        """
+        if subscription.due is not None:
+            return
+        now = self.pusher.clock.seconds()
+        windowEnd = subscription.lastPushAt + self.pusher.delay
+        if not self.paused and now >= windowEnd:
+            self._push(subscription, now)
+            return
+        subscription.due = max(now, windowEnd)
+        self._pending.add(subscription)
+        self._schedule()
+
+    def _push(self, subscription, now):
+        info = self.pusher.registry.serviceInfo(subscription.service, subscription.clusters)
+        if info.checksum == subscription.lastChecksum:
+            return
+        subscription.lastChecksum = info.checksum
+        subscription.lastPushAt = now
+        self._send(info)
+
+    def _schedule(self):
+        if self.paused or not self._pending:
+            return
+        due = min(s.due for s in self._pending)
+        delay = max(0.0, due - self.pusher.clock.seconds())
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= due:
+                return
+            self._timer.cancel()
+        self._timer = self.pusher.clock.callLater(delay, self._flush)
+
+    def _flush(self):
+        self._timer = None
+        now = self.pusher.clock.seconds()
+        for subscription in [s for s in self._pending if s.due <= now]:
+            if self.paused:
+                break
+            self._pending.discard(subscription)
+            subscription.due = None
+            self._push(subscription, now)
+        self._schedule()
+
+    def pause(self):
+        """
+        The connection's send buffer is full: hold pushes.
+        """
+        self.paused = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def resume(self):
+        """
+        The connection can take data again: send what is due.
+        """
+        self.paused = False
+        self._flush()
+
+    def pendingCount(self):
+        """
+        How many subscriptions wait for a push.
+        """
+        return len(self._pending)
+
+    def close(self):
+        """
+        The connection is gone: forget its subscriptions.
+        """
+        self.pause()
+        for subscription in list(self.subscriptions.values()):
+            self.pusher._unindex(subscription)
+        self.subscriptions.clear()
+        self._pending.clear()
+
+
+@implementer(IViewListener)
+class Pusher:
+    """
+    The subscriber index of a node: which connections subscribe to which
+    service, told by the registry when a view changes.
+    """
+
+    def __init__(self, registry, clock, delayMs):
+        self.registry = registry
+        self.clock = clock
+        self.delay = delayMs / 1000.0
+        self._subscribers = {}
+        registry.addViewListener(self)
+
+    def channel(self, send):
+        """
+        A L{PushChannel} for a new connection.
+        """
+        return PushChannel(self, send)
+
+    def subscribe(self, channel, service, clusters, checksum):
+        """
+        Subscribe C{channel} to C{service}; C{checksum} is that of the view the
+        subscriber already has (from the C{subscribe} reply).
+        """
+        key = (service, clusters)
+        subscription = channel.subscriptions.get(key)
+        if subscription is None:
+            subscription = Subscription(channel, service, clusters, checksum)
+            channel.subscriptions[key] = subscription
+            self._subscribers.setdefault(service, set()).add(subscription)
+        else:
+            subscription.lastChecksum = checksum
+        return subscription
+
+    def unsubscribe(self, channel, service, clusters):
+        """
+        Drop one subscription of C{channel}.
+        """
+        subscription = channel.subscriptions.pop((service, clusters), None)
+        if subscription is not None:
+            channel._pending.discard(subscription)
+            self._unindex(subscription)
+
+    def _unindex(self, subscription):
+        subscribers = self._subscribers.get(subscription.service)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.service]
+
+    def subscriberCount(self, service):
+        """
+        How many subscriptions this node holds for C{service}.
+        """
+        return len(self._subscribers.get(service, ()))
+
+    def viewChanged(self, service):
+        for subscription in list(self._subscribers.get(service, ())):
+            subscription.channel.changed(subscription)

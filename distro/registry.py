@@ -1,0 +1,267 @@
+# -*- test-case-name: tests.test_registry -*-
+"""
+Service views over all clients of a node (PROTOCOL.md section 3).
+
+The registry consumes the change stream of the L{distro.clients.ClientManager}.
+Each service's L{ServiceView} indexes its publishers per instance id, so a
+change costs work in proportion to what changed, never a scan of all clients;
+the ServiceInfo of a view is built once per change (and per filter asked for)
+and shared by every reply and push until the next change.
+"""
+
+import bisect
+import itertools
+
+import msgpack
+from zope.interface import implementer
+
+from distro.interfaces import IRegistry
+from distro.model import ServiceKey, checksum
+
+_MAX_CACHED_FILTERS = 64
+
+
+class ServiceInfo:
+    """
+    One immutable snapshot of a view, as sent in replies and pushes.
+
+    @ivar wire: the map form of PROTOCOL.md 3.
+    """
+
+    __slots__ = ("service", "clusters", "hosts", "checksum", "revision", "_packed", "_wire")
+
+    def __init__(self, service, clusters, hosts, revision):
+        self.service = service
+        self.clusters = clusters
+        self.hosts = hosts
+        self.checksum = checksum(hosts)
+        self.revision = revision
+        self._packed = None
+        self._wire = None
+
+    @property
+    def wire(self):
+        if self._wire is None:
+            self._wire = {
+                "service": self.service.toWire(),
+                "clusters": list(self.clusters) if self.clusters is not None else None,
+                "hosts": [i.host() for i in self.hosts],
+                "checksum": self.checksum,
+                "revision": self.revision,
+            }
+        return self._wire
+
+    @property
+    def packed(self):
+        """
+        The msgpack encoding of L{wire}, made once for all subscribers.
+        """
+        if self._packed is None:
+            self._packed = msgpack.packb(self.wire, use_bin_type=True)
+        return self._packed
+
+
+class ServiceView:
+    """
+    The instances of one service, over all clients that publish in it.
+
+    @ivar publishers: instance id -> {client id: Instance}.
+    @ivar chosen: instance id -> the Instance the dedup rule picked: the one
+        with the greatest C{(writeTs, clientId)}.
+    """
+
+    __slots__ = ("service", "publishers", "chosen", "revision", "_infos")
+
+    def __init__(self, service):
+        self.service = service
+        self.publishers = {}
+        self.chosen = {}
+        self.revision = 0
+        self._infos = {}
+
+    def put(self, clientId, instance):
+        """
+        C{clientId} publishes C{instance}; return whether the view changed.
+        """
+        iid = instance.instanceId
+        byClient = self.publishers.get(iid)
+        if byClient is None:
+            self.publishers[iid] = {clientId: instance}
+            self.chosen[iid] = instance
+            return True
+        byClient[clientId] = instance
+        return self._choose(iid, byClient)
+
+    def remove(self, clientId, instanceId):
+        """
+        C{clientId} no longer publishes C{instanceId}; return whether the view
+        changed.
+        """
+        byClient = self.publishers.get(instanceId)
+        if byClient is None or byClient.pop(clientId, None) is None:
+            return False
+        if not byClient:
+            del self.publishers[instanceId]
+            del self.chosen[instanceId]
+            return True
+        return self._choose(instanceId, byClient)
+
+    def _choose(self, iid, byClient):
+        if len(byClient) == 1:
+            (winner,) = byClient.values()
+        else:
+            best = max(byClient, key=lambda cid: (byClient[cid].writeTs, cid))
+            winner = byClient[best]
+        previous = self.chosen.get(iid)
+        self.chosen[iid] = winner
+        return not winner.sameContent(previous)
+
+    def info(self, clusters=None, healthyOnly=False):
+        """
+        The L{ServiceInfo} of this view, cached until the view changes.
+        """
+        key = (clusters, healthyOnly)
+        info = self._infos.get(key)
+        if info is None:
+            hosts = [i for i in self.chosen.values() if i.enabled]
+            if clusters is not None:
+                hosts = [i for i in hosts if i.cluster in clusters]
+            if healthyOnly:
+                hosts = [i for i in hosts if i.healthy]
+            hosts.sort(key=lambda i: i.instanceId)
+            info = ServiceInfo(self.service, clusters, hosts, self.revision)
+            if len(self._infos) >= _MAX_CACHED_FILTERS:
+                self._infos.clear()
+            self._infos[key] = info
+        return info
+
+    def changed(self, revision):
+        """
+        Record that the view changed, at C{revision}.
+        """
+        self.revision = revision
+        self._infos.clear()
+
+    def visibleCount(self):
+        """
+        How many instances a query without filters returns.
+        """
+        return len(self.info().hosts)
+
+
+class _SortedNames:
+    """
+    The services of one namespace, kept sorted as C{(group, name)} overall and
+    as C{name} per group, so that a page costs O(page) plus a bisection.
+    """
+
+    def __init__(self):
+        self.all = []
+        self.byGroup = {}
+
+    def add(self, group, name):
+        bisect.insort(self.all, (group, name))
+        bisect.insort(self.byGroup.setdefault(group, []), name)
+
+    def discard(self, group, name):
+        del self.all[bisect.bisect_left(self.all, (group, name))]
+        names = self.byGroup[group]
+        del names[bisect.bisect_left(names, name)]
+        if not names:
+            del self.byGroup[group]
+
+
+@implementer(IRegistry)
+class Registry:
+    """
+    Service views over all native and synced clients of a node.
+
+    View revisions come from one node-wide counter, so a view's revision keeps
+    increasing even when an empty view is dropped and made again.
+    """
+
+    def __init__(self):
+        self.views = {}
+        self._listed = {}
+        self._revisions = itertools.count(1)
+        self._listeners = []
+
+    def addViewListener(self, listener):
+        self._listeners.append(listener)
+
+    def _view(self, service):
+        view = self.views.get(service)
+        if view is None:
+            view = self.views[service] = ServiceView(service)
+            names = self._listed.get(service.namespace)
+            if names is None:
+                names = self._listed[service.namespace] = _SortedNames()
+            names.add(service.group, service.name)
+        return view
+
+    def _changed(self, view):
+        view.changed(next(self._revisions))
+        if not view.publishers:
+            self._drop(view.service)
+        for listener in self._listeners:
+            listener.viewChanged(view.service)
+
+    def _drop(self, service):
+        del self.views[service]
+        names = self._listed[service.namespace]
+        names.discard(service.group, service.name)
+        if not names.all:
+            del self._listed[service.namespace]
+
+    # IClientObserver
+
+    def clientChanged(self, change):
+        clientId = change.client.clientId
+        touched = {}
+        for service, instance in change.put:
+            view = self._view(service)
+            if view.put(clientId, instance):
+                touched[service] = view
+        for service, instanceId, _ in change.remove:
+            view = self.views.get(service)
+            if view is not None and view.remove(clientId, instanceId):
+                touched[service] = view
+        for view in touched.values():
+            self._changed(view)
+
+    def clientRemoved(self, client):
+        clientId = client.clientId
+        touched = {}
+        for service, instances in client.services.items():
+            view = self.views.get(service)
+            if view is None:
+                continue
+            for instanceId in instances:
+                if view.remove(clientId, instanceId):
+                    touched[service] = view
+        for view in touched.values():
+            self._changed(view)
+
+    # Reads
+
+    def serviceInfo(self, service, clusters=None, healthyOnly=False):
+        view = self.views.get(service)
+        if view is None:
+            view = ServiceView(service)
+        return view.info(clusters, healthyOnly)
+
+    def services(self, namespace, group, page, size):
+        names = self._listed.get(namespace)
+        if names is None:
+            return 0, []
+        start = (page - 1) * size
+        if group is None:
+            entries = names.all[start : start + size]
+        else:
+            entries = [(group, n) for n in names.byGroup.get(group, ())[start : start + size]]
+        count = len(names.all) if group is None else len(names.byGroup.get(group, ()))
+        result = []
+        for g, n in entries:
+            view = self.views[ServiceKey(namespace, g, n)]
+            result.append((g, n, view.visibleCount()))
+        return count, result

@@ -1,0 +1,377 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+The client port (PROTOCOL.md section 4): one L{ClientSession} per connection,
+dispatching requests by C{op} to the node's client manager, registry and
+pusher.
+"""
+
+import struct
+
+import msgpack
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from distro import model
+from distro.wire import (
+    FORBIDDEN,
+    HELLO_REQUIRED,
+    INTERNAL,
+    LIMIT_EXCEEDED,
+    NOT_READY,
+    PROTOCOL_VERSION,
+    UNAUTHORIZED,
+    UNKNOWN_OP,
+    UNSUPPORTED_VERSION,
+    BadRequest,
+    FrameProtocol,
+    ProtocolError,
+)
+
+_MAX_PAGE_SIZE = 1000
+_PREFIX = struct.Struct("!I")
+_PUSH_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("push") + msgpack.packb("seq")
+_SERVICE_INFO_KEY = msgpack.packb("service_info")
+
+
+def _requestId(message):
+    rid = message.get("id")
+    if type(rid) is int and rid > 0:
+        return rid
+    return None
+
+
+def _optionalBool(message, key):
+    value = message.get(key)
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise BadRequest(key, "must be a boolean")
+    return value
+
+
+def _optionalInt(message, key, default, low, high):
+    value = message.get(key)
+    if value is None:
+        return default
+    if type(value) is not int:
+        raise BadRequest(key, "must be an integer")
+    if not low <= value <= high:
+        raise BadRequest(key, f"must be in {low}..{high}")
+    return value
+
+
+class _Reply:
+    """
+    A successful result whose C{service_info} is already packed, spliced into
+    the reply frame without packing the view again.
+    """
+
+    __slots__ = ("info",)
+
+    def __init__(self, info):
+        self.info = info
+
+
+@implementer(IPushProducer)
+class ClientSession(FrameProtocol):
+    """
+    One client connection: handshake, requests, pushes and liveness.
+
+    It registers itself as the transport's producer: when the send buffer is
+    full, pushes are held (only the newest view of each subscription waits)
+    and the connection stops reading, so a client that does not read cannot
+    make the node buffer without bound.
+    """
+
+    log = Logger()
+    client = None
+    resumeToken = None
+    namespaces = None
+    _bye = False
+    _idleTimer = None
+
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+        self.maxFrame = node.config.max_frame
+        self._seq = 0
+        self._lastSeen = 0.0
+        self.channel = None
+
+    # Connection
+
+    def connectionMade(self):
+        self.peer = self.transport.getPeer()
+        if not self.factory.admit(self):
+            limit = self.node.config.max_connections_per_ip
+            self.sendError(
+                None, LIMIT_EXCEEDED, f"max_connections_per_ip: {limit} connections from this IP"
+            )
+            self.closeConnection()
+            return
+        self._lastSeen = self.node.clock.seconds()
+        self.channel = self.node.pusher.channel(self._sendPush)
+        self.transport.registerProducer(self, True)
+        self._scheduleIdleCheck(self.node.config.idle_timeout_ms / 1000.0)
+
+    def connectionLost(self, reason):
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.cancel()
+        self._idleTimer = None
+        if self.channel is not None:
+            self.channel.close()
+        if self.client is not None:
+            self.node.sessionEnded(self, orderly=self._bye)
+        self.factory.connectionEnded(self)
+
+    # IPushProducer: told by the transport when its send buffer fills/drains.
+
+    def pauseProducing(self):
+        self.channel.pause()
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.transport.resumeProducing()
+        self.channel.resume()
+
+    def stopProducing(self):
+        pass
+
+    # Liveness
+
+    def _scheduleIdleCheck(self, delay):
+        self._idleTimer = self.node.clock.callLater(delay, self._idleCheck)
+
+    def _idleCheck(self):
+        idle = self.node.config.idle_timeout_ms / 1000.0
+        silent = self.node.clock.seconds() - self._lastSeen
+        if silent >= idle:
+            self._idleTimer = None
+            self.log.info(
+                "closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent
+            )
+            self.transport.abortConnection()
+            return
+        self._scheduleIdleCheck(idle - silent)
+
+    # Requests
+
+    def frameReceived(self, body):
+        self._lastSeen = self.node.clock.seconds()
+        super().frameReceived(body)
+
+    def messageReceived(self, message):
+        rid = _requestId(message)
+        op = message.get("op")
+        if self.client is None and op != "hello":
+            self.sendError(rid, HELLO_REQUIRED, "the first frame must be hello")
+            self.closeConnection()
+            return
+        handler = self._handlers.get(op) if type(op) is str else None
+        try:
+            if rid is None:
+                raise BadRequest("id", "must be an integer > 0")
+            if handler is None:
+                raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}"[:200])
+            result = handler(self, message)
+        except ProtocolError as e:
+            self.sendError(rid, e.code, e.message)
+            if e.code in (UNSUPPORTED_VERSION, UNAUTHORIZED):
+                self.closeConnection()
+            return
+        except Exception:
+            self.log.failure("request {op} failed", op=op)
+            self.sendError(rid, INTERNAL, "internal error")
+            return
+        self._reply(rid, result)
+        if self._bye:
+            self.closeConnection()
+            self.node.sessionEnded(self, orderly=True)
+
+    def _reply(self, rid, result):
+        if type(result) is _Reply:
+            body = (
+                b"\x83"
+                + msgpack.packb("op")
+                + msgpack.packb("ok")
+                + msgpack.packb("re")
+                + msgpack.packb(rid)
+                + _SERVICE_INFO_KEY
+                + result.info.packed
+            )
+            self.transport.write(_PREFIX.pack(len(body)) + body)
+            return
+        reply = {"op": "ok", "re": rid}
+        if result:
+            reply.update(result)
+        self.sendMessage(reply)
+
+    def _sendPush(self, info):
+        self._seq += 1
+        body = _PUSH_HEAD + msgpack.packb(self._seq) + _SERVICE_INFO_KEY + info.packed
+        self.transport.write(_PREFIX.pack(len(body)) + body)
+
+    def _service(self, message):
+        service = model.parseService(message.get("service"))
+        if self.namespaces is not None and service.namespace not in self.namespaces:
+            raise ProtocolError(
+                FORBIDDEN, f"service.namespace: the token does not grant {service.namespace!r}"
+            )
+        return service
+
+    def _instance(self, value, field):
+        return model.parseInstance(value, field, self.node.config.max_metadata_bytes)
+
+    def _requireReady(self):
+        if not self.node.ready:
+            raise ProtocolError(NOT_READY, "the node is still loading cluster data")
+
+    def hello(self, message):
+        if self.client is not None:
+            raise BadRequest("op", "hello was already done on this connection")
+        proto = message.get("proto")
+        if type(proto) is not int or proto != PROTOCOL_VERSION:
+            raise ProtocolError(
+                UNSUPPORTED_VERSION, f"proto: {proto!r} is not supported, this node speaks 1"[:200]
+            )
+        agent = message.get("agent")
+        if agent is not None and type(agent) is not str:
+            raise BadRequest("agent", "must be a string")
+        token = message.get("token")
+        if token is not None and type(token) is not str:
+            raise BadRequest("token", "must be a string")
+        self.namespaces = self.node.authorize(token)
+        resume = message.get("resume")
+        if resume is not None and type(resume) is not dict:
+            raise BadRequest("resume", "must be a map")
+        self.agent = agent
+        self.client, self.resumeToken = self.node.sessionStarted(self)
+        return self.node.helloReply(self)
+
+    def register(self, message):
+        service = self._service(message)
+        instance = self._instance(message.get("instance"), "instance")
+        self.node.manager.register(self.client, service, instance)
+
+    def deregister(self, message):
+        service = self._service(message)
+        instanceId = model.parseInstanceRef(message.get("instance"), "instance")
+        return {"removed": self.node.manager.deregister(self.client, service, instanceId)}
+
+    def batch_register(self, message):
+        service = self._service(message)
+        instances = message.get("instances")
+        if type(instances) is not list:
+            raise BadRequest("instances", "must be a list of instances")
+        limit = self.node.config.max_instances_per_client
+        if len(instances) > limit:
+            raise ProtocolError(
+                LIMIT_EXCEEDED, f"max_instances_per_client: more than {limit} instances"
+            )
+        parsed = [self._instance(v, f"instances[{i}]") for i, v in enumerate(instances)]
+        self.node.manager.batchRegister(self.client, service, parsed)
+
+    def query(self, message):
+        service = self._service(message)
+        clusters = model.parseClusters(message.get("clusters"))
+        healthyOnly = _optionalBool(message, "healthy_only")
+        self._requireReady()
+        return _Reply(self.node.registry.serviceInfo(service, clusters, healthyOnly))
+
+    def subscribe(self, message):
+        service = self._service(message)
+        clusters = model.parseClusters(message.get("clusters"))
+        self._requireReady()
+        self.node.manager.subscribe(self.client, service, clusters)
+        info = self.node.registry.serviceInfo(service, clusters)
+        self.node.pusher.subscribe(self.channel, service, clusters, info.checksum)
+        return _Reply(info)
+
+    def unsubscribe(self, message):
+        service = self._service(message)
+        clusters = model.parseClusters(message.get("clusters"))
+        self.node.manager.unsubscribe(self.client, service, clusters)
+        self.node.pusher.unsubscribe(self.channel, service, clusters)
+
+    def services(self, message):
+        namespace = model.parseNamespace(message.get("namespace"))
+        if self.namespaces is not None and namespace not in self.namespaces:
+            raise ProtocolError(FORBIDDEN, f"namespace: the token does not grant {namespace!r}")
+        group = model.parseGroup(message.get("group"))
+        page = _optionalInt(message, "page", 1, 1, 2**31)
+        size = _optionalInt(message, "size", 100, 1, _MAX_PAGE_SIZE)
+        count, entries = self.node.registry.services(namespace, group, page, size)
+        return {
+            "count": count,
+            "services": [{"group": g, "name": n, "instances": c} for g, n, c in entries],
+        }
+
+    def members(self, message):
+        return {"members": self.node.members()}
+
+    def ping(self, message):
+        return None
+
+    def bye(self, message):
+        self._bye = True
+        return None
+
+    _handlers = {
+        "hello": hello,
+        "register": register,
+        "deregister": deregister,
+        "batch_register": batch_register,
+        "query": query,
+        "subscribe": subscribe,
+        "unsubscribe": unsubscribe,
+        "services": services,
+        "members": members,
+        "ping": ping,
+        "bye": bye,
+    }
+
+
+class ClientPortFactory(Factory):
+    """
+    Accepts client connections for a node, within C{max_connections_per_ip}.
+    """
+
+    noisy = False
+
+    def __init__(self, node):
+        self.node = node
+        self.sessions = set()
+        self._perIp = {}
+
+    def buildProtocol(self, addr):
+        session = ClientSession(self.node)
+        session.factory = self
+        return session
+
+    def admit(self, session):
+        """
+        Count C{session}; return whether its IP is within its limit.
+        """
+        host = getattr(session.peer, "host", None)
+        held = self._perIp.get(host, 0)
+        limit = self.node.config.max_connections_per_ip
+        if limit and held >= limit:
+            return False
+        self._perIp[host] = held + 1
+        self.sessions.add(session)
+        return True
+
+    def connectionEnded(self, session):
+        """
+        Forget C{session}.
+        """
+        if session in self.sessions:
+            self.sessions.discard(session)
+            host = getattr(session.peer, "host", None)
+            left = self._perIp.get(host, 1) - 1
+            if left > 0:
+                self._perIp[host] = left
+            else:
+                self._perIp.pop(host, None)

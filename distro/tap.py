@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The node as a twistd plugin: C{twistd -n distro-node [options]}.
+
+Every configuration key is an option (C{--heartbeat-ms} sets C{heartbeat_ms});
+the command line overrides the file given with C{--config}.
+"""
+
+import socket
+import sys
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+from twisted.python import usage
+
+from distro import config as _config
+from distro.node import Node
+from distro.server import ClientPortFactory
+
+
+def _optionName(key):
+    return key.replace("_", "-")
+
+
+class Options(usage.Options):
+    """
+    Command line of C{twistd distro-node}.
+    """
+
+    synopsis = "[--config FILE] [--listen ENDPOINT] [--node-id ID] [--KEY VALUE ...]"
+    optParameters = [["config", "c", None, "A TOML configuration file (see etc/distro.toml)."]] + [
+        [
+            _optionName(key),
+            None,
+            None,
+            f"{f.metadata['doc']} [default: {f.metadata['default']!r}]",
+        ]
+        for key, f in _config.KEYS.items()
+        if not isinstance(f.metadata["default"], dict)
+    ]
+    longdesc = "Run a distro service registry node. With no options: a standalone node on tcp:9848."
+
+    def postOptions(self):
+        overrides = {}
+        for key in _config.KEYS:
+            value = self.get(_optionName(key))
+            if value is not None:
+                try:
+                    overrides[key] = _config.parseValue(key, value)
+                except _config.ConfigError as e:
+                    raise usage.UsageError(str(e))
+        try:
+            self.config = _config.build(self["config"], overrides)
+        except _config.ConfigError as e:
+            raise usage.UsageError(str(e))
+
+
+class ClientPortService(Service):
+    """
+    Listens on the client port and learns the address it is bound to.
+    """
+
+    log = Logger()
+
+    def __init__(self, node, reactor):
+        self.node = node
+        self.reactor = reactor
+        self.port = None
+
+    def startService(self):
+        super().startService()
+        endpoint = serverFromString(self.reactor, self.node.config.listen)
+        failures = []
+        d = endpoint.listen(ClientPortFactory(self.node))
+        d.addCallbacks(self._listening, failures.append)
+        if failures:
+            # Fail twistd's start, not just log: a node that cannot listen is useless.
+            failures[0].raiseException()
+
+    def _listening(self, port):
+        self.port = port
+        host = port.getHost()
+        address = _hostPort(host.host, host.port)
+        if not self.node.config.advertise:
+            advertised = host.host
+            if advertised in ("0.0.0.0", "::"):
+                advertised = socket.gethostname()
+            self.node.clientAddress = _hostPort(advertised, host.port)
+        self.log.info(
+            "distro node {node} serving clients on {address}",
+            node=self.node.nodeId,
+            address=address,
+        )
+        if self.node.config.port_file:
+            with open(self.node.config.port_file, "w") as f:
+                f.write(address + "\n")
+
+    def stopService(self):
+        super().stopService()
+        self.node.stop()
+        if self.port is not None:
+            return self.port.stopListening()
+
+
+def _hostPort(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class JsonLogService(Service):
+    """
+    Copies every log event as a JSON line to a file or standard output while
+    running.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._observer = None
+        self._file = None
+
+    def startService(self):
+        super().startService()
+        if self.path == "-":
+            out = sys.stdout
+        else:
+            out = self._file = open(self.path, "a", encoding="utf-8")
+        self._observer = jsonFileLogObserver(out)
+        globalLogPublisher.addObserver(self._observer)
+
+    def stopService(self):
+        super().stopService()
+        globalLogPublisher.removeObserver(self._observer)
+        if self._file is not None:
+            self._file.close()
+
+
+def makeService(options, reactor=None, bootId=None):
+    """
+    The service tree of a node: a C{MultiService} with the client port (and,
+    when configured, the JSON log).
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    config = options.config
+    root = MultiService()
+    node = Node(config, reactor, bootId)
+    root.node = node
+    if config.log_format == "json":
+        JsonLogService(config.json_log).setServiceParent(root)
+    ClientPortService(node, reactor).setServiceParent(root)
+    return root

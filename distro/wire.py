@@ -1,0 +1,235 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+The wire layer shared by the client port, the peer port and the client library:
+length-prefixed msgpack frames (PROTOCOL.md section 1), the request/reply envelope
+and the error codes (section 2).
+"""
+
+import struct
+
+import msgpack
+from twisted.logger import Logger
+from twisted.internet.protocol import Protocol
+
+__all__ = [
+    "BAD_FRAME",
+    "FRAME_TOO_LARGE",
+    "BAD_REQUEST",
+    "UNKNOWN_OP",
+    "HELLO_REQUIRED",
+    "UNSUPPORTED_VERSION",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "LIMIT_EXCEEDED",
+    "NOT_READY",
+    "INTERNAL",
+    "ERROR_CODES",
+    "PROTOCOL_VERSION",
+    "ProtocolError",
+    "BadRequest",
+    "LimitExceeded",
+    "encode",
+    "decode",
+    "errorMessage",
+    "FrameProtocol",
+]
+
+PROTOCOL_VERSION = 1
+
+BAD_FRAME = "BAD_FRAME"
+FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
+BAD_REQUEST = "BAD_REQUEST"
+UNKNOWN_OP = "UNKNOWN_OP"
+HELLO_REQUIRED = "HELLO_REQUIRED"
+UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+UNAUTHORIZED = "UNAUTHORIZED"
+FORBIDDEN = "FORBIDDEN"
+LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+NOT_READY = "NOT_READY"
+INTERNAL = "INTERNAL"
+
+ERROR_CODES = frozenset(
+    [
+        BAD_FRAME,
+        FRAME_TOO_LARGE,
+        BAD_REQUEST,
+        UNKNOWN_OP,
+        HELLO_REQUIRED,
+        UNSUPPORTED_VERSION,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        LIMIT_EXCEEDED,
+        NOT_READY,
+        INTERNAL,
+    ]
+)
+
+_PREFIX = struct.Struct("!I")
+
+
+class ProtocolError(Exception):
+    """
+    A request that must be answered with an ``error`` frame.
+
+    @ivar code: one of L{ERROR_CODES}.
+    @ivar message: human readable text; for C{BAD_REQUEST} it starts with the
+        offending field, for C{LIMIT_EXCEEDED} it names the limit.
+    """
+
+    def __init__(self, code, message):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self):
+        return f"{self.code}: {self.message}"
+
+
+class BadRequest(ProtocolError):
+    """
+    A field is missing, of the wrong type or out of range.
+    """
+
+    def __init__(self, field, problem):
+        super().__init__(BAD_REQUEST, f"{field}: {problem}")
+        self.field = field
+
+
+class LimitExceeded(ProtocolError):
+    """
+    A configured limit would be exceeded.
+    """
+
+    def __init__(self, limit, detail):
+        super().__init__(LIMIT_EXCEEDED, f"{limit}: {detail}")
+        self.limit = limit
+
+
+def encode(message):
+    """
+    Encode one message (a map) as a complete frame, length prefix included.
+    """
+    body = msgpack.packb(message, use_bin_type=True)
+    return _PREFIX.pack(len(body)) + body
+
+
+def decode(body):
+    """
+    Decode the body of one frame.
+
+    @raise ProtocolError: C{BAD_FRAME} if the body is not exactly one msgpack map
+        with string keys.
+    """
+    try:
+        value = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except msgpack.ExtraData:
+        raise ProtocolError(BAD_FRAME, "trailing bytes after the msgpack value")
+    except Exception as e:
+        raise ProtocolError(BAD_FRAME, f"not valid msgpack: {e.__class__.__name__}")
+    if type(value) is not dict:
+        raise ProtocolError(BAD_FRAME, "a frame must hold a map")
+    for key in value:
+        if type(key) is not str:
+            raise ProtocolError(BAD_FRAME, "map keys must be strings")
+    return value
+
+
+def errorMessage(re, code, message):
+    """
+    Build an C{error} reply.
+    """
+    return {"op": "error", "re": re, "code": code, "message": message}
+
+
+class FrameProtocol(Protocol):
+    """
+    One msgpack map per length-prefixed frame (PROTOCOL.md section 1).
+
+    Subclasses implement L{messageReceived} and may override L{badFrame}. A frame
+    longer than C{maxFrame} (set per instance, so each port has its own limit) is
+    a framing violation: an error frame is sent and only this connection is
+    closed. After L{closeConnection} nothing more that arrives is read.
+
+    Unlike L{twisted.protocols.basic.Int32StringReceiver}, the receive buffer is
+    a C{bytearray}: a large frame arriving in many segments costs linear, not
+    quadratic, copying.
+    """
+
+    log = Logger()
+    maxFrame = 8 * 1024 * 1024
+    closing = False
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def dataReceived(self, data):
+        if self.closing:
+            return
+        buffer = self._buffer
+        buffer += data
+        unpackFrom = _PREFIX.unpack_from
+        while len(buffer) >= 4 and not self.closing:
+            (length,) = unpackFrom(buffer)
+            if length > self.maxFrame:
+                self.lengthLimitExceeded(length)
+                return
+            end = 4 + length
+            if len(buffer) < end:
+                return
+            body = bytes(buffer[4:end])
+            del buffer[:end]
+            self.frameReceived(body)
+
+    def frameReceived(self, body):
+        """
+        One complete frame body arrived: decode it.
+        """
+        try:
+            message = decode(body)
+        except ProtocolError as e:
+            self.badFrame(e)
+            return
+        self.messageReceived(message)
+
+    def sendMessage(self, message):
+        """
+        Send one map as a frame.
+        """
+        self.transport.write(encode(message))
+
+    def sendError(self, re, code, message):
+        """
+        Send an C{error} frame.
+        """
+        self.sendMessage(errorMessage(re, code, message))
+
+    def closeConnection(self):
+        """
+        Close this connection once what was written is sent; read nothing more.
+        """
+        self.closing = True
+        self._buffer.clear()
+        self.transport.loseConnection()
+
+    def badFrame(self, error):
+        """
+        A frame could not be decoded; the stream is still in sync.
+        """
+        self.sendError(None, error.code, error.message)
+
+    def lengthLimitExceeded(self, length):
+        """
+        A length prefix above C{maxFrame} arrived: a framing violation.
+        """
+        self.sendError(
+            None,
+            FRAME_TOO_LARGE,
+            f"frame of {length} bytes exceeds max_frame {self.maxFrame}",
+        )
+        self.closeConnection()
+
+    def messageReceived(self, message):
+        """
+        Handle one decoded map. Subclasses override this.
+        """
+        raise NotImplementedError()
