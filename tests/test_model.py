@@ -1,0 +1,160 @@
+# -*- test-case-name: tests.test_model -*-
+"""
+Tests for L{distro.model}: validation and checksums.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro import model
+from distro.wire import BAD_REQUEST, LIMIT_EXCEEDED, ProtocolError
+
+
+def instance(**fields):
+    """
+    A valid instance map with C{fields} changed.
+    """
+    value = {"ip": "10.0.0.1", "port": 8080}
+    value.update(fields)
+    return value
+
+
+class ServiceKeyTests(SynchronousTestCase):
+    """
+    L{model.parseService}.
+    """
+
+    def test_defaults(self):
+        """
+        Namespace and group default to C{public} and C{DEFAULT_GROUP}.
+        """
+        self.assertEqual(
+            model.parseService({"name": "orders"}),
+            model.ServiceKey("public", "DEFAULT_GROUP", "orders"),
+        )
+
+    def assertField(self, value, field):
+        e = self.assertRaises(ProtocolError, model.parseService, value)
+        self.assertEqual(e.code, BAD_REQUEST)
+        self.assertTrue(e.message.startswith(field + ":"), e.message)
+
+    def test_badFields(self):
+        """
+        Each bad part is reported under its own field name.
+        """
+        self.assertField("orders", "service")
+        self.assertField({}, "service.name")
+        self.assertField({"name": ""}, "service.name")
+        self.assertField({"name": 5}, "service.name")
+        self.assertField({"name": "a@@b"}, "service.name")
+        self.assertField({"name": "a", "group": "g@@"}, "service.group")
+        self.assertField({"name": "a", "namespace": "x" * 257}, "service.namespace")
+        self.assertField({"name": "a\nb"}, "service.name")
+
+    def test_utf8Length(self):
+        """
+        The 256 limit counts UTF-8 bytes, not characters.
+        """
+        self.assertEqual(model.parseService({"name": "é" * 128}).name, "é" * 128)
+        self.assertField({"name": "é" * 129}, "service.name")
+
+
+class InstanceTests(SynchronousTestCase):
+    """
+    L{model.parseInstance}.
+    """
+
+    def assertField(self, value, field, code=BAD_REQUEST, **kw):
+        e = self.assertRaises(ProtocolError, model.parseInstance, value, **kw)
+        self.assertEqual(e.code, code)
+        self.assertIn(field, e.message)
+        return e
+
+    def test_defaults(self):
+        """
+        cluster, weight, healthy, enabled and metadata take their defaults.
+        """
+        i = model.parseInstance(instance())
+        self.assertEqual(
+            (i.cluster, i.weight, i.healthy, i.enabled, i.metadata, i.instanceId),
+            ("DEFAULT", 1.0, True, True, {}, "10.0.0.1#8080#DEFAULT"),
+        )
+
+    def test_addresses(self):
+        """
+        IPv6 literals are normalised, host names lower-cased, junk refused.
+        """
+        self.assertEqual(model.parseInstance(instance(ip="0:0::1")).ip, "::1")
+        self.assertEqual(model.parseInstance(instance(ip="Svc-1.Example.COM")).ip, "svc-1.example.com")
+        for bad in ("", "-bad.example", "a b", "x" * 300, 5, None):
+            self.assertField(instance(ip=bad), "instance.ip")
+
+    def test_ranges(self):
+        """
+        port, weight and cluster are range-checked; booleans are not integers.
+        """
+        for port in (0, 65536, "80", True, 1.5):
+            self.assertField(instance(port=port), "instance.port")
+        for weight in (-1, 10000.5, float("nan"), float("inf"), "1"):
+            self.assertField(instance(weight=weight), "instance.weight")
+        self.assertEqual(model.parseInstance(instance(weight=10000)).weight, 10000.0)
+        for cluster in ("", "a b", "x" * 65, 7):
+            self.assertField(instance(cluster=cluster), "instance.cluster")
+        self.assertField(instance(healthy="yes"), "instance.healthy")
+        self.assertField(instance(enabled=1), "instance.enabled")
+
+    def test_metadata(self):
+        """
+        Metadata maps strings to strings, within C{max_metadata_bytes}.
+        """
+        self.assertField(instance(metadata=[]), "instance.metadata")
+        self.assertField(instance(metadata={"a": 1}), "instance.metadata")
+        e = self.assertField(
+            instance(metadata={"k": "v" * 200}), "max_metadata_bytes", LIMIT_EXCEEDED,
+            maxMetadataBytes=100,
+        )
+        self.assertIn("instance.metadata", e.message)
+
+    def test_sameContentIgnoresWriteTs(self):
+        """
+        Two publications of the same content at different times look the same.
+        """
+        a = model.parseInstance(instance(metadata={"a": "1"}), writeTs=1)
+        b = model.parseInstance(instance(metadata={"a": "1"}), writeTs=2)
+        c = model.parseInstance(instance(metadata={"a": "2"}), writeTs=2)
+        self.assertTrue(a.sameContent(b))
+        self.assertFalse(a.sameContent(c))
+        self.assertFalse(a.sameContent(None))
+
+    def test_clusters(self):
+        """
+        A cluster filter becomes a sorted tuple without duplicates.
+        """
+        self.assertEqual(model.parseClusters(["b", "a", "b"]), ("a", "b"))
+        self.assertIsNone(model.parseClusters(None))
+        e = self.assertRaises(ProtocolError, model.parseClusters, ["ok", "no way"])
+        self.assertIn("clusters[1]", e.message)
+
+
+class ChecksumTests(SynchronousTestCase):
+    """
+    L{model.checksum}.
+    """
+
+    def test_orderIndependent(self):
+        """
+        The checksum depends on content, not on order or write time.
+        """
+        a = model.parseInstance(instance(port=1), writeTs=5)
+        b = model.parseInstance(instance(port=2, metadata={"x": "y", "a": "b"}))
+        b2 = model.parseInstance(instance(port=2, metadata={"a": "b", "x": "y"}), writeTs=9)
+        self.assertEqual(model.checksum([a, b]), model.checksum([b2, a]))
+
+    def test_contentSensitive(self):
+        """
+        Any change a subscriber could see changes the checksum.
+        """
+        base = model.checksum([model.parseInstance(instance())])
+        for change in ({"weight": 2}, {"healthy": False}, {"enabled": False},
+                       {"metadata": {"a": "b"}}, {"cluster": "C"}, {"port": 1}):
+            self.assertNotEqual(model.checksum([model.parseInstance(instance(**change))]), base)
+        self.assertNotEqual(model.checksum([]), base)
