@@ -107,28 +107,7 @@ class Instance:
             and self.metadata == other.metadata
         )
 
-    def host(self):
-        """
-        The host map of a ServiceInfo: the instance plus C{instance_id}. Built
-        once and shared by every reply and push that carries this instance.
-        """
-        if self._host is None:
-            self._host = {
-                "ip": self.ip,
-                "port": self.port,
-                "cluster": self.cluster,
-                "weight": self.weight,
-                "healthy": self.healthy,
-                "enabled": self.enabled,
-                "metadata": self.metadata,
-                "instance_id": self.instanceId,
-            }
-        return self._host
-
-    def toWire(self):
-        """
-        The replication form: the instance with its C{write_ts}.
-        """
+    def _fields(self):
         return {
             "ip": self.ip,
             "port": self.port,
@@ -137,8 +116,25 @@ class Instance:
             "healthy": self.healthy,
             "enabled": self.enabled,
             "metadata": self.metadata,
-            "write_ts": self.writeTs,
         }
+
+    def host(self):
+        """
+        The host map of a ServiceInfo: the instance plus C{instance_id}. Built
+        once and shared by every reply and push that carries this instance.
+        """
+        if self._host is None:
+            self._host = self._fields()
+            self._host["instance_id"] = self.instanceId
+        return self._host
+
+    def toWire(self):
+        """
+        The replication form: the instance with its C{write_ts}.
+        """
+        wire = self._fields()
+        wire["write_ts"] = self.writeTs
+        return wire
 
     def __repr__(self):
         return f"<Instance {self.instanceId} w={self.weight} h={self.healthy} e={self.enabled}>"
