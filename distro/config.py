@@ -146,7 +146,7 @@ def loadFile(path):
             data = tomllib.load(f)
     except OSError as e:
         raise ConfigError("config", f"cannot read {path}: {e.strerror}")
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError("config", f"{path} is not valid TOML: {e}")
     for key in data:
         if key not in KEYS:
@@ -160,5 +160,8 @@ def build(path=None, overrides=None):
     C{overrides} (already typed), validated.
     """
     values = loadFile(path) if path else {}
+    for key in overrides or {}:
+        if key not in KEYS:
+            raise ConfigError(key, "unknown key")
     values.update(overrides or {})
     return Config(**values).validate()

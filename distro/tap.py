@@ -6,6 +6,7 @@ Every configuration key is an option (C{--heartbeat-ms} sets C{heartbeat_ms});
 the command line overrides the file given with C{--config}.
 """
 
+import os
 import socket
 import sys
 
@@ -93,12 +94,21 @@ class ClientPortService(Service):
             address=address,
         )
         if self.node.config.port_file:
-            with open(self.node.config.port_file, "w") as f:
+            # Written aside and renamed, so a reader never sees a partial file.
+            path = self.node.config.port_file
+            with open(path + ".tmp", "w") as f:
                 f.write(address + "\n")
+            os.replace(path + ".tmp", path)
 
     def stopService(self):
         super().stopService()
         self.node.stop()
+        if self.node.config.port_file and self.port is not None:
+            # A stale file would point the next reader at a dead port.
+            try:
+                os.remove(self.node.config.port_file)
+            except OSError:
+                pass
         if self.port is not None:
             return self.port.stopListening()
 
@@ -121,10 +131,13 @@ class JsonLogService(Service):
     def startService(self):
         super().startService()
         if self.path == "-":
-            out = sys.stdout
+            # Not sys.stdout: twistd makes that a log file, which would feed
+            # every JSON line back into the log as a new event, forever.
+            out = sys.__stdout__
         else:
             out = self._file = open(self.path, "a", encoding="utf-8")
-        self._observer = jsonFileLogObserver(out)
+        # No RFC 7464 record separator: one plain JSON object per line.
+        self._observer = jsonFileLogObserver(out, recordSeparator="")
         globalLogPublisher.addObserver(self._observer)
 
     def stopService(self):

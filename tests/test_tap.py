@@ -1,0 +1,479 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Tests for L{distro.tap}: the command line, the service tree, the port file,
+the JSON log and the twistd plugin.
+"""
+
+import io
+import json
+import os
+import socket
+import sys
+
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.logger import Logger
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from distro import config, tap
+from distro.server import ClientPortFactory
+
+from ._tempfiles import TempPathMixin
+
+
+def options(*argv):
+    """
+    Parse C{argv} as the command line of C{twistd distro-node}.
+    """
+    o = tap.Options()
+    o.parseOptions(list(argv))
+    return o
+
+
+class _FakeBoundPort:
+    """
+    A listening port bound to a given address.
+    """
+
+    def __init__(self, address):
+        self.address = address
+        self.stopped = False
+
+    def getHost(self):
+        """
+        The bound address.
+        """
+        return self.address
+
+    def stopListening(self):
+        """
+        Record that listening stopped.
+        """
+        self.stopped = True
+
+
+class BindingMemoryReactor(MemoryReactorClock):
+    """
+    A memory reactor whose TCP ports bind like the kernel does: to the asked
+    interface, and port 0 to an ephemeral port.
+    """
+
+    ephemeral = 54321
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        """
+        Record the call; return a port bound to C{interface} and a real port
+        number.
+        """
+        self.tcpServers.append((port, factory, backlog, interface))
+        bound = _FakeBoundPort(IPv4Address("TCP", interface or "0.0.0.0", port or self.ephemeral))
+        self.ports = getattr(self, "ports", []) + [bound]
+        return bound
+
+
+class OptionsTests(TempPathMixin, SynchronousTestCase):
+    """
+    L{tap.Options} turns the command line into a validated L{config.Config}.
+    """
+
+    def test_noOptions(self):
+        """
+        Without options the node gets the defaults.
+        """
+        o = options()
+        self.assertEqual(o.config.listen, "tcp:9848")
+        self.assertEqual(o.config.heartbeat_ms, 3000)
+
+    def test_listen(self):
+        """
+        C{--listen} sets the client port endpoint.
+        """
+        o = options("--listen", "tcp:0:interface=127.0.0.1")
+        self.assertEqual(o.config.listen, "tcp:0:interface=127.0.0.1")
+
+    def test_nodeId(self):
+        """
+        C{--node-id} sets the node id.
+        """
+        self.assertEqual(options("--node-id", "n7").config.node_id, "n7")
+
+    def test_integerTyped(self):
+        """
+        C{--heartbeat-ms 500} gives the integer 500.
+        """
+        o = options("--heartbeat-ms", "500")
+        self.assertEqual(o.config.heartbeat_ms, 500)
+        self.assertIs(type(o.config.heartbeat_ms), int)
+
+    def test_equalsForm(self):
+        """
+        C{--key=value} works as well.
+        """
+        self.assertEqual(options("--max-frame=1024").config.max_frame, 1024)
+
+    def test_everyKeyAnOption(self):
+        """
+        Every key but the C{auth_tokens} table is an option C{--key-name}, and
+        setting it reaches the configuration.
+        """
+        values = {
+            "node_id": "n",
+            "listen": "tcp:1",
+            "advertise": "h:1",
+            "port_file": "p",
+            "log_format": "json",
+            "json_log": "j",
+            "heartbeat_ms": "100",
+            "idle_timeout_ms": "30000",
+        }
+        for key, f in config.KEYS.items():
+            if key == "auth_tokens":
+                continue
+            text = values.get(key, "7")
+            o = options("--" + key.replace("_", "-"), text)
+            expected = int(text) if type(f.metadata["default"]) is int else text
+            self.assertEqual(getattr(o.config, key), expected, key)
+
+    def test_noTokensOption(self):
+        """
+        Tokens are not given on the command line (they would show in C{ps}).
+        """
+        self.assertRaises(usage.UsageError, options, "--auth-tokens", "x")
+
+    def test_config(self):
+        """
+        C{--config} reads a TOML file; the command line beats it.
+        """
+        path = self.tempPath()
+        with open(path, "w") as f:
+            f.write('node_id = "file"\nheartbeat_ms = 700\nmax_frame = 4096\n')
+        o = options("--config", path, "--node-id", "cli")
+        self.assertEqual(o.config.node_id, "cli")
+        self.assertEqual(o.config.heartbeat_ms, 700)
+        self.assertEqual(o.config.max_frame, 4096)
+        self.assertEqual(options("-c", path).config.node_id, "file")
+
+    def assertUsageError(self, key, *argv):
+        """
+        Parsing C{argv} raises L{usage.UsageError} naming C{key}.
+        """
+        error = self.assertRaises(usage.UsageError, options, *argv)
+        self.assertIn(repr(key), str(error))
+        return error
+
+    def test_notAnInteger(self):
+        """
+        A non-integer for an integer option names the key.
+        """
+        self.assertUsageError("heartbeat_ms", "--heartbeat-ms", "fast")
+
+    def test_negative(self):
+        """
+        A negative value names the key.
+        """
+        self.assertUsageError("heartbeat_ms", "--heartbeat-ms", "-1")
+        self.assertUsageError("push_delay_ms", "--push-delay-ms", "-1")
+
+    def test_zero(self):
+        """
+        Zero where a positive value is needed names the key.
+        """
+        self.assertUsageError("max_frame", "--max-frame", "0")
+
+    def test_idleTimeout(self):
+        """
+        An idle timeout not above the heartbeat names C{idle_timeout_ms}.
+        """
+        self.assertUsageError("idle_timeout_ms", "--heartbeat-ms", "5000", "--idle-timeout-ms", "5000")
+
+    def test_badListen(self):
+        """
+        A bad endpoint string names C{listen}.
+        """
+        self.assertUsageError("listen", "--listen", "nonsense:1")
+
+    def test_badLogFormat(self):
+        """
+        A bad log format names C{log_format}.
+        """
+        self.assertUsageError("log_format", "--log-format", "xml")
+
+    def test_missingConfig(self):
+        """
+        A configuration file that cannot be read names C{config}.
+        """
+        self.assertUsageError("config", "--config", self.tempPath())
+
+    def test_badKeyInConfig(self):
+        """
+        An unknown key in the configuration file is named.
+        """
+        path = self.tempPath()
+        with open(path, "w") as f:
+            f.write("no_such_key = 1\n")
+        self.assertUsageError("no_such_key", "--config", path)
+
+
+class MakeServiceTests(TempPathMixin, SynchronousTestCase):
+    """
+    L{tap.makeService} builds the service tree without touching the global
+    reactor.
+    """
+
+    def makeService(self, *argv):
+        """
+        Build the service for C{argv} on a L{BindingMemoryReactor}.
+        """
+        self.reactor = BindingMemoryReactor()
+        return tap.makeService(options(*argv), self.reactor)
+
+    def test_multiService(self):
+        """
+        The root is a L{MultiService} carrying its node, and nothing listens
+        until it starts.
+        """
+        service = self.makeService("--node-id", "n1")
+        self.assertIsInstance(service, MultiService)
+        self.assertEqual(service.node.nodeId, "n1")
+        self.assertEqual(self.reactor.tcpServers, [])
+
+    def test_memoryReactor(self):
+        """
+        Starting the service listens on the configured endpoint, with
+        L{MemoryReactorClock} itself.
+        """
+        reactor = MemoryReactorClock()
+        service = tap.makeService(options("--listen", "tcp:9911:interface=127.0.0.1"), reactor)
+        service.startService()
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (9911, "127.0.0.1"))
+        self.assertIsInstance(factory, ClientPortFactory)
+        self.assertIs(factory.node, service.node)
+        service.stopService()
+
+    def test_portFile(self):
+        """
+        The port file holds the address the client port is bound to, port 0
+        resolved.
+        """
+        path = self.tempPath()
+        service = self.makeService("--listen", "tcp:0:interface=127.0.0.1", "--port-file", path)
+        service.startService()
+        self.addCleanup(service.stopService)
+        with open(path) as f:
+            self.assertEqual(f.read(), "127.0.0.1:54321\n")
+        # Written aside then renamed into place: nothing is left beside it.
+        self.assertEqual(os.listdir(os.path.dirname(path)), [os.path.basename(path)])
+
+    def test_noPortFile(self):
+        """
+        Without C{port_file} no file is written.
+        """
+        service = self.makeService("--listen", "tcp:0:interface=127.0.0.1")
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(service.node.clientAddress, "127.0.0.1:54321")
+
+    def test_advertiseDerived(self):
+        """
+        Bound to all interfaces, the node tells clients its host name.
+        """
+        service = self.makeService("--listen", "tcp:7000")
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(service.node.clientAddress, f"{socket.gethostname()}:7000")
+
+    def test_advertiseConfigured(self):
+        """
+        A configured C{advertise} is kept.
+        """
+        service = self.makeService("--listen", "tcp:7000", "--advertise", "reg.example:9")
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(service.node.clientAddress, "reg.example:9")
+
+    def test_stopListening(self):
+        """
+        Stopping the service stops listening.
+        """
+        service = self.makeService("--listen", "tcp:0")
+        service.startService()
+        service.stopService()
+        [port] = self.reactor.ports
+        self.assertTrue(port.stopped)
+
+    def test_listenFailure(self):
+        """
+        A port that cannot be bound fails the start, so twistd exits.
+        """
+        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 1, "in use"))
+        service = tap.makeService(options("--listen", "tcp:1"), reactor)
+        self.assertRaises(CannotListenError, service.startService)
+
+    def test_textLog(self):
+        """
+        With the text log format there is no JSON log service.
+        """
+        service = self.makeService()
+        self.assertFalse(any(isinstance(s, tap.JsonLogService) for s in service))
+
+    def test_jsonLog(self):
+        """
+        With C{log_format} json the tree holds a L{tap.JsonLogService} for the
+        configured C{json_log}.
+        """
+        path = self.tempPath()
+        service = self.makeService("--log-format", "json", "--json-log", path)
+        [logService] = [s for s in service if isinstance(s, tap.JsonLogService)]
+        self.assertEqual(logService.path, path)
+
+
+class JsonLogServiceTests(TempPathMixin, SynchronousTestCase):
+    """
+    L{tap.JsonLogService} writes log events as JSON lines.
+    """
+
+    log = Logger()
+
+    def test_file(self):
+        """
+        While running, each event is one line holding one JSON object; after
+        stopping nothing more is written.
+        """
+        path = self.tempPath()
+        service = tap.JsonLogService(path)
+        service.startService()
+        self.log.info("hello {who}", who="world")
+        self.log.warn("second")
+        service.stopService()
+        self.log.info("after stop")
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        events = [json.loads(line) for line in lines]
+        mine = [e for e in events if e.get("log_namespace") == __name__ + ".JsonLogServiceTests"]
+        self.assertEqual([e["log_format"] for e in mine], ["hello {who}", "second"])
+        self.assertEqual(mine[0]["who"], "world")
+        self.assertEqual(mine[1]["log_level"]["name"], "warn")
+
+    def test_appends(self):
+        """
+        An existing log file is appended to.
+        """
+        path = self.tempPath()
+        with open(path, "w") as f:
+            f.write('{"old": 1}\n')
+        service = tap.JsonLogService(path)
+        service.startService()
+        self.log.info("new")
+        service.stopService()
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(json.loads(lines[0]), {"old": 1})
+        self.assertTrue(all(json.loads(line) for line in lines[1:]))
+        self.assertGreater(len(lines), 1)
+
+    def test_stdout(self):
+        """
+        C{-} writes to the process's real standard output, not to
+        C{sys.stdout}, which twistd turns into a log file (writing there would
+        feed every line back into the log).
+        """
+        real, redirected = io.StringIO(), io.StringIO()
+        self.patch(sys, "__stdout__", real)
+        self.patch(sys, "stdout", redirected)
+        service = tap.JsonLogService("-")
+        service.startService()
+        self.log.info("to stdout")
+        service.stopService()
+        self.assertEqual(redirected.getvalue(), "")
+        formats = [json.loads(line)["log_format"] for line in real.getvalue().splitlines()]
+        self.assertIn("to stdout", formats)
+
+
+class _Connected(Protocol):
+    """
+    Fires C{factory.connected} once connected.
+    """
+
+    def connectionMade(self):
+        """
+        Tell the test the connection is up.
+        """
+        self.factory.connected.callback(self)
+
+
+class RealPortTests(TempPathMixin, TestCase):
+    """
+    The client port on the real reactor, at 127.0.0.1 port 0.
+    """
+
+    @defer.inlineCallbacks
+    def test_portFileRealReactor(self):
+        """
+        The port file names the real bound port, and a client can connect
+        to it.
+        """
+        from twisted.internet import reactor
+
+        path = self.tempPath()
+        service = tap.makeService(
+            options("--listen", "tcp:0:interface=127.0.0.1", "--port-file", path), reactor
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        [portService] = [s for s in service if isinstance(s, tap.ClientPortService)]
+        bound = portService.port.getHost()
+        with open(path) as f:
+            self.assertEqual(f.read(), f"127.0.0.1:{bound.port}\n")
+        self.assertNotEqual(bound.port, 0)
+
+        factory = ClientFactory.forProtocol(_Connected)
+        factory.connected = defer.Deferred()
+        connector = reactor.connectTCP("127.0.0.1", bound.port, factory, timeout=5)
+        self.addCleanup(connector.disconnect)
+        protocol = yield factory.connected.addTimeout(5, reactor)
+        self.assertEqual(protocol.transport.getPeer().port, bound.port)
+        sessions = portService.port.factory.sessions
+        yield waitFor(reactor, lambda: len(sessions) == 1)
+        # Close from the client and let the server see it, leaving the reactor clean.
+        protocol.transport.loseConnection()
+        yield waitFor(reactor, lambda: not sessions)
+
+
+@defer.inlineCallbacks
+def waitFor(reactor, predicate, timeout=5.0, interval=0.01):
+    """
+    Poll C{predicate} until it is true; fail after C{timeout} seconds.
+    """
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        yield deferLater(reactor, interval, lambda: None)
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    The twistd plugin is discoverable.
+    """
+
+    def test_discoverable(self):
+        """
+        C{getPlugins(IServiceMaker)} yields one plugin named C{distro-node}
+        whose options and service come from L{distro.tap}.
+        """
+        import twisted.plugins
+
+        makers = [p for p in getPlugins(IServiceMaker, twisted.plugins) if p.tapname == "distro-node"]
+        self.assertEqual(len(makers), 1)
+        [maker] = makers
+        self.assertIs(maker.options, tap.Options)
+        self.assertIs(maker.makeService, tap.makeService)
+        self.assertTrue(maker.description)
