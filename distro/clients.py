@@ -7,6 +7,7 @@ one change stream.
 """
 
 import hashlib
+import hmac
 import itertools
 import os
 import secrets
@@ -155,6 +156,25 @@ class ClientManager:
         client = Client(self.ids.next(), True, self.nodeId, resumeTokenHash=hashResumeToken(token))
         self.clients[client.clientId] = client
         return client, token
+
+    def resume(self, clientId, token):
+        """
+        A new session presents C{clientId} and its resume token: if this node
+        holds that native client and the token matches, the client is the new
+        session's (its expiry cancelled, its old subscriptions dropped) and is
+        returned; otherwise C{None}.
+        """
+        client = self.clients.get(clientId)
+        if client is None or not client.native:
+            return None
+        if not hmac.compare_digest(client.resumeTokenHash, hashResumeToken(token)):
+            return None
+        if client.expiry is not None and client.expiry.active():
+            client.expiry.cancel()
+        client.expiry = None
+        client.connected = True
+        client.subscriptions.clear()
+        return client
 
     def clientDisconnected(self, clientId, orderly):
         client = self.clients.get(clientId)

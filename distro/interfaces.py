@@ -49,6 +49,12 @@ class IClientManager(Interface):
         C{(client, resumeToken)}.
         """
 
+    def resume(clientId, token):
+        """
+        Give a native client to a new session that presents its resume token;
+        return the client, or C{None} if the id or the token is not known.
+        """
+
     def clientDisconnected(clientId, orderly):
         """
         The connection of a native client ended. If C{orderly} (the client said

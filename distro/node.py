@@ -56,13 +56,29 @@ class Node:
                     return None if "*" in namespaces else frozenset(namespaces)
         raise ProtocolError(UNAUTHORIZED, "token: missing or not accepted")
 
-    def sessionStarted(self, session):
+    def sessionStarted(self, session, resume=None):
         """
-        A connection said hello: give it a new native client.
+        A connection said hello. With C{resume} C{(clientId, token)} naming a
+        client this node holds, with its token, the session takes that client
+        over (its instances never vanish); otherwise it gets a new client.
+
+        @return: C{(client, resumeToken, resumed)}
         """
+        if resume is not None:
+            clientId, token = resume
+            client = self.manager.resume(clientId, token)
+            if client is not None:
+                previous = self.sessions.get(clientId)
+                self.sessions[clientId] = session
+                if previous is not None:
+                    # The old connection is stale (half-open, or the client
+                    # gave up on it); it goes without taking the client along.
+                    previous.closeConnection()
+                self.log.info("client {client} resumed", client=clientId)
+                return client, token, True
         client, token = self.manager.clientConnected()
         self.sessions[client.clientId] = session
-        return client, token
+        return client, token, False
 
     def sessionEnded(self, session, orderly):
         """
@@ -82,7 +98,7 @@ class Node:
             "node": self.nodeId,
             "client_id": session.client.clientId,
             "resume_token": session.resumeToken,
-            "resumed": False,
+            "resumed": session.resumed,
             "ready": self.ready,
             "heartbeat_ms": self.config.heartbeat_ms,
             "idle_timeout_ms": self.config.idle_timeout_ms,

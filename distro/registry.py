@@ -178,10 +178,13 @@ class Registry:
 
     View revisions come from one node-wide counter, so a view's revision keeps
     increasing even when an empty view is dropped and made again.
+
+    @ivar revision: the latest revision given to any view.
     """
 
     def __init__(self):
         self.views = {}
+        self.revision = 0
         self._listed = {}
         self._revisions = itertools.count(1)
         self._listeners = []
@@ -200,7 +203,8 @@ class Registry:
         return view
 
     def _changed(self, view):
-        view.changed(next(self._revisions))
+        self.revision = next(self._revisions)
+        view.changed(self.revision)
         if not view.publishers:
             self._drop(view.service)
         for listener in self._listeners:
@@ -247,7 +251,10 @@ class Registry:
     def serviceInfo(self, service, clusters=None, healthyOnly=False):
         view = self.views.get(service)
         if view is None:
+            # No view kept: an empty one, at the node's latest revision, which
+            # is never below the revision this service had when it emptied.
             view = ServiceView(service)
+            view.revision = self.revision
         return view.info(clusters, healthyOnly)
 
     def services(self, namespace, group, page, size):

@@ -88,6 +88,7 @@ class ClientSession(FrameProtocol):
     log = Logger()
     client = None
     resumeToken = None
+    resumed = False
     namespaces = None
     _bye = False
     _idleTimer = None
@@ -138,6 +139,13 @@ class ClientSession(FrameProtocol):
 
     def stopProducing(self):
         pass
+
+    def closeConnection(self):
+        # Nothing may follow the last reply (bye, or an error that ends the
+        # connection): not even a push for this client's own instances going.
+        if self.channel is not None:
+            self.channel.close()
+        super().closeConnection()
 
     # Liveness
 
@@ -244,10 +252,15 @@ class ClientSession(FrameProtocol):
             raise BadRequest("token", "must be a string")
         self.namespaces = self.node.authorize(token)
         resume = message.get("resume")
-        if resume is not None and type(resume) is not dict:
-            raise BadRequest("resume", "must be a map")
+        if resume is not None:
+            if type(resume) is not dict:
+                raise BadRequest("resume", "must be a map")
+            for key in ("client_id", "resume_token"):
+                if type(resume.get(key)) is not str:
+                    raise BadRequest(f"resume.{key}", "must be a string")
+            resume = (resume["client_id"], resume["resume_token"])
         self.agent = agent
-        self.client, self.resumeToken = self.node.sessionStarted(self)
+        self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
         return self.node.helloReply(self)
 
     def register(self, message):

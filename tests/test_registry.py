@@ -122,7 +122,7 @@ class RegistryTests(SynchronousTestCase):
         r2 = self.registry.serviceInfo(ORDERS).revision
         self.manager.register(self.a, ORDERS, inst(1))
         r3 = self.registry.serviceInfo(ORDERS).revision
-        self.assertTrue(r1 < r3, (r1, r2, r3))
+        self.assertTrue(r1 < r2 < r3, (r1, r2, r3))
 
     def test_filters(self):
         """
