@@ -13,7 +13,9 @@ reading its reply.
 
 The same load then runs against a "ceiling": a bare Twisted server with the
 same framing (L{distro.wire.FrameProtocol}) that answers every request with
-C{{"op": "ok", "re": id}}: what this load generator can measure at best. Both
+an C{ok}, to queries one carrying a prepared view of M hosts packed once (so
+both servers ship replies of the same size): what this stack and this load
+generator can do at best. Both
 servers run as processes of their own, started here on 127.0.0.1 port 0 (with
 C{--server}, the node is one already running on this host). The load generator
 is one Twisted reactor in this process, so it shares the machine's CPUs with
@@ -50,25 +52,56 @@ MAX_REQUESTS = 10000
 # The ceiling server (run as a child process of this script).
 
 
+def ceilingServiceInfo(hosts):
+    """
+    A ServiceInfo of C{hosts} instances, shaped like the node's query replies,
+    packed once: the ceiling ships replies of the same size without doing the
+    registry's work.
+    """
+    return msgpack.packb({
+        "service": {"namespace": "public", "group": "DEFAULT_GROUP", "name": "bench"},
+        "clusters": None,
+        "hosts": [
+            {"ip": "10.%d.%d.%d" % (i >> 16 & 255, i >> 8 & 255, i & 255), "port": 8080,
+             "cluster": "DEFAULT", "weight": 1.0, "healthy": True, "enabled": True,
+             "metadata": {"bench": "1"}, "instance_id": f"10.0.0.{i}#8080#DEFAULT"}
+            for i in range(hosts)
+        ],
+        "checksum": "0" * 32,
+        "revision": hosts,
+    })
+
+
 class CeilingSession(FrameProtocol):
     """
-    Answers every request with an empty C{ok}: the least any server can do.
+    Answers every request with an C{ok}: an empty one, or for C{query} one
+    carrying a prepared view as large as the node's: the least any server can do.
     """
+
+    serviceInfo = msgpack.packb(None)
 
     def messageReceived(self, message):
         """
         Reply C{ok} to the request.
         """
+        if message.get("op") == "query":
+            # A three-entry map: op, re, then the prepared service_info.
+            body = (b"\x83" + msgpack.packb("op") + msgpack.packb("ok") + msgpack.packb("re")
+                    + msgpack.packb(message.get("id")) + msgpack.packb("service_info")
+                    + self.serviceInfo)
+            self.transport.write(len(body).to_bytes(4, "big") + body)
+            return
         self.sendMessage({"op": "ok", "re": message.get("id")})
 
 
-def serveCeiling(portFile):
+def serveCeiling(portFile, hosts):
     """
     Run the ceiling server on 127.0.0.1 port 0 until killed, writing the bound
-    address to C{portFile}.
+    address to C{portFile}; its query replies carry C{hosts} hosts.
     """
     from twisted.internet import reactor
 
+    CeilingSession.serviceInfo = ceilingServiceInfo(hosts)
     endpoint = TCP4ServerEndpoint(reactor, 0, backlog=MAX_CONNECTIONS, interface="127.0.0.1")
     d = endpoint.listen(Factory.forProtocol(CeilingSession))
 
@@ -173,11 +206,12 @@ def startNode(directory):
     return Child("node", argv, directory)
 
 
-def startCeiling(directory):
+def startCeiling(directory, hosts):
     """
     Start the ceiling server (this script in C{--ceiling-server} mode).
     """
-    argv = [sys.executable, os.path.abspath(__file__), "--ceiling-server", "--port-file"]
+    argv = [sys.executable, os.path.abspath(__file__), "--ceiling-server",
+            "--requests", str(hosts), "--port-file"]
     return Child("ceiling", argv, directory)
 
 
@@ -455,7 +489,7 @@ def main(argv=None):
     """
     args = parseArgs(sys.argv[1:] if argv is None else argv)
     if args.ceiling_server:
-        serveCeiling(args.port_file)
+        serveCeiling(args.port_file, args.requests)
         return
     directory = tempfile.mkdtemp(prefix="distro-bench-")
     children = []
@@ -467,7 +501,7 @@ def main(argv=None):
             children.append(startNode(directory))
             targets.append(("distro node", children[-1].waitAddress()))
         if not args.no_ceiling:
-            children.append(startCeiling(directory))
+            children.append(startCeiling(directory, args.requests))
             targets.append(("ceiling", children[-1].waitAddress()))
         task.react(bench, (args, targets))
     finally:
