@@ -1,0 +1,508 @@
+# -*- test-case-name: tests.test_cli -*-
+"""
+The C{distro} command: look at and change a distro cluster from a shell.
+
+    distro [--server HOST:PORT]... [--namespace NS] [--group GROUP] [--json]
+           [--timeout SECONDS] COMMAND ...
+
+    services                       list services and their instance counts
+    instances SERVICE              show a service's view
+    register SERVICE IP PORT       register an instance until interrupted
+    deregister SERVICE IP PORT     remove an instance
+    watch SERVICE                  print the view and every change of it
+    members                        list the cluster's members
+
+Servers come from C{--server} (repeatable, or comma-separated), else from the
+C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9848}. With C{--json}
+every output is one JSON document on one line (in C{watch}, one per view).
+
+Exit codes:
+
+    0  success
+    1  a node refused a request; its error code and message go to stderr
+    2  usage error
+    3  no node could be reached, or a node did not answer in time
+"""
+
+import argparse
+import json
+import os
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+
+from twisted.internet.defer import CancelledError, Deferred, race, succeed
+from twisted.internet.task import react
+
+from distro.client import (
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE,
+    DEFAULT_TIMEOUT,
+    DistroError,
+    Instance,
+    NotConnected,
+    RequestTimeout,
+    Service,
+    connect,
+    formatAddress,
+    parseServers,
+)
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_SERVER_ERROR",
+    "EXIT_USAGE",
+    "EXIT_UNREACHABLE",
+    "UsageExit",
+    "parseArguments",
+    "execute",
+    "run",
+    "main",
+    "formatTable",
+]
+
+EXIT_OK = 0
+EXIT_SERVER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+AGENT = "distro-cli/0.1.0"
+DEFAULT_SERVERS = "127.0.0.1:9848"
+
+_EPILOG = """\
+exit codes:
+  0  success
+  1  a node refused a request (its code and message are printed on stderr)
+  2  usage error
+  3  no node could be reached, or a node did not answer in time
+
+servers: --server, else $DISTRO_SERVERS, else 127.0.0.1:9848
+"""
+
+
+class UsageExit(Exception):
+    """
+    Parsing the command line ended the command: a usage error (code 2), or
+    C{--help} (code 0). The message is already printed.
+    """
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def _port(text):
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return int(text)
+
+
+def _positive(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return value
+
+
+def _count(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return int(text)
+
+
+def _positiveCount(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return int(text)
+
+
+def _keyValue(text):
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"metadata must be KEY=VALUE: {text!r}")
+    return key, value
+
+
+def _buildParser():
+    parser = argparse.ArgumentParser(
+        prog="distro",
+        description="Look at and change a distro service registry.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--server", action="append", metavar="HOST:PORT",
+        help="a node's client address; repeatable or comma-separated "
+        "(IPv6 as [::1]:9848)",
+    )
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE,
+                        help="namespace (default: %(default)s)")
+    parser.add_argument("--group", help=f"group (default: {DEFAULT_GROUP}; "
+                        "for services: the node's default)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON, one document per line")
+    parser.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT,
+                        metavar="SECONDS", help="connect and request timeout "
+                        "(default: %(default)g)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    services = commands.add_parser("services", help="list services")
+    services.add_argument("--page", type=_positiveCount, default=1,
+                          help="1-based (default: %(default)s)")
+    services.add_argument("--size", type=_positiveCount, default=100,
+                          help="services per page, at most 1000 (default: %(default)s)")
+
+    instances = commands.add_parser("instances", help="show a service's instances")
+    instances.add_argument("service", metavar="SERVICE")
+    instances.add_argument("--cluster", action="append", help="keep this cluster; repeatable")
+    instances.add_argument("--healthy-only", action="store_true", help="leave out unhealthy")
+
+    register = commands.add_parser(
+        "register", help="register an instance until SIGINT or SIGTERM, then say bye")
+    register.add_argument("service", metavar="SERVICE")
+    register.add_argument("ip", metavar="IP")
+    register.add_argument("port", metavar="PORT", type=_port)
+    register.add_argument("--cluster", default="DEFAULT")
+    register.add_argument("--weight", type=float, default=1.0)
+    register.add_argument("--metadata", action="append", type=_keyValue, default=[],
+                          metavar="KEY=VALUE", help="repeatable")
+    register.add_argument("--unhealthy", action="store_true")
+    register.add_argument("--disabled", action="store_true")
+
+    deregister = commands.add_parser("deregister", help="remove an instance")
+    deregister.add_argument("service", metavar="SERVICE")
+    deregister.add_argument("ip", metavar="IP")
+    deregister.add_argument("port", metavar="PORT", type=_port)
+    deregister.add_argument("--cluster", default="DEFAULT")
+
+    watch = commands.add_parser("watch", help="print a service's view and each change")
+    watch.add_argument("service", metavar="SERVICE")
+    watch.add_argument("--cluster", action="append", help="keep this cluster; repeatable")
+    watch.add_argument("--count", type=_count, metavar="N",
+                       help="exit after N changes")
+
+    commands.add_parser("members", help="list the cluster's members")
+    return parser
+
+
+def parseArguments(argv, environ=None, stdout=None, stderr=None):
+    """
+    Parse a command line.
+
+    Besides the fields of each command, the result has C{servers} (a list of
+    addresses) and, for commands naming one, C{service} as a L{Service} and
+    C{instance} (register) as an L{Instance}.
+
+    @raise UsageExit: after printing help or a usage error.
+    """
+    environ = os.environ if environ is None else environ
+    parser = _buildParser()
+    with redirect_stdout(stdout or sys.stdout), redirect_stderr(stderr or sys.stderr):
+        try:
+            options = parser.parse_args(argv)
+            try:
+                _complete(options, environ)
+            except ValueError as e:
+                parser.error(str(e))
+        except SystemExit as stop:
+            raise UsageExit(stop.code)
+    return options
+
+
+def _complete(options, environ):
+    """
+    Check and convert what argparse cannot; raise L{ValueError}.
+    """
+    servers = options.server or [environ.get("DISTRO_SERVERS") or DEFAULT_SERVERS]
+    options.servers = [formatAddress(host, port) for host, port in parseServers(servers)]
+    if getattr(options, "service", None) is not None:
+        options.service = Service(
+            options.service, group=options.group or DEFAULT_GROUP, namespace=options.namespace
+        )
+    if options.command == "register":
+        options.instance = Instance(
+            options.ip, options.port, cluster=options.cluster, weight=options.weight,
+            healthy=not options.unhealthy, enabled=not options.disabled,
+            metadata=dict(options.metadata),
+        )
+    if options.command == "deregister":
+        Instance(options.ip, options.port, cluster=options.cluster)
+
+
+def formatTable(headers, rows, rightAligned=()):
+    """
+    Lay out rows under headers in aligned columns, two spaces apart.
+
+    @param rightAligned: the indexes of columns to align right (numbers).
+    """
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [
+        max([len(header)] + [len(row[i]) for row in rows]) for i, header in enumerate(headers)
+    ]
+    lines = []
+    for row in [list(headers)] + rows:
+        cells = [
+            cell.rjust(width) if i in rightAligned else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _yesNo(flag):
+    return "yes" if flag else "no"
+
+
+def formatServiceInfo(info):
+    """
+    A view as a title line and a table of its hosts.
+    """
+    title = f"{info.service}  revision {info.revision}  checksum {info.checksum}"
+    if info.clusters:
+        title += f"  clusters {','.join(info.clusters)}"
+    count = len(info.hosts)
+    title += f"  {count} host{'' if count == 1 else 's'}"
+    rows = [
+        [host.ip, host.port, host.cluster, f"{host.weight:g}", _yesNo(host.healthy),
+         _yesNo(host.enabled), ",".join(f"{k}={v}" for k, v in sorted(host.metadata.items()))]
+        for host in info.hosts
+    ]
+    table = formatTable(
+        ["IP", "PORT", "CLUSTER", "WEIGHT", "HEALTHY", "ENABLED", "METADATA"], rows, (1, 3)
+    )
+    return f"{title}\n{table}"
+
+
+def formatServices(result):
+    """
+    A services listing as a table and a count.
+    """
+    rows = [[s["group"], s["name"], s["instances"]] for s in result["services"]]
+    table = formatTable(["GROUP", "NAME", "INSTANCES"], rows, (2,))
+    return f"{table}\n{result['count']} service{'' if result['count'] == 1 else 's'}"
+
+
+def formatMembers(members):
+    """
+    The members as a table; the node answering is marked in the SELF column.
+    """
+    rows = [[m["node"], m["address"], m["state"], "*" if m.get("self") else ""]
+            for m in members]
+    return formatTable(["NODE", "ADDRESS", "STATE", "SELF"], rows)
+
+
+class _Output:
+    """
+    Where a command's results go: text, or one JSON document per line.
+    """
+
+    def __init__(self, stream, asJSON):
+        self.stream = stream
+        self.asJSON = asJSON
+
+    def emit(self, document, text):
+        if self.asJSON:
+            self.stream.write(json.dumps(document, sort_keys=True) + "\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+class _Shutdown:
+    """
+    The reactor's shutdown (begun by SIGINT or SIGTERM, whose handlers
+    C{reactor.run} installs), seen by a command. Once begun, the shutdown waits
+    until L{finished} is called, so that C{bye} is sent first.
+    """
+
+    def __init__(self, reactor):
+        self.requested = False
+        self._waiting = []
+        self._finished = Deferred()
+        reactor.addSystemEventTrigger("before", "shutdown", self._beforeShutdown)
+
+    def _beforeShutdown(self):
+        self.requested = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+        return self._finished
+
+    def whenRequested(self):
+        """
+        A L{Deferred} firing when the shutdown begins.
+        """
+        if self.requested:
+            return succeed(None)
+        d = Deferred(self._waiting.remove)
+        self._waiting.append(d)
+        return d
+
+    def finished(self):
+        """
+        The command is done: let the shutdown go on.
+        """
+        if not self._finished.called:
+            self._finished.callback(None)
+
+
+async def _services(client, options, output, shutdown):
+    result = await client.services(
+        namespace=options.namespace, group=options.group, page=options.page, size=options.size
+    )
+    output.emit(result, formatServices(result))
+
+
+async def _instances(client, options, output, shutdown):
+    info = await client.query(
+        options.service, clusters=options.cluster, healthy_only=options.healthy_only
+    )
+    output.emit(info.asWire(), formatServiceInfo(info))
+
+
+async def _register(client, options, output, shutdown):
+    instance = options.instance
+    await client.register(
+        options.service, instance.ip, instance.port, cluster=instance.cluster,
+        weight=instance.weight, healthy=instance.healthy, enabled=instance.enabled,
+        metadata=instance.metadata,
+    )
+    output.emit(
+        {"registered": {"service": options.service.asWire(), "instance": instance.asWire()}},
+        f"registered {instance.instanceId} in {options.service}; "
+        "interrupt (Ctrl-C) to deregister",
+    )
+    await shutdown.whenRequested()
+
+
+async def _deregister(client, options, output, shutdown):
+    removed = await client.deregister(options.service, options.ip, options.port,
+                                      cluster=options.cluster)
+    instanceId = f"{options.ip}#{options.port}#{options.cluster}"
+    output.emit(
+        {"removed": removed},
+        f"removed {instanceId}" if removed else f"{instanceId} was not registered",
+    )
+
+
+async def _watch(client, options, output, shutdown):
+    enough = Deferred()
+    pushes = 0
+
+    def changed(info):
+        nonlocal pushes
+        if enough.called:
+            return  # --count is reached: print no more
+        pushes += 1
+        output.emit(info.asWire(), "\n" + formatServiceInfo(info))
+        if options.count is not None and pushes >= options.count:
+            enough.callback(None)
+
+    info = await client.subscribe(options.service, changed, clusters=options.cluster)
+    output.emit(info.asWire(), formatServiceInfo(info))
+    if options.count == 0:
+        return
+    await race([enough, shutdown.whenRequested()])
+
+
+async def _members(client, options, output, shutdown):
+    members = await client.members()
+    output.emit(members, formatMembers(members))
+
+
+_COMMANDS = {
+    "services": _services,
+    "instances": _instances,
+    "register": _register,
+    "deregister": _deregister,
+    "watch": _watch,
+    "members": _members,
+}
+
+
+async def execute(reactor, options, stdout, stderr, connect=connect):
+    """
+    Run a parsed command: connect, do it, say bye.
+
+    @param connect: L{distro.client.connect}, or a stand-in with its
+        signature.
+    @return: the exit code.
+    """
+    shutdown = _Shutdown(reactor)
+    output = _Output(stdout, options.json)
+
+    def problem(text):
+        stderr.write(f"distro: {text}\n")
+        stderr.flush()
+
+    try:
+        connecting = connect(
+            options.servers, namespace=options.namespace,
+            group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
+            timeout=options.timeout,
+        )
+        # An interruption while connecting gives up at once.
+        shutdown.whenRequested().addCallback(lambda _: connecting.cancel())
+        try:
+            client = await connecting
+        except CancelledError:
+            problem("interrupted while connecting")
+            return EXIT_UNREACHABLE
+        except (NotConnected, RequestTimeout) as e:
+            problem(f"cannot connect: {e}")
+            return EXIT_UNREACHABLE
+        except DistroError as e:
+            problem(f"{e.code}: {e.message}")
+            return EXIT_SERVER_ERROR
+        try:
+            await _COMMANDS[options.command](client, options, output, shutdown)
+        except DistroError as e:
+            problem(f"{e.code}: {e.message}")
+            return EXIT_SERVER_ERROR
+        except (NotConnected, RequestTimeout) as e:
+            problem(str(e))
+            return EXIT_UNREACHABLE
+        finally:
+            await client.close()
+        return EXIT_OK
+    finally:
+        shutdown.finished()
+
+
+async def run(reactor, argv, stdout, stderr, environ=None, connect=connect):
+    """
+    Parse C{argv} and execute it: L{main} without the process around it.
+
+    @return: the exit code.
+    """
+    try:
+        options = parseArguments(argv, environ, stdout, stderr)
+    except UsageExit as e:
+        return e.code
+    return await execute(reactor, options, stdout, stderr, connect)
+
+
+async def _reactMain(reactor, options):
+    code = await execute(reactor, options, sys.stdout, sys.stderr)
+    if code != EXIT_OK:
+        raise SystemExit(code)
+
+
+def main(argv=None):
+    """
+    The console script: run the command line C{argv} (C{sys.argv[1:]} when
+    L{None}) and exit the process with the command's exit code.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    try:
+        options = parseArguments(argv)
+    except UsageExit as e:
+        sys.exit(e.code)
+    react(_reactMain, (options,))
+
+
+if __name__ == "__main__":
+    main()

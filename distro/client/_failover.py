@@ -1,0 +1,327 @@
+# -*- test-case-name: tests.test_client_session -*-
+"""
+L{Failover}: keeps a client session connected to one server of a list
+(PROTOCOL.md section 6).
+
+Connection attempts go round robin from a random place in the list. Each
+connection starts with C{hello}, resuming the identity the previous one was
+given. On a failed attempt the next server is tried after a bounded backoff;
+on the loss of a working connection, at once. A request left unanswered is
+taken as a sign of a dead node: the connection is dropped and the next server
+tried.
+
+What to re-send on a new connection is not this module's business: it calls
+its C{onConnected} hook before anyone waiting for the connection.
+"""
+
+import random
+
+from twisted.application.internet import backoffPolicy
+from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._address import formatAddress, parseAddress, parseServers
+from ._errors import DistroError, NotConnected, RequestTimeout
+from ._protocol import ClientConnection, IConnectionObserver
+
+__all__ = ["defaultRetryPolicy", "Failover"]
+
+
+def defaultRetryPolicy():
+    """
+    The delay before a connection attempt that follows C{failures + 1} failed
+    attempts in a row: from 0.1 s, doubling, at most 5 s, with a little jitter
+    so that many clients do not reconnect in step.
+    """
+    return backoffPolicy(
+        initialDelay=0.1, maxDelay=5.0, factor=2.0, jitter=lambda: random.random() * 0.1
+    )
+
+
+class _ConnectionFactory(Factory):
+    noisy = False
+
+    def __init__(self, failover):
+        self.failover = failover
+
+    def buildProtocol(self, addr):
+        return ClientConnection(
+            self.failover.clock, observer=self.failover, timeout=self.failover.timeout
+        )
+
+
+@implementer(IConnectionObserver)
+class Failover:
+    """
+    One live connection at a time to one server of a list.
+
+    @ivar clientId: the session's id, from the last C{hello} reply.
+    @ivar node: the id of the node of the last C{hello} reply.
+    @ivar closed: whether L{close} was called.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        servers,
+        clock,
+        endpointFactory,
+        agent,
+        onConnected,
+        onPush,
+        token=None,
+        timeout=10.0,
+        retryPolicy=None,
+        start=None,
+    ):
+        """
+        @param servers: C{"host:port"} addresses, see
+            L{distro.client.parseServers}.
+        @param clock: an L{IReactorTime} provider.
+        @param endpointFactory: C{(host, port) -> IStreamClientEndpoint}.
+        @param agent: C{"name/version"}, sent in C{hello}.
+        @param onConnected: called with each new L{ClientConnection} once a
+            node accepted the session on it.
+        @param onPush: called with each C{push} message of the current
+            connection.
+        @param timeout: seconds for each connection attempt and request.
+        @param retryPolicy: C{failures -> seconds}, the delay before the next
+            attempt after failed ones.
+        @param start: the index in C{servers} to connect to first; random when
+            L{None}.
+        """
+        self._servers = parseServers(servers)
+        self.clock = clock
+        self._endpointFactory = endpointFactory
+        self._agent = agent
+        self._onConnected = onConnected
+        self._onPush = onPush
+        self._token = token
+        self.timeout = timeout
+        self._retryPolicy = retryPolicy or defaultRetryPolicy()
+        if start is None:
+            start = random.randrange(len(self._servers))
+        self._next = start % len(self._servers)
+        self.clientId = None
+        self.node = None
+        self.closed = False
+        self._resumeToken = None
+        self._connection = None
+        self._attempt = None
+        self._retryCall = None
+        self._failures = 0
+        self._lastError = None
+        self._startup = None
+        self._waiters = []
+
+    @property
+    def servers(self):
+        """
+        The server list as C{"host:port"} strings; it grows with the members
+        the nodes announce.
+        """
+        return [formatAddress(host, port) for host, port in self._servers]
+
+    def start(self):
+        """
+        Start connecting.
+
+        @return: a L{Deferred} firing once a node accepted the session, or
+            failing (and closing this) when no node did within the timeout
+            (L{NotConnected}) or a node refused it (L{DistroError}, for
+            example C{UNAUTHORIZED}).
+        """
+        self._startup = Deferred()
+        self._startup.addTimeout(self.timeout, self.clock, self._startupTimedOut)
+        self._startup.addErrback(self._startupFailed)
+        self._scheduleConnect()
+        return self._startup
+
+    def _startupTimedOut(self, result, timeout):
+        if self._lastError is None:
+            raise NotConnected(f"no node answered within {timeout:g} s")
+        address, error = self._lastError
+        raise NotConnected(
+            f"no node of {', '.join(self.servers)} answered within {timeout:g} s "
+            f"(last error, from {address}: {error})"
+        )
+
+    def _startupFailed(self, failure):
+        self._startup = None
+        self.close()
+        return failure
+
+    def current(self):
+        """
+        The live connection, or L{None}.
+        """
+        connection = self._connection
+        if connection is not None and connection.connected and not connection.closing:
+            return connection
+        return None
+
+    def whenConnected(self):
+        """
+        A L{Deferred} firing with the live connection, at once or when there
+        is one again; it fails with L{NotConnected} if this is closed first.
+        Cancel it to stop waiting.
+        """
+        if self.closed:
+            return fail(NotConnected("the client is closed"))
+        connection = self.current()
+        if connection is not None:
+            return succeed(connection)
+        waiter = Deferred(self._waiters.remove)
+        self._waiters.append(waiter)
+        return waiter
+
+    def _scheduleConnect(self):
+        if self.closed or self._attempt or self._retryCall or self._connection:
+            return
+        if self._failures == 0:
+            self._connectNext()
+        else:
+            delay = self._retryPolicy(self._failures - 1)
+            self._retryCall = self.clock.callLater(delay, self._connectNext)
+
+    def _connectNext(self):
+        """
+        Connect to the next server of the list and say hello there.
+        """
+        self._retryCall = None
+        host, port = self._servers[self._next]
+        self._next = (self._next + 1) % len(self._servers)
+        address = formatAddress(host, port)
+        self.log.debug("connecting to {address}", address=address)
+        attempt = maybeDeferred(
+            lambda: self._endpointFactory(host, port).connect(_ConnectionFactory(self))
+        )
+        # Set before the callbacks run: a synchronous failure clears it.
+        self._attempt = attempt
+        attempt.addCallback(self._greet)
+        attempt.addTimeout(self.timeout, self.clock)
+        attempt.addCallbacks(self._connected, self._attemptFailed, errbackArgs=(address,))
+
+    def _greet(self, connection):
+        resume = None
+        if self.clientId is not None:
+            resume = {"client_id": self.clientId, "resume_token": self._resumeToken}
+
+        def failed(failure):
+            connection.transport.abortConnection()
+            return failure
+
+        d = connection.hello(self._agent, token=self._token, resume=resume)
+        return d.addCallbacks(lambda reply: (connection, reply), failed)
+
+    def _connected(self, result):
+        connection, reply = result
+        self._attempt = None
+        if self.closed:
+            connection.transport.loseConnection()
+            return
+        self._failures = 0
+        self._connection = connection
+        self.clientId = reply.get("client_id")
+        self._resumeToken = reply.get("resume_token")
+        self.node = reply.get("node")
+        self.log.info(
+            "connected to node {node} as {clientId} (resumed: {resumed})",
+            node=self.node,
+            clientId=self.clientId,
+            resumed=bool(reply.get("resumed")),
+        )
+        self._learnMembers(reply.get("members") or ())
+        self._onConnected(connection)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(connection)
+        if self._startup is not None:
+            startup, self._startup = self._startup, None
+            startup.callback(None)
+
+    def _attemptFailed(self, failure, address):
+        self._attempt = None
+        if self.closed:
+            return
+        error = failure.value
+        if failure.check(CancelledError):
+            error = RequestTimeout("connect", self.timeout)
+        self._lastError = (address, error)
+        self.log.info("cannot use {address}: {error}", address=address, error=error)
+        if self._startup is not None and failure.check(DistroError):
+            startup, self._startup = self._startup, None
+            startup.errback(failure)
+            return
+        self._failures += 1
+        self._scheduleConnect()
+
+    def _learnMembers(self, addresses):
+        for text in addresses:
+            try:
+                address = parseAddress(text)
+            except (ValueError, AttributeError):
+                self.log.warn("ignoring member address {text!r}", text=text)
+                continue
+            if address not in self._servers:
+                self._servers.append(address)
+
+    def pushReceived(self, connection, message):
+        """
+        Pass on the pushes of the live connection.
+        """
+        if connection is self._connection:
+            self._onPush(message)
+
+    def requestTimedOut(self, connection, op):
+        """
+        The node did not answer in time: give it up and move to the next.
+        """
+        if connection is self._connection and connection.connected:
+            self.log.info("node {node} did not answer {op!r}; reconnecting", node=self.node, op=op)
+            connection.transport.abortConnection()
+
+    def connectionLost(self, connection, reason):
+        """
+        The connection ended: unless this is closed, reconnect.
+        """
+        if connection is not self._connection:
+            return
+        self._connection = None
+        if not self.closed:
+            self.log.info("lost node {node}: {reason}", node=self.node, reason=reason.value)
+            self._scheduleConnect()
+
+    def close(self):
+        """
+        Stop reconnecting, fail the waiters, and send C{bye} on the live
+        connection, then close it.
+
+        @return: a L{Deferred} firing with L{None} once the node acknowledged
+            C{bye} (or did not within the timeout).
+        """
+        if self.closed:
+            return succeed(None)
+        self.closed = True
+        if self._retryCall is not None and self._retryCall.active():
+            self._retryCall.cancel()
+        self._retryCall = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(NotConnected("the client is closed"))
+        if self._startup is not None:
+            self._startup.errback(NotConnected("the client was closed while connecting"))
+        connection = self.current()
+        if connection is None:
+            return succeed(None)
+        d = connection.request("bye")
+        d.addErrback(
+            lambda failure: self.log.info("no answer to bye: {error}", error=failure.value)
+        )
+        d.addCallback(lambda _: connection.closeConnection())
+        return d

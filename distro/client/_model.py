@@ -1,0 +1,230 @@
+# -*- test-case-name: tests.test_client_session -*-
+"""
+The client's view of the data model (PROTOCOL.md section 3): service keys,
+instances and service views, as immutable values that convert to and from
+their wire form.
+
+Values built by the user are checked here, so that a mistake fails at the call
+that made it, before the client remembers it for later re-registration.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_GROUP",
+    "DEFAULT_CLUSTER",
+    "Service",
+    "Instance",
+    "ServiceInfo",
+]
+
+DEFAULT_NAMESPACE = "public"
+DEFAULT_GROUP = "DEFAULT_GROUP"
+DEFAULT_CLUSTER = "DEFAULT"
+
+_CLUSTER = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _checkName(kind, value, separatorAllowed):
+    if not isinstance(value, str):
+        raise TypeError(f"{kind} must be a string, not {type(value).__name__}")
+    if not 1 <= len(value.encode("utf-8")) <= 256:
+        raise ValueError(f"{kind} must be 1 to 256 bytes of UTF-8: {value!r}")
+    if _CONTROL.search(value):
+        raise ValueError(f"{kind} must not contain control characters: {value!r}")
+    if not separatorAllowed and "@@" in value:
+        raise ValueError(f"{kind} must not contain '@@': {value!r}")
+
+
+@dataclass(frozen=True)
+class Service:
+    """
+    A service key: a name inside a group inside a namespace.
+    """
+
+    name: str
+    group: str = DEFAULT_GROUP
+    namespace: str = DEFAULT_NAMESPACE
+
+    def __post_init__(self):
+        _checkName("namespace", self.namespace, True)
+        _checkName("group", self.group, False)
+        _checkName("name", self.name, False)
+
+    def __str__(self):
+        return f"{self.namespace}/{self.group}/{self.name}"
+
+    def asWire(self):
+        """
+        The wire form, C{{"namespace", "group", "name"}}.
+        """
+        return {"namespace": self.namespace, "group": self.group, "name": self.name}
+
+    @classmethod
+    def fromWire(cls, key):
+        """
+        Read a wire service key; missing C{namespace} and C{group} take their
+        defaults.
+        """
+        return cls(
+            name=key["name"],
+            group=key.get("group", DEFAULT_GROUP),
+            namespace=key.get("namespace", DEFAULT_NAMESPACE),
+        )
+
+
+@dataclass(frozen=True)
+class Instance:
+    """
+    One instance of a service. Its identity inside the service is
+    L{identity}, C{(ip, port, cluster)}.
+
+    C{metadata} is copied into a new C{dict}: changing the mapping given to the
+    constructor does not change the instance.
+    """
+
+    ip: str
+    port: int
+    cluster: str = DEFAULT_CLUSTER
+    weight: float = 1.0
+    healthy: bool = True
+    enabled: bool = True
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.ip, str) or not self.ip or _CONTROL.search(self.ip):
+            raise ValueError(f"ip must be an address or host name: {self.ip!r}")
+        if type(self.port) is not int or not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be an integer in 1..65535: {self.port!r}")
+        if not isinstance(self.cluster, str) or not _CLUSTER.fullmatch(self.cluster):
+            raise ValueError(f"cluster must match [0-9A-Za-z_-]{{1,64}}: {self.cluster!r}")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)):
+            raise ValueError(f"weight must be a number: {self.weight!r}")
+        if not 0 <= self.weight <= 10000:
+            raise ValueError(f"weight must be in 0..10000: {self.weight!r}")
+        for flag in ("healthy", "enabled"):
+            if type(getattr(self, flag)) is not bool:
+                raise ValueError(f"{flag} must be a bool: {getattr(self, flag)!r}")
+        metadata = dict(self.metadata or {})
+        for key, value in metadata.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ValueError(f"metadata must map strings to strings: {key!r}")
+        object.__setattr__(self, "weight", float(self.weight))
+        object.__setattr__(self, "metadata", metadata)
+
+    @property
+    def identity(self):
+        """
+        C{(ip, port, cluster)}: what makes this instance unique in a service.
+        """
+        return (self.ip, self.port, self.cluster)
+
+    @property
+    def instanceId(self):
+        """
+        The text form of L{identity}, C{"ip#port#cluster"}.
+        """
+        return f"{self.ip}#{self.port}#{self.cluster}"
+
+    def asWire(self):
+        """
+        The wire form of this instance.
+        """
+        return {
+            "ip": self.ip,
+            "port": self.port,
+            "cluster": self.cluster,
+            "weight": self.weight,
+            "healthy": self.healthy,
+            "enabled": self.enabled,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def fromWire(cls, value):
+        """
+        Read a wire instance (or host); unknown keys, such as a host's
+        C{instance_id}, are ignored.
+        """
+        return cls(
+            ip=value["ip"],
+            port=value["port"],
+            cluster=value.get("cluster", DEFAULT_CLUSTER),
+            weight=value.get("weight", 1.0),
+            healthy=value.get("healthy", True),
+            enabled=value.get("enabled", True),
+            metadata=value.get("metadata") or {},
+        )
+
+    @classmethod
+    def coerce(cls, value):
+        """
+        Accept an L{Instance} or a mapping with the fields of one.
+        """
+        if isinstance(value, cls):
+            return value
+        return cls(**value)
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """
+    A service view as a node sent it, in a reply or a push.
+
+    @ivar service: the L{Service}.
+    @ivar hosts: a tuple of L{Instance}.
+    @ivar checksum: a digest of the view's content: equal on every node that
+        holds the same view.
+    @ivar revision: raised by the sending node on each change of the view; it
+        is local to that node, so it is not comparable across a failover.
+    @ivar clusters: the cluster filter the view was asked with, a tuple, or
+        L{None} for all clusters.
+    """
+
+    service: Service
+    hosts: tuple
+    checksum: str
+    revision: int
+    clusters: tuple = None
+
+    @classmethod
+    def fromWire(cls, value):
+        """
+        Read a wire ServiceInfo.
+        """
+        clusters = value.get("clusters")
+        return cls(
+            service=Service.fromWire(value["service"]),
+            hosts=tuple(Instance.fromWire(host) for host in value.get("hosts", ())),
+            checksum=value["checksum"],
+            revision=value["revision"],
+            clusters=tuple(clusters) if clusters else None,
+        )
+
+    def asWire(self):
+        """
+        The wire form, which is also the form printed as JSON.
+        """
+        hosts = []
+        for host in self.hosts:
+            wire = host.asWire()
+            wire["instance_id"] = host.instanceId
+            hosts.append(wire)
+        return {
+            "service": self.service.asWire(),
+            "clusters": list(self.clusters) if self.clusters is not None else None,
+            "hosts": hosts,
+            "checksum": self.checksum,
+            "revision": self.revision,
+        }
+
+    def healthyOnly(self):
+        """
+        This view without its unhealthy hosts (C{checksum} and C{revision}
+        still describe the whole view).
+        """
+        hosts = tuple(host for host in self.hosts if host.healthy)
+        return ServiceInfo(self.service, hosts, self.checksum, self.revision, self.clusters)

@@ -1,0 +1,629 @@
+# -*- test-case-name: tests.test_client_session -*-
+"""
+L{DistroClient}: a client session that outlives its connections (PROTOCOL.md
+section 6).
+
+The client holds a list of servers and one connection at a time. When the
+connection is lost, or a request on it goes unanswered, it connects to the
+next server in the list, asks to resume its session, and then re-sends what it
+has registered and subscribed ("redo"): the cluster ends up with the same
+registrations whether or not the resume succeeded. Requests made meanwhile wait
+for the new connection, up to their timeout; queries may be answered from the
+last view of a subscription.
+"""
+
+from dataclasses import replace
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from distro.wire import NOT_READY
+
+from ._errors import DistroError, NotConnected, RequestTimeout
+from ._failover import Failover
+from ._model import (
+    DEFAULT_CLUSTER,
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE,
+    Instance,
+    Service,
+    ServiceInfo,
+)
+from ._protocol import DEFAULT_TIMEOUT
+
+__all__ = ["DEFAULT_AGENT", "DistroClient", "connect"]
+
+DEFAULT_AGENT = "distro-python/0.1.0"
+
+# How long to wait before asking a node that answered NOT_READY again.
+NOT_READY_PAUSE = 0.5
+
+
+class _Subscription:
+    """
+    The listeners of one subscription and the last view the node sent for it.
+    """
+
+    def __init__(self):
+        self.listeners = []
+        self.last = None
+
+
+def _clusterFilter(clusters):
+    """
+    The canonical form of a cluster filter: a sorted tuple, or L{None} for all.
+    """
+    if isinstance(clusters, str):
+        clusters = [clusters]
+    return tuple(sorted(set(clusters))) if clusters else None
+
+
+class DistroClient:
+    """
+    A session with a distro cluster, built by L{connect}.
+
+    Every method returning a L{Deferred} fails with L{DistroError} when the
+    node refuses the request, with L{RequestTimeout} when no node answers in
+    time, and with L{NotConnected} once the client is closed.
+
+    A C{service} argument is a service name, taken in the client's default
+    namespace and group, or a L{Service}.
+
+    Writes (register, deregister, batch_register, subscribe, unsubscribe) take
+    effect in the client at once and are re-sent after every reconnection.
+    A write the node refuses is undone in the client; a write that timed out
+    is kept, and applies when a node answers again (undo it with the opposite
+    call).
+
+    @ivar namespace: the default namespace.
+    @ivar group: the default group.
+    @ivar timeout: the request timeout, in seconds.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        servers,
+        clock,
+        endpointFactory,
+        namespace=DEFAULT_NAMESPACE,
+        group=DEFAULT_GROUP,
+        agent=DEFAULT_AGENT,
+        token=None,
+        timeout=DEFAULT_TIMEOUT,
+        retryPolicy=None,
+        start=None,
+    ):
+        """
+        @param servers: C{"host:port"} addresses, see
+            L{distro.client.parseServers}.
+        @param clock: an L{IReactorTime} provider.
+        @param endpointFactory: C{(host, port) -> IStreamClientEndpoint}.
+        @param retryPolicy: C{failures -> seconds}, the delay before the next
+            connection attempt after failed ones.
+        @param start: the index in C{servers} to connect to first; a random
+            one when L{None}.
+        """
+        self._clock = clock
+        self.namespace = namespace
+        self.group = group
+        self.timeout = timeout
+        self._failover = Failover(
+            servers,
+            clock,
+            endpointFactory,
+            agent,
+            onConnected=self._redo,
+            onPush=self._pushReceived,
+            token=token,
+            timeout=timeout,
+            retryPolicy=retryPolicy,
+            start=start,
+        )
+        self._registrations = {}
+        self._unsynced = set()
+        self._subscriptions = {}
+
+    @property
+    def servers(self):
+        """
+        The server list, as C{"host:port"} strings; it grows with the members
+        the nodes announce.
+        """
+        return self._failover.servers
+
+    @property
+    def clientId(self):
+        """
+        The session's id, assigned by the node.
+        """
+        return self._failover.clientId
+
+    @property
+    def node(self):
+        """
+        The id of the node this session is (or was last) connected to.
+        """
+        return self._failover.node
+
+    @property
+    def connected(self):
+        """
+        Whether a node has accepted this session on a live connection.
+        """
+        return self._failover.current() is not None
+
+    def start(self):
+        """
+        Start connecting.
+
+        @return: a L{Deferred} firing with this client once a node accepted
+            it, or failing (and closing the client) when no node did within
+            the timeout (L{NotConnected}) or a node refused it (L{DistroError},
+            for example C{UNAUTHORIZED}).
+        """
+        return self._failover.start().addCallback(lambda _: self)
+
+    def close(self):
+        """
+        End the session: stop reconnecting, fail waiting requests, and send
+        C{bye}, so that the node removes this session's instances at once.
+
+        @return: a L{Deferred} firing with L{None} once the node acknowledged
+            C{bye} (or did not within the timeout).
+        """
+        return self._failover.close()
+
+    def _pushReceived(self, message):
+        """
+        A push arrived: hand its view to the subscription's listeners.
+        """
+        try:
+            info = ServiceInfo.fromWire(message["service_info"])
+        except (KeyError, TypeError, ValueError) as e:
+            self.log.warn("ignoring a malformed push: {error}", error=e)
+            return
+        subscription = self._subscriptions.get((info.service, _clusterFilter(info.clusters)))
+        if subscription is None:
+            return
+        subscription.last = info
+        self._notify(subscription, info)
+
+    # Redo
+
+    def _redo(self, connection):
+        for service in list(self._registrations):
+            self._resendRegistrations(connection, service)
+        for key in list(self._subscriptions):
+            self._resubscribe(connection, key)
+
+    def _resendRegistrations(self, connection, service):
+        instances = list(self._registrations[service].values())
+        d = connection.request(
+            "batch_register",
+            service=service.asWire(),
+            instances=[instance.asWire() for instance in instances],
+        )
+
+        def synced(reply):
+            self._unsynced.discard(service)
+            if not instances:
+                self._forgetIfEmpty(service)
+
+        def failed(failure):
+            if failure.check(DistroError):
+                self.log.error(
+                    "node refused the registrations of {service}: {error}",
+                    service=service,
+                    error=failure.value,
+                )
+                self._unsynced.add(service)
+
+        d.addCallbacks(synced, failed)
+
+    def _resubscribe(self, connection, key):
+        service, clusters = key
+        d = connection.request("subscribe", **self._viewFields(service, clusters))
+
+        def subscribed(reply):
+            if key in self._subscriptions:
+                self._viewArrived(key, ServiceInfo.fromWire(reply["service_info"]))
+
+        def failed(failure):
+            if not failure.check(DistroError):
+                return  # the connection is gone: the next redo covers it
+            if failure.value.code == NOT_READY:
+                self._clock.callLater(NOT_READY_PAUSE, retry)
+            else:
+                self.log.error(
+                    "node refused the subscription to {service}: {error}",
+                    service=service,
+                    error=failure.value,
+                )
+
+        def retry():
+            if key in self._subscriptions and self._failover.current() is connection:
+                self._resubscribe(connection, key)
+
+        d.addCallbacks(subscribed, failed)
+
+    def _viewArrived(self, key, info, listener=None):
+        """
+        A view came in a reply: keep it, and tell the listeners (other than
+        C{listener}, who asked for it) if the view changed.
+        """
+        subscription = self._subscriptions.get(key)
+        if subscription is None:
+            return info
+        previous, subscription.last = subscription.last, info
+        if previous is not None and previous.checksum != info.checksum:
+            self._notify(subscription, info, skip=listener)
+        return info
+
+    def _notify(self, subscription, info, skip=None):
+        for listener in list(subscription.listeners):
+            if listener is skip:
+                continue
+            try:
+                listener(info)
+            except Exception:
+                self.log.failure("listener {listener!r} failed", listener=listener)
+
+    # Requests
+
+    def _call(self, op, fields, parse=None, orElse=None):
+        """
+        Send a request on the current connection, waiting for one if needed,
+        and sending it again on the next if the connection is lost.
+
+        @param parse: turns the reply into the result.
+        @param orElse: returns a result (not a reply) to use while no node can
+            answer, or L{None} to wait for one.
+        @return: a L{Deferred} that fails with L{RequestTimeout} after
+            C{self.timeout} seconds.
+        """
+        deadline = self._clock.seconds() + self.timeout
+        d = Deferred.fromCoroutine(self._send(op, fields, deadline, parse, orElse))
+
+        def timedOut(result, timeout):
+            if isinstance(result, Failure) and result.check(CancelledError):
+                raise RequestTimeout(op, timeout)
+            return result
+
+        d.addTimeout(self.timeout, self._clock, timedOut)
+        return d
+
+    async def _send(self, op, fields, deadline, parse, orElse):
+        while True:
+            if self._failover.current() is None and orElse is not None:
+                fallback = orElse()
+                if fallback is not None:
+                    return fallback
+            connection = await self._failover.whenConnected()
+            try:
+                reply = await connection.request(op, **fields)
+                return reply if parse is None else parse(reply)
+            except NotConnected:
+                if self._failover.closed:
+                    raise
+            except DistroError as e:
+                if e.code != NOT_READY:
+                    raise
+                fallback = orElse() if orElse is not None else None
+                if fallback is not None:
+                    return fallback
+                if self._clock.seconds() + NOT_READY_PAUSE >= deadline:
+                    raise
+                await deferLater(self._clock, NOT_READY_PAUSE)
+
+    def _service(self, service):
+        if isinstance(service, Service):
+            return service
+        return Service(service, group=self.group, namespace=self.namespace)
+
+    def _viewFields(self, service, clusters):
+        fields = {"service": service.asWire()}
+        if clusters is not None:
+            fields["clusters"] = list(clusters)
+        return fields
+
+    def _forgetIfEmpty(self, service):
+        # An emptied entry stays until a node confirmed an empty
+        # batch_register for it: a redo then removes whatever the node may
+        # still hold (say, after a deregister that timed out).
+        if self._registrations.get(service) == {}:
+            del self._registrations[service]
+
+    def _restore(self, failure, service, identity, mine, previous):
+        """
+        The node refused a write of one instance: put back what was there.
+        """
+        if failure.check(DistroError):
+            instances = self._registrations.get(service)
+            if instances is None and previous is not None:
+                instances = self._registrations[service] = {}
+            if instances is not None and instances.get(identity) is mine:
+                if previous is None:
+                    instances.pop(identity, None)
+                else:
+                    instances[identity] = previous
+            self._resync(service)
+        return failure
+
+    def _resync(self, service):
+        # A redo the node refused may now be acceptable without the undone write.
+        connection = self._failover.current()
+        if service in self._unsynced and connection is not None:
+            self._resendRegistrations(connection, service)
+
+    def register(
+        self,
+        service,
+        ip,
+        port,
+        cluster=DEFAULT_CLUSTER,
+        weight=1.0,
+        healthy=True,
+        enabled=True,
+        metadata=None,
+    ):
+        """
+        Register an instance, or replace this session's instance with the same
+        C{(ip, port, cluster)}.
+
+        @raise ValueError: at once, if the instance is malformed.
+        @return: a L{Deferred} firing with L{None}.
+        """
+        service = self._service(service)
+        instance = Instance(ip, port, cluster, weight, healthy, enabled, metadata or {})
+        instances = self._registrations.setdefault(service, {})
+        previous = instances.get(instance.identity)
+        instances[instance.identity] = instance
+        d = self._call("register", {"service": service.asWire(), "instance": instance.asWire()})
+        d.addCallbacks(
+            lambda reply: None,
+            self._restore,
+            errbackArgs=(service, instance.identity, instance, previous),
+        )
+        return d
+
+    def deregister(self, service, ip, port, cluster=DEFAULT_CLUSTER):
+        """
+        Remove an instance of this session.
+
+        @return: a L{Deferred} firing with whether the instance was registered
+            (by this session, or on the node) before.
+        """
+        service = self._service(service)
+        identity = (ip, port, cluster)
+        previous = self._registrations.get(service, {}).pop(identity, None)
+        instance = {"ip": ip, "port": port, "cluster": cluster}
+        d = self._call("deregister", {"service": service.asWire(), "instance": instance})
+
+        def removed(reply):
+            return bool(reply.get("removed")) or previous is not None
+
+        d.addCallbacks(removed, self._restore, errbackArgs=(service, identity, None, previous))
+        return d
+
+    def batch_register(self, service, instances):
+        """
+        Make this session's instances of C{service} exactly C{instances} (a
+        list of L{Instance} or of dicts with their fields; empty removes all).
+
+        @raise ValueError: at once, if an instance is malformed.
+        @return: a L{Deferred} firing with L{None}.
+        """
+        service = self._service(service)
+        mine = {}
+        for instance in map(Instance.coerce, instances):
+            mine[instance.identity] = instance
+        previous = self._registrations.get(service)
+        self._registrations[service] = mine
+        wire = [instance.asWire() for instance in mine.values()]
+
+        def refused(failure):
+            if failure.check(DistroError) and self._registrations.get(service) is mine:
+                if previous is None:
+                    del self._registrations[service]
+                else:
+                    self._registrations[service] = previous
+                self._resync(service)
+            return failure
+
+        def done(reply):
+            if not mine:
+                self._forgetIfEmpty(service)
+
+        d = self._call("batch_register", {"service": service.asWire(), "instances": wire})
+        d.addCallbacks(done, refused)
+        return d
+
+    def registrations(self):
+        """
+        What this session has registered: C{{Service: [Instance]}}.
+        """
+        return {
+            service: list(instances.values())
+            for service, instances in self._registrations.items()
+            if instances
+        }
+
+    def _cachedView(self, service, clusters, healthyOnly):
+        subscription = self._subscriptions.get((service, clusters))
+        if subscription is None or subscription.last is None:
+            subscription = self._subscriptions.get((service, None))
+        if subscription is None or subscription.last is None:
+            return None
+        view = subscription.last
+        if clusters is not None and view.clusters is None:
+            hosts = tuple(host for host in view.hosts if host.cluster in clusters)
+            view = replace(view, hosts=hosts, clusters=clusters)
+        return view.healthyOnly() if healthyOnly else view
+
+    def query(self, service, clusters=None, healthy_only=False):
+        """
+        Ask for the current view of a service.
+
+        While no node answers (disconnected, or C{NOT_READY}), the last view
+        of a subscription covering the service is the answer, if there is one.
+
+        @param clusters: a list of cluster names to keep, or L{None} for all.
+        @param healthy_only: leave out unhealthy hosts.
+        @return: a L{Deferred} firing with a L{ServiceInfo}.
+        """
+        service = self._service(service)
+        clusters = _clusterFilter(clusters)
+        fields = self._viewFields(service, clusters)
+        if healthy_only:
+            fields["healthy_only"] = True
+        return self._call(
+            "query",
+            fields,
+            parse=lambda reply: ServiceInfo.fromWire(reply["service_info"]),
+            orElse=lambda: self._cachedView(service, clusters, healthy_only),
+        )
+
+    def subscribe(self, service, listener, clusters=None):
+        """
+        Subscribe to a service: C{listener} is called with every view the node
+        pushes, as a L{ServiceInfo}, and with a changed view found after a
+        reconnection.
+
+        @return: a L{Deferred} firing with the current view.
+        """
+        service = self._service(service)
+        clusters = _clusterFilter(clusters)
+        key = (service, clusters)
+        subscription = self._subscriptions.setdefault(key, _Subscription())
+        if listener not in subscription.listeners:
+            subscription.listeners.append(listener)
+
+        def refused(failure):
+            if failure.check(DistroError) and listener in subscription.listeners:
+                subscription.listeners.remove(listener)
+                if not subscription.listeners and self._subscriptions.get(key) is subscription:
+                    del self._subscriptions[key]
+            return failure
+
+        d = self._call(
+            "subscribe",
+            self._viewFields(service, clusters),
+            parse=lambda reply: ServiceInfo.fromWire(reply["service_info"]),
+            orElse=lambda: subscription.last,
+        )
+        d.addCallbacks(lambda info: self._viewArrived(key, info, listener), refused)
+        return d
+
+    def unsubscribe(self, service, listener=None, clusters=None):
+        """
+        Remove C{listener} (or every listener) from a subscription; the node is
+        told once no listener is left.
+
+        @return: a L{Deferred} firing with L{None}.
+        """
+        service = self._service(service)
+        clusters = _clusterFilter(clusters)
+        key = (service, clusters)
+        subscription = self._subscriptions.get(key)
+        if subscription is None:
+            return succeed(None)
+        if listener is not None:
+            if listener in subscription.listeners:
+                subscription.listeners.remove(listener)
+            if subscription.listeners:
+                return succeed(None)
+        del self._subscriptions[key]
+        if self._failover.current() is None:
+            # The next connection is not told of this subscription at all.
+            return succeed(None)
+        d = self._call("unsubscribe", self._viewFields(service, clusters))
+        return d.addCallback(lambda reply: None)
+
+    def lastServiceInfo(self, service, clusters=None):
+        """
+        The last view received for a subscription, or L{None}.
+        """
+        subscription = self._subscriptions.get((self._service(service), _clusterFilter(clusters)))
+        return subscription.last if subscription is not None else None
+
+    def services(self, namespace=None, group=None, page=1, size=100):
+        """
+        List services.
+
+        @param namespace: the client's namespace when L{None}.
+        @param group: left to the node when L{None}.
+        @return: a L{Deferred} firing with C{{"count": int, "services":
+            [{"group", "name", "instances"}]}}.
+        """
+        fields = {"namespace": namespace or self.namespace, "page": page, "size": size}
+        if group is not None:
+            fields["group"] = group
+        return self._call(
+            "services",
+            fields,
+            parse=lambda reply: {"count": reply["count"], "services": reply["services"]},
+        )
+
+    def members(self):
+        """
+        The cluster's members.
+
+        @return: a L{Deferred} firing with a list of C{{"node", "address",
+            "state", "self"}}.
+        """
+        return self._call("members", {}, parse=lambda reply: reply["members"])
+
+    def ping(self):
+        """
+        Check that a node answers.
+
+        @return: a L{Deferred} firing with L{None}.
+        """
+        return self._call("ping", {}, parse=lambda reply: None)
+
+
+def connect(
+    servers,
+    namespace=DEFAULT_NAMESPACE,
+    group=DEFAULT_GROUP,
+    agent=DEFAULT_AGENT,
+    token=None,
+    reactor=None,
+    timeout=DEFAULT_TIMEOUT,
+):
+    """
+    Open a session with a distro cluster.
+
+    @param servers: C{"host:port"} addresses (IPv6 as C{"[::1]:9848"}): a
+        list, or one string with commas. The first one tried is chosen at
+        random.
+    @param namespace: the default namespace of the client's services.
+    @param group: the default group of the client's services.
+    @param agent: C{"name/version"} of the program, sent in C{hello}.
+    @param token: an authentication token, if the cluster wants one.
+    @param reactor: the reactor; the global one when L{None}.
+    @param timeout: seconds to wait for a connection, and for each request.
+    @return: a L{Deferred} firing with a connected L{DistroClient}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+
+    def endpointFactory(host, port):
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+
+    client = DistroClient(
+        servers,
+        reactor,
+        endpointFactory,
+        namespace=namespace,
+        group=group,
+        agent=agent,
+        token=token,
+        timeout=timeout,
+    )
+    return client.start()

@@ -1,0 +1,392 @@
+# -*- test-case-name: tests.test_cli -*-
+"""
+Tests for L{distro.cli}: the command line, the output formats, and the
+commands run against the scripted nodes of L{tests._fakecluster}.
+"""
+
+import json
+from io import StringIO
+
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro import cli
+from distro.client import DistroClient, Instance, Service, ServiceInfo
+
+from ._fakecluster import FakeCluster
+
+ADDRESSES = ["10.0.0.1:9848", "10.0.0.2:9848"]
+
+
+def parse(*argv, environ=None):
+    """
+    Parse C{argv} with an empty environment, failing on output.
+    """
+    return cli.parseArguments(list(argv), environ or {}, StringIO(), StringIO())
+
+
+class ParseTests(SynchronousTestCase):
+    """
+    Reading the command line.
+    """
+
+    def usageError(self, *argv):
+        """
+        Parse C{argv}, expecting a usage error; return what went to stderr.
+        """
+        stderr = StringIO()
+        error = self.assertRaises(
+            cli.UsageExit, cli.parseArguments, list(argv), {}, StringIO(), stderr
+        )
+        self.assertEqual(error.code, cli.EXIT_USAGE)
+        return stderr.getvalue()
+
+    def test_defaults(self):
+        """
+        Without options, the server is 127.0.0.1:9848, the namespace public,
+        the group DEFAULT_GROUP, output text, timeout 10 s.
+        """
+        options = parse("instances", "orders")
+        self.assertEqual(options.servers, ["127.0.0.1:9848"])
+        self.assertEqual(options.service, Service("orders"))
+        self.assertEqual((options.json, options.timeout), (False, 10.0))
+        self.assertEqual((options.cluster, options.healthy_only), (None, False))
+
+    def test_servers(self):
+        """
+        C{--server} is repeatable and takes comma-separated lists, IPv6 in
+        brackets; it wins over C{DISTRO_SERVERS}, which wins over the default.
+        """
+        environ = {"DISTRO_SERVERS": "env:1,env:2"}
+        options = parse("--server", "a:1,b:2", "--server", "[::1]:3", "members",
+                        environ=environ)
+        self.assertEqual(options.servers, ["a:1", "b:2", "[::1]:3"])
+        self.assertEqual(parse("members", environ=environ).servers, ["env:1", "env:2"])
+
+    def test_namespaceAndGroup(self):
+        """
+        C{--namespace} and C{--group} make the service key.
+        """
+        options = parse("--namespace", "dev", "--group", "web", "watch", "orders",
+                        "--count", "3", "--cluster", "A", "--cluster", "B")
+        self.assertEqual(options.service, Service("orders", group="web", namespace="dev"))
+        self.assertEqual((options.count, options.cluster), (3, ["A", "B"]))
+
+    def test_register(self):
+        """
+        C{register}'s options make its instance.
+        """
+        options = parse("register", "orders", "10.0.0.5", "8080", "--cluster", "C1",
+                        "--weight", "2.5", "--metadata", "zone=a", "--metadata", "v=1=2",
+                        "--unhealthy", "--disabled")
+        self.assertEqual(
+            options.instance,
+            Instance("10.0.0.5", 8080, cluster="C1", weight=2.5, healthy=False,
+                     enabled=False, metadata={"zone": "a", "v": "1=2"}),
+        )
+
+    def test_services(self):
+        """
+        C{services} takes a page and a size; its group is left to the node.
+        """
+        options = parse("services", "--page", "2", "--size", "10")
+        self.assertEqual((options.page, options.size, options.group), (2, 10, None))
+
+    def test_usageErrors(self):
+        """
+        Malformed command lines are usage errors, explained on stderr.
+        """
+        self.assertIn("PORT", self.usageError("register", "s", "h", "0"))
+        self.assertIn("KEY=VALUE", self.usageError("register", "s", "h", "1", "--metadata", "x"))
+        self.assertIn("cluster", self.usageError("register", "s", "h", "1", "--cluster", "a b"))
+        self.assertIn("weight", self.usageError("register", "s", "h", "1", "--weight", "-1"))
+        self.assertIn("@@", self.usageError("instances", "a@@b"))
+        self.assertIn("[host]:port", self.usageError("--server", "a:b:c:", "members"))
+        self.assertIn("port number", self.usageError("--server", "a:", "members"))
+        self.assertIn("positive", self.usageError("--timeout", "0", "members"))
+        self.assertIn("COMMAND", self.usageError())
+        self.assertIn("invalid choice", self.usageError("frobnicate"))
+        self.assertIn("positive", self.usageError("services", "--page", "0"))
+
+    def test_help(self):
+        """
+        C{--help} prints the help, exit codes included, and exits with 0.
+        """
+        stdout = StringIO()
+        error = self.assertRaises(
+            cli.UsageExit, cli.parseArguments, ["--help"], {}, stdout, StringIO()
+        )
+        self.assertEqual(error.code, cli.EXIT_OK)
+        self.assertIn("3  no node could be reached", stdout.getvalue())
+        self.assertIn("DISTRO_SERVERS", stdout.getvalue())
+
+
+class FormatTests(SynchronousTestCase):
+    """
+    The text output.
+    """
+
+    info = ServiceInfo(
+        service=Service("orders"),
+        hosts=(
+            Instance("10.0.0.1", 80, metadata={"zone": "a", "b": "c"}),
+            Instance("10.0.0.22", 8080, cluster="C2", weight=2.5, healthy=False),
+        ),
+        checksum="ab12",
+        revision=7,
+    )
+
+    def test_table(self):
+        """
+        Columns are as wide as their widest cell, two spaces apart; the given
+        columns align right; no line ends in spaces.
+        """
+        table = cli.formatTable(["A", "NUMBER", "C"], [["xyz", 1, ""], ["q", 200, "end"]], (1,))
+        self.assertEqual(table, "A    NUMBER  C\nxyz       1\nq       200  end")
+
+    def test_serviceInfo(self):
+        """
+        A view prints as a title line and a host table.
+        """
+        self.assertEqual(
+            cli.formatServiceInfo(self.info),
+            "public/DEFAULT_GROUP/orders  revision 7  checksum ab12  2 hosts\n"
+            "IP         PORT  CLUSTER  WEIGHT  HEALTHY  ENABLED  METADATA\n"
+            "10.0.0.1     80  DEFAULT       1  yes      yes      b=c,zone=a\n"
+            "10.0.0.22  8080  C2          2.5  no       yes",
+        )
+
+    def test_serviceInfoClusters(self):
+        """
+        A cluster filter shows in the title.
+        """
+        info = ServiceInfo(Service("s"), (), "x", 1, ("A", "B"))
+        self.assertEqual(
+            cli.formatServiceInfo(info).splitlines()[0],
+            "public/DEFAULT_GROUP/s  revision 1  checksum x  clusters A,B  0 hosts",
+        )
+
+    def test_services(self):
+        """
+        Services print as a table and a count.
+        """
+        result = {"count": 1, "services": [{"group": "G", "name": "orders", "instances": 3}]}
+        self.assertEqual(
+            cli.formatServices(result),
+            "GROUP  NAME    INSTANCES\nG      orders          3\n1 service",
+        )
+
+    def test_members(self):
+        """
+        Members print as a table; the answering node is starred.
+        """
+        members = [
+            {"node": "n1", "address": "a:1", "state": "UP", "self": True},
+            {"node": "node-2", "address": "b:1", "state": "DOWN", "self": False},
+        ]
+        self.assertEqual(
+            cli.formatMembers(members),
+            "NODE    ADDRESS  STATE  SELF\nn1      a:1      UP     *\nnode-2  b:1      DOWN",
+        )
+
+
+class CommandTests(SynchronousTestCase):
+    """
+    Commands run against a fake cluster on a fake reactor.
+    """
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.cluster = FakeCluster(self.reactor, ADDRESSES)
+        self.stdout = StringIO()
+        self.stderr = StringIO()
+        self.other = self.makeClient()
+        self.other.start()
+        self.cluster.flush()
+
+    def makeClient(self, servers=ADDRESSES, **kwargs):
+        """
+        A client of the fake cluster, first trying its first server.
+        """
+        kwargs.pop("reactor", None)
+        return DistroClient(servers, self.reactor, self.cluster.endpointFactory,
+                            start=0, retryPolicy=lambda failures: 1.0, **kwargs)
+
+    def connect(self, servers, **kwargs):
+        """
+        A stand-in for L{distro.client.connect}.
+        """
+        return self.makeClient(servers, **kwargs).start()
+
+    def runCommand(self, *argv):
+        """
+        Start the command line C{argv}; return the L{Deferred} of its exit
+        code after moving all bytes.
+        """
+        argv = ["--server", ",".join(ADDRESSES)] + list(argv)
+        d = Deferred.fromCoroutine(
+            cli.run(self.reactor, argv, self.stdout, self.stderr, {}, self.connect)
+        )
+        self.cluster.flush()
+        return d
+
+    def shutDown(self):
+        """
+        Begin the reactor's shutdown, as SIGINT would; return whether it
+        was let go on.
+        """
+        triggers = self.reactor.triggers["before"]["shutdown"]
+        results = [f(*args, **kwargs) for f, args, kwargs in triggers]
+        self.cluster.flush()
+        return all(d.called for d in results)
+
+    def jsonLines(self):
+        """
+        The JSON documents printed so far.
+        """
+        return [json.loads(line) for line in self.stdout.getvalue().splitlines()]
+
+    def register(self, *instances):
+        """
+        Register C{(service, ip, port)} tuples through the other client.
+        """
+        for service, ip, port in instances:
+            self.other.register(service, ip, port)
+        self.cluster.flush()
+
+    def test_services(self):
+        """
+        C{services} prints the listing; C{--json} prints the reply's data.
+        """
+        self.register(("orders", "a", 1), ("orders", "b", 1), ("users", "c", 1))
+        self.assertEqual(self.successResultOf(self.runCommand("services")), cli.EXIT_OK)
+        self.assertIn("DEFAULT_GROUP  orders          2", self.stdout.getvalue())
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.successResultOf(self.runCommand("--json", "services"))
+        [document] = self.jsonLines()
+        self.assertEqual(document["count"], 2)
+
+    def test_instances(self):
+        """
+        C{instances} queries with the cluster filter and prints the view.
+        """
+        self.other.register("orders", "a", 1, cluster="C1")
+        self.other.register("orders", "b", 1, cluster="C2", healthy=False)
+        self.register()
+        code = self.successResultOf(
+            self.runCommand("--json", "instances", "orders", "--cluster", "C1", "--cluster", "C2",
+                     "--healthy-only")
+        )
+        self.assertEqual(code, cli.EXIT_OK)
+        [document] = self.jsonLines()
+        self.assertEqual([h["instance_id"] for h in document["hosts"]], ["a#1#C1"])
+        self.assertEqual(document["clusters"], ["C1", "C2"])
+
+    def test_register(self):
+        """
+        C{register} holds the registration until the shutdown begins, then
+        says C{bye} (the instance goes) and exits with 0.
+        """
+        d = self.runCommand("register", "orders", "10.0.0.9", "80", "--metadata", "zone=a")
+        self.assertNoResult(d)
+        self.assertIn("registered 10.0.0.9#80#DEFAULT", self.stdout.getvalue())
+        [host] = self.cluster.view(("public", "DEFAULT_GROUP", "orders"))["hosts"]
+        self.assertEqual(host["metadata"], {"zone": "a"})
+        self.assertTrue(self.shutDown())
+        self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+        self.assertEqual(self.cluster.node(0).ops()[-1], "bye")
+        self.assertEqual(self.cluster.view(("public", "DEFAULT_GROUP", "orders"))["hosts"], [])
+
+    def test_deregister(self):
+        """
+        C{deregister} reports whether the instance was there.
+        """
+        code = self.successResultOf(self.runCommand("--json", "deregister", "orders", "a", "1"))
+        self.assertEqual((code, self.jsonLines()), (cli.EXIT_OK, [{"removed": False}]))
+
+    def test_watchCount(self):
+        """
+        C{watch --count N} prints the view, then each pushed view, one JSON
+        line each, and exits after N pushes.
+        """
+        d = self.runCommand("--json", "watch", "orders", "--count", "2")
+        self.register(("orders", "a", 1))
+        self.assertNoResult(d)
+        self.register(("orders", "b", 1), ("orders", "c", 1))
+        self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+        views = [[h["ip"] for h in document["hosts"]] for document in self.jsonLines()]
+        self.assertEqual(views, [[], ["a"], ["a", "b"]])
+        self.assertEqual(self.cluster.node(0).ops()[-1], "bye")
+
+    def test_watchInterrupted(self):
+        """
+        An interrupted C{watch} says C{bye} and exits with 0.
+        """
+        d = self.runCommand("watch", "orders")
+        self.register(("orders", "a", 1))
+        self.assertTrue(self.shutDown())
+        self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+        self.assertEqual(self.stdout.getvalue().count("public/DEFAULT_GROUP/orders"), 2)
+
+    def test_members(self):
+        """
+        C{members} prints the members.
+        """
+        self.successResultOf(self.runCommand("members"))
+        self.assertIn("node-1  10.0.0.2:9848  UP", self.stdout.getvalue())
+
+    def test_serverError(self):
+        """
+        A refused request exits with 1, its code and message on stderr.
+        """
+        self.cluster.node(0).refuse["services"] = ("FORBIDDEN", "not in this namespace")
+        self.assertEqual(self.successResultOf(self.runCommand("services")), cli.EXIT_SERVER_ERROR)
+        self.assertEqual(self.stderr.getvalue(), "distro: FORBIDDEN: not in this namespace\n")
+
+    def test_refusedHello(self):
+        """
+        A refused session exits with 1.
+        """
+        self.cluster.node(0).refuse["hello"] = ("UNAUTHORIZED", "token required")
+        self.assertEqual(self.successResultOf(self.runCommand("members")), cli.EXIT_SERVER_ERROR)
+        self.assertIn("UNAUTHORIZED", self.stderr.getvalue())
+
+    def test_unreachable(self):
+        """
+        No reachable node within the timeout exits with 3.
+        """
+        for node in self.cluster.nodes.values():
+            node.up = False
+        d = self.runCommand("--timeout", "3", "members")
+        self.reactor.pump([1] * 3)
+        self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
+        self.assertIn("cannot connect", self.stderr.getvalue())
+
+    def test_timeout(self):
+        """
+        A node that does not answer a request exits with 3.
+        """
+        self.cluster.node(0).silent = True
+        self.cluster.node(1).up = False
+        d = self.runCommand("--timeout", "2", "members")
+        self.reactor.advance(2)
+        self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
+
+    def test_interruptedConnect(self):
+        """
+        An interruption while connecting ends the command at once.
+        """
+        for node in self.cluster.nodes.values():
+            node.up = False
+        d = self.runCommand("members")
+        self.assertTrue(self.shutDown())
+        self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
+
+    def test_usage(self):
+        """
+        L{cli.run} returns 2 for a usage error, without connecting.
+        """
+        self.assertEqual(self.successResultOf(self.runCommand("register")), cli.EXIT_USAGE)
+        self.assertEqual(self.cluster.connectAttempts, ["10.0.0.1:9848"])

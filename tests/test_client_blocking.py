@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_client_blocking -*-
+"""
+Tests for L{distro.client.blocking.BlockingClient}, calling from a worker
+thread into a stand-in reactor that runs each call at once.
+"""
+
+import threading
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro.client import DistroClient, DistroError, Service
+from distro.client import blocking
+from distro.client.blocking import BlockingClient
+
+from ._fakecluster import FakeCluster
+
+ADDRESSES = ["10.0.0.1:9848"]
+
+
+class InlineReactor:
+    """
+    Runs what is handed to it from a thread at once, then moves the fake
+    cluster's bytes, so that the L{Deferred} of the call has fired.
+    """
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.threads = []
+
+    def callFromThread(self, f, *args, **kwargs):
+        """
+        Call C{f} now, in the calling thread, then move all bytes.
+        """
+        self.threads.append(threading.current_thread())
+        f(*args, **kwargs)
+        self.cluster.flush()
+
+
+def inThread(f, *args, **kwargs):
+    """
+    Call C{f} in a new thread and wait for it: return its result, or raise
+    its exception.
+    """
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = f(*args, **kwargs)
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+class BlockingClientTests(SynchronousTestCase):
+    """
+    The blocking facade over a L{DistroClient}.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.cluster = FakeCluster(self.clock, ADDRESSES)
+        client = DistroClient(ADDRESSES, self.clock, self.cluster.endpointFactory, start=0)
+        client.start()
+        self.cluster.flush()
+        self.reactor = InlineReactor(self.cluster)
+        self.client = BlockingClient.fromClient(client, self.reactor)
+
+    def test_calls(self):
+        """
+        Each method returns its result instead of a L{Deferred}, and runs in
+        the reactor's thread.
+        """
+        self.assertIsNone(inThread(self.client.register, "orders", "a", 1))
+        info = inThread(self.client.query, "orders")
+        self.assertEqual([h.ip for h in info.hosts], ["a"])
+        self.assertEqual(inThread(self.client.services)["count"], 1)
+        self.assertEqual(list(inThread(self.client.registrations)), [Service("orders")])
+        self.assertTrue(inThread(self.client.deregister, "orders", "a", 1))
+        self.assertEqual(len(inThread(self.client.members)), 1)
+        self.assertIsNone(inThread(self.client.ping))
+        self.assertEqual(self.client.clientId, "client-1")
+        self.assertNotIn(threading.main_thread(), self.reactor.threads)
+
+    def test_errors(self):
+        """
+        A refused request raises L{DistroError}.
+        """
+        self.cluster.node(0).refuse["register"] = ("BAD_REQUEST", "ip: bad")
+        error = self.assertRaises(DistroError, inThread, self.client.register, "s", "a", 1)
+        self.assertEqual(error.code, "BAD_REQUEST")
+
+    def test_subscribe(self):
+        """
+        Listeners get pushes; the last view is kept; unsubscribe stops them.
+        """
+        views = []
+        inThread(self.client.subscribe, "orders", views.append)
+        inThread(self.client.register, "orders", "a", 1)
+        self.assertEqual([[h.ip for h in v.hosts] for v in views], [["a"]])
+        self.assertEqual(inThread(self.client.lastServiceInfo, "orders"), views[-1])
+        inThread(self.client.unsubscribe, "orders", views.append)
+        inThread(self.client.batch_register, "orders", [])
+        self.assertEqual(len(views), 1)
+
+    def test_closeSaysBye(self):
+        """
+        Leaving the C{with} block closes the client, which says C{bye}.
+        """
+        def use():
+            with self.client as client:
+                client.ping()
+
+        inThread(use)
+        self.assertEqual(self.cluster.node(0).ops()[-1], "bye")
+
+    def test_connect(self):
+        """
+        The constructor connects through L{distro.client.connect} in the
+        shared reactor, passing its arguments on.
+        """
+        calls = []
+
+        def connect(servers, **kwargs):
+            calls.append((servers, kwargs))
+            client = DistroClient(servers, self.clock, self.cluster.endpointFactory, start=0)
+            return client.start()
+
+        self.patch(blocking, "_runningReactor", lambda: self.reactor)
+        self.patch(blocking, "connect", connect)
+        client = inThread(BlockingClient, ADDRESSES, namespace="dev", token="t", timeout=3)
+        [(servers, kwargs)] = calls
+        self.assertEqual(servers, ADDRESSES)
+        self.assertEqual(
+            (kwargs["namespace"], kwargs["token"], kwargs["timeout"], kwargs["reactor"]),
+            ("dev", "t", 3, self.reactor),
+        )
+        self.assertEqual(client.clientId, "client-2")
+
+    def test_notFromReactorThread(self):
+        """
+        Calling from the reactor's thread, which would wait forever, raises.
+        """
+        self.patch(blocking, "isInIOThread", lambda: True)
+        self.assertRaises(RuntimeError, self.client.ping)
