@@ -159,22 +159,36 @@ class ClientManager:
 
     def resume(self, clientId, token):
         """
-        A new session presents C{clientId} and its resume token: if this node
-        holds that native client and the token matches, the client is the new
-        session's (its expiry cancelled, its old subscriptions dropped) and is
-        returned; otherwise C{None}.
+        A new session presents C{clientId} and its resume token. If this node
+        holds that client (native, or synced from another node) and the token
+        matches, the client is the new session's and is returned: its expiry
+        is cancelled, its old subscriptions dropped, and a synced client is
+        taken over (this node becomes its owner at the next epoch, announced
+        with C{clientMoved}). Otherwise C{None}.
         """
         client = self.clients.get(clientId)
-        if client is None or not client.native:
+        if client is None:
             return None
         if not hmac.compare_digest(client.resumeTokenHash, hashResumeToken(token)):
             return None
+        self._cancelExpiry(client)
+        client.connected = True
+        client.subscriptions.clear()
+        if not client.native:
+            client.native = True
+            client.owner = self.nodeId
+            client.epoch += 1
+            self.log.info(
+                "client {client} taken over at epoch {epoch}", client=clientId, epoch=client.epoch
+            )
+            for observer in self._observers:
+                observer.clientMoved(client)
+        return client
+
+    def _cancelExpiry(self, client):
         if client.expiry is not None and client.expiry.active():
             client.expiry.cancel()
         client.expiry = None
-        client.connected = True
-        client.subscriptions.clear()
-        return client
 
     def clientDisconnected(self, clientId, orderly):
         client = self.clients.get(clientId)
@@ -199,9 +213,7 @@ class ClientManager:
         client = self.clients.pop(clientId, None)
         if client is None:
             return None
-        if client.expiry is not None and client.expiry.active():
-            client.expiry.cancel()
-        client.expiry = None
+        self._cancelExpiry(client)
         for observer in self._observers:
             observer.clientRemoved(client)
         return client
@@ -211,9 +223,76 @@ class ClientManager:
         Cancel pending expiries (the node is shutting down).
         """
         for client in self.clients.values():
-            if client.expiry is not None and client.expiry.active():
-                client.expiry.cancel()
-            client.expiry = None
+            self._cancelExpiry(client)
+
+    # Data replicated from the owner (synced clients)
+
+    def syncState(self, clientId, owner, epoch, revision, resumeTokenHash, services):
+        """
+        Make the client C{clientId} exactly what its owner says: C{services}
+        maps each L{ServiceKey} to C{{instanceId: Instance}}. A native client
+        held here becomes synced (its owner moved it): announced with
+        C{clientMoved}, its instances kept. Only what differs is announced.
+        Whether the record may be applied at all is the caller's rule.
+
+        @return: the L{Client}.
+        """
+        client = self.clients.get(clientId)
+        if client is None:
+            client = self.clients[clientId] = Client(clientId, False, owner)
+        moved = client.native or client.owner != owner or client.epoch != epoch
+        if client.native:
+            self._cancelExpiry(client)
+            client.native = client.connected = False
+            client.subscriptions.clear()
+        client.owner, client.epoch = owner, epoch
+        client.resumeTokenHash = resumeTokenHash
+        put = []
+        remove = []
+        for service, held in client.services.items():
+            wanted = services.get(service, {})
+            for iid, old in held.items():
+                if iid not in wanted:
+                    remove.append((service, iid, old))
+        for service, wanted in services.items():
+            held = client.services.get(service, {})
+            for iid, instance in wanted.items():
+                old = held.get(iid)
+                if old is None or old.writeTs != instance.writeTs or not old.sameContent(instance):
+                    put.append((service, instance))
+        client.services = {service: dict(wanted) for service, wanted in services.items() if wanted}
+        client.instanceCount = sum(len(wanted) for wanted in client.services.values())
+        baseRevision, client.revision = client.revision, revision
+        if moved:
+            for observer in self._observers:
+                observer.clientMoved(client)
+        if put or remove:
+            self._announce(client, baseRevision, put, remove)
+        return client
+
+    def syncDelta(self, client, revision, put, removeIds):
+        """
+        Apply one change of a synced client, as its owner sent it: C{put} is
+        C{[(service, Instance)]}, C{removeIds} C{[(service, instanceId)]}.
+        """
+        remove = []
+        for service, iid in removeIds:
+            held = client.services.get(service)
+            old = held.pop(iid, None) if held else None
+            if old is not None:
+                remove.append((service, iid, old))
+                if not held:
+                    del client.services[service]
+        for service, instance in put:
+            held = client.services.get(service)
+            if held is None:
+                held = client.services[service] = {}
+            if instance.instanceId not in held:
+                client.instanceCount += 1
+            held[instance.instanceId] = instance
+        client.instanceCount -= len(remove)
+        baseRevision, client.revision = client.revision, revision
+        self._announce(client, baseRevision, put, remove)
 
     # Writes by native clients
 

@@ -5,6 +5,7 @@ TOML file and overridden from the command line. A wrong value fails at start
 with a message naming the key.
 """
 
+import os
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -91,6 +92,29 @@ class Config:
     max_metadata_bytes: int = _key(8192, "Largest encoded metadata of one instance.", _positive)
     log_format: str = _key("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
     json_log: str = _key("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
+    cluster: str = _key(
+        "", "Path of cluster.conf (one host:peer_port per line); empty or one line: standalone."
+    )
+    peer_listen: str = _key("tcp:9849", "Peer port, as a Twisted server endpoint string.", _endpoint)
+    peer_advertise: str = _key(
+        "", "This node's own line in cluster.conf (host:port); empty means found by port."
+    )
+    cluster_secret: str = _key(
+        "", "Shared secret of peer links; else $DISTRO_CLUSTER_SECRET, else secret_file."
+    )
+    secret_file: str = _key("", "A file holding the cluster secret (first line).")
+    verify_interval_ms: int = _key(5000, "How often each node sends peers a digest.", _positive)
+    peer_timeout_ms: int = _key(
+        3000, "A member silent this long is SUSPICIOUS.", _positive
+    )
+    down_after_ms: int = _key(6000, "A member silent this long is DOWN.", _positive)
+    orphan_grace_ms: int = _key(
+        30000, "How long the clients of a DOWN member are kept for a resume.", _nonNegative
+    )
+    load_timeout_ms: int = _key(
+        10000, "A starting node serves reads after this long even if not loaded.", _nonNegative
+    )
+    peer_max_frame: int = _key(64 * 1024 * 1024, "Largest peer-port frame, in bytes.", _positive)
     auth_tokens: dict = _key(
         {},
         "Client tokens: token = [namespace, ...] ('*' for all). Empty: no authentication.",
@@ -113,12 +137,42 @@ class Config:
                 check(f.name, value)
         if self.idle_timeout_ms <= self.heartbeat_ms:
             raise ConfigError("idle_timeout_ms", "must be greater than heartbeat_ms")
-        if not self.node_id:
+        if self.down_after_ms <= self.peer_timeout_ms:
+            raise ConfigError("down_after_ms", "must be greater than peer_timeout_ms")
+        if not self.node_id and not self.cluster:
+            # A clustered node defaults to its own cluster.conf line, which
+            # differs between nodes that share a host name.
             self.node_id = socket.gethostname()
         return self
 
+    def clusterSecret(self, environ):
+        """
+        The cluster secret as bytes (empty: none), from the key, else the
+        environment variable C{DISTRO_CLUSTER_SECRET}, else the file.
+        """
+        if self.cluster_secret:
+            return self.cluster_secret.encode("utf-8")
+        if environ.get("DISTRO_CLUSTER_SECRET"):
+            return environ["DISTRO_CLUSTER_SECRET"].encode("utf-8")
+        if self.secret_file:
+            try:
+                with open(self.secret_file, "rb") as f:
+                    secret = f.readline().strip()
+            except OSError as e:
+                raise ConfigError("secret_file", f"cannot read it: {e.strerror}")
+            if not secret:
+                raise ConfigError("secret_file", "the file is empty")
+            return secret
+        return b""
+
 
 KEYS = {f.name: f for f in fields(Config)}
+
+# Files named in a configuration file, relative to that file's directory.
+RELATIVE_PATHS = frozenset({"cluster", "secret_file"})
+
+# Secrets are never command-line options: they would show in ps.
+FILE_ONLY = frozenset({"auth_tokens", "cluster_secret"})
 
 
 def parseValue(key, text):
@@ -132,7 +186,7 @@ def parseValue(key, text):
             return int(text)
         except ValueError:
             raise ConfigError(key, f"must be an integer, not {text!r}")
-    if kind is dict:
+    if key in FILE_ONLY:
         raise ConfigError(key, "is set in the configuration file only")
     return text
 
@@ -160,6 +214,9 @@ def build(path=None, overrides=None):
     C{overrides} (already typed), validated.
     """
     values = loadFile(path) if path else {}
+    for key in RELATIVE_PATHS & values.keys():
+        if isinstance(values[key], str) and values[key] and not os.path.isabs(values[key]):
+            values[key] = os.path.join(os.path.dirname(path), values[key])
     for key in overrides or {}:
         if key not in KEYS:
             raise ConfigError(key, "unknown key")

@@ -28,6 +28,16 @@ class IClientObserver(Interface):
         @type client: L{distro.clients.Client}
         """
 
+    def clientMoved(client):
+        """
+        A client's ownership changed: this node took it over (a session
+        resumed it here; C{client.native} is now true) or gave it up to a
+        newer owner (C{client.native} is now false). Its instances are
+        unchanged.
+
+        @type client: L{distro.clients.Client}
+        """
+
 
 class IClientManager(Interface):
     """
@@ -92,6 +102,16 @@ class IClientManager(Interface):
         Remove a client and all its instances now.
         """
 
+    def syncState(clientId, owner, epoch, revision, resumeTokenHash, services):
+        """
+        Make a client exactly what its owner replicated (a synced client).
+        """
+
+    def syncDelta(client, revision, put, removeIds):
+        """
+        Apply one replicated change to a synced client.
+        """
+
 
 class IViewListener(Interface):
     """
@@ -124,4 +144,48 @@ class IRegistry(IClientObserver):
         """
         One page of the services of a namespace (optionally one group):
         C{(count, [(group, name, instanceCount)])}.
+        """
+
+
+class IReplicaSink(Interface):
+    """
+    Where the inbound peer links of a node deliver what other members send:
+    the apply side of PROTOCOL.md 5.2.
+    """
+
+    def linkUp(link):
+        """
+        An authenticated inbound link from member C{link.nodeId} is up.
+        """
+
+    def received(link, message):
+        """
+        Apply one replication message from C{link}; return a reply message to
+        send back on that link, or C{None}.
+        """
+
+    def linkDown(link):
+        """
+        An inbound link ended.
+        """
+
+
+class IMembership(Interface):
+    """
+    The members of the cluster and their liveness (PROTOCOL.md 5.3).
+    """
+
+    def heard(nodeId):
+        """
+        Something arrived from member C{nodeId}: it is alive.
+        """
+
+    def state(nodeId):
+        """
+        C{"UP"}, C{"SUSPICIOUS"} or C{"DOWN"}.
+        """
+
+    def describe():
+        """
+        The members as the C{members} op shows them.
         """

@@ -8,20 +8,25 @@ authorisation, membership).
 import hmac
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from distro.clients import ClientIds, ClientManager
+from distro.interfaces import IClientObserver
 from distro.push import Pusher
 from distro.registry import Registry
 from distro.wire import PROTOCOL_VERSION, UNAUTHORIZED, ProtocolError
 
 
+@implementer(IClientObserver)
 class Node:
     """
     One registry node.
 
     @ivar ready: whether reads are served (PROTOCOL.md 5.5); a standalone node
-        is ready at once.
+        is ready at once, a clustered one once its cluster loaded it.
     @ivar clientAddress: the C{host:port} clients reach this node at.
+    @ivar cluster: the L{distro.cluster.service.Cluster}, or C{None} when
+        standalone.
     """
 
     log = Logger()
@@ -39,6 +44,8 @@ class Node:
         self.ready = True
         self.clientAddress = config.advertise or None
         self.sessions = {}
+        self.cluster = None
+        self.manager.addObserver(self)
 
     def authorize(self, token):
         """
@@ -102,14 +109,34 @@ class Node:
             "ready": self.ready,
             "heartbeat_ms": self.config.heartbeat_ms,
             "idle_timeout_ms": self.config.idle_timeout_ms,
-            "members": [m["address"] for m in self.members()],
+            "members": [m["address"] for m in self.members() if m["address"]],
         }
 
     def members(self):
         """
         The members of the cluster as the C{members} op shows them.
         """
+        if self.cluster is not None:
+            return self.cluster.membership.describe()
         return [{"node": self.nodeId, "address": self.clientAddress, "state": "UP", "self": True}]
+
+    # IClientObserver: a session whose client moved to another node ends.
+
+    def clientChanged(self, change):
+        pass
+
+    def clientRemoved(self, client):
+        pass
+
+    def clientMoved(self, client):
+        if client.native:
+            return
+        session = self.sessions.pop(client.clientId, None)
+        if session is not None:
+            # The client resumed elsewhere: this connection is stale. Its
+            # instances stay; they belong to the new owner now.
+            self.log.info("client {client} moved to {owner}", client=client.clientId, owner=client.owner)
+            session.closeConnection()
 
     def stop(self):
         """

@@ -246,6 +246,10 @@ class Registry:
         for view in touched.values():
             self._changed(view)
 
+    def clientMoved(self, client):
+        # Ownership does not change what a view holds.
+        pass
+
     # Reads
 
     def serviceInfo(self, service, clusters=None, healthyOnly=False):

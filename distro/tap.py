@@ -7,6 +7,7 @@ the command line overrides the file given with C{--config}.
 """
 
 import os
+import signal
 import socket
 import sys
 
@@ -16,6 +17,7 @@ from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 from twisted.python import usage
 
 from distro import config as _config
+from distro.cluster.service import clusterFromConfig, readMembers
 from distro.node import Node
 from distro.server import ClientPortFactory
 
@@ -38,7 +40,7 @@ class Options(usage.Options):
             f"{f.metadata['doc']} [default: {f.metadata['default']!r}]",
         ]
         for key, f in _config.KEYS.items()
-        if not isinstance(f.metadata["default"], dict)
+        if key not in _config.FILE_ONLY
     ]
     longdesc = "Run a distro service registry node. With no options: a standalone node on tcp:9848."
 
@@ -147,18 +149,63 @@ class JsonLogService(Service):
             self._file.close()
 
 
-def makeService(options, reactor=None, bootId=None):
+class ReloadOnHangup(Service):
     """
-    The service tree of a node: a C{MultiService} with the client port (and,
-    when configured, the JSON log).
+    Re-reads C{cluster.conf} when the process gets SIGHUP.
+    """
+
+    def __init__(self, cluster, reactor):
+        self.cluster = cluster
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self):
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._hangup)
+
+    def _hangup(self, signum, frame):
+        # A signal handler may run anywhere: hand the work to the reactor.
+        self.reactor.callFromThread(self.cluster.reload)
+
+    def stopService(self):
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+
+
+def makeService(options, reactor=None, bootId=None, environ=None):
+    """
+    The service tree of a node: a C{MultiService} with the client port, the
+    cluster when C{cluster} is configured, and the JSON log when asked for.
+
+    @raise usage.UsageError: for a wrong cluster configuration, naming the key.
     """
     if reactor is None:
         from twisted.internet import reactor
     config = options.config
+    try:
+        members = readMembers(config)
+    except _config.ConfigError as e:
+        raise usage.UsageError(str(e))
+    if members is not None and not config.node_id:
+        # Host names are shared by the nodes of one machine; lines are not.
+        config.node_id = members[0]
     root = MultiService()
     node = Node(config, reactor, bootId)
     root.node = node
     if config.log_format == "json":
         JsonLogService(config.json_log).setServiceParent(root)
+    # The client port first: the cluster tells peers the address it bound.
     ClientPortService(node, reactor).setServiceParent(root)
+    if members is not None:
+        try:
+            cluster = clusterFromConfig(
+                node, reactor, members, os.environ if environ is None else environ
+            )
+        except _config.ConfigError as e:
+            raise usage.UsageError(str(e))
+        node.cluster = cluster
+        cluster.setServiceParent(root)
+        ReloadOnHangup(cluster, reactor).setServiceParent(root)
     return root

@@ -43,6 +43,9 @@ class Stream:
     def clientRemoved(self, client):
         self.events.append(("removed", client.clientId, client.instanceCount))
 
+    def clientMoved(self, client):
+        self.events.append(("moved", client.clientId, client.native, client.owner, client.epoch))
+
 
 class ClientManagerTests(SynchronousTestCase):
     """

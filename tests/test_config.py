@@ -28,8 +28,18 @@ POSITIVE = {
     "max_instances_per_client",
     "max_subscriptions_per_client",
     "max_metadata_bytes",
+    "verify_interval_ms",
+    "peer_timeout_ms",
+    "down_after_ms",
+    "peer_max_frame",
 }
-NON_NEGATIVE = {"disconnect_grace_ms", "push_delay_ms", "max_connections_per_ip"}
+NON_NEGATIVE = {
+    "disconnect_grace_ms",
+    "push_delay_ms",
+    "max_connections_per_ip",
+    "orphan_grace_ms",
+    "load_timeout_ms",
+}
 
 
 def defaults():

@@ -132,9 +132,11 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "json_log": "j",
             "heartbeat_ms": "100",
             "idle_timeout_ms": "30000",
+            "peer_listen": "tcp:2",
+            "down_after_ms": "30000",
         }
         for key, f in config.KEYS.items():
-            if key == "auth_tokens":
+            if key in config.FILE_ONLY:
                 continue
             text = values.get(key, "7")
             o = options("--" + key.replace("_", "-"), text)
@@ -146,6 +148,12 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         Tokens are not given on the command line (they would show in C{ps}).
         """
         self.assertRaises(usage.UsageError, options, "--auth-tokens", "x")
+
+    def test_noClusterSecretOption(self):
+        """
+        Nor is the cluster secret.
+        """
+        self.assertRaises(usage.UsageError, options, "--cluster-secret", "x")
 
     def test_config(self):
         """

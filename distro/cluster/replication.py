@@ -1,0 +1,452 @@
+# -*- test-case-name: tests.test_replication -*-
+"""
+Replication of owned clients between members (PROTOCOL.md 5.2).
+
+Sending: the L{Replicator} reads the change stream and keeps one L{PeerFeed}
+per member. A feed writes each change to its link at once, as a C{delta};
+while its link cannot take more (the transport paused us) it only marks the
+client dirty, and when the link drains it sends the latest C{client_state} of
+each dirty client. What waits for a slow or stalled peer is therefore one
+entry per dirty client, never a queue of changes, and no feed ever waits for
+another. A link that comes up starts with a snapshot streamed client by
+client; a link that breaks forgets everything (the next one starts over).
+
+Receiving: the L{Receiver} applies what inbound links deliver, by the rules of
+5.2: records carry their owner and epoch, a lower C{(epoch, owner)} than the
+one held is ignored, a native client is only given up to a higher one, deltas
+apply only on top of the revision they were made from (else C{resend}), and
+snapshots and digests drop what the sender no longer owns.
+"""
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from distro.cluster import records
+from distro.interfaces import IClientObserver, IReplicaSink
+from distro.wire import BAD_REQUEST, UNKNOWN_OP, ProtocolError, errorMessage
+
+_STATE = None  # a dirty entry meaning "send the client's latest state"
+
+
+class PeerFeed:
+    """
+    What this node sends to one member, over the member's current link.
+
+    @ivar link: the authenticated outbound link, or C{None}; it has
+        C{sendMessage(message)}.
+    @ivar dirty: client id -> L{_STATE}, or C{(owner, epoch)} of a removed
+        client; at most one entry per client.
+    @ivar paused: whether the link's transport asked us to stop writing.
+    """
+
+    def __init__(self, replicator, member):
+        self.replicator = replicator
+        self.member = member
+        self.link = None
+        self.dirty = {}
+        self.paused = False
+        self.snapshotting = False
+        self._snapshotCount = 0
+
+    def linkUp(self, link):
+        """
+        A link is up and authenticated: stream a snapshot of every owned
+        client, then keep up with changes.
+        """
+        self.link = link
+        self.paused = False
+        self.dirty = dict.fromkeys(self.replicator.owned, _STATE)
+        self.snapshotting = True
+        self._snapshotCount = 0
+        link.sendMessage({"op": "snapshot_begin"})
+        self.drain()
+
+    def linkDown(self, link):
+        """
+        The link ended: nothing sent on it is assumed delivered.
+        """
+        if link is self.link:
+            self.link = None
+            self.dirty = {}
+            self.snapshotting = False
+
+    def pause(self):
+        self.paused = True
+
+    def resume(self):
+        self.paused = False
+        self.drain()
+
+    def _writable(self, clientId):
+        return self.link is not None and not self.paused and clientId not in self.dirty
+
+    def changed(self, change):
+        """
+        An owned client changed: a delta now, or the client marked dirty.
+        """
+        clientId = change.client.clientId
+        if self._writable(clientId):
+            self.link.sendMessage(records.delta(change))
+        elif self.link is not None:
+            self.dirty[clientId] = _STATE
+
+    def removed(self, client):
+        """
+        An owned client is gone.
+        """
+        clientId = client.clientId
+        if self._writable(clientId):
+            self.link.sendMessage(records.clientRemove(clientId, client.owner, client.epoch))
+        elif self.link is not None:
+            self.dirty[clientId] = (client.owner, client.epoch)
+
+    def touched(self, clientId):
+        """
+        Send the whole latest state of C{clientId} (it was taken over here,
+        or the peer asked for it).
+        """
+        if self.link is None:
+            return
+        self.dirty[clientId] = _STATE
+        self.drain()
+
+    def drain(self):
+        """
+        Send what is dirty while the link takes it; end a snapshot once all
+        of it was sent.
+        """
+        dirty = self.dirty
+        owned = self.replicator.owned
+        while self.link is not None and not self.paused and dirty:
+            clientId = next(iter(dirty))
+            entry = dirty.pop(clientId)
+            client = owned.get(clientId)
+            if entry is _STATE and client is not None:
+                self.link.sendMessage(records.clientState(client))
+                self._snapshotCount += self.snapshotting
+            elif entry is not _STATE:
+                self.link.sendMessage(records.clientRemove(clientId, *entry))
+            # else: no longer ours (removed, or given up): nothing to say.
+        if self.link is not None and self.snapshotting and not dirty:
+            self.snapshotting = False
+            self.link.sendMessage({"op": "snapshot_end", "count": self._snapshotCount})
+
+    def digest(self):
+        """
+        Send the digest of everything owned, unless the link is busy (a
+        snapshot or a backlog says more than a digest would).
+        """
+        if self.link is None or self.paused or self.dirty or self.snapshotting:
+            return
+        self.link.sendMessage(
+            {
+                "op": "digest",
+                "clients": [[c.clientId, c.revision] for c in self.replicator.owned.values()],
+            }
+        )
+
+
+@implementer(IClientObserver)
+class Replicator:
+    """
+    Streams the clients this node owns to every other member.
+
+    @ivar owned: client id -> the native L{Client}s that have data (what
+        snapshots and digests are made of).
+    @ivar feeds: member address -> L{PeerFeed}.
+    """
+
+    def __init__(self):
+        self.owned = {}
+        self.feeds = {}
+
+    def addMember(self, member):
+        feed = self.feeds.get(member.address)
+        if feed is None:
+            feed = self.feeds[member.address] = PeerFeed(self, member)
+        return feed
+
+    def removeMember(self, member):
+        return self.feeds.pop(member.address, None)
+
+    # IClientObserver
+
+    def clientChanged(self, change):
+        client = change.client
+        if not client.native:
+            return  # synced data is never forwarded
+        self.owned[client.clientId] = client
+        for feed in self.feeds.values():
+            feed.changed(change)
+
+    def clientRemoved(self, client):
+        if self.owned.pop(client.clientId, None) is None:
+            return
+        for feed in self.feeds.values():
+            feed.removed(client)
+
+    def clientMoved(self, client):
+        if client.native:
+            self.owned[client.clientId] = client
+            for feed in self.feeds.values():
+                feed.touched(client.clientId)
+        else:
+            # Given up to a newer owner: it speaks for the client now.
+            self.owned.pop(client.clientId, None)
+
+    def sendDigests(self):
+        for feed in self.feeds.values():
+            feed.digest()
+
+
+def _outranks(epoch, owner, client):
+    """
+    Whether a record at C{(epoch, owner)} is newer than what C{client} holds.
+    """
+    return (epoch, owner) > (client.epoch, client.owner)
+
+
+@implementer(IReplicaSink, IClientObserver)
+class Receiver:
+    """
+    Applies what other members replicate to this node's synced clients.
+
+    @ivar bySender: node id -> ids of the synced clients it owns.
+    @ivar loaded: called with a node id when that member's snapshot ended.
+    """
+
+    log = Logger()
+
+    def __init__(self, manager, clock, config, loaded=lambda nodeId: None):
+        self.manager = manager
+        self.clock = clock
+        self.config = config
+        self.loaded = loaded
+        self.bySender = {}
+        self._senderOf = {}
+        self._snapshots = {}
+        self._missing = {}
+        self._rejected = {}
+        self._orphanTimers = {}
+
+    # Index of synced clients by owner
+
+    def _index(self, clientId, owner):
+        previous = self._senderOf.get(clientId)
+        if previous == owner:
+            return
+        if previous is not None:
+            self._unindex(clientId)
+        self._senderOf[clientId] = owner
+        self.bySender.setdefault(owner, set()).add(clientId)
+
+    def _unindex(self, clientId):
+        owner = self._senderOf.pop(clientId, None)
+        if owner is not None:
+            held = self.bySender.get(owner)
+            held.discard(clientId)
+            if not held:
+                del self.bySender[owner]
+
+    # IClientObserver: keep the index true when clients go or move.
+
+    def clientChanged(self, change):
+        pass
+
+    def clientRemoved(self, client):
+        self._unindex(client.clientId)
+
+    def clientMoved(self, client):
+        if client.native:
+            self._unindex(client.clientId)
+        else:
+            self._index(client.clientId, client.owner)
+
+    # IReplicaSink
+
+    def linkUp(self, link):
+        self.cancelOrphans(link.nodeId)
+
+    def linkDown(self, link):
+        self._snapshots.pop(link.nodeId, None)
+
+    def received(self, link, message):
+        op = message.get("op")
+        handler = self._handlers.get(op) if type(op) is str else None
+        if handler is None:
+            return errorMessage(None, UNKNOWN_OP, f"unknown peer op {op!r}"[:200])
+        try:
+            return handler(self, link.nodeId, message)
+        except ProtocolError as e:
+            # Bad data: report it; asking again would bring the same bytes.
+            self.log.warn(
+                "rejected {op} from {peer}: {error}", op=op, peer=link.nodeId, error=e.message
+            )
+            clientId = message.get("client_id")
+            if type(clientId) is str and type(message.get("revision")) is int:
+                self._rejected.setdefault(link.nodeId, {})[clientId] = message["revision"]
+            return errorMessage(None, e.code, e.message)
+
+    def _checkOwner(self, sender, header):
+        if header.owner != sender:
+            raise ProtocolError(BAD_REQUEST, "owner: a node replicates only the clients it owns")
+
+    def _snapshotBegin(self, sender, message):
+        self._snapshots[sender] = set()
+
+    def _clientState(self, sender, message):
+        header, revision, tokenHash, services = records.parseClientState(
+            message, self.config.max_metadata_bytes
+        )
+        self._checkOwner(sender, header)
+        named = self._snapshots.get(sender)
+        if named is not None:
+            named.add(header.clientId)
+        held = self.manager.clients.get(header.clientId)
+        if held is not None:
+            if held.native:
+                if not _outranks(header.epoch, header.owner, held):
+                    return None  # peer data never overwrites a native client
+                self.log.info(
+                    "client {client} moved to {owner} at epoch {epoch}",
+                    client=header.clientId,
+                    owner=header.owner,
+                    epoch=header.epoch,
+                )
+            elif _outranks(held.epoch, held.owner, _Record(header.epoch, header.owner)):
+                return None  # an older owner's record
+        self._rejected.get(sender, {}).pop(header.clientId, None)
+        client = self.manager.syncState(
+            header.clientId, header.owner, header.epoch, revision, tokenHash, services
+        )
+        self._index(client.clientId, client.owner)
+        return None
+
+    def _snapshotEnd(self, sender, message):
+        named = self._snapshots.pop(sender, None)
+        if named is None:
+            return None
+        for clientId in list(self.bySender.get(sender, ())):
+            if clientId not in named:
+                self.manager.removeClient(clientId)
+        self._missing.pop(sender, None)
+        self.loaded(sender)
+        return None
+
+    def _delta(self, sender, message):
+        header, baseRevision, revision, put, remove = records.parseDelta(
+            message, self.config.max_metadata_bytes
+        )
+        self._checkOwner(sender, header)
+        named = self._snapshots.get(sender)
+        if named is not None:
+            named.add(header.clientId)
+        held = self.manager.clients.get(header.clientId)
+        if held is not None and _outranks(held.epoch, held.owner, _Record(header.epoch, header.owner)):
+            return None  # an older owner's change
+        if held is not None and held.native:
+            return None  # only a whole client_state at a newer epoch moves it
+        if (
+            held is None
+            or (held.epoch, held.owner) != (header.epoch, header.owner)
+            or held.revision != baseRevision
+        ):
+            return {"op": "resend", "client_ids": [header.clientId]}
+        self.manager.syncDelta(held, revision, put, remove)
+        return None
+
+    def _clientRemove(self, sender, message):
+        header = records.Header(message)
+        self._checkOwner(sender, header)
+        held = self.manager.clients.get(header.clientId)
+        if held is None:
+            return None
+        if held.native:
+            if _outranks(header.epoch, header.owner, held):
+                self.manager.removeClient(header.clientId)
+            return None
+        if not _outranks(held.epoch, held.owner, _Record(header.epoch, header.owner)):
+            self.manager.removeClient(header.clientId)
+        return None
+
+    def _digest(self, sender, message):
+        digest = records.parseDigest(message)
+        rejected = self._rejected.get(sender, {})
+        clients = self.manager.clients
+        wanted = []
+        for clientId, revision in digest.items():
+            held = clients.get(clientId)
+            if held is None:
+                if rejected.get(clientId) != revision:
+                    wanted.append(clientId)
+            elif not held.native and held.owner == sender and held.revision != revision:
+                if rejected.get(clientId) != revision:
+                    wanted.append(clientId)
+        # A client missing from two digests in a row is gone (one miss may
+        # be a move whose new owner's record is still on its way).
+        missing = {c for c in self.bySender.get(sender, ()) if c not in digest}
+        for clientId in missing & self._missing.get(sender, set()):
+            self.log.info("client {client} dropped: {peer} no longer owns it", client=clientId, peer=sender)
+            self.manager.removeClient(clientId)
+        self._missing[sender] = missing
+        if wanted:
+            return {"op": "resend", "client_ids": wanted}
+        return None
+
+    def _ping(self, sender, message):
+        return {"op": "pong"}
+
+    _handlers = {
+        "snapshot_begin": _snapshotBegin,
+        "client_state": _clientState,
+        "snapshot_end": _snapshotEnd,
+        "delta": _delta,
+        "client_remove": _clientRemove,
+        "digest": _digest,
+        "ping": _ping,
+    }
+
+    # Orphans (5.4)
+
+    def orphan(self, nodeId):
+        """
+        Member C{nodeId} is down (or left): its clients are kept for
+        C{orphan_grace_ms}, then removed unless taken over or refreshed.
+        """
+        if nodeId in self._orphanTimers or not self.bySender.get(nodeId):
+            return
+        grace = self.config.orphan_grace_ms / 1000.0
+        self._orphanTimers[nodeId] = self.clock.callLater(grace, self._dropOrphans, nodeId)
+
+    def cancelOrphans(self, nodeId):
+        timer = self._orphanTimers.pop(nodeId, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _dropOrphans(self, nodeId):
+        del self._orphanTimers[nodeId]
+        orphans = list(self.bySender.get(nodeId, ()))
+        self.log.info(
+            "dropping {count} clients of {peer}: down for orphan_grace_ms",
+            count=len(orphans),
+            peer=nodeId,
+        )
+        for clientId in orphans:
+            self.manager.removeClient(clientId)
+
+    def stop(self):
+        for nodeId in list(self._orphanTimers):
+            self.cancelOrphans(nodeId)
+
+
+class _Record:
+    """
+    The C{(epoch, owner)} of a record, shaped like a client for
+    L{_outranks}.
+    """
+
+    __slots__ = ("epoch", "owner")
+
+    def __init__(self, epoch, owner):
+        self.epoch = epoch
+        self.owner = owner

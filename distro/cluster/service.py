@@ -1,0 +1,283 @@
+# -*- test-case-name: tests.test_cluster -*-
+"""
+L{Cluster}: the cluster side of a node, as a C{MultiService}: the peer port,
+one outbound link per member (a C{ClientService} child each, reconnecting
+with backoff and jitter), membership and its liveness, replication both ways,
+readiness, and re-reading C{cluster.conf} on SIGHUP.
+"""
+
+import random
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import HostnameEndpoint, serverFromString
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from distro.cluster.members import Membership, findSelf, parseAddress, readClusterFile
+from distro.cluster.peer import OutboundFactory, PeerPortFactory
+from distro.cluster.replication import Receiver, Replicator
+
+
+class _Watched:
+    """
+    An endpoint that tells the cluster when a connection attempt to a
+    member fails (an unreachable member is not waited for at start).
+    """
+
+    def __init__(self, endpoint, failed):
+        self.endpoint = endpoint
+        self.failed = failed
+
+    def connect(self, factory):
+        d = self.endpoint.connect(factory)
+        d.addErrback(self._failed)
+        return d
+
+    def _failed(self, failure):
+        self.failed()
+        return failure
+
+
+def retryPolicy():
+    """
+    Reconnect delays: from 0.1 s, doubling, at most 3 s, with jitter so that
+    the members of a restarted cluster do not reconnect in step.
+    """
+    return backoffPolicy(
+        initialDelay=0.1, maxDelay=3.0, factor=2.0, jitter=lambda: random.random() * 0.2
+    )
+
+
+class Cluster(MultiService):
+    """
+    The cluster side of one node.
+
+    @param node: the L{distro.node.Node}.
+    @param selfAddress: this node's line of C{cluster.conf}.
+    @param addresses: every line of C{cluster.conf}.
+    @param secret: the cluster secret (bytes; empty for none).
+    @param listen: C{(factory) -> Deferred(IListeningPort)}, the peer port.
+    @param connector: C{(address) -> IStreamClientEndpoint} for a member.
+    """
+
+    log = Logger()
+
+    def __init__(self, node, selfAddress, addresses, secret, listen, connector, reread=None):
+        super().__init__()
+        self.node = node
+        self.config = node.config
+        self.clock = node.clock
+        self.nodeId = node.nodeId
+        self.secret = secret
+        self._listen = listen
+        self._connector = connector
+        self._reread = reread
+        self.port = None
+        self.membership = Membership(
+            selfAddress, self.nodeId, node.clientAddress, self.clock, self.config
+        )
+        self.membership.observers.append(self)
+        self.replicator = Replicator()
+        self.receiver = Receiver(node.manager, self.clock, self.config, self._loaded)
+        node.manager.addObserver(self.replicator)
+        node.manager.addObserver(self.receiver)
+        self.inbound = {}
+        self._links = {}
+        self._waiting = set()
+        self._loadTimer = None
+        self._digests = LoopingCall(self.replicator.sendDigests)
+        self._digests.clock = self.clock
+        self.update(addresses)
+        if not secret:
+            self.log.warn(
+                "no cluster_secret: the peer port accepts loopback connections only"
+            )
+
+    # Members
+
+    def update(self, addresses):
+        """
+        Make the members C{addresses}: links are added and removed to match.
+        """
+        added, removed = self.membership.update(addresses)
+        for member in added:
+            feed = self.replicator.addMember(member)
+            endpoint = _Watched(self._connector(member.address), lambda m=member: self._unreachable(m))
+            link = ClientService(
+                endpoint, OutboundFactory(self, feed), retryPolicy=retryPolicy(), clock=self.clock
+            )
+            link.setName(member.address)
+            self._links[member.address] = link
+            link.setServiceParent(self)
+            if not self.node.ready:
+                self._waiting.add(member.address)
+        for member in removed:
+            self.replicator.removeMember(member)
+            link = self._links.pop(member.address)
+            link.disownServiceParent()
+            self._waiting.discard(member.address)
+        if added or removed:
+            self.log.info(
+                "members: {members}", members=sorted(self.membership.members)
+            )
+        self._checkReady()
+
+    def reload(self):
+        """
+        Re-read C{cluster.conf} (on SIGHUP); a wrong file changes nothing.
+        """
+        try:
+            addresses = self._reread()
+        except Exception as e:
+            self.log.error("cluster.conf not reloaded: {error}", error=str(e))
+            return
+        self.update(addresses)
+
+    def memberUp(self, member):
+        self.receiver.cancelOrphans(member.nodeId)
+
+    def memberDown(self, member):
+        self.receiver.orphan(member.nodeId)
+        self._waiting.discard(member.address)
+        self._checkReady()
+
+    def memberRemoved(self, member):
+        self.receiver.orphan(member.nodeId)
+
+    # Inbound links: at most one per member, the newest.
+
+    def inboundUp(self, link):
+        previous = self.inbound.get(link.nodeId)
+        self.inbound[link.nodeId] = link
+        if previous is not None:
+            previous.closeConnection()
+        self.log.info("member {peer} connected", peer=link.nodeId)
+        self.receiver.linkUp(link)
+
+    def inboundDown(self, link):
+        if self.inbound.get(link.nodeId) is link:
+            del self.inbound[link.nodeId]
+            self.receiver.linkDown(link)
+
+    # Readiness (5.5)
+
+    def _loaded(self, nodeId):
+        member = self.membership.member(nodeId)
+        if member is not None:
+            self._waiting.discard(member.address)
+        self._checkReady()
+
+    def _unreachable(self, member):
+        if member.address in self._waiting:
+            self._waiting.discard(member.address)
+            self._checkReady()
+
+    def _checkReady(self):
+        if self.node.ready or self._waiting:
+            return
+        self._becomeReady("loaded from every reachable member")
+
+    def _loadTimedOut(self):
+        self._loadTimer = None
+        if not self.node.ready:
+            self._becomeReady(f"load_timeout_ms passed; still waiting for {sorted(self._waiting)}")
+
+    def _becomeReady(self, why):
+        self.node.ready = True
+        self._waiting.clear()
+        if self._loadTimer is not None and self._loadTimer.active():
+            self._loadTimer.cancel()
+        self._loadTimer = None
+        self.log.info("node ready: {why}", why=why)
+
+    # Service
+
+    def startService(self):
+        self.membership.self.clientAddress = self.node.clientAddress
+        d = self._listen(PeerPortFactory(self))
+        failures = []
+        d.addCallbacks(self._listening, failures.append)
+        if failures:
+            failures[0].raiseException()
+        super().startService()
+        self.membership.start()
+        self._digests.start(self.config.verify_interval_ms / 1000.0, now=False)
+        if not self.node.ready:
+            if self._waiting:
+                self._loadTimer = self.clock.callLater(
+                    self.config.load_timeout_ms / 1000.0, self._loadTimedOut
+                )
+            else:
+                self._becomeReady("no other members")
+
+    def _listening(self, port):
+        self.port = port
+        host = port.getHost()
+        self.log.info(
+            "peer port on {host}:{port}, members {members}",
+            host=host.host,
+            port=host.port,
+            members=sorted(self.membership.members),
+        )
+
+    def stopService(self):
+        self.membership.stop()
+        if self._digests.running:
+            self._digests.stop()
+        if self._loadTimer is not None and self._loadTimer.active():
+            self._loadTimer.cancel()
+        self.receiver.stop()
+        d = super().stopService()
+        for link in list(self.inbound.values()):
+            link.transport.abortConnection()
+        if self.port is not None:
+            port, self.port = self.port, None
+            d.addCallback(lambda _: port.stopListening())
+        return d
+
+
+def readMembers(config):
+    """
+    The members a clustered node's configuration names: C{(selfAddress,
+    addresses)}, or C{None} for a standalone node (no C{cluster} file).
+
+    @raise distro.config.ConfigError: naming the wrong key.
+    """
+    if not config.cluster:
+        return None
+    addresses = readClusterFile(config.cluster)
+    return findSelf(addresses, config), addresses
+
+
+def clusterFromConfig(node, reactor, members, environ):
+    """
+    The L{Cluster} of C{node}, listening and connecting through C{reactor},
+    for the C{(selfAddress, addresses)} of L{readMembers}. A one-line
+    C{cluster.conf} makes a cluster of one, a standalone node that a SIGHUP
+    can grow.
+
+    @raise distro.config.ConfigError: naming the wrong key.
+    """
+    config = node.config
+    selfAddress, addresses = members
+    secret = config.clusterSecret(environ)
+
+    def connector(address):
+        host, port = parseAddress(address, "member")
+        return HostnameEndpoint(reactor, host, port, timeout=5)
+
+    def listen(factory):
+        return serverFromString(reactor, config.peer_listen).listen(factory)
+
+    if len(addresses) > 1:
+        node.ready = False
+    return Cluster(
+        node,
+        selfAddress,
+        addresses,
+        secret,
+        listen,
+        connector,
+        reread=lambda: readClusterFile(config.cluster),
+    )
