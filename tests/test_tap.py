@@ -7,6 +7,7 @@ the JSON log and the twistd plugin.
 import io
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -23,6 +24,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from distro import config, tap
+from distro.cluster.service import Cluster
 from distro.server import ClientPortFactory
 
 from ._tempfiles import TempPathMixin
@@ -227,6 +229,25 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         with open(path, "w") as f:
             f.write("no_such_key = 1\n")
         self.assertUsageError("no_such_key", "--config", path)
+
+
+class ThreadCallsMemoryReactor(BindingMemoryReactor):
+    """
+    A L{BindingMemoryReactor} that queues C{callFromThread} calls until
+    L{runCallsFromThread}.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.fromThread = []
+
+    def callFromThread(self, f, *args, **kwargs):
+        self.fromThread.append((f, args, kwargs))
+
+    def runCallsFromThread(self):
+        calls, self.fromThread = self.fromThread, []
+        for f, args, kwargs in calls:
+            f(*args, **kwargs)
 
 
 class MakeServiceTests(TempPathMixin, SynchronousTestCase):
@@ -485,3 +506,140 @@ class PluginTests(SynchronousTestCase):
         self.assertIs(maker.options, tap.Options)
         self.assertIs(maker.makeService, tap.makeService)
         self.assertTrue(maker.description)
+
+
+class ClusterServiceTests(TempPathMixin, SynchronousTestCase):
+    """
+    L{tap.makeService} with C{cluster}: a L{Cluster} in the tree, its node
+    id, its peer port, its errors, and SIGHUP.
+    """
+
+    def writeMembers(self, *lines):
+        path = self.tempPath()
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def makeService(self, *argv, environ=None):
+        self.reactor = ThreadCallsMemoryReactor()
+        return tap.makeService(options(*argv), self.reactor, environ=environ or {})
+
+    def test_standaloneHasNoCluster(self):
+        service = self.makeService()
+        self.assertIsNone(service.node.cluster)
+
+    def test_clustered(self):
+        """
+        With a cluster file the node gets a L{Cluster}, its node id is its
+        own line, it waits for its members before serving reads, and starting
+        listens on the client and the peer ports.
+        """
+        path = self.writeMembers("127.0.0.1:7001", "127.0.0.1:7002")
+        service = self.makeService(
+            "--cluster", path, "--peer-listen", "tcp:7002:interface=127.0.0.1",
+            "--listen", "tcp:7000:interface=127.0.0.1",
+        )
+        node = service.node
+        self.assertIsInstance(node.cluster, Cluster)
+        self.assertEqual(node.nodeId, "127.0.0.1:7002")
+        self.assertFalse(node.ready)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(
+            sorted(p for p, _, _, _ in self.reactor.tcpServers), [7000, 7002]
+        )
+        self.assertEqual(node.cluster.membership.self.clientAddress, "127.0.0.1:7000")
+        self.assertEqual([m["node"] for m in node.members()], ["127.0.0.1:7002", "127.0.0.1:7001"])
+
+    def test_oneLineIsStandalone(self):
+        """
+        A one-line file is a cluster of one: ready at once.
+        """
+        path = self.writeMembers("127.0.0.1:7002")
+        service = self.makeService("--cluster", path, "--peer-listen", "tcp:7002")
+        self.assertTrue(service.node.ready)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertTrue(service.node.ready)
+
+    def test_explicitNodeId(self):
+        path = self.writeMembers("127.0.0.1:7001", "127.0.0.1:7002")
+        service = self.makeService("--cluster", path, "--peer-listen", "tcp:7002", "--node-id", "n2")
+        self.assertEqual(service.node.nodeId, "n2")
+
+    def test_selfNotFound(self):
+        """
+        A node that cannot tell its own line fails at start naming
+        C{peer_advertise}.
+        """
+        path = self.writeMembers("192.0.2.1:7001", "192.0.2.2:7001")
+        error = self.assertRaises(
+            usage.UsageError, self.makeService, "--cluster", path, "--peer-listen", "tcp:7001"
+        )
+        self.assertIn("peer_advertise", str(error))
+
+    def test_missingFile(self):
+        error = self.assertRaises(
+            usage.UsageError, self.makeService, "--cluster", self.tempPath()
+        )
+        self.assertIn("'cluster'", str(error))
+
+    def test_relativeToConfigFile(self):
+        """
+        A C{cluster} path in a configuration file is relative to that file.
+        """
+        members = self.writeMembers("127.0.0.1:7001", "127.0.0.1:7002")
+        config = os.path.join(os.path.dirname(members), "node.toml")
+        with open(config, "w") as f:
+            f.write(f'cluster = "{os.path.basename(members)}"\npeer_listen = "tcp:7001"\n')
+        service = self.makeService("--config", config)
+        self.assertEqual(service.node.nodeId, "127.0.0.1:7001")
+
+    def test_secretSources(self):
+        """
+        The secret comes from the file's key, else the environment, else
+        C{secret_file}; an unreadable secret file fails naming its key.
+        """
+        path = self.writeMembers("127.0.0.1:7001", "127.0.0.1:7002")
+        argv = ("--cluster", path, "--peer-listen", "tcp:7001")
+        service = self.makeService(*argv, environ={"DISTRO_CLUSTER_SECRET": "env"})
+        self.assertEqual(service.node.cluster.secret, b"env")
+        secretFile = self.tempPath()
+        with open(secretFile, "w") as f:
+            f.write("from-file\nignored\n")
+        service = self.makeService(*argv, "--secret-file", secretFile)
+        self.assertEqual(service.node.cluster.secret, b"from-file")
+        error = self.assertRaises(
+            usage.UsageError, self.makeService, *argv, "--secret-file", self.tempPath()
+        )
+        self.assertIn("secret_file", str(error))
+        self.assertEqual(self.makeService(*argv).node.cluster.secret, b"")
+
+    def test_sighupReloads(self):
+        """
+        SIGHUP re-reads the cluster file: a new line becomes a member with
+        its own link; a removed line loses its link.
+        """
+        path = self.writeMembers("127.0.0.1:7001", "127.0.0.1:7002")
+        service = self.makeService("--cluster", path, "--peer-listen", "tcp:7001")
+        service.startService()
+        self.addCleanup(service.stopService)
+        cluster = service.node.cluster
+        with open(path, "w") as f:
+            f.write("127.0.0.1:7001\n127.0.0.1:7003\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+        # The handler hands the reload to the reactor thread.
+        self.reactor.runCallsFromThread()
+        self.assertEqual(sorted(cluster.membership.members), ["127.0.0.1:7001", "127.0.0.1:7003"])
+        self.assertEqual(sorted(cluster.replicator.feeds), ["127.0.0.1:7003"])
+        self.assertEqual(
+            sorted(s.name for s in cluster if s.name), ["127.0.0.1:7003"]
+        )
+
+    def test_badReloadChangesNothing(self):
+        path = self.writeMembers("127.0.0.1:7001", "127.0.0.1:7002")
+        service = self.makeService("--cluster", path, "--peer-listen", "tcp:7001")
+        cluster = service.node.cluster
+        os.remove(path)
+        cluster.reload()
+        self.assertEqual(sorted(cluster.membership.members), ["127.0.0.1:7001", "127.0.0.1:7002"])
