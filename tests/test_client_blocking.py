@@ -134,12 +134,14 @@ class BlockingClientTests(SynchronousTestCase):
 
         self.patch(blocking, "_runningReactor", lambda: self.reactor)
         self.patch(blocking, "connect", connect)
-        client = inThread(BlockingClient, ADDRESSES, namespace="dev", token="t", timeout=3)
+        client = inThread(BlockingClient, ADDRESSES, namespace="dev", token="t", timeout=3,
+                          cache_dir="views")
         [(servers, kwargs)] = calls
         self.assertEqual(servers, ADDRESSES)
         self.assertEqual(
-            (kwargs["namespace"], kwargs["token"], kwargs["timeout"], kwargs["reactor"]),
-            ("dev", "t", 3, self.reactor),
+            (kwargs["namespace"], kwargs["token"], kwargs["timeout"], kwargs["reactor"],
+             kwargs["cache_dir"]),
+            ("dev", "t", 3, self.reactor, "views"),
         )
         self.assertEqual(client.clientId, "client-2")
 

@@ -12,9 +12,14 @@ plain values.
     client = await connect(["10.0.0.1:9848", "10.0.0.2:9848"])
     await client.register("orders", "10.0.0.7", 8080, metadata={"zone": "a"})
     info = await client.subscribe("payments", print)
+
+With C{cache_dir}, the last view of each subscription and query is kept in a
+directory (L{ViewCache}) and served while no node answers, after a restart
+too.
 """
 
 from ._address import formatAddress, parseAddress, parseServers
+from ._cache import IViewCache, ViewCache
 from ._errors import DistroError, NotConnected, RequestTimeout
 from ._model import (
     DEFAULT_CLUSTER,
@@ -37,11 +42,13 @@ __all__ = [
     "DistroClient",
     "DistroError",
     "IConnectionObserver",
+    "IViewCache",
     "Instance",
     "NotConnected",
     "RequestTimeout",
     "Service",
     "ServiceInfo",
+    "ViewCache",
     "connect",
     "formatAddress",
     "parseAddress",

@@ -125,10 +125,13 @@ class Failover:
         """
         return [formatAddress(host, port) for host, port in self._servers]
 
-    def start(self):
+    def start(self, keepTrying=False):
         """
         Start connecting.
 
+        @param keepTrying: when no node accepted the session within the
+            timeout, fail the returned L{Deferred} but go on trying, as after
+            the loss of a connection, instead of closing.
         @return: a L{Deferred} firing once a node accepted the session, or
             failing (and closing this) when no node did within the timeout
             (L{NotConnected}) or a node refused it (L{DistroError}, for
@@ -136,7 +139,7 @@ class Failover:
         """
         self._startup = Deferred()
         self._startup.addTimeout(self.timeout, self.clock, self._startupTimedOut)
-        self._startup.addErrback(self._startupFailed)
+        self._startup.addErrback(self._startupFailed, keepTrying)
         self._scheduleConnect()
         return self._startup
 
@@ -149,9 +152,10 @@ class Failover:
             f"(last error, from {address}: {error})"
         )
 
-    def _startupFailed(self, failure):
+    def _startupFailed(self, failure, keepTrying=False):
         self._startup = None
-        self.close()
+        if not (keepTrying and failure.check(NotConnected)):
+            self.close()
         return failure
 
     def current(self):

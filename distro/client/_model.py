@@ -39,6 +39,15 @@ def _checkName(kind, value, separatorAllowed):
         raise ValueError(f"{kind} must not contain '@@': {value!r}")
 
 
+def _clusterFilter(clusters):
+    """
+    The canonical form of a cluster filter: a sorted tuple, or L{None} for all.
+    """
+    if isinstance(clusters, str):
+        clusters = [clusters]
+    return tuple(sorted(set(clusters))) if clusters else None
+
+
 @dataclass(frozen=True)
 class Service:
     """

@@ -10,6 +10,10 @@ has registered and subscribed ("redo"): the cluster ends up with the same
 registrations whether or not the resume succeeded. Requests made meanwhile wait
 for the new connection, up to their timeout; queries may be answered from the
 last view of a subscription.
+
+With a cache directory (L{distro.client._cache.ViewCache}), the last views
+also survive a restart: every new view of a subscription or of a query is
+written there, and a client starting while no node answers serves them.
 """
 
 from dataclasses import replace
@@ -22,6 +26,7 @@ from twisted.python.failure import Failure
 
 from distro.wire import NOT_READY
 
+from ._cache import ViewCache
 from ._errors import DistroError, NotConnected, RequestTimeout
 from ._failover import Failover
 from ._model import (
@@ -31,6 +36,7 @@ from ._model import (
     Instance,
     Service,
     ServiceInfo,
+    _clusterFilter,
 )
 from ._protocol import DEFAULT_TIMEOUT
 
@@ -52,15 +58,6 @@ class _Subscription:
         self.last = None
 
 
-def _clusterFilter(clusters):
-    """
-    The canonical form of a cluster filter: a sorted tuple, or L{None} for all.
-    """
-    if isinstance(clusters, str):
-        clusters = [clusters]
-    return tuple(sorted(set(clusters))) if clusters else None
-
-
 class DistroClient:
     """
     A session with a distro cluster, built by L{connect}.
@@ -77,6 +74,11 @@ class DistroClient:
     A write the node refuses is undone in the client; a write that timed out
     is kept, and applies when a node answers again (undo it with the opposite
     call).
+
+    While no node answers, C{query} and C{subscribe} are answered from the
+    last view the client holds, if any: that of a subscription, or, with a
+    cache directory, the last one stored there, by this process or an
+    earlier one.
 
     @ivar namespace: the default namespace.
     @ivar group: the default group.
@@ -97,6 +99,7 @@ class DistroClient:
         timeout=DEFAULT_TIMEOUT,
         retryPolicy=None,
         start=None,
+        cacheDir=None,
     ):
         """
         @param servers: C{"host:port"} addresses, see
@@ -107,8 +110,17 @@ class DistroClient:
             connection attempt after failed ones.
         @param start: the index in C{servers} to connect to first; a random
             one when L{None}.
+        @param cacheDir: a directory (created if missing) where the views of
+            subscriptions and queries are kept across restarts, see
+            L{distro.client.ViewCache}; they are read here, at once. With
+            one, L{start} does not give up when no node answers.
+        @raise OSError: if C{cacheDir} cannot be created.
         """
         self._clock = clock
+        self._cache = None
+        if cacheDir is not None:
+            self._cache = ViewCache(cacheDir)
+            self._cache.load()
         self.namespace = namespace
         self.group = group
         self.timeout = timeout
@@ -165,8 +177,28 @@ class DistroClient:
             it, or failing (and closing the client) when no node did within
             the timeout (L{NotConnected}) or a node refused it (L{DistroError},
             for example C{UNAUTHORIZED}).
+
+            With a cache directory, no node answering within the timeout is
+            not a failure: the L{Deferred} then fires with this client, which
+            goes on trying the servers and meanwhile answers C{query} and
+            C{subscribe} from the cached views (other requests wait for a
+            node, up to their timeout).
         """
-        return self._failover.start().addCallback(lambda _: self)
+        d = self._failover.start(keepTrying=self._cache is not None)
+        if self._cache is not None:
+            d.addErrback(self._startOffline)
+        return d.addCallback(lambda _: self)
+
+    def _startOffline(self, failure):
+        failure.trap(NotConnected)
+        if self._failover.closed:
+            return failure
+        self.log.warn(
+            "{error}; serving the {count} cached views until a node answers",
+            error=failure.value,
+            count=len(self._cache.views()),
+        )
+        return None
 
     def close(self):
         """
@@ -187,10 +219,12 @@ class DistroClient:
         except (KeyError, TypeError, ValueError) as e:
             self.log.warn("ignoring a malformed push: {error}", error=e)
             return
-        subscription = self._subscriptions.get((info.service, _clusterFilter(info.clusters)))
+        key = (info.service, _clusterFilter(info.clusters))
+        subscription = self._subscriptions.get(key)
         if subscription is None:
             return
         subscription.last = info
+        self._keep(key, info)
         self._notify(subscription, info)
 
     # Redo
@@ -256,12 +290,22 @@ class DistroClient:
         A view came in a reply: keep it, and tell the listeners (other than
         C{listener}, who asked for it) if the view changed.
         """
+        self._keep(key, info)
         subscription = self._subscriptions.get(key)
         if subscription is None:
             return info
         previous, subscription.last = subscription.last, info
         if previous is not None and previous.checksum != info.checksum:
             self._notify(subscription, info, skip=listener)
+        return info
+
+    def _keep(self, key, info):
+        """
+        Put a new view of C{key} in the cache directory, if there is one (it
+        writes only views whose checksum changed).
+        """
+        if self._cache is not None:
+            self._cache.store(key[0], key[1], info)
         return info
 
     def _notify(self, subscription, info, skip=None):
@@ -453,13 +497,23 @@ class DistroClient:
             if instances
         }
 
+    def _lastView(self, key):
+        """
+        The last view of C{key}: its subscription's, else the cached one.
+        """
+        subscription = self._subscriptions.get(key)
+        if subscription is not None and subscription.last is not None:
+            return subscription.last
+        if self._cache is not None:
+            return self._cache.get(*key)
+        return None
+
     def _cachedView(self, service, clusters, healthyOnly):
-        subscription = self._subscriptions.get((service, clusters))
-        if subscription is None or subscription.last is None:
-            subscription = self._subscriptions.get((service, None))
-        if subscription is None or subscription.last is None:
+        view = self._lastView((service, clusters))
+        if view is None and clusters is not None:
+            view = self._lastView((service, None))
+        if view is None:
             return None
-        view = subscription.last
         if clusters is not None and view.clusters is None:
             hosts = tuple(host for host in view.hosts if host.cluster in clusters)
             view = replace(view, hosts=hosts, clusters=clusters)
@@ -470,7 +524,10 @@ class DistroClient:
         Ask for the current view of a service.
 
         While no node answers (disconnected, or C{NOT_READY}), the last view
-        of a subscription covering the service is the answer, if there is one.
+        of a subscription covering the service is the answer, if there is
+        one; with a cache directory, so is the last view of this query (or
+        of the service without a cluster filter) stored there. The answers
+        of a query without C{healthy_only} are stored in it.
 
         @param clusters: a list of cluster names to keep, or L{None} for all.
         @param healthy_only: leave out unhealthy hosts.
@@ -481,10 +538,18 @@ class DistroClient:
         fields = self._viewFields(service, clusters)
         if healthy_only:
             fields["healthy_only"] = True
+
+        def parse(reply):
+            info = ServiceInfo.fromWire(reply["service_info"])
+            if not healthy_only:
+                # A healthy-only view is not the whole view: it is not kept.
+                self._keep((service, clusters), info)
+            return info
+
         return self._call(
             "query",
             fields,
-            parse=lambda reply: ServiceInfo.fromWire(reply["service_info"]),
+            parse=parse,
             orElse=lambda: self._cachedView(service, clusters, healthy_only),
         )
 
@@ -494,12 +559,21 @@ class DistroClient:
         pushes, as a L{ServiceInfo}, and with a changed view found after a
         reconnection.
 
+        While no node answers, the subscription's last view is the answer,
+        if there is one; a new subscription starts with the view of the cache
+        directory, if any. The node is told once it answers, and a view that
+        differs from that answer then reaches C{listener}.
+
         @return: a L{Deferred} firing with the current view.
         """
         service = self._service(service)
         clusters = _clusterFilter(clusters)
         key = (service, clusters)
-        subscription = self._subscriptions.setdefault(key, _Subscription())
+        subscription = self._subscriptions.get(key)
+        if subscription is None:
+            subscription = self._subscriptions[key] = _Subscription()
+            if self._cache is not None:
+                subscription.last = self._cache.get(service, clusters)
         if listener not in subscription.listeners:
             subscription.listeners.append(listener)
 
@@ -547,9 +621,12 @@ class DistroClient:
     def lastServiceInfo(self, service, clusters=None):
         """
         The last view received for a subscription, or L{None}.
+
+        With a cache directory, the last view stored there stands in for it
+        (that of an earlier subscription or query, possibly by an earlier
+        process).
         """
-        subscription = self._subscriptions.get((self._service(service), _clusterFilter(clusters)))
-        return subscription.last if subscription is not None else None
+        return self._lastView((self._service(service), _clusterFilter(clusters)))
 
     def services(self, namespace=None, group=None, page=1, size=100):
         """
@@ -595,6 +672,7 @@ def connect(
     token=None,
     reactor=None,
     timeout=DEFAULT_TIMEOUT,
+    cache_dir=None,
 ):
     """
     Open a session with a distro cluster.
@@ -608,7 +686,14 @@ def connect(
     @param token: an authentication token, if the cluster wants one.
     @param reactor: the reactor; the global one when L{None}.
     @param timeout: seconds to wait for a connection, and for each request.
-    @return: a L{Deferred} firing with a connected L{DistroClient}.
+    @param cache_dir: a directory where the client keeps the last view of
+        each subscription and query, so that they are served while no node
+        answers, even after a restart. With one, the L{Deferred} fires with
+        the client (still trying the servers) when no node answers within
+        C{timeout}, instead of failing; see L{DistroClient.start}.
+    @return: a L{Deferred} firing with a connected L{DistroClient} (with
+        C{cache_dir}, possibly one still waiting for a node).
+    @raise OSError: if C{cache_dir} cannot be created.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -625,5 +710,6 @@ def connect(
         agent=agent,
         token=token,
         timeout=timeout,
+        cacheDir=cache_dir,
     )
     return client.start()

@@ -82,12 +82,21 @@ class BlockingClient:
         agent=DEFAULT_AGENT,
         token=None,
         timeout=DEFAULT_TIMEOUT,
+        cache_dir=None,
     ):
         """
         Connect; the arguments are those of L{distro.client.connect}.
 
-        @raise distro.client.NotConnected: if no node could be reached.
+        With C{cache_dir}, views are kept in that directory and served while
+        no node answers, and an unreachable cluster does not raise: the
+        constructor returns after C{timeout} seconds with a client that
+        answers C{query} and C{subscribe} from the cached views while it
+        goes on trying the servers.
+
+        @raise distro.client.NotConnected: if no node could be reached (and
+            there is no C{cache_dir}).
         @raise distro.client.DistroError: if a node refused the session.
+        @raise OSError: if C{cache_dir} cannot be created.
         """
         reactor = _runningReactor()
         client = self._callIn(
@@ -100,6 +109,7 @@ class BlockingClient:
             token=token,
             reactor=reactor,
             timeout=timeout,
+            cache_dir=cache_dir,
         )
         self._setUp(client, reactor)
 
@@ -190,7 +200,8 @@ class BlockingClient:
 
     def lastServiceInfo(self, service, clusters=None):
         """
-        The last view received for a subscription, or L{None}.
+        The last view received for a subscription (or, with a cache
+        directory, stored there), or L{None}.
         """
         return self._call(self._client.lastServiceInfo, service, clusters=clusters)
 

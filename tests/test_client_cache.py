@@ -1,0 +1,531 @@
+# -*- test-case-name: tests.test_client_cache -*-
+"""
+Tests for L{distro.client.ViewCache} and for a L{distro.client.DistroClient}
+with a cache directory: views kept across restarts and served while no node
+answers.
+"""
+
+import json
+import os
+
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from distro.client import (
+    DistroClient,
+    DistroError,
+    Instance,
+    IViewCache,
+    NotConnected,
+    RequestTimeout,
+    Service,
+    ServiceInfo,
+    ViewCache,
+)
+from distro.client import _cache
+
+from ._fakecluster import FakeCluster
+from ._tempfiles import TempPathMixin
+
+ADDRESSES = ["10.0.0.1:9848", "10.0.0.2:9848"]
+ORDERS = Service("orders")
+
+
+def view(service=ORDERS, hosts=("a",), checksum="c1", revision=1, clusters=None):
+    """
+    A L{ServiceInfo} with one host per ip of C{hosts}.
+    """
+    return ServiceInfo(
+        service,
+        tuple(Instance(ip, 80, metadata={"zone": "z"}) for ip in hosts),
+        checksum,
+        revision,
+        clusters,
+    )
+
+
+def ips(info):
+    """
+    The ips of a view's hosts.
+    """
+    return [h.ip for h in info.hosts]
+
+
+def warnings(events):
+    """
+    The text of the captured events of level warning and above.
+    """
+    return [formatEvent(e) for e in events if e["log_level"] >= LogLevel.warn]
+
+
+class ViewCacheTests(TempPathMixin, SynchronousTestCase):
+    """
+    L{ViewCache} on its own.
+    """
+
+    def setUp(self):
+        self.directory = self.tempPath()
+        self.cache = ViewCache(self.directory)
+
+    def files(self):
+        """
+        The names in the cache directory.
+        """
+        return sorted(os.listdir(self.directory))
+
+    def reloaded(self):
+        """
+        A new L{ViewCache} of the same directory, loaded.
+        """
+        cache = ViewCache(self.directory)
+        cache.load()
+        return cache
+
+    def test_interface(self):
+        """
+        L{ViewCache} provides L{IViewCache}; it creates its directory.
+        """
+        verifyObject(IViewCache, self.cache)
+        self.assertTrue(os.path.isdir(self.directory))
+
+    def test_roundTrip(self):
+        """
+        Views stored by one L{ViewCache} are loaded by the next, each under
+        its key, cluster filter included.
+        """
+        plain = view(hosts=("a", "b"))
+        filtered = view(hosts=("c",), checksum="c2", clusters=("C1", "C2"))
+        other = view(Service("x", group="g", namespace="ns"), checksum="c3")
+        self.assertTrue(self.cache.store(ORDERS, None, plain))
+        self.assertTrue(self.cache.store(ORDERS, ("C1", "C2"), filtered))
+        self.assertTrue(self.cache.store(other.service, None, other))
+        cache = ViewCache(self.directory)
+        self.assertIsNone(cache.get(ORDERS, None))
+        self.assertEqual(cache.load(), 3)
+        self.assertEqual(cache.get(ORDERS, None), plain)
+        self.assertEqual(cache.get(ORDERS, ["C2", "C1"]), filtered)
+        self.assertEqual(cache.get(other.service, None), other)
+        self.assertIsNone(cache.get(ORDERS, ("C1",)))
+        self.assertEqual(cache.views(), self.cache.views())
+        self.assertEqual(len(self.files()), 3)
+
+    def test_fileContent(self):
+        """
+        A file is JSON naming its format and version, and holds its key and
+        the wire ServiceInfo.
+        """
+        info = view(clusters=("C1",))
+        self.cache.store(ORDERS, ("C1",), info)
+        [name] = self.files()
+        with open(os.path.join(self.directory, name), "rb") as f:
+            document = json.load(f)
+        self.assertEqual((document["format"], document["version"]), ("distro-view-cache", 1))
+        self.assertEqual(document["key"], {"service": ORDERS.asWire(), "clusters": ["C1"]})
+        self.assertEqual(document["service_info"], info.asWire())
+
+    def test_anyServiceName(self):
+        """
+        File names are hashes: names with path separators, dots and non-ASCII
+        characters stay inside the directory and load back.
+        """
+        names = ["../../etc/passwd", "a/b\\c", "..", "zone:\u00e9\u4e2d", "x" * 256]
+        for i, name in enumerate(names):
+            service = Service(name, group="g/..")
+            self.cache.store(service, None, view(service, checksum=str(i)))
+        files = self.files()
+        self.assertEqual(len(files), len(names))
+        for name in files:
+            self.assertRegex(name, r"^view-[0-9a-f]{64}\.json$")
+        cache = self.reloaded()
+        self.assertEqual(
+            sorted(key[0].name for key in cache.views()), sorted(names)
+        )
+
+    def test_unchangedChecksumNotRewritten(self):
+        """
+        A view with the checksum already on disk is held in memory but not
+        written; a new checksum is.
+        """
+        self.assertTrue(self.cache.store(ORDERS, None, view(revision=1)))
+        [name] = self.files()
+        path = os.path.join(self.directory, name)
+        before = os.stat(path)
+        self.assertFalse(self.cache.store(ORDERS, None, view(revision=2)))
+        self.assertEqual(self.cache.get(ORDERS, None).revision, 2)
+        after = os.stat(path)
+        self.assertEqual((after.st_ino, after.st_mtime_ns), (before.st_ino, before.st_mtime_ns))
+        self.assertEqual(self.reloaded().get(ORDERS, None).revision, 1)
+        self.assertTrue(self.cache.store(ORDERS, None, view(hosts=("b",), checksum="c2")))
+        self.assertEqual(ips(self.reloaded().get(ORDERS, None)), ["b"])
+
+    def test_loadedChecksumNotRewritten(self):
+        """
+        A view loaded from the disk counts as written.
+        """
+        self.cache.store(ORDERS, None, view())
+        cache = self.reloaded()
+        self.assertFalse(cache.store(ORDERS, None, view(revision=7)))
+
+    def test_corruptAndForeignFilesIgnored(self):
+        """
+        Undecodable, truncated, foreign, newer-format, malformed and misnamed
+        files are reported and skipped; the good ones still load.
+        """
+        self.cache.store(ORDERS, None, view())
+        [good] = self.files()
+        with open(os.path.join(self.directory, good), "rb") as f:
+            data = f.read()
+        document = json.loads(data)
+
+        def write(name, content):
+            with open(os.path.join(self.directory, name), "wb") as f:
+                f.write(content if isinstance(content, bytes) else json.dumps(content).encode())
+
+        bad = {
+            "view-" + "1" * 64 + ".json": b"\xff\xfe\x00garbage",
+            "view-" + "2" * 64 + ".json": data[: len(data) // 2],
+            "view-" + "3" * 64 + ".json": dict(document, version=2),
+            "view-" + "4" * 64 + ".json": dict(document, format="something-else"),
+            "view-" + "5" * 64 + ".json": [1, 2, 3],
+            "view-" + "6" * 64 + ".json": dict(document, service_info={"hosts": 3}),
+            # A good entry under another key's name.
+            "view-" + "7" * 64 + ".json": document,
+        }
+        for name, content in bad.items():
+            write(name, content)
+        malformed = dict(document, service_info=dict(document["service_info"]))
+        malformed["service_info"]["service"] = {"name": "payments"}
+        os.remove(os.path.join(self.directory, good))
+        write(good, malformed)
+        write("notes.txt", b"not ours")
+        os.mkdir(os.path.join(self.directory, "subdirectory"))
+        other = Service("payments")
+        self.cache.store(other, None, view(other))
+
+        cache = ViewCache(self.directory)
+        with capturedLogs() as events:
+            self.assertEqual(cache.load(), 1)
+        self.assertEqual(list(cache.views()), [(other, None)])
+        reported = warnings(events)
+        for name in list(bad) + [good]:
+            self.assertEqual(
+                len([text for text in reported if name in text]), 1, (name, reported)
+            )
+        self.assertEqual(len(reported), len(bad) + 1)
+        infos = [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+        self.assertTrue(any("notes.txt" in text for text in infos), infos)
+
+    def test_missingDirectory(self):
+        """
+        A directory gone at load is reported and means no views.
+        """
+        os.rmdir(self.directory)
+        with capturedLogs() as events:
+            self.assertEqual(self.cache.load(), 0)
+        self.assertEqual(len(warnings(events)), 1)
+
+    def test_createsParents(self):
+        """
+        Missing parent directories are created.
+        """
+        path = os.path.join(self.tempPath(), "a", "b")
+        ViewCache(path).store(ORDERS, None, view())
+        self.assertEqual(len(os.listdir(path)), 1)
+
+    def test_noTemporaryFilesLeft(self):
+        """
+        Writes go through a temporary file renamed over the view's file;
+        none is left behind, and a half-written file never replaces a view.
+        """
+        for i in range(5):
+            self.cache.store(ORDERS, None, view(checksum=str(i)))
+            self.cache.store(Service("s%d" % i), None, view(Service("s%d" % i)))
+        self.assertEqual(len(self.files()), 6)
+        self.assertTrue(all(name.startswith("view-") for name in self.files()))
+
+        def failingReplace(source, destination):
+            raise OSError(28, "No space left on device")
+
+        self.patch(_cache.os, "replace", failingReplace)
+        with capturedLogs() as events:
+            self.assertFalse(self.cache.store(ORDERS, None, view(hosts=("new",), checksum="x")))
+        self.assertIn("No space left", " ".join(warnings(events)))
+        self.assertEqual(len(self.files()), 6)
+        self.assertTrue(all(name.startswith("view-") for name in self.files()))
+        self.assertEqual(ips(self.cache.get(ORDERS, None)), ["new"])
+        self.assertEqual(self.reloaded().get(ORDERS, None).checksum, "4")
+
+    def test_failedWriteRetried(self):
+        """
+        After a failed write, storing the same view again writes it.
+        """
+        replace = os.replace
+        failures = [OSError(5, "I/O error")]
+
+        def flakyReplace(source, destination):
+            if failures:
+                raise failures.pop()
+            replace(source, destination)
+
+        self.patch(_cache.os, "replace", flakyReplace)
+        with capturedLogs():
+            self.assertFalse(self.cache.store(ORDERS, None, view()))
+        self.assertTrue(self.cache.store(ORDERS, None, view()))
+        self.assertEqual(self.reloaded().get(ORDERS, None), view())
+
+    def test_fsync(self):
+        """
+        With C{fsync}, the file is synced before it replaces the old one.
+        """
+        synced = []
+        fsync = os.fsync
+        self.patch(_cache.os, "fsync", lambda fd: (synced.append(fd), fsync(fd)))
+        ViewCache(self.directory, fsync=True).store(ORDERS, None, view())
+        self.assertTrue(synced)
+        del synced[:]
+        self.cache.store(Service("other"), None, view(Service("other")))
+        self.assertEqual(synced, [])
+
+
+class CachedSessionTests(TempPathMixin, SynchronousTestCase):
+    """
+    A L{DistroClient} with a cache directory, against the fake cluster of
+    L{tests._fakecluster}.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.cluster = FakeCluster(self.clock, ADDRESSES)
+        self.directory = self.tempPath()
+        self.other = self.connect(cacheDir=None)
+
+    def makeClient(self, **kwargs):
+        """
+        An unstarted client of the fake cluster with the cache directory.
+        """
+        kwargs.setdefault("cacheDir", self.directory)
+        kwargs.setdefault("retryPolicy", lambda failures: 1.0)
+        kwargs.setdefault("timeout", 5.0)
+        return DistroClient(ADDRESSES, self.clock, self.cluster.endpointFactory, start=0,
+                            **kwargs)
+
+    def connect(self, **kwargs):
+        """
+        A connected client.
+        """
+        client = self.makeClient(**kwargs)
+        d = client.start()
+        self.cluster.flush()
+        self.assertIs(self.successResultOf(d), client)
+        return client
+
+    def settle(self, d=None):
+        """
+        Pump the connections; return C{d}'s result if it fired.
+        """
+        self.cluster.flush()
+        if d is not None:
+            return self.successResultOf(d)
+
+    def stored(self, service=ORDERS, clusters=None):
+        """
+        The view on disk for a key, read by a fresh L{ViewCache}.
+        """
+        cache = ViewCache(self.directory)
+        cache.load()
+        return cache.get(service, clusters)
+
+    def allDown(self):
+        """
+        Make every node unreachable, dropping their connections.
+        """
+        for node in self.cluster.nodes.values():
+            node.crash()
+
+    def test_subscriptionViewsStored(self):
+        """
+        The view of a subscription, and every pushed one, are written.
+        """
+        client = self.connect()
+        self.settle(self.other.register("orders", "a", 1))
+        self.settle(client.subscribe("orders", lambda info: None))
+        self.assertEqual(ips(self.stored()), ["a"])
+        self.settle(self.other.register("orders", "b", 1))
+        self.assertEqual(ips(self.stored()), ["a", "b"])
+        self.assertEqual(self.stored(), client.lastServiceInfo("orders"))
+
+    def test_queryViewsStored(self):
+        """
+        Query answers are written under their cluster filter; healthy-only
+        answers, which are not the whole view, are not.
+        """
+        client = self.connect()
+        self.settle(self.other.register("orders", "a", 1, cluster="C1"))
+        self.settle(self.other.register("orders", "b", 1, cluster="C2", healthy=False))
+        self.settle(client.query("orders", clusters=["C2"]))
+        self.assertEqual(ips(self.stored(clusters=("C2",))), ["b"])
+        self.assertIsNone(self.stored())
+        self.settle(client.query("orders", healthy_only=True))
+        self.assertIsNone(self.stored())
+        self.settle(client.query("orders"))
+        self.assertEqual(ips(self.stored()), ["a", "b"])
+
+    def test_samePushNotRewritten(self):
+        """
+        A push of a view with the checksum already stored writes nothing.
+        """
+        client = self.connect()
+        self.settle(self.other.register("orders", "a", 1))
+        self.settle(client.subscribe("orders", lambda info: None))
+        revision = self.stored().revision
+        writes = []
+        self.patch(_cache.ViewCache, "_replace", lambda self, *a: writes.append(a))
+        self.cluster.changed(("public", "DEFAULT_GROUP", "orders"))
+        self.settle()
+        self.assertEqual(client.lastServiceInfo("orders").revision, revision + 1)
+        self.assertEqual(writes, [])
+        self.settle(self.other.register("orders", "b", 1))
+        self.assertEqual(len(writes), 1)
+
+    def test_restartDuringOutage(self):
+        """
+        A client started with a cache directory while no node answers serves
+        the stored views: at once for C{lastServiceInfo}, C{query} and
+        C{subscribe}; its start succeeds after the timeout, and it keeps
+        trying the servers. When a node answers, the subscription is sent and
+        a view that changed meanwhile reaches the listener and the disk.
+        """
+        first = self.connect()
+        self.settle(self.other.register("orders", "a", 1, cluster="C1"))
+        self.settle(self.other.register("orders", "b", 1, cluster="C2"))
+        self.settle(first.subscribe("orders", lambda info: None))
+        self.settle(first.close())
+        self.allDown()
+
+        client = self.makeClient()
+        self.assertEqual(ips(client.lastServiceInfo("orders")), ["a", "b"])
+        started = client.start()
+        self.assertEqual(ips(self.successResultOf(client.query("orders"))), ["a", "b"])
+        only = self.successResultOf(client.query("orders", clusters=["C2"], healthy_only=True))
+        self.assertEqual((ips(only), only.clusters), (["b"], ("C2",)))
+        views = []
+        info = self.successResultOf(client.subscribe("orders", views.append))
+        self.assertEqual(ips(info), ["a", "b"])
+        unknown = client.query("payments")
+        self.assertNoResult(unknown)
+        self.assertNoResult(started)
+
+        with capturedLogs() as events:
+            self.clock.pump([1] * 5)
+        self.assertIs(self.successResultOf(started), client)
+        self.failureResultOf(unknown, RequestTimeout)
+        self.assertIn("serving the 1 cached views", " ".join(warnings(events)))
+        self.assertFalse(client.connected)
+
+        # Another client drops an instance; both reconnect to node 1.
+        removed = self.other.deregister("orders", "b", 1, cluster="C2")
+        self.cluster.node(1).up = True
+        self.clock.pump([1] * 2)
+        self.settle()
+        self.assertTrue(self.successResultOf(removed))
+        self.assertTrue(client.connected)
+        self.assertIn("subscribe", self.cluster.node(1).ops())
+        self.assertEqual([ips(v) for v in views], [["a"]])
+        self.assertEqual(ips(self.stored()), ["a"])
+
+    def test_uncachedQueryWaits(self):
+        """
+        While no node answers, a query of a service never seen waits for a
+        node and times out.
+        """
+        self.allDown()
+        client = self.makeClient()
+        client.start()
+        d = client.query("orders")
+        self.assertNoResult(d)
+        self.clock.pump([1] * 5)
+        self.failureResultOf(d, RequestTimeout)
+
+    def test_freshViewWins(self):
+        """
+        Connected, a subscription answers with the node's view, not the
+        stored one; the stored one is then replaced.
+        """
+        self.settle(self.other.register("orders", "a", 1))
+        self.settle(self.connect().query("orders"))
+        self.settle(self.other.register("orders", "b", 1))
+        client = self.connect()
+        self.assertEqual(ips(client.lastServiceInfo("orders")), ["a"])
+        views = []
+        info = self.settle(client.subscribe("orders", views.append))
+        self.assertEqual(ips(info), ["a", "b"])
+        self.assertEqual(views, [])
+        self.assertEqual(ips(self.stored()), ["a", "b"])
+
+    def test_refusedStillFails(self):
+        """
+        With a cache directory, a node refusing the session still fails the
+        start and closes the client.
+        """
+        self.cluster.node(0).refuse["hello"] = ("UNAUTHORIZED", "bad token")
+        client = self.makeClient()
+        d = client.start()
+        self.settle()
+        self.failureResultOf(d, DistroError)
+        self.failureResultOf(client.ping(), NotConnected)
+
+    def test_closedWhileStarting(self):
+        """
+        Closing a client that waits for its first node fails the start.
+        """
+        self.allDown()
+        client = self.makeClient()
+        d = client.start()
+        self.successResultOf(client.close())
+        self.failureResultOf(d, NotConnected)
+        attempts = len(self.cluster.connectAttempts)
+        self.clock.pump([1] * 10)
+        self.assertEqual(
+            self.cluster.connectAttempts[attempts:].count(ADDRESSES[0]),
+            5,  # the other client's only
+        )
+
+    def test_withoutCacheDirectory(self):
+        """
+        Without a cache directory nothing is written, and an unreachable
+        cluster fails the start, as before.
+        """
+        self.allDown()
+        client = self.makeClient(cacheDir=None)
+        d = client.start()
+        self.clock.pump([1] * 5)
+        self.failureResultOf(d, NotConnected)
+        self.assertFalse(os.path.exists(self.directory))
+
+
+class ConnectTests(SynchronousTestCase):
+    """
+    L{distro.client.connect} passes C{cache_dir} on.
+    """
+
+    def test_cacheDir(self):
+        """
+        C{cache_dir} becomes the client's C{cacheDir}.
+        """
+        from distro.client import _session
+
+        made = []
+
+        class Recorder:
+            def __init__(self, servers, clock, endpointFactory, **kwargs):
+                made.append(kwargs)
+
+            def start(self):
+                return "started"
+
+        self.patch(_session, "DistroClient", Recorder)
+        result = _session.connect(ADDRESSES, reactor=Clock(), cache_dir="views")
+        self.assertEqual(result, "started")
+        self.assertEqual(made[0]["cacheDir"], "views")
