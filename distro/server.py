@@ -27,6 +27,7 @@ from distro.wire import (
     BadRequest,
     FrameProtocol,
     ProtocolError,
+    noDelay,
 )
 
 _MAX_PAGE_SIZE = 1000
@@ -105,6 +106,7 @@ class ClientSession(FrameProtocol):
 
     def connectionMade(self):
         self.peer = self.transport.getPeer()
+        noDelay(self.transport)
         if not self.factory.admit(self):
             limit = self.node.config.max_connections_per_ip
             self.sendError(

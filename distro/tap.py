@@ -55,8 +55,12 @@ class Options(usage.Options):
                     raise usage.UsageError(str(e))
         try:
             self.config = _config.build(self["config"], overrides)
+            self.members = readMembers(self.config)
         except _config.ConfigError as e:
             raise usage.UsageError(str(e))
+        if self.members is not None and not self.config.node_id:
+            # Host names are shared by the nodes of one machine; lines are not.
+            self.config.node_id = self.members[0]
 
 
 class ClientPortService(Service):
@@ -184,13 +188,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     if reactor is None:
         from twisted.internet import reactor
     config = options.config
-    try:
-        members = readMembers(config)
-    except _config.ConfigError as e:
-        raise usage.UsageError(str(e))
-    if members is not None and not config.node_id:
-        # Host names are shared by the nodes of one machine; lines are not.
-        config.node_id = members[0]
+    members = options.members
     root = MultiService()
     node = Node(config, reactor, bootId)
     root.node = node

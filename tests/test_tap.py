@@ -136,7 +136,10 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "idle_timeout_ms": "30000",
             "peer_listen": "tcp:2",
             "down_after_ms": "30000",
+            "cluster": self.tempPath(),
         }
+        with open(values["cluster"], "w") as f:
+            f.write("127.0.0.1:9849\n")
         for key, f in config.KEYS.items():
             if key in config.FILE_ONLY:
                 continue

@@ -175,3 +175,32 @@ class FrameProtocolTests(SynchronousTestCase):
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(wire.encode({"n": 1}) + wire.encode({"n": 2}))
         self.assertEqual(protocol.messages, [{"n": 1}])
+
+
+class NoDelayTests(SynchronousTestCase):
+    """
+    L{wire.noDelay} turns Nagle off where the transport can.
+    """
+
+    def test_tcp(self):
+        class Transport:
+            noDelay = None
+
+            def setTcpNoDelay(self, enabled):
+                self.noDelay = enabled
+
+        transport = Transport()
+        wire.noDelay(transport)
+        self.assertIs(transport.noDelay, True)
+
+    def test_without(self):
+        """
+        Transports without the option, or refusing it, are left alone.
+        """
+
+        class Refusing:
+            def setTcpNoDelay(self, enabled):
+                raise OSError("not a TCP socket")
+
+        wire.noDelay(StringTransport())
+        wire.noDelay(Refusing())

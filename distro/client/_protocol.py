@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from distro.wire import FRAME_TOO_LARGE, PROTOCOL_VERSION, FrameProtocol, encode
+from distro.wire import FRAME_TOO_LARGE, PROTOCOL_VERSION, FrameProtocol, encode, noDelay
 
 from ._errors import DistroError, NotConnected, RequestTimeout
 
@@ -110,6 +110,7 @@ class ClientConnection(FrameProtocol):
         Start counting the heartbeat from now.
         """
         self.connected = True
+        noDelay(self.transport)
         self._lastSent = self.clock.seconds()
 
     def sendMessage(self, message):

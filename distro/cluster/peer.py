@@ -26,6 +26,7 @@ from distro.wire import (
     UNAUTHORIZED,
     UNSUPPORTED_VERSION,
     FrameProtocol,
+    noDelay,
 )
 
 NONCE_BYTES = 32
@@ -66,6 +67,7 @@ class _Link(FrameProtocol):
         self._lastSeen = 0.0
 
     def connectionMade(self):
+        noDelay(self.transport)
         self._lastSeen = self.clock.seconds()
         self._armWatchdog(self.cluster.config.down_after_ms / 1000.0)
 
@@ -88,8 +90,6 @@ class _Link(FrameProtocol):
 
     def frameReceived(self, body):
         self._lastSeen = self.clock.seconds()
-        if self.nodeId is not None:
-            self.cluster.membership.heard(self.nodeId)
         super().frameReceived(body)
 
     def connectionLost(self, reason):
@@ -130,6 +130,7 @@ class InboundLink(_Link):
         if self.nodeId is None:
             self._hello(message)
             return
+        self.cluster.membership.heard(self.nodeId)
         reply = self.cluster.receiver.received(self, message)
         if reply is not None:
             self.sendMessage(reply)
@@ -204,6 +205,7 @@ class OutboundLink(_Link):
 
     def connectionMade(self):
         super().connectionMade()
+        self.feed.connected = True
         self.transport.registerProducer(self, True)
 
     def messageReceived(self, message):
@@ -214,6 +216,11 @@ class OutboundLink(_Link):
             elif op == "error":
                 self._error(message)
             return
+        if op in ("pong", "resend"):
+            # Only answers prove that the member accepted this node: its
+            # challenge, or the error refusing us, do not (5.3: UP while
+            # its link answers pings).
+            self.cluster.membership.heard(self.nodeId)
         if op == "resend":
             clientIds = message.get("client_ids")
             if type(clientIds) is list:
@@ -255,7 +262,6 @@ class OutboundLink(_Link):
             return
         self.nodeId = node
         self.authenticated = True
-        cluster.membership.heard(node)
         self._ping()
         self.feed.linkUp(self)
 
@@ -269,6 +275,7 @@ class OutboundLink(_Link):
         if self._pinger is not None and self._pinger.active():
             self._pinger.cancel()
         self._pinger = None
+        self.feed.connected = False
         self.feed.linkDown(self)
 
     # IPushProducer: the transport tells us when the peer stops reading.

@@ -37,12 +37,15 @@ class PeerFeed:
     @ivar dirty: client id -> L{_STATE}, or C{(owner, epoch)} of a removed
         client; at most one entry per client.
     @ivar paused: whether the link's transport asked us to stop writing.
+    @ivar connected: whether a connection to the member exists (perhaps not
+        yet authenticated).
     """
 
     def __init__(self, replicator, member):
         self.replicator = replicator
         self.member = member
         self.link = None
+        self.connected = False
         self.dirty = {}
         self.paused = False
         self.snapshotting = False
@@ -86,7 +89,13 @@ class PeerFeed:
         """
         clientId = change.client.clientId
         if self._writable(clientId):
-            self.link.sendMessage(records.delta(change))
+            if change.baseRevision == 0:
+                # The client's first change: the peer cannot hold it, so a
+                # delta would only come back as a resend (and so would every
+                # delta sent before the resent state arrived).
+                self.link.sendMessage(records.clientState(change.client))
+            else:
+                self.link.sendMessage(records.delta(change))
         elif self.link is not None:
             self.dirty[clientId] = _STATE
 

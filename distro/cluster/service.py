@@ -28,11 +28,18 @@ class _Watched:
     def __init__(self, endpoint, failed):
         self.endpoint = endpoint
         self.failed = failed
+        self.connecting = False
 
     def connect(self, factory):
+        self.connecting = True
         d = self.endpoint.connect(factory)
+        d.addBoth(self._done)
         d.addErrback(self._failed)
         return d
+
+    def _done(self, result):
+        self.connecting = False
+        return result
 
     def _failed(self, failure):
         self.failed()
@@ -107,6 +114,7 @@ class Cluster(MultiService):
             link = ClientService(
                 endpoint, OutboundFactory(self, feed), retryPolicy=retryPolicy(), clock=self.clock
             )
+            link.watched = endpoint
             link.setName(member.address)
             self._links[member.address] = link
             link.setServiceParent(self)
@@ -143,6 +151,11 @@ class Cluster(MultiService):
         self._checkReady()
 
     def memberRemoved(self, member):
+        link = self.inbound.get(member.nodeId)
+        if link is not None:
+            # No longer a member: nothing more it sends may be applied (its
+            # digests would bring its clients back after the orphan grace).
+            link.transport.abortConnection()
         self.receiver.orphan(member.nodeId)
 
     # Inbound links: at most one per member, the newest.
@@ -154,6 +167,26 @@ class Cluster(MultiService):
             previous.closeConnection()
         self.log.info("member {peer} connected", peer=link.nodeId)
         self.receiver.linkUp(link)
+        self._reconnectNow(link.member)
+
+    def _reconnectNow(self, member):
+        """
+        A member just connected to us, so it is reachable: if our own link
+        to it is waiting out a reconnect backoff, try at once (a restarted
+        member is loaded as soon as our snapshot reaches it).
+        """
+        feed = self.replicator.feeds.get(member.address)
+        service = self._links.get(member.address)
+        if (
+            feed is None
+            or feed.connected
+            or service is None
+            or not service.running
+            or service.watched.connecting
+        ):
+            return  # linked, or about to be
+        d = service.stopService()
+        d.addCallback(lambda _: service.running or self._links.get(member.address) is not service or service.startService())
 
     def inboundDown(self, link):
         if self.inbound.get(link.nodeId) is link:
