@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from distro.cluster import records
 from distro.interfaces import IClientObserver, IReplicaSink
-from distro.wire import BAD_REQUEST, UNKNOWN_OP, ProtocolError, errorMessage
+from distro.wire import BAD_REQUEST, UNKNOWN_OP, ProtocolError, encode, errorMessage
 
 _STATE = None  # a dirty entry meaning "send the client's latest state"
 
@@ -83,19 +83,14 @@ class PeerFeed:
     def _writable(self, clientId):
         return self.link is not None and not self.paused and clientId not in self.dirty
 
-    def changed(self, change):
+    def changed(self, change, frame):
         """
-        An owned client changed: a delta now, or the client marked dirty.
+        An owned client changed: C{frame()} (the change, encoded once for
+        every feed) now, or the client marked dirty.
         """
         clientId = change.client.clientId
         if self._writable(clientId):
-            if change.baseRevision == 0:
-                # The client's first change: the peer cannot hold it, so a
-                # delta would only come back as a resend (and so would every
-                # delta sent before the resent state arrived).
-                self.link.sendMessage(records.clientState(change.client))
-            else:
-                self.link.sendMessage(records.delta(change))
+            self.link.transport.write(frame())
         elif self.link is not None:
             self.dirty[clientId] = _STATE
 
@@ -185,8 +180,22 @@ class Replicator:
         if not client.native:
             return  # synced data is never forwarded
         self.owned[client.clientId] = client
+        encoded = []
+
+        def frame():
+            if not encoded:
+                if change.baseRevision == 0:
+                    # The client's first change: no peer holds it, so a
+                    # delta would only come back as a resend (and so would
+                    # every delta sent before the resent state arrived).
+                    message = records.clientState(client)
+                else:
+                    message = records.delta(change)
+                encoded.append(encode(message))
+            return encoded[0]
+
         for feed in self.feeds.values():
-            feed.changed(change)
+            feed.changed(change, frame)
 
     def clientRemoved(self, client):
         if self.owned.pop(client.clientId, None) is None:
