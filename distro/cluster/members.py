@@ -275,7 +275,8 @@ class Membership:
             silent = (now - since) * 1000
             if silent >= self.config.down_after_ms:
                 state = DOWN
-            elif silent >= self.config.peer_timeout_ms:
+            elif silent >= self.config.peer_timeout_ms or member.lastHeard is None:
+                # Never heard from: not UP, however recent the start.
                 state = SUSPICIOUS
             else:
                 state = UP
