@@ -274,8 +274,9 @@ class Run:
 
 class ConvergenceTests(SynchronousTestCase):
     @settings(
-        max_examples=40,
+        max_examples=50,
         deadline=None,
+        database=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
     @given(st.lists(step, min_size=3, max_size=40))
