@@ -164,7 +164,8 @@ class ClientSession(FrameProtocol):
             )
             self.transport.abortConnection()
             return
-        self._scheduleIdleCheck(idle - silent)
+        # At least a millisecond: see distro.cluster.peer._Link._checkSilence.
+        self._scheduleIdleCheck(max(idle - silent, 0.001))
 
     # Requests
 

@@ -403,6 +403,26 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.client.node, "node-1")
         self.assertEqual(self.views, [])
 
+    def test_emptiedServiceResent(self):
+        """
+        A service this session emptied is re-sent as an empty
+        C{batch_register}: a node that resumes the session from older data
+        (say, across a partition) must drop what was deregistered.
+        """
+        self.settle(self.client.batch_register("payments", []))
+        self.assertNotIn(("public", "DEFAULT_GROUP", "payments"), {
+            tuple(s.asWire().values()) for s in self.client.registrations()
+        })
+        self.cluster.node(0).crash()
+        self.settle()
+        node = self.cluster.node(1)
+        batches = {
+            m["service"]["name"]: m["instances"]
+            for m in node.received if m.get("op") == "batch_register"
+        }
+        self.assertEqual(batches["payments"], [])
+        self.assertEqual([i["ip"] for i in batches["orders"]], ["a", "b"])
+
     def test_notResumed(self):
         """
         A node that cannot resume the session gives a new identity; the redo

@@ -320,9 +320,29 @@ class OutboundTests(SynchronousTestCase):
         self.assertEqual(sent[0]["node"], "node-a")
         self.assertEqual(sent[0]["address"], "a:1")
         self.assertEqual(sent[0]["mac"], peer.mac(SECRET, nonce, "node-a"))
-        ops = [m["op"] for m in sent[1:]]
-        self.assertEqual(ops, ["ping", "snapshot_begin", "snapshot_end"])
+        self.assertEqual([m["op"] for m in sent[1:]], ["ping"])
+        self.assertIsNone(self.feed.link)
+        # The first pong says our answer was taken: the snapshot follows.
+        self.transport.clear()
+        self.link.dataReceived(wire.encode({"op": "pong"}))
+        ops = [m["op"] for m in frames(self.transport.value())]
+        self.assertEqual(ops, ["snapshot_begin", "snapshot_end"])
         self.assertIs(self.feed.link, self.link)
+
+    def test_refusedGetsNoSnapshot(self):
+        """
+        A member that refuses our answer gets no snapshot.
+        """
+        self.link.dataReceived(
+            wire.encode({"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 1})
+        )
+        self.transport.clear()
+        self.link.dataReceived(
+            wire.encode({"op": "error", "re": None, "code": "UNAUTHORIZED", "message": "mac"})
+        )
+        self.assertEqual(self.transport.value(), b"")
+        self.assertIsNone(self.feed.link)
+        self.assertEqual(self.cluster.membership.state("node-b"), "SUSPICIOUS")
 
     def test_badChallenge(self):
         self.link.dataReceived(wire.encode({"op": "challenge", "nonce": "text", "proto": 1}))

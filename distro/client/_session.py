@@ -245,8 +245,6 @@ class DistroClient:
 
         def synced(reply):
             self._unsynced.discard(service)
-            if not instances:
-                self._forgetIfEmpty(service)
 
         def failed(failure):
             if failure.check(DistroError):
@@ -375,13 +373,6 @@ class DistroClient:
             fields["clusters"] = list(clusters)
         return fields
 
-    def _forgetIfEmpty(self, service):
-        # An emptied entry stays until a node confirmed an empty
-        # batch_register for it: a redo then removes whatever the node may
-        # still hold (say, after a deregister that timed out).
-        if self._registrations.get(service) == {}:
-            del self._registrations[service]
-
     def _restore(self, failure, service, identity, mine, previous):
         """
         The node refused a write of one instance: put back what was there.
@@ -479,12 +470,8 @@ class DistroClient:
                 self._resync(service)
             return failure
 
-        def done(reply):
-            if not mine:
-                self._forgetIfEmpty(service)
-
         d = self._call("batch_register", {"service": service.asWire(), "instances": wire})
-        d.addCallbacks(done, refused)
+        d.addCallbacks(lambda reply: None, refused)
         return d
 
     def registrations(self):
@@ -494,6 +481,7 @@ class DistroClient:
         return {
             service: list(instances.values())
             for service, instances in self._registrations.items()
+            if instances
             if instances
         }
 

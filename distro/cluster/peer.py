@@ -86,7 +86,9 @@ class _Link(FrameProtocol):
             )
             self.transport.abortConnection()
             return
-        self._armWatchdog(limit - silent)
+        # Never less than a millisecond: a remainder below the clock's
+        # resolution would fire at the same instant forever.
+        self._armWatchdog(max(limit - silent, 0.001))
 
     def frameReceived(self, body):
         self._lastSeen = self.clock.seconds()
@@ -202,6 +204,7 @@ class OutboundLink(_Link):
         super().__init__(cluster)
         self.feed = feed
         self.authenticated = False
+        self.accepted = False
 
     def connectionMade(self):
         super().connectionMade()
@@ -221,6 +224,11 @@ class OutboundLink(_Link):
             # challenge, or the error refusing us, do not (5.3: UP while
             # its link answers pings).
             self.cluster.membership.heard(self.nodeId)
+            if not self.accepted:
+                # The first pong: our answer to the challenge was taken, so
+                # the snapshot will be read (a refusing member gets none).
+                self.accepted = True
+                self.feed.linkUp(self)
         if op == "resend":
             clientIds = message.get("client_ids")
             if type(clientIds) is list:
@@ -263,7 +271,6 @@ class OutboundLink(_Link):
         self.nodeId = node
         self.authenticated = True
         self._ping()
-        self.feed.linkUp(self)
 
     def _ping(self):
         self.sendMessage({"op": "ping"})
