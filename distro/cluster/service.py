@@ -186,7 +186,13 @@ class Cluster(MultiService):
         ):
             return  # linked, or about to be
         d = service.stopService()
-        d.addCallback(lambda _: service.running or self._links.get(member.address) is not service or service.startService())
+
+        def restart(_):
+            # Unless it was started again, or the member left, meanwhile.
+            if not service.running and self._links.get(member.address) is service:
+                service.startService()
+
+        d.addCallback(restart)
 
     def inboundDown(self, link):
         if self.inbound.get(link.nodeId) is link:
