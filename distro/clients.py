@@ -275,24 +275,7 @@ class ClientManager:
         Apply one change of a synced client, as its owner sent it: C{put} is
         C{[(service, Instance)]}, C{removeIds} C{[(service, instanceId)]}.
         """
-        remove = []
-        for service, iid in removeIds:
-            held = client.services.get(service)
-            old = held.pop(iid, None) if held else None
-            if old is not None:
-                remove.append((service, iid, old))
-                if not held:
-                    del client.services[service]
-        for service, instance in put:
-            held = client.services.get(service)
-            if held is None:
-                held = client.services[service] = {}
-            if instance.instanceId not in held:
-                client.instanceCount += 1
-            held[instance.instanceId] = instance
-        client.instanceCount -= len(remove)
-        baseRevision, client.revision = client.revision, revision
-        self._announce(client, baseRevision, put, remove)
+        self._step(client, revision, put, removeIds)
 
     # Writes by native clients
 
@@ -332,26 +315,39 @@ class ClientManager:
 
     def _apply(self, client, service, put, removeIds):
         """
-        Apply one revision step to C{client} and announce it.
+        Apply one revision step of a native client in one service.
         """
-        held = client.services.get(service)
-        if held is None:
-            held = client.services[service] = {}
+        self._step(
+            client,
+            client.revision + 1,
+            [(service, i) for i in put],
+            [(service, iid) for iid in removeIds],
+        )
+
+    def _step(self, client, revision, put, removeIds):
+        """
+        Remove C{removeIds}, then put C{put}, move C{client} to C{revision}
+        and announce what changed. Services left empty are dropped.
+        """
+        services = client.services
         remove = []
-        for iid in removeIds:
-            old = held.pop(iid, None)
+        for service, iid in removeIds:
+            held = services.get(service)
+            old = held.pop(iid, None) if held else None
             if old is not None:
                 remove.append((service, iid, old))
-        for instance in put:
+                if not held:
+                    del services[service]
+        for service, instance in put:
+            held = services.get(service)
+            if held is None:
+                held = services[service] = {}
             if instance.instanceId not in held:
                 client.instanceCount += 1
             held[instance.instanceId] = instance
         client.instanceCount -= len(remove)
-        if not held:
-            del client.services[service]
-        baseRevision = client.revision
-        client.revision += 1
-        self._announce(client, baseRevision, [(service, i) for i in put], remove)
+        baseRevision, client.revision = client.revision, revision
+        self._announce(client, baseRevision, put, remove)
 
     # Subscriptions (native clients only; never replicated)
 

@@ -94,13 +94,14 @@ class PeerFeed:
         elif self.link is not None:
             self.dirty[clientId] = _STATE
 
-    def removed(self, client):
+    def removed(self, client, frame):
         """
-        An owned client is gone.
+        An owned client is gone: C{frame()} (its C{client_remove}, encoded
+        once for every feed) now, or the removal marked dirty.
         """
         clientId = client.clientId
         if self._writable(clientId):
-            self.link.sendMessage(records.clientRemove(clientId, client.owner, client.epoch))
+            self.link.transport.write(frame())
         elif self.link is not None:
             self.dirty[clientId] = (client.owner, client.epoch)
 
@@ -150,6 +151,21 @@ class PeerFeed:
         )
 
 
+def _once(message):
+    """
+    A function returning the frame of C{message()}, built on the first call
+    only: one encoding for every feed that writes it, none if none does.
+    """
+    frame = []
+
+    def get():
+        if not frame:
+            frame.append(encode(message()))
+        return frame[0]
+
+    return get
+
+
 @implementer(IClientObserver)
 class Replicator:
     """
@@ -180,28 +196,22 @@ class Replicator:
         if not client.native:
             return  # synced data is never forwarded
         self.owned[client.clientId] = client
-        encoded = []
-
-        def frame():
-            if not encoded:
-                if change.baseRevision == 0:
-                    # The client's first change: no peer holds it, so a
-                    # delta would only come back as a resend (and so would
-                    # every delta sent before the resent state arrived).
-                    message = records.clientState(client)
-                else:
-                    message = records.delta(change)
-                encoded.append(encode(message))
-            return encoded[0]
-
+        if change.baseRevision == 0:
+            # The client's first change: no peer holds it, so a delta would
+            # only come back as a resend (and so would every delta sent
+            # before the resent state arrived).
+            frame = _once(lambda: records.clientState(client))
+        else:
+            frame = _once(lambda: records.delta(change))
         for feed in self.feeds.values():
             feed.changed(change, frame)
 
     def clientRemoved(self, client):
         if self.owned.pop(client.clientId, None) is None:
             return
+        frame = _once(lambda: records.clientRemove(client.clientId, client.owner, client.epoch))
         for feed in self.feeds.values():
-            feed.removed(client)
+            feed.removed(client, frame)
 
     def clientMoved(self, client):
         if client.native:
