@@ -58,6 +58,7 @@ class FakeSession:
     def __init__(self, clientId, resumeToken):
         self.clientId = clientId
         self.resumeToken = resumeToken
+        self.epoch = 1
         self.instances = {}  # service key -> {instance_id: host}
 
 
@@ -153,6 +154,8 @@ class FakeNode:
     @ivar silent: whether it leaves every frame unanswered.
     @ivar ready: whether it answers C{query} and C{subscribe}.
     @ivar resumable: whether a C{resume} may succeed here.
+    @ivar loading: whether it answers a C{resume} with C{NOT_READY} (a
+        restarted node that does not know the client yet) and closes.
     @ivar refuse: C{{op: (code, message)}} to answer with an error.
     @ivar received: every message received, in order.
     """
@@ -165,6 +168,7 @@ class FakeNode:
         self.silent = False
         self.ready = True
         self.resumable = True
+        self.loading = False
         self.refuse = {}
         self.received = []
         self.connections = []
@@ -237,10 +241,16 @@ class FakeNodeConnection(FrameProtocol):
 
     def connectionLost(self, reason):
         """
-        Forget this connection.
+        Forget this connection, and its session if it published nothing
+        (as a node removes a client without instances at once).
         """
         if self in self.node.connections:
             self.node.connections.remove(self)
+        session = self.session
+        sessions = self.node.cluster.sessions
+        if session is not None and not any(session.instances.values()):
+            if sessions.get(session.clientId) is session:
+                del sessions[session.clientId]
 
     def push(self, info):
         """
@@ -262,6 +272,10 @@ class FakeNodeConnection(FrameProtocol):
             return
         if op in ("query", "subscribe") and not self.node.ready:
             self.sendError(re, "NOT_READY", "loading")
+            return
+        if op == "hello" and message.get("resume") and self.node.loading:
+            self.sendError(re, "NOT_READY", "loading; try another node")
+            self.closeConnection()
             return
         handler = getattr(self, "op_" + op, None)
         if handler is None:
@@ -288,6 +302,8 @@ class FakeNodeConnection(FrameProtocol):
         resumed = session is not None
         if session is None:
             session = cluster.newSession()
+        else:
+            session.epoch = max(session.epoch, resume.get("epoch", 0)) + 1
         self.session = session
         return {
             "proto": 1,
@@ -295,6 +311,7 @@ class FakeNodeConnection(FrameProtocol):
             "client_id": session.clientId,
             "resume_token": session.resumeToken,
             "resumed": resumed,
+            "epoch": session.epoch,
             "ready": self.node.ready,
             "heartbeat_ms": cluster.heartbeatMs,
             "idle_timeout_ms": 10000,
@@ -391,6 +408,12 @@ class FakeNodeConnection(FrameProtocol):
                 for node in self.node.cluster.nodes.values()
             ]
         }
+
+    def op_redo_done(self, message):
+        """
+        The redo after a resume is complete.
+        """
+        return {"epoch": self.session.epoch}
 
     def op_ping(self, message):
         """

@@ -15,6 +15,7 @@ from distro.client import (
     RequestTimeout,
     Service,
     ServiceInfo,
+    SessionEvent,
     formatAddress,
     parseAddress,
     parseServers,
@@ -390,8 +391,12 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.settle()
         node = self.cluster.node(1)
         hello = node.received[0]
-        self.assertEqual(hello["resume"], {"client_id": "client-1", "resume_token": "token-1"})
-        self.assertEqual(node.ops(), ["hello", "batch_register", "batch_register", "subscribe"])
+        self.assertEqual(
+            hello["resume"], {"client_id": "client-1", "resume_token": "token-1", "epoch": 1}
+        )
+        self.assertEqual(
+            node.ops(), ["hello", "batch_register", "batch_register", "subscribe", "redo_done"]
+        )
         batches = {m["service"]["name"]: m["instances"] for m in node.received[1:3]}
         self.assertEqual(
             {name: [(i["ip"], i["port"]) for i in instances]
@@ -423,16 +428,85 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(batches["payments"], [])
         self.assertEqual([i["ip"] for i in batches["orders"]], ["a", "b"])
 
+    def test_epochCarriedAcrossResumes(self):
+        """
+        Each resume presents the last epoch the cluster gave the session (in
+        the hello reply, or the C{redo_done} reply), so that every new owner
+        ranks above the ones before it, whatever they hold.
+        """
+        self.cluster.node(0).crash()
+        self.settle()
+        self.assertEqual(self.cluster.node(1).received[0]["resume"]["epoch"], 1)
+        self.assertEqual(self.cluster.sessions["client-1"].epoch, 2)
+        self.cluster.sessions["client-1"].epoch = 7  # raised again meanwhile
+        self.cluster.node(1).crash()
+        self.settle()
+        self.assertEqual(self.cluster.node(2).received[0]["resume"]["epoch"], 2)
+
+    def test_resumeRefusedWhileLoading(self):
+        """
+        A node that is still loading answers a resume with C{NOT_READY} and
+        closes: the client goes on to the next node and resumes there, with
+        its identity.
+        """
+        self.cluster.node(1).loading = True
+        self.cluster.node(0).crash()
+        self.settle()
+        self.assertEqual(self.cluster.node(1).ops(), ["hello"])
+        self.clock.advance(1)
+        self.settle()
+        self.assertEqual(self.client.node, "node-2")
+        self.assertEqual(self.client.clientId, "client-1")
+        self.assertEqual(self.cluster.node(2).ops()[-1], "redo_done")
+
+    def test_sessionEvents(self):
+        """
+        Session listeners hear of a lost connection, then of a resume, or of
+        a session that had to start over.
+        """
+        events = []
+        self.client.add_session_listener(events.append)
+        self.cluster.node(0).crash()
+        self.settle()
+        self.assertEqual(events, [SessionEvent.SUSPENDED, SessionEvent.RESUMED])
+        self.cluster.node(2).resumable = False
+        del events[:]
+        self.cluster.node(1).crash()
+        self.settle()
+        for _ in range(2):  # round the list: n2 declines, n0 and n1 are down
+            self.clock.advance(1)
+            self.settle()
+        self.assertEqual(events, [SessionEvent.SUSPENDED, SessionEvent.LOST])
+        self.assertEqual(self.cluster.node(2).ops()[-1], "subscribe")
+
+    def test_otherNodeResumes(self):
+        """
+        A node that does not know the session (lagging, or cut off from the
+        one that did) is not taken at its word: the client tries the next
+        one, which resumes it with its identity.
+        """
+        self.cluster.node(1).resumable = False
+        self.cluster.node(0).crash()
+        self.settle()
+        self.assertEqual(self.client.node, "node-2")
+        self.assertEqual(self.client.clientId, "client-1")
+        self.assertEqual(self.cluster.node(1).ops(), ["hello"])
+
     def test_notResumed(self):
         """
         A node that cannot resume the session gives a new identity; the redo
         registers everything again under it.
         """
         self.cluster.node(1).resumable = False
+        self.cluster.node(2).resumable = False
         self.cluster.node(0).crash()
         del self.cluster.sessions["client-1"]
         self.settle()
-        self.assertEqual(self.client.clientId, "client-2")
+        self.clock.advance(1)  # round the list: n1 and n2 decline, n0 is down
+        self.settle()
+        self.assertEqual(self.client.node, "node-1")
+        self.assertNotEqual(self.client.clientId, "client-1")
+        self.assertEqual(list(self.cluster.sessions), [self.client.clientId])
         self.assertEqual(self.hostIds(), ["a#1#DEFAULT", "b#2#DEFAULT"])
         self.assertEqual(self.hostIds(("public", "DEFAULT_GROUP", "payments")), ["c#3#DEFAULT"])
 
@@ -589,11 +663,14 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         a refused write of that service was undone.
         """
         node = self.cluster.node(1)
-        node.resumable = False
+        node.resumable = self.cluster.node(2).resumable = False
         node.refuse["batch_register"] = ("LIMIT_EXCEEDED", "max_instances")
         self.cluster.node(0).crash()
         del self.cluster.sessions["client-1"]
         self.settle()
+        self.clock.advance(1)  # round the list: none resumes the session
+        self.settle()
+        self.assertEqual(self.client.node, "node-1")
         self.assertEqual(self.hostIds(), [])
         del node.refuse["batch_register"]
         node.refuse["register"] = ("LIMIT_EXCEEDED", "max_instances")

@@ -21,6 +21,7 @@ too.
 from ._address import formatAddress, parseAddress, parseServers
 from ._cache import IViewCache, ViewCache
 from ._errors import DistroError, NotConnected, RequestTimeout
+from ._events import SessionEvent
 from ._model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -48,6 +49,7 @@ __all__ = [
     "RequestTimeout",
     "Service",
     "ServiceInfo",
+    "SessionEvent",
     "ViewCache",
     "connect",
     "formatAddress",

@@ -5,13 +5,17 @@ L{Failover}: keeps a client session connected to one server of a list
 
 Connection attempts go round robin from a random place in the list. Each
 connection starts with C{hello}, resuming the identity the previous one was
-given. On a failed attempt the next server is tried after a bounded backoff;
-on the loss of a working connection, at once. A request left unanswered is
-taken as a sign of a dead node: the connection is dropped and the next server
-tried.
+given, with the last epoch the cluster gave it (so that the new owner ranks
+above every earlier one). On a failed attempt, or a node that answers
+C{NOT_READY} (still loading, it cannot tell whether the cluster knows this
+client), the next server is tried after a bounded backoff; on the loss of a
+working connection, at once. A request left unanswered is taken as a sign of
+a dead node: the connection is dropped and the next server tried.
 
 What to re-send on a new connection is not this module's business: it calls
-its C{onConnected} hook before anyone waiting for the connection.
+its C{onConnected} hook before anyone waiting for the connection, then, on a
+resumed session, ends the redo with C{redo_done}, which makes the node take
+the client over (PROTOCOL.md 4.1 and 6).
 """
 
 import random
@@ -22,8 +26,11 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro.wire import NOT_READY
+
 from ._address import formatAddress, parseAddress, parseServers
 from ._errors import DistroError, NotConnected, RequestTimeout
+from ._events import SessionEvent
 from ._protocol import ClientConnection, IConnectionObserver
 
 __all__ = ["defaultRetryPolicy", "Failover"]
@@ -107,7 +114,9 @@ class Failover:
         self._next = start % len(self._servers)
         self.clientId = None
         self.node = None
+        self.epoch = None
         self.closed = False
+        self._listeners = []
         self._resumeToken = None
         self._connection = None
         self._attempt = None
@@ -116,6 +125,7 @@ class Failover:
         self._lastError = None
         self._startup = None
         self._waiters = []
+        self._declined = set()
 
     @property
     def servers(self):
@@ -207,12 +217,30 @@ class Failover:
         self._attempt = attempt
         attempt.addCallback(self._greet)
         attempt.addTimeout(self.timeout, self.clock)
-        attempt.addCallbacks(self._connected, self._attemptFailed, errbackArgs=(address,))
+        attempt.addCallbacks(
+            self._connected, self._attemptFailed, callbackArgs=(address,), errbackArgs=(address,)
+        )
+
+    def addListener(self, listener):
+        """
+        Call C{listener(event)} at each change of the session, with an event
+        of L{distro.client.SessionEvent}.
+        """
+        self._listeners.append(listener)
+
+    def _tell(self, event):
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                self.log.failure("session listener {listener!r} failed", listener=listener)
 
     def _greet(self, connection):
         resume = None
         if self.clientId is not None:
             resume = {"client_id": self.clientId, "resume_token": self._resumeToken}
+            if self.epoch is not None:
+                resume["epoch"] = self.epoch
 
         def failed(failure):
             connection.transport.abortConnection()
@@ -221,31 +249,67 @@ class Failover:
         d = connection.hello(self._agent, token=self._token, resume=resume)
         return d.addCallbacks(lambda reply: (connection, reply), failed)
 
-    def _connected(self, result):
+    def _connected(self, result, address):
         connection, reply = result
         self._attempt = None
         if self.closed:
             connection.transport.loseConnection()
             return
+        if self.clientId is not None and not reply.get("resumed"):
+            # This node does not know the session; another one may (it may
+            # lag behind, or be cut off from the node that knew it): go
+            # round the list before taking a new identity. The new client
+            # this node made has no instances, and goes with the connection.
+            if address not in self._declined:
+                self._declined.add(address)
+                connection.transport.loseConnection()
+                self._scheduleConnect()
+                return
+            # Round the list once: none resumes it.
+        self._declined = set()
         self._failures = 0
         self._connection = connection
+        previous = self.clientId
         self.clientId = reply.get("client_id")
         self._resumeToken = reply.get("resume_token")
         self.node = reply.get("node")
+        epoch = reply.get("epoch")
+        self.epoch = epoch if isinstance(epoch, int) else None
+        resumed = bool(reply.get("resumed"))
         self.log.info(
             "connected to node {node} as {clientId} (resumed: {resumed})",
             node=self.node,
             clientId=self.clientId,
-            resumed=bool(reply.get("resumed")),
+            resumed=resumed,
         )
         self._learnMembers(reply.get("members") or ())
         self._onConnected(connection)
+        if resumed:
+            d = connection.request("redo_done")
+            d.addCallbacks(self._redone, self._redoFailed, callbackArgs=(connection,))
+        if previous is None:
+            self._tell(SessionEvent.CONNECTED)
+        elif resumed:
+            self._tell(SessionEvent.RESUMED)
+        else:
+            self._tell(SessionEvent.LOST)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(connection)
         if self._startup is not None:
             startup, self._startup = self._startup, None
             startup.callback(None)
+
+    def _redone(self, reply, connection):
+        epoch = reply.get("epoch")
+        if connection is self._connection and isinstance(epoch, int):
+            self.epoch = epoch
+
+    def _redoFailed(self, failure):
+        # The connection is gone (the next one redoes everything), or the
+        # node refused: it keeps the client as it held it.
+        if failure.check(DistroError):
+            self.log.error("node refused redo_done: {error}", error=failure.value)
 
     def _attemptFailed(self, failure, address):
         self._attempt = None
@@ -256,7 +320,11 @@ class Failover:
             error = RequestTimeout("connect", self.timeout)
         self._lastError = (address, error)
         self.log.info("cannot use {address}: {error}", address=address, error=error)
-        if self._startup is not None and failure.check(DistroError):
+        if (
+            self._startup is not None
+            and failure.check(DistroError)
+            and failure.value.code != NOT_READY
+        ):
             startup, self._startup = self._startup, None
             startup.errback(failure)
             return
@@ -297,6 +365,7 @@ class Failover:
         self._connection = None
         if not self.closed:
             self.log.info("lost node {node}: {reason}", node=self.node, reason=reason.value)
+            self._tell(SessionEvent.SUSPENDED)
             self._scheduleConnect()
 
     def close(self):

@@ -169,6 +169,16 @@ class DistroClient:
         """
         return self._failover.current() is not None
 
+    def add_session_listener(self, listener):
+        """
+        Call C{listener(event)} at each change of the session, with a
+        L{SessionEvent}: C{CONNECTED} once a node first accepted it,
+        C{SUSPENDED} when a connection is lost, then C{RESUMED} (the new
+        node took it over with its identity) or C{LOST} (the cluster had
+        let it go: the registrations are sent again under a new identity).
+        """
+        self._failover.addListener(listener)
+
     def start(self):
         """
         Start connecting.
