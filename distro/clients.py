@@ -12,10 +12,11 @@ import itertools
 import os
 import secrets
 
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from distro.interfaces import IClientManager
+from distro.interfaces import IClientManager, ISyncBarrier
 from distro.wire import LimitExceeded
 
 
@@ -32,6 +33,10 @@ class Client:
     @ivar services: L{distro.model.ServiceKey} -> instance id -> L{Instance}.
     @ivar subscriptions: set of C{(service, clusters)} (native clients only).
     @ivar connected: whether a connection currently carries the session.
+    @ivar restoring: C{True} for the new state of a resumed session that is
+        still re-sending its registrations (PROTOCOL.md 4.1): it is not in
+        the manager's C{clients}, and its changes are announced to nobody
+        until L{ClientManager.restored}.
     """
 
     __slots__ = (
@@ -46,6 +51,7 @@ class Client:
         "instanceCount",
         "connected",
         "expiry",
+        "restoring",
     )
 
     def __init__(self, clientId, native, owner, epoch=1, revision=0, resumeTokenHash=""):
@@ -60,6 +66,7 @@ class Client:
         self.instanceCount = 0
         self.connected = native
         self.expiry = None
+        self.restoring = False
 
     def instances(self, service):
         """
@@ -82,15 +89,37 @@ class ClientChange:
     @ivar put: C{[(service, Instance)]}.
     @ivar remove: C{[(service, instanceId, Instance)]}, the removed instance
         included so that consumers need not look it up.
+    @ivar moved: whether the change came with a change of ownership (a
+        C{clientMoved} follows, which says the rest).
     """
 
-    __slots__ = ("client", "baseRevision", "put", "remove")
+    __slots__ = ("client", "baseRevision", "put", "remove", "moved")
 
-    def __init__(self, client, baseRevision, put, remove):
+    def __init__(self, client, baseRevision, put, remove, moved=False):
         self.client = client
         self.baseRevision = baseRevision
         self.put = put
         self.remove = remove
+        self.moved = moved
+
+
+class _Confirming:
+    """
+    A client's expiry whose disconnect grace has passed, waiting for the
+    node's sync with the other members before the client is removed. Like a
+    delayed call, it can be cancelled (the session resumed meanwhile).
+    """
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self):
+        self.cancelled = False
+
+    def active(self):
+        return not self.cancelled
+
+    def cancel(self):
+        self.cancelled = True
 
 
 def hashResumeToken(token):
@@ -117,15 +146,33 @@ class ClientIds:
         return f"{self.prefix}{next(self._counter)}"
 
 
+@implementer(ISyncBarrier)
+class Alone:
+    """
+    The sync barrier of a node without other members: nobody else can have
+    taken a client over, so a node alone is always in sync.
+    """
+
+    def whenSynced(self):
+        return succeed(frozenset())
+
+
 @implementer(IClientManager)
 class ClientManager:
     """
     Owns every L{Client} of a node and announces each change of their data, in
     order, to its observers (the change stream).
 
+    A native client whose disconnect grace passed is removed only once the
+    node is in sync with the other members (L{ISyncBarrier}): if the client
+    resumed at another member meanwhile, that member's record has arrived
+    by then and the client is no longer this node's to remove.
+
     @param clock: an C{IReactorTime}.
     @param limits: an object with C{max_instances_per_client},
         C{max_subscriptions_per_client} and C{disconnect_grace_ms}.
+    @ivar barrier: the L{ISyncBarrier} consulted before an expiry (the
+        cluster sets its own).
     """
 
     log = Logger()
@@ -135,6 +182,7 @@ class ClientManager:
         self.clock = clock
         self.limits = limits
         self.ids = ids or ClientIds(nodeId)
+        self.barrier = Alone()
         self.clients = {}
         self._observers = []
 
@@ -144,10 +192,14 @@ class ClientManager:
     def _writeTs(self):
         return int(self.clock.seconds() * 1000)
 
-    def _announce(self, client, baseRevision, put, remove):
-        change = ClientChange(client, baseRevision, put, remove)
+    def _announce(self, client, baseRevision, put, remove, moved=False):
+        change = ClientChange(client, baseRevision, put, remove, moved)
         for observer in self._observers:
             observer.clientChanged(change)
+
+    def _moved(self, client):
+        for observer in self._observers:
+            observer.clientMoved(client)
 
     # Sessions
 
@@ -157,33 +209,72 @@ class ClientManager:
         self.clients[client.clientId] = client
         return client, token
 
-    def resume(self, clientId, token):
+    def resume(self, clientId, token, epoch=0):
         """
-        A new session presents C{clientId} and its resume token. If this node
-        holds that client (native, or synced from another node) and the token
-        matches, the client is the new session's and is returned: its expiry
-        is cancelled, its old subscriptions dropped, and a synced client is
-        taken over (this node becomes its owner at the next epoch, announced
-        with C{clientMoved}). Otherwise C{None}.
+        A new session presents C{clientId}, its resume token, and the last
+        epoch it was given. If this node holds that client (native, or
+        synced from another node) and the token matches, return the
+        session's new state of the client, L{Client.restoring}: it starts
+        empty, takes the session's writes while it re-sends its
+        registrations, and replaces the held client at L{restored}. The
+        held client is kept as it is meanwhile (a native one no longer
+        expires). Otherwise C{None}.
+
+        @param epoch: the epoch the client was last given; the takeover
+            will be above it and above the held one.
         """
-        client = self.clients.get(clientId)
-        if client is None:
+        held = self.clients.get(clientId)
+        if held is None:
             return None
-        if not hmac.compare_digest(client.resumeTokenHash, hashResumeToken(token)):
+        if not hmac.compare_digest(held.resumeTokenHash, hashResumeToken(token)):
             return None
-        self._cancelExpiry(client)
-        client.connected = True
-        client.subscriptions.clear()
-        if not client.native:
-            client.native = True
-            client.owner = self.nodeId
-            client.epoch += 1
-            self.log.info(
-                "client {client} taken over at epoch {epoch}", client=clientId, epoch=client.epoch
-            )
-            for observer in self._observers:
-                observer.clientMoved(client)
-        return client
+        if held.native:
+            self._cancelExpiry(held)
+            held.connected = True
+        state = Client(
+            clientId,
+            True,
+            self.nodeId,
+            epoch=max(held.epoch, epoch) + 1,
+            resumeTokenHash=held.resumeTokenHash,
+        )
+        state.restoring = True
+        return state
+
+    def restored(self, state):
+        """
+        The session of C{state} (from L{resume}) has re-sent everything:
+        this node owns the client from now on, at an epoch above any it
+        held, with exactly the instances of C{state}. What differs from
+        the held client is announced, then the move (C{clientMoved}).
+
+        @return: the L{Client} the session now speaks for.
+        """
+        clientId = state.clientId
+        held = self.clients.get(clientId)
+        state.restoring = False
+        if held is None:
+            # Removed meanwhile (its old owner's grace ran out): the session
+            # brings it back, at an epoch above the removal's.
+            self.clients[clientId] = state
+            state.revision = 1
+            put = [(s, i) for s, instances in state.services.items() for i in instances.values()]
+            self._announce(state, 0, put, [])
+            return state
+        self._cancelExpiry(held)
+        held.native = held.connected = True
+        held.owner = self.nodeId
+        held.epoch = max(state.epoch, held.epoch + 1)
+        held.subscriptions = state.subscriptions
+        baseRevision = held.revision
+        held.revision += 1
+        put, remove = self._replace(held, state.services)
+        self.log.info(
+            "client {client} taken over at epoch {epoch}", client=clientId, epoch=held.epoch
+        )
+        self._announce(held, baseRevision, put, remove, moved=True)
+        self._moved(held)
+        return held
 
     def _cancelExpiry(self, client):
         if client.expiry is not None and client.expiry.active():
@@ -202,12 +293,38 @@ class ClientManager:
         grace = self.limits.disconnect_grace_ms / 1000.0
         client.expiry = self.clock.callLater(grace, self._expire, clientId)
 
+    def restoreAbandoned(self, state):
+        """
+        The session of C{state} (from L{resume}) ended before it re-sent
+        everything: nothing of it is kept. A held native client starts its
+        disconnect grace again; a synced one stays its owner's.
+        """
+        held = self.clients.get(state.clientId)
+        if held is not None and held.native and held.connected:
+            self.clientDisconnected(state.clientId, orderly=False)
+
     def _expire(self, clientId):
         client = self.clients.get(clientId)
-        if client is not None:
-            client.expiry = None
-            self.log.info("client {client} expired after its disconnect grace", client=clientId)
-            self.removeClient(clientId)
+        if client is None:
+            return
+        # Resumed at another member meanwhile? Its record arrives before the
+        # sync completes; a resume here cancels the expiry.
+        pending = client.expiry = _Confirming()
+        self.barrier.whenSynced().addCallback(self._expired, clientId, pending)
+
+    def _expired(self, restoring, clientId, pending):
+        client = self.clients.get(clientId)
+        if client is None or client.expiry is not pending or pending.cancelled:
+            return
+        if clientId in restoring:
+            # Another member is resuming it: its takeover, or the end of
+            # that session, comes next; wait another grace.
+            grace = self.limits.disconnect_grace_ms / 1000.0
+            client.expiry = self.clock.callLater(grace, self._expire, clientId)
+            return
+        client.expiry = None
+        self.log.info("client {client} expired after its disconnect grace", client=clientId)
+        self.removeClient(clientId)
 
     def removeClient(self, clientId):
         client = self.clients.pop(clientId, None)
@@ -247,6 +364,19 @@ class ClientManager:
             client.subscriptions.clear()
         client.owner, client.epoch = owner, epoch
         client.resumeTokenHash = resumeTokenHash
+        put, remove = self._replace(client, services)
+        baseRevision, client.revision = client.revision, revision
+        if moved:
+            self._moved(client)
+        if put or remove:
+            self._announce(client, baseRevision, put, remove)
+        return client
+
+    def _replace(self, client, services):
+        """
+        Make C{client}'s instances exactly C{services}; return what to
+        announce: C{(put, remove)}.
+        """
         put = []
         remove = []
         for service, held in client.services.items():
@@ -262,13 +392,7 @@ class ClientManager:
                     put.append((service, instance))
         client.services = {service: dict(wanted) for service, wanted in services.items() if wanted}
         client.instanceCount = sum(len(wanted) for wanted in client.services.values())
-        baseRevision, client.revision = client.revision, revision
-        if moved:
-            for observer in self._observers:
-                observer.clientMoved(client)
-        if put or remove:
-            self._announce(client, baseRevision, put, remove)
-        return client
+        return put, remove
 
     def syncDelta(self, client, revision, put, removeIds):
         """
@@ -347,7 +471,8 @@ class ClientManager:
             held[instance.instanceId] = instance
         client.instanceCount -= len(remove)
         baseRevision, client.revision = client.revision, revision
-        self._announce(client, baseRevision, put, remove)
+        if not client.restoring:
+            self._announce(client, baseRevision, put, remove)
 
     # Subscriptions (native clients only; never replicated)
 

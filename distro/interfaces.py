@@ -59,10 +59,25 @@ class IClientManager(Interface):
         C{(client, resumeToken)}.
         """
 
-    def resume(clientId, token):
+    def resume(clientId, token, epoch=0):
         """
-        Give a native client to a new session that presents its resume token;
-        return the client, or C{None} if the id or the token is not known.
+        A new session presents a client's id, resume token and last epoch:
+        return the session's new state of that client (empty, restoring,
+        at an epoch above both), or C{None} if the id or the token is not
+        known. The held client is kept as it is until L{restored}.
+        """
+
+    def restored(state):
+        """
+        The session of C{state} re-sent its registrations: this node owns
+        the client from now on, with exactly those instances. Return the
+        client the session now speaks for.
+        """
+
+    def restoreAbandoned(state):
+        """
+        The session of C{state} ended before L{restored}: nothing of it is
+        kept.
         """
 
     def clientDisconnected(clientId, orderly):
@@ -110,6 +125,25 @@ class IClientManager(Interface):
     def syncDelta(client, revision, put, removeIds):
         """
         Apply one replicated change to a synced client.
+        """
+
+
+class ISyncBarrier(Interface):
+    """
+    Lets a node remove a client on its own judgement (an expired session,
+    a client its owner stopped naming, the clients of a member presumed
+    dead) only once it has read everything the other members sent before
+    it asked: if one of them took the client over, its record is in by
+    then (PROTOCOL.md 5.4).
+    """
+
+    def whenSynced():
+        """
+        A L{twisted.internet.defer.Deferred} firing once every member that
+        is not presumed dead has answered a sync sent after this call, with
+        the set of ids of the clients they are resuming right now (not to
+        be removed). It never fails; it may wait as long as a member is
+        unreachable.
         """
 
 

@@ -14,7 +14,7 @@ from distro.clients import ClientIds, ClientManager
 from distro.interfaces import IClientObserver
 from distro.push import Pusher
 from distro.registry import Registry
-from distro.wire import PROTOCOL_VERSION, UNAUTHORIZED, ProtocolError
+from distro.wire import NOT_READY, PROTOCOL_VERSION, UNAUTHORIZED, ProtocolError
 
 
 @implementer(IClientObserver)
@@ -65,36 +65,70 @@ class Node:
 
     def sessionStarted(self, session, resume=None):
         """
-        A connection said hello. With C{resume} C{(clientId, token)} naming a
-        client this node holds, with its token, the session takes that client
-        over (its instances never vanish); otherwise it gets a new client.
+        A connection said hello. With C{resume} C{(clientId, token, epoch)}
+        naming a client this node holds, with its token, the session
+        resumes that client: it gets the client's new state, restoring
+        until L{resumeDone} (its instances never vanish meanwhile);
+        otherwise it gets a new client.
 
         @return: C{(client, resumeToken, resumed)}
+        @raise ProtocolError: C{NOT_READY} when this node, still loading,
+            does not know the client yet (the cluster may): the client is
+            to try another node.
         """
         if resume is not None:
-            clientId, token = resume
-            client = self.manager.resume(clientId, token)
-            if client is not None:
+            clientId, token, epoch = resume
+            if not self.ready and clientId not in self.manager.clients:
+                raise ProtocolError(
+                    NOT_READY,
+                    "resume: this node is still loading cluster data and does not "
+                    "know this client yet; try another node",
+                )
+            state = self.manager.resume(clientId, token, epoch)
+            if state is not None:
                 previous = self.sessions.get(clientId)
                 self.sessions[clientId] = session
                 if previous is not None:
                     # The old connection is stale (half-open, or the client
                     # gave up on it); it goes without taking the client along.
                     previous.closeConnection()
-                self.log.info("client {client} resumed", client=clientId)
-                return client, token, True
+                self.log.info("client {client} resuming", client=clientId)
+                return state, token, True
+            self.log.info(
+                "client {client} cannot resume here: {why}",
+                client=clientId,
+                why="wrong token" if clientId in self.manager.clients else "unknown client",
+            )
         client, token = self.manager.clientConnected()
         self.sessions[client.clientId] = session
         return client, token, False
+
+    def restoring(self):
+        """
+        The ids of the clients whose sessions are resuming here right now.
+        """
+        return [cid for cid, session in self.sessions.items() if session.client.restoring]
+
+    def resumeDone(self, session):
+        """
+        A resumed session re-sent all its registrations (C{redo_done}): it
+        takes its client over. Return the client it now speaks for.
+        """
+        client = self.manager.restored(session.client)
+        self.log.info("client {client} resumed at epoch {epoch}", client=client.clientId, epoch=client.epoch)
+        return client
 
     def sessionEnded(self, session, orderly):
         """
         A connection ended (C{orderly} after C{bye}). Safe to call twice.
         """
-        clientId = session.client.clientId
-        if self.sessions.get(clientId) is session:
-            del self.sessions[clientId]
-            self.manager.clientDisconnected(clientId, orderly)
+        client = session.client
+        if self.sessions.get(client.clientId) is session:
+            del self.sessions[client.clientId]
+            if client.restoring:
+                self.manager.restoreAbandoned(client)
+            else:
+                self.manager.clientDisconnected(client.clientId, orderly)
 
     def helloReply(self, session):
         """
@@ -106,6 +140,7 @@ class Node:
             "client_id": session.client.clientId,
             "resume_token": session.resumeToken,
             "resumed": session.resumed,
+            "epoch": session.client.epoch,
             "ready": self.ready,
             "heartbeat_ms": self.config.heartbeat_ms,
             "idle_timeout_ms": self.config.idle_timeout_ms,

@@ -93,6 +93,7 @@ class ClientSession(FrameProtocol):
     namespaces = None
     _bye = False
     _idleTimer = None
+    _confirmingIdle = False
 
     def __init__(self, node):
         super().__init__()
@@ -158,12 +159,20 @@ class ClientSession(FrameProtocol):
         idle = self.node.config.idle_timeout_ms / 1000.0
         silent = self.node.clock.seconds() - self._lastSeen
         if silent >= idle:
+            if not self._confirmingIdle:
+                # Look again after the reactor read what has arrived (see
+                # distro.cluster.peer._Link): after a pause of this node,
+                # the client's heartbeats may be waiting in the socket.
+                self._confirmingIdle = True
+                self._scheduleIdleCheck(0)
+                return
             self._idleTimer = None
             self.log.info(
                 "closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent
             )
             self.transport.abortConnection()
             return
+        self._confirmingIdle = False
         # At least a millisecond: see distro.cluster.peer._Link._checkSilence.
         self._scheduleIdleCheck(max(idle - silent, 0.001))
 
@@ -189,7 +198,10 @@ class ClientSession(FrameProtocol):
             result = handler(self, message)
         except ProtocolError as e:
             self.sendError(rid, e.code, e.message)
-            if e.code in (UNSUPPORTED_VERSION, UNAUTHORIZED):
+            if e.code in (UNSUPPORTED_VERSION, UNAUTHORIZED) or (
+                e.code == NOT_READY and self.client is None
+            ):
+                # The client has to go elsewhere (or give up).
                 self.closeConnection()
             return
         except Exception:
@@ -261,7 +273,10 @@ class ClientSession(FrameProtocol):
             for key in ("client_id", "resume_token"):
                 if type(resume.get(key)) is not str:
                     raise BadRequest(f"resume.{key}", "must be a string")
-            resume = (resume["client_id"], resume["resume_token"])
+            epoch = resume.get("epoch", 0)
+            if type(epoch) is not int or not 0 <= epoch < 2**63:
+                raise BadRequest("resume.epoch", "must be an integer >= 0")
+            resume = (resume["client_id"], resume["resume_token"], epoch)
         self.agent = agent
         self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
         return self.node.helloReply(self)
@@ -330,7 +345,15 @@ class ClientSession(FrameProtocol):
     def ping(self, message):
         return None
 
+    def redo_done(self, message):
+        if self.client.restoring:
+            self.client = self.node.resumeDone(self)
+        return {"epoch": self.client.epoch}
+
     def bye(self, message):
+        if self.client.restoring:
+            # Leaving for good: what the session re-sent goes with it.
+            self.client = self.node.resumeDone(self)
         self._bye = True
         return None
 
@@ -345,6 +368,7 @@ class ClientSession(FrameProtocol):
         "services": services,
         "members": members,
         "ping": ping,
+        "redo_done": redo_done,
         "bye": bye,
     }
 

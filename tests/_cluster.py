@@ -20,6 +20,8 @@ What the harness can do to the network and the nodes:
   - L{FakeCluster.stall}: SIGSTOP: the node reads nothing, sends nothing,
     accepts nothing and runs no timer until L{FakeCluster.unstall}, when its
     overdue timers run first (as a reactor does), then its I/O.
+  - L{FakeCluster.delay}: what flows between two nodes arrives some time
+    after it was sent (a slow or congested path), in order.
   - L{FakeCluster.intercept}: look at, drop or hold frames on peer links.
 
 Transports have a send buffer limit: past it they pause their producer (the
@@ -31,6 +33,7 @@ buffer and stops the writer, exactly as over a socket.
 import bisect
 import gc
 import itertools
+import random
 
 from twisted.internet import error
 from twisted.internet.address import IPv4Address
@@ -106,10 +109,34 @@ class SharedClock(Clock):
     A L{Clock} that keeps its calls sorted as they are added, instead of
     sorting them all again on every C{callLater} and every call run (a
     cluster schedules many timers).
+
+    Like a reactor's turn, one L{advance} runs only the calls that were
+    due when it began: a call made meanwhile for "now" waits for the next
+    one, so the network is pumped in between (what a reactor reads between
+    two runs of its timers).
     """
+
+    _turn = 0
 
     def _sortCalls(self):
         pass
+
+    def advance(self, amount):
+        self.rightNow += amount
+        self._turn += 1
+        turn = self._turn
+        now = self.seconds()
+        while True:
+            for call in self.calls:
+                if call.getTime() > now:
+                    return
+                if call.turn < turn:
+                    break
+            else:
+                return
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
 
     def _resorted(self, call):
         # reset() or delay() moved a call.
@@ -125,6 +152,7 @@ class SharedClock(Clock):
             self._resorted,
             self.seconds,
         )
+        call.turn = self._turn
         bisect.insort_right(self.calls, call, key=DelayedCall.getTime)
         return call
 
@@ -368,6 +396,7 @@ class Pipe(iosim.IOPump):
         self.addresses = addresses
         self.reset = False
         self._inbox = {}
+        self._inFlight = {}
 
     def sides(self):
         return [s for s in (self.connecting, self.accepting) if s is not None]
@@ -423,9 +452,36 @@ class Pipe(iosim.IOPump):
             or self._silent(src, dst)
         )
 
+    def _delayed(self, src, dst, data):
+        """
+        What of C{src}'s output (C{data} just taken from its transport) has
+        arrived at C{dst}: data is in flight for the pair's delay, in order.
+        """
+        delay = self.harness.delayOf(src.index, dst.index) if self.kind == "peer" else 0
+        queue = self._inFlight.setdefault(id(src), [])
+        if not delay and not queue:
+            return data
+        now = self.harness.clock.seconds()
+        if data:
+            due = now + delay
+            if queue:
+                due = max(due, queue[-1][0])
+            queue.append((due, data))
+        arrived = []
+        while queue and queue[0][0] <= now:
+            arrived.append(queue.pop(0)[1])
+        return b"".join(arrived)
+
+    def nextArrival(self):
+        """
+        When the next delayed data arrives, or C{None}.
+        """
+        times = [queue[0][0] for queue in self._inFlight.values() if queue]
+        return min(times) if times else None
+
     def _move(self, src, dst):
         inbox = self._inbox.setdefault(id(src), bytearray())
-        data = src.transport.takeOut()
+        data = self._delayed(src, dst, src.transport.takeOut())
         if self.kind == "peer":
             inbox += data
             data = self._filter(src, dst, inbox)
@@ -579,6 +635,7 @@ class NodeSlot:
         self.clientAddress = clientAddress(index)
         self.nodeId = f"n{index}"
         self.members = list(members)
+        self.overrides = {}  # this node's configuration over the cluster's
         self.secret = None  # None: the cluster's
         self.generation = 0
         self.alive = False
@@ -596,6 +653,7 @@ class NodeSlot:
         self.clock = NodeClock(harness.clock)
         values = {"node_id": self.nodeId, "advertise": self.clientAddress}
         values.update(harness.overrides)
+        values.update(self.overrides)
         self.config = _config.build(overrides=values)
         self.node = Node(self.config, self.clock, f"boot{self.generation}")
         self.clientFactory = ClientPortFactory(self.node)
@@ -648,8 +706,13 @@ class ClientProtocol(wire.FrameProtocol):
         self.pushes = []
         self.errors = []
         self.lostReason = None
+        # Optional callables, told of every message and of the loss.
+        self.onMessage = None
+        self.onLost = None
 
     def messageReceived(self, message):
+        if self.onMessage is not None:
+            self.onMessage(message)
         if message.get("op") == "push":
             self.pushes.append(message)
         elif message.get("re") is not None:
@@ -659,6 +722,8 @@ class ClientProtocol(wire.FrameProtocol):
 
     def connectionLost(self, reason):
         self.lostReason = reason
+        if self.onLost is not None:
+            self.onLost()
 
 
 class ClusterClient:
@@ -675,6 +740,7 @@ class ClusterClient:
         self.protocol = protocol
         self.clientId = None
         self.resumeToken = None
+        self.epoch = None
         self.helloReply = None
         self._ids = itertools.count(1)
 
@@ -708,15 +774,42 @@ class ClusterClient:
         return reply
 
     def hello(self, resume=None, **fields):
+        """
+        Say hello; C{resume} is C{(clientId, token)} or C{(clientId, token,
+        epoch)}.
+        """
         fields.setdefault("proto", 1)
         fields.setdefault("agent", "tests/1")
         if resume is not None:
             fields["resume"] = {"client_id": resume[0], "resume_token": resume[1]}
+            if len(resume) > 2 and resume[2] is not None:
+                fields["resume"]["epoch"] = resume[2]
         reply = self.request("hello", **fields)
         if reply is not None and reply["op"] == "ok":
             self.clientId = reply["client_id"]
             self.resumeToken = reply["resume_token"]
+            self.epoch = reply.get("epoch")
             self.helloReply = reply
+        return reply
+
+    @property
+    def identity(self):
+        """
+        What a resume of this session presents: C{(clientId, token, epoch)}.
+        """
+        return (self.clientId, self.resumeToken, self.epoch)
+
+    def redo(self, registrations):
+        """
+        After a resumed hello: re-send C{registrations} (service name ->
+        list of instance maps) as one C{batch_register} each, then
+        C{redo_done} (PROTOCOL.md 6). Returns the C{redo_done} reply.
+        """
+        for name, instances in registrations.items():
+            self.batch(name, instances)
+        reply = self.request("redo_done")
+        if reply is not None and reply["op"] == "ok":
+            self.epoch = reply.get("epoch", self.epoch)
         return reply
 
     def register(self, name, ip="10.1.0.1", port=8080, **fields):
@@ -780,7 +873,10 @@ class FakeCluster:
 
     maxStep = 0.05
 
-    def __init__(self, size=3, secret=SECRET, bufferSize=64 * 1024, **overrides):
+    def __init__(self, size=3, secret=SECRET, bufferSize=64 * 1024, seed=0, **overrides):
+        # Reconnect delays are jittered with the random module: seeded, a
+        # run repeats exactly.
+        random.seed(seed)
         self.clock = SharedClock()
         self.secret = secret
         self.bufferSize = bufferSize
@@ -788,6 +884,7 @@ class FakeCluster:
         self.overrides.update(overrides)
         self.pipes = []
         self.cuts = {}
+        self.delays = {}
         self.filters = []
         self.frames = None
         self.dropped = []
@@ -929,10 +1026,30 @@ class FakeCluster:
         slot = self.slots[index]
         slot.stalled = False
         slot.clock.unstall()
+        # Then a reactor reads what waits in its sockets, before it runs
+        # the calls those timers made.
+        for pipe in list(self.pipes):
+            pipe.pump()
         self.flush()
 
     def _key(self, a, b):
         return frozenset((a, b))
+
+    def delay(self, a, b, seconds):
+        """
+        From now on, what nodes C{a} and C{b} send each other arrives
+        C{seconds} after it was sent (0: at once again), in order.
+        """
+        if seconds:
+            self.delays[self._key(a, b)] = seconds
+        else:
+            self.delays.pop(self._key(a, b), None)
+        self.flush()
+
+    def delayOf(self, a, b):
+        if a is None or b is None:
+            return 0
+        return self.delays.get(self._key(a, b), 0)
 
     def cut(self, a, b, silent=False):
         """
@@ -966,6 +1083,7 @@ class FakeCluster:
         """
         for key in list(self.cuts):
             del self.cuts[key]
+        self.delays.clear()
         for i, slot in enumerate(self.slots):
             if slot.stalled:
                 self.unstall(i)
@@ -1051,7 +1169,7 @@ class FakeCluster:
     def client(self, index, resume=None, **hello):
         """
         A new client connection to node C{index} that said hello (resuming
-        C{(clientId, token)} if given).
+        C{(clientId, token[, epoch])} if given).
         """
         client = self.connect(index)
         reply = client.hello(resume, **hello)
@@ -1096,6 +1214,10 @@ class FakeCluster:
             target = min(end, now + self.maxStep)
             if clock.calls and now < clock.calls[0].getTime() < target:
                 target = clock.calls[0].getTime()
+            for pipe in self.pipes:
+                arrival = pipe.nextArrival()
+                if arrival is not None and now < arrival < target:
+                    target = arrival
             clock.advance(target - now)
             if clock.seconds() <= now:
                 clock.rightNow = target

@@ -172,3 +172,157 @@ class ClientManagerTests(SynchronousTestCase):
         self.manager.clientDisconnected(self.client.clientId, orderly=False)
         self.manager.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class Barrier:
+    """
+    An L{ISyncBarrier} the test answers: C{whenSynced} waits until
+    L{answer}.
+    """
+
+    def __init__(self):
+        self.waiting = []
+
+    def whenSynced(self):
+        from twisted.internet.defer import Deferred
+
+        d = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def answer(self, restoring=()):
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(frozenset(restoring))
+
+
+class ResumeTests(SynchronousTestCase):
+    """
+    L{ClientManager.resume} and L{ClientManager.restored}: a resumed session
+    builds the client's new state, published only when its redo is done
+    (PROTOCOL.md 4.1).
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.config = Config(max_instances_per_client=3, disconnect_grace_ms=2000)
+        self.manager = ClientManager("n1", self.clock, self.config)
+        self.barrier = self.manager.barrier = Barrier()
+        self.stream = Stream()
+        self.manager.addObserver(self.stream)
+        self.client, self.token = self.manager.clientConnected()
+        self.manager.register(self.client, ORDERS, inst(1))
+        self.manager.register(self.client, ORDERS, inst(2))
+        del self.stream.events[:]
+
+    def resume(self, epoch=0):
+        return self.manager.resume(self.client.clientId, self.token, epoch)
+
+    def test_wrongToken(self):
+        self.assertIsNone(self.manager.resume(self.client.clientId, "nope"))
+        self.assertIsNone(self.manager.resume("unknown", self.token))
+
+    def test_restoringPublishesNothing(self):
+        """
+        Until the redo is done, the session's writes build a new state that
+        nobody is told of; the held client stays as it was.
+        """
+        state = self.resume()
+        self.assertTrue(state.restoring)
+        self.assertEqual(state.epoch, 2)
+        self.assertNotIn(state, self.manager.clients.values())
+        self.manager.batchRegister(state, ORDERS, [inst(2), inst(3)])
+        self.assertEqual(self.stream.events, [])
+        self.assertEqual(self.manager.clients[self.client.clientId].instanceCount, 2)
+
+    def test_restoredIsExact(self):
+        """
+        At the end of the redo the client holds exactly what was re-sent, at
+        a new epoch, announced as a change then a move.
+        """
+        self.clock.advance(0)
+        state = self.resume()
+        self.manager.batchRegister(state, ORDERS, [inst(2), inst(3)])
+        client = self.manager.restored(state)
+        self.assertIs(client, self.client)
+        self.assertEqual(sorted(client.instances(ORDERS)), ["10.0.0.1#2#DEFAULT", "10.0.0.1#3#DEFAULT"])
+        self.assertEqual((client.native, client.owner, client.epoch), (True, "n1", 2))
+        changed, moved = self.stream.events
+        self.assertEqual(changed[0], "changed")
+        # Only what differs: #2 was re-sent as it was.
+        self.assertEqual(changed[4:], (["10.0.0.1#3#DEFAULT"], ["10.0.0.1#1#DEFAULT"]))
+        self.assertEqual(moved, ("moved", client.clientId, True, "n1", 2))
+
+    def test_epochAboveGiven(self):
+        """
+        The takeover is above the epoch the client was last given, even if
+        this node held an older one.
+        """
+        state = self.resume(epoch=7)
+        self.assertEqual(state.epoch, 8)
+        self.assertEqual(self.manager.restored(state).epoch, 8)
+
+    def test_epochAboveHeldMeanwhile(self):
+        """
+        A newer epoch learnt during the redo is topped too.
+        """
+        state = self.resume()
+        self.manager.clients[self.client.clientId].epoch = 5
+        self.assertEqual(self.manager.restored(state).epoch, 6)
+
+    def test_removedMeanwhileComesBack(self):
+        """
+        A client removed during the redo (its old owner's grace ran out) is
+        brought back by the session that resumed it.
+        """
+        state = self.resume()
+        self.manager.batchRegister(state, ORDERS, [inst(1)])
+        self.manager.removeClient(self.client.clientId)
+        client = self.manager.restored(state)
+        self.assertIs(self.manager.clients[client.clientId], client)
+        self.assertEqual(client.epoch, 2)
+        self.assertEqual(self.stream.events[-1][0], "changed")
+        self.assertEqual(self.stream.events[-1][4], ["10.0.0.1#1#DEFAULT"])
+
+    def test_resumeStopsExpiry(self):
+        """
+        A native client in its disconnect grace does not expire while a
+        session resumes it; if that session ends before its redo is done,
+        the grace starts again.
+        """
+        self.manager.clientDisconnected(self.client.clientId, orderly=False)
+        state = self.resume()
+        self.clock.advance(5)
+        self.assertEqual(self.barrier.waiting, [])
+        self.manager.restoreAbandoned(state)
+        self.clock.advance(2)
+        self.barrier.answer()
+        self.assertNotIn(self.client.clientId, self.manager.clients)
+
+    def test_expiryWaitsForSync(self):
+        """
+        A client whose grace passed is removed only once the node is in
+        sync with the other members; a resume meanwhile cancels it.
+        """
+        self.manager.clientDisconnected(self.client.clientId, orderly=False)
+        self.clock.advance(2)
+        self.assertIn(self.client.clientId, self.manager.clients)
+        self.assertEqual(len(self.barrier.waiting), 1)
+        state = self.resume()
+        self.barrier.answer()
+        self.assertIn(self.client.clientId, self.manager.clients)
+        self.manager.restored(state)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_restoringElsewhereGetsAnotherGrace(self):
+        """
+        A member that answers the sync while resuming the client keeps it
+        from being removed: another grace begins.
+        """
+        self.manager.clientDisconnected(self.client.clientId, orderly=False)
+        self.clock.advance(2)
+        self.barrier.answer(restoring=[self.client.clientId])
+        self.assertIn(self.client.clientId, self.manager.clients)
+        self.clock.advance(2)
+        self.barrier.answer()
+        self.assertNotIn(self.client.clientId, self.manager.clients)

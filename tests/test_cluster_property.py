@@ -1,15 +1,20 @@
 """
-A property of the cluster (PROTOCOL.md 5): whatever clients do on whatever
-nodes, and whatever happens to the links and nodes meanwhile, once the
-network heals and the clock passes every grace period, every node's view of
-every service holds exactly the instances of the clients still connected,
-with the same checksum everywhere.
+Properties of the cluster (PROTOCOL.md 5), whatever clients do on whatever
+nodes and whatever happens to the links and nodes meanwhile:
+
+  - while it happens, no subscriber on any node is ever shown a view without
+    an instance that its client had acknowledged, had not removed, and whose
+    session it never lost (L{tests._oracle}: zero wrong removals);
+  - once the network heals and the clock passes every grace period, every
+    node's view of every service holds exactly the instances of the clients
+    still connected, with the same checksum everywhere.
 
 Schedules are random: client connects, writes (register, deregister,
 batch_register), departures (bye, a dropped connection), failovers to
-another node with C{resume} (and the re-registration of 6), link cuts
-(reset or silent), node crashes (reset or silent), restarts, stalls, and
-waits. Each runs on the in-process cluster of L{tests._cluster}.
+another node with C{resume} (and the redo of 6), link cuts (reset or
+silent), link delays, node crashes (reset or silent), restarts, stalls, and
+waits. Each runs on the in-process cluster of L{tests._cluster}, with one
+subscriber to every service on every node.
 """
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +22,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._cluster import FakeCluster, instance, serviceKey
+from tests._oracle import Oracle
 
 NODES = 3
 SERVICES = ("orders", "users")
@@ -39,6 +45,7 @@ register = st.tuples(st.just("register"), pick, service, port, weight)
 deregister = st.tuples(st.just("deregister"), pick, service, port)
 batch = st.tuples(st.just("batch"), pick, service, st.frozensets(port, max_size=3), weight)
 failover = st.tuples(st.just("failover"), pick, node)
+delay = st.tuples(st.just("delay"), node, node, st.sampled_from([0, 0.05, 0.3, 1.0]))
 wait = st.tuples(st.just("wait"), st.sampled_from([0.05, 0.3, 0.7, 1.5, 3.0]))
 
 # one_of picks a branch uniformly: repeats weigh the mix towards clients
@@ -53,6 +60,7 @@ step = st.one_of(
     st.tuples(st.just("cut"), node, node, st.booleans()),
     st.tuples(st.just("cut"), node, node, st.booleans()),
     st.tuples(st.just("restore"), node, node),
+    delay,
     st.tuples(st.just("crash"), node, st.booleans()),
     st.tuples(st.just("restart"), node),
     st.tuples(st.just("stall"), node),
@@ -61,11 +69,20 @@ step = st.one_of(
 )
 
 
+def _shown(info):
+    """
+    The C{(instanceId, version)} pairs of a ServiceInfo map.
+    """
+    return [(h["instance_id"], h["metadata"].get("v")) for h in info["hosts"]]
+
+
 class ModelClient:
     """
     What one client (a client library, say) believes it published: per
-    service, port -> weight. Its ip is its own, so no two clients publish
-    the same instance.
+    service, port -> C{(weight, version)}. Its ip is its own, so no two
+    clients publish the same instance; the oracle knows it by that ip. Each
+    write puts its instances with a new version in their metadata (a redo
+    re-sends them as they are).
     """
 
     def __init__(self, number, connection, generation):
@@ -74,24 +91,82 @@ class ModelClient:
         self.connection = connection
         self.generation = generation
         self.instances = {}
+        self.pending = {}
+        self.versions = iter(range(1, 10**9))
 
     def wire(self, service):
         return [
-            instance(self.ip, p, weight=w) for p, w in sorted(self.instances.get(service, {}).items())
+            instance(self.ip, p, weight=w, metadata={"v": str(v)})
+            for p, (w, v) in sorted(self.instances.get(service, {}).items())
         ]
+
+    def key(self, service, port):
+        return (service, f"{self.ip}#{port}#DEFAULT")
+
+    def puts(self, service, ports=None):
+        held = self.instances.get(service, {})
+        ports = held if ports is None else ports
+        return [(self.key(service, p), str(held[p][1])) for p in ports]
 
 
 class Run:
     """
-    One schedule applied to a cluster and its model.
+    One schedule applied to a cluster and its model, watched by a subscriber
+    to every service on every node and by the wrong-removal oracle.
     """
 
     def __init__(self):
-        self.cluster = FakeCluster(NODES)
+        # Orphans are kept longer than any schedule runs: dropping the
+        # clients of a member that has been down that long is 5.4's rule,
+        # not a wrong removal.
+        # Links may be slowed down to a second each way: the watchdogs are
+        # patient enough for that.
+        self.cluster = FakeCluster(
+            NODES, orphan_grace_ms=60_000, peer_timeout_ms=1500, down_after_ms=3000
+        )
         self.cluster.start()
         self.clients = []
         self.numbers = iter(range(1, 250))
         self.log = []
+        self.oracle = Oracle(self.cluster.clock.seconds, self._owner)
+        self._ips = {}
+        self.subscribers = {}
+        self.watch()
+
+    def _owner(self, instanceId):
+        return self._ips.get(instanceId.split("#", 1)[0])
+
+    # Subscribers
+
+    def watch(self):
+        """
+        Make sure every usable, ready node has a subscriber to every service
+        (a new one after a crash, starting from a fresh view).
+        """
+        cluster = self.cluster
+        for index, slot in enumerate(cluster.slots):
+            current = self.subscribers.get(index)
+            if current is not None and not current.lost and current.generation == slot.generation:
+                continue
+            if not (self.usable(index) and slot.node.ready):
+                continue
+            name = f"n{index}"
+            self.oracle.forget(name)
+            subscriber = cluster.client(index)
+            subscriber.generation = slot.generation
+            subscriber.protocol.onMessage = lambda m, name=name: self._pushed(name, m)
+            for service in SERVICES:
+                info = subscriber.subscribe(service)
+                self.oracle.view(name, service, _shown(info), fresh=True)
+            self.subscribers[index] = subscriber
+
+    def _pushed(self, name, message):
+        if message.get("op") != "push":
+            return
+        info = message["service_info"]
+        self.oracle.view(name, info["service"]["name"], _shown(info))
+
+    # Clients
 
     def populate(self, perNode=2):
         """
@@ -102,9 +177,7 @@ class Run:
             for _ in range(perNode):
                 client = self.connect(index)
                 for name in SERVICES:
-                    client.instances[name] = {PORTS[0]: WEIGHTS[0]}
-                    self.write(client, "batch_register", service={"name": name},
-                               instances=client.wire(name))
+                    self.batch(client, name, {PORTS[0]: WEIGHTS[0]})
 
     def usable(self, index):
         slot = self.cluster.slots[index]
@@ -128,18 +201,111 @@ class Run:
     def choose(self, candidates, n):
         return candidates[n % len(candidates)] if candidates else None
 
-    def write(self, client, op, **fields):
-        reply = client.connection.request(op, **fields)
+    def attach(self, client, connection, generation):
+        """
+        C{client} now speaks through C{connection}: its replies acknowledge
+        writes, its loss suspends the session.
+        """
+        client.connection = connection
+        client.generation = generation
+        client.pending = {}
+        connection.protocol.onMessage = lambda m: self._replied(client, connection, m)
+        connection.protocol.onLost = lambda: self._lost(client, connection)
+
+    def _replied(self, client, connection, message):
+        if connection is not client.connection:
+            return
+        token = client.pending.pop(message.get("re"), None)
+        if token is not None and message.get("op") == "ok":
+            self.oracle.acked(token)
+            if "epoch" in message:
+                connection.epoch = message["epoch"]
+
+    def _lost(self, client, connection):
+        if connection is client.connection and client in self.clients:
+            self.oracle.suspended(client.ip)
+
+    def write(self, client, op, puts=(), removes=(), **fields):
+        token = self.oracle.sent(client.ip, puts, removes)
+        rid = client.connection.send(op, **fields)
+        client.pending[rid] = token
+        self.cluster.flush()
+        reply = client.connection.protocol.replies.pop(rid, None)
         # No reply: the node is stalled; the request waits in the network.
         if reply is not None and reply["op"] != "ok" and self.alive(client):
             raise AssertionError(f"{op} {fields} refused: {reply}")
 
+    def batch(self, client, name, ports, redo=False):
+        """
+        C{client}'s instances in C{name} become C{ports} (port -> weight),
+        each at a new version; with C{redo}, re-send them as they are.
+        """
+        before = set(client.instances.get(name, {}))
+        if not redo:
+            version = next(client.versions)
+            client.instances[name] = {p: (w, version) for p, w in ports.items()}
+        self.write(
+            client,
+            "batch_register",
+            puts=client.puts(name),
+            removes=[client.key(name, p) for p in before - set(client.instances[name])],
+            service={"name": name},
+            instances=client.wire(name),
+        )
+
     def connect(self, index):
         cluster = self.cluster
         connection = cluster.client(index)
-        client = ModelClient(next(self.numbers), connection, cluster.slots[index].generation)
+        client = ModelClient(next(self.numbers), None, None)
+        self._ips[client.ip] = client.ip
+        self.attach(client, connection, cluster.slots[index].generation)
         self.clients.append(client)
         return client
+
+    def leave(self, client, orderly):
+        self.clients.remove(client)
+        if orderly:
+            removes = [k for name in SERVICES for k, _ in client.puts(name)]
+            self.oracle.sent(client.ip, removes=removes)
+            client.connection.request("bye")
+        else:
+            self.oracle.lost(client.ip)
+        client.connection.drop()
+
+    def failover(self, client, target):
+        """
+        The client library moves to node C{target} and resumes there with
+        the last epoch it was given, then re-sends every registration
+        (PROTOCOL.md 6): for every service it ever wrote, emptied ones
+        included, and says C{redo_done}.
+        """
+        cluster = self.cluster
+        if client.connection.connected:
+            client.connection.drop()
+        self.oracle.suspended(client.ip)
+        old = client.connection
+        # A node still loading may send the client on (4.1): the next one.
+        for index in [(target + k) % NODES for k in range(NODES)]:
+            if not self.usable(index):
+                continue
+            connection = cluster.connect(index)
+            reply = connection.hello(old.identity)
+            if reply is not None and reply["op"] == "ok":
+                break
+            if reply is None or reply["code"] != "NOT_READY":
+                raise AssertionError(f"hello to n{index} failed: {reply!r}")
+        else:
+            return  # nowhere to go now; the client stays away
+        target = index
+        self.attach(client, connection, cluster.slots[target].generation)
+        if connection.helloReply["resumed"]:
+            self.oracle.resumed(client.ip)
+        else:
+            self.oracle.lost(client.ip)
+        for name in sorted(client.instances):
+            self.batch(client, name, None, redo=True)
+        if connection.helloReply["resumed"]:
+            self.write(client, "redo_done")
 
     def apply(self, step):
         self.log.append(step)
@@ -154,43 +320,27 @@ class Run:
                 return
             if kind == "register":
                 _, _, name, p, w = step
-                client.instances.setdefault(name, {})[p] = w
-                self.write(client, "register", service={"name": name},
-                           instance=instance(client.ip, p, weight=w))
+                version = next(client.versions)
+                client.instances.setdefault(name, {})[p] = (w, version)
+                self.write(client, "register", puts=client.puts(name, [p]),
+                           service={"name": name},
+                           instance=instance(client.ip, p, weight=w, metadata={"v": str(version)}))
             elif kind == "deregister":
                 _, _, name, p = step
                 client.instances.setdefault(name, {}).pop(p, None)
-                self.write(client, "deregister", service={"name": name},
-                           instance={"ip": client.ip, "port": p})
+                self.write(client, "deregister", removes=[client.key(name, p)],
+                           service={"name": name}, instance={"ip": client.ip, "port": p})
             elif kind == "batch":
                 _, _, name, ports, w = step
-                client.instances[name] = dict.fromkeys(ports, w)
-                self.write(client, "batch_register", service={"name": name},
-                           instances=client.wire(name))
-            elif kind == "bye":
-                self.clients.remove(client)
-                client.connection.request("bye")
-                client.connection.drop()
+                self.batch(client, name, dict.fromkeys(ports, w))
             else:
-                self.clients.remove(client)
-                client.connection.drop()
+                self.leave(client, orderly=kind == "bye")
         elif kind == "failover":
-            # The client library moves to another node and resumes there,
-            # then re-sends every registration (PROTOCOL.md 6): for every
-            # service it ever wrote, emptied ones included.
             _, n, target = step
             client = self.choose(self.clients, n)
             if client is None or not self.usable(target):
                 return
-            if client.connection.connected:
-                client.connection.drop()
-            old = client.connection
-            connection = cluster.client(target, resume=(old.clientId, old.resumeToken))
-            client.connection = connection
-            client.generation = cluster.slots[target].generation
-            for name in sorted(client.instances):
-                self.write(client, "batch_register", service={"name": name},
-                           instances=client.wire(name))
+            self.failover(client, target)
         elif kind == "cut":
             _, a, b, silent = step
             if a != b:
@@ -198,9 +348,16 @@ class Run:
         elif kind == "restore":
             _, a, b = step
             cluster.restore(a, b)
+        elif kind == "delay":
+            _, a, b, seconds = step
+            if a != b:
+                cluster.delay(a, b, seconds)
         elif kind == "crash":
             _, index, silent = step
             if cluster.slots[index].alive:
+                for client in self.clients:
+                    if client.connection.node == index:
+                        self.oracle.suspended(client.ip)
                 cluster.crash(index, silent)
         elif kind == "restart":
             if not cluster.slots[step[1]].alive:
@@ -213,6 +370,12 @@ class Run:
                 cluster.unstall(step[1])
         elif kind == "wait":
             cluster.advance(step[1])
+        self.watch()
+
+    def checkRemovals(self):
+        wrong = self.oracle.wrongRemovals()
+        if wrong:
+            raise AssertionError(f"{len(wrong)} wrong removals: {wrong}")
 
     def expected(self, name):
         """
@@ -220,7 +383,7 @@ class Run:
         """
         result = {}
         for client in self.connected():
-            for p, w in client.instances.get(name, {}).items():
+            for p, (w, _) in client.instances.get(name, {}).items():
                 result[f"{client.ip}#{p}#DEFAULT"] = w
         return result
 
@@ -274,7 +437,7 @@ class Run:
 
 class ConvergenceTests(SynchronousTestCase):
     @settings(
-        max_examples=50,
+        max_examples=150,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow],
@@ -282,9 +445,10 @@ class ConvergenceTests(SynchronousTestCase):
     @given(st.lists(step, min_size=3, max_size=40))
     def test_converges(self, steps):
         """
-        After any schedule, healing and settling, every node's views hold
-        exactly the instances of the connected clients, with equal
-        checksums, and no node holds a client nobody is connected as.
+        During any schedule, no subscriber sees a wrong removal; after it,
+        healing and settling, every node's views hold exactly the instances
+        of the connected clients, with equal checksums, and no node holds a
+        client nobody is connected as.
         """
         run = Run()
         try:
@@ -294,6 +458,7 @@ class ConvergenceTests(SynchronousTestCase):
             run.cluster.heal()
             run.cluster.advance(SETTLE)
             run.check()
+            run.checkRemovals()
             run.cluster.close()
         except Exception as e:
             raise AssertionError(f"{e}\nschedule: {run.log}") from e
@@ -328,3 +493,4 @@ class ConvergenceTests(SynchronousTestCase):
         run.cluster.heal()
         run.cluster.advance(SETTLE)
         run.check()
+        run.checkRemovals()

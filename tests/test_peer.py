@@ -245,6 +245,25 @@ class InboundTests(SynchronousTestCase):
         link.dataReceived(wire.encode({"op": "nonsense"}))
         self.assertEqual(frames(transport.value())[0]["code"], wire.UNKNOWN_OP)
 
+    def test_badSync(self):
+        """
+        C{sync} and C{synced} with a wrong field are refused naming it.
+        """
+        link, transport = self.connect()
+        self.hello(link)
+        for message in (
+            {"op": "sync", "n": "1"},
+            {"op": "synced", "n": 0},
+            {"op": "synced", "n": 1, "restoring": "x"},
+            {"op": "synced", "n": 1, "restoring": [1]},
+        ):
+            transport.clear()
+            link.dataReceived(wire.encode(message))
+            (error,) = frames(transport.value())
+            self.assertEqual(error["code"], wire.BAD_REQUEST)
+            field = "restoring" if "restoring" in message else "n"
+            self.assertTrue(error["message"].startswith(field + ":"), error)
+
     def test_ping(self):
         link, transport = self.connect()
         self.hello(link)

@@ -207,6 +207,8 @@ class HelloTests(SynchronousTestCase, ErrorAssertions):
         first.lose()
         self.harness.clock.advance(60)
         self.assertEqual(len(self.harness.query()["hosts"]), 1)
+        second.ok("batch_register", service=service(), instances=[instance()])
+        second.ok("redo_done")
         self.assertIs(second.ok("deregister", service=service(), instance=instance())["removed"], True)
         self.assertEqual(self.harness.query()["hosts"], [])
 
@@ -246,6 +248,97 @@ class HelloTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(reply["client_id"], clientId)
         self.harness.clock.advance(60)
         self.assertEqual(len(self.harness.query()["hosts"]), 1)
+
+    def resumed(self):
+        """
+        A session that registered one instance and lost its connection, and
+        a new connection that resumed it.
+        """
+        first = self.harness.client()
+        first.ok("register", service=service(), instance=instance())
+        first.lose()
+        resume = {
+            "client_id": first.helloReply["client_id"],
+            "resume_token": first.helloReply["resume_token"],
+        }
+        second = self.harness.connect()
+        reply = second.hello(resume=dict(resume, epoch=4))
+        self.assertIs(reply["resumed"], True)
+        return second, reply
+
+    def test_resumeEpoch(self):
+        """
+        The hello reply carries the session's epoch: 1 for a new client,
+        above both the held one and the presented one for a resume; the
+        reply to C{redo_done} carries the epoch the client now has.
+        """
+        self.assertEqual(self.harness.client().helloReply["epoch"], 1)
+        second, reply = self.resumed()
+        self.assertEqual(reply["epoch"], 5)
+        self.assertEqual(second.ok("redo_done")["epoch"], 5)
+        self.assertEqual(second.ok("redo_done")["epoch"], 5)  # nothing to end: no change
+
+    def test_restoringShowsTheHeldClient(self):
+        """
+        Until C{redo_done} a resumed session's writes build the client's new
+        state: queries keep showing what the node held; at C{redo_done} the
+        client becomes exactly what was re-sent.
+        """
+        second, _ = self.resumed()
+        other = instance(ip="10.1.0.9")
+        second.ok("batch_register", service=service(), instances=[other])
+        self.assertEqual(hostIds(self.harness.query()), ["10.1.0.1#8080#DEFAULT"])
+        second.ok("redo_done")
+        self.assertEqual(hostIds(self.harness.query()), ["10.1.0.9#8080#DEFAULT"])
+
+    def test_restoreAbandoned(self):
+        """
+        A resumed session that ends before C{redo_done} changes nothing: the
+        client is kept as held, and its disconnect grace starts again.
+        """
+        second, _ = self.resumed()
+        second.ok("batch_register", service=service(), instances=[])
+        second.lose()
+        self.assertEqual(len(self.harness.query()["hosts"]), 1)
+        self.harness.clock.advance(60)
+        self.assertEqual(self.harness.query()["hosts"], [])
+
+    def test_byeWhileRestoring(self):
+        """
+        C{bye} before C{redo_done} ends the session for good: the client's
+        instances go at once.
+        """
+        second, _ = self.resumed()
+        second.ok("bye")
+        self.assertEqual(self.harness.query()["hosts"], [])
+
+    def test_resumeEpochType(self):
+        """
+        C{resume.epoch} must be an integer >= 0.
+        """
+        connection = self.harness.connect()
+        for epoch in ("1", -1, 1.5):
+            reply = connection.hello(resume={"client_id": "c", "resume_token": "t", "epoch": epoch})
+            self.assertError(reply, wire.BAD_REQUEST, "resume.epoch:")
+
+    def test_resumeWhileLoading(self):
+        """
+        A node still loading cluster data answers the resume of a client it
+        does not hold with C{NOT_READY} and closes the connection; one it
+        holds resumes.
+        """
+        first = self.harness.client()
+        first.ok("register", service=service(), instance=instance())
+        self.harness.node.ready = False
+        connection = self.harness.connect()
+        reply = connection.hello(resume={"client_id": "node-x#b#1", "resume_token": "t"})
+        self.assertError(reply, wire.NOT_READY, "resume:")
+        self.assertTrue(connection.transport.disconnecting)
+        resume = {
+            "client_id": first.helloReply["client_id"],
+            "resume_token": first.helloReply["resume_token"],
+        }
+        self.assertIs(self.harness.connect().hello(resume=resume)["resumed"], True)
 
     def test_clientIdsDifferAcrossBoots(self):
         """

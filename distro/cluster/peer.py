@@ -53,11 +53,18 @@ class _Link(FrameProtocol):
     """
     What both ends of a link share: framing at the peer limit and a
     watchdog that drops the link after C{down_after_ms} of silence.
+
+    Silence is judged after reading what has arrived: when the watchdog
+    finds the link silent it looks again one reactor turn later, after the
+    reactor read its sockets. A node woken from a stop (or a long pause)
+    runs its overdue timers before it reads, and would otherwise drop links
+    whose data was waiting all along.
     """
 
     log = Logger()
     nodeId = None
     _watchdog = None
+    _confirming = False
 
     def __init__(self, cluster):
         super().__init__()
@@ -74,10 +81,21 @@ class _Link(FrameProtocol):
     def _armWatchdog(self, delay):
         self._watchdog = self.clock.callLater(delay, self._checkSilence)
 
+    def silentSince(self):
+        """
+        Since when the link has been silent in a way that counts against
+        the peer.
+        """
+        return self._lastSeen
+
     def _checkSilence(self):
         limit = self.cluster.config.down_after_ms / 1000.0
-        silent = self.clock.seconds() - self._lastSeen
+        silent = self.clock.seconds() - self.silentSince()
         if silent >= limit:
+            if not self._confirming:
+                self._confirming = True
+                self._armWatchdog(0)
+                return
             self._watchdog = None
             self.log.info(
                 "dropping the link with {peer}: silent for {silent:.1f}s",
@@ -86,6 +104,7 @@ class _Link(FrameProtocol):
             )
             self.transport.abortConnection()
             return
+        self._confirming = False
         # Never less than a millisecond: a remainder below the clock's
         # resolution would fire at the same instant forever.
         self._armWatchdog(max(limit - silent, 0.001))
@@ -199,12 +218,27 @@ class OutboundLink(_Link):
     """
 
     _pinger = None
+    _unanswered = None
 
     def __init__(self, cluster, feed):
         super().__init__(cluster)
         self.feed = feed
         self.authenticated = False
         self.accepted = False
+
+    def silentSince(self):
+        """
+        On this link the member only answers: its silence counts from our
+        first unanswered ping, not from before a pause of ours in which we
+        sent nothing to answer.
+        """
+        if self._unanswered is None:
+            return self._lastSeen
+        return max(self._lastSeen, self._unanswered)
+
+    def frameReceived(self, body):
+        self._unanswered = None
+        super().frameReceived(body)
 
     def connectionMade(self):
         super().connectionMade()
@@ -229,6 +263,7 @@ class OutboundLink(_Link):
                 # the snapshot will be read (a refusing member gets none).
                 self.accepted = True
                 self.feed.linkUp(self)
+                self.cluster.outboundUp(self.feed)
         if op == "resend":
             clientIds = message.get("client_ids")
             if type(clientIds) is list:
@@ -273,6 +308,8 @@ class OutboundLink(_Link):
         self._ping()
 
     def _ping(self):
+        if self._unanswered is None:
+            self._unanswered = self.clock.seconds()
         self.sendMessage({"op": "ping"})
         interval = self.cluster.config.peer_timeout_ms / 3000.0
         self._pinger = self.clock.callLater(interval, self._ping)

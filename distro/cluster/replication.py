@@ -15,7 +15,12 @@ Receiving: the L{Receiver} applies what inbound links deliver, by the rules of
 5.2: records carry their owner and epoch, a lower C{(epoch, owner)} than the
 one held is ignored, a native client is only given up to a higher one, deltas
 apply only on top of the revision they were made from (else C{resend}), and
-snapshots and digests drop what the sender no longer owns.
+a client that its owner's snapshot or digest no longer names, or whose owner
+is presumed dead, is dropped once a sync round (L{distro.cluster.sync}) shows
+that no other member took it over.
+
+Sync: a member's C{sync} is answered with C{synced} on the feed to it, after
+whatever the feed still has to send (its dirty clients, its snapshot).
 """
 
 from twisted.logger import Logger
@@ -49,6 +54,8 @@ class PeerFeed:
         self.dirty = {}
         self.paused = False
         self.snapshotting = False
+        self.owed = 0
+        self._answered = 0
         self._snapshotCount = 0
 
     def linkUp(self, link):
@@ -58,6 +65,9 @@ class PeerFeed:
         """
         self.link = link
         self.paused = False
+        # The last answer may have been lost with the last link: a snapshot
+        # answers it again.
+        self.owed = max(self.owed, self._answered)
         self.dirty = dict.fromkeys(self.replicator.owned, _STATE)
         self.snapshotting = True
         self._snapshotCount = 0
@@ -105,6 +115,15 @@ class PeerFeed:
         elif self.link is not None:
             self.dirty[clientId] = (client.owner, client.epoch)
 
+    def owe(self, n):
+        """
+        The member sent C{sync {n}}: answer C{synced {n}} once everything
+        this feed has to send before it is out (on this link or, if it
+        breaks, after the next one's snapshot).
+        """
+        self.owed = max(self.owed, n)
+        self.drain()
+
     def touched(self, clientId):
         """
         Send the whole latest state of C{clientId} (it was taken over here,
@@ -135,6 +154,11 @@ class PeerFeed:
         if self.link is not None and self.snapshotting and not dirty:
             self.snapshotting = False
             self.link.sendMessage({"op": "snapshot_end", "count": self._snapshotCount})
+        if self.link is not None and not self.paused and not dirty and self.owed:
+            self.link.sendMessage(
+                {"op": "synced", "n": self.owed, "restoring": self.replicator.restoring()}
+            )
+            self._answered, self.owed = self.owed, 0
 
     def digest(self):
         """
@@ -174,11 +198,15 @@ class Replicator:
     @ivar owned: client id -> the native L{Client}s that have data (what
         snapshots and digests are made of).
     @ivar feeds: member address -> L{PeerFeed}.
+    @ivar restoring: returns the ids of the clients that sessions of this
+        node are resuming right now (told in C{synced}: a member must not
+        remove them meanwhile).
     """
 
-    def __init__(self):
+    def __init__(self, restoring=list):
         self.owned = {}
         self.feeds = {}
+        self.restoring = restoring
 
     def addMember(self, member):
         feed = self.feeds.get(member.address)
@@ -193,8 +221,10 @@ class Replicator:
 
     def clientChanged(self, change):
         client = change.client
-        if not client.native:
-            return  # synced data is never forwarded
+        if not client.native or change.moved:
+            # Synced data is never forwarded; a takeover goes out whole,
+            # with its clientMoved.
+            return
         self.owned[client.clientId] = client
         if change.baseRevision == 0:
             # The client's first change: no peer holds it, so a delta would
@@ -241,21 +271,37 @@ class Receiver:
 
     @ivar bySender: node id -> ids of the synced clients it owns.
     @ivar loaded: called with a node id when that member's snapshot ended.
+    @ivar barrier: the node's L{distro.interfaces.ISyncBarrier}.
+    @ivar syncAsked: called with C{(nodeId, n)} when a member sends
+        C{sync}.
+    @ivar syncAnswered: called with C{(nodeId, n, restoring)} when a
+        member sends C{synced}.
     """
 
     log = Logger()
 
-    def __init__(self, manager, clock, config, loaded=lambda nodeId: None):
+    def __init__(
+        self,
+        manager,
+        clock,
+        config,
+        barrier,
+        loaded=lambda nodeId: None,
+        syncAsked=lambda nodeId, n: None,
+        syncAnswered=lambda nodeId, n, restoring: None,
+    ):
         self.manager = manager
         self.clock = clock
         self.config = config
+        self.barrier = barrier
         self.loaded = loaded
+        self.syncAsked = syncAsked
+        self.syncAnswered = syncAnswered
         self.bySender = {}
         self._senderOf = {}
         self._snapshots = {}
-        self._missing = {}
+        self._suspects = {}
         self._rejected = {}
-        self._orphanTimers = {}
 
     # Index of synced clients by owner
 
@@ -290,10 +336,57 @@ class Receiver:
         else:
             self._index(client.clientId, client.owner)
 
+    # Clients their owner may have given up
+
+    def _suspect(self, sender, clientIds, why):
+        """
+        C{sender} no longer names C{clientIds}: it removed them, or another
+        member took them over. Drop those still its own after a sync round
+        (by then, a takeover's record is in), unless it names them again
+        meanwhile.
+        """
+        suspects = self._suspects.setdefault(sender, set())
+        fresh = [c for c in clientIds if c not in suspects]
+        if not fresh:
+            return
+        suspects.update(fresh)
+        self.barrier.whenSynced().addCallback(self._dropSuspects, sender, fresh, why)
+
+    def _cleared(self, sender, clientId):
+        suspects = self._suspects.get(sender)
+        if suspects:
+            suspects.discard(clientId)
+
+    def _dropSuspects(self, restoring, sender, clientIds, why):
+        suspects = self._suspects.get(sender, set())
+        dropped = 0
+        for clientId in clientIds:
+            if clientId not in suspects:
+                continue
+            suspects.discard(clientId)
+            # A member resuming it will send it (if the resume fails, the
+            # sender's next digest makes it a suspect again).
+            if self._senderOf.get(clientId) == sender and clientId not in restoring:
+                self.manager.removeClient(clientId)
+                dropped += 1
+        if not suspects:
+            self._suspects.pop(sender, None)
+        if dropped:
+            self.log.info(
+                "dropped {count} clients of {peer}: {why}", count=dropped, peer=sender, why=why
+            )
+
+    def dropClientsOf(self, nodeId):
+        """
+        Member C{nodeId} is presumed dead (or left): its clients go, but
+        for those another member took over (5.4).
+        """
+        self._suspect(nodeId, list(self.bySender.get(nodeId, ())), "presumed dead")
+
     # IReplicaSink
 
     def linkUp(self, link):
-        self.cancelOrphans(link.nodeId)
+        pass
 
     def linkDown(self, link):
         self._snapshots.pop(link.nodeId, None)
@@ -319,6 +412,12 @@ class Receiver:
         if header.owner != sender:
             raise ProtocolError(BAD_REQUEST, "owner: a node replicates only the clients it owns")
 
+    def _named(self, sender, clientId):
+        named = self._snapshots.get(sender)
+        if named is not None:
+            named.add(clientId)
+        self._cleared(sender, clientId)
+
     def _snapshotBegin(self, sender, message):
         self._snapshots[sender] = set()
 
@@ -327,9 +426,7 @@ class Receiver:
             message, self.config.max_metadata_bytes
         )
         self._checkOwner(sender, header)
-        named = self._snapshots.get(sender)
-        if named is not None:
-            named.add(header.clientId)
+        self._named(sender, header.clientId)
         held = self.manager.clients.get(header.clientId)
         if held is not None:
             if held.native:
@@ -354,10 +451,11 @@ class Receiver:
         named = self._snapshots.pop(sender, None)
         if named is None:
             return None
-        for clientId in list(self.bySender.get(sender, ())):
-            if clientId not in named:
-                self.manager.removeClient(clientId)
-        self._missing.pop(sender, None)
+        # Not named: removed by the sender, or moved on to another member,
+        # whose record may still be on its way (a snapshot is no stricter
+        # than a digest).
+        unnamed = [c for c in self.bySender.get(sender, ()) if c not in named]
+        self._suspect(sender, unnamed, "not in its snapshot")
         self.loaded(sender)
         return None
 
@@ -366,9 +464,7 @@ class Receiver:
             message, self.config.max_metadata_bytes
         )
         self._checkOwner(sender, header)
-        named = self._snapshots.get(sender)
-        if named is not None:
-            named.add(header.clientId)
+        self._named(sender, header.clientId)
         held = self.manager.clients.get(header.clientId)
         if held is not None and _outranks(held.epoch, held.owner, _Record(header.epoch, header.owner)):
             return None  # an older owner's change
@@ -410,19 +506,31 @@ class Receiver:
             elif not held.native and held.owner == sender and held.revision != revision:
                 if rejected.get(clientId) != revision:
                     wanted.append(clientId)
-        # A client missing from two digests in a row is gone (one miss may
-        # be a move whose new owner's record is still on its way).
-        missing = {c for c in self.bySender.get(sender, ()) if c not in digest}
-        for clientId in missing & self._missing.get(sender, set()):
-            self.log.info("client {client} dropped: {peer} no longer owns it", client=clientId, peer=sender)
-            self.manager.removeClient(clientId)
-        self._missing[sender] = missing
+        missing = [c for c in self.bySender.get(sender, ()) if c not in digest]
+        self._suspect(sender, missing, "not in its digest")
         if wanted:
             return {"op": "resend", "client_ids": wanted}
         return None
 
     def _ping(self, sender, message):
         return {"op": "pong"}
+
+    def _sync(self, sender, message):
+        n = message.get("n")
+        if type(n) is not int or n < 1:
+            raise ProtocolError(BAD_REQUEST, "n: must be an integer >= 1")
+        self.syncAsked(sender, n)
+        return None
+
+    def _synced(self, sender, message):
+        n = message.get("n")
+        if type(n) is not int or n < 1:
+            raise ProtocolError(BAD_REQUEST, "n: must be an integer >= 1")
+        restoring = message.get("restoring", [])
+        if type(restoring) is not list or not all(type(c) is str for c in restoring):
+            raise ProtocolError(BAD_REQUEST, "restoring: must be a list of client ids")
+        self.syncAnswered(sender, n, restoring)
+        return None
 
     _handlers = {
         "snapshot_begin": _snapshotBegin,
@@ -432,39 +540,9 @@ class Receiver:
         "client_remove": _clientRemove,
         "digest": _digest,
         "ping": _ping,
+        "sync": _sync,
+        "synced": _synced,
     }
-
-    # Orphans (5.4)
-
-    def orphan(self, nodeId):
-        """
-        Member C{nodeId} is down (or left): its clients are kept for
-        C{orphan_grace_ms}, then removed unless taken over or refreshed.
-        """
-        if nodeId in self._orphanTimers or not self.bySender.get(nodeId):
-            return
-        grace = self.config.orphan_grace_ms / 1000.0
-        self._orphanTimers[nodeId] = self.clock.callLater(grace, self._dropOrphans, nodeId)
-
-    def cancelOrphans(self, nodeId):
-        timer = self._orphanTimers.pop(nodeId, None)
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _dropOrphans(self, nodeId):
-        del self._orphanTimers[nodeId]
-        orphans = list(self.bySender.get(nodeId, ()))
-        self.log.info(
-            "dropping {count} clients of {peer}: down for orphan_grace_ms",
-            count=len(orphans),
-            peer=nodeId,
-        )
-        for clientId in orphans:
-            self.manager.removeClient(clientId)
-
-    def stop(self):
-        for nodeId in list(self._orphanTimers):
-            self.cancelOrphans(nodeId)
 
 
 class _Record:

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from distro.cluster.members import Membership, findSelf, parseAddress, readClusterFile
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.replication import Receiver, Replicator
+from distro.cluster.sync import SyncBarrier
 
 
 class _Watched:
@@ -85,13 +86,24 @@ class Cluster(MultiService):
             selfAddress, self.nodeId, node.clientAddress, self.clock, self.config
         )
         self.membership.observers.append(self)
-        self.replicator = Replicator()
-        self.receiver = Receiver(node.manager, self.clock, self.config, self._loaded)
+        self.replicator = Replicator(node.restoring)
+        self.barrier = SyncBarrier(self.membership.others, self._askSync)
+        self.receiver = Receiver(
+            node.manager,
+            self.clock,
+            self.config,
+            self.barrier,
+            loaded=self._loaded,
+            syncAsked=self._syncAsked,
+            syncAnswered=self._syncAnswered,
+        )
+        node.manager.barrier = self.barrier
         node.manager.addObserver(self.replicator)
         node.manager.addObserver(self.receiver)
         self.inbound = {}
         self._links = {}
         self._waiting = set()
+        self._deathTimers = {}
         self._loadTimer = None
         self._digests = LoopingCall(self.replicator.sendDigests)
         self._digests.clock = self.clock
@@ -143,10 +155,13 @@ class Cluster(MultiService):
         self.update(addresses)
 
     def memberUp(self, member):
-        self.receiver.cancelOrphans(member.nodeId)
+        timer = self._deathTimers.pop(member.address, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self.barrier.alive(member)
 
     def memberDown(self, member):
-        self.receiver.orphan(member.nodeId)
+        self._mourn(member)
         self._waiting.discard(member.address)
         self._checkReady()
 
@@ -156,7 +171,54 @@ class Cluster(MultiService):
             # No longer a member: nothing more it sends may be applied (its
             # digests would bring its clients back after the orphan grace).
             link.transport.abortConnection()
-        self.receiver.orphan(member.nodeId)
+        self.barrier.presumedDead(member)
+        self._mourn(member)
+
+    def _mourn(self, member):
+        """
+        C{member} is down (or left): after C{orphan_grace_ms} it is presumed
+        dead (5.4): sync rounds stop waiting for it and its clients go,
+        unless taken over.
+        """
+        if member.address not in self._deathTimers:
+            grace = self.config.orphan_grace_ms / 1000.0
+            self._deathTimers[member.address] = self.clock.callLater(
+                grace, self._presumedDead, member
+            )
+
+    def _presumedDead(self, member):
+        del self._deathTimers[member.address]
+        self.log.info(
+            "member {member} presumed dead: down for orphan_grace_ms", member=member.address
+        )
+        self.barrier.presumedDead(member)
+        self.receiver.dropClientsOf(member.nodeId)
+
+    # Sync rounds (5.4)
+
+    def _askSync(self, member, message):
+        feed = self.replicator.feeds.get(member.address)
+        if feed is None or feed.link is None:
+            return False
+        feed.link.sendMessage(message)
+        return True
+
+    def outboundUp(self, feed):
+        """
+        Our link to C{feed}'s member carries its snapshot from now on.
+        """
+        self.barrier.linkUp(feed.member)
+
+    def _syncAsked(self, nodeId, n):
+        member = self.membership.member(nodeId)
+        feed = self.replicator.feeds.get(member.address) if member is not None else None
+        if feed is not None:
+            feed.owe(n)
+
+    def _syncAnswered(self, nodeId, n, restoring):
+        member = self.membership.member(nodeId)
+        if member is not None:
+            self.barrier.answered(member, n, restoring)
 
     # Inbound links: at most one per member, the newest.
 
@@ -167,6 +229,8 @@ class Cluster(MultiService):
             previous.closeConnection()
         self.log.info("member {peer} connected", peer=link.nodeId)
         self.receiver.linkUp(link)
+        # An answer to a sync may have been lost with its previous link.
+        self.barrier.linkUp(link.member)
         self._reconnectNow(link.member)
 
     def _reconnectNow(self, member):
@@ -266,7 +330,10 @@ class Cluster(MultiService):
             self._digests.stop()
         if self._loadTimer is not None and self._loadTimer.active():
             self._loadTimer.cancel()
-        self.receiver.stop()
+        for timer in self._deathTimers.values():
+            if timer.active():
+                timer.cancel()
+        self._deathTimers.clear()
         d = super().stopService()
         for link in list(self.inbound.values()):
             link.transport.abortConnection()

@@ -1,0 +1,198 @@
+# -*- test-case-name: tests.test_sync -*-
+"""
+Tests for L{distro.cluster.sync.SyncBarrier}: sync rounds with the other
+members (PROTOCOL.md 5.4), and a feed's answers to a member's C{sync}.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from distro.clients import Alone
+from distro.cluster.members import Member
+from distro.cluster.replication import PeerFeed, Replicator
+from distro.cluster.sync import SyncBarrier
+from distro.interfaces import ISyncBarrier
+
+
+class Members:
+    """
+    Members "a:1" .. and the links the barrier asks on.
+    """
+
+    def __init__(self, *addresses):
+        self.members = [Member(address) for address in addresses]
+        self.up = set(addresses)
+        self.asked = []
+
+    def __call__(self):
+        return list(self.members)
+
+    def ask(self, member, message):
+        if member.address not in self.up:
+            return False
+        self.asked.append((member.address, message["n"]))
+        return True
+
+    def member(self, address):
+        return next(m for m in self.members if m.address == address)
+
+
+class SyncBarrierTests(SynchronousTestCase):
+    def setUp(self):
+        self.members = Members("b:1", "c:1")
+        self.barrier = SyncBarrier(self.members, self.members.ask)
+        self.b = self.members.member("b:1")
+        self.c = self.members.member("c:1")
+
+    def test_interface(self):
+        verifyObject(ISyncBarrier, self.barrier)
+        verifyObject(ISyncBarrier, Alone())
+
+    def test_alone(self):
+        """
+        A node alone is always in sync, with nobody restoring anything.
+        """
+        self.assertEqual(self.successResultOf(Alone().whenSynced()), frozenset())
+
+    def test_roundWaitsForEveryMember(self):
+        """
+        A round asks every member and fires once all answered it.
+        """
+        d = self.barrier.whenSynced()
+        self.assertEqual(sorted(self.members.asked), [("b:1", 1), ("c:1", 1)])
+        self.barrier.answered(self.b, 1)
+        self.assertNoResult(d)
+        self.barrier.answered(self.c, 1)
+        self.assertEqual(self.successResultOf(d), frozenset())
+
+    def test_staleAnswerIgnored(self):
+        """
+        An answer to an earlier round says nothing about this one.
+        """
+        first = self.barrier.whenSynced()
+        second = self.barrier.whenSynced()  # waits for round 2
+        self.barrier.answered(self.b, 1)
+        self.barrier.answered(self.c, 1)
+        self.successResultOf(first)
+        self.assertNoResult(second)
+        self.assertEqual(self.barrier.round, 2)
+        self.barrier.answered(self.b, 1)
+        self.barrier.answered(self.c, 1)
+        self.assertNoResult(second)
+        self.barrier.answered(self.b, 2)
+        self.barrier.answered(self.c, 2)
+        self.successResultOf(second)
+
+    def test_requestDuringRoundWaitsForNext(self):
+        """
+        A request made while a round runs is covered only by a round that
+        started after it.
+        """
+        first = self.barrier.whenSynced()
+        self.barrier.answered(self.b, 1)
+        later = self.barrier.whenSynced()
+        self.barrier.answered(self.c, 1)
+        self.successResultOf(first)
+        self.assertNoResult(later)
+        self.assertIn(("b:1", 2), self.members.asked)
+
+    def test_askedWhenLinkComesUp(self):
+        """
+        A member without a link is asked once a link to or from it is up.
+        """
+        self.members.up.discard("c:1")
+        d = self.barrier.whenSynced()
+        self.assertEqual(self.members.asked, [("b:1", 1)])
+        self.members.up.add("c:1")
+        self.barrier.linkUp(self.c)
+        self.assertIn(("c:1", 1), self.members.asked)
+        self.barrier.answered(self.b, 1)
+        self.barrier.answered(self.c, 1)
+        self.successResultOf(d)
+
+    def test_presumedDeadNotWaitedFor(self):
+        """
+        A member presumed dead is not waited for (in this round or the
+        next), until it is heard from again.
+        """
+        d = self.barrier.whenSynced()
+        self.barrier.answered(self.b, 1)
+        self.barrier.presumedDead(self.c)
+        self.successResultOf(d)
+        self.successResultOf(self._round(["b:1"]))
+        self.barrier.alive(self.c)
+        self.barrier.whenSynced()
+        self.assertEqual(self.barrier.waitingFor(), {"b:1", "c:1"})
+
+    def _round(self, answering):
+        d = self.barrier.whenSynced()
+        for address in answering:
+            self.barrier.answered(self.members.member(address), self.barrier.round)
+        return d
+
+    def test_restoringReported(self):
+        """
+        The round's result is the union of the clients the members said
+        they are restoring.
+        """
+        d = self.barrier.whenSynced()
+        self.barrier.answered(self.b, 1, ["x"])
+        self.barrier.answered(self.c, 1, ["y"])
+        self.assertEqual(self.successResultOf(d), frozenset({"x", "y"}))
+        d = self._round(["b:1", "c:1"])
+        self.assertEqual(self.successResultOf(d), frozenset())
+
+    def test_noOtherMembers(self):
+        """
+        With no other member, a round ends at once.
+        """
+        barrier = SyncBarrier(lambda: [], lambda member, message: True)
+        self.successResultOf(barrier.whenSynced())
+
+
+class Link:
+    def __init__(self):
+        self.sent = []
+
+    def sendMessage(self, message):
+        self.sent.append(message)
+
+
+class FeedSyncTests(SynchronousTestCase):
+    """
+    L{PeerFeed.owe}: a feed answers a member's C{sync} after whatever it
+    still had to send.
+    """
+
+    def setUp(self):
+        self.replicator = Replicator(restoring=lambda: ["r"])
+        self.feed = PeerFeed(self.replicator, Member("b:1"))
+
+    def test_answerAfterSnapshot(self):
+        link = Link()
+        self.feed.owe(4)  # before any link: waits for one
+        self.feed.linkUp(link)
+        self.assertEqual([m["op"] for m in link.sent], ["snapshot_begin", "snapshot_end", "synced"])
+        self.assertEqual(link.sent[-1], {"op": "synced", "n": 4, "restoring": ["r"]})
+
+    def test_answerWaitsWhilePaused(self):
+        link = Link()
+        self.feed.linkUp(link)
+        self.feed.pause()
+        self.feed.owe(2)
+        self.assertNotIn("synced", [m["op"] for m in link.sent])
+        self.feed.resume()
+        self.assertEqual(link.sent[-1]["op"], "synced")
+
+    def test_answeredAgainOnNextLink(self):
+        """
+        An answer may have been lost with its link: the next link's snapshot
+        is followed by it again.
+        """
+        first = Link()
+        self.feed.linkUp(first)
+        self.feed.owe(3)
+        self.feed.linkDown(first)
+        second = Link()
+        self.feed.linkUp(second)
+        self.assertEqual(second.sent[-1]["n"], 3)
