@@ -17,7 +17,6 @@ first (a stopped process cannot act on SIGTERM), then SIGTERM, then SIGKILL.
 
 import os
 import signal
-import socket
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -25,6 +24,7 @@ from twisted.internet.task import deferLater
 
 from distro.client import DistroClient, Service
 
+from ._ports import freePorts
 from .test_process import START_TIMEOUT, ProcessTestCase, RawClient, waitFor
 
 ETC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc")
@@ -44,23 +44,6 @@ CLIENT_TIMEOUT = 3.0
 
 ORDERS = Service("orders")
 STOCK = Service("stock")
-
-
-def freePorts(count):
-    """
-    C{count} distinct ports of 127.0.0.1 that nothing listens on: bound at
-    once (so they differ), then released.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def hostIds(info):
