@@ -44,6 +44,7 @@ class Node:
         self.ready = True
         self.clientAddress = config.advertise or None
         self.sessions = {}
+        self._restoring = set()
         self.cluster = None
         self.manager.addObserver(self)
 
@@ -88,6 +89,7 @@ class Node:
             if state is not None:
                 previous = self.sessions.get(clientId)
                 self.sessions[clientId] = session
+                self._restoring.add(clientId)
                 if previous is not None:
                     # The old connection is stale (half-open, or the client
                     # gave up on it); it goes without taking the client along.
@@ -107,7 +109,13 @@ class Node:
         """
         The ids of the clients whose sessions are resuming here right now.
         """
-        return [cid for cid, session in self.sessions.items() if session.client.restoring]
+        still = set()
+        for clientId in self._restoring:
+            session = self.sessions.get(clientId)
+            if session is not None and session.client.restoring:
+                still.add(clientId)
+        self._restoring = still
+        return sorted(still)
 
     def resumeDone(self, session):
         """

@@ -206,6 +206,32 @@ class EpochOrderTests(FailoverTestCase):
             self.assertEqual(cluster.held(i, a.clientId).owner, "n0")
 
 
+class ResumeInProgressTests(FailoverTestCase):
+    """
+    A client whose redo is still going on at its new node when its old
+    node's disconnect grace ends is not removed: the new node's answer to
+    the sync round says it is restoring it.
+    """
+
+    def test_slowRedo(self):
+        cluster = self.cluster
+        a = cluster.client(0)
+        a.register(ORDERS, "10.1.0.1")
+        watchers = [self.watch(0), self.watch(2)]
+        a.drop()
+        moved = cluster.client(1, resume=a.identity)
+        self.assertEqual(cluster.node(1).restoring(), [a.clientId])
+        cluster.advance(0.8)  # past disconnect_grace_ms at n0
+        self.assertTrue(cluster.held(0, a.clientId).native)
+        moved.redo({ORDERS: [instance("10.1.0.1")]})
+        self.assertEqual(cluster.node(1).restoring(), [])
+        cluster.advance(2)
+        for watcher in watchers:
+            self.assertNeverLacked(watcher, [ONE])
+        self.assertEverywhere([ONE])
+        self.assertEqual(cluster.held(0, a.clientId).owner, "n1")
+
+
 class WakeTests(FailoverTestCase):
     """
     Mechanism 5: a node woken from a stop (SIGSTOP, a long pause) reads what
