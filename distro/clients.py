@@ -133,10 +133,13 @@ class ClientIds:
     """
     Client ids unique across the cluster and across restarts: the node id, a
     random boot id drawn at every start, and a counter.
+
+    @ivar bootId: this start's boot id.
     """
 
     def __init__(self, nodeId, bootId=None):
-        self.prefix = f"{nodeId}#{bootId or os.urandom(6).hex()}#"
+        self.bootId = bootId or os.urandom(6).hex()
+        self.prefix = f"{nodeId}#{self.bootId}#"
         self._counter = itertools.count(1)
 
     def next(self):

@@ -246,6 +246,7 @@ class _Writer:
         self.ip = f"10.{number // 250}.{number % 250}.1"
         self.version = 0
         self.client = None
+        self.sessionId = None
         self.held = {}  # service -> {port: version}
 
     def key(self, service, port):
@@ -267,6 +268,10 @@ class _Writer:
 
     def _session(self, event):
         oracle = self.run.oracle
+        if event in (SessionEvent.CONNECTED, SessionEvent.RESUMED):
+            self.sessionId = self.client.clientId
+        if event == SessionEvent.LOST:
+            self.run.event(f"session {self.sessionId} of {self.ip} lost")
         if event == SessionEvent.SUSPENDED:
             oracle.suspended(self.ip)
         elif event == SessionEvent.RESUMED:

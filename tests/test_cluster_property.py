@@ -29,10 +29,15 @@ SERVICES = ("orders", "users")
 PORTS = (80, 81, 82)
 WEIGHTS = (1.0, 2.0, 5.0)
 
-# Longer than: the slowest reconnect (3 s + jitter), a snapshot, two
-# digests (2 s), disconnect_grace_ms (0.5 s), down_after_ms + orphan_grace_ms
-# (2.6 s) for a member that stays down.
-SETTLE = 10.0
+# Orphans are kept longer than a schedule's faults last: dropping the
+# clients of a member down that long, or of its previous life after a
+# restart, is 5.4's rule, not a wrong removal.
+ORPHAN_GRACE_MS = 15_000
+
+# Longer than: the slowest reconnect (3 s + jitter), a snapshot, a digest
+# (1 s) and a sync round, disconnect_grace_ms (0.5 s), and orphan_grace_ms
+# for the clients a restarted member had before.
+SETTLE = ORPHAN_GRACE_MS / 1000 + 5.0
 
 node = st.integers(0, NODES - 1)
 pick = st.integers(0, 10_000)
@@ -116,13 +121,10 @@ class Run:
     """
 
     def __init__(self):
-        # Orphans are kept longer than any schedule runs: dropping the
-        # clients of a member that has been down that long is 5.4's rule,
-        # not a wrong removal.
         # Links may be slowed down to a second each way: the watchdogs are
         # patient enough for that.
         self.cluster = FakeCluster(
-            NODES, orphan_grace_ms=60_000, peer_timeout_ms=1500, down_after_ms=3000
+            NODES, orphan_grace_ms=ORPHAN_GRACE_MS, peer_timeout_ms=1500, down_after_ms=3000
         )
         self.cluster.start()
         self.clients = []

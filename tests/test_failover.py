@@ -232,6 +232,49 @@ class ResumeInProgressTests(FailoverTestCase):
         self.assertEqual(cluster.held(0, a.clientId).owner, "n1")
 
 
+class RestartTests(FailoverTestCase):
+    """
+    A node that crashes and restarts before its clients resumed elsewhere:
+    its new life's snapshot does not make the others drop them.
+    """
+
+    def test_restartBeforeResume(self):
+        """
+        n2 crashes and is back at once; a client of its previous life takes
+        a while to reach n0. Meanwhile nobody drops its instances; once
+        resumed, it is n0's everywhere.
+        """
+        cluster = self.cluster
+        a = cluster.client(2)
+        a.register(ORDERS, "10.1.0.1")
+        watchers = [self.watch(0), self.watch(1)]
+        cluster.crash(2)
+        cluster.restart(2)
+        cluster.advance(1.5)  # snapshots of the new life, digests, sync rounds
+        moved = cluster.client(0, resume=a.identity)
+        self.assertTrue(moved.helloReply["resumed"])
+        moved.redo({ORDERS: [instance("10.1.0.1")]})
+        cluster.advance(3)  # past orphan_grace_ms
+        for watcher in watchers:
+            self.assertNeverLacked(watcher, [ONE])
+        self.assertEverywhere([ONE])
+
+    def test_orphansOfPreviousLifeGo(self):
+        """
+        The clients of a restarted node's previous life that never resume
+        are dropped after C{orphan_grace_ms}.
+        """
+        cluster = self.cluster
+        a = cluster.client(2)
+        a.register(ORDERS, "10.1.0.1")
+        cluster.crash(2)
+        cluster.restart(2)
+        cluster.advance(1.5)
+        self.assertEqual(cluster.hosts(0, ORDERS), [ONE])
+        cluster.advance(1.0)  # past orphan_grace_ms
+        self.assertEverywhere([])
+
+
 class WakeTests(FailoverTestCase):
     """
     Mechanism 5: a node woken from a stop (SIGSTOP, a long pause) reads what

@@ -247,11 +247,14 @@ class InboundTests(SynchronousTestCase):
 
     def test_badSync(self):
         """
-        C{sync} and C{synced} with a wrong field are refused naming it.
+        C{snapshot_begin}, C{sync} and C{synced} with a wrong field are
+        refused naming it.
         """
         link, transport = self.connect()
         self.hello(link)
         for message in (
+            {"op": "snapshot_begin"},
+            {"op": "snapshot_begin", "boot": 7},
             {"op": "sync", "n": "1"},
             {"op": "synced", "n": 0},
             {"op": "synced", "n": 1, "restoring": "x"},
@@ -262,6 +265,8 @@ class InboundTests(SynchronousTestCase):
             (error,) = frames(transport.value())
             self.assertEqual(error["code"], wire.BAD_REQUEST)
             field = "restoring" if "restoring" in message else "n"
+            if message["op"] == "snapshot_begin":
+                field = "boot"
             self.assertTrue(error["message"].startswith(field + ":"), error)
 
     def test_ping(self):

@@ -71,7 +71,7 @@ class PeerFeed:
         self.dirty = dict.fromkeys(self.replicator.owned, _STATE)
         self.snapshotting = True
         self._snapshotCount = 0
-        link.sendMessage({"op": "snapshot_begin"})
+        link.sendMessage({"op": "snapshot_begin", "boot": self.replicator.boot})
         self.drain()
 
     def linkDown(self, link):
@@ -201,12 +201,14 @@ class Replicator:
     @ivar restoring: returns the ids of the clients that sessions of this
         node are resuming right now (told in C{synced}: a member must not
         remove them meanwhile).
+    @ivar boot: this node's boot id, told in C{snapshot_begin}.
     """
 
-    def __init__(self, restoring=list):
+    def __init__(self, restoring=list, boot=""):
         self.owned = {}
         self.feeds = {}
         self.restoring = restoring
+        self.boot = boot
 
     def addMember(self, member):
         feed = self.feeds.get(member.address)
@@ -302,6 +304,10 @@ class Receiver:
         self._snapshots = {}
         self._suspects = {}
         self._rejected = {}
+        self._boots = {}
+        self._restarted = set()
+        self._orphans = {}
+        self._orphanTimers = []
 
     # Index of synced clients by owner
 
@@ -359,7 +365,7 @@ class Receiver:
 
     def _dropSuspects(self, restoring, sender, clientIds, why):
         suspects = self._suspects.get(sender, set())
-        dropped = 0
+        dropped = []
         for clientId in clientIds:
             if clientId not in suspects:
                 continue
@@ -368,12 +374,16 @@ class Receiver:
             # sender's next digest makes it a suspect again).
             if self._senderOf.get(clientId) == sender and clientId not in restoring:
                 self.manager.removeClient(clientId)
-                dropped += 1
+                dropped.append(clientId)
         if not suspects:
             self._suspects.pop(sender, None)
         if dropped:
             self.log.info(
-                "dropped {count} clients of {peer}: {why}", count=dropped, peer=sender, why=why
+                "dropped {count} clients of {peer}: {why} ({clients})",
+                count=len(dropped),
+                peer=sender,
+                why=why,
+                clients=" ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else ""),
             )
 
     def dropClientsOf(self, nodeId):
@@ -419,6 +429,15 @@ class Receiver:
         self._cleared(sender, clientId)
 
     def _snapshotBegin(self, sender, message):
+        boot = message.get("boot")
+        if type(boot) is not str:
+            raise ProtocolError(BAD_REQUEST, "boot: must be a string")
+        previous = self._boots.get(sender)
+        self._boots[sender] = boot
+        if previous is not None and boot != previous:
+            # The sender restarted: the clients of its previous life that
+            # this snapshot does not name are orphans (5.4).
+            self._restarted.add(sender)
         self._snapshots[sender] = set()
 
     def _clientState(self, sender, message):
@@ -455,9 +474,46 @@ class Receiver:
         # whose record may still be on its way (a snapshot is no stricter
         # than a digest).
         unnamed = [c for c in self.bySender.get(sender, ()) if c not in named]
-        self._suspect(sender, unnamed, "not in its snapshot")
+        if sender in self._restarted:
+            self._restarted.discard(sender)
+            self._orphan(sender, unnamed)
+        else:
+            self._suspect(sender, unnamed, "not in its snapshot")
         self.loaded(sender)
         return None
+
+    def _orphan(self, sender, clientIds):
+        """
+        The clients of a restarted sender's previous life: kept for
+        C{orphan_grace_ms}, for their sessions to resume elsewhere, like
+        those of a member that stays down; then they go, but for those
+        taken over.
+        """
+        orphans = self._orphans.setdefault(sender, set())
+        fresh = [c for c in clientIds if c not in orphans]
+        if not fresh:
+            return
+        orphans.update(fresh)
+        grace = self.config.orphan_grace_ms / 1000.0
+        call = self.clock.callLater(grace, self._orphansDue, sender, fresh)
+        self._orphanTimers.append(call)
+
+    def _orphansDue(self, sender, clientIds):
+        self._orphanTimers = [c for c in self._orphanTimers if c.active()]
+        orphans = self._orphans.get(sender, set())
+        orphans.difference_update(clientIds)
+        if not orphans:
+            self._orphans.pop(sender, None)
+        self._suspect(sender, clientIds, "orphaned by its restart")
+
+    def stop(self):
+        """
+        Cancel the orphan timers (the node is shutting down).
+        """
+        for call in self._orphanTimers:
+            if call.active():
+                call.cancel()
+        self._orphanTimers = []
 
     def _delta(self, sender, message):
         header, baseRevision, revision, put, remove = records.parseDelta(
@@ -506,7 +562,8 @@ class Receiver:
             elif not held.native and held.owner == sender and held.revision != revision:
                 if rejected.get(clientId) != revision:
                     wanted.append(clientId)
-        missing = [c for c in self.bySender.get(sender, ()) if c not in digest]
+        orphans = self._orphans.get(sender, ())
+        missing = [c for c in self.bySender.get(sender, ()) if c not in digest and c not in orphans]
         self._suspect(sender, missing, "not in its digest")
         if wanted:
             return {"op": "resend", "client_ids": wanted}

@@ -86,7 +86,7 @@ class Cluster(MultiService):
             selfAddress, self.nodeId, node.clientAddress, self.clock, self.config
         )
         self.membership.observers.append(self)
-        self.replicator = Replicator(node.restoring)
+        self.replicator = Replicator(node.restoring, node.manager.ids.bootId)
         self.barrier = SyncBarrier(self.membership.others, self._askSync)
         self.receiver = Receiver(
             node.manager,
@@ -334,6 +334,7 @@ class Cluster(MultiService):
             if timer.active():
                 timer.cancel()
         self._deathTimers.clear()
+        self.receiver.stop()
         d = super().stopService()
         for link in list(self.inbound.values()):
             link.transport.abortConnection()
