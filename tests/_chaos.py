@@ -36,7 +36,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import LogLevel, Logger, formatEvent, globalLogPublisher
 
 from distro.client import ClientConnection, DistroClient, DistroError, NotConnected, SessionEvent
 
@@ -70,8 +70,9 @@ class NodeProcess:
     One node: its ports, and its current process (replaced by a restart).
     """
 
-    def __init__(self, index, clientPort, peerPort, relayPort, directory):
+    def __init__(self, index, clientPort, peerPort, relayPort, directory, elapsed):
         self.index = index
+        self.elapsed = elapsed
         self.clientPort = clientPort
         self.peerPort = peerPort
         self.relayPort = relayPort
@@ -103,15 +104,27 @@ class NodeProcess:
         ended = self.ended = defer.Deferred()
 
         class Watch(ProcessProtocol):
+            """
+            The node's log, each line stamped with the run's clock when it
+            arrived (the node's own stamps are whole seconds).
+            """
+
             def __init__(self):
                 self.log = open(logPath, "wb")
+                self.partial = b""
 
             def outReceived(self, data):
-                self.log.write(data)
+                lines = (self.partial + data).split(b"\n")
+                self.partial = lines.pop()
+                stamp = f"{node.elapsed():9.3f} ".encode()
+                for line in lines:
+                    self.log.write(stamp + line + b"\n")
 
             errReceived = outReceived
 
             def processEnded(self, reason):
+                if self.partial:
+                    self.log.write(f"{node.elapsed():9.3f} ".encode() + self.partial + b"\n")
                 self.log.close()
                 if node.ended is ended:
                     node.transport = None
@@ -270,6 +283,7 @@ class _Writer:
         oracle = self.run.oracle
         if event in (SessionEvent.CONNECTED, SessionEvent.RESUMED):
             self.sessionId = self.client.clientId
+        self.run.note(f"writer {self.ip}: {event.name} ({self.sessionId})")
         if event == SessionEvent.LOST:
             self.run.event(f"session {self.sessionId} of {self.ip} lost")
         if event == SessionEvent.SUSPENDED:
@@ -408,7 +422,9 @@ class ChaosRun:
         self.writers = []
         self.subscribers = []
         self.report = ChaosReport(seed, nodes, duration)
-        self.oracle = Oracle(reactor.seconds, self._owner)
+        self._t0 = reactor.seconds()
+        self._clientLogFile = None
+        self.oracle = Oracle(self.elapsed, self._owner)
         self._ips = {}
         self._faulty = set()
         self._pending = set()
@@ -418,8 +434,33 @@ class ChaosRun:
     def _owner(self, instanceId):
         return self._ips.get(instanceId.split("#", 1)[0])
 
+    def elapsed(self):
+        """
+        Seconds since the run started.
+        """
+        return reactor.seconds() - self._t0
+
+    def _clientLog(self, event):
+        """
+        Keep what the client library logs, stamped with the run's clock.
+        """
+        if (
+            self._clientLogFile is None
+            or not event.get("log_namespace", "").startswith("distro.client")
+            or event.get("log_level") == LogLevel.debug
+        ):
+            return
+        self._clientLogFile.write(f"{self.elapsed():9.3f} {formatEvent(event)}\n")
+
+    def note(self, text):
+        """
+        Add a line of the run's own to the clients' log.
+        """
+        if self._clientLogFile is not None:
+            self._clientLogFile.write(f"{self.elapsed():9.3f} {text}\n")
+
     def event(self, text, fault=False):
-        self.report.faults.append((round(reactor.seconds() - self._t0, 3), text))
+        self.report.faults.append((round(self.elapsed(), 3), text))
         self.report.faultCount += fault
 
     # Setting up
@@ -427,12 +468,21 @@ class ChaosRun:
     @defer.inlineCallbacks
     def start(self):
         self._t0 = reactor.seconds()
+        self._clientLogFile = open(os.path.join(self.directory, "clients.log"), "w")
+        globalLogPublisher.addObserver(self._clientLog)
         ports = freePorts(2 * self.size)
         for i in range(self.size):
             relay = Relay(self.network, i, ports[2 * i + 1])
             relay.port = reactor.listenTCP(0, relay, interface="127.0.0.1")
             self.network.relays.append(relay)
-            node = NodeProcess(i, ports[2 * i], ports[2 * i + 1], relay.port.getHost().port, self.directory)
+            node = NodeProcess(
+                i,
+                ports[2 * i],
+                ports[2 * i + 1],
+                relay.port.getHost().port,
+                self.directory,
+                self.elapsed,
+            )
             self.nodes.append(node)
             self.network.nodeIds[node.nodeId] = i
         self.clusterFile = os.path.join(self.directory, "cluster.conf")
@@ -672,3 +722,7 @@ class ChaosRun:
                 yield relay.port.stopListening()
         yield defer.gatherResults([node.terminate() for node in self.nodes])
         self.timers.cancel()
+        if self._clientLogFile is not None:
+            globalLogPublisher.removeObserver(self._clientLog)
+            self._clientLogFile.close()
+            self._clientLogFile = None

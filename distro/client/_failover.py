@@ -261,6 +261,11 @@ class Failover:
             # round the list before taking a new identity. The new client
             # this node made has no instances, and goes with the connection.
             if address not in self._declined:
+                self.log.info(
+                    "client {clientId}: {address} cannot resume it; trying the others",
+                    clientId=self.clientId,
+                    address=address,
+                )
                 self._declined.add(address)
                 connection.transport.loseConnection()
                 self._scheduleConnect()
@@ -319,7 +324,12 @@ class Failover:
         if failure.check(CancelledError):
             error = RequestTimeout("connect", self.timeout)
         self._lastError = (address, error)
-        self.log.info("cannot use {address}: {error}", address=address, error=error)
+        self.log.info(
+            "client {clientId}: cannot use {address}: {error}",
+            clientId=self.clientId,
+            address=address,
+            error=error,
+        )
         if (
             self._startup is not None
             and failure.check(DistroError)
@@ -353,7 +363,12 @@ class Failover:
         The node did not answer in time: give it up and move to the next.
         """
         if connection is self._connection and connection.connected:
-            self.log.info("node {node} did not answer {op!r}; reconnecting", node=self.node, op=op)
+            self.log.info(
+                "client {clientId}: node {node} did not answer {op!r}; reconnecting",
+                clientId=self.clientId,
+                node=self.node,
+                op=op,
+            )
             connection.transport.abortConnection()
 
     def connectionLost(self, connection, reason):
@@ -364,7 +379,12 @@ class Failover:
             return
         self._connection = None
         if not self.closed:
-            self.log.info("lost node {node}: {reason}", node=self.node, reason=reason.value)
+            self.log.info(
+                "client {clientId}: lost node {node}: {reason}",
+                clientId=self.clientId,
+                node=self.node,
+                reason=reason.value,
+            )
             self._tell(SessionEvent.SUSPENDED)
             self._scheduleConnect()
 
