@@ -64,6 +64,9 @@ def main(reactor, argv):
         print(report.line(), flush=True)
         for candidate in report.wrongRemovals[:10]:
             print("   ", candidate, flush=True)
+        if not report.ok():
+            for at, text in report.faults:
+                print(f"    {at:9.3f} {text}", flush=True)
         if options.keep or not report.ok():
             print(f"    node logs: {run.directory}", flush=True)
         else:

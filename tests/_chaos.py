@@ -343,6 +343,7 @@ class _Writer:
         )
 
     def leave(self):
+        self.run.note(f"writer {self.ip}: leaves ({self.sessionId})")
         removes = [self.key(s, p) for s, ports in self.held.items() for p in ports]
         self.run.oracle.sent(self.ip, [], removes)
         self.held = {}

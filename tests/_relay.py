@@ -9,6 +9,8 @@ A relay learns which node connects from that node's first frame (its
 C{peer_hello}), and holds what it sends until then.
 """
 
+from collections import deque
+
 import msgpack
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -31,6 +33,11 @@ class Timers:
         call = reactor.callLater(seconds, run)
         self.calls.add(call)
         return call
+
+    def cancelCall(self, call):
+        if call.active():
+            call.cancel()
+        self.calls.discard(call)
 
     def sleep(self, seconds):
         d = defer.Deferred()
@@ -77,7 +84,11 @@ class _Pipe(Protocol):
         self.head = bytearray()
         self.nodeTransport = None
         self.toNode = []
-        self.due = {True: 0.0, False: 0.0}
+        # Each way: (due, data) in the order it came, and the timer of the
+        # first one. Nothing overtakes what came before it, whatever the
+        # delays were (TCP never reorders).
+        self.queues = {True: deque(), False: deque()}
+        self.flushTimers = {True: None, False: None}
         self.closing = False
         self.connecting = None
 
@@ -126,16 +137,26 @@ class _Pipe(Protocol):
 
     def forward(self, data, towardNode):
         """
-        Deliver C{data} one way after the pair's delay, in order.
+        Deliver C{data} one way after the pair's delay, and after everything
+        that came before it.
         """
         delay = self.network.delayOf(*self.pair) if self.source is not None else 0
+        self.queues[towardNode].append((reactor.seconds() + delay, data))
+        self._flush(towardNode)
+
+    def _flush(self, towardNode):
+        queue = self.queues[towardNode]
+        timer = self.flushTimers[towardNode]
+        if timer is not None:
+            self.network.timers.cancelCall(timer)
+        self.flushTimers[towardNode] = None
         now = reactor.seconds()
-        due = max(now + delay, self.due[towardNode])
-        self.due[towardNode] = due
-        if due <= now:
-            self._deliver(data, towardNode)
-        else:
-            self.network.timers.later(due - now, self._deliver, data, towardNode)
+        while queue and queue[0][0] <= now:
+            self._deliver(queue.popleft()[1], towardNode)
+        if queue:
+            self.flushTimers[towardNode] = self.network.timers.later(
+                queue[0][0] - now, self._flush, towardNode
+            )
 
     def _deliver(self, data, towardNode):
         if self.closing:
