@@ -786,7 +786,7 @@ class MoveTests(ClusterTestCase):
         """
         A node that crashed and restarted (a new boot) gets everything
         from the others; its old clients are orphans: the others keep them
-        for C{orphan_grace_ms} (time for their sessions to resume
+        for C{disconnect_grace_ms} (time for their sessions to resume
         elsewhere), then drop those not resumed; its new clients have new
         ids.
         """
@@ -802,11 +802,11 @@ class MoveTests(ClusterTestCase):
         self.assertTrue(again.helloReply["resumed"])
         again.redo({ORDERS: [instance("10.1.0.3")]})
         cluster.restart(2)
-        cluster.advance(0.5)
+        cluster.advance(0.3)
         expected = [IID, "10.1.0.3#8080#DEFAULT"]
         self.assertConverged(expected=expected + ["10.1.0.2#8080#DEFAULT"], nodes=[0, 1])
         self.assertConverged(expected=expected, nodes=[2])
-        cluster.advance(2.0)  # orphan_grace_ms
+        cluster.advance(1.0)  # disconnect_grace_ms, and a sync round
         self.assertConverged(expected=expected)
         for i in range(3):
             self.assertIsNone(cluster.held(i, old.clientId))

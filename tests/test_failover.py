@@ -235,8 +235,12 @@ class ResumeInProgressTests(FailoverTestCase):
 class RestartTests(FailoverTestCase):
     """
     A node that crashes and restarts before its clients resumed elsewhere:
-    its new life's snapshot does not make the others drop them.
+    its new life's snapshot does not make the others drop them at once; they
+    have C{disconnect_grace_ms}, like any lost session, not the (much
+    longer) C{orphan_grace_ms} of a member that may still be alive.
     """
+
+    overrides = {"disconnect_grace_ms": 2000, "orphan_grace_ms": 10_000}
 
     def test_restartBeforeResume(self):
         """
@@ -254,7 +258,7 @@ class RestartTests(FailoverTestCase):
         moved = cluster.client(0, resume=a.identity)
         self.assertTrue(moved.helloReply["resumed"])
         moved.redo({ORDERS: [instance("10.1.0.1")]})
-        cluster.advance(3)  # past orphan_grace_ms
+        cluster.advance(3)  # past disconnect_grace_ms
         for watcher in watchers:
             self.assertNeverLacked(watcher, [ONE])
         self.assertEverywhere([ONE])
@@ -262,7 +266,8 @@ class RestartTests(FailoverTestCase):
     def test_orphansOfPreviousLifeGo(self):
         """
         The clients of a restarted node's previous life that never resume
-        are dropped after C{orphan_grace_ms}.
+        are dropped after C{disconnect_grace_ms}, long before
+        C{orphan_grace_ms}.
         """
         cluster = self.cluster
         a = cluster.client(2)
@@ -271,7 +276,7 @@ class RestartTests(FailoverTestCase):
         cluster.restart(2)
         cluster.advance(1.5)
         self.assertEqual(cluster.hosts(0, ORDERS), [ONE])
-        cluster.advance(1.0)  # past orphan_grace_ms
+        cluster.advance(1.0)  # past disconnect_grace_ms
         self.assertEverywhere([])
 
 

@@ -484,17 +484,17 @@ class Receiver:
 
     def _orphan(self, sender, clientIds):
         """
-        The clients of a restarted sender's previous life: kept for
-        C{orphan_grace_ms}, for their sessions to resume elsewhere, like
-        those of a member that stays down; then they go, but for those
-        taken over.
+        The clients of a restarted sender's previous life: their sessions
+        ended with it, so they are kept for C{disconnect_grace_ms}, the time
+        any lost session has to resume; then they go, but for those taken
+        over or being resumed.
         """
         orphans = self._orphans.setdefault(sender, set())
         fresh = [c for c in clientIds if c not in orphans]
         if not fresh:
             return
         orphans.update(fresh)
-        grace = self.config.orphan_grace_ms / 1000.0
+        grace = self.config.disconnect_grace_ms / 1000.0
         call = self.clock.callLater(grace, self._orphansDue, sender, fresh)
         self._orphanTimers.append(call)
 
