@@ -197,20 +197,35 @@ def parseGroup(value, field="group"):
     return _text(value, field)
 
 
-def parseIp(value, field):
+def normalHost(value):
     """
-    An IPv4 or IPv6 literal (normalised) or a DNS host name (lower-cased).
+    The one spelling of an instance address that nodes and the client
+    library both use: an IPv4 or IPv6 literal in its compressed form, or a
+    DNS host name lower-cased without its trailing dot; C{None} if
+    C{value} is neither.
     """
     if type(value) is not str or not value:
-        raise BadRequest(field, "must be a non-empty string")
+        return None
     try:
         return ipaddress.ip_address(value).compressed
     except ValueError:
         pass
     name = value[:-1] if value.endswith(".") else value
     if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
-        raise BadRequest(field, "must be an IP address or a DNS host name")
+        return None
     return name.lower()
+
+
+def parseIp(value, field):
+    """
+    An instance address, normalised (L{normalHost}).
+    """
+    if type(value) is not str or not value:
+        raise BadRequest(field, "must be a non-empty string")
+    host = normalHost(value)
+    if host is None:
+        raise BadRequest(field, "must be an IP address or a DNS host name")
+    return host
 
 
 def parsePort(value, field):

@@ -225,6 +225,31 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         self.assertFalse(self.settle(self.client.deregister("orders", "h", 1)))
         self.assertEqual(self.client.registrations(), {})
 
+    def test_deregisterOtherSpelling(self):
+        """
+        The library keys instances by the address as the node normalises it
+        (host names lower-cased, a trailing dot dropped, IP literals in
+        their compressed form): deregistering another spelling of the same
+        address forgets it, and no reconnection brings it back.
+        """
+        self.settle(self.client.register("orders", "Host.Example.", 1))
+        self.settle(self.client.register("orders", "2001:DB8:0:0::1", 2))
+        [first, second] = self.client.registrations()[Service("orders")]
+        self.assertEqual((first.ip, second.ip), ("host.example", "2001:db8::1"))
+        self.assertTrue(self.settle(self.client.deregister("orders", "host.example", 1)))
+        self.assertTrue(self.settle(self.client.deregister("orders", "2001:db8::1", 2)))
+        self.assertEqual(self.client.registrations(), {})
+        self.cluster.node(0).crash()
+        self.settle()
+        redo = [m for m in self.cluster.node(1).received if m.get("op") == "batch_register"]
+        self.assertEqual([i for m in redo for i in m["instances"]], [])
+
+    def test_deregisterBadAddress(self):
+        """
+        An address no node would accept is refused at once.
+        """
+        self.assertRaises(ValueError, self.client.deregister, "orders", "not an address", 1)
+
     def test_batchRegister(self):
         """
         C{batch_register} takes dicts and L{Instance}s and replaces this

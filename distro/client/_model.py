@@ -11,6 +11,8 @@ that made it, before the client remembers it for later re-registration.
 import re
 from dataclasses import dataclass, field
 
+from distro.model import normalHost
+
 __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_GROUP",
@@ -91,8 +93,11 @@ class Instance:
     One instance of a service. Its identity inside the service is
     L{identity}, C{(ip, port, cluster)}.
 
-    C{metadata} is copied into a new C{dict}: changing the mapping given to the
-    constructor does not change the instance.
+    C{ip} is kept in the one spelling nodes use too
+    (L{distro.model.normalHost}): C{"Host.Example."} is C{"host.example"},
+    C{"2001:DB8:0::1"} is C{"2001:db8::1"}. C{metadata} is copied into a new
+    C{dict}: changing the mapping given to the constructor does not change
+    the instance.
     """
 
     ip: str
@@ -104,8 +109,10 @@ class Instance:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if not isinstance(self.ip, str) or not self.ip or _CONTROL.search(self.ip):
-            raise ValueError(f"ip must be an address or host name: {self.ip!r}")
+        ip = normalHost(self.ip)
+        if ip is None:
+            raise ValueError(f"ip must be an IP address or a DNS host name: {self.ip!r}")
+        object.__setattr__(self, "ip", ip)
         if type(self.port) is not int or not 1 <= self.port <= 65535:
             raise ValueError(f"port must be an integer in 1..65535: {self.port!r}")
         if not isinstance(self.cluster, str) or not _CLUSTER.fullmatch(self.cluster):

@@ -24,6 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from distro.model import normalHost
 from distro.wire import NOT_READY
 
 from ._cache import ViewCache
@@ -444,9 +445,12 @@ class DistroClient:
             (by this session, or on the node) before.
         """
         service = self._service(service)
-        identity = (ip, port, cluster)
+        address = normalHost(ip)
+        if address is None:
+            raise ValueError(f"ip must be an IP address or a DNS host name: {ip!r}")
+        identity = (address, port, cluster)
         previous = self._registrations.get(service, {}).pop(identity, None)
-        instance = {"ip": ip, "port": port, "cluster": cluster}
+        instance = {"ip": address, "port": port, "cluster": cluster}
         d = self._call("deregister", {"service": service.asWire(), "instance": instance})
 
         def removed(reply):
