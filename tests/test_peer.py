@@ -239,6 +239,65 @@ class InboundTests(SynchronousTestCase):
             frames(transport.value()), [{"op": "resend", "client_ids": ["node-b#x#1"]}]
         )
 
+    def test_unexpectedFailureKeepsLink(self):
+        """
+        A record whose application fails unexpectedly (a bug, not bad data)
+        is answered with C{INTERNAL}, logged, and not asked for again at that
+        revision; the link stays, and later records apply.
+        """
+        node = self.node
+
+        class Failing:
+            fail = True
+
+            def clientChanged(self, change):
+                if self.fail:
+                    self.fail = False
+                    raise RuntimeError("observer bug")
+
+            def clientRemoved(self, client):
+                pass
+
+            def clientMoved(self, client):
+                pass
+
+        node.manager.addObserver(Failing())
+        link, transport = self.connect()
+        self.hello(link)
+        link.dataReceived(wire.encode(clientState(revision=3)))
+        (error,) = frames(transport.value())
+        self.assertEqual(error["code"], wire.INTERNAL)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertFalse(transport.disconnecting)
+        transport.clear()
+        link.dataReceived(wire.encode({"op": "digest", "clients": [["node-b#x#2", 3]]}))
+        link.dataReceived(wire.encode({"op": "client_remove", "client_id": "node-b#x#1",
+                                       "owner": "node-b", "epoch": 1}))
+        link.dataReceived(wire.encode(clientState(clientId="node-b#x#2", revision=3)))
+        self.assertEqual(frames(transport.value()), [{"op": "resend", "client_ids": ["node-b#x#2"]}])
+        self.assertEqual(len(self.held()), 1)
+
+    def test_rejectedForgottenWhenSenderForgets(self):
+        """
+        The record of rejected revisions holds only clients the sender
+        still owns: its next digest not naming one, or its C{client_remove},
+        forgets it; a member presumed dead (or gone) leaves none behind.
+        """
+        link, transport = self.connect()
+        self.hello(link)
+        for n in range(3):
+            bad = clientState(clientId=f"node-b#x#{n}", revision=7)
+            bad["services"][0][1][0]["port"] = 0
+            link.dataReceived(wire.encode(bad))
+        self.assertEqual(self.cluster.receiver.rejectedCount(), 3)
+        link.dataReceived(wire.encode({"op": "client_remove", "client_id": "node-b#x#0",
+                                       "owner": "node-b", "epoch": 1}))
+        self.assertEqual(self.cluster.receiver.rejectedCount(), 2)
+        link.dataReceived(wire.encode({"op": "digest", "clients": [["node-b#x#1", 7]]}))
+        self.assertEqual(self.cluster.receiver.rejectedCount(), 1)
+        self.cluster.receiver.dropClientsOf("node-b")  # presumed dead, or left
+        self.assertEqual(self.cluster.receiver.rejectedCount(), 0)
+
     def test_unknownOp(self):
         link, transport = self.connect()
         self.hello(link)

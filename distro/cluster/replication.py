@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from distro.cluster import records
 from distro.interfaces import IClientObserver, IReplicaSink
-from distro.wire import BAD_REQUEST, UNKNOWN_OP, ProtocolError, encode, errorMessage
+from distro.wire import BAD_REQUEST, INTERNAL, UNKNOWN_OP, ProtocolError, encode, errorMessage
 
 _STATE = None  # a dirty entry meaning "send the client's latest state"
 
@@ -391,6 +391,7 @@ class Receiver:
         Member C{nodeId} is presumed dead (or left): its clients go, but
         for those another member took over (5.4).
         """
+        self._rejected.pop(nodeId, None)
         self._suspect(nodeId, list(self.bySender.get(nodeId, ())), "presumed dead")
 
     # IReplicaSink
@@ -413,10 +414,34 @@ class Receiver:
             self.log.warn(
                 "rejected {op} from {peer}: {error}", op=op, peer=link.nodeId, error=e.message
             )
-            clientId = message.get("client_id")
-            if type(clientId) is str and type(message.get("revision")) is int:
-                self._rejected.setdefault(link.nodeId, {})[clientId] = message["revision"]
+            self._reject(link.nodeId, message)
             return errorMessage(None, e.code, e.message)
+        except Exception:
+            # A bug of ours. Dropping the link would only bring the same
+            # record back with the next snapshot, forever: keep the link,
+            # and do not ask for this revision again.
+            self.log.failure("failed to apply {op} from {peer}", op=op, peer=link.nodeId)
+            self._reject(link.nodeId, message)
+            return errorMessage(None, INTERNAL, f"{op}: internal error applying it")
+
+    def _reject(self, sender, message):
+        clientId = message.get("client_id")
+        if type(clientId) is str and type(message.get("revision")) is int:
+            self._rejected.setdefault(sender, {})[clientId] = message["revision"]
+
+    def _forgetRejected(self, sender, clientId):
+        rejected = self._rejected.get(sender)
+        if rejected is not None:
+            rejected.pop(clientId, None)
+            if not rejected:
+                del self._rejected[sender]
+
+    def rejectedCount(self):
+        """
+        How many records are remembered as rejected (at most one per client
+        its sender still owns).
+        """
+        return sum(len(rejected) for rejected in self._rejected.values())
 
     def _checkOwner(self, sender, header):
         if header.owner != sender:
@@ -459,7 +484,7 @@ class Receiver:
                 )
             elif _outranks(held.epoch, held.owner, _Record(header.epoch, header.owner)):
                 return None  # an older owner's record
-        self._rejected.get(sender, {}).pop(header.clientId, None)
+        self._forgetRejected(sender, header.clientId)
         client = self.manager.syncState(
             header.clientId, header.owner, header.epoch, revision, tokenHash, services
         )
@@ -538,6 +563,7 @@ class Receiver:
     def _clientRemove(self, sender, message):
         header = records.Header(message)
         self._checkOwner(sender, header)
+        self._forgetRejected(sender, header.clientId)
         held = self.manager.clients.get(header.clientId)
         if held is None:
             return None
@@ -552,6 +578,10 @@ class Receiver:
     def _digest(self, sender, message):
         digest = records.parseDigest(message)
         rejected = self._rejected.get(sender, {})
+        for clientId in [c for c in rejected if c not in digest]:
+            del rejected[clientId]  # the sender no longer owns it
+        if not rejected:
+            self._rejected.pop(sender, None)
         clients = self.manager.clients
         wanted = []
         for clientId, revision in digest.items():
