@@ -9,6 +9,9 @@ subscription is due is kept, and the view is read when it is sent, so a slow
 subscriber costs one pending flag per subscription, never a queue of views.
 """
 
+import heapq
+import itertools
+
 from zope.interface import implementer
 
 from distro.interfaces import IViewListener
@@ -44,6 +47,11 @@ class PushChannel:
         self.subscriptions = {}
         self.paused = False
         self._pending = set()
+        # (due, sequence, subscription) of the pending subscriptions, with
+        # stale entries (forgotten, or pushed meanwhile) skipped when met:
+        # scheduling a change costs O(log n), whatever else is pending.
+        self._dueHeap = []
+        self._sequence = itertools.count()
         self._timer = None
 
     def changed(self, subscription):
@@ -57,9 +65,17 @@ class PushChannel:
         if not self.paused and now >= windowEnd:
             self._push(subscription, now)
             return
-        subscription.due = max(now, windowEnd)
+        subscription.due = due = max(now, windowEnd)
         self._pending.add(subscription)
-        self._schedule()
+        heapq.heappush(self._dueHeap, (due, next(self._sequence), subscription))
+        self._scheduleAt(due)
+
+    def forget(self, subscription):
+        """
+        C{subscription} ended: it is no longer due.
+        """
+        self._pending.discard(subscription)
+        subscription.due = None
 
     def _push(self, subscription, now):
         info = self.pusher.registry.serviceInfo(subscription.service, subscription.clusters)
@@ -69,27 +85,44 @@ class PushChannel:
         subscription.lastPushAt = now
         self._send(info)
 
-    def _schedule(self):
-        if self.paused or not self._pending:
+    def _next(self):
+        """
+        The first live entry of the heap (stale ones are dropped), or
+        L{None}.
+        """
+        heap = self._dueHeap
+        while heap:
+            due, _, subscription = heap[0]
+            if subscription in self._pending and subscription.due == due:
+                return heap[0]
+            heapq.heappop(heap)
+        return None
+
+    def _scheduleAt(self, due):
+        if self.paused:
             return
-        due = min(s.due for s in self._pending)
-        delay = max(0.0, due - self.pusher.clock.seconds())
         if self._timer is not None and self._timer.active():
             if self._timer.getTime() <= due:
                 return
             self._timer.cancel()
+        delay = max(0.0, due - self.pusher.clock.seconds())
         self._timer = self.pusher.clock.callLater(delay, self._flush)
 
     def _flush(self):
         self._timer = None
         now = self.pusher.clock.seconds()
-        for subscription in [s for s in self._pending if s.due <= now]:
-            if self.paused:
+        while not self.paused:
+            entry = self._next()
+            if entry is None or entry[0] > now:
                 break
+            heapq.heappop(self._dueHeap)
+            subscription = entry[2]
             self._pending.discard(subscription)
             subscription.due = None
             self._push(subscription, now)
-        self._schedule()
+        entry = self._next()
+        if entry is not None:
+            self._scheduleAt(entry[0])
 
     def pause(self):
         """
@@ -122,6 +155,7 @@ class PushChannel:
             self.pusher._unindex(subscription)
         self.subscriptions.clear()
         self._pending.clear()
+        self._dueHeap.clear()
 
 
 @implementer(IViewListener)
@@ -165,7 +199,7 @@ class Pusher:
         """
         subscription = channel.subscriptions.pop((service, clusters), None)
         if subscription is not None:
-            channel._pending.discard(subscription)
+            channel.forget(subscription)
             self._unindex(subscription)
 
     def _unindex(self, subscription):

@@ -1,0 +1,125 @@
+"""
+L{distro.push}: coalescing windows, one timer per connection, and the cost
+of many subscriptions changing in one turn.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro.push import Pusher
+
+
+class _Info:
+    def __init__(self, service, checksum):
+        self.service = service
+        self.checksum = checksum
+
+
+class _Views:
+    """
+    The registry as the pusher sees it: a view per service, whose checksum
+    a test bumps to change it.
+    """
+
+    def __init__(self):
+        self.versions = {}
+        self.listeners = []
+
+    def addViewListener(self, listener):
+        self.listeners.append(listener)
+
+    def serviceInfo(self, service, clusters=None):
+        return _Info(service, str(self.versions.get(service, 0)))
+
+    def change(self, service):
+        self.versions[service] = self.versions.get(service, 0) + 1
+        for listener in self.listeners:
+            listener.viewChanged(service)
+
+
+class PushChannelTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.views = _Views()
+        self.pusher = Pusher(self.views, self.clock, 10)
+        self.sent = []
+        self.channel = self.pusher.channel(lambda info: self.sent.append(
+            (round(self.clock.seconds(), 3), info.service)))
+
+    def subscribe(self, *services):
+        for service in services:
+            self.pusher.subscribe(self.channel, service, None, "0")
+
+    def test_eachAtTheEndOfItsWindow(self):
+        """
+        A change within a subscription's window is pushed when that
+        subscription's own window ends, not another's.
+        """
+        self.subscribe("a", "b")
+        self.views.change("a")
+        self.clock.advance(0.004)
+        self.views.change("b")
+        self.clock.advance(0.002)
+        self.views.change("b")
+        self.views.change("a")
+        self.clock.advance(0.004)
+        self.assertEqual(self.sent, [(0.0, "a"), (0.004, "b"), (0.01, "a")])
+        self.clock.advance(0.004)
+        self.assertEqual(self.sent[3:], [(0.014, "b")])
+        self.assertEqual(self.channel.pendingCount(), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_manyInOneTurn(self):
+        """
+        Thousands of subscriptions of one connection changing in one turn
+        wait behind one timer and are each pushed once, at the end of the
+        window.
+        """
+        services = [f"s{i}" for i in range(5000)]
+        self.subscribe(*services)
+        for service in services:
+            self.views.change(service)
+        self.assertEqual(len(self.sent), 5000)
+        for service in services:
+            self.views.change(service)
+            self.views.change(service)
+        self.assertEqual(self.channel.pendingCount(), 5000)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.sent), 10000)
+        self.assertEqual({service for _, service in self.sent[5000:]}, set(services))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unsubscribedWhilePending(self):
+        """
+        A subscription dropped while a push of it waits is not pushed.
+        """
+        self.subscribe("a", "b")
+        self.views.change("a")
+        self.views.change("b")
+        self.views.change("a")
+        self.views.change("b")
+        self.pusher.unsubscribe(self.channel, "a", None)
+        self.assertEqual(self.channel.pendingCount(), 1)
+        self.clock.advance(0.01)
+        self.assertEqual(self.sent[2:], [(0.01, "b")])
+
+    def test_pausedHolds(self):
+        """
+        While the connection cannot take data nothing is pushed and no timer
+        runs; on resume what is due goes at once, what is not yet due waits
+        for its window.
+        """
+        self.subscribe("a", "b")
+        self.views.change("a")
+        self.clock.advance(0.005)
+        self.views.change("b")
+        self.channel.pause()
+        self.views.change("a")
+        self.views.change("b")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(0.007)
+        self.channel.resume()
+        self.assertEqual(self.sent[2:], [(0.012, "a")])
+        self.clock.advance(0.003)
+        self.assertEqual(self.sent[3:], [(0.015, "b")])
