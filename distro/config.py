@@ -75,6 +75,12 @@ class Config:
 
     node_id: str = _key("", "This node's id; empty means the host name.")
     listen: str = _key("tcp:9848", "Client port, as a Twisted server endpoint string.", _endpoint)
+    listen_backlog: int = _key(
+        4096,
+        "Pending connections the client port's kernel queue holds (unless listen names a "
+        "backlog): the clients of a dead node all arrive at once.",
+        _positive,
+    )
     advertise: str = _key(
         "", "The client-port address given to clients (host:port); empty means derived."
     )

@@ -63,6 +63,18 @@ class Options(usage.Options):
             self.config.node_id = self.members[0]
 
 
+def withBacklog(description, backlog):
+    """
+    The server endpoint string C{description}, listening with C{backlog}
+    pending connections if it is a TCP or TLS port that does not name its
+    own.
+    """
+    kind = description.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
+
+
 class ClientPortService(Service):
     """
     Listens on the client port and learns the address it is bound to.
@@ -77,7 +89,8 @@ class ClientPortService(Service):
 
     def startService(self):
         super().startService()
-        endpoint = serverFromString(self.reactor, self.node.config.listen)
+        config = self.node.config
+        endpoint = serverFromString(self.reactor, withBacklog(config.listen, config.listen_backlog))
         failures = []
         d = endpoint.listen(ClientPortFactory(self.node))
         d.addCallbacks(self._listening, failures.append)

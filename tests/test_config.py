@@ -22,6 +22,7 @@ SAMPLE = FilePath(__file__).parent().sibling("etc").child("distro.toml")
 
 # Integer keys where 0 is wrong, and where 0 is allowed (but not negatives).
 POSITIVE = {
+    "listen_backlog",
     "heartbeat_ms",
     "idle_timeout_ms",
     "max_frame",

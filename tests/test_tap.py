@@ -290,6 +290,23 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
         self.assertIs(factory.node, service.node)
         service.stopService()
 
+    def test_listenBacklog(self):
+        """
+        The client port listens with C{listen_backlog} (default 4096: the
+        clients of a dead node all arrive at once), unless the endpoint
+        string names its own C{backlog}.
+        """
+        for argv, expected in (
+            ((), 4096),
+            (("--listen-backlog", "128"), 128),
+            (("--listen", "tcp:0:interface=127.0.0.1:backlog=7"), 7),
+        ):
+            service = self.makeService(*argv)
+            service.startService()
+            [(_, _, backlog, _)] = self.reactor.tcpServers
+            self.assertEqual(backlog, expected, argv)
+            service.stopService()
+
     def test_portFile(self):
         """
         The port file holds the address the client port is bound to, port 0
@@ -477,6 +494,47 @@ class RealPortTests(TempPathMixin, TestCase):
         # Close from the client and let the server see it, leaving the reactor clean.
         protocol.transport.loseConnection()
         yield waitFor(reactor, lambda: not sessions)
+
+
+    @defer.inlineCallbacks
+    def test_herd(self):
+        """
+        Two thousand clients connecting at once (what the death of a big
+        node causes) are all accepted, none refused or reset. With a backlog
+        of 50 most of their SYNs are dropped and retried after 1, 3, 7, 15 s:
+        not all accepted after the 20 s this waits (with 4096, well under a
+        second).
+        """
+        from twisted.internet import reactor
+
+        service = tap.makeService(options("--listen", "tcp:0:interface=127.0.0.1"), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [portService] = [s for s in service if isinstance(s, tap.ClientPortService)]
+        bound = portService.port.getHost()
+        failed = []
+
+        class Factory(ClientFactory):
+            protocol = Protocol
+
+            def clientConnectionFailed(self, connector, reason):
+                failed.append(reason)
+
+        factory = Factory()
+        connectors = [
+            reactor.connectTCP("127.0.0.1", bound.port, factory, timeout=30) for _ in range(2000)
+        ]
+
+        def disconnectAll():
+            for connector in connectors:
+                connector.disconnect()
+
+        self.addCleanup(disconnectAll)
+        sessions = portService.port.factory.sessions
+        yield waitFor(reactor, lambda: len(sessions) + len(failed) >= 2000, timeout=20, interval=0.05)
+        self.assertEqual(failed, [])
+        disconnectAll()
+        yield waitFor(reactor, lambda: not sessions, timeout=20, interval=0.05)
 
 
 @defer.inlineCallbacks
