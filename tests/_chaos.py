@@ -116,15 +116,17 @@ class NodeProcess:
             def outReceived(self, data):
                 lines = (self.partial + data).split(b"\n")
                 self.partial = lines.pop()
-                stamp = f"{node.elapsed():9.3f} ".encode()
                 for line in lines:
-                    self.log.write(stamp + line + b"\n")
+                    self._write(line)
+
+            def _write(self, line):
+                self.log.write(f"{node.elapsed():9.3f} ".encode() + line + b"\n")
 
             errReceived = outReceived
 
             def processEnded(self, reason):
                 if self.partial:
-                    self.log.write(f"{node.elapsed():9.3f} ".encode() + self.partial + b"\n")
+                    self._write(self.partial)
                 self.log.close()
                 if node.ended is ended:
                     node.transport = None

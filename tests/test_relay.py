@@ -4,7 +4,7 @@ order, as TCP does, whatever its delays do meanwhile.
 """
 
 import msgpack
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
@@ -66,6 +66,4 @@ class RelayOrderTests(TestCase):
 
 
 def deferLater(seconds):
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
+    return task.deferLater(reactor, seconds, lambda: None)

@@ -668,11 +668,12 @@ class DistroClient:
 
 def connect(
     servers,
+    *,
+    reactor,
     namespace=DEFAULT_NAMESPACE,
     group=DEFAULT_GROUP,
     agent=DEFAULT_AGENT,
     token=None,
-    reactor=None,
     timeout=DEFAULT_TIMEOUT,
     cache_dir=None,
 ):
@@ -686,7 +687,8 @@ def connect(
     @param group: the default group of the client's services.
     @param agent: C{"name/version"} of the program, sent in C{hello}.
     @param token: an authentication token, if the cluster wants one.
-    @param reactor: the reactor; the global one when L{None}.
+    @param reactor: the reactor the client runs on (a program's entry
+        point, e.g. L{twisted.internet.task.react}, gives it).
     @param timeout: seconds to wait for a connection, and for each request.
     @param cache_dir: a directory where the client keeps the last view of
         each subscription and query, so that they are served while no node
@@ -697,9 +699,6 @@ def connect(
         C{cache_dir}, possibly one still waiting for a node).
     @raise OSError: if C{cache_dir} cannot be created.
     """
-    if reactor is None:
-        from twisted.internet import reactor
-
     def endpointFactory(host, port):
         return HostnameEndpoint(reactor, host, port, timeout=timeout)
 
