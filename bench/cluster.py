@@ -59,6 +59,7 @@ from twisted.internet.error import ConnectionLost
 
 from distro.client import DistroClient
 from distro.wire import FrameProtocol
+from register import residentBytes
 
 ETC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc")
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -185,11 +186,7 @@ class Node:
         """
         The process's resident set size in bytes (VmRSS).
         """
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        return residentBytes(self.process.pid)
 
     def kill(self):
         self.process.send_signal(signal.SIGKILL)

@@ -119,6 +119,17 @@ def serveCeiling(portFile, hosts):
 # Child processes.
 
 
+def residentBytes(pid):
+    """
+    The resident set size of process C{pid} in bytes (VmRSS).
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
 class Child:
     """
     A server process started by this script, writing its address to a port

@@ -92,6 +92,12 @@ class Config:
     )
     push_delay_ms: int = _key(20, "Window within which changes are coalesced into one push.", _nonNegative)
     max_frame: int = _key(8 * 1024 * 1024, "Largest client-port frame, in bytes.", _positive)
+    max_unsent_bytes: int = _key(
+        16 * 1024 * 1024,
+        "Bytes a client connection may have waiting past its send buffer; a reply that would "
+        "not fit is refused, a push that would not fit closes the connection.",
+        _positive,
+    )
     max_instances_per_client: int = _key(10000, "Instances one client may publish.", _positive)
     max_subscriptions_per_client: int = _key(10000, "Subscriptions one client may hold.", _positive)
     max_connections_per_ip: int = _key(0, "Connections per remote IP; 0 is unlimited.", _nonNegative)

@@ -26,7 +26,9 @@ from distro.wire import (
     UNSUPPORTED_VERSION,
     BadRequest,
     FrameProtocol,
+    LimitExceeded,
     ProtocolError,
+    encode,
     noDelay,
 )
 
@@ -81,9 +83,14 @@ class ClientSession(FrameProtocol):
     One client connection: handshake, requests, pushes and liveness.
 
     It registers itself as the transport's producer: when the send buffer is
-    full, pushes are held (only the newest view of each subscription waits)
-    and the connection stops reading, so a client that does not read cannot
-    make the node buffer without bound.
+    full, pushes are held (only the newest view of each subscription waits),
+    frames already received wait unhandled and the connection stops reading,
+    so a client that does not read cannot make the node buffer without bound.
+    What is written past the transport's own buffer while it is full is
+    counted against C{max_unsent_bytes}: a reply that would not fit is
+    refused with C{LIMIT_EXCEEDED}, a push that would not fit closes the
+    connection. While the node is not reading, the client's silence is not
+    counted against it.
     """
 
     log = Logger()
@@ -94,6 +101,8 @@ class ClientSession(FrameProtocol):
     _bye = False
     _idleTimer = None
     _confirmingIdle = False
+    sendPaused = False
+    _unsent = 0
 
     def __init__(self, node):
         super().__init__()
@@ -133,12 +142,22 @@ class ClientSession(FrameProtocol):
     # IPushProducer: told by the transport when its send buffer fills/drains.
 
     def pauseProducing(self):
+        self.sendPaused = True
+        self.pauseHandling()
         self.channel.pause()
         self.transport.pauseProducing()
 
     def resumeProducing(self):
+        self.sendPaused = False
+        self._unsent = 0
+        # The client's silence counts only while the node reads.
+        self._lastSeen = max(self._lastSeen, self.node.clock.seconds())
+        if self.closing:
+            return
         self.transport.resumeProducing()
-        self.channel.resume()
+        self.resumeHandling()
+        if not self.sendPaused and not self.closing:
+            self.channel.resume()
 
     def stopProducing(self):
         pass
@@ -149,6 +168,36 @@ class ClientSession(FrameProtocol):
         if self.channel is not None:
             self.channel.close()
         super().closeConnection()
+        # A client that does not read would keep what is unsent (and the
+        # connection) forever: it gets the idle timeout to take it.
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.cancel()
+        self._idleTimer = self.node.clock.callLater(
+            self.node.config.idle_timeout_ms / 1000.0, self.transport.abortConnection
+        )
+
+    def _write(self, data):
+        self.transport.write(data)
+        if self.sendPaused:
+            # Past the transport's buffer (counting the write that filled it).
+            self._unsent += len(data)
+
+    def _room(self):
+        """
+        How many more bytes may be written now within C{max_unsent_bytes}.
+        """
+        return self.node.config.max_unsent_bytes - self._unsent
+
+    def _fits(self, info):
+        """
+        Raise L{LimitExceeded} unless a reply carrying C{info} fits.
+        """
+        size = len(info.packed) + 64
+        if size > self._room():
+            raise LimitExceeded(
+                "max_unsent_bytes",
+                f"a reply of {size} bytes does not fit within {self.node.config.max_unsent_bytes}",
+            )
 
     # Liveness
 
@@ -157,6 +206,12 @@ class ClientSession(FrameProtocol):
 
     def _idleCheck(self):
         idle = self.node.config.idle_timeout_ms / 1000.0
+        if self.sendPaused:
+            # The node is not reading: the client's heartbeats may be
+            # waiting in the socket. Silence is judged after resuming.
+            self._confirmingIdle = False
+            self._scheduleIdleCheck(idle)
+            return
         silent = self.node.clock.seconds() - self._lastSeen
         if silent >= idle:
             if not self._confirmingIdle:
@@ -224,17 +279,40 @@ class ClientSession(FrameProtocol):
                 + _SERVICE_INFO_KEY
                 + result.info.packed
             )
-            self.transport.write(_PREFIX.pack(len(body)) + body)
+            self._write(_PREFIX.pack(len(body)) + body)
             return
         reply = {"op": "ok", "re": rid}
         if result:
             reply.update(result)
-        self.sendMessage(reply)
+        data = encode(reply)
+        if len(data) > self._room():
+            error = LimitExceeded(
+                "max_unsent_bytes",
+                f"a reply of {len(data)} bytes does not fit within "
+                f"{self.node.config.max_unsent_bytes}",
+            )
+            self.sendError(rid, error.code, error.message)
+            return
+        self._write(data)
+
+    def sendMessage(self, message):
+        self._write(encode(message))
 
     def _sendPush(self, info):
         self._seq += 1
         body = _PUSH_HEAD + msgpack.packb(self._seq) + _SERVICE_INFO_KEY + info.packed
-        self.transport.write(_PREFIX.pack(len(body)) + body)
+        if len(body) + 4 > self._room():
+            # The subscriber cannot be given this view: rather than let it
+            # believe an older one, it is told and disconnected.
+            self.sendError(
+                None,
+                LIMIT_EXCEEDED,
+                f"max_unsent_bytes: a push of {len(body) + 4} bytes does not fit within "
+                f"{self.node.config.max_unsent_bytes}",
+            )
+            self.closeConnection()
+            return
+        self._write(_PREFIX.pack(len(body)) + body)
 
     def _service(self, message):
         service = model.parseService(message.get("service"))
@@ -309,14 +387,17 @@ class ClientSession(FrameProtocol):
         clusters = model.parseClusters(message.get("clusters"))
         healthyOnly = _optionalBool(message, "healthy_only")
         self._requireReady()
-        return _Reply(self.node.registry.serviceInfo(service, clusters, healthyOnly))
+        info = self.node.registry.serviceInfo(service, clusters, healthyOnly)
+        self._fits(info)
+        return _Reply(info)
 
     def subscribe(self, message):
         service = self._service(message)
         clusters = model.parseClusters(message.get("clusters"))
         self._requireReady()
-        self.node.manager.subscribe(self.client, service, clusters)
         info = self.node.registry.serviceInfo(service, clusters)
+        self._fits(info)
+        self.node.manager.subscribe(self.client, service, clusters)
         self.node.pusher.subscribe(self.channel, service, clusters, info.checksum)
         return _Reply(info)
 

@@ -166,11 +166,18 @@ class FrameProtocol(Protocol):
     Unlike L{twisted.protocols.basic.Int32StringReceiver}, the receive buffer is
     a C{bytearray}: a large frame arriving in many segments costs linear, not
     quadratic, copying.
+
+    Between L{pauseHandling} and L{resumeHandling} frames already received are
+    kept, not handled (as Twisted's C{_PauseableMixin} does for its string
+    receivers): a connection whose replies cannot be sent must not go on
+    producing them from what it has buffered.
     """
 
     log = Logger()
     maxFrame = 8 * 1024 * 1024
     closing = False
+    handlingPaused = False
+    _handling = False
 
     def __init__(self):
         self._buffer = bytearray()
@@ -180,8 +187,19 @@ class FrameProtocol(Protocol):
             return
         buffer = self._buffer
         buffer += data
+        if self._handling:
+            # Called again from inside a handler (resumeHandling): the loop
+            # below is already running and will get to it.
+            return
+        self._handling = True
+        try:
+            self._handleFrames(buffer)
+        finally:
+            self._handling = False
+
+    def _handleFrames(self, buffer):
         unpackFrom = _PREFIX.unpack_from
-        while len(buffer) >= 4 and not self.closing:
+        while len(buffer) >= 4 and not self.closing and not self.handlingPaused:
             (length,) = unpackFrom(buffer)
             if length > self.maxFrame:
                 self.lengthLimitExceeded(length)
@@ -192,6 +210,19 @@ class FrameProtocol(Protocol):
             body = bytes(buffer[4:end])
             del buffer[:end]
             self.frameReceived(body)
+
+    def pauseHandling(self):
+        """
+        Keep frames that arrive (or have arrived) without handling them.
+        """
+        self.handlingPaused = True
+
+    def resumeHandling(self):
+        """
+        Handle what was kept, then frames as they arrive.
+        """
+        self.handlingPaused = False
+        self.dataReceived(b"")
 
     def frameReceived(self, body):
         """

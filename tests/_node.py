@@ -48,6 +48,36 @@ def hostIds(info):
     return [h["instance_id"] for h in info["hosts"]]
 
 
+class SendBufferTransport(StringTransport):
+    """
+    A L{StringTransport} with a send buffer like a socket's: past
+    C{bufferSize} unsent bytes it pauses its producer (as Twisted's
+    transports do), and L{drain} (the client reading everything) resumes it.
+    """
+
+    def __init__(self, bufferSize, **kwargs):
+        super().__init__(**kwargs)
+        self.bufferSize = bufferSize
+        self.unsent = 0
+        self.producerPaused = False
+
+    def write(self, data):
+        super().write(data)
+        self.unsent += len(data)
+        if self.unsent > self.bufferSize and self.producer is not None and not self.producerPaused:
+            self.producerPaused = True
+            self.producer.pauseProducing()
+
+    def drain(self):
+        """
+        The client read everything written: resume a paused producer.
+        """
+        self.unsent = 0
+        if self.producerPaused:
+            self.producerPaused = False
+            self.producer.resumeProducing()
+
+
 class Connection:
     """
     One client connection to a node's client port.
@@ -57,8 +87,12 @@ class Connection:
     @ivar pushes: pushes read but not yet taken (see L{takePushes}).
     """
 
-    def __init__(self, factory, host, port):
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    def __init__(self, factory, host, port, bufferSize=None):
+        address = IPv4Address("TCP", host, port)
+        if bufferSize is None:
+            self.transport = StringTransport(peerAddress=address)
+        else:
+            self.transport = SendBufferTransport(bufferSize, peerAddress=address)
         self.session = factory.buildProtocol(self.transport.getPeer())
         self.session.makeConnection(self.transport)
         self._ids = itertools.count(1)
@@ -198,17 +232,18 @@ class NodeHarness:
         self.factory = ClientPortFactory(self.node)
         self._ports = itertools.count(40000)
 
-    def connect(self, host="10.0.0.1"):
+    def connect(self, host="10.0.0.1", bufferSize=None):
         """
-        A new connection from C{host}, before C{hello}.
+        A new connection from C{host}, before C{hello}; with C{bufferSize},
+        over a L{SendBufferTransport}.
         """
-        return Connection(self.factory, host, next(self._ports))
+        return Connection(self.factory, host, next(self._ports), bufferSize)
 
-    def client(self, host="10.0.0.1", **hello):
+    def client(self, host="10.0.0.1", bufferSize=None, **hello):
         """
         A new connection that said C{hello} successfully.
         """
-        connection = self.connect(host)
+        connection = self.connect(host, bufferSize)
         reply = connection.hello(**hello)
         if reply["op"] != "ok":
             raise AssertionError(f"hello failed: {reply!r}")

@@ -26,6 +26,7 @@ POSITIVE = {
     "heartbeat_ms",
     "idle_timeout_ms",
     "max_frame",
+    "max_unsent_bytes",
     "max_instances_per_client",
     "max_subscriptions_per_client",
     "max_metadata_bytes",

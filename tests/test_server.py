@@ -1696,3 +1696,130 @@ class LivenessTests(SynchronousTestCase, ErrorAssertions):
         connection.lose()
         self.assertNotIn(clientId, self.harness.node.manager.clients)
         self.assertEqual(self.harness.node.sessions, {})
+
+
+class FlowControlTests(SynchronousTestCase, ErrorAssertions):
+    """
+    A client that does not read its replies (PROTOCOL.md 4.3.1): the node
+    stops serving it instead of buffering, bounds what waits past the send
+    buffer by C{max_unsent_bytes}, and does not call it silent meanwhile.
+    """
+
+    def setUp(self):
+        self.harness = NodeHarness(
+            heartbeat_ms=1000, idle_timeout_ms=3000, max_unsent_bytes=20000
+        )
+        self.clock = self.harness.clock
+        publisher = self.harness.client()
+        publisher.ok(
+            "batch_register",
+            service=service(),
+            instances=[instance(port=p) for p in range(1, 41)],
+        )
+
+    def query(self, rid):
+        return wire.encode({"op": "query", "id": rid, "service": service()})
+
+    def test_pipelinedRequestsWait(self):
+        """
+        Requests that arrived while the send buffer is full are not handled
+        until the client has read: each drain of the buffer answers the next
+        one, in order, and the last is answered in the end.
+        """
+        reader = self.harness.client(bufferSize=1000)
+        reader.sendRaw(b"".join(self.query(rid) for rid in range(100, 150)))
+        (first,) = reader.frames()
+        self.assertEqual((first["op"], first["re"]), ("ok", 100))
+        self.assertTrue(reader.session.handlingPaused)
+        self.clock.advance(1)
+        self.assertEqual(reader.frames(), [])
+        answered = [first["re"]]
+        for _ in range(49):
+            reader.transport.drain()
+            answered += [f["re"] for f in reader.frames()]
+        self.assertEqual(answered, list(range(100, 150)))
+
+    def test_pushesWaitToo(self):
+        """
+        A subscriber whose buffer is full gets no push until it read; then
+        the newest view.
+        """
+        subscriber = self.harness.client(bufferSize=1000)
+        subscriber.ok("subscribe", service=service())
+        self.assertTrue(subscriber.session.sendPaused)
+        publisher = self.harness.client()
+        publisher.ok("register", service=service(), instance=instance(port=99))
+        self.clock.advance(1)
+        self.assertEqual(subscriber.takePushes(), [])
+        subscriber.transport.drain()
+        self.clock.advance(1)
+        (push,) = subscriber.takePushes()
+        self.assertEqual(len(push["service_info"]["hosts"]), 41)
+
+    def test_replyTooLarge(self):
+        """
+        A reply that would not fit within C{max_unsent_bytes} is refused with
+        C{LIMIT_EXCEEDED} naming the limit; a refused C{subscribe} does not
+        subscribe, and the connection goes on.
+        """
+        self.harness.client().ok(
+            "batch_register",
+            service=service("big"),
+            instances=[instance(port=p, metadata={"k": "v" * 1000}) for p in range(1, 41)],
+        )
+        connection = self.harness.client()
+        reply = connection.request("query", service=service("big"))
+        self.assertError(reply, wire.LIMIT_EXCEEDED, "max_unsent_bytes:")
+        reply = connection.request("subscribe", service=service("big"))
+        self.assertError(reply, wire.LIMIT_EXCEEDED, "max_unsent_bytes:")
+        self.assertEqual(connection.session.channel.subscriptions, {})
+        self.assertFalse(connection.closing)
+        connection.ok("query", service=service())
+
+    def test_pushTooLarge(self):
+        """
+        A push that would not fit within C{max_unsent_bytes} is replaced by
+        a C{LIMIT_EXCEEDED} error frame and the connection is closed: the
+        subscriber is never left believing an older view.
+        """
+        subscriber = self.harness.client()
+        subscriber.ok("subscribe", service=service("growing"))
+        publisher = self.harness.client()
+        publisher.ok(
+            "batch_register",
+            service=service("growing"),
+            instances=[instance(port=p, metadata={"k": "v" * 1000}) for p in range(1, 41)],
+        )
+        self.clock.advance(1)
+        (error,) = subscriber.frames()
+        self.assertError(error, wire.LIMIT_EXCEEDED, "max_unsent_bytes:", re=None)
+        self.assertTrue(subscriber.closing)
+
+    def test_notSilentWhileNotRead(self):
+        """
+        While the node does not read from a connection (its buffer is full),
+        the client's silence does not count; it counts again from when the
+        node resumes reading.
+        """
+        subscriber = self.harness.client(bufferSize=1000)
+        subscriber.ok("subscribe", service=service())
+        self.assertTrue(subscriber.session.sendPaused)
+        self.clock.advance(30)
+        self.assertFalse(subscriber.closing)
+        subscriber.transport.drain()
+        self.clock.advance(2.9)
+        self.assertFalse(subscriber.closing)
+        self.clock.advance(0.2)
+        self.assertTrue(subscriber.transport.disconnected)
+
+    def test_closedNonReaderReset(self):
+        """
+        A connection the node closes but whose client does not take what is
+        left to send is reset after C{idle_timeout_ms}.
+        """
+        connection = self.harness.connect()
+        connection.send({"op": "ping", "id": 1})
+        self.assertTrue(connection.closing)
+        self.assertFalse(connection.transport.disconnected)
+        self.clock.advance(3)
+        self.assertTrue(connection.transport.disconnected)
