@@ -92,6 +92,12 @@ class Config:
     )
     push_delay_ms: int = _key(20, "Window within which changes are coalesced into one push.", _nonNegative)
     max_frame: int = _key(8 * 1024 * 1024, "Largest client-port frame, in bytes.", _positive)
+    handshake_timeout_ms: int = _key(
+        10000,
+        "A connection (client or peer port) that has not completed its handshake this long "
+        "after connecting is dropped.",
+        _positive,
+    )
     max_unsent_bytes: int = _key(
         16 * 1024 * 1024,
         "Bytes a client connection may have waiting past its send buffer; a reply that would "

@@ -16,6 +16,7 @@ from zope.interface import implementer
 from distro import model
 from distro.wire import (
     FORBIDDEN,
+    HANDSHAKE_MAX_FRAME,
     HELLO_REQUIRED,
     INTERNAL,
     LIMIT_EXCEEDED,
@@ -104,10 +105,13 @@ class ClientSession(FrameProtocol):
     sendPaused = False
     _unsent = 0
 
+    _handshakeDeadline = None
+
     def __init__(self, node):
         super().__init__()
         self.node = node
-        self.maxFrame = node.config.max_frame
+        # Until hello succeeds only small frames are taken (PROTOCOL.md 1).
+        self.maxFrame = HANDSHAKE_MAX_FRAME
         self._seq = 0
         self._lastSeen = 0.0
         self.channel = None
@@ -128,11 +132,25 @@ class ClientSession(FrameProtocol):
         self.channel = self.node.pusher.channel(self._sendPush)
         self.transport.registerProducer(self, True)
         self._scheduleIdleCheck(self.node.config.idle_timeout_ms / 1000.0)
+        self._handshakeDeadline = self.node.clock.callLater(
+            self.node.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
+        )
+
+    def _handshakeTimedOut(self):
+        self._handshakeDeadline = None
+        self.sendError(None, HELLO_REQUIRED, "hello: not done within handshake_timeout_ms")
+        self.closeConnection()
+
+    def _cancelHandshakeDeadline(self):
+        if self._handshakeDeadline is not None and self._handshakeDeadline.active():
+            self._handshakeDeadline.cancel()
+        self._handshakeDeadline = None
 
     def connectionLost(self, reason):
         if self._idleTimer is not None and self._idleTimer.active():
             self._idleTimer.cancel()
         self._idleTimer = None
+        self._cancelHandshakeDeadline()
         if self.channel is not None:
             self.channel.close()
         if self.client is not None:
@@ -357,6 +375,8 @@ class ClientSession(FrameProtocol):
             resume = (resume["client_id"], resume["resume_token"], epoch)
         self.agent = agent
         self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
+        self._cancelHandshakeDeadline()
+        self.maxFrame = self.node.config.max_frame
         return self.node.helloReply(self)
 
     def register(self, message):

@@ -25,6 +25,7 @@ __all__ = [
     "INTERNAL",
     "ERROR_CODES",
     "PROTOCOL_VERSION",
+    "HANDSHAKE_MAX_FRAME",
     "ProtocolError",
     "BadRequest",
     "LimitExceeded",
@@ -65,6 +66,10 @@ ERROR_CODES = frozenset(
 )
 
 _PREFIX = struct.Struct("!I")
+
+# The largest frame either port accepts before its handshake is done
+# (PROTOCOL.md 1): an unauthenticated connection buffers no more than this.
+HANDSHAKE_MAX_FRAME = 64 * 1024
 
 
 class ProtocolError(Exception):

@@ -101,10 +101,10 @@ class SnapshotTests(ClusterTestCase):
         frames = cluster.record()
         cluster.restore(0, 1)
         cluster.advance(1)
-        # What n0's new outbound link to n1 carried (the challenge is n0's
-        # inbound link's, from n1):
+        # What n0's new outbound link to n1 carried (the challenge and the
+        # welcome are n0's inbound link's, from n1):
         sent = [m for s, d, m in frames
-                if (s, d) == (0, 1) and m["op"] not in ("ping", "pong", "challenge")]
+                if (s, d) == (0, 1) and m["op"] not in ("ping", "pong", "challenge", "peer_welcome")]
         self.assertEqual(sent[0]["op"], "peer_hello")
         self.assertEqual([m["op"] for m in sent[1:5]],
                          ["snapshot_begin", "client_state", "client_state", "snapshot_end"])
@@ -607,10 +607,16 @@ class MembershipTests(ClusterTestCase):
         for _ in range(20):
             cluster.advance(0.25)
             states = self.states(cluster.client(0))
-            self.assertNotEqual(states["n2"], "UP")
-            self.assertEqual(set(self.states(outsider).values()) - {"SUSPICIOUS", "DOWN"}, {"UP"})
-        self.assertEqual(states, {"n0": "UP", "n1": "UP", "n2": "DOWN"})
-        self.assertEqual(self.states(outsider), {"n0": "DOWN", "n1": "DOWN", "n2": "UP"})
+            # n2 never proved the secret: n0 does not even take its word
+            # for its node id, and lists it under its address.
+            (n2,) = set(states) - {"n0", "n1"}
+            self.assertNotEqual(n2, "n2")
+            self.assertNotEqual(states[n2], "UP")
+            outside = self.states(outsider)
+            self.assertEqual(outside["n2"], "UP")
+            self.assertEqual(set(outside.values()) - {"SUSPICIOUS", "DOWN"}, {"UP"})
+        self.assertEqual(states, {"n0": "UP", "n1": "UP", n2: "DOWN"})
+        self.assertEqual(sorted(self.states(outsider).values()), ["DOWN", "DOWN", "UP"])
         self.assertEqual(cluster.hosts(0, ORDERS), [IID])
         self.assertEqual(cluster.hosts(2, ORDERS), ["10.1.0.2#8080#DEFAULT"])
         self.assertTrue(cluster.node(2).ready)  # nobody to wait for

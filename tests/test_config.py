@@ -27,6 +27,7 @@ POSITIVE = {
     "idle_timeout_ms",
     "max_frame",
     "max_unsent_bytes",
+    "handshake_timeout_ms",
     "max_instances_per_client",
     "max_subscriptions_per_client",
     "max_metadata_bytes",

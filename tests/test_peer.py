@@ -48,11 +48,11 @@ def clientState(owner="node-b", clientId="node-b#x#1", epoch=1, revision=1):
     }
 
 
-def makeCluster(secret=SECRET, clock=None):
+def makeCluster(secret=SECRET, clock=None, **settings):
     clock = clock or Clock()
-    config = Config(
-        node_id="node-a", cluster="cluster.conf", peer_timeout_ms=300, down_after_ms=600
-    ).validate()
+    values = {"peer_timeout_ms": 300, "down_after_ms": 600}
+    values.update(settings)
+    config = Config(node_id="node-a", cluster="cluster.conf", **values).validate()
     node = Node(config, clock, bootId="boot")
     cluster = Cluster(
         node,
@@ -81,19 +81,32 @@ class InboundTests(SynchronousTestCase):
         self.addCleanup(link.connectionLost, None)
         return link, transport
 
-    def hello(self, link, secret=SECRET, node="node-b", address="b:1", **extra):
+    def hello(self, link, secret=SECRET, node="node-b", address="b:1", acceptor="node-a",
+              **extra):
+        """
+        Answer C{link}'s challenge as C{node} would, believing it talks to
+        C{acceptor}; return what the link sent back (cleared after a
+        C{peer_welcome}, so that tests see only what follows).
+        """
         challenge = frames(link.transport.value())[0]
+        nonce = b"c" * 32
+        proof = peer.transcript(acceptor, node, challenge["nonce"], nonce)
         message = {
             "op": "peer_hello",
             "node": node,
             "address": address,
             "client_address": "b:9848",
-            "proto": 1,
-            "mac": peer.mac(secret, challenge["nonce"], node),
+            "proto": 2,
+            "nonce": nonce,
+            "mac": peer.helloMac(secret, proof),
         }
         message.update(extra)
         link.transport.clear()
         link.dataReceived(wire.encode(message))
+        sent = frames(link.transport.value())
+        if sent and sent[0]["op"] == "peer_welcome":
+            link.transport.clear()
+        return sent
 
     def held(self):
         return self.node.registry.serviceInfo(ServiceKey("public", "DEFAULT_GROUP", "orders")).hosts
@@ -109,7 +122,7 @@ class InboundTests(SynchronousTestCase):
         (challenge,) = frames(transport.value())
         self.assertEqual(challenge["op"], "challenge")
         self.assertEqual(challenge["node"], "node-a")
-        self.assertEqual(challenge["proto"], 1)
+        self.assertEqual(challenge["proto"], 2)
         self.assertEqual(len(challenge["nonce"]), 32)
         other, _ = self.connect()
         self.assertNotEqual(frames(other.transport.value())[0]["nonce"], challenge["nonce"])
@@ -120,7 +133,12 @@ class InboundTests(SynchronousTestCase):
         replicates is applied.
         """
         link, transport = self.connect()
-        self.hello(link)
+        challenge = frames(transport.value())[0]
+        (welcome,) = self.hello(link)
+        self.assertEqual(welcome["op"], "peer_welcome")
+        proof = peer.transcript("node-a", "node-b", challenge["nonce"], b"c" * 32)
+        self.assertEqual(welcome["mac"], peer.welcomeMac(SECRET, proof))
+        self.assertNotEqual(welcome["mac"], peer.helloMac(SECRET, proof))
         self.assertEqual(link.nodeId, "node-b")
         self.assertFalse(transport.disconnecting)
         link.dataReceived(wire.encode(clientState()))
@@ -138,8 +156,11 @@ class InboundTests(SynchronousTestCase):
             "op": "peer_hello",
             "node": "node-b",
             "address": "b:1",
-            "proto": 1,
-            "mac": peer.mac(b"wrong", challenge["nonce"], "node-b"),
+            "proto": 2,
+            "nonce": b"c" * 32,
+            "mac": peer.helloMac(
+                b"wrong", peer.transcript("node-a", "node-b", challenge["nonce"], b"c" * 32)
+            ),
         }
         transport.clear()
         link.dataReceived(wire.encode(bad) + wire.encode(clientState()))
@@ -154,7 +175,8 @@ class InboundTests(SynchronousTestCase):
         link, transport = self.connect()
         transport.clear()
         link.dataReceived(
-            wire.encode({"op": "peer_hello", "node": "node-b", "address": "b:1", "proto": 1})
+            wire.encode({"op": "peer_hello", "node": "node-b", "address": "b:1", "proto": 2,
+                         "nonce": b"c" * 32})
         )
         self.assertEqual(frames(transport.value())[0]["code"], wire.UNAUTHORIZED)
         self.assertTrue(transport.disconnecting)
@@ -184,10 +206,99 @@ class InboundTests(SynchronousTestCase):
         self.assertEqual(frames(transport.value())[0]["code"], wire.FORBIDDEN)
 
     def test_wrongProto(self):
+        """
+        A connector speaking the first peer protocol (one-way MAC) is
+        refused with C{UNSUPPORTED_VERSION}.
+        """
         link, transport = self.connect()
-        self.hello(link, proto=2)
+        self.hello(link, proto=1)
         self.assertEqual(frames(transport.value())[0]["code"], wire.UNSUPPORTED_VERSION)
         self.assertTrue(transport.disconnecting)
+
+    def test_relayedChallengeRefused(self):
+        """
+        An answer made for another acceptor (a challenge relayed to the
+        connector by a man in the middle posing as node-c) does not open
+        this node: the transcript binds the acceptor's id.
+        """
+        link, transport = self.connect()
+        (error,) = self.hello(link, acceptor="node-c")
+        self.assertEqual(error["code"], wire.UNAUTHORIZED)
+        self.assertTrue(transport.disconnecting)
+        self.assertIsNone(link.nodeId)
+
+    def test_replayedAnswerRefused(self):
+        """
+        An answer recorded on an earlier connection (another challenge nonce)
+        is refused.
+        """
+        first, firstTransport = self.connect()
+        challenge = frames(firstTransport.value())[0]
+        proof = peer.transcript("node-a", "node-b", challenge["nonce"], b"c" * 32)
+        link, transport = self.connect()
+        transport.clear()
+        link.dataReceived(wire.encode({
+            "op": "peer_hello", "node": "node-b", "address": "b:1", "proto": 2,
+            "nonce": b"c" * 32, "mac": peer.helloMac(SECRET, proof),
+        }))
+        self.assertEqual(frames(transport.value())[0]["code"], wire.UNAUTHORIZED)
+        self.assertIsNone(link.nodeId)
+
+    def test_reflectedWelcomeRefused(self):
+        """
+        A C{peer_welcome} MAC reflected back as a C{peer_hello} answer (what
+        this node would prove as an acceptor) does not authenticate: the two
+        proofs have their own labels.
+        """
+        link, transport = self.connect()
+        challenge = frames(transport.value())[0]
+        proof = peer.transcript("node-a", "node-b", challenge["nonce"], b"c" * 32)
+        (error,) = self.hello(link, mac=peer.welcomeMac(SECRET, proof))
+        self.assertEqual(error["code"], wire.UNAUTHORIZED)
+
+    def test_badNonce(self):
+        link, transport = self.connect()
+        (error,) = self.hello(link, nonce=b"short")
+        self.assertEqual(error["code"], wire.UNAUTHORIZED)
+        self.assertTrue(error["message"].startswith("nonce:"), error)
+
+    def test_handshakeFrameLimit(self):
+        """
+        Before C{peer_hello} is accepted, a frame above 64 KiB is refused
+        (not buffered up to the peer port's C{max_frame}); after it, the
+        peer port's limit applies.
+        """
+        link, transport = self.connect()
+        transport.clear()
+        link.dataReceived((64 * 1024 + 1).to_bytes(4, "big") + b"x" * 1000)
+        (error,) = frames(transport.value())
+        self.assertEqual(error["code"], wire.FRAME_TOO_LARGE)
+        self.assertTrue(transport.disconnecting)
+        link, transport = self.connect()
+        self.hello(link)
+        link.dataReceived((64 * 1024 + 1).to_bytes(4, "big") + b"x" * 1000)
+        self.assertEqual(transport.value(), b"")
+        self.assertFalse(transport.disconnecting)
+
+    def test_handshakeDeadline(self):
+        """
+        A connection that has not finished its handshake within
+        C{handshake_timeout_ms} is aborted, however it trickles bytes.
+        """
+        clock = Clock()
+        self.node, self.cluster = makeCluster(clock=clock, down_after_ms=60000,
+                                              handshake_timeout_ms=1000)
+        link, transport = self.connect()
+        for _ in range(9):
+            link.dataReceived(b"\x00")
+            clock.advance(0.1)
+        self.assertFalse(transport.disconnected)
+        clock.advance(0.11)
+        self.assertTrue(transport.disconnected)
+        done, doneTransport = self.connect()
+        self.hello(done)
+        clock.advance(5)
+        self.assertFalse(doneTransport.disconnected)
 
     def test_ownerMustBeSender(self):
         """
@@ -389,46 +500,116 @@ class OutboundTests(SynchronousTestCase):
         self.link.makeConnection(self.transport)
         self.addCleanup(self.link.connectionLost, None)
 
+    def challenge(self, nonce=b"n" * 32, node="node-b"):
+        """
+        Send the link a challenge; return its C{peer_hello}.
+        """
+        self.link.dataReceived(
+            wire.encode({"op": "challenge", "nonce": nonce, "node": node, "proto": 2})
+        )
+        (hello,) = frames(self.transport.value())
+        self.transport.clear()
+        return hello
+
     def test_answer(self):
         """
-        The link answers a challenge with C{peer_hello} carrying the MAC of
-        the nonce and its node id, then streams its snapshot and pings.
+        The link answers a challenge with C{peer_hello} carrying its own
+        nonce and the MAC of the transcript, and sends nothing more until
+        the acceptor proved the secret with C{peer_welcome}; then it streams
+        its snapshot and pings.
         """
-        nonce = b"n" * 32
-        self.link.dataReceived(
-            wire.encode({"op": "challenge", "nonce": nonce, "node": "node-b", "proto": 1})
-        )
-        sent = frames(self.transport.value())
-        self.assertEqual(sent[0]["op"], "peer_hello")
-        self.assertEqual(sent[0]["node"], "node-a")
-        self.assertEqual(sent[0]["address"], "a:1")
-        self.assertEqual(sent[0]["mac"], peer.mac(SECRET, nonce, "node-a"))
-        self.assertEqual([m["op"] for m in sent[1:]], ["ping"])
+        hello = self.challenge()
+        self.assertEqual(hello["op"], "peer_hello")
+        self.assertEqual(hello["node"], "node-a")
+        self.assertEqual(hello["address"], "a:1")
+        self.assertEqual(hello["proto"], 2)
+        self.assertEqual(len(hello["nonce"]), 32)
+        proof = peer.transcript("node-b", "node-a", b"n" * 32, hello["nonce"])
+        self.assertEqual(hello["mac"], peer.helloMac(SECRET, proof))
+        self.clock.advance(0.2)
+        self.assertEqual(self.transport.value(), b"")
         self.assertIsNone(self.feed.link)
-        # The first pong says our answer was taken: the snapshot follows.
-        self.transport.clear()
-        self.link.dataReceived(wire.encode({"op": "pong"}))
+        self.link.dataReceived(
+            wire.encode({"op": "peer_welcome", "mac": peer.welcomeMac(SECRET, proof)})
+        )
         ops = [m["op"] for m in frames(self.transport.value())]
-        self.assertEqual(ops, ["snapshot_begin", "snapshot_end"])
+        self.assertEqual(ops, ["snapshot_begin", "snapshot_end", "ping"])
         self.assertIs(self.feed.link, self.link)
+        self.assertEqual(self.cluster.membership.state("node-b"), "UP")
+
+    def test_freshNonces(self):
+        """
+        Each answer carries a nonce of its own.
+        """
+        first = self.challenge()
+        other = peer.OutboundFactory(self.cluster, self.feed).buildProtocol(None)
+        transport = StringTransport()
+        other.makeConnection(transport)
+        self.addCleanup(other.connectionLost, None)
+        other.dataReceived(
+            wire.encode({"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 2})
+        )
+        self.assertNotEqual(frames(transport.value())[0]["nonce"], first["nonce"])
+
+    def test_unprovenAcceptorGetsNothing(self):
+        """
+        An acceptor that never proves the secret (it only answers a ping,
+        as anybody could) gets no snapshot, is not taken as the member,
+        and the link is closed.
+        """
+        self.challenge()
+        self.link.dataReceived(wire.encode({"op": "pong"}))
+        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertIsNone(self.feed.link)
+        self.assertNotEqual(self.cluster.membership.state("node-b"), "UP")
+
+    def test_reflectedProofRefused(self):
+        """
+        The connector's own MAC reflected back as the welcome, or a welcome
+        made with another secret, is refused: nothing is sent.
+        """
+        for mac in ("reflect", "wrong"):
+            hello = self.challenge()
+            proof = peer.transcript("node-b", "node-a", b"n" * 32, hello["nonce"])
+            forged = hello["mac"] if mac == "reflect" else peer.welcomeMac(b"wrong", proof)
+            self.link.dataReceived(wire.encode({"op": "peer_welcome", "mac": forged}))
+            self.assertEqual(self.transport.value(), b"")
+            self.assertTrue(self.transport.disconnecting)
+            self.assertIsNone(self.feed.link)
+            self.setUp()
 
     def test_refusedGetsNoSnapshot(self):
         """
-        A member that refuses our answer gets no snapshot.
+        A member that refuses our answer gets no snapshot; the link closes.
         """
-        self.link.dataReceived(
-            wire.encode({"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 1})
-        )
-        self.transport.clear()
+        self.challenge()
         self.link.dataReceived(
             wire.encode({"op": "error", "re": None, "code": "UNAUTHORIZED", "message": "mac"})
         )
         self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
         self.assertIsNone(self.feed.link)
-        self.assertEqual(self.cluster.membership.state("node-b"), "SUSPICIOUS")
+        self.assertIsNone(self.cluster.membership.member("node-b"))
 
     def test_badChallenge(self):
-        self.link.dataReceived(wire.encode({"op": "challenge", "nonce": "text", "proto": 1}))
+        for challenge in (
+            {"op": "challenge", "nonce": "text", "node": "node-b", "proto": 2},
+            {"op": "challenge", "nonce": b"short", "node": "node-b", "proto": 2},
+            {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 1},
+        ):
+            self.link.dataReceived(wire.encode(challenge))
+            self.assertEqual(self.transport.value(), b"")
+            self.assertTrue(self.transport.disconnecting)
+            self.assertIsNone(self.feed.link)
+            self.setUp()
+
+    def test_handshakeFrameLimit(self):
+        """
+        Before the welcome, the acceptor may not send frames above 64 KiB.
+        """
+        self.challenge()
+        self.link.dataReceived((64 * 1024 + 1).to_bytes(4, "big"))
         self.assertTrue(self.transport.disconnecting)
         self.assertIsNone(self.feed.link)
 

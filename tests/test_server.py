@@ -1823,3 +1823,61 @@ class FlowControlTests(SynchronousTestCase, ErrorAssertions):
         self.assertFalse(connection.transport.disconnected)
         self.clock.advance(3)
         self.assertTrue(connection.transport.disconnected)
+
+
+class HandshakeLimitTests(SynchronousTestCase, ErrorAssertions):
+    """
+    Before C{hello} a connection may send small frames only, and must say
+    it within C{handshake_timeout_ms} (PROTOCOL.md 1).
+    """
+
+    def setUp(self):
+        self.harness = NodeHarness(
+            heartbeat_ms=20000, idle_timeout_ms=60000, handshake_timeout_ms=2000
+        )
+        self.clock = self.harness.clock
+
+    def test_bigFrameBeforeHello(self):
+        """
+        A length prefix above 64 KiB before C{hello} is C{FRAME_TOO_LARGE}
+        and the connection is closed: the node does not buffer up to
+        C{max_frame} for somebody it does not know.
+        """
+        connection = self.harness.connect()
+        connection.sendRaw((64 * 1024 + 1).to_bytes(4, "big") + b"\x00" * 100)
+        (reply,) = connection.frames()
+        self.assertError(reply, wire.FRAME_TOO_LARGE, re=None)
+        self.assertTrue(connection.closing)
+
+    def test_bigFrameAfterHello(self):
+        """
+        After C{hello} the port's C{max_frame} applies.
+        """
+        connection = self.harness.client()
+        metadata = {"k": "v" * 6000}
+        instances = [instance(port=p, metadata=metadata) for p in range(1, 21)]
+        connection.ok("batch_register", service=service(), instances=instances)
+        self.assertEqual(len(self.harness.query()["hosts"]), 20)
+
+    def test_deadline(self):
+        """
+        A connection that has not said C{hello} within
+        C{handshake_timeout_ms} gets C{HELLO_REQUIRED} naming the key and is
+        closed, however it trickles bytes meanwhile.
+        """
+        connection = self.harness.connect()
+        connection.sendRaw((1000).to_bytes(4, "big"))
+        for _ in range(19):
+            connection.sendRaw(b"\x00")
+            self.clock.advance(0.1)
+        self.assertEqual(connection.frames(), [])
+        self.clock.advance(0.11)
+        (reply,) = connection.frames()
+        self.assertError(reply, wire.HELLO_REQUIRED, "hello:", re=None)
+        self.assertIn("handshake_timeout_ms", reply["message"])
+        self.assertTrue(connection.closing)
+
+    def test_noDeadlineAfterHello(self):
+        connection = self.harness.client()
+        self.clock.advance(10)
+        self.assertFalse(connection.closing)

@@ -1,8 +1,11 @@
 # -*- test-case-name: tests.test_peer -*-
 """
 Peer links (PROTOCOL.md 5.1): the peer port's protocol, which authenticates
-a connecting member and hands what it sends to the L{Receiver}, and the
-outbound link, which answers the challenge and carries a L{PeerFeed}.
+a connecting member, proves the secret in turn and hands what the member
+sends to the L{Receiver}; and the outbound link, which answers the challenge,
+sends nothing more until the member proved the secret, then carries a
+L{PeerFeed}. Until then both ends take small frames only, for at most
+C{handshake_timeout_ms}.
 
 Each member keeps one outbound link to every other member and sends only on
 it; the accepting side answers only with C{resend}, C{pong} and C{error}.
@@ -22,7 +25,7 @@ from twisted.internet.interfaces import IPushProducer
 
 from distro.wire import (
     FORBIDDEN,
-    PROTOCOL_VERSION,
+    HANDSHAKE_MAX_FRAME,
     UNAUTHORIZED,
     UNSUPPORTED_VERSION,
     FrameProtocol,
@@ -31,12 +34,37 @@ from distro.wire import (
 
 NONCE_BYTES = 32
 
+# The version of the peer protocol (PROTOCOL.md 5), sent in challenge and
+# peer_hello; a node refuses any other.
+PEER_PROTOCOL_VERSION = 2
 
-def mac(secret, nonce, nodeId):
+def _field(text):
+    raw = text.encode("utf-8")
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def transcript(acceptor, connector, acceptorNonce, connectorNonce):
     """
-    The answer to a challenge: C{HMAC-SHA256(secret, nonce || node)}.
+    What both MACs of a handshake cover: both node ids (each as a 2-byte
+    big-endian length and its UTF-8 bytes) and both nonces, so that an
+    answer is good for this one connection between these two nodes only.
     """
-    return hmac.new(secret, nonce + nodeId.encode("utf-8"), hashlib.sha256).digest()
+    return _field(acceptor) + _field(connector) + acceptorNonce + connectorNonce
+
+
+def helloMac(secret, transcript):
+    """
+    The connector's proof: C{HMAC-SHA256(secret, "peer_hello" 0x00 transcript)}.
+    """
+    return hmac.new(secret, b"peer_hello\x00" + transcript, hashlib.sha256).digest()
+
+
+def welcomeMac(secret, transcript):
+    """
+    The acceptor's proof: C{HMAC-SHA256(secret, "peer_welcome" 0x00 transcript)}.
+    Its own label keeps it from being reflected as a connector's answer.
+    """
+    return hmac.new(secret, b"peer_welcome\x00" + transcript, hashlib.sha256).digest()
 
 
 def isLoopback(host):
@@ -66,17 +94,40 @@ class _Link(FrameProtocol):
     _watchdog = None
     _confirming = False
 
+    _deadline = None
+
     def __init__(self, cluster):
         super().__init__()
         self.cluster = cluster
         self.clock = cluster.clock
-        self.maxFrame = cluster.config.peer_max_frame
+        self.maxFrame = HANDSHAKE_MAX_FRAME
         self._lastSeen = 0.0
 
     def connectionMade(self):
         noDelay(self.transport)
         self._lastSeen = self.clock.seconds()
         self._armWatchdog(self.cluster.config.down_after_ms / 1000.0)
+        self._deadline = self.clock.callLater(
+            self.cluster.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
+        )
+
+    def _handshakeTimedOut(self):
+        self._deadline = None
+        self.log.info(
+            "dropping peer connection {peer}: no handshake within handshake_timeout_ms",
+            peer=str(self.transport.getPeer()),
+        )
+        self.transport.abortConnection()
+
+    def handshakeDone(self):
+        """
+        Both ends proved the secret: lift the handshake's frame limit and
+        deadline.
+        """
+        self.maxFrame = self.cluster.config.peer_max_frame
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
 
     def _armWatchdog(self, delay):
         self._watchdog = self.clock.callLater(delay, self._checkSilence)
@@ -117,6 +168,9 @@ class _Link(FrameProtocol):
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._watchdog = None
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
 
     def refuse(self, code, message):
         self.log.warn(
@@ -128,7 +182,8 @@ class _Link(FrameProtocol):
 
 class InboundLink(_Link):
     """
-    The accepting end: challenge, check the answer, then apply.
+    The accepting end: challenge, check the answer, prove the secret in
+    turn, then apply.
     """
 
     def connectionMade(self):
@@ -143,7 +198,7 @@ class InboundLink(_Link):
                 "op": "challenge",
                 "nonce": self.nonce,
                 "node": self.cluster.nodeId,
-                "proto": PROTOCOL_VERSION,
+                "proto": PEER_PROTOCOL_VERSION,
             }
         )
 
@@ -160,19 +215,23 @@ class InboundLink(_Link):
         if message.get("op") != "peer_hello":
             self.refuse(UNAUTHORIZED, "the first frame must be peer_hello")
             return
-        if message.get("proto") != PROTOCOL_VERSION:
-            self.refuse(UNSUPPORTED_VERSION, f"proto: this node speaks {PROTOCOL_VERSION}")
+        if message.get("proto") != PEER_PROTOCOL_VERSION:
+            self.refuse(UNSUPPORTED_VERSION, f"proto: this node speaks {PEER_PROTOCOL_VERSION}")
             return
         node = message.get("node")
         address = message.get("address")
         clientAddress = message.get("client_address")
+        nonce = message.get("nonce")
         answer = message.get("mac")
         if type(node) is not str or not node or type(address) is not str:
             self.refuse(UNAUTHORIZED, "node, address: must be strings")
             return
-        if type(answer) is not bytes or not hmac.compare_digest(
-            answer, mac(self.cluster.secret, self.nonce, node)
-        ):
+        if type(nonce) is not bytes or len(nonce) != NONCE_BYTES:
+            self.refuse(UNAUTHORIZED, f"nonce: must be {NONCE_BYTES} bytes")
+            return
+        secret = self.cluster.secret
+        proof = transcript(self.cluster.nodeId, node, self.nonce, nonce)
+        if type(answer) is not bytes or not hmac.compare_digest(answer, helloMac(secret, proof)):
             self.refuse(UNAUTHORIZED, "mac: wrong cluster secret")
             return
         if node == self.cluster.nodeId:
@@ -184,8 +243,10 @@ class InboundLink(_Link):
         if member is None:
             self.refuse(FORBIDDEN, f"address: {address} is not a member of this cluster"[:200])
             return
+        self.sendMessage({"op": "peer_welcome", "mac": welcomeMac(secret, proof)})
         self.nodeId = node
         self.member = member
+        self.handshakeDone()
         self.cluster.inboundUp(self)
 
     def connectionLost(self, reason):
@@ -220,11 +281,13 @@ class OutboundLink(_Link):
     _pinger = None
     _unanswered = None
 
+    _proof = None
+    _challenger = None
+
     def __init__(self, cluster, feed):
         super().__init__(cluster)
         self.feed = feed
         self.authenticated = False
-        self.accepted = False
 
     def silentSince(self):
         """
@@ -248,22 +311,25 @@ class OutboundLink(_Link):
     def messageReceived(self, message):
         op = message.get("op")
         if not self.authenticated:
-            if op == "challenge":
+            if op == "challenge" and self._proof is None:
                 self._answer(message)
+            elif op == "peer_welcome" and self._proof is not None:
+                self._welcome(message)
             elif op == "error":
                 self._error(message)
+                self.closeConnection()
+            else:
+                self.log.warn(
+                    "member {member} sent {op!r} before proving the secret",
+                    member=self.feed.member.address,
+                    op=op,
+                )
+                self.closeConnection()
             return
         if op in ("pong", "resend"):
-            # Only answers prove that the member accepted this node: its
-            # challenge, or the error refusing us, do not (5.3: UP while
+            # Only answers prove that the member hears us (5.3: UP while
             # its link answers pings).
             self.cluster.membership.heard(self.nodeId)
-            if not self.accepted:
-                # The first pong: our answer to the challenge was taken, so
-                # the snapshot will be read (a refusing member gets none).
-                self.accepted = True
-                self.feed.linkUp(self)
-                self.cluster.outboundUp(self.feed)
         if op == "resend":
             clientIds = message.get("client_ids")
             if type(clientIds) is list:
@@ -284,27 +350,56 @@ class OutboundLink(_Link):
     def _answer(self, challenge):
         nonce = challenge.get("nonce")
         node = challenge.get("node")
-        if challenge.get("proto") != PROTOCOL_VERSION or type(nonce) is not bytes or type(node) is not str:
+        if (
+            challenge.get("proto") != PEER_PROTOCOL_VERSION
+            or type(nonce) is not bytes
+            or len(nonce) != NONCE_BYTES
+            or type(node) is not str
+            or not node
+        ):
             self.log.warn("member {member} sent a bad challenge", member=self.feed.member.address)
             self.closeConnection()
             return
         cluster = self.cluster
+        ownNonce = os.urandom(NONCE_BYTES)
+        self._challenger = node
+        self._proof = transcript(node, cluster.nodeId, nonce, ownNonce)
         self.sendMessage(
             {
                 "op": "peer_hello",
                 "node": cluster.nodeId,
                 "address": cluster.membership.self.address,
                 "client_address": cluster.membership.self.clientAddress or "",
-                "proto": PROTOCOL_VERSION,
-                "mac": mac(cluster.secret, nonce, cluster.nodeId),
+                "proto": PEER_PROTOCOL_VERSION,
+                "nonce": ownNonce,
+                "mac": helloMac(cluster.secret, self._proof),
             }
         )
-        member = cluster.membership.identify(self.feed.member.address, node, None)
+
+    def _welcome(self, message):
+        # Nothing is sent to the member, nor is anything it says believed,
+        # until it proved the secret for this very handshake.
+        answer = message.get("mac")
+        if type(answer) is not bytes or not hmac.compare_digest(
+            answer, welcomeMac(self.cluster.secret, self._proof)
+        ):
+            self.log.warn(
+                "member {member} did not prove the cluster secret; dropping the link",
+                member=self.feed.member.address,
+            )
+            self.closeConnection()
+            return
+        cluster = self.cluster
+        member = cluster.membership.identify(self.feed.member.address, self._challenger, None)
         if member is None:
             self.closeConnection()
             return
-        self.nodeId = node
+        self.nodeId = self._challenger
         self.authenticated = True
+        self.handshakeDone()
+        cluster.membership.heard(self.nodeId)
+        self.feed.linkUp(self)
+        cluster.outboundUp(self.feed)
         self._ping()
 
     def _ping(self):
