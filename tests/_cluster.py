@@ -608,7 +608,11 @@ class _Endpoint:
         )
         harness.connects.append((self.slot.index, target.index if target else None, not refused))
         if refused:
-            d.errback(error.ConnectionRefusedError(self.address))
+            failure = error.ConnectionRefusedError(self.address)
+            if harness.refusalDelay:
+                self.slot.clock.callLater(harness.refusalDelay, d.errback, failure)
+            else:
+                d.errback(failure)
             return
         protocol = harness._open(self.slot, target, "peer", factory)
         if protocol is None:
@@ -869,9 +873,13 @@ class FakeCluster:
     @ivar frames: when L{record} was called, C{(from, to, message)} of every
         frame delivered over a peer link.
     @ivar dropped: C{(from, to, message)} of frames dropped by interceptors.
+    @ivar refusalDelay: how long a connect attempt to a member that is down
+        takes to fail (0: at once); a real one is refused only after the
+        address attempts time out (HostnameEndpoint: some 0.3 s).
     """
 
     maxStep = 0.05
+    refusalDelay = 0
 
     def __init__(self, size=3, secret=SECRET, bufferSize=64 * 1024, seed=0, **overrides):
         # Reconnect delays are jittered with the random module: seeded, a

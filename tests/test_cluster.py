@@ -823,6 +823,31 @@ class MoveTests(ClusterTestCase):
         self.assertConverged(expected=expected + ["10.1.0.4#8080#DEFAULT"])
 
 
+    def test_restartedNodeNotKeptWaiting(self):
+        """
+        A member that restarts and dials in while this node's attempt to it
+        (started while it was down) is still pending gets this node's
+        snapshot as soon as that attempt fails, not a backoff delay later.
+        """
+        cluster = self.cluster
+        cluster.refusalDelay = 0.3
+        cluster.client(0).register(ORDERS, "10.1.0.1")
+        cluster.crash(2)
+        cluster.advance(10)  # n0's reconnect backoff is at its longest
+        attempts = len(cluster.connects)
+        for _ in range(400):  # the longest backoff, 3.2 s, in steps
+            if any(c[:2] == (0, 2) for c in cluster.connects[attempts:]):
+                break
+            cluster.advance(0.01)
+        else:
+            self.fail("n0 did not try n2 again")
+        cluster.advance(0.05)
+        cluster.restart(2, settle=False)
+        cluster.advance(0.3)
+        self.assertEqual(cluster.hosts(2, ORDERS), [IID])
+        self.assertTrue(cluster.node(2).ready)
+
+
 class ReloadTests(ClusterTestCase):
     """
     5.3: the member set changes only with the file (SIGHUP).

@@ -24,23 +24,32 @@ class _Watched:
     """
     An endpoint that tells the cluster when a connection attempt to a
     member fails (an unreachable member is not waited for at start).
+
+    @ivar retryNow: set when the member proved reachable while an attempt
+        was pending: if that attempt fails, the next one starts at once
+        instead of after the backoff delay.
     """
 
     def __init__(self, endpoint, failed):
         self.endpoint = endpoint
         self.failed = failed
         self.connecting = False
+        self.retryNow = False
 
     def connect(self, factory):
         self.connecting = True
         d = self.endpoint.connect(factory)
         d.addBoth(self._done)
-        d.addErrback(self._failed)
+        d.addCallbacks(self._connected, self._failed)
         return d
 
     def _done(self, result):
         self.connecting = False
         return result
+
+    def _connected(self, protocol):
+        self.retryNow = False
+        return protocol
 
     def _failed(self, failure):
         self.failed()
@@ -55,6 +64,22 @@ def retryPolicy():
     return backoffPolicy(
         initialDelay=0.1, maxDelay=3.0, factor=2.0, jitter=lambda: random.random() * 0.2
     )
+
+
+def _memberRetryPolicy(watched):
+    """
+    L{retryPolicy}, except no delay at all after an attempt that failed
+    while the member proved reachable (C{watched.retryNow}).
+    """
+    backoff = retryPolicy()
+
+    def policy(failedAttempts):
+        if watched.retryNow:
+            watched.retryNow = False
+            return 0.0
+        return backoff(failedAttempts)
+
+    return policy
 
 
 class Cluster(MultiService):
@@ -124,7 +149,10 @@ class Cluster(MultiService):
             feed = self.replicator.addMember(member)
             endpoint = _Watched(self._connector(member.address), lambda m=member: self._unreachable(m))
             link = ClientService(
-                endpoint, OutboundFactory(self, feed), retryPolicy=retryPolicy(), clock=self.clock
+                endpoint,
+                OutboundFactory(self, feed),
+                retryPolicy=_memberRetryPolicy(endpoint),
+                clock=self.clock,
             )
             link.watched = endpoint
             link.setName(member.address)
@@ -241,14 +269,13 @@ class Cluster(MultiService):
         """
         feed = self.replicator.feeds.get(member.address)
         service = self._links.get(member.address)
-        if (
-            feed is None
-            or feed.connected
-            or service is None
-            or not service.running
-            or service.watched.connecting
-        ):
-            return  # linked, or about to be
+        if feed is None or feed.connected or service is None or not service.running:
+            return  # linked, or left
+        if service.watched.connecting:
+            # An attempt is under way; it may have been started while the
+            # member was down, and fail only later: then retry at once.
+            service.watched.retryNow = True
+            return
         d = service.stopService()
 
         def restart(_):
