@@ -16,6 +16,11 @@ from twisted.internet.endpoints import serverFromString
 _NO_REACTOR = object()
 
 
+# Bytes beyond its metadata that one instance can take in a frame: the
+# longest ip, cluster and service names, the other fields and the envelope.
+LARGEST_INSTANCE_OVERHEAD = 4096
+
+
 class ConfigError(Exception):
     """
     The configuration is wrong; the message names the key.
@@ -157,6 +162,16 @@ class Config:
             raise ConfigError("idle_timeout_ms", "must be greater than heartbeat_ms")
         if self.down_after_ms <= self.peer_timeout_ms:
             raise ConfigError("down_after_ms", "must be greater than peer_timeout_ms")
+        # One instance of the largest metadata, with its longest names, must
+        # fit in a request and in a piece of a replicated client.
+        largestInstance = self.max_metadata_bytes + LARGEST_INSTANCE_OVERHEAD
+        for key in ("max_frame", "peer_max_frame"):
+            if getattr(self, key) < largestInstance:
+                raise ConfigError(
+                    key,
+                    f"must be at least {largestInstance} bytes: an instance of "
+                    f"max_metadata_bytes ({self.max_metadata_bytes}) must fit in one frame",
+                )
         if not self.node_id and not self.cluster:
             # A clustered node defaults to its own cluster.conf line, which
             # differs between nodes that share a host name.

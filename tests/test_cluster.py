@@ -7,6 +7,7 @@ on an in-process cluster of real nodes (L{tests._cluster}).
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.cluster import records
+from distro import wire
 from distro.wire import NOT_READY
 from tests._cluster import DROP, HOLD, FakeCluster, instance, peerAddress
 
@@ -685,11 +686,13 @@ class ReadinessTests(ClusterTestCase):
 
     def test_loadTimeout(self):
         """
-        Without every snapshot, the node is ready after C{load_timeout_ms}.
+        A member that never authenticates a link to the starting node (here
+        its C{peer_hello}s are lost) is waited for at most
+        C{load_timeout_ms}.
         """
         cluster = self.cluster
         cluster.intercept(
-            lambda s, d, m: DROP if (s, d) == (0, 2) and m["op"] == "snapshot_end" else None
+            lambda s, d, m: DROP if (s, d) == (0, 2) and m["op"] == "peer_hello" else None
         )
         start = cluster.clock.seconds()
         cluster.restart(2)
@@ -698,6 +701,25 @@ class ReadinessTests(ClusterTestCase):
         cluster.advance(0.2)
         self.assertTrue(cluster.node(2).ready)
         self.assertAlmostEqual(cluster.clock.seconds() - start, 2.1, places=5)
+
+    def test_connectedMemberWaitedFor(self):
+        """
+        A member that connected is waited for past C{load_timeout_ms} until
+        its snapshot ends (here its C{snapshot_end}s are lost): serving
+        reads meanwhile would answer with its data missing. When it goes
+        C{DOWN} it is waited for no longer.
+        """
+        cluster = self.cluster
+        cluster.client(0).register(ORDERS, "10.1.0.1")
+        cluster.intercept(
+            lambda s, d, m: DROP if (s, d) == (0, 2) and m["op"] == "snapshot_end" else None
+        )
+        cluster.restart(2)
+        cluster.advance(5)
+        self.assertFalse(cluster.node(2).ready)
+        cluster.crash(0)
+        cluster.advance(1)
+        self.assertTrue(cluster.node(2).ready)
 
     def test_unreachableNotWaitedFor(self):
         """
@@ -846,6 +868,76 @@ class MoveTests(ClusterTestCase):
         cluster.advance(0.3)
         self.assertEqual(cluster.hosts(2, ORDERS), [IID])
         self.assertTrue(cluster.node(2).ready)
+
+
+class LargeClientTests(ClusterTestCase):
+    """
+    5.2 rule 7: a client larger than C{peer_max_frame} (within every client
+    limit) is replicated in pieces, never as one frame the receiver refuses.
+    """
+
+    overrides = {"peer_max_frame": 16384, "max_frame": 65536, "max_metadata_bytes": 1024}
+
+    def large(self, count=60, first=0):
+        return [
+            instance(f"10.2.{(first + n) // 250}.{(first + n) % 250 + 1}", 8080,
+                     metadata={"blob": "x" * 900})
+            for n in range(count)
+        ]
+
+    def ids(self, instances):
+        return sorted(f"{i['ip']}#8080#DEFAULT" for i in instances)
+
+    def test_batchTooLargeForOneFrame(self):
+        """
+        A batch whose delta would exceed C{peer_max_frame} reaches every
+        node whole, and the links stay up.
+        """
+        cluster = self.cluster
+        instances = self.large()
+        cluster.client(0).batch(ORDERS, instances)
+        cluster.advance(0.1)
+        self.assertConverged(expected=self.ids(instances))
+        upBefore = len(cluster.connects)
+        cluster.advance(3)
+        self.assertEqual(len(cluster.connects), upBefore)  # no link broke
+
+    def test_grownClientInSnapshot(self):
+        """
+        A client grown past C{peer_max_frame} one instance at a time is sent
+        in pieces in the snapshot of a restarted node, which is ready only
+        once it has all of it.
+        """
+        cluster = self.cluster
+        publisher = cluster.client(0)
+        instances = self.large()
+        for one in instances:
+            publisher.register(ORDERS, one["ip"], 8080, metadata=one["metadata"])
+        cluster.advance(0.1)
+        self.assertConverged(expected=self.ids(instances))
+        cluster.restart(2, settle=False)
+        for _ in range(100):
+            cluster.advance(0.01)
+            if cluster.node(2).ready:
+                break
+        self.assertTrue(cluster.node(2).ready)
+        self.assertConverged(expected=self.ids(instances))
+
+    def test_piecesOnTheWire(self):
+        """
+        Every peer frame stays within C{peer_max_frame}; the large client
+        went as C{more} pieces closed by one without.
+        """
+        cluster = self.cluster
+        frames = cluster.record()
+        cluster.client(0).batch(ORDERS, self.large())
+        cluster.advance(0.1)
+        states = [m for s, d, m in frames if (s, d) == (0, 1) and m["op"] == "client_state"]
+        self.assertGreater(len(states), 2)
+        self.assertEqual([m.get("more", False) for m in states],
+                         [True] * (len(states) - 1) + [False])
+        sizes = [len(wire.encode(m)) for s, d, m in frames]
+        self.assertLessEqual(max(sizes), 16384)
 
 
 class ReloadTests(ClusterTestCase):

@@ -427,6 +427,21 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         c = config.build(None, {"idle_timeout_ms": 3001})
         self.assertEqual(c.idle_timeout_ms, 3001)
 
+    def test_framesHoldAnInstance(self):
+        """
+        A configuration whose frame limits cannot carry one instance of
+        C{max_metadata_bytes} (a request, or a piece of a replicated
+        client) is refused naming the frame key.
+        """
+        self.assertConfigError("max_frame", None, {"max_frame": 8192})
+        self.assertConfigError("peer_max_frame", None, {"peer_max_frame": 12287})
+        self.assertConfigError(
+            "peer_max_frame", None, {"max_metadata_bytes": 1 << 26, "max_frame": 1 << 27}
+        )
+        c = config.build(None, {"max_frame": 5120, "peer_max_frame": 5120,
+                                "max_metadata_bytes": 1024})
+        self.assertEqual((c.max_frame, c.peer_max_frame), (5120, 5120))
+
     def test_badEndpoint(self):
         """
         C{listen} must be a Twisted server endpoint string.

@@ -300,6 +300,118 @@ class InboundTests(SynchronousTestCase):
         clock.advance(5)
         self.assertFalse(doneTransport.disconnected)
 
+    def pieces(self, parts, clientId="node-b#x#1", revision=1):
+        """
+        C{client_state} pieces of one client: C{parts} lists, per piece, the
+        ports of its instances (all in the one service).
+        """
+        out = []
+        for n, ports in enumerate(parts):
+            message = clientState(clientId=clientId, revision=revision)
+            message["services"] = [
+                [SERVICE, [{"ip": "10.0.0.1", "port": p, "write_ts": 5} for p in ports]]
+            ]
+            message["part"] = n
+            if n < len(parts) - 1:
+                message["more"] = True
+            out.append(message)
+        return out
+
+    def ports(self):
+        return sorted(h.port for h in self.held())
+
+    def test_piecesAppliedWhole(self):
+        """
+        The pieces of a C{client_state} (5.2 rule 7) are applied together
+        when the last arrives; before that nothing of the client shows. A
+        C{ping} between pieces is answered and changes nothing.
+        """
+        link, transport = self.connect()
+        self.hello(link)
+        first, second, last = self.pieces([[1, 2], [3], [4, 5]])
+        link.dataReceived(wire.encode(first) + wire.encode({"op": "ping"}))
+        link.dataReceived(wire.encode(second))
+        self.assertEqual(self.held(), [])
+        self.assertNotIn("node-b#x#1", self.node.manager.clients)
+        link.dataReceived(wire.encode(last))
+        self.assertEqual(self.ports(), [1, 2, 3, 4, 5])
+        self.assertEqual(frames(transport.value()), [{"op": "pong"}])
+        self.assertFalse(transport.disconnecting)
+
+    def test_piecesInterrupted(self):
+        """
+        Another record before the last piece discards the unfinished client;
+        its later pieces are answered with C{resend} for it and not applied.
+        """
+        link, transport = self.connect()
+        self.hello(link)
+        first, second, last = self.pieces([[1, 2], [3], [4, 5]])
+        other = clientState(clientId="node-b#x#2")
+        link.dataReceived(wire.encode(first) + wire.encode(other))
+        link.dataReceived(wire.encode(second) + wire.encode(last))
+        self.assertEqual(
+            frames(transport.value()),
+            [{"op": "resend", "client_ids": ["node-b#x#1"]}] * 2,
+        )
+        self.assertNotIn("node-b#x#1", self.node.manager.clients)
+        self.assertIn("node-b#x#2", self.node.manager.clients)
+
+    def test_piecesOfAnotherRevision(self):
+        """
+        A piece of another revision than the one being assembled starts
+        over: the unfinished one is dropped, the new one applies whole.
+        """
+        link, transport = self.connect()
+        self.hello(link)
+        old = self.pieces([[1], [2]], revision=1)
+        new = self.pieces([[7], [8]], revision=2)
+        for message in (old[0], new[0], new[1]):
+            link.dataReceived(wire.encode(message))
+        self.assertEqual(self.ports(), [7, 8])
+
+    def test_piecesLostWithLink(self):
+        """
+        A link that breaks mid-client forgets the pieces it carried.
+        """
+        link, transport = self.connect()
+        self.hello(link)
+        first, last = self.pieces([[1], [2]])
+        link.dataReceived(wire.encode(first))
+        link.connectionLost(None)
+        link, transport = self.connect()
+        self.hello(link)
+        link.dataReceived(wire.encode(last))
+        self.assertEqual(frames(transport.value()), [{"op": "resend", "client_ids": ["node-b#x#1"]}])
+        self.assertEqual(self.held(), [])
+
+    def test_piecesBeyondInstanceLimit(self):
+        """
+        Pieces adding up to more than C{max_instances_per_client} are refused
+        naming C{services}, and nothing of the client is kept.
+        """
+        self.node, self.cluster = makeCluster(max_instances_per_client=3)
+        link, transport = self.connect()
+        self.hello(link)
+        for message in self.pieces([[1, 2], [3, 4], [5]]):
+            link.dataReceived(wire.encode(message))
+        sent = frames(transport.value())
+        self.assertEqual(sent[0]["code"], wire.BAD_REQUEST)
+        self.assertTrue(sent[0]["message"].startswith("services:"), sent)
+        self.assertEqual(self.held(), [])
+        self.assertFalse(transport.disconnecting)
+
+    def test_badPart(self):
+        link, transport = self.connect()
+        self.hello(link)
+        for bad in ({"part": -1}, {"part": "1"}, {"more": 1}):
+            transport.clear()
+            message = clientState()
+            message.update(bad)
+            link.dataReceived(wire.encode(message))
+            (error,) = frames(transport.value())
+            self.assertEqual(error["code"], wire.BAD_REQUEST)
+            self.assertTrue(error["message"].startswith(next(iter(bad)) + ":"), error)
+
     def test_ownerMustBeSender(self):
         """
         A member may only replicate the clients it owns: a record naming

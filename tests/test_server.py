@@ -1464,7 +1464,7 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
     """
 
     def setUp(self):
-        self.harness = NodeHarness(max_frame=1024)
+        self.harness = NodeHarness(max_frame=8192, max_metadata_bytes=4096)
         self.connection = self.harness.client()
 
     def assertBadFrame(self, body):
@@ -1525,7 +1525,7 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
         connection is closed; other connections go on.
         """
         other = self.harness.client()
-        self.connection.sendRaw(struct.pack("!I", 1025) + b"\x80" * 100)
+        self.connection.sendRaw(struct.pack("!I", 8193) + b"\x80" * 100)
         (reply,) = self.connection.frames()
         self.assertError(reply, wire.FRAME_TOO_LARGE, re=None)
         self.assertTrue(self.connection.closing)
@@ -1542,7 +1542,7 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
         connection, not even a push for one of its subscriptions.
         """
         self.connection.ok("subscribe", service=service())
-        self.connection.sendRaw(struct.pack("!I", 5000))
+        self.connection.sendRaw(struct.pack("!I", 9000))
         (reply,) = self.connection.frames()
         self.assertError(reply, wire.FRAME_TOO_LARGE)
         self.harness.client().ok("register", service=service(), instance=instance())
@@ -1555,9 +1555,9 @@ class FramingTests(SynchronousTestCase, ErrorAssertions):
         """
         message = {"op": "ping", "id": 77, "pad": ""}
         base = len(msgpack.packb(message))
-        message["pad"] = "x" * (1024 - base - 2)
+        message["pad"] = "x" * (8192 - base - 2)
         body = msgpack.packb(message)
-        self.assertEqual(len(body), 1024)
+        self.assertEqual(len(body), 8192)
         reply = self.connection.roundTrip(message)
         self.assertEqual(reply, {"op": "ok", "re": 77})
 

@@ -118,7 +118,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         """
         C{--key=value} works as well.
         """
-        self.assertEqual(options("--max-frame=1024").config.max_frame, 1024)
+        self.assertEqual(options("--max-frame=16384").config.max_frame, 16384)
 
     def test_everyKeyAnOption(self):
         """
@@ -136,6 +136,8 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "idle_timeout_ms": "30000",
             "peer_listen": "tcp:2",
             "down_after_ms": "30000",
+            "max_frame": "16384",
+            "peer_max_frame": "16384",
             "cluster": self.tempPath(),
         }
         with open(values["cluster"], "w") as f:
@@ -166,11 +168,11 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         """
         path = self.tempPath()
         with open(path, "w") as f:
-            f.write('node_id = "file"\nheartbeat_ms = 700\nmax_frame = 4096\n')
+            f.write('node_id = "file"\nheartbeat_ms = 700\nmax_frame = 16384\n')
         o = options("--config", path, "--node-id", "cli")
         self.assertEqual(o.config.node_id, "cli")
         self.assertEqual(o.config.heartbeat_ms, 700)
-        self.assertEqual(o.config.max_frame, 4096)
+        self.assertEqual(o.config.max_frame, 16384)
         self.assertEqual(options("-c", path).config.node_id, "file")
 
     def assertUsageError(self, key, *argv):

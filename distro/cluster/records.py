@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_replication -*-
+# -*- test-case-name: tests.test_records -*-
 """
 The wire forms of replicated client data (PROTOCOL.md 5.2): C{client_state},
 C{delta} and C{client_remove}, built from a L{distro.clients.Client} on the
@@ -9,8 +9,22 @@ reported with L{BadRequest} naming the field, and asking for it again would
 only bring the same bytes back.
 """
 
+import msgpack
+
 from distro.model import parseInstance, parseService
-from distro.wire import BadRequest
+from distro.wire import BadRequest, encode
+
+# What a piece of a client_state adds beyond its instances: the array
+# headers of each [service, [instances]] entry, and a margin.
+_ENTRY_OVERHEAD = 12
+_PIECE_MARGIN = 64
+
+
+class RecordTooLarge(Exception):
+    """
+    A record cannot be cut into frames within the peer limit (a single
+    instance does not fit: a configuration the node refuses at start).
+    """
 
 
 def clientState(client):
@@ -29,6 +43,64 @@ def clientState(client):
             for service, held in client.services.items()
         ],
     }
+
+
+def clientStateFrames(client, maxFrame):
+    """
+    The C{client_state} of a whole client as encoded frames, each within
+    C{maxFrame} bytes: one frame if it fits, else pieces numbered by
+    C{part} from 0, all but the last with C{more: true} (PROTOCOL.md 5.2
+    rule 7), to be sent consecutively on the link.
+
+    @raise RecordTooLarge: if one instance alone does not fit.
+    """
+    message = clientState(client)
+    frame = encode(message)
+    if len(frame) <= maxFrame:
+        return [frame]
+    header = {k: v for k, v in message.items() if k != "services"}
+    budget = maxFrame - len(encode(dict(header, services=[], part=2**32, more=True))) - _PIECE_MARGIN
+    pieces = []
+    current = []
+    size = 0
+    for service, instances in message["services"]:
+        serviceSize = len(msgpack.packb(service)) + _ENTRY_OVERHEAD
+        entry = None
+        for instanceSize, instance in _sized(instances):
+            needed = instanceSize + (serviceSize if entry is None else 0)
+            if current and size + needed > budget:
+                pieces.append(current)
+                current, size, entry = [], 0, None
+                needed = instanceSize + serviceSize
+            if entry is None:
+                entry = [service, []]
+                current.append(entry)
+            if instance is not None:
+                entry[1].append(instance)
+            size += needed
+    pieces.append(current)
+    frames = []
+    for n, services in enumerate(pieces):
+        piece = dict(header, services=services, part=n)
+        if n < len(pieces) - 1:
+            piece["more"] = True
+        frame = encode(piece)
+        if len(frame) > maxFrame:
+            raise RecordTooLarge(
+                f"client {client.clientId}: an instance does not fit in peer_max_frame {maxFrame}"
+            )
+        frames.append(frame)
+    return frames
+
+
+def _sized(instances):
+    """
+    C{(encoded size, instance)} of each instance; a service without any
+    still takes its place, as C{(0, None)}.
+    """
+    if not instances:
+        return [(0, None)]
+    return [(len(msgpack.packb(i)), i) for i in instances]
 
 
 def delta(change):

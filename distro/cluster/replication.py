@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_replication -*-
+# -*- test-case-name: tests.test_cluster -*-
 """
 Replication of owned clients between members (PROTOCOL.md 5.2).
 
@@ -45,6 +45,8 @@ class PeerFeed:
     @ivar connected: whether a connection to the member exists (perhaps not
         yet authenticated).
     """
+
+    log = Logger()
 
     def __init__(self, replicator, member):
         self.replicator = replicator
@@ -100,7 +102,14 @@ class PeerFeed:
         """
         clientId = change.client.clientId
         if self._writable(clientId):
-            self.link.transport.write(frame())
+            data = frame()
+            if len(data) <= self.replicator.maxFrame:
+                self.link.transport.write(data)
+                return
+            # Too large for one frame (a big batch): the whole client
+            # goes instead, in pieces.
+            self.dirty[clientId] = _STATE
+            self.drain()
         elif self.link is not None:
             self.dirty[clientId] = _STATE
 
@@ -146,7 +155,7 @@ class PeerFeed:
             entry = dirty.pop(clientId)
             client = owned.get(clientId)
             if entry is _STATE and client is not None:
-                self.link.sendMessage(records.clientState(client))
+                self._sendState(client)
                 self._snapshotCount += self.snapshotting
             elif entry is not _STATE:
                 self.link.sendMessage(records.clientRemove(clientId, *entry))
@@ -159,6 +168,17 @@ class PeerFeed:
                 {"op": "synced", "n": self.owed, "restoring": self.replicator.restoring()}
             )
             self._answered, self.owed = self.owed, 0
+
+    def _sendState(self, client):
+        try:
+            frames = records.clientStateFrames(client, self.replicator.maxFrame)
+        except records.RecordTooLarge as e:
+            # Refused at start (config.validate); never half sent.
+            self.log.error("not replicated: {error}", error=str(e))
+            return
+        write = self.link.transport.write
+        for frame in frames:
+            write(frame)
 
     def digest(self):
         """
@@ -202,13 +222,16 @@ class Replicator:
         node are resuming right now (told in C{synced}: a member must not
         remove them meanwhile).
     @ivar boot: this node's boot id, told in C{snapshot_begin}.
+    @ivar maxFrame: the largest frame a member takes (C{peer_max_frame}):
+        a client larger than that is sent in pieces.
     """
 
-    def __init__(self, restoring=list, boot=""):
+    def __init__(self, restoring=list, boot="", maxFrame=64 * 1024 * 1024):
         self.owned = {}
         self.feeds = {}
         self.restoring = restoring
         self.boot = boot
+        self.maxFrame = maxFrame
 
     def addMember(self, member):
         feed = self.feeds.get(member.address)
@@ -308,6 +331,7 @@ class Receiver:
         self._restarted = set()
         self._orphans = {}
         self._orphanTimers = []
+        self._pieces = {}
 
     # Index of synced clients by owner
 
@@ -401,9 +425,20 @@ class Receiver:
 
     def linkDown(self, link):
         self._snapshots.pop(link.nodeId, None)
+        self._pieces.pop(link.nodeId, None)
 
     def received(self, link, message):
         op = message.get("op")
+        if op != "client_state" and op != "ping" and link.nodeId in self._pieces:
+            # The pieces of a client are consecutive: this one will not be
+            # finished (its sender's next digest asks for it again).
+            unfinished = self._pieces.pop(link.nodeId)
+            self.log.warn(
+                "dropped the unfinished client_state of {client} from {peer}: {op} came first",
+                client=unfinished.key[0],
+                peer=link.nodeId,
+                op=op,
+            )
         handler = self._handlers.get(op) if type(op) is str else None
         if handler is None:
             return errorMessage(None, UNKNOWN_OP, f"unknown peer op {op!r}"[:200])
@@ -470,6 +505,34 @@ class Receiver:
             message, self.config.max_metadata_bytes
         )
         self._checkOwner(sender, header)
+        more = message.get("more", False)
+        if type(more) is not bool:
+            raise ProtocolError(BAD_REQUEST, "more: must be a boolean")
+        part = message.get("part", 0)
+        if type(part) is not int or part < 0:
+            raise ProtocolError(BAD_REQUEST, "part: must be an integer >= 0")
+        key = (header.clientId, header.owner, header.epoch, revision)
+        pieces = self._pieces.pop(sender, None)
+        if pieces is not None and (pieces.key != key or pieces.next != part):
+            self.log.warn(
+                "dropped the unfinished client_state of {client} from {peer}: another came first",
+                client=pieces.key[0],
+                peer=sender,
+            )
+            pieces = None
+        if part > 0:
+            if pieces is None:
+                # The start of this client was lost (discarded): ask again.
+                return {"op": "resend", "client_ids": [header.clientId]}
+            pieces.add(services, self.config.max_instances_per_client)
+            services = pieces.services
+        if more:
+            if pieces is None:
+                pieces = _Pieces(key)
+                pieces.add(services, self.config.max_instances_per_client)
+            pieces.next = part + 1
+            self._pieces[sender] = pieces
+            return None
         self._named(sender, header.clientId)
         held = self.manager.clients.get(header.clientId)
         if held is not None:
@@ -630,6 +693,39 @@ class Receiver:
         "sync": _sync,
         "synced": _synced,
     }
+
+
+class _Pieces:
+    """
+    The pieces of one C{client_state} received so far from one sender.
+
+    @ivar key: C{(client_id, owner, epoch, revision)} they belong to.
+    @ivar services: L{ServiceKey} -> C{{instanceId: Instance}}, merged.
+    @ivar next: the C{part} expected next.
+    """
+
+    __slots__ = ("key", "services", "count", "next")
+
+    def __init__(self, key):
+        self.key = key
+        self.services = {}
+        self.count = 0
+        self.next = 1
+
+    def add(self, services, limit):
+        """
+        Merge the services of one more piece, within C{limit} instances.
+        """
+        for service, instances in services.items():
+            held = self.services.setdefault(service, {})
+            before = len(held)
+            held.update(instances)
+            self.count += len(held) - before
+        if self.count > limit:
+            raise ProtocolError(
+                BAD_REQUEST,
+                f"services: more than max_instances_per_client ({limit}) instances in one client",
+            )
 
 
 class _Record:

@@ -111,7 +111,9 @@ class Cluster(MultiService):
             selfAddress, self.nodeId, node.clientAddress, self.clock, self.config
         )
         self.membership.observers.append(self)
-        self.replicator = Replicator(node.restoring, node.manager.ids.bootId)
+        self.replicator = Replicator(
+            node.restoring, node.manager.ids.bootId, maxFrame=self.config.peer_max_frame
+        )
         self.barrier = SyncBarrier(self.membership.others, self._askSync)
         self.receiver = Receiver(
             node.manager,
@@ -128,6 +130,7 @@ class Cluster(MultiService):
         self.inbound = {}
         self._links = {}
         self._waiting = set()
+        self._reached = set()
         self._deathTimers = {}
         self._loadTimer = None
         self._digests = LoopingCall(self.replicator.sendDigests)
@@ -256,6 +259,7 @@ class Cluster(MultiService):
         if previous is not None:
             previous.closeConnection()
         self.log.info("member {peer} connected", peer=link.nodeId)
+        self._reached.add(link.member.address)
         self.receiver.linkUp(link)
         # An answer to a sync may have been lost with its previous link.
         self.barrier.linkUp(link.member)
@@ -299,6 +303,8 @@ class Cluster(MultiService):
         self._checkReady()
 
     def _unreachable(self, member):
+        if member.address in self._reached:
+            return  # it dialled us: its snapshot is coming on that link
         if member.address in self._waiting:
             self._waiting.discard(member.address)
             self._checkReady()
@@ -310,8 +316,20 @@ class Cluster(MultiService):
 
     def _loadTimedOut(self):
         self._loadTimer = None
-        if not self.node.ready:
-            self._becomeReady(f"load_timeout_ms passed; still waiting for {sorted(self._waiting)}")
+        if self.node.ready:
+            return
+        # Members that never connected are not waited for any longer; one
+        # that did is sending its snapshot, and a node serving reads without
+        # it would answer with data missing (5.5).
+        reached = self._waiting & self._reached
+        if reached:
+            self._waiting = reached
+            self.log.info(
+                "load_timeout_ms passed; still loading from {members}, which connected",
+                members=sorted(reached),
+            )
+            return
+        self._becomeReady(f"load_timeout_ms passed; still waiting for {sorted(self._waiting)}")
 
     def _becomeReady(self, why):
         self.node.ready = True
