@@ -6,10 +6,11 @@ on an in-process cluster of real nodes (L{tests._cluster}).
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.cluster import records
+from distro.cluster import digest, records, replication
 from distro import wire
 from distro.wire import NOT_READY
 from tests._cluster import DROP, HOLD, FakeCluster, instance, peerAddress
+from tests.test_cluster_property import digestProblems
 
 ORDERS = "orders"
 IID = "10.1.0.1#8080#DEFAULT"
@@ -273,11 +274,17 @@ class DigestTests(ClusterTestCase):
         self.assertIsNone(cluster.held(1, a.clientId))
         cluster.advance(1.05)  # one verify_interval_ms
         digests = [m for s, d, m in frames if (s, d) == (0, 1) and m["op"] == "digest"]
-        self.assertEqual(digests[0]["clients"], [[a.clientId, 1]])
+        self.assertDigestNamed(digests, frames, a.clientId)
         self.assertIn({"op": "resend", "client_ids": [a.clientId]},
                       [m for s, d, m in frames if (s, d) == (1, 0)])
         self.assertEqual(cluster.held(1, a.clientId).revision, 1)
         self.assertConverged(expected=[IID])
+
+    def assertDigestNamed(self, digests, frames, clientId):
+        """
+        n0's digest listed its one client.
+        """
+        self.assertEqual(digests[0]["clients"], [[clientId, 1]])
 
     def test_staleRevisionResent(self):
         """
@@ -314,10 +321,64 @@ class DigestTests(ClusterTestCase):
         a.bye()
         self.assertIsNotNone(cluster.held(1, a.clientId))
         cluster.advance(1.05 - cluster.clock.seconds())
-        self.assertEqual(ops(frames, 0, 1).count("digest"), 1)
+        self.assertOneDigestRound(frames)
         self.assertIn("sync", ops(frames, 1))
         self.assertIsNone(cluster.held(1, a.clientId))
         self.assertConverged(expected=[])
+
+    def assertOneDigestRound(self, frames):
+        """
+        n0 told n1 what it owns once: one listing digest.
+        """
+        self.assertEqual(ops(frames, 0, 1).count("digest"), 1)
+
+class BucketedDigestTests(DigestTests):
+    """
+    The same repairs with digests of bucket hashes (what a member owning
+    more than C{LIST_AT_MOST} clients sends): the receiver asks for the
+    listing of the buckets that differ, and only those.
+    """
+
+    def setUp(self):
+        self.patch(replication, "LIST_AT_MOST", -1)  # hashes, even of no client
+        super().setUp()
+
+    def assertDigestNamed(self, digests, frames, clientId):
+        """
+        n0's digest gave its bucket hashes; n1 asked for the bucket that
+        differs (the client's), and n0 listed it.
+        """
+        self.assertEqual(len(digests[0]["hashes"]), 8 * digest.BUCKETS)
+        bucket = digest.bucketOf(clientId)
+        self.assertIn({"op": "digest_ask", "buckets": [bucket]},
+                      [m for s, d, m in frames if (s, d) == (1, 0)])
+        self.assertEqual(digests[1], {"op": "digest", "clients": [[clientId, 1]],
+                                      "buckets": [bucket]})
+
+    def assertOneDigestRound(self, frames):
+        """
+        n0 sent its hashes, n1 asked for the bucket that differs, n0 listed
+        it: the listing did not name the client.
+        """
+        self.assertEqual(ops(frames, 0, 1).count("digest"), 2)
+        self.assertEqual(ops(frames, 1, 0).count("digest_ask"), 1)
+
+    def test_inSyncDigestIsSmall(self):
+        """
+        In sync, a digest is one frame of the bucket hashes per peer per
+        interval, however many clients there are, and nobody asks for more.
+        """
+        cluster = self.cluster
+        for n in range(40):
+            cluster.client(n % 3).register(ORDERS, f"10.1.0.{n + 1}")
+        frames = cluster.record()
+        cluster.advance(2.05)
+        sent = [(s, d, m) for s, d, m in frames if m["op"].startswith("digest")]
+        self.assertEqual(sorted(m["op"] for _, _, m in sent), ["digest"] * 12)
+        for _, _, m in sent:
+            self.assertLess(len(wire.encode(m)), 8 * digest.BUCKETS + 64)
+        self.assertEqual(digestProblems(cluster.slots[0].cluster, "n0"), [])
+
 
 class MoveInFlightTests(ClusterTestCase):
     """

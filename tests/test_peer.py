@@ -412,6 +412,24 @@ class InboundTests(SynchronousTestCase):
             self.assertEqual(error["code"], wire.BAD_REQUEST)
             self.assertTrue(error["message"].startswith(next(iter(bad)) + ":"), error)
 
+    def test_badDigest(self):
+        """
+        A digest with hashes of the wrong size, or a listing naming buckets
+        that do not exist, is refused naming the field.
+        """
+        link, transport = self.connect()
+        self.hello(link)
+        for message, field in (
+            ({"op": "digest", "hashes": b"x" * 100}, "hashes"),
+            ({"op": "digest", "clients": [], "buckets": [1024]}, "buckets"),
+            ({"op": "digest", "clients": [], "buckets": "all"}, "buckets"),
+        ):
+            transport.clear()
+            link.dataReceived(wire.encode(message))
+            (error,) = frames(transport.value())
+            self.assertEqual(error["code"], wire.BAD_REQUEST)
+            self.assertTrue(error["message"].startswith(field + ":"), error)
+
     def test_ownerMustBeSender(self):
         """
         A member may only replicate the clients it owns: a record naming
@@ -715,6 +733,29 @@ class OutboundTests(SynchronousTestCase):
             self.assertTrue(self.transport.disconnecting)
             self.assertIsNone(self.feed.link)
             self.setUp()
+
+    def welcome(self):
+        hello = self.challenge()
+        proof = peer.transcript("node-b", "node-a", b"n" * 32, hello["nonce"])
+        self.link.dataReceived(
+            wire.encode({"op": "peer_welcome", "mac": peer.welcomeMac(SECRET, proof)})
+        )
+        self.transport.clear()
+
+    def test_digestAsked(self):
+        """
+        A C{digest_ask} is answered with the listing of those buckets; a bad
+        one is ignored.
+        """
+        self.welcome()
+        self.link.dataReceived(wire.encode({"op": "digest_ask", "buckets": [3, 9]}))
+        (listing,) = frames(self.transport.value())
+        self.assertEqual(listing, {"op": "digest", "clients": [], "buckets": [3, 9]})
+        self.transport.clear()
+        for bad in ([-1], [1024], "3", None):
+            self.link.dataReceived(wire.encode({"op": "digest_ask", "buckets": bad}))
+        self.assertEqual(self.transport.value(), b"")
+        self.assertFalse(self.transport.disconnecting)
 
     def test_handshakeFrameLimit(self):
         """

@@ -23,12 +23,15 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
+from distro.cluster import records
+from distro.cluster.digest import BUCKETS
 from distro.wire import (
     FORBIDDEN,
     HANDSHAKE_MAX_FRAME,
     UNAUTHORIZED,
     UNSUPPORTED_VERSION,
     FrameProtocol,
+    ProtocolError,
     noDelay,
 )
 
@@ -336,6 +339,16 @@ class OutboundLink(_Link):
                 for clientId in clientIds:
                     if type(clientId) is str:
                         self.feed.touched(clientId)
+        elif op == "digest_ask":
+            self.cluster.membership.heard(self.nodeId)
+            try:
+                buckets = records.parseBuckets(message.get("buckets"), BUCKETS)
+            except ProtocolError as e:
+                self.log.warn("member {member} sent a bad digest_ask: {error}",
+                              member=self.feed.member.address, error=e.message)
+                return
+            if buckets:
+                self.feed.digestAsked(sorted(buckets))
         elif op == "error":
             self._error(message)
 

@@ -242,3 +242,15 @@ def parseDigest(message):
             raise BadRequest(f"clients[{n}]", "must be a [client_id, revision] pair")
         clients[entry[0]] = entry[1]
     return clients
+
+
+def parseBuckets(value, count):
+    """
+    Validate the C{buckets} of a C{digest} listing or a C{digest_ask}: a
+    set of bucket numbers below C{count}, or L{None} when absent.
+    """
+    if value is None:
+        return None
+    if type(value) is not list or not all(type(b) is int and 0 <= b < count for b in value):
+        raise BadRequest("buckets", f"must be a list of bucket numbers 0..{count - 1}")
+    return set(value)

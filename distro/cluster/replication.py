@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.cluster import records
+from distro.cluster.digest import BUCKETS, LIST_AT_MOST, DigestIndex, bucketOf, isPackedHashes
 from distro.interfaces import IClientObserver, IReplicaSink
 from distro.wire import BAD_REQUEST, INTERNAL, UNKNOWN_OP, ProtocolError, encode, errorMessage
 
@@ -180,19 +181,26 @@ class PeerFeed:
         for frame in frames:
             write(frame)
 
-    def digest(self):
+    def _idle(self):
+        return self.link is not None and not self.paused and not self.dirty and not self.snapshotting
+
+    def digest(self, frame):
         """
-        Send the digest of everything owned, unless the link is busy (a
+        Send C{frame()} (this tick's digest), unless the link is busy (a
         snapshot or a backlog says more than a digest would).
         """
-        if self.link is None or self.paused or self.dirty or self.snapshotting:
-            return
-        self.link.sendMessage(
-            {
-                "op": "digest",
-                "clients": [[c.clientId, c.revision] for c in self.replicator.owned.values()],
-            }
-        )
+        if self._idle():
+            self.link.transport.write(frame())
+
+    def digestAsked(self, buckets):
+        """
+        The member holds other clients or revisions than ours in
+        C{buckets}: list those buckets (unless the link is busy: what it is
+        busy with may settle them, and the next digest tells).
+        """
+        if self._idle():
+            for frame in self.replicator.listingFrames(buckets):
+                self.link.transport.write(frame)
 
 
 def _once(message):
@@ -228,6 +236,7 @@ class Replicator:
 
     def __init__(self, restoring=list, boot="", maxFrame=64 * 1024 * 1024):
         self.owned = {}
+        self.index = DigestIndex()
         self.feeds = {}
         self.restoring = restoring
         self.boot = boot
@@ -251,6 +260,7 @@ class Replicator:
             # with its clientMoved.
             return
         self.owned[client.clientId] = client
+        self.index.put(client.clientId, client.revision)
         if change.baseRevision == 0:
             # The client's first change: no peer holds it, so a delta would
             # only come back as a resend (and so would every delta sent
@@ -264,6 +274,7 @@ class Replicator:
     def clientRemoved(self, client):
         if self.owned.pop(client.clientId, None) is None:
             return
+        self.index.discard(client.clientId)
         frame = _once(lambda: records.clientRemove(client.clientId, client.owner, client.epoch))
         for feed in self.feeds.values():
             feed.removed(client, frame)
@@ -271,15 +282,51 @@ class Replicator:
     def clientMoved(self, client):
         if client.native:
             self.owned[client.clientId] = client
+            self.index.put(client.clientId, client.revision)
             for feed in self.feeds.values():
                 feed.touched(client.clientId)
         else:
             # Given up to a newer owner: it speaks for the client now.
             self.owned.pop(client.clientId, None)
+            self.index.discard(client.clientId)
 
     def sendDigests(self):
+        """
+        Send every idle feed this tick's digest, encoded once for all: the
+        list of owned clients when there are few, else the bucket hashes.
+        """
+        if len(self.owned) <= LIST_AT_MOST:
+            frame = _once(
+                lambda: {
+                    "op": "digest",
+                    "clients": [[c.clientId, c.revision] for c in self.owned.values()],
+                }
+            )
+        else:
+            frame = _once(lambda: {"op": "digest", "hashes": self.index.packed()})
         for feed in self.feeds.values():
-            feed.digest()
+            feed.digest(frame)
+
+    def listingFrames(self, buckets):
+        """
+        The C{digest} frames listing the owned clients of C{buckets} (asked
+        for with C{digest_ask}), whole buckets per frame, each within
+        L{maxFrame}.
+        """
+        budget = self.maxFrame // 2
+        frames = []
+        clients, listed, size = [], [], 0
+        for bucket, entries in self.index.listing(buckets).items():
+            bucketSize = sum(len(c) + 16 for c, _ in entries) + 8
+            if listed and size + bucketSize > budget:
+                frames.append(encode({"op": "digest", "clients": clients, "buckets": listed}))
+                clients, listed, size = [], [], 0
+            clients.extend(entries)
+            listed.append(bucket)
+            size += bucketSize
+        if listed:
+            frames.append(encode({"op": "digest", "clients": clients, "buckets": listed}))
+        return frames
 
 
 def _outranks(epoch, owner, client):
@@ -324,6 +371,7 @@ class Receiver:
         self.syncAnswered = syncAnswered
         self.bySender = {}
         self._senderOf = {}
+        self._digests = {}
         self._snapshots = {}
         self._suspects = {}
         self._rejected = {}
@@ -335,22 +383,27 @@ class Receiver:
 
     # Index of synced clients by owner
 
-    def _index(self, clientId, owner):
+    def _index(self, client):
+        clientId, owner = client.clientId, client.owner
         previous = self._senderOf.get(clientId)
-        if previous == owner:
-            return
-        if previous is not None:
-            self._unindex(clientId)
-        self._senderOf[clientId] = owner
-        self.bySender.setdefault(owner, set()).add(clientId)
+        if previous != owner:
+            if previous is not None:
+                self._unindex(clientId)
+            self._senderOf[clientId] = owner
+            self.bySender.setdefault(owner, set()).add(clientId)
+            self._digests.setdefault(owner, DigestIndex())
+        self._digests[owner].put(clientId, client.revision)
 
     def _unindex(self, clientId):
         owner = self._senderOf.pop(clientId, None)
         if owner is not None:
             held = self.bySender.get(owner)
             held.discard(clientId)
+            index = self._digests[owner]
+            index.discard(clientId)
             if not held:
                 del self.bySender[owner]
+                del self._digests[owner]
 
     # IClientObserver: keep the index true when clients go or move.
 
@@ -364,7 +417,7 @@ class Receiver:
         if client.native:
             self._unindex(client.clientId)
         else:
-            self._index(client.clientId, client.owner)
+            self._index(client)
 
     # Clients their owner may have given up
 
@@ -471,6 +524,13 @@ class Receiver:
             if not rejected:
                 del self._rejected[sender]
 
+    def digestOf(self, nodeId):
+        """
+        The L{DigestIndex} of the synced clients held from C{nodeId} (what
+        its C{digest} hashes are compared with), or L{None} if none.
+        """
+        return self._digests.get(nodeId)
+
     def rejectedCount(self):
         """
         How many records are remembered as rejected (at most one per client
@@ -551,7 +611,7 @@ class Receiver:
         client = self.manager.syncState(
             header.clientId, header.owner, header.epoch, revision, tokenHash, services
         )
-        self._index(client.clientId, client.owner)
+        self._index(client)
         return None
 
     def _snapshotEnd(self, sender, message):
@@ -621,6 +681,7 @@ class Receiver:
         ):
             return {"op": "resend", "client_ids": [header.clientId]}
         self.manager.syncDelta(held, revision, put, remove)
+        self._index(held)
         return None
 
     def _clientRemove(self, sender, message):
@@ -639,9 +700,20 @@ class Receiver:
         return None
 
     def _digest(self, sender, message):
+        hashes = message.get("hashes")
+        if hashes is not None:
+            if not isPackedHashes(hashes):
+                raise ProtocolError(BAD_REQUEST, f"hashes: must be {BUCKETS} 8-byte hashes")
+            index = self._digests.get(sender) or DigestIndex()
+            differing = index.differing(hashes)
+            if differing:
+                return {"op": "digest_ask", "buckets": differing}
+            return None
         digest = records.parseDigest(message)
+        buckets = records.parseBuckets(message.get("buckets"), BUCKETS)
+        covers = (lambda c: True) if buckets is None else (lambda c: bucketOf(c) in buckets)
         rejected = self._rejected.get(sender, {})
-        for clientId in [c for c in rejected if c not in digest]:
+        for clientId in [c for c in rejected if c not in digest and covers(c)]:
             del rejected[clientId]  # the sender no longer owns it
         if not rejected:
             self._rejected.pop(sender, None)
@@ -656,7 +728,12 @@ class Receiver:
                 if rejected.get(clientId) != revision:
                     wanted.append(clientId)
         orphans = self._orphans.get(sender, ())
-        missing = [c for c in self.bySender.get(sender, ()) if c not in digest and c not in orphans]
+        if buckets is None:
+            held = self.bySender.get(sender, ())
+        else:
+            index = self._digests.get(sender)
+            held = index.inBuckets(buckets) if index is not None else ()
+        missing = [c for c in held if c not in digest and c not in orphans]
         self._suspect(sender, missing, "not in its digest")
         if wanted:
             return {"op": "resend", "client_ids": wanted}

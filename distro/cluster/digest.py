@@ -1,0 +1,132 @@
+# -*- test-case-name: tests.test_digest -*-
+"""
+Bucketed digests (PROTOCOL.md 5.2, C{digest}): the clients one member owns,
+as C{BUCKETS} hashes that two members holding the same clients at the same
+revisions compute alike, kept up to date change by change.
+
+A client falls in bucket C{BLAKE2b-64(client_id) mod BUCKETS}; it adds
+C{BLAKE2b-64(client_id 0x00 revision)} to its bucket's hash by XOR. A digest
+of a hundred thousand clients is then 8 KiB, and a receiver asks for the
+listing of the buckets that differ only.
+"""
+
+from hashlib import blake2b
+
+BUCKETS = 1024
+
+# A member owning at most this many clients lists them all in its digest:
+# smaller than the bucket hashes, and one round trip less.
+LIST_AT_MOST = 256
+
+_HASH_BYTES = 8
+
+
+def bucketOf(clientId):
+    """
+    The bucket of C{clientId}.
+    """
+    digest = blake2b(clientId.encode("utf-8"), digest_size=_HASH_BYTES).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def contribution(clientId, revision):
+    """
+    What C{clientId} at C{revision} adds to its bucket's hash.
+    """
+    data = clientId.encode("utf-8") + b"\x00" + str(revision).encode("ascii")
+    return int.from_bytes(blake2b(data, digest_size=_HASH_BYTES).digest(), "big")
+
+
+class DigestIndex:
+    """
+    The bucket hashes of a set of C{(client_id, revision)}, updated in O(1)
+    per change.
+
+    @ivar hashes: the hash of each bucket (0 for an empty one).
+    """
+
+    def __init__(self):
+        self.hashes = [0] * BUCKETS
+        self._entries = {}  # client id -> (bucket, revision, contribution)
+
+    def __len__(self):
+        return len(self._entries)
+
+    def __contains__(self, clientId):
+        return clientId in self._entries
+
+    def put(self, clientId, revision):
+        """
+        C{clientId} is held at C{revision}.
+        """
+        entry = self._entries.get(clientId)
+        if entry is not None:
+            bucket, held, old = entry
+            if held == revision:
+                return
+            self.hashes[bucket] ^= old
+        else:
+            bucket = bucketOf(clientId)
+        new = contribution(clientId, revision)
+        self.hashes[bucket] ^= new
+        self._entries[clientId] = (bucket, revision, new)
+
+    def discard(self, clientId):
+        """
+        C{clientId} is no longer held.
+        """
+        entry = self._entries.pop(clientId, None)
+        if entry is not None:
+            bucket, _, old = entry
+            self.hashes[bucket] ^= old
+
+    def packed(self):
+        """
+        The hashes as the C{digest}'s C{hashes}: each bucket's as a
+        big-endian 8-byte integer, in bucket order.
+        """
+        return b"".join(h.to_bytes(_HASH_BYTES, "big") for h in self.hashes)
+
+    def differing(self, packed):
+        """
+        The buckets whose hash differs from the C{packed} ones.
+        """
+        if packed == self.packed():
+            return []
+        hashes = self.hashes
+        return [
+            b
+            for b in range(BUCKETS)
+            if hashes[b] != int.from_bytes(packed[b * _HASH_BYTES : (b + 1) * _HASH_BYTES], "big")
+        ]
+
+    def listing(self, buckets):
+        """
+        C{bucket -> [[client_id, revision], ...]} for each of C{buckets}.
+        """
+        listed = {b: [] for b in buckets}
+        for clientId, (bucket, revision, _) in self._entries.items():
+            clients = listed.get(bucket)
+            if clients is not None:
+                clients.append([clientId, revision])
+        return listed
+
+    def inBuckets(self, buckets):
+        """
+        The held client ids in C{buckets}.
+        """
+        wanted = set(buckets)
+        return [c for c, e in self._entries.items() if e[0] in wanted]
+
+    def revisions(self):
+        """
+        C{client id -> revision} of everything held.
+        """
+        return {c: e[1] for c, e in self._entries.items()}
+
+
+def isPackedHashes(value):
+    """
+    Whether C{value} is a well-formed C{hashes} field.
+    """
+    return type(value) is bytes and len(value) == BUCKETS * _HASH_BYTES
