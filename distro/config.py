@@ -138,6 +138,11 @@ class Config:
         10000, "A starting node serves reads after this long even if not loaded.", _nonNegative
     )
     peer_max_frame: int = _key(64 * 1024 * 1024, "Largest peer-port frame, in bytes.", _positive)
+    gc_freeze: bool = _key(
+        True,
+        "Move what survives a full garbage collection, and what was loaded at start, out of "
+        "the collector's generations: pauses stay short with a large registry.",
+    )
     auth_tokens: dict = _key(
         {},
         "Client tokens: token = [namespace, ...] ('*' for all). Empty: no authentication.",
@@ -153,6 +158,8 @@ class Config:
             expected = type(f.metadata["default"])
             if expected is int and (type(value) is not int):
                 raise ConfigError(f.name, f"must be an integer, not {value!r}")
+            if expected is bool and type(value) is not bool:
+                raise ConfigError(f.name, f"must be true or false, not {value!r}")
             if expected is not int and not isinstance(value, expected):
                 raise ConfigError(f.name, f"must be a {expected.__name__}, not {value!r}")
             check = f.metadata["check"]
@@ -214,6 +221,12 @@ def parseValue(key, text):
     """
     f = KEYS[key]
     kind = type(f.metadata["default"])
+    if kind is bool:
+        if text.lower() in ("true", "yes", "1"):
+            return True
+        if text.lower() in ("false", "no", "0"):
+            return False
+        raise ConfigError(key, f"must be true or false, not {text!r}")
     if kind is int:
         try:
             return int(text)

@@ -31,9 +31,10 @@ class Node:
 
     log = Logger()
 
-    def __init__(self, config, clock, bootId=None):
+    def __init__(self, config, clock, bootId=None, *, freezeLoaded=None):
         self.config = config
         self.clock = clock
+        self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id
         self.manager = ClientManager(
             self.nodeId, clock, config, ClientIds(self.nodeId, bootId)
@@ -47,6 +48,16 @@ class Node:
         self._restoring = set()
         self.cluster = None
         self.manager.addObserver(self)
+
+    def loaded(self):
+        """
+        The node has loaded what the cluster holds: that data is long-lived.
+        With C{freezeLoaded} (L{gc.freeze} in a running node), everything
+        alive now is moved out of the collector's generations, so that a full
+        collection no longer walks the whole registry.
+        """
+        if self._freezeLoaded is not None:
+            self._freezeLoaded()
 
     def authorize(self, token):
         """

@@ -17,6 +17,12 @@ from zope.interface import implementer
 from distro.interfaces import IViewListener
 
 
+def _closed(info):
+    """
+    What a closed channel sends: nothing.
+    """
+
+
 class Subscription:
     """
     One subscription of one connection: a service and an optional cluster
@@ -156,6 +162,9 @@ class PushChannel:
         self.subscriptions.clear()
         self._pending.clear()
         self._dueHeap.clear()
+        # Let go of the connection: nothing is sent any more, and a closed
+        # connection is then freed by reference counting alone.
+        self._send = _closed
 
 
 @implementer(IViewListener)

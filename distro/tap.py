@@ -6,6 +6,7 @@ Every configuration key is an option (C{--heartbeat-ms} sets C{heartbeat_ms});
 the command line overrides the file given with C{--config}.
 """
 
+import gc
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from twisted.python import usage
 
 from distro import config as _config
 from distro.cluster.service import clusterFromConfig, readMembers
+from distro.collector import CollectorWatch
 from distro.node import Node
 from distro.server import ClientPortFactory
 
@@ -191,6 +193,23 @@ class ReloadOnHangup(Service):
             self._previous = None
 
 
+class CollectorService(Service):
+    """
+    Watches the garbage collector while the node runs (L{distro.collector}).
+    """
+
+    def __init__(self, watch):
+        self.watch = watch
+
+    def startService(self):
+        super().startService()
+        self.watch.start()
+
+    def stopService(self):
+        super().stopService()
+        self.watch.stop()
+
+
 def makeService(options, reactor=None, bootId=None, environ=None):
     """
     The service tree of a node: a C{MultiService} with the client port, the
@@ -203,8 +222,9 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     config = options.config
     members = options.members
     root = MultiService()
-    node = Node(config, reactor, bootId)
+    node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None)
     root.node = node
+    CollectorService(CollectorWatch(freeze=config.gc_freeze)).setServiceParent(root)
     if config.log_format == "json":
         JsonLogService(config.json_log).setServiceParent(root)
     # The client port first: the cluster tells peers the address it bound.

@@ -387,6 +387,24 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
             if type(default) is str:
                 self.assertConfigError(key, None, {key: 1})
 
+    def test_everyBooleanKeyTyped(self):
+        """
+        Every true/false key rejects a string or an integer, in a file or
+        overridden; on the command line it takes true/false, yes/no or 1/0.
+        """
+        keys = [key for key, default in defaults().items() if type(default) is bool]
+        self.assertEqual(keys, ["gc_freeze"])
+        for key in keys:
+            self.assertConfigError(key, None, {key: "yes"})
+            self.assertConfigError(key, None, {key: 1})
+            path = self.writeConfig(f'{key} = "false"\n')
+            self.assertConfigError(key, path, {})
+            for text, value in (("true", True), ("No", False), ("1", True), ("0", False)):
+                self.assertIs(config.parseValue(key, text), value)
+            error = self.assertRaises(ConfigError, config.parseValue, key, "maybe")
+            self.assertEqual(error.key, key)
+        self.assertIs(config.build(None, {"gc_freeze": False}).gc_freeze, False)
+
     def test_negative(self):
         """
         Every integer key rejects -1.

@@ -138,6 +138,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "down_after_ms": "30000",
             "max_frame": "16384",
             "peer_max_frame": "16384",
+            "gc_freeze": "false",
             "cluster": self.tempPath(),
         }
         with open(values["cluster"], "w") as f:
@@ -147,7 +148,9 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
                 continue
             text = values.get(key, "7")
             o = options("--" + key.replace("_", "-"), text)
-            expected = int(text) if type(f.metadata["default"]) is int else text
+            expected = {int: int, bool: lambda t: t == "true"}.get(
+                type(f.metadata["default"]), str
+            )(text)
             self.assertEqual(getattr(o.config, key), expected, key)
 
     def test_noTokensOption(self):

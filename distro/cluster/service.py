@@ -333,6 +333,7 @@ class Cluster(MultiService):
 
     def _becomeReady(self, why):
         self.node.ready = True
+        self.node.loaded()
         self._waiting.clear()
         if self._loadTimer is not None and self._loadTimer.active():
             self._loadTimer.cancel()

@@ -1,0 +1,112 @@
+"""
+Tests for L{distro.collector}: timing the collector's pauses and freezing
+what survives a full collection; and that a closed client connection leaves
+nothing for the collector (what makes freezing safe).
+"""
+
+import gc
+import weakref
+
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro.collector import CollectorWatch
+from tests._node import NodeHarness, instance, service
+
+
+class FakeCollector:
+    def __init__(self):
+        self.callbacks = []
+        self.freezes = 0
+
+    def freeze(self):
+        self.freezes += 1
+
+    def collect(self, generation, seconds, clock):
+        for callback in list(self.callbacks):
+            callback("start", {"generation": generation})
+        clock.now += seconds
+        for callback in list(self.callbacks):
+            callback("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
+
+
+class Clock:
+    now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class CollectorWatchTests(SynchronousTestCase):
+    def setUp(self):
+        self.collector = FakeCollector()
+        self.clock = Clock()
+
+    def watch(self, freeze=True):
+        watch = CollectorWatch(freeze=freeze, collector=self.collector, now=self.clock)
+        watch.start()
+        return watch
+
+    def test_freezeAfterFullCollection(self):
+        """
+        What survives a full collection is frozen; younger collections
+        freeze nothing.
+        """
+        self.watch()
+        self.collector.collect(0, 0.001, self.clock)
+        self.collector.collect(1, 0.002, self.clock)
+        self.assertEqual(self.collector.freezes, 0)
+        self.collector.collect(2, 0.003, self.clock)
+        self.assertEqual(self.collector.freezes, 1)
+
+    def test_noFreezeWhenOff(self):
+        self.watch(freeze=False)
+        self.collector.collect(2, 0.003, self.clock)
+        self.assertEqual(self.collector.freezes, 0)
+
+    def test_pausesTimedAndSlowOnesLogged(self):
+        """
+        Every pause is timed; those of 20 ms or more are logged with their
+        generation; stopping logs the longest and removes the callback.
+        """
+        watch = self.watch()
+        with capturedLogs() as events:
+            self.collector.collect(0, 0.004, self.clock)
+            self.collector.collect(2, 0.035, self.clock)
+            watch.stop()
+        self.assertEqual(watch.collections, 2)
+        self.assertAlmostEqual(watch.longest, 0.035)
+        slow = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual([(e["generation"], round(e["pause"])) for e in slow], [(2, 35)])
+        self.assertEqual(self.collector.callbacks, [])
+        self.assertAlmostEqual(events[-1]["longest"], 35.0)
+
+
+class NoCyclesTests(SynchronousTestCase):
+    """
+    A closed client connection is freed by reference counting alone: the
+    node's steady state makes no cyclic garbage, so freezing what survives
+    a full collection loses nothing to it.
+    """
+
+    def setUp(self):
+        if gc.isenabled():
+            gc.disable()
+            self.addCleanup(gc.enable)
+
+    def test_closedSessionFreed(self):
+        harness = NodeHarness()
+        connection = harness.client()
+        connection.ok("register", service=service(), instance=instance())
+        connection.ok("subscribe", service=service())
+        connection.ok("subscribe", service=service(), clusters=["A"])
+        publisher = harness.client()
+        publisher.ok("register", service=service(), instance=instance(port=2))
+        harness.clock.advance(1)
+        session = weakref.ref(connection.session)
+        channel = weakref.ref(connection.session.channel)
+        connection.ok("bye")
+        connection.lose(orderly=True)
+        del connection
+        self.assertIsNone(session())
+        self.assertIsNone(channel())
