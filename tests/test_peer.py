@@ -9,6 +9,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -756,6 +757,21 @@ class OutboundTests(SynchronousTestCase):
             self.link.dataReceived(wire.encode({"op": "digest_ask", "buckets": bad}))
         self.assertEqual(self.transport.value(), b"")
         self.assertFalse(self.transport.disconnecting)
+
+    def test_oversizedFrameNotSent(self):
+        """
+        A frame above C{peer_max_frame} is never written (the member would
+        drop the link for it): it is logged instead, and the link goes on.
+        """
+        self.welcome()
+        limit = self.cluster.config.peer_max_frame
+        with capturedLogs() as events:
+            self.link.sendMessage({"op": "synced", "n": 1, "restoring": ["x" * limit]})
+        self.assertEqual(self.transport.value(), b"")
+        (event,) = [e for e in events if e.get("op") == "synced"]
+        self.assertEqual(event["limit"], limit)
+        self.link.sendMessage({"op": "ping"})
+        self.assertEqual(frames(self.transport.value()), [{"op": "ping"}])
 
     def test_handshakeFrameLimit(self):
         """

@@ -32,6 +32,7 @@ from distro.wire import (
     UNSUPPORTED_VERSION,
     FrameProtocol,
     ProtocolError,
+    encode,
     noDelay,
 )
 
@@ -113,6 +114,25 @@ class _Link(FrameProtocol):
         self._deadline = self.clock.callLater(
             self.cluster.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
         )
+
+    def sendMessage(self, message):
+        """
+        Send one map as a frame, unless it exceeds C{peer_max_frame}, which
+        the member would refuse by dropping the link: then it is logged and
+        not sent (records too large for a frame go in pieces before this).
+        """
+        frame = encode(message)
+        limit = self.cluster.config.peer_max_frame
+        if len(frame) - 4 > limit:
+            self.log.error(
+                "not sent to {peer}: a {op} frame of {size} bytes exceeds peer_max_frame {limit}",
+                peer=self.nodeId or str(self.transport.getPeer()),
+                op=message.get("op"),
+                size=len(frame) - 4,
+                limit=limit,
+            )
+            return
+        self.transport.write(frame)
 
     def _handshakeTimedOut(self):
         self._deadline = None
