@@ -3,7 +3,8 @@
 The C{distro} command: look at and change a distro cluster from a shell.
 
     distro [--server HOST:PORT]... [--namespace NS] [--group GROUP] [--json]
-           [--timeout SECONDS] COMMAND ...
+           [--timeout SECONDS] [--tls] [--tls-ca FILE] [--tls-cert FILE
+           --tls-key FILE] [--tls-no-verify] COMMAND ...
 
     services                       list services and their instance counts
     instances SERVICE              show a service's view
@@ -15,6 +16,7 @@ The C{distro} command: look at and change a distro cluster from a shell.
 Servers come from C{--server} (repeatable, or comma-separated), else from the
 C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9848}. With C{--json}
 every output is one JSON document on one line (in C{watch}, one per view).
+Any C{--tls*} option dials the nodes over TLS (their client port is C{ssl:}).
 
 Exit codes:
 
@@ -42,6 +44,9 @@ from distro.client import (
     NotConnected,
     RequestTimeout,
     Service,
+    TLSFileError,
+    TLSOptions,
+    TLSUnavailable,
     connect,
     formatAddress,
     parseServers,
@@ -76,6 +81,8 @@ exit codes:
   3  no node could be reached, or a node did not answer in time
 
 servers: --server, else $DISTRO_SERVERS, else 127.0.0.1:9848
+TLS: --tls-ca CA.pem checks each node's certificate against that CA and the
+host of its address (--tls alone: against the system's CAs)
 """
 
 
@@ -146,6 +153,18 @@ def _buildParser():
     parser.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT,
                         metavar="SECONDS", help="connect and request timeout "
                         "(default: %(default)g)")
+    tls = parser.add_argument_group("TLS (for nodes whose client port is ssl:)")
+    tls.add_argument("--tls", action="store_true", dest="use_tls",
+                     help="dial the nodes over TLS, trusting the system's CAs")
+    tls.add_argument("--tls-ca", metavar="FILE",
+                     help="PEM CA certificates the nodes' certificates must be signed by "
+                     "(implies --tls)")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="PEM certificate to present to the nodes, with --tls-key")
+    tls.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    tls.add_argument("--tls-no-verify", action="store_true",
+                     help="UNSAFE: do not check the nodes' certificates (anyone on "
+                     "the path can read and change the traffic); for tests only")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     services = commands.add_parser("services", help="list services")
@@ -229,6 +248,16 @@ def _complete(options, environ):
         )
     if options.command == "deregister":
         Instance(options.ip, options.port, cluster=options.cluster)
+    options.tls = None
+    if options.tls_cert is not None and options.tls_key is None:
+        raise ValueError("--tls-cert needs --tls-key")
+    if options.tls_key is not None and options.tls_cert is None:
+        raise ValueError("--tls-key needs --tls-cert")
+    if options.use_tls or options.tls_ca or options.tls_cert or options.tls_no_verify:
+        options.tls = TLSOptions(
+            ca=options.tls_ca, cert=options.tls_cert, key=options.tls_key,
+            verify=not options.tls_no_verify,
+        )
 
 
 def formatTable(headers, rows, rightAligned=()):
@@ -438,11 +467,18 @@ async def execute(reactor, options, stdout, stderr, connect=connect):
         stderr.flush()
 
     try:
-        connecting = connect(
-            options.servers, namespace=options.namespace,
-            group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
-            timeout=options.timeout,
-        )
+        try:
+            connecting = connect(
+                options.servers, namespace=options.namespace,
+                group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
+                timeout=options.timeout, tls=options.tls,
+            )
+        except TLSFileError as e:
+            problem(f"--tls-{e.option}: {e.problem}")
+            return EXIT_USAGE
+        except TLSUnavailable as e:
+            problem(str(e))
+            return EXIT_USAGE
         # An interruption while connecting gives up at once.
         shutdown.whenRequested().addCallback(lambda _: connecting.cancel())
         try:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 
 from twisted.internet.endpoints import serverFromString
 
+from distro import tls
+
 # Parsing an endpoint string does not touch the reactor it is given.
 _NO_REACTOR = object()
 
@@ -42,6 +44,11 @@ def _nonNegative(key, value):
 
 
 def _endpoint(key, value):
+    if tls.isTLSEndpoint(value):
+        try:
+            tls.requireTLS()
+        except tls.TLSUnavailable as e:
+            raise ConfigError(key, str(e))
     try:
         serverFromString(_NO_REACTOR, value)
     except Exception as e:
@@ -119,6 +126,17 @@ class Config:
         "", "Path of cluster.conf (one host:peer_port per line); empty or one line: standalone."
     )
     peer_listen: str = _key("tcp:9849", "Peer port, as a Twisted server endpoint string.", _endpoint)
+    peer_tls_ca: str = _key(
+        "",
+        "PEM file of the CA that signs the members' peer-port certificates; required when "
+        "peer_listen is ssl: (members are then dialed over TLS and verified), else empty.",
+    )
+    peer_tls_cert: str = _key(
+        "",
+        "PEM certificate (with peer_tls_key) this node presents when it dials members; its "
+        "TLS peer port then requires members to present one signed by peer_tls_ca.",
+    )
+    peer_tls_key: str = _key("", "PEM private key of peer_tls_cert.")
     peer_advertise: str = _key(
         "", "This node's own line in cluster.conf (host:port); empty means found by port."
     )
@@ -183,6 +201,7 @@ class Config:
             # A clustered node defaults to its own cluster.conf line, which
             # differs between nodes that share a host name.
             self.node_id = socket.gethostname()
+        self.peerDialer()
         return self
 
     def clusterSecret(self, environ):
@@ -205,11 +224,41 @@ class Config:
             return secret
         return b""
 
+    def peerDialer(self):
+        """
+        The L{tls.TLSDialer} members are dialed with, its files read; L{None}
+        when the peer port is not TLS.
+
+        @raise ConfigError: naming the key of a TLS file that cannot be used,
+            or of a combination that cannot work.
+        """
+        keys = ("peer_tls_ca", "peer_tls_cert", "peer_tls_key")
+        if not tls.isTLSEndpoint(self.peer_listen):
+            for key in keys:
+                if getattr(self, key):
+                    raise ConfigError(key, "is set, but peer_listen is not a TLS (ssl:) endpoint")
+            return None
+        if not self.peer_tls_ca:
+            raise ConfigError(
+                "peer_tls_ca",
+                "peer_listen is a TLS (ssl:) endpoint, so members are dialed over TLS: "
+                "name the CA file that signs their certificates",
+            )
+        options = tls.TLSOptions(
+            ca=self.peer_tls_ca, cert=self.peer_tls_cert or None, key=self.peer_tls_key or None
+        )
+        try:
+            return tls.TLSDialer(options, dict(zip(("ca", "cert", "key"), keys)))
+        except tls.TLSFileError as e:
+            raise ConfigError(e.option, e.problem)
+
 
 KEYS = {f.name: f for f in fields(Config)}
 
 # Files named in a configuration file, relative to that file's directory.
-RELATIVE_PATHS = frozenset({"cluster", "secret_file"})
+RELATIVE_PATHS = frozenset(
+    {"cluster", "secret_file", "peer_tls_ca", "peer_tls_cert", "peer_tls_key"}
+)
 
 # Secrets are never command-line options: they would show in ps.
 FILE_ONLY = frozenset({"auth_tokens", "cluster_secret"})

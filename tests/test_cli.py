@@ -210,6 +210,7 @@ class CommandTests(SynchronousTestCase):
         A client of the fake cluster, first trying its first server.
         """
         kwargs.pop("reactor", None)
+        kwargs.pop("tls", None)
         return DistroClient(servers, self.reactor, self.cluster.endpointFactory,
                             start=0, retryPolicy=lambda failures: 1.0, **kwargs)
 

@@ -139,23 +139,34 @@ class ClusterTestCase(ProcessTestCase):
 
         @return: a L{Deferred} firing with the three L{Member}s.
         """
+        yield self.startMembers(3, orphanGraceMs)
+        for m in self.members:
+            yield self.waitReady(m)
+            yield self.waitStates(m, {o.nodeId: "UP" for o in self.members})
+        return self.members
+
+    def startMembers(self, count, orphanGraceMs=5000):
+        """
+        Write a C{cluster.conf} of C{count} members on free ports and start
+        them, without waiting for more than their ports.
+
+        @return: a L{Deferred} firing with the L{Member}s.
+        """
         self.orphanGraceMs = orphanGraceMs
         self.processes = []
         # Registered before the processes' own cleanups, so it runs after
         # they ended: their whole output is there.
         self.addCleanup(self.checkOutputs)
-        ports = freePorts(6)
-        self.members = [Member(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(3)]
+        ports = freePorts(2 * count)
+        self.members = [Member(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(count)]
         self.clusterFile = self.tempPath()
         with open(self.clusterFile, "w") as f:
             f.write("# written by tests/test_cluster_process.py\n")
             for m in self.members:
                 f.write(f"127.0.0.1:{m.peerPort}\n")
-        yield defer.gatherResults([self.startMember(m) for m in self.members], consumeErrors=True)
-        for m in self.members:
-            yield self.waitReady(m)
-            yield self.waitStates(m, {o.nodeId: "UP" for o in self.members})
-        return self.members
+        return defer.gatherResults(
+            [self.startMember(m) for m in self.members], consumeErrors=True
+        )
 
     @defer.inlineCallbacks
     def startMember(self, member):

@@ -15,8 +15,10 @@ plain values.
 
 With C{cache_dir}, the last view of each subscription and query is kept in a
 directory (L{ViewCache}) and served while no node answers, after a restart
-too.
+too. With C{tls=TLSOptions(ca="ca.pem")}, servers are dialed over TLS.
 """
+
+from distro.tls import TLSFileError, TLSOptions, TLSUnavailable
 
 from ._address import formatAddress, parseAddress, parseServers
 from ._cache import IViewCache, ViewCache
@@ -50,6 +52,9 @@ __all__ = [
     "Service",
     "ServiceInfo",
     "SessionEvent",
+    "TLSFileError",
+    "TLSOptions",
+    "TLSUnavailable",
     "ViewCache",
     "connect",
     "formatAddress",

@@ -283,7 +283,11 @@ class ClientConnection(FrameProtocol):
         outstanding, self._outstanding = self._outstanding, {}
         for request in outstanding.values():
             request.timeoutCall.cancel()
+            # The reason says why, e.g. a TLS certificate that failed verification.
             request.deferred.errback(
-                NotConnected(f"connection lost before the reply to {request.op!r}")
+                NotConnected(
+                    f"connection lost before the reply to {request.op!r}: "
+                    f"{reason.getErrorMessage()}"
+                )
             )
         self.observer.connectionLost(self, reason)

@@ -19,12 +19,12 @@ written there, and a client starting while no node answers serves them.
 from dataclasses import replace
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from distro.model import normalHost
+from distro.tls import TLSDialer, hostEndpoint
 from distro.wire import NOT_READY
 
 from ._cache import ViewCache
@@ -676,6 +676,7 @@ def connect(
     token=None,
     timeout=DEFAULT_TIMEOUT,
     cache_dir=None,
+    tls=None,
 ):
     """
     Open a session with a distro cluster.
@@ -695,12 +696,23 @@ def connect(
         answers, even after a restart. With one, the L{Deferred} fires with
         the client (still trying the servers) when no node answers within
         C{timeout}, instead of failing; see L{DistroClient.start}.
+    @param tls: a L{distro.tls.TLSOptions} to dial the servers over TLS
+        (their client port is an C{ssl:} endpoint), verifying each server's
+        certificate against its CA and the host of its address; L{None}:
+        plain TCP. Every server of the list, and every member the nodes
+        announce, is dialed the same way.
     @return: a L{Deferred} firing with a connected L{DistroClient} (with
         C{cache_dir}, possibly one still waiting for a node).
     @raise OSError: if C{cache_dir} cannot be created.
+    @raise distro.tls.TLSFileError: at once, if a file C{tls} names cannot
+        be used (the error names the option: C{ca}, C{cert} or C{key}).
+    @raise distro.tls.TLSUnavailable: at once, if C{tls} is given but
+        pyOpenSSL is not installed.
     """
+    dialer = None if tls is None else TLSDialer(tls)
+
     def endpointFactory(host, port):
-        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+        return hostEndpoint(reactor, host, port, timeout, dialer)
 
     client = DistroClient(
         servers,

@@ -83,9 +83,12 @@ class BlockingClient:
         token=None,
         timeout=DEFAULT_TIMEOUT,
         cache_dir=None,
+        *,
+        tls=None,
     ):
         """
-        Connect; the arguments are those of L{distro.client.connect}.
+        Connect; the arguments are those of L{distro.client.connect}
+        (C{tls}, a L{distro.client.TLSOptions}, dials over TLS).
 
         With C{cache_dir}, views are kept in that directory and served while
         no node answers, and an unreachable cluster does not raise: the
@@ -97,6 +100,10 @@ class BlockingClient:
             there is no C{cache_dir}).
         @raise distro.client.DistroError: if a node refused the session.
         @raise OSError: if C{cache_dir} cannot be created.
+        @raise distro.client.TLSFileError: if a file C{tls} names cannot be
+            used.
+        @raise distro.client.TLSUnavailable: if C{tls} is given but
+            pyOpenSSL is not installed.
         """
         reactor = _runningReactor()
         client = self._callIn(
@@ -110,6 +117,7 @@ class BlockingClient:
             reactor=reactor,
             timeout=timeout,
             cache_dir=cache_dir,
+            tls=tls,
         )
         self._setUp(client, reactor)
 

@@ -193,6 +193,13 @@ class _Link(FrameProtocol):
         self._watchdog = None
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
+            # Say why a link never came up (a TLS handshake that failed, a
+            # peer that went away): nothing else will.
+            self.log.info(
+                "peer connection {peer} ended before its handshake: {reason}",
+                peer=str(self.transport.getPeer()),
+                reason=reason.getErrorMessage() if reason is not None else "unknown",
+            )
         self._deadline = None
 
     def refuse(self, code, message):

@@ -10,7 +10,7 @@ import random
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import HostnameEndpoint, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -18,6 +18,7 @@ from distro.cluster.members import Membership, findSelf, parseAddress, readClust
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.replication import Receiver, Replicator
 from distro.cluster.sync import SyncBarrier
+from distro.tls import MutualTLSReactor, hostEndpoint
 
 
 class _Watched:
@@ -415,13 +416,19 @@ def clusterFromConfig(node, reactor, members, environ):
     config = node.config
     selfAddress, addresses = members
     secret = config.clusterSecret(environ)
+    # A TLS peer port means a TLS cluster: members are dialed over TLS too.
+    dialer = config.peerDialer()
 
     def connector(address):
         host, port = parseAddress(address, "member")
-        return HostnameEndpoint(reactor, host, port, timeout=5)
+        return hostEndpoint(reactor, host, port, 5, dialer)
 
     def listen(factory):
-        return serverFromString(reactor, config.peer_listen).listen(factory)
+        listening = reactor
+        if config.peer_tls_cert:
+            # This node shows members a certificate: so must they (mutual TLS).
+            listening = MutualTLSReactor(reactor, dialer)
+        return serverFromString(listening, config.peer_listen).listen(factory)
 
     if len(addresses) > 1:
         node.ready = False
