@@ -31,7 +31,7 @@ __all__ = [
     "MutualTLSReactor",
     "hostEndpoint",
     "isTLSEndpoint",
-        "requireTLS",
+    "requireTLS",
 ]
 
 INSTALL_HINT = "pip install 'distro-registry[tls]'"
