@@ -22,6 +22,10 @@ _NO_REACTOR = object()
 # longest ip, cluster and service names, the other fields and the envelope.
 LARGEST_INSTANCE_OVERHEAD = 4096
 
+# The smallest peer frame limit: a digest of bucket hashes (PROTOCOL.md
+# 5.2.1) is 8 KiB and some.
+MIN_PEER_FRAME = 16384
+
 
 class ConfigError(Exception):
     """
@@ -197,6 +201,11 @@ class Config:
                     f"must be at least {largestInstance} bytes: an instance of "
                     f"max_metadata_bytes ({self.max_metadata_bytes}) must fit in one frame",
                 )
+        if self.peer_max_frame < MIN_PEER_FRAME:
+            raise ConfigError(
+                "peer_max_frame",
+                f"must be at least {MIN_PEER_FRAME} bytes: a digest's bucket hashes must fit",
+            )
         if not self.node_id and not self.cluster:
             # A clustered node defaults to its own cluster.conf line, which
             # differs between nodes that share a host name.

@@ -34,6 +34,10 @@ from distro.wire import (
 )
 
 _MAX_PAGE_SIZE = 1000
+
+# A connection whose send buffer stays full (the client reads nothing) for
+# this many idle timeouts is reset (PROTOCOL.md 4.4).
+STALLED_IDLE_TIMEOUTS = 3
 _PREFIX = struct.Struct("!I")
 _PUSH_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("push") + msgpack.packb("seq")
 _SERVICE_INFO_KEY = msgpack.packb("service_info")
@@ -91,7 +95,8 @@ class ClientSession(FrameProtocol):
     counted against C{max_unsent_bytes}: a reply that would not fit is
     refused with C{LIMIT_EXCEEDED}, a push that would not fit closes the
     connection. While the node is not reading, the client's silence is not
-    counted against it.
+    counted against it; a client that reads nothing at all for
+    L{STALLED_IDLE_TIMEOUTS} idle timeouts is reset.
     """
 
     log = Logger()
@@ -103,6 +108,8 @@ class ClientSession(FrameProtocol):
     _idleTimer = None
     _confirmingIdle = False
     sendPaused = False
+    _producing = False
+    _pausedSince = 0.0
     _unsent = 0
 
     _handshakeDeadline = None
@@ -111,7 +118,7 @@ class ClientSession(FrameProtocol):
         super().__init__()
         self.node = node
         # Until hello succeeds only small frames are taken (PROTOCOL.md 1).
-        self.maxFrame = HANDSHAKE_MAX_FRAME
+        self.maxFrame = min(HANDSHAKE_MAX_FRAME, node.config.max_frame)
         self._seq = 0
         self._lastSeen = 0.0
         self.channel = None
@@ -131,6 +138,7 @@ class ClientSession(FrameProtocol):
         self._lastSeen = self.node.clock.seconds()
         self.channel = self.node.pusher.channel(self._sendPush)
         self.transport.registerProducer(self, True)
+        self._producing = True
         self._scheduleIdleCheck(self.node.config.idle_timeout_ms / 1000.0)
         self._handshakeDeadline = self.node.clock.callLater(
             self.node.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
@@ -151,6 +159,11 @@ class ClientSession(FrameProtocol):
             self._idleTimer.cancel()
         self._idleTimer = None
         self._cancelHandshakeDeadline()
+        if self._producing:
+            # Not every transport forgets its producer when it closes (TLS
+            # does not): without this, a closed session is a cycle.
+            self._producing = False
+            self.transport.unregisterProducer()
         if self.channel is not None:
             self.channel.close()
         if self.client is not None:
@@ -160,6 +173,8 @@ class ClientSession(FrameProtocol):
     # IPushProducer: told by the transport when its send buffer fills/drains.
 
     def pauseProducing(self):
+        if not self.sendPaused:
+            self._pausedSince = self.node.clock.seconds()
         self.sendPaused = True
         self.pauseHandling()
         self.channel.pause()
@@ -185,6 +200,7 @@ class ClientSession(FrameProtocol):
         # connection): not even a push for this client's own instances going.
         if self.channel is not None:
             self.channel.close()
+        self._cancelHandshakeDeadline()
         super().closeConnection()
         # A client that does not read would keep what is unsent (and the
         # connection) forever: it gets the idle timeout to take it.
@@ -226,9 +242,22 @@ class ClientSession(FrameProtocol):
         idle = self.node.config.idle_timeout_ms / 1000.0
         if self.sendPaused:
             # The node is not reading: the client's heartbeats may be
-            # waiting in the socket. Silence is judged after resuming.
+            # waiting in the socket. Silence is judged after resuming; but
+            # a client that takes nothing for STALLED_IDLE_TIMEOUTS idle
+            # timeouts is hung (its kernel still holds the socket open).
             self._confirmingIdle = False
-            self._scheduleIdleCheck(idle)
+            stalled = self.node.clock.seconds() - self._pausedSince
+            limit = STALLED_IDLE_TIMEOUTS * idle
+            if stalled >= limit:
+                self._idleTimer = None
+                self.log.info(
+                    "closing {peer}: it read nothing for {stalled:.1f}s",
+                    peer=str(self.peer),
+                    stalled=stalled,
+                )
+                self.transport.abortConnection()
+                return
+            self._scheduleIdleCheck(max(min(idle, limit - stalled), 0.001))
             return
         silent = self.node.clock.seconds() - self._lastSeen
         if silent >= idle:

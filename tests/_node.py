@@ -209,9 +209,9 @@ class Connection:
         if not self.lost:
             self.lost = True
             reason = ConnectionDone() if orderly else ConnectionLost()
-            if self.transport.producer is not None:
-                self.transport.unregisterProducer()
             self.session.connectionLost(Failure(reason))
+            if self.transport.producer is not None:
+                raise AssertionError("the closed session is still the transport's producer")
 
 
 class NodeHarness:

@@ -793,6 +793,36 @@ class ReadinessTests(ClusterTestCase):
         self.assertEqual(cluster.clock.seconds(), 0)
 
 
+    def test_connectedMemberNotWaitedForOnceItsLinkIsGone(self):
+        """
+        Past C{load_timeout_ms}, a member that connected is waited for only
+        while its link to the starting node is up: one whose frames stop
+        getting through (here: after its C{snapshot_begin}), though it
+        answers the node's pings and so is never C{DOWN}, is given up when
+        that link drops.
+        """
+        cluster = self.cluster
+        cluster.client(0).register(ORDERS, "10.1.0.1")
+        begun = []
+
+        def oneWay(s, d, m):
+            if (s, d) != (0, 2) or m["op"] in ("challenge", "peer_welcome", "pong"):
+                return None  # n2's own link to n0 goes on working
+            if m["op"] == "snapshot_begin" and not begun:
+                begun.append(m)
+                return None
+            return DROP if begun else None
+
+        cluster.intercept(oneWay)
+        cluster.restart(2, settle=False)
+        cluster.advance(1.9)
+        self.assertTrue(begun)
+        self.assertFalse(cluster.node(2).ready)
+        cluster.advance(2)
+        self.assertEqual(cluster.node(2).cluster.membership.state("n0"), "UP")
+        self.assertTrue(cluster.node(2).ready)
+
+
 class MoveTests(ClusterTestCase):
     """
     5.4 and 4.1: resuming at another node moves the client there.

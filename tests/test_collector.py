@@ -5,13 +5,21 @@ nothing for the collector (what makes freezing safe).
 """
 
 import gc
+import os
 import weakref
 
+from twisted.internet import ssl
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.collector import CollectorWatch
+from distro.server import ClientPortFactory
 from tests._node import NodeHarness, instance, service
+from tests._tls import Authority
 
 
 class FakeCollector:
@@ -110,3 +118,29 @@ class NoCyclesTests(SynchronousTestCase):
         del connection
         self.assertIsNone(session())
         self.assertIsNone(channel())
+
+    def test_closedTLSSessionFreed(self):
+        """
+        Behind TLS too (whose transport does not forget its producer when
+        it closes), a closed session is freed by reference counting.
+        """
+        authority = Authority(_directory(self))
+        certPath, keyPath = authority.server()
+        with open(certPath) as cert, open(keyPath) as key:
+            credentials = ssl.PrivateCertificate.loadPEM(cert.read() + key.read())
+        harness = NodeHarness()
+        factory = TLSMemoryBIOFactory(
+            credentials.options(), False, ClientPortFactory(harness.node)
+        )
+        tls = factory.buildProtocol(None)
+        tls.makeConnection(StringTransport())
+        session = weakref.ref(tls.wrappedProtocol)
+        tls.connectionLost(Failure(ConnectionDone()))
+        del tls, factory
+        self.assertIsNone(session())
+
+
+def _directory(case):
+    path = case.mktemp()
+    os.makedirs(path)
+    return path

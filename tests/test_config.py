@@ -449,16 +449,20 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         """
         A configuration whose frame limits cannot carry one instance of
         C{max_metadata_bytes} (a request, or a piece of a replicated
-        client) is refused naming the frame key.
+        client), or a peer limit below a digest's 16 KiB, is refused naming
+        the frame key.
         """
         self.assertConfigError("max_frame", None, {"max_frame": 8192})
         self.assertConfigError("peer_max_frame", None, {"peer_max_frame": 12287})
         self.assertConfigError(
             "peer_max_frame", None, {"max_metadata_bytes": 1 << 26, "max_frame": 1 << 27}
         )
-        c = config.build(None, {"max_frame": 5120, "peer_max_frame": 5120,
+        self.assertConfigError(
+            "peer_max_frame", None, {"peer_max_frame": 16383, "max_metadata_bytes": 1024}
+        )
+        c = config.build(None, {"max_frame": 5120, "peer_max_frame": 16384,
                                 "max_metadata_bytes": 1024})
-        self.assertEqual((c.max_frame, c.peer_max_frame), (5120, 5120))
+        self.assertEqual((c.max_frame, c.peer_max_frame), (5120, 16384))
 
     def test_badEndpoint(self):
         """

@@ -385,21 +385,27 @@ class InboundTests(SynchronousTestCase):
         self.assertEqual(frames(transport.value()), [{"op": "resend", "client_ids": ["node-b#x#1"]}])
         self.assertEqual(self.held(), [])
 
-    def test_piecesBeyondInstanceLimit(self):
+    def test_rejectedPiecesNotAskedAgain(self):
         """
-        Pieces adding up to more than C{max_instances_per_client} are refused
-        naming C{services}, and nothing of the client is kept.
+        A client rejected at one of its pieces (here its metadata is above
+        this node's C{max_metadata_bytes}) is not asked for again: its
+        remaining pieces are dropped without a C{resend} (5.2 rules 6 and
+        7), and a digest naming that revision asks nothing either.
         """
-        self.node, self.cluster = makeCluster(max_instances_per_client=3)
+        self.node, self.cluster = makeCluster(max_metadata_bytes=100)
         link, transport = self.connect()
         self.hello(link)
-        for message in self.pieces([[1, 2], [3, 4], [5]]):
+        first, second, last = self.pieces([[1], [2], [3]])
+        second["services"][0][1][0]["metadata"] = {"k": "v" * 200}
+        for message in (first, second, last):
             link.dataReceived(wire.encode(message))
         sent = frames(transport.value())
-        self.assertEqual(sent[0]["code"], wire.BAD_REQUEST)
-        self.assertTrue(sent[0]["message"].startswith("services:"), sent)
+        self.assertEqual([(m["op"], m["code"]) for m in sent], [("error", wire.LIMIT_EXCEEDED)])
+        self.assertIn("services[0].instances[0].metadata", sent[0]["message"])
+        transport.clear()
+        link.dataReceived(wire.encode({"op": "digest", "clients": [["node-b#x#1", 1]]}))
+        self.assertEqual(transport.value(), b"")
         self.assertEqual(self.held(), [])
-        self.assertFalse(transport.disconnecting)
 
     def test_badPart(self):
         link, transport = self.connect()
@@ -781,6 +787,15 @@ class OutboundTests(SynchronousTestCase):
         self.link.dataReceived((64 * 1024 + 1).to_bytes(4, "big"))
         self.assertTrue(self.transport.disconnecting)
         self.assertIsNone(self.feed.link)
+
+    def test_closedLinkLetsGoOfTransport(self):
+        """
+        A closed link is no longer its transport's producer (a TLS transport
+        would otherwise keep a cycle alive).
+        """
+        self.assertIs(self.transport.producer, self.link)
+        self.link.connectionLost(None)
+        self.assertIsNone(self.transport.producer)
 
     def test_silentLinkDropped(self):
         """

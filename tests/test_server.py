@@ -1804,13 +1804,31 @@ class FlowControlTests(SynchronousTestCase, ErrorAssertions):
         subscriber = self.harness.client(bufferSize=1000)
         subscriber.ok("subscribe", service=service())
         self.assertTrue(subscriber.session.sendPaused)
-        self.clock.advance(30)
+        self.clock.advance(8.9)
         self.assertFalse(subscriber.closing)
         subscriber.transport.drain()
         self.clock.advance(2.9)
         self.assertFalse(subscriber.closing)
         self.clock.advance(0.2)
         self.assertTrue(subscriber.transport.disconnected)
+
+    def test_hungReaderReset(self):
+        """
+        A client that reads nothing at all for three idle timeouts (hung,
+        its kernel keeping the socket open) is reset, as a lost connection:
+        its instances go after the disconnect grace.
+        """
+        hung = self.harness.client(bufferSize=1000)
+        hung.ok("register", service=service("mine"), instance=instance(port=7))
+        hung.ok("subscribe", service=service())
+        self.assertTrue(hung.session.sendPaused)
+        self.clock.advance(8.9)
+        self.assertFalse(hung.transport.disconnected)
+        self.clock.advance(0.2)
+        self.assertTrue(hung.transport.disconnected)
+        hung.lose()
+        self.clock.advance(self.harness.config.disconnect_grace_ms / 1000.0)
+        self.assertEqual(self.harness.query("mine")["hosts"], [])
 
     def test_closedNonReaderReset(self):
         """
@@ -1876,6 +1894,17 @@ class HandshakeLimitTests(SynchronousTestCase, ErrorAssertions):
         self.assertError(reply, wire.HELLO_REQUIRED, "hello:", re=None)
         self.assertIn("handshake_timeout_ms", reply["message"])
         self.assertTrue(connection.closing)
+
+    def test_noDeadlineAfterRefusal(self):
+        """
+        A hello refused (and the connection closed) is the last frame: the
+        deadline does not add another.
+        """
+        connection = self.harness.connect()
+        reply = connection.hello(proto=99)
+        self.assertError(reply, wire.UNSUPPORTED_VERSION)
+        self.clock.advance(2.5)
+        self.assertEqual(connection.frames(), [])
 
     def test_noDeadlineAfterHello(self):
         connection = self.harness.client()

@@ -104,7 +104,7 @@ class _Link(FrameProtocol):
         super().__init__()
         self.cluster = cluster
         self.clock = cluster.clock
-        self.maxFrame = HANDSHAKE_MAX_FRAME
+        self.maxFrame = min(HANDSHAKE_MAX_FRAME, cluster.config.peer_max_frame)
         self._lastSeen = 0.0
 
     def connectionMade(self):
@@ -313,6 +313,7 @@ class OutboundLink(_Link):
 
     _proof = None
     _challenger = None
+    _producing = False
 
     def __init__(self, cluster, feed):
         super().__init__(cluster)
@@ -337,6 +338,7 @@ class OutboundLink(_Link):
         super().connectionMade()
         self.feed.connected = True
         self.transport.registerProducer(self, True)
+        self._producing = True
 
     def messageReceived(self, message):
         op = message.get("op")
@@ -451,6 +453,11 @@ class OutboundLink(_Link):
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
+        # Not every transport forgets its producer when it closes (TLS does
+        # not): without this, a closed link is a cycle.
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
         if self._pinger is not None and self._pinger.active():
             self._pinger.cancel()
         self._pinger = None

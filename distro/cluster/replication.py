@@ -582,14 +582,16 @@ class Receiver:
             pieces = None
         if part > 0:
             if pieces is None:
+                if self._rejected.get(sender, {}).get(header.clientId) == revision:
+                    return None  # the rest of a client rejected at this revision
                 # The start of this client was lost (discarded): ask again.
                 return {"op": "resend", "client_ids": [header.clientId]}
-            pieces.add(services, self.config.max_instances_per_client)
+            pieces.add(services)
             services = pieces.services
         if more:
             if pieces is None:
                 pieces = _Pieces(key)
-                pieces.add(services, self.config.max_instances_per_client)
+                pieces.add(services)
             pieces.next = part + 1
             self._pieces[sender] = pieces
             return None
@@ -781,28 +783,19 @@ class _Pieces:
     @ivar next: the C{part} expected next.
     """
 
-    __slots__ = ("key", "services", "count", "next")
+    __slots__ = ("key", "services", "next")
 
     def __init__(self, key):
         self.key = key
         self.services = {}
-        self.count = 0
         self.next = 1
 
-    def add(self, services, limit):
+    def add(self, services):
         """
-        Merge the services of one more piece, within C{limit} instances.
+        Merge the services of one more piece.
         """
         for service, instances in services.items():
-            held = self.services.setdefault(service, {})
-            before = len(held)
-            held.update(instances)
-            self.count += len(held) - before
-        if self.count > limit:
-            raise ProtocolError(
-                BAD_REQUEST,
-                f"services: more than max_instances_per_client ({limit}) instances in one client",
-            )
+            self.services.setdefault(service, {}).update(instances)
 
 
 class _Record:

@@ -132,6 +132,7 @@ class Cluster(MultiService):
         self._links = {}
         self._waiting = set()
         self._reached = set()
+        self._loadTimePassed = False
         self._deathTimers = {}
         self._loadTimer = None
         self._digests = LoopingCall(self.replicator.sendDigests)
@@ -294,6 +295,12 @@ class Cluster(MultiService):
         if self.inbound.get(link.nodeId) is link:
             del self.inbound[link.nodeId]
             self.receiver.linkDown(link)
+            # Its snapshot is waited for past load_timeout_ms only while
+            # its link is up (5.5).
+            self._reached.discard(link.member.address)
+            if self._loadTimePassed and not self.node.ready:
+                self._waiting.discard(link.member.address)
+                self._checkReady()
 
     # Readiness (5.5)
 
@@ -317,6 +324,7 @@ class Cluster(MultiService):
 
     def _loadTimedOut(self):
         self._loadTimer = None
+        self._loadTimePassed = True
         if self.node.ready:
             return
         # Members that never connected are not waited for any longer; one
