@@ -660,9 +660,8 @@ async def bench(reactor, args, nodes):
               f"{figures['rate']:.0f} writes/s ({how})")
         for name in ("ack at A", "query at B", "push at C", "push at A (baseline)"):
             print(row(name, figures[name]))
-    print(" (a push comes at once after a quiet spell, else at the end of push_delay_ms = 20 ms")
-    print("  after the previous one: from 50 writes/s to one service on, push latencies include")
-    print("  that window by design; the query at B shows replication without it)")
+    print(" (each change is pushed at the end of the reactor turn it is applied in; under load")
+    print("  the changes applied in one turn, or while a subscriber's buffer is full, go as one)")
     print(" ratios against the baseline (push at A, same writes):")
     for label, figures in phases:
         base = figures["push at A (baseline)"]

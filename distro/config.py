@@ -106,7 +106,10 @@ class Config:
     disconnect_grace_ms: int = _key(
         2000, "How long a client's instances outlive its connection.", _nonNegative
     )
-    push_delay_ms: int = _key(20, "Window within which changes are coalesced into one push.", _nonNegative)
+    push_delay_ms: int = _key(
+        0, "Minimum interval between two pushes of one subscription; 0: as soon as possible.",
+        _nonNegative,
+    )
     max_frame: int = _key(8 * 1024 * 1024, "Largest client-port frame, in bytes.", _positive)
     handshake_timeout_ms: int = _key(
         10000,

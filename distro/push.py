@@ -2,11 +2,13 @@
 """
 Pushes to the subscribers connected to this node (PROTOCOL.md 4.3).
 
-The first change after a quiet spell is pushed at once; changes within
-C{push_delay_ms} of a push are coalesced into one push at the end of that
-window; while a connection cannot take more data only the fact that a
-subscription is due is kept, and the view is read when it is sent, so a slow
-subscriber costs one pending flag per subscription, never a queue of views.
+A change is pushed at the end of the reactor turn it happened in: the
+changes of one turn (a request, the peer frames read at once) are one push,
+with the newest view. With C{push_delay_ms}, a subscription is pushed at most
+once per that interval, what changes meanwhile at its end. While a
+connection cannot take more data only the fact that a subscription is due is
+kept, and the view is read when it is sent, so a slow subscriber costs one
+pending flag per subscription, never a queue of views.
 """
 
 import heapq
@@ -67,11 +69,9 @@ class PushChannel:
         if subscription.due is not None:
             return
         now = self.pusher.clock.seconds()
-        windowEnd = subscription.lastPushAt + self.pusher.delay
-        if not self.paused and now >= windowEnd:
-            self._push(subscription, now)
-            return
-        subscription.due = due = max(now, windowEnd)
+        # Pushed at the end of this reactor turn (every change of the turn
+        # in one push), or of its minimum interval since the last push.
+        subscription.due = due = max(now, subscription.lastPushAt + self.pusher.delay)
         self._pending.add(subscription)
         heapq.heappush(self._dueHeap, (due, next(self._sequence), subscription))
         self._scheduleAt(due)

@@ -87,7 +87,8 @@ class Connection:
     @ivar pushes: pushes read but not yet taken (see L{takePushes}).
     """
 
-    def __init__(self, factory, host, port, bufferSize=None):
+    def __init__(self, factory, host, port, bufferSize=None, clock=None):
+        self.clock = clock
         address = IPv4Address("TCP", host, port)
         if bufferSize is None:
             self.transport = StringTransport(peerAddress=address)
@@ -122,8 +123,11 @@ class Connection:
         """
         Every frame written since the last call, decoded. Each must be a
         whole, valid frame (a map with string keys): the node must never
-        write anything else.
+        write anything else. The node's reactor turn ends first (pushes are
+        written at the end of the turn their change happened in).
         """
+        if self.clock is not None:
+            self.clock.advance(0)
         data = self.transport.value()
         frames = []
         while len(data) - self._offset >= 4:
@@ -237,7 +241,7 @@ class NodeHarness:
         A new connection from C{host}, before C{hello}; with C{bufferSize},
         over a L{SendBufferTransport}.
         """
-        return Connection(self.factory, host, next(self._ports), bufferSize)
+        return Connection(self.factory, host, next(self._ports), bufferSize, self.clock)
 
     def client(self, host="10.0.0.1", bufferSize=None, **hello):
         """

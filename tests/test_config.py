@@ -93,7 +93,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(c.heartbeat_ms, 3000)
         self.assertEqual(c.idle_timeout_ms, 10000)
         self.assertEqual(c.disconnect_grace_ms, 2000)
-        self.assertEqual(c.push_delay_ms, 20)
+        self.assertEqual(c.push_delay_ms, 0)
         self.assertEqual(c.max_frame, 8 * 1024 * 1024)
         self.assertEqual(c.max_instances_per_client, 10000)
         self.assertEqual(c.max_subscriptions_per_client, 10000)
@@ -229,7 +229,7 @@ class FileTests(ConfigTestMixin, SynchronousTestCase):
         self.assertEqual(c.heartbeat_ms, 500)
         self.assertEqual(c.idle_timeout_ms, 1500)
         self.assertEqual(c.log_format, "json")
-        self.assertEqual(c.push_delay_ms, 20)
+        self.assertEqual(c.push_delay_ms, 0)
 
     def test_authTokens(self):
         """

@@ -38,10 +38,17 @@ class _Views:
 
 
 class PushChannelTests(SynchronousTestCase):
+    """
+    With a minimum interval (C{push_delay_ms} 10): a change is pushed at the
+    end of its turn, or of the interval since the subscription's last push.
+    """
+
+    delayMs = 10
+
     def setUp(self):
         self.clock = Clock()
         self.views = _Views()
-        self.pusher = Pusher(self.views, self.clock, 10)
+        self.pusher = Pusher(self.views, self.clock, self.delayMs)
         self.sent = []
         self.channel = self.pusher.channel(lambda info: self.sent.append(
             (round(self.clock.seconds(), 3), info.service)))
@@ -50,6 +57,12 @@ class PushChannelTests(SynchronousTestCase):
         for service in services:
             self.pusher.subscribe(self.channel, service, None, "0")
 
+    def endOfTurn(self):
+        """
+        The reactor ends its turn: what was due now runs.
+        """
+        self.clock.advance(0)
+
     def test_eachAtTheEndOfItsWindow(self):
         """
         A change within a subscription's window is pushed when that
@@ -57,8 +70,10 @@ class PushChannelTests(SynchronousTestCase):
         """
         self.subscribe("a", "b")
         self.views.change("a")
+        self.endOfTurn()
         self.clock.advance(0.004)
         self.views.change("b")
+        self.endOfTurn()
         self.clock.advance(0.002)
         self.views.change("b")
         self.views.change("a")
@@ -73,12 +88,16 @@ class PushChannelTests(SynchronousTestCase):
         """
         Thousands of subscriptions of one connection changing in one turn
         wait behind one timer and are each pushed once, at the end of the
-        window.
+        turn; changing again within the interval, at the end of it.
         """
         services = [f"s{i}" for i in range(5000)]
         self.subscribe(*services)
         for service in services:
             self.views.change(service)
+            self.views.change(service)
+        self.assertEqual(self.sent, [])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.endOfTurn()
         self.assertEqual(len(self.sent), 5000)
         for service in services:
             self.views.change(service)
@@ -97,6 +116,7 @@ class PushChannelTests(SynchronousTestCase):
         self.subscribe("a", "b")
         self.views.change("a")
         self.views.change("b")
+        self.endOfTurn()
         self.views.change("a")
         self.views.change("b")
         self.pusher.unsubscribe(self.channel, "a", None)
@@ -112,8 +132,10 @@ class PushChannelTests(SynchronousTestCase):
         """
         self.subscribe("a", "b")
         self.views.change("a")
+        self.endOfTurn()
         self.clock.advance(0.005)
         self.views.change("b")
+        self.endOfTurn()
         self.channel.pause()
         self.views.change("a")
         self.views.change("b")
@@ -123,3 +145,59 @@ class PushChannelTests(SynchronousTestCase):
         self.assertEqual(self.sent[2:], [(0.012, "a")])
         self.clock.advance(0.003)
         self.assertEqual(self.sent[3:], [(0.015, "b")])
+
+
+class PushAtOnceTests(SynchronousTestCase):
+    """
+    Without a minimum interval (the default): a change is pushed at the end
+    of the reactor turn it happened in, however recent the last push; the
+    changes of one turn go as one push.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.views = _Views()
+        self.pusher = Pusher(self.views, self.clock, 0)
+        self.sent = []
+        self.channel = self.pusher.channel(lambda info: self.sent.append(
+            (round(self.clock.seconds(), 4), info.service, info.checksum)))
+        for service in ("a", "b"):
+            self.pusher.subscribe(self.channel, service, None, "0")
+
+    def test_backToBack(self):
+        """
+        Changes a tenth of a millisecond apart are each pushed in their own
+        turn, without waiting for any window.
+        """
+        for n in range(5):
+            self.views.change("a")
+            self.clock.advance(0)
+            self.clock.advance(0.0001)
+        self.assertEqual([(t, c) for t, _, c in self.sent],
+                         [(0.0, "1"), (0.0001, "2"), (0.0002, "3"), (0.0003, "4"), (0.0004, "5")])
+
+    def test_oneTurnOnePush(self):
+        """
+        The changes of one turn (say, a batch of replicated frames read at
+        once) are one push per subscription, with the newest view.
+        """
+        for _ in range(10):
+            self.views.change("a")
+            self.views.change("b")
+        self.assertEqual(self.sent, [])
+        self.clock.advance(0)
+        self.assertEqual(sorted(self.sent), [(0.0, "a", "10"), (0.0, "b", "10")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_pausedCoalesces(self):
+        """
+        While the connection cannot take data, changes pile up as one
+        pending push per subscription, sent with the newest view on resume.
+        """
+        self.channel.pause()
+        for _ in range(100):
+            self.views.change("a")
+        self.clock.advance(1)
+        self.assertEqual(self.sent, [])
+        self.channel.resume()
+        self.assertEqual(self.sent, [(1.0, "a", "100")])
