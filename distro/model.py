@@ -63,7 +63,8 @@ class Instance:
         "metadata",
         "writeTs",
         "instanceId",
-        "_host",
+        "_packed",
+        "_hash",
     )
 
     def __init__(self, ip, port, cluster, weight, healthy, enabled, metadata, writeTs=0):
@@ -76,7 +77,8 @@ class Instance:
         self.metadata = metadata
         self.writeTs = writeTs
         self.instanceId = f"{ip}#{port}#{cluster}"
-        self._host = None
+        self._packed = None
+        self._hash = None
 
     def content(self):
         """
@@ -120,13 +122,32 @@ class Instance:
 
     def host(self):
         """
-        The host map of a ServiceInfo: the instance plus C{instance_id}. Built
-        once and shared by every reply and push that carries this instance.
+        The host map of a ServiceInfo: the instance plus C{instance_id}.
         """
-        if self._host is None:
-            self._host = self._fields()
-            self._host["instance_id"] = self.instanceId
-        return self._host
+        host = self._fields()
+        host["instance_id"] = self.instanceId
+        return host
+
+    def packedHost(self):
+        """
+        L{host} packed with msgpack, made once and shared by every reply and
+        push that carries this instance.
+        """
+        if self._packed is None:
+            self._packed = msgpack.packb(self.host(), use_bin_type=True)
+        return self._packed
+
+    def contentHash(self):
+        """
+        What this instance adds to a view's checksum (PROTOCOL.md 3): the
+        BLAKE2b-128 of the msgpack array of its L{content}, as an integer.
+        """
+        if self._hash is None:
+            digest = hashlib.blake2b(
+                msgpack.packb(self.content(), use_bin_type=True), digest_size=16
+            ).digest()
+            self._hash = int.from_bytes(digest, "big")
+        return self._hash
 
     def toWire(self):
         """
@@ -326,10 +347,8 @@ def parseInstanceRef(value, field="instance"):
 
 def checksum(instances):
     """
-    A digest of a view's content: equal on every node for equal content,
-    independent of the order the instances are given in.
+    A digest of a view's content (PROTOCOL.md 3): the sum of the instances'
+    L{Instance.contentHash} modulo 2**128, as 32 hex digits. Equal on every
+    node for equal content, whatever the order the instances are given in.
     """
-    contents = sorted(i.content() for i in instances)
-    return hashlib.blake2b(
-        msgpack.packb(contents, use_bin_type=True), digest_size=16
-    ).hexdigest()
+    return f"{sum(i.contentHash() for i in instances) % (1 << 128):032x}"

@@ -15,29 +15,75 @@ import itertools
 import msgpack
 from zope.interface import implementer
 
+from distro.hostlist import HostList
 from distro.interfaces import IRegistry
 from distro.model import ServiceKey, checksum
 
 _MAX_CACHED_FILTERS = 64
 
 
+def _arrayHeader(count):
+    if count < 16:
+        return bytes([0x90 | count])
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
+
+
+_HEAD = b"\x85" + msgpack.packb("service")
+_CLUSTERS = msgpack.packb("clusters")
+_HOSTS = msgpack.packb("hosts")
+_CHECKSUM = msgpack.packb("checksum")
+_REVISION = msgpack.packb("revision")
+
+
 class ServiceInfo:
     """
     One immutable snapshot of a view, as sent in replies and pushes.
 
+    It holds the hosts as parts of C{(packed bytes, hosts)} (see
+    L{distro.hostlist}): its packed form is a few byte strings around them,
+    written without copying (L{packedPieces}), and the host objects are
+    listed only when asked for (L{hosts}).
+
+    @ivar count: how many hosts it shows.
     @ivar wire: the map form of PROTOCOL.md 3.
     """
 
-    __slots__ = ("service", "clusters", "hosts", "checksum", "revision", "_packed", "_wire")
+    __slots__ = (
+        "service", "clusters", "checksum", "revision", "count", "_parts", "_pieces", "_hosts",
+        "_packed", "_wire",
+    )
 
-    def __init__(self, service, clusters, hosts, revision):
+    def __init__(self, service, clusters, parts, count, checksum, revision):
         self.service = service
         self.clusters = clusters
-        self.hosts = hosts
-        self.checksum = checksum(hosts)
+        self.checksum = checksum
         self.revision = revision
+        self.count = count
+        self._parts = parts
+        self._pieces = None
+        self._hosts = None
         self._packed = None
         self._wire = None
+
+    @classmethod
+    def ofHosts(cls, service, clusters, hosts, revision):
+        """
+        The info of C{hosts} (sorted by instance id), packed in one part.
+        """
+        hosts = tuple(hosts)
+        parts = [(b"".join(h.packedHost() for h in hosts), hosts)]
+        return cls(service, clusters, parts, len(hosts), checksum(hosts), revision)
+
+    @property
+    def hosts(self):
+        """
+        The shown L{Instance}s, in instance id order.
+        """
+        if self._hosts is None:
+            self._hosts = [h for _, hosts in self._parts for h in hosts]
+        return self._hosts
 
     @property
     def wire(self):
@@ -51,13 +97,37 @@ class ServiceInfo:
             }
         return self._wire
 
+    def packedPieces(self):
+        """
+        The msgpack encoding of L{wire}, as byte strings to write one after
+        the other (the hosts' parts are shared, not copied).
+        """
+        if self._pieces is None:
+            clusters = list(self.clusters) if self.clusters is not None else None
+            head = b"".join((
+                _HEAD, msgpack.packb(self.service.toWire()), _CLUSTERS, msgpack.packb(clusters),
+                _HOSTS, _arrayHeader(self.count),
+            ))
+            tail = b"".join((
+                _CHECKSUM, msgpack.packb(self.checksum), _REVISION, msgpack.packb(self.revision),
+            ))
+            self._pieces = [head] + [packed for packed, _ in self._parts if packed] + [tail]
+        return self._pieces
+
+    @property
+    def size(self):
+        """
+        The length of the packed encoding.
+        """
+        return sum(len(piece) for piece in self.packedPieces())
+
     @property
     def packed(self):
         """
-        The msgpack encoding of L{wire}, made once for all subscribers.
+        The msgpack encoding of L{wire} as one byte string.
         """
         if self._packed is None:
-            self._packed = msgpack.packb(self.wire, use_bin_type=True)
+            self._packed = b"".join(self.packedPieces())
         return self._packed
 
 
@@ -70,14 +140,21 @@ class ServiceView:
         with the greatest C{(writeTs, clientId)}.
     """
 
-    __slots__ = ("service", "publishers", "chosen", "revision", "_infos")
+    __slots__ = ("service", "publishers", "chosen", "revision", "shown", "_infos")
 
     def __init__(self, service):
         self.service = service
         self.publishers = {}
         self.chosen = {}
         self.revision = 0
+        self.shown = HostList()
         self._infos = {}
+
+    def _show(self, instance):
+        if instance.enabled:
+            self.shown.put(instance)
+        else:
+            self.shown.discard(instance.instanceId)
 
     def put(self, clientId, instance):
         """
@@ -88,6 +165,7 @@ class ServiceView:
         if byClient is None:
             self.publishers[iid] = {clientId: instance}
             self.chosen[iid] = instance
+            self._show(instance)
             return True
         byClient[clientId] = instance
         return self._choose(iid, byClient)
@@ -103,6 +181,7 @@ class ServiceView:
         if not byClient:
             del self.publishers[instanceId]
             del self.chosen[instanceId]
+            self.shown.discard(instanceId)
             return True
         return self._choose(instanceId, byClient)
 
@@ -114,6 +193,8 @@ class ServiceView:
             winner = byClient[best]
         previous = self.chosen.get(iid)
         self.chosen[iid] = winner
+        if winner is not previous:
+            self._show(winner)
         return not winner.sameContent(previous)
 
     def info(self, clusters=None, healthyOnly=False):
@@ -123,13 +204,21 @@ class ServiceView:
         key = (clusters, healthyOnly)
         info = self._infos.get(key)
         if info is None:
-            hosts = [i for i in self.chosen.values() if i.enabled]
-            if clusters is not None:
-                hosts = [i for i in hosts if i.cluster in clusters]
-            if healthyOnly:
-                hosts = [i for i in hosts if i.healthy]
-            hosts.sort(key=lambda i: i.instanceId)
-            info = ServiceInfo(self.service, clusters, hosts, self.revision)
+            if clusters is None and not healthyOnly:
+                # The common case, kept up to date change by change.
+                shown = self.shown
+                info = ServiceInfo(
+                    self.service, None, shown.parts(), shown.count, shown.checksum(),
+                    self.revision,
+                )
+            else:
+                hosts = [i for i in self.chosen.values() if i.enabled]
+                if clusters is not None:
+                    hosts = [i for i in hosts if i.cluster in clusters]
+                if healthyOnly:
+                    hosts = [i for i in hosts if i.healthy]
+                hosts.sort(key=lambda i: i.instanceId)
+                info = ServiceInfo.ofHosts(self.service, clusters, hosts, self.revision)
             if len(self._infos) >= _MAX_CACHED_FILTERS:
                 self._infos.clear()
             self._infos[key] = info
@@ -146,7 +235,7 @@ class ServiceView:
         """
         How many instances a query without filters returns.
         """
-        return len(self.info().hosts)
+        return self.shown.count
 
 
 class _SortedNames:

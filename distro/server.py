@@ -40,6 +40,7 @@ _MAX_PAGE_SIZE = 1000
 STALLED_IDLE_TIMEOUTS = 3
 _PREFIX = struct.Struct("!I")
 _PUSH_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("push") + msgpack.packb("seq")
+_REPLY_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("ok") + msgpack.packb("re")
 _SERVICE_INFO_KEY = msgpack.packb("service_info")
 
 
@@ -226,7 +227,7 @@ class ClientSession(FrameProtocol):
         """
         Raise L{LimitExceeded} unless a reply carrying C{info} fits.
         """
-        size = len(info.packed) + 64
+        size = info.size + 64
         if size > self._room():
             raise LimitExceeded(
                 "max_unsent_bytes",
@@ -317,16 +318,8 @@ class ClientSession(FrameProtocol):
 
     def _reply(self, rid, result):
         if type(result) is _Reply:
-            body = (
-                b"\x83"
-                + msgpack.packb("op")
-                + msgpack.packb("ok")
-                + msgpack.packb("re")
-                + msgpack.packb(rid)
-                + _SERVICE_INFO_KEY
-                + result.info.packed
-            )
-            self._write(_PREFIX.pack(len(body)) + body)
+            head = _REPLY_HEAD + msgpack.packb(rid) + _SERVICE_INFO_KEY
+            self._writeFrame(head, result.info)
             return
         reply = {"op": "ok", "re": rid}
         if result:
@@ -347,19 +340,31 @@ class ClientSession(FrameProtocol):
 
     def _sendPush(self, info):
         self._seq += 1
-        body = _PUSH_HEAD + msgpack.packb(self._seq) + _SERVICE_INFO_KEY + info.packed
-        if len(body) + 4 > self._room():
+        head = _PUSH_HEAD + msgpack.packb(self._seq) + _SERVICE_INFO_KEY
+        size = 4 + len(head) + info.size
+        if size > self._room():
             # The subscriber cannot be given this view: rather than let it
             # believe an older one, it is told and disconnected.
             self.sendError(
                 None,
                 LIMIT_EXCEEDED,
-                f"max_unsent_bytes: a push of {len(body) + 4} bytes does not fit within "
+                f"max_unsent_bytes: a push of {size} bytes does not fit within "
                 f"{self.node.config.max_unsent_bytes}",
             )
             self.closeConnection()
             return
-        self._write(_PREFIX.pack(len(body)) + body)
+        self._writeFrame(head, info)
+
+    def _writeFrame(self, head, info):
+        """
+        Write one frame of C{head} and C{info}'s packed view, without
+        copying the view (its parts are shared by every reply and push).
+        """
+        pieces = info.packedPieces()
+        prefix = _PREFIX.pack(len(head) + info.size)
+        self.transport.writeSequence([prefix + head] + pieces)
+        if self.sendPaused:
+            self._unsent += 4 + len(head) + info.size
 
     def _service(self, message):
         service = model.parseService(message.get("service"))

@@ -68,6 +68,9 @@ class SendBufferTransport(StringTransport):
             self.producerPaused = True
             self.producer.pauseProducing()
 
+    def writeSequence(self, data):
+        self.write(b"".join(data))
+
     def drain(self):
         """
         The client read everything written: resume a paused producer.

@@ -1,0 +1,126 @@
+# -*- test-case-name: tests.test_hostlist -*-
+"""
+The hosts of a service view, kept as they go on the wire: packed, sorted by
+instance id, in chunks whose packed bytes are joined once and reused until
+one of their hosts changes, with the view's checksum kept up to date as a
+sum. A change costs O(log n + chunk), not O(n): a view of ten thousand
+hosts is pushed as a few dozen byte strings, none of them rebuilt but the
+one that changed.
+
+The checksum (PROTOCOL.md 3): each host contributes the BLAKE2b-128 of its
+canonical content (L{distro.model.Instance.contentHash}); the view's checksum
+is their sum modulo 2**128, as 32 hex digits. Equal content gives equal
+checksums on every node, whatever order the hosts arrived in.
+"""
+
+import bisect
+
+CHUNK = 256
+
+_MODULUS = 1 << 128
+
+
+class _Chunk:
+    __slots__ = ("ids", "hosts", "_frozen")
+
+    def __init__(self, ids, hosts):
+        self.ids = ids
+        self.hosts = hosts
+        self._frozen = None
+
+    def frozen(self):
+        """
+        C{(packed bytes, hosts tuple)} of this chunk as it is now, made once
+        until it changes.
+        """
+        if self._frozen is None:
+            hosts = tuple(self.hosts)
+            self._frozen = (b"".join(h.packedHost() for h in hosts), hosts)
+        return self._frozen
+
+
+class HostList:
+    """
+    The visible hosts of one view, sorted by instance id.
+
+    @ivar count: how many there are.
+    @ivar sum: the sum of their content hashes, modulo 2**128.
+    """
+
+    def __init__(self):
+        self._chunks = []
+        self._lasts = []  # the last instance id of each chunk
+        self.count = 0
+        self.sum = 0
+
+    def put(self, instance):
+        """
+        Show C{instance} (replacing the host of the same instance id).
+        """
+        iid = instance.instanceId
+        chunks = self._chunks
+        if not chunks:
+            self._chunks.append(_Chunk([iid], [instance]))
+            self._lasts.append(iid)
+            self._added(instance)
+            return
+        c = bisect.bisect_left(self._lasts, iid)
+        if c == len(chunks):
+            c -= 1
+        chunk = chunks[c]
+        i = bisect.bisect_left(chunk.ids, iid)
+        chunk._frozen = None
+        if i < len(chunk.ids) and chunk.ids[i] == iid:
+            self.sum = (self.sum - chunk.hosts[i].contentHash()) % _MODULUS
+            chunk.hosts[i] = instance
+            self.sum = (self.sum + instance.contentHash()) % _MODULUS
+            return
+        chunk.ids.insert(i, iid)
+        chunk.hosts.insert(i, instance)
+        self._lasts[c] = chunk.ids[-1]
+        self._added(instance)
+        if len(chunk.ids) > 2 * CHUNK:
+            half = len(chunk.ids) // 2
+            upper = _Chunk(chunk.ids[half:], chunk.hosts[half:])
+            del chunk.ids[half:], chunk.hosts[half:]
+            chunks.insert(c + 1, upper)
+            self._lasts[c] = chunk.ids[-1]
+            self._lasts.insert(c + 1, upper.ids[-1])
+
+    def _added(self, instance):
+        self.count += 1
+        self.sum = (self.sum + instance.contentHash()) % _MODULUS
+
+    def discard(self, instanceId):
+        """
+        Stop showing the host of C{instanceId}, if shown.
+        """
+        c = bisect.bisect_left(self._lasts, instanceId)
+        if c == len(self._chunks):
+            return
+        chunk = self._chunks[c]
+        i = bisect.bisect_left(chunk.ids, instanceId)
+        if i == len(chunk.ids) or chunk.ids[i] != instanceId:
+            return
+        self.sum = (self.sum - chunk.hosts[i].contentHash()) % _MODULUS
+        self.count -= 1
+        del chunk.ids[i], chunk.hosts[i]
+        chunk._frozen = None
+        if chunk.ids:
+            self._lasts[c] = chunk.ids[-1]
+        else:
+            del self._chunks[c], self._lasts[c]
+
+    def checksum(self):
+        """
+        The view's checksum: L{sum} as 32 hex digits.
+        """
+        return f"{self.sum:032x}"
+
+    def parts(self):
+        """
+        The hosts as they are now, in instance id order, as a few
+        C{(packed bytes, hosts tuple)} parts: an immutable snapshot, in
+        O(number of chunks) but for the chunks changed since the last call.
+        """
+        return [chunk.frozen() for chunk in self._chunks]

@@ -1,0 +1,121 @@
+"""
+Tests for L{distro.hostlist}: the shown hosts of a view, packed and sorted
+in chunks, with the checksum kept as a sum; and the L{ServiceInfo} made of
+them (PROTOCOL.md 3).
+"""
+
+import random
+
+import msgpack
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro.hostlist import CHUNK, HostList
+from distro.model import ServiceKey, checksum, parseInstance
+from distro.registry import ServiceInfo, ServiceView
+
+SERVICE = ServiceKey("public", "DEFAULT_GROUP", "orders")
+
+
+def instance(n, weight=1.0, **fields):
+    value = {"ip": f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", "port": 8080, "weight": weight}
+    value.update(fields)
+    return parseInstance(value)
+
+
+class ChecksumTests(SynchronousTestCase):
+    def test_vector(self):
+        """
+        The checksum of PROTOCOL.md 3, on known hosts: a node written from
+        the page computes the same.
+        """
+        a = parseInstance({"ip": "10.0.0.1", "port": 8080, "metadata": {"zone": "a", "v": "1"}})
+        b = parseInstance({"ip": "10.0.0.2", "port": 8080})
+        self.assertEqual(checksum([a]), "a969b94760ff10bfc1212e1f126c8b13")
+        self.assertEqual(checksum([a, b]), "6e03c8bda67542fa70eb377a74aafe28")
+        self.assertEqual(checksum([b, a]), checksum([a, b]))
+        self.assertEqual(checksum([]), "0" * 32)
+
+
+class HostListTests(SynchronousTestCase):
+    def test_againstAModel(self):
+        """
+        Whatever is put and discarded, in any order, the list shows the
+        model's hosts in instance id order, with its count and checksum,
+        across chunk splits and emptied chunks.
+        """
+        rng = random.Random(7)
+        shown = HostList()
+        model = {}
+        for step in range(6 * CHUNK * 4):
+            n = rng.randrange(3 * CHUNK * 4)
+            if rng.random() < 0.7:
+                host = instance(n, weight=float(rng.randrange(5)))
+                shown.put(host)
+                model[host.instanceId] = host
+            else:
+                iid = instance(n).instanceId
+                shown.discard(iid)
+                model.pop(iid, None)
+            if step % 500 == 0 or step == 6 * CHUNK * 4 - 1:
+                hosts = [h for _, part in shown.parts() for h in part]
+                self.assertEqual([h.instanceId for h in hosts], sorted(model))
+                self.assertEqual(hosts, [model[iid] for iid in sorted(model)])
+                self.assertEqual(shown.count, len(model))
+                self.assertEqual(shown.checksum(), checksum(model.values()))
+        self.assertGreater(len(shown.parts()), 2)
+
+    def test_partsAreSnapshots(self):
+        """
+        Parts taken before a change keep showing what was there; only the
+        changed chunk is made again.
+        """
+        shown = HostList()
+        for n in range(3 * CHUNK):
+            shown.put(instance(n))
+        before = shown.parts()
+        shown.put(instance(5, weight=9.0))
+        after = shown.parts()
+        iid = instance(5).instanceId
+
+        def weight(parts):
+            (host,) = [h for _, part in parts for h in part if h.instanceId == iid]
+            return host.weight
+
+        self.assertEqual((weight(before), weight(after)), (1.0, 9.0))
+        self.assertEqual(sum(a is not b for a, b in zip(before, after)), 1)
+
+
+class ServiceInfoTests(SynchronousTestCase):
+    def view(self, count):
+        view = ServiceView(SERVICE)
+        for n in range(count):
+            view.put("c1", instance(n, cluster="A" if n % 2 else "B", healthy=n % 3 != 0))
+        view.put("c1", instance(count, enabled=False))
+        view.changed(7)
+        return view
+
+    def test_packedIsWire(self):
+        """
+        The packed pieces of a view's info, joined, are the msgpack of its
+        map form, for large and small views, filtered or not.
+        """
+        for count in (0, 3, 20, 3 * CHUNK):
+            view = self.view(count)
+            for clusters, healthyOnly in ((None, False), (frozenset(["A"]), False), (None, True)):
+                info = view.info(clusters, healthyOnly)
+                self.assertEqual(msgpack.unpackb(info.packed, raw=False), info.wire)
+                self.assertEqual(info.size, len(info.packed))
+                self.assertEqual(info.count, len(info.hosts))
+                self.assertEqual(info.checksum, checksum(info.hosts))
+            self.assertEqual(view.info().count, count)
+            self.assertEqual(view.visibleCount(), count)
+
+    def test_sameAsBuiltFromHosts(self):
+        """
+        The kept-up-to-date info equals the one built from the hosts.
+        """
+        view = self.view(2 * CHUNK + 5)
+        info = view.info()
+        built = ServiceInfo.ofHosts(SERVICE, None, info.hosts, info.revision)
+        self.assertEqual(info.packed, built.packed)
+        self.assertEqual(info.checksum, built.checksum)
