@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import math
 import re
+import sys
 from typing import NamedTuple
 
 import msgpack
@@ -329,7 +330,44 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192, writeTs=0):
                 "max_metadata_bytes",
                 f"{field}.metadata is larger than {maxMetadataBytes} bytes",
             )
-    return Instance(ip, port, cluster, float(weight), healthy, enabled, metadata, writeTs)
+    weight = float(weight)
+    return Instance(
+        ip,
+        _PORTS.setdefault(port, port),
+        sys.intern(cluster),
+        _WEIGHTS.get(weight, weight),
+        healthy,
+        enabled,
+        _shared(metadata),
+        writeTs,
+    )
+
+
+# One object for each port number and for the usual weights, shared by every
+# instance (a number object per instance is memory for nothing).
+_PORTS = {}
+_WEIGHTS = {w: w for w in (0.0, 1.0, 10.0, 100.0)}
+
+
+# Metadata maps shared by the instances that carry equal ones (most instances
+# of a service carry the same few keys and values): a map per instance would
+# be most of an instance's memory. Instances never change their metadata.
+_SHARED_METADATA = {}
+_SHARED_METADATA_LIMIT = 4096
+_SHARED_METADATA_ENTRIES = 8
+
+
+def _shared(metadata):
+    if len(metadata) > _SHARED_METADATA_ENTRIES:
+        return metadata
+    key = tuple(metadata.items())
+    shared = _SHARED_METADATA.get(key)
+    if shared is None:
+        if len(_SHARED_METADATA) >= _SHARED_METADATA_LIMIT:
+            # Many distinct maps: start over (those shared so far stay shared).
+            _SHARED_METADATA.clear()
+        shared = _SHARED_METADATA[key] = metadata
+    return shared
 
 
 def parseInstanceRef(value, field="instance"):

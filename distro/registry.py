@@ -131,24 +131,56 @@ class ServiceInfo:
         return self._packed
 
 
+class _Contested:
+    """
+    The publishers of an instance id published by several clients, and the
+    one the dedup rule picked.
+    """
+
+    __slots__ = ("byClient", "winner")
+
+    def __init__(self, byClient, winner):
+        self.byClient = byClient
+        self.winner = winner
+
+
 class ServiceView:
     """
     The instances of one service, over all clients that publish in it.
 
-    @ivar publishers: instance id -> {client id: Instance}.
-    @ivar chosen: instance id -> the Instance the dedup rule picked: the one
-        with the greatest C{(writeTs, clientId)}.
+    @ivar publishers: instance id -> C{(client id, Instance)} when one client
+        publishes it (nearly always: a tuple, not a dict per instance), or a
+        L{_Contested} when several do; the one shown is the one with the
+        greatest C{(writeTs, clientId)}.
+    @ivar shown: the L{HostList} of the enabled chosen instances.
     """
 
-    __slots__ = ("service", "publishers", "chosen", "revision", "shown", "_infos")
+    __slots__ = ("service", "publishers", "revision", "shown", "_infos")
 
     def __init__(self, service):
         self.service = service
         self.publishers = {}
-        self.chosen = {}
         self.revision = 0
         self.shown = HostList()
         self._infos = {}
+
+    def publishersOf(self, instanceId):
+        """
+        C{{client id: Instance}} of the clients publishing C{instanceId}.
+        """
+        entry = self.publishers.get(instanceId)
+        if entry is None:
+            return {}
+        if type(entry) is tuple:
+            return {entry[0]: entry[1]}
+        return dict(entry.byClient)
+
+    def chosen(self):
+        """
+        The instance the dedup rule picked, for each instance id.
+        """
+        for entry in self.publishers.values():
+            yield entry[1] if type(entry) is tuple else entry.winner
 
     def _show(self, instance):
         if instance.enabled:
@@ -156,46 +188,56 @@ class ServiceView:
         else:
             self.shown.discard(instance.instanceId)
 
+    def _shown(self, winner, previous):
+        if winner is not previous:
+            self._show(winner)
+        return not winner.sameContent(previous)
+
     def put(self, clientId, instance):
         """
         C{clientId} publishes C{instance}; return whether the view changed.
         """
         iid = instance.instanceId
-        byClient = self.publishers.get(iid)
-        if byClient is None:
-            self.publishers[iid] = {clientId: instance}
-            self.chosen[iid] = instance
+        entry = self.publishers.get(iid)
+        if entry is None:
+            self.publishers[iid] = (clientId, instance)
             self._show(instance)
             return True
-        byClient[clientId] = instance
-        return self._choose(iid, byClient)
+        if type(entry) is tuple:
+            if entry[0] == clientId:
+                self.publishers[iid] = (clientId, instance)
+                return self._shown(instance, entry[1])
+            entry = self.publishers[iid] = _Contested({entry[0]: entry[1]}, entry[1])
+        entry.byClient[clientId] = instance
+        return self._choose(entry)
 
     def remove(self, clientId, instanceId):
         """
         C{clientId} no longer publishes C{instanceId}; return whether the view
         changed.
         """
-        byClient = self.publishers.get(instanceId)
-        if byClient is None or byClient.pop(clientId, None) is None:
+        entry = self.publishers.get(instanceId)
+        if entry is None:
             return False
-        if not byClient:
+        if type(entry) is tuple:
+            if entry[0] != clientId:
+                return False
             del self.publishers[instanceId]
-            del self.chosen[instanceId]
             self.shown.discard(instanceId)
             return True
-        return self._choose(instanceId, byClient)
+        if entry.byClient.pop(clientId, None) is None:
+            return False
+        if len(entry.byClient) == 1:
+            ((other, instance),) = entry.byClient.items()
+            self.publishers[instanceId] = (other, instance)
+            return self._shown(instance, entry.winner)
+        return self._choose(entry)
 
-    def _choose(self, iid, byClient):
-        if len(byClient) == 1:
-            (winner,) = byClient.values()
-        else:
-            best = max(byClient, key=lambda cid: (byClient[cid].writeTs, cid))
-            winner = byClient[best]
-        previous = self.chosen.get(iid)
-        self.chosen[iid] = winner
-        if winner is not previous:
-            self._show(winner)
-        return not winner.sameContent(previous)
+    def _choose(self, entry):
+        byClient = entry.byClient
+        best = max(byClient, key=lambda cid: (byClient[cid].writeTs, cid))
+        previous, entry.winner = entry.winner, byClient[best]
+        return self._shown(entry.winner, previous)
 
     def info(self, clusters=None, healthyOnly=False):
         """
@@ -212,7 +254,7 @@ class ServiceView:
                     self.revision,
                 )
             else:
-                hosts = [i for i in self.chosen.values() if i.enabled]
+                hosts = [i for i in self.chosen() if i.enabled]
                 if clusters is not None:
                     hosts = [i for i in hosts if i.cluster in clusters]
                 if healthyOnly:

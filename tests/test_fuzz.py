@@ -254,9 +254,8 @@ def assertConsistent(test, node):
         test.assertEqual(client.instanceCount, count, client)
     indexed = set()
     for svc, view in node.registry.views.items():
-        test.assertEqual(set(view.publishers), set(view.chosen))
-        for iid, byClient in view.publishers.items():
-            indexed.update((svc, iid, cid) for cid in byClient)
+        for iid in view.publishers:
+            indexed.update((svc, iid, cid) for cid in view.publishersOf(iid))
     test.assertEqual(indexed, held)
 
 

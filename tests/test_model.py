@@ -158,3 +158,30 @@ class ChecksumTests(SynchronousTestCase):
                        {"metadata": {"a": "b"}}, {"cluster": "C"}, {"port": 1}):
             self.assertNotEqual(model.checksum([model.parseInstance(instance(**change))]), base)
         self.assertNotEqual(model.checksum([]), base)
+
+
+class SharingTests(SynchronousTestCase):
+    """
+    Instances parsed alike share what they can: equal metadata maps, cluster
+    names, port numbers and the usual weights are one object each, not one
+    per instance.
+    """
+
+    def test_shared(self):
+        a = model.parseInstance({"ip": "10.0.0.1", "port": 8080, "cluster": "c" + "1",
+                                 "metadata": {"zone": "a", "v": "1"}})
+        b = model.parseInstance({"ip": "10.0.0.2", "port": 8000 + 80, "cluster": "".join("c1"),
+                                 "weight": 1, "metadata": {"zone": "a", "v": "1"}})
+        self.assertIs(a.metadata, b.metadata)
+        self.assertIs(a.cluster, b.cluster)
+        self.assertIs(a.port, b.port)
+        self.assertIs(a.weight, b.weight)
+        other = model.parseInstance({"ip": "10.0.0.3", "port": 1, "metadata": {"v": "1", "zone": "a"}})
+        self.assertIsNot(other.metadata, a.metadata)
+        self.assertEqual(other.metadata, a.metadata)
+
+    def test_largeMetadataNotShared(self):
+        metadata = {f"k{n}": "v" for n in range(9)}
+        a = model.parseInstance({"ip": "10.0.0.1", "port": 1, "metadata": dict(metadata)})
+        b = model.parseInstance({"ip": "10.0.0.2", "port": 1, "metadata": dict(metadata)})
+        self.assertIsNot(a.metadata, b.metadata)
