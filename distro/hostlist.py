@@ -18,6 +18,7 @@ import bisect
 CHUNK = 256
 
 _MODULUS = 1 << 128
+_PENDING_LIMIT = 1024
 
 
 class _Chunk:
@@ -44,14 +45,44 @@ class HostList:
     The visible hosts of one view, sorted by instance id.
 
     @ivar count: how many there are.
-    @ivar sum: the sum of their content hashes, modulo 2**128.
     """
 
     def __init__(self):
         self._chunks = []
         self._lasts = []  # the last instance id of each chunk
         self.count = 0
-        self.sum = 0
+        self._sum = 0
+        # Hosts added and removed since the sum was last brought up to date:
+        # hashing is left to the first read (a write nobody reads for costs
+        # no hash), within a bound.
+        self._added = []
+        self._removed = []
+
+    @property
+    def sum(self):
+        """
+        The sum of the shown hosts' content hashes, modulo 2**128.
+        """
+        self._settle()
+        return self._sum
+
+    def _settle(self):
+        if self._added or self._removed:
+            total = self._sum + sum(h.contentHash() for h in self._added)
+            total -= sum(h.contentHash() for h in self._removed)
+            self._sum = total % _MODULUS
+            self._added = []
+            self._removed = []
+
+    def _add(self, instance):
+        self._added.append(instance)
+        if len(self._added) > _PENDING_LIMIT:
+            self._settle()
+
+    def _remove(self, instance):
+        self._removed.append(instance)
+        if len(self._removed) > _PENDING_LIMIT:
+            self._settle()
 
     def put(self, instance):
         """
@@ -62,7 +93,8 @@ class HostList:
         if not chunks:
             self._chunks.append(_Chunk([iid], [instance]))
             self._lasts.append(iid)
-            self._added(instance)
+            self.count += 1
+            self._add(instance)
             return
         c = bisect.bisect_left(self._lasts, iid)
         if c == len(chunks):
@@ -71,14 +103,15 @@ class HostList:
         i = bisect.bisect_left(chunk.ids, iid)
         chunk._frozen = None
         if i < len(chunk.ids) and chunk.ids[i] == iid:
-            self.sum = (self.sum - chunk.hosts[i].contentHash()) % _MODULUS
+            self._remove(chunk.hosts[i])
             chunk.hosts[i] = instance
-            self.sum = (self.sum + instance.contentHash()) % _MODULUS
+            self._add(instance)
             return
         chunk.ids.insert(i, iid)
         chunk.hosts.insert(i, instance)
         self._lasts[c] = chunk.ids[-1]
-        self._added(instance)
+        self.count += 1
+        self._add(instance)
         if len(chunk.ids) > 2 * CHUNK:
             half = len(chunk.ids) // 2
             upper = _Chunk(chunk.ids[half:], chunk.hosts[half:])
@@ -86,10 +119,6 @@ class HostList:
             chunks.insert(c + 1, upper)
             self._lasts[c] = chunk.ids[-1]
             self._lasts.insert(c + 1, upper.ids[-1])
-
-    def _added(self, instance):
-        self.count += 1
-        self.sum = (self.sum + instance.contentHash()) % _MODULUS
 
     def discard(self, instanceId):
         """
@@ -102,7 +131,7 @@ class HostList:
         i = bisect.bisect_left(chunk.ids, instanceId)
         if i == len(chunk.ids) or chunk.ids[i] != instanceId:
             return
-        self.sum = (self.sum - chunk.hosts[i].contentHash()) % _MODULUS
+        self._remove(chunk.hosts[i])
         self.count -= 1
         del chunk.ids[i], chunk.hosts[i]
         chunk._frozen = None

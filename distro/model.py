@@ -219,6 +219,10 @@ def parseGroup(value, field="group"):
     return _text(value, field)
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_NORMAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}\Z")
+
+
 def normalHost(value):
     """
     The one spelling of an instance address that nodes and the client
@@ -228,6 +232,8 @@ def normalHost(value):
     """
     if type(value) is not str or not value:
         return None
+    if _NORMAL_IPV4.match(value):
+        return value  # the usual case, already in its one spelling
     try:
         return ipaddress.ip_address(value).compressed
     except ValueError:

@@ -40,14 +40,16 @@ def contribution(clientId, revision):
 class DigestIndex:
     """
     The bucket hashes of a set of C{(client_id, revision)}, updated in O(1)
-    per change.
-
-    @ivar hashes: the hash of each bucket (0 for an empty one).
+    per change. The hashing itself waits for the next read (a digest every
+    C{verify_interval_ms}): a client changing a thousand times in between
+    is hashed once.
     """
 
     def __init__(self):
-        self.hashes = [0] * BUCKETS
-        self._entries = {}  # client id -> (bucket, revision, contribution)
+        self._hashes = [0] * BUCKETS
+        # client id -> (bucket or None, revision, what it adds to the hashes now)
+        self._entries = {}
+        self._dirty = set()
 
     def __len__(self):
         return len(self._entries)
@@ -60,16 +62,13 @@ class DigestIndex:
         C{clientId} is held at C{revision}.
         """
         entry = self._entries.get(clientId)
-        if entry is not None:
-            bucket, held, old = entry
-            if held == revision:
-                return
-            self.hashes[bucket] ^= old
+        if entry is None:
+            self._entries[clientId] = (None, revision, 0)
+        elif entry[1] == revision:
+            return
         else:
-            bucket = bucketOf(clientId)
-        new = contribution(clientId, revision)
-        self.hashes[bucket] ^= new
-        self._entries[clientId] = (bucket, revision, new)
+            self._entries[clientId] = (entry[0], revision, entry[2])
+        self._dirty.add(clientId)
 
     def discard(self, clientId):
         """
@@ -77,8 +76,29 @@ class DigestIndex:
         """
         entry = self._entries.pop(clientId, None)
         if entry is not None:
-            bucket, _, old = entry
-            self.hashes[bucket] ^= old
+            self._dirty.discard(clientId)
+            if entry[0] is not None:
+                self._hashes[entry[0]] ^= entry[2]
+
+    def _settle(self):
+        entries = self._entries
+        hashes = self._hashes
+        for clientId in self._dirty:
+            bucket, revision, old = entries[clientId]
+            if bucket is None:
+                bucket = bucketOf(clientId)
+            new = contribution(clientId, revision)
+            hashes[bucket] ^= old ^ new
+            entries[clientId] = (bucket, revision, new)
+        self._dirty.clear()
+
+    @property
+    def hashes(self):
+        """
+        The hash of each bucket (0 for an empty one).
+        """
+        self._settle()
+        return self._hashes
 
     def packed(self):
         """
@@ -104,6 +124,7 @@ class DigestIndex:
         """
         C{bucket -> [[client_id, revision], ...]} for each of C{buckets}.
         """
+        self._settle()
         listed = {b: [] for b in buckets}
         for clientId, (bucket, revision, _) in self._entries.items():
             clients = listed.get(bucket)
@@ -115,6 +136,7 @@ class DigestIndex:
         """
         The held client ids in C{buckets}.
         """
+        self._settle()
         wanted = set(buckets)
         return [c for c, e in self._entries.items() if e[0] in wanted]
 
