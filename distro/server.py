@@ -41,6 +41,7 @@ STALLED_IDLE_TIMEOUTS = 3
 _PREFIX = struct.Struct("!I")
 _PUSH_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("push") + msgpack.packb("seq")
 _REPLY_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("ok") + msgpack.packb("re")
+_EMPTY_REPLY_HEAD = b"\x82" + msgpack.packb("op") + msgpack.packb("ok") + msgpack.packb("re")
 _SERVICE_INFO_KEY = msgpack.packb("service_info")
 
 
@@ -321,9 +322,13 @@ class ClientSession(FrameProtocol):
             head = _REPLY_HEAD + msgpack.packb(rid) + _SERVICE_INFO_KEY
             self._writeFrame(head, result.info)
             return
+        if not result:
+            # Most replies (register, ping...): nothing but the envelope.
+            body = _EMPTY_REPLY_HEAD + msgpack.packb(rid)
+            self._write(_PREFIX.pack(len(body)) + body)
+            return
         reply = {"op": "ok", "re": rid}
-        if result:
-            reply.update(result)
+        reply.update(result)
         data = encode(reply)
         if len(data) > self._room():
             error = LimitExceeded(
