@@ -191,14 +191,31 @@ def parseService(value, field="service"):
         group = DEFAULT_GROUP
     if "name" not in value:
         raise BadRequest(f"{field}.name", "is required")
+    name = value["name"]
+    try:
+        known = _SERVICE_KEYS.get((namespace, group, name))
+    except TypeError:  # an unhashable value: validation names it
+        known = None
+    if known is not None:
+        return known
     namespace = _text(namespace, f"{field}.namespace")
     group = _text(group, f"{field}.group")
-    name = _text(value["name"], f"{field}.name")
+    name = _text(name, f"{field}.name")
     if "@@" in group:
         raise BadRequest(f"{field}.group", "must not contain '@@'")
     if "@@" in name:
         raise BadRequest(f"{field}.name", "must not contain '@@'")
-    return ServiceKey(namespace, group, name)
+    key = ServiceKey(namespace, group, name)
+    if len(_SERVICE_KEYS) >= _SERVICE_KEYS_LIMIT:
+        _SERVICE_KEYS.clear()
+    _SERVICE_KEYS[key] = key
+    return key
+
+
+# Service keys already validated: the same service is named again and again
+# (every request and replicated record), and one key object serves them all.
+_SERVICE_KEYS = {}
+_SERVICE_KEYS_LIMIT = 65536
 
 
 def parseNamespace(value, field="namespace"):

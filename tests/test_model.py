@@ -185,3 +185,16 @@ class SharingTests(SynchronousTestCase):
         a = model.parseInstance({"ip": "10.0.0.1", "port": 1, "metadata": dict(metadata)})
         b = model.parseInstance({"ip": "10.0.0.2", "port": 1, "metadata": dict(metadata)})
         self.assertIsNot(a.metadata, b.metadata)
+
+    def test_serviceKeysShared(self):
+        """
+        A service named again gets the same key object (validated once);
+        bad names are still refused, unhashable ones included.
+        """
+        a = model.parseService({"name": "orders"})
+        b = model.parseService({"name": "orders", "group": "DEFAULT_GROUP", "namespace": "public"})
+        self.assertIs(a, b)
+        for bad, field in (({"name": "a@@b"}, "service.name"), ({"name": ["x"]}, "service.name"),
+                           ({"name": "orders", "group": {}}, "service.group")):
+            error = self.assertRaises(ProtocolError, model.parseService, bad)
+            self.assertTrue(error.message.startswith(field), error.message)
