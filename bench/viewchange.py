@@ -3,11 +3,12 @@ What one change costs a node, in a view of 10 instances and in one of
 C{--instances}, each with C{--subscribers} subscribers.
 
     python bench/viewchange.py [--instances 10000] [--subscribers 10] [--changes 200]
+                               [--filtered]
 
 In this process: a real L{distro.node.Node} with its client port protocol
 (L{distro.server.ClientSession}) over in-memory transports, on a task clock.
 One publisher holds the instances of the service; the subscribers subscribe
-to it. Each measured change is the publisher re-registering one instance
+to it (with C{--filtered}, with a cluster filter). Each measured change is the publisher re-registering one instance
 with a new weight, handled as the node handles a request, then the end of
 the reactor turn, which pushes the new view to every subscriber. Printed:
 the mean and worst time per change for the small view (the baseline) and the
@@ -76,7 +77,10 @@ def measure(size, options):
     for n in range(options.subscribers):
         subscriber = _Connection(factory, n + 1)
         subscriber.send("hello", proto=1)
-        subscriber.send("subscribe", service=service)
+        if options.filtered:
+            subscriber.send("subscribe", service=service, clusters=["DEFAULT"])
+        else:
+            subscriber.send("subscribe", service=service)
         subscribers.append(subscriber)
     clock.advance(0)
     times = []
@@ -98,6 +102,8 @@ def main(argv):
     parser.add_argument("--instances", type=int, default=10000)
     parser.add_argument("--subscribers", type=int, default=10)
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--filtered", action="store_true",
+                        help="subscribe with a cluster filter")
     options = parser.parse_args(argv)
     small = measure(10, options)
     large = measure(options.instances, options)

@@ -131,6 +131,17 @@ class ServiceInfo:
         return self._packed
 
 
+def _passes(instance, clusters, healthyOnly):
+    """
+    Whether a filtered view shows C{instance}.
+    """
+    return (
+        instance.enabled
+        and (clusters is None or instance.cluster in clusters)
+        and (instance.healthy or not healthyOnly)
+    )
+
+
 class _Contested:
     """
     The publishers of an instance id published by several clients, and the
@@ -152,16 +163,21 @@ class ServiceView:
         publishes it (nearly always: a tuple, not a dict per instance), or a
         L{_Contested} when several do; the one shown is the one with the
         greatest C{(writeTs, clientId)}.
-    @ivar shown: the L{HostList} of the enabled chosen instances.
+    @ivar shown: the L{HostList} of the enabled chosen instances (and one per
+        filter asked for: at most C{_MAX_CACHED_FILTERS}, each kept up to date
+        as changes come).
     """
 
-    __slots__ = ("service", "publishers", "revision", "shown", "_infos")
+    __slots__ = ("service", "publishers", "revision", "shown", "_filtered", "_infos")
 
     def __init__(self, service):
         self.service = service
         self.publishers = {}
         self.revision = 0
         self.shown = HostList()
+        # (clusters, healthyOnly) -> the HostList of what that filter shows,
+        # made when first asked for and kept up to date from then on.
+        self._filtered = {}
         self._infos = {}
 
     def publishersOf(self, instanceId):
@@ -187,6 +203,16 @@ class ServiceView:
             self.shown.put(instance)
         else:
             self.shown.discard(instance.instanceId)
+        for (clusters, healthyOnly), shown in self._filtered.items():
+            if _passes(instance, clusters, healthyOnly):
+                shown.put(instance)
+            else:
+                shown.discard(instance.instanceId)
+
+    def _hide(self, instanceId):
+        self.shown.discard(instanceId)
+        for shown in self._filtered.values():
+            shown.discard(instanceId)
 
     def _shown(self, winner, previous):
         if winner is not previous:
@@ -223,7 +249,7 @@ class ServiceView:
             if entry[0] != clientId:
                 return False
             del self.publishers[instanceId]
-            self.shown.discard(instanceId)
+            self._hide(instanceId)
             return True
         if entry.byClient.pop(clientId, None) is None:
             return False
@@ -247,20 +273,20 @@ class ServiceView:
         info = self._infos.get(key)
         if info is None:
             if clusters is None and not healthyOnly:
-                # The common case, kept up to date change by change.
                 shown = self.shown
-                info = ServiceInfo(
-                    self.service, None, shown.parts(), shown.count, shown.checksum(),
-                    self.revision,
-                )
             else:
-                hosts = [i for i in self.chosen() if i.enabled]
-                if clusters is not None:
-                    hosts = [i for i in hosts if i.cluster in clusters]
-                if healthyOnly:
-                    hosts = [i for i in hosts if i.healthy]
-                hosts.sort(key=lambda i: i.instanceId)
-                info = ServiceInfo.ofHosts(self.service, clusters, hosts, self.revision)
+                shown = self._filtered.get(key)
+                if shown is None:
+                    if len(self._filtered) >= _MAX_CACHED_FILTERS:
+                        self._filtered.clear()
+                    shown = self._filtered[key] = HostList()
+                    for instance in self.chosen():
+                        if _passes(instance, clusters, healthyOnly):
+                            shown.put(instance)
+            info = ServiceInfo(
+                self.service, clusters, shown.parts(), shown.count, shown.checksum(),
+                self.revision,
+            )
             if len(self._infos) >= _MAX_CACHED_FILTERS:
                 self._infos.clear()
             self._infos[key] = info

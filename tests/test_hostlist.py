@@ -119,3 +119,37 @@ class ServiceInfoTests(SynchronousTestCase):
         built = ServiceInfo.ofHosts(SERVICE, None, info.hosts, info.revision)
         self.assertEqual(info.packed, built.packed)
         self.assertEqual(info.checksum, built.checksum)
+
+    def test_filteredKeptUpToDate(self):
+        """
+        A filtered view, once asked for, is kept up to date change by
+        change: after any changes it equals the view built from scratch,
+        whatever instances were added, removed, disabled or made unhealthy,
+        by one client or several.
+        """
+        rng = random.Random(11)
+        view = ServiceView(SERVICE)
+        filters = [(frozenset(["A"]), False), (None, True), (frozenset(["A", "B"]), True)]
+        revision = 0
+        for step in range(3000):
+            n = rng.randrange(600)
+            client = rng.choice(["c1", "c2"])
+            if rng.random() < 0.75:
+                view.put(client, instance(
+                    n, weight=float(rng.randrange(3)), cluster=rng.choice("ABC"),
+                    healthy=rng.random() < 0.7, enabled=rng.random() < 0.9))
+            else:
+                view.remove(client, instance(n).instanceId)
+            if step % 300 == 0:
+                revision += 1
+                view.changed(revision)
+                for clusters, healthyOnly in filters:
+                    info = view.info(clusters, healthyOnly)
+                    hosts = sorted(
+                        (i for i in view.chosen() if i.enabled
+                         and (clusters is None or i.cluster in clusters)
+                         and (i.healthy or not healthyOnly)),
+                        key=lambda i: i.instanceId)
+                    built = ServiceInfo.ofHosts(SERVICE, clusters, hosts, revision)
+                    self.assertEqual(info.packed, built.packed)
+                    self.assertEqual(info.checksum, built.checksum)
