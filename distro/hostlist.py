@@ -53,8 +53,8 @@ class HostList:
         self.count = 0
         self._sum = 0
         # Hosts added and removed since the sum was last brought up to date:
-        # hashing is left to the first read (a write nobody reads for costs
-        # no hash), within a bound.
+        # hashing is left to the first read (a write nobody reads costs no
+        # hash); past a bound, both are None and the read sums it all.
         self._added = []
         self._removed = []
 
@@ -67,7 +67,12 @@ class HostList:
         return self._sum
 
     def _settle(self):
-        if self._added or self._removed:
+        if self._added is None:
+            # Too much changed unread: sum what is shown (each instance's
+            # hash is made once, so this hashes only the new ones).
+            self._sum = sum(h.contentHash() for c in self._chunks for h in c.hosts) % _MODULUS
+            self._added, self._removed = [], []
+        elif self._added or self._removed:
             total = self._sum + sum(h.contentHash() for h in self._added)
             total -= sum(h.contentHash() for h in self._removed)
             self._sum = total % _MODULUS
@@ -75,14 +80,16 @@ class HostList:
             self._removed = []
 
     def _add(self, instance):
-        self._added.append(instance)
-        if len(self._added) > _PENDING_LIMIT:
-            self._settle()
+        if self._added is not None:
+            self._added.append(instance)
+            if len(self._added) > _PENDING_LIMIT:
+                self._added = self._removed = None
 
     def _remove(self, instance):
-        self._removed.append(instance)
-        if len(self._removed) > _PENDING_LIMIT:
-            self._settle()
+        if self._removed is not None:
+            self._removed.append(instance)
+            if len(self._removed) > _PENDING_LIMIT:
+                self._added = self._removed = None
 
     def put(self, instance):
         """

@@ -64,6 +64,22 @@ class HostListTests(SynchronousTestCase):
                 self.assertEqual(shown.checksum(), checksum(model.values()))
         self.assertGreater(len(shown.parts()), 2)
 
+    def test_manyChangesUnread(self):
+        """
+        However many changes pass between two reads of the checksum, it is
+        right at the read.
+        """
+        shown = HostList()
+        hosts = [instance(n) for n in range(3000)]
+        for host in hosts:
+            shown.put(host)
+        self.assertEqual(shown.checksum(), checksum(hosts))
+        for host in hosts[:2500]:
+            shown.discard(host.instanceId)
+        shown.put(instance(2999, weight=5.0))
+        self.assertEqual(shown.checksum(), checksum(hosts[2500:2999] + [instance(2999, weight=5.0)]))
+        self.assertEqual(shown.count, 500)
+
     def test_partsAreSnapshots(self):
         """
         Parts taken before a change keep showing what was there; only the
