@@ -327,19 +327,35 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192, writeTs=0):
     """
     if type(value) is not dict:
         raise BadRequest(field, "must be a map")
-    ip = parseIp(value.get("ip"), f"{field}.ip")
-    port = parsePort(value.get("port"), f"{field}.port")
-    cluster = parseCluster(value.get("cluster"), f"{field}.cluster")
-    weight = value.get("weight", 1.0)
+    # Every instance of every request and replicated record comes through
+    # here: the usual values are checked inline, and a field's name is
+    # spelled out only for an error.
+    get = value.get
+    ip = get("ip")
+    if type(ip) is not str or not _NORMAL_IPV4.match(ip):
+        ip = parseIp(ip, f"{field}.ip")
+    port = get("port")
+    if type(port) is not int or not 1 <= port <= 65535:
+        parsePort(port, f"{field}.port")
+    cluster = get("cluster")
+    if cluster is None:
+        cluster = DEFAULT_CLUSTER
+    elif type(cluster) is not str or not _CLUSTER.match(cluster):
+        parseCluster(cluster, f"{field}.cluster")
+    weight = get("weight")
     if weight is None:
         weight = 1.0
-    if type(weight) not in (int, float) or not math.isfinite(weight):
+    elif type(weight) not in (int, float) or not math.isfinite(weight):
         raise BadRequest(f"{field}.weight", "must be a number")
     if not 0 <= weight <= MAX_WEIGHT:
         raise BadRequest(f"{field}.weight", "must be in 0..10000")
-    healthy = _bool(value.get("healthy"), f"{field}.healthy", True)
-    enabled = _bool(value.get("enabled"), f"{field}.enabled", True)
-    metadata = value.get("metadata")
+    healthy = get("healthy")
+    if type(healthy) is not bool:
+        healthy = _bool(healthy, f"{field}.healthy", True)
+    enabled = get("enabled")
+    if type(enabled) is not bool:
+        enabled = _bool(enabled, f"{field}.enabled", True)
+    metadata = get("metadata")
     if metadata is None:
         metadata = {}
     elif type(metadata) is not dict:
