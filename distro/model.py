@@ -47,7 +47,9 @@ class ServiceKey(NamedTuple):
 
 class Instance:
     """
-    One published instance of a service, immutable once built.
+    One published instance of a service, immutable once built. Its
+    C{metadata} map may be shared with other instances that carry an equal
+    one (see L{parseInstance}): nothing may ever change it.
 
     C{writeTs} is the owner's timestamp (milliseconds) of the write that
     published it; it breaks ties between clients publishing the same

@@ -9,6 +9,7 @@ import random
 import msgpack
 from twisted.trial.unittest import SynchronousTestCase
 
+from distro import hostlist, registry
 from distro.hostlist import CHUNK, HostList
 from distro.model import ServiceKey, checksum, parseInstance
 from distro.registry import ServiceInfo, ServiceView
@@ -169,3 +170,66 @@ class ServiceInfoTests(SynchronousTestCase):
                     built = ServiceInfo.ofHosts(SERVICE, clusters, hosts, revision)
                     self.assertEqual(info.packed, built.packed)
                     self.assertEqual(info.checksum, built.checksum)
+
+
+class ViewModelTests(SynchronousTestCase):
+    """
+    A view against a brute-force model of the dedup rule and the filters,
+    with tiny chunks, few cached filters and every pending limit, over
+    random put/remove sequences: what it shows, counts, checksums and packs
+    is the model's, and every info handed out stays as it was.
+    """
+
+    FILTERS = [(None, False), (None, True), (("A",), False), (("A", "B"), True), ((), False)]
+
+    @staticmethod
+    def expected(model, clusters, healthyOnly):
+        chosen = [byClient[max(byClient, key=lambda c: (byClient[c].writeTs, c))]
+                  for byClient in model.values() if byClient]
+        return sorted(
+            (i for i in chosen if i.enabled and (clusters is None or i.cluster in clusters)
+             and (i.healthy or not healthyOnly)),
+            key=lambda i: i.instanceId)
+
+    def test_againstModel(self):
+        self.patch(hostlist, "CHUNK", 2)
+        self.patch(registry, "_MAX_CACHED_FILTERS", 2)
+        for seed in range(12):
+            rng = random.Random(seed)
+            self.patch(hostlist, "_PENDING_LIMIT", rng.choice([1, 3, 1024]))
+            view = ServiceView(SERVICE)
+            model = {}
+            handed = []
+            revision = 0
+            for _ in range(400):
+                n = rng.randrange(12)
+                cluster = "ABC"[n % 3]
+                iid = f"10.0.0.{n}#80#{cluster}"
+                client = rng.choice(["c1", "c2", "c3"])
+                if rng.random() < 0.65:
+                    host = parseInstance(
+                        {"ip": f"10.0.0.{n}", "port": 80, "cluster": cluster,
+                         "weight": float(rng.randrange(3)), "healthy": rng.random() < 0.7,
+                         "enabled": rng.random() < 0.8,
+                         "metadata": rng.choice([{}, {"k": "v"}, {"k": "w"}])},
+                        writeTs=rng.randrange(5))
+                    model.setdefault(iid, {})[client] = host
+                    changed = view.put(client, host)
+                else:
+                    model.get(iid, {}).pop(client, None)
+                    changed = view.remove(client, iid)
+                if changed:
+                    revision += 1
+                    view.changed(revision)
+                for clusters, healthyOnly in rng.sample(self.FILTERS, 3):
+                    info = view.info(clusters, healthyOnly)
+                    expected = self.expected(model, clusters, healthyOnly)
+                    self.assertEqual([h.content() for h in info.hosts],
+                                     [h.content() for h in expected])
+                    self.assertEqual((info.count, info.checksum), (len(expected), checksum(expected)))
+                    packed = msgpack.unpackb(info.packed, raw=False)
+                    self.assertEqual([h["instance_id"] for h in packed["hosts"]],
+                                     [h.instanceId for h in expected])
+                    handed.append((info, info.packed, info.checksum))
+            for info, packed, sum_ in handed:
+                self.assertEqual((info.packed, info.checksum), (packed, sum_))
