@@ -20,7 +20,6 @@ import os
 import select
 import shutil
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from largeclient import counted, freePorts  # noqa: E402
-from nonreader import request  # noqa: E402
+from nonreader import request, takeFrames  # noqa: E402
 from register import Child, startCeiling  # noqa: E402
 
 from distro import wire  # noqa: E402
@@ -72,13 +71,7 @@ def load(address, options, tag):
         readable, _, _ = select.select([c["sock"] for c in active], [], [], 1.0)
         for c in [c for c in active if c["sock"] in readable]:
             c["buffer"] += c["sock"].recv(1 << 16)
-            buffer = c["buffer"]
-            while len(buffer) >= 4:
-                (length,) = struct.unpack_from("!I", buffer)
-                if len(buffer) < 4 + length:
-                    break
-                reply = wire.decode(bytes(buffer[4 : 4 + length]))
-                del buffer[: 4 + length]
+            for reply in takeFrames(c["buffer"]):
                 if reply.get("op") != "ok":
                     raise SystemExit(f"register failed: {reply}")
                 c["done"] += 1

@@ -24,14 +24,13 @@ import os
 import select
 import shutil
 import socket
-import struct
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from nonreader import readFrame, request  # noqa: E402
+from nonreader import readFrame, request, takeFrames  # noqa: E402
 from register import Child  # noqa: E402
 
 from distro import wire  # noqa: E402
@@ -76,12 +75,7 @@ class _PushReader:
 
     def read(self):
         self.buffer += self.sock.recv(1 << 20)
-        while len(self.buffer) >= 4:
-            (length,) = struct.unpack_from("!I", self.buffer)
-            if len(self.buffer) < 4 + length:
-                break
-            message = wire.decode(bytes(self.buffer[4 : 4 + length]))
-            del self.buffer[: 4 + length]
+        for message in takeFrames(self.buffer):
             if message.get("op") == "push":
                 info = message["service_info"]
                 self.hosts[info["service"]["name"]] = len(info["hosts"])

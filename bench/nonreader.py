@@ -40,6 +40,21 @@ def readFrame(sock):
     return wire.decode(_readExactly(sock, length))
 
 
+def takeFrames(buffer):
+    """
+    Decode and remove the whole frames at the start of C{buffer} (a
+    C{bytearray} of what a socket gave); return them.
+    """
+    messages = []
+    while len(buffer) >= 4:
+        length = int.from_bytes(buffer[:4], "big")
+        if len(buffer) < 4 + length:
+            break
+        messages.append(wire.decode(bytes(buffer[4 : 4 + length])))
+        del buffer[: 4 + length]
+    return messages
+
+
 def _readExactly(sock, size):
     data = bytearray()
     while len(data) < size:

@@ -15,9 +15,10 @@ checksums on every node, whatever order the hosts arrived in.
 
 import bisect
 
+from distro.model import CHECKSUM_MODULUS, checksumSum, formatChecksum
+
 CHUNK = 256
 
-_MODULUS = 1 << 128
 _PENDING_LIMIT = 1024
 
 
@@ -27,6 +28,12 @@ class _Chunk:
     def __init__(self, ids, hosts):
         self.ids = ids
         self.hosts = hosts
+        self._frozen = None
+
+    def changed(self):
+        """
+        Its hosts changed: the frozen form is made again when next asked.
+        """
         self._frozen = None
 
     def frozen(self):
@@ -70,25 +77,24 @@ class HostList:
         if self._added is None:
             # Too much changed unread: sum what is shown (each instance's
             # hash is made once, so this hashes only the new ones).
-            self._sum = sum(h.contentHash() for c in self._chunks for h in c.hosts) % _MODULUS
+            self._sum = checksumSum(h for c in self._chunks for h in c.hosts)
             self._added, self._removed = [], []
         elif self._added or self._removed:
-            total = self._sum + sum(h.contentHash() for h in self._added)
-            total -= sum(h.contentHash() for h in self._removed)
-            self._sum = total % _MODULUS
+            total = self._sum + checksumSum(self._added) - checksumSum(self._removed)
+            self._sum = total % CHECKSUM_MODULUS
             self._added = []
             self._removed = []
 
     def _add(self, instance):
-        if self._added is not None:
-            self._added.append(instance)
-            if len(self._added) > _PENDING_LIMIT:
-                self._added = self._removed = None
+        self._pend(self._added, instance)
 
     def _remove(self, instance):
-        if self._removed is not None:
-            self._removed.append(instance)
-            if len(self._removed) > _PENDING_LIMIT:
+        self._pend(self._removed, instance)
+
+    def _pend(self, pending, instance):
+        if pending is not None:
+            pending.append(instance)
+            if len(pending) > _PENDING_LIMIT:
                 self._added = self._removed = None
 
     def put(self, instance):
@@ -98,17 +104,14 @@ class HostList:
         iid = instance.instanceId
         chunks = self._chunks
         if not chunks:
-            self._chunks.append(_Chunk([iid], [instance]))
+            chunks.append(_Chunk([], []))
             self._lasts.append(iid)
-            self.count += 1
-            self._add(instance)
-            return
         c = bisect.bisect_left(self._lasts, iid)
         if c == len(chunks):
             c -= 1
         chunk = chunks[c]
         i = bisect.bisect_left(chunk.ids, iid)
-        chunk._frozen = None
+        chunk.changed()
         if i < len(chunk.ids) and chunk.ids[i] == iid:
             self._remove(chunk.hosts[i])
             chunk.hosts[i] = instance
@@ -141,7 +144,7 @@ class HostList:
         self._remove(chunk.hosts[i])
         self.count -= 1
         del chunk.ids[i], chunk.hosts[i]
-        chunk._frozen = None
+        chunk.changed()
         if chunk.ids:
             self._lasts[c] = chunk.ids[-1]
         else:
@@ -151,7 +154,7 @@ class HostList:
         """
         The view's checksum: L{sum} as 32 hex digits.
         """
-        return f"{self.sum:032x}"
+        return formatChecksum(self.sum)
 
     def parts(self):
         """

@@ -208,16 +208,36 @@ def parseService(value, field="service"):
     if "@@" in name:
         raise BadRequest(f"{field}.name", "must not contain '@@'")
     key = ServiceKey(namespace, group, name)
-    if len(_SERVICE_KEYS) >= _SERVICE_KEYS_LIMIT:
-        _SERVICE_KEYS.clear()
-    _SERVICE_KEYS[key] = key
-    return key
+    return _SERVICE_KEYS.share(key, key)
+
+
+class _Shared:
+    """
+    Values shared by everything that carries an equal one, by key; at most
+    C{limit} remembered (past it, it starts over: what was shared so far
+    stays shared).
+    """
+
+    def __init__(self, limit):
+        self._values = {}
+        self._limit = limit
+
+    def get(self, key):
+        return self._values.get(key)
+
+    def share(self, key, value):
+        """
+        Remember C{value} for C{key}; return it.
+        """
+        if len(self._values) >= self._limit:
+            self._values.clear()
+        self._values[key] = value
+        return value
 
 
 # Service keys already validated: the same service is named again and again
 # (every request and replicated record), and one key object serves them all.
-_SERVICE_KEYS = {}
-_SERVICE_KEYS_LIMIT = 65536
+_SERVICE_KEYS = _Shared(65536)
 
 
 def parseNamespace(value, field="namespace"):
@@ -393,8 +413,7 @@ _WEIGHTS = {w: w for w in (0.0, 1.0, 10.0, 100.0)}
 # Metadata maps shared by the instances that carry equal ones (most instances
 # of a service carry the same few keys and values): a map per instance would
 # be most of an instance's memory. Instances never change their metadata.
-_SHARED_METADATA = {}
-_SHARED_METADATA_LIMIT = 4096
+_SHARED_METADATA = _Shared(4096)
 _SHARED_METADATA_ENTRIES = 8
 
 
@@ -403,12 +422,7 @@ def _shared(metadata):
         return metadata
     key = tuple(metadata.items())
     shared = _SHARED_METADATA.get(key)
-    if shared is None:
-        if len(_SHARED_METADATA) >= _SHARED_METADATA_LIMIT:
-            # Many distinct maps: start over (those shared so far stay shared).
-            _SHARED_METADATA.clear()
-        shared = _SHARED_METADATA[key] = metadata
-    return shared
+    return shared if shared is not None else _SHARED_METADATA.share(key, metadata)
 
 
 def parseInstanceRef(value, field="instance"):
@@ -430,4 +444,21 @@ def checksum(instances):
     L{Instance.contentHash} modulo 2**128, as 32 hex digits. Equal on every
     node for equal content, whatever the order the instances are given in.
     """
-    return f"{sum(i.contentHash() for i in instances) % (1 << 128):032x}"
+    return formatChecksum(checksumSum(instances))
+
+
+CHECKSUM_MODULUS = 1 << 128
+
+
+def checksumSum(instances):
+    """
+    The sum of the instances' L{Instance.contentHash}, modulo 2**128.
+    """
+    return sum(i.contentHash() for i in instances) % CHECKSUM_MODULUS
+
+
+def formatChecksum(total):
+    """
+    A checksum sum as a view's checksum: 32 hex digits.
+    """
+    return f"{total:032x}"

@@ -22,15 +22,8 @@ from distro.model import ServiceKey, checksum
 _MAX_CACHED_FILTERS = 64
 
 
-def _arrayHeader(count):
-    if count < 16:
-        return bytes([0x90 | count])
-    if count < 1 << 16:
-        return b"\xdc" + count.to_bytes(2, "big")
-    return b"\xdd" + count.to_bytes(4, "big")
-
-
-_HEAD = b"\x85" + msgpack.packb("service")
+_PACKER = msgpack.Packer()
+_HEAD = _PACKER.pack_map_header(5) + msgpack.packb("service")
 _CLUSTERS = msgpack.packb("clusters")
 _HOSTS = msgpack.packb("hosts")
 _CHECKSUM = msgpack.packb("checksum")
@@ -51,8 +44,8 @@ class ServiceInfo:
     """
 
     __slots__ = (
-        "service", "clusters", "checksum", "revision", "count", "_parts", "_pieces", "_hosts",
-        "_packed", "_wire",
+        "service", "clusters", "checksum", "revision", "count", "_size", "_parts", "_pieces",
+        "_hosts", "_packed", "_wire",
     )
 
     def __init__(self, service, clusters, parts, count, checksum, revision):
@@ -63,6 +56,7 @@ class ServiceInfo:
         self.count = count
         self._parts = parts
         self._pieces = None
+        self._size = None
         self._hosts = None
         self._packed = None
         self._wire = None
@@ -90,7 +84,7 @@ class ServiceInfo:
         if self._wire is None:
             self._wire = {
                 "service": self.service.toWire(),
-                "clusters": list(self.clusters) if self.clusters is not None else None,
+                "clusters": self._clustersWire(),
                 "hosts": [i.host() for i in self.hosts],
                 "checksum": self.checksum,
                 "revision": self.revision,
@@ -103,23 +97,28 @@ class ServiceInfo:
         the other (the hosts' parts are shared, not copied).
         """
         if self._pieces is None:
-            clusters = list(self.clusters) if self.clusters is not None else None
             head = b"".join((
-                _HEAD, msgpack.packb(self.service.toWire()), _CLUSTERS, msgpack.packb(clusters),
-                _HOSTS, _arrayHeader(self.count),
+                _HEAD, msgpack.packb(self.service.toWire()),
+                _CLUSTERS, msgpack.packb(self._clustersWire()),
+                _HOSTS, _PACKER.pack_array_header(self.count),
             ))
             tail = b"".join((
                 _CHECKSUM, msgpack.packb(self.checksum), _REVISION, msgpack.packb(self.revision),
             ))
             self._pieces = [head] + [packed for packed, _ in self._parts if packed] + [tail]
+            self._size = sum(len(piece) for piece in self._pieces)
         return self._pieces
 
     @property
     def size(self):
         """
-        The length of the packed encoding.
+        The length of the packed encoding (counted once).
         """
-        return sum(len(piece) for piece in self.packedPieces())
+        self.packedPieces()
+        return self._size
+
+    def _clustersWire(self):
+        return list(self.clusters) if self.clusters is not None else None
 
     @property
     def packed(self):

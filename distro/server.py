@@ -16,7 +16,6 @@ from zope.interface import implementer
 from distro import model
 from distro.wire import (
     FORBIDDEN,
-    HANDSHAKE_MAX_FRAME,
     HELLO_REQUIRED,
     INTERNAL,
     LIMIT_EXCEEDED,
@@ -110,17 +109,13 @@ class ClientSession(FrameProtocol):
     _idleTimer = None
     _confirmingIdle = False
     sendPaused = False
-    _producing = False
     _pausedSince = 0.0
     _unsent = 0
-
-    _handshakeDeadline = None
 
     def __init__(self, node):
         super().__init__()
         self.node = node
-        # Until hello succeeds only small frames are taken (PROTOCOL.md 1).
-        self.maxFrame = min(HANDSHAKE_MAX_FRAME, node.config.max_frame)
+        self.maxFrame = node.config.max_frame
         self._seq = 0
         self._lastSeen = 0.0
         self.channel = None
@@ -139,33 +134,23 @@ class ClientSession(FrameProtocol):
             return
         self._lastSeen = self.node.clock.seconds()
         self.channel = self.node.pusher.channel(self._sendPush)
-        self.transport.registerProducer(self, True)
-        self._producing = True
+        self.produceForTransport()
         self._scheduleIdleCheck(self.node.config.idle_timeout_ms / 1000.0)
-        self._handshakeDeadline = self.node.clock.callLater(
-            self.node.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
+        # Until hello succeeds, small frames only (PROTOCOL.md 1).
+        self.awaitHandshake(
+            self.node.clock, self.node.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
         )
 
     def _handshakeTimedOut(self):
-        self._handshakeDeadline = None
         self.sendError(None, HELLO_REQUIRED, "hello: not done within handshake_timeout_ms")
         self.closeConnection()
-
-    def _cancelHandshakeDeadline(self):
-        if self._handshakeDeadline is not None and self._handshakeDeadline.active():
-            self._handshakeDeadline.cancel()
-        self._handshakeDeadline = None
 
     def connectionLost(self, reason):
         if self._idleTimer is not None and self._idleTimer.active():
             self._idleTimer.cancel()
         self._idleTimer = None
-        self._cancelHandshakeDeadline()
-        if self._producing:
-            # Not every transport forgets its producer when it closes (TLS
-            # does not): without this, a closed session is a cycle.
-            self._producing = False
-            self.transport.unregisterProducer()
+        self.stopHandshakeDeadline()
+        self.stopProducingForTransport()
         if self.channel is not None:
             self.channel.close()
         if self.client is not None:
@@ -202,7 +187,7 @@ class ClientSession(FrameProtocol):
         # connection): not even a push for this client's own instances going.
         if self.channel is not None:
             self.channel.close()
-        self._cancelHandshakeDeadline()
+        self.stopHandshakeDeadline()
         super().closeConnection()
         # A client that does not read would keep what is unsent (and the
         # connection) forever: it gets the idle timeout to take it.
@@ -214,9 +199,12 @@ class ClientSession(FrameProtocol):
 
     def _write(self, data):
         self.transport.write(data)
+        self._wrote(len(data))
+
+    def _wrote(self, size):
         if self.sendPaused:
             # Past the transport's buffer (counting the write that filled it).
-            self._unsent += len(data)
+            self._unsent += size
 
     def _room(self):
         """
@@ -224,16 +212,22 @@ class ClientSession(FrameProtocol):
         """
         return self.node.config.max_unsent_bytes - self._unsent
 
+    def _tooLarge(self, what, size):
+        """
+        The L{LimitExceeded} for C{what} of C{size} bytes that would not fit.
+        """
+        return LimitExceeded(
+            "max_unsent_bytes",
+            f"{what} of {size} bytes does not fit within {self.node.config.max_unsent_bytes}",
+        )
+
     def _fits(self, info):
         """
         Raise L{LimitExceeded} unless a reply carrying C{info} fits.
         """
         size = info.size + 64
         if size > self._room():
-            raise LimitExceeded(
-                "max_unsent_bytes",
-                f"a reply of {size} bytes does not fit within {self.node.config.max_unsent_bytes}",
-            )
+            raise self._tooLarge("a reply", size)
 
     # Liveness
 
@@ -331,11 +325,7 @@ class ClientSession(FrameProtocol):
         reply.update(result)
         data = encode(reply)
         if len(data) > self._room():
-            error = LimitExceeded(
-                "max_unsent_bytes",
-                f"a reply of {len(data)} bytes does not fit within "
-                f"{self.node.config.max_unsent_bytes}",
-            )
+            error = self._tooLarge("a reply", len(data))
             self.sendError(rid, error.code, error.message)
             return
         self._write(data)
@@ -350,12 +340,8 @@ class ClientSession(FrameProtocol):
         if size > self._room():
             # The subscriber cannot be given this view: rather than let it
             # believe an older one, it is told and disconnected.
-            self.sendError(
-                None,
-                LIMIT_EXCEEDED,
-                f"max_unsent_bytes: a push of {size} bytes does not fit within "
-                f"{self.node.config.max_unsent_bytes}",
-            )
+            error = self._tooLarge("a push", size)
+            self.sendError(None, error.code, error.message)
             self.closeConnection()
             return
         self._writeFrame(head, info)
@@ -365,11 +351,9 @@ class ClientSession(FrameProtocol):
         Write one frame of C{head} and C{info}'s packed view, without
         copying the view (its parts are shared by every reply and push).
         """
-        pieces = info.packedPieces()
-        prefix = _PREFIX.pack(len(head) + info.size)
-        self.transport.writeSequence([prefix + head] + pieces)
-        if self.sendPaused:
-            self._unsent += 4 + len(head) + info.size
+        size = len(head) + info.size
+        self.transport.writeSequence([_PREFIX.pack(size) + head] + info.packedPieces())
+        self._wrote(4 + size)
 
     def _service(self, message):
         service = model.parseService(message.get("service"))
@@ -414,8 +398,7 @@ class ClientSession(FrameProtocol):
             resume = (resume["client_id"], resume["resume_token"], epoch)
         self.agent = agent
         self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
-        self._cancelHandshakeDeadline()
-        self.maxFrame = self.node.config.max_frame
+        self.handshakeDone()
         return self.node.helloReply(self)
 
     def register(self, message):

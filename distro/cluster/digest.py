@@ -54,9 +54,6 @@ class DigestIndex:
     def __len__(self):
         return len(self._entries)
 
-    def __contains__(self, clientId):
-        return clientId in self._entries
-
     def put(self, clientId, revision):
         """
         C{clientId} is held at C{revision}.
@@ -111,13 +108,14 @@ class DigestIndex:
         """
         The buckets whose hash differs from the C{packed} ones.
         """
-        if packed == self.packed():
+        mine = self.packed()
+        if packed == mine:
             return []
-        hashes = self.hashes
         return [
             b
             for b in range(BUCKETS)
-            if hashes[b] != int.from_bytes(packed[b * _HASH_BYTES : (b + 1) * _HASH_BYTES], "big")
+            if packed[b * _HASH_BYTES : (b + 1) * _HASH_BYTES]
+            != mine[b * _HASH_BYTES : (b + 1) * _HASH_BYTES]
         ]
 
     def listing(self, buckets):
@@ -136,9 +134,7 @@ class DigestIndex:
         """
         The held client ids in C{buckets}.
         """
-        self._settle()
-        wanted = set(buckets)
-        return [c for c, e in self._entries.items() if e[0] in wanted]
+        return [c for entries in self.listing(buckets).values() for c, _ in entries]
 
     def revisions(self):
         """

@@ -27,7 +27,6 @@ from distro.cluster import records
 from distro.cluster.digest import BUCKETS
 from distro.wire import (
     FORBIDDEN,
-    HANDSHAKE_MAX_FRAME,
     UNAUTHORIZED,
     UNSUPPORTED_VERSION,
     FrameProtocol,
@@ -98,21 +97,19 @@ class _Link(FrameProtocol):
     _watchdog = None
     _confirming = False
 
-    _deadline = None
-
     def __init__(self, cluster):
         super().__init__()
         self.cluster = cluster
         self.clock = cluster.clock
-        self.maxFrame = min(HANDSHAKE_MAX_FRAME, cluster.config.peer_max_frame)
+        self.maxFrame = cluster.config.peer_max_frame
         self._lastSeen = 0.0
 
     def connectionMade(self):
         noDelay(self.transport)
         self._lastSeen = self.clock.seconds()
         self._armWatchdog(self.cluster.config.down_after_ms / 1000.0)
-        self._deadline = self.clock.callLater(
-            self.cluster.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
+        self.awaitHandshake(
+            self.clock, self.cluster.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
         )
 
     def sendMessage(self, message):
@@ -135,22 +132,11 @@ class _Link(FrameProtocol):
         self.transport.write(frame)
 
     def _handshakeTimedOut(self):
-        self._deadline = None
         self.log.info(
             "dropping peer connection {peer}: no handshake within handshake_timeout_ms",
             peer=str(self.transport.getPeer()),
         )
         self.transport.abortConnection()
-
-    def handshakeDone(self):
-        """
-        Both ends proved the secret: lift the handshake's frame limit and
-        deadline.
-        """
-        self.maxFrame = self.cluster.config.peer_max_frame
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
 
     def _armWatchdog(self, delay):
         self._watchdog = self.clock.callLater(delay, self._checkSilence)
@@ -191,8 +177,7 @@ class _Link(FrameProtocol):
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._watchdog = None
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
+        if self.stopHandshakeDeadline():
             # Say why a link never came up (a TLS handshake that failed, a
             # peer that went away): nothing else will.
             self.log.info(
@@ -200,7 +185,6 @@ class _Link(FrameProtocol):
                 peer=str(self.transport.getPeer()),
                 reason=reason.getErrorMessage() if reason is not None else "unknown",
             )
-        self._deadline = None
 
     def refuse(self, code, message):
         self.log.warn(
@@ -313,7 +297,6 @@ class OutboundLink(_Link):
 
     _proof = None
     _challenger = None
-    _producing = False
 
     def __init__(self, cluster, feed):
         super().__init__(cluster)
@@ -337,8 +320,7 @@ class OutboundLink(_Link):
     def connectionMade(self):
         super().connectionMade()
         self.feed.connected = True
-        self.transport.registerProducer(self, True)
-        self._producing = True
+        self.produceForTransport()
 
     def messageReceived(self, message):
         op = message.get("op")
@@ -358,7 +340,7 @@ class OutboundLink(_Link):
                 )
                 self.closeConnection()
             return
-        if op in ("pong", "resend"):
+        if op in ("pong", "resend", "digest_ask"):
             # Only answers prove that the member hears us (5.3: UP while
             # its link answers pings).
             self.cluster.membership.heard(self.nodeId)
@@ -369,7 +351,6 @@ class OutboundLink(_Link):
                     if type(clientId) is str:
                         self.feed.touched(clientId)
         elif op == "digest_ask":
-            self.cluster.membership.heard(self.nodeId)
             try:
                 buckets = records.parseBuckets(message.get("buckets"), BUCKETS)
             except ProtocolError as e:
@@ -453,11 +434,7 @@ class OutboundLink(_Link):
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
-        # Not every transport forgets its producer when it closes (TLS does
-        # not): without this, a closed link is a cycle.
-        if self._producing:
-            self._producing = False
-            self.transport.unregisterProducer()
+        self.stopProducingForTransport()
         if self._pinger is not None and self._pinger.active():
             self._pinger.cancel()
         self._pinger = None

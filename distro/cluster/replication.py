@@ -399,8 +399,7 @@ class Receiver:
         if owner is not None:
             held = self.bySender.get(owner)
             held.discard(clientId)
-            index = self._digests[owner]
-            index.discard(clientId)
+            self._digests[owner].discard(clientId)
             if not held:
                 del self.bySender[owner]
                 del self._digests[owner]
@@ -485,13 +484,7 @@ class Receiver:
         if op != "client_state" and op != "ping" and link.nodeId in self._pieces:
             # The pieces of a client are consecutive: this one will not be
             # finished (its sender's next digest asks for it again).
-            unfinished = self._pieces.pop(link.nodeId)
-            self.log.warn(
-                "dropped the unfinished client_state of {client} from {peer}: {op} came first",
-                client=unfinished.key[0],
-                peer=link.nodeId,
-                op=op,
-            )
+            self._dropPieces(link.nodeId, self._pieces.pop(link.nodeId), op)
         handler = self._handlers.get(op) if type(op) is str else None
         if handler is None:
             return errorMessage(None, UNKNOWN_OP, f"unknown peer op {op!r}"[:200])
@@ -511,6 +504,14 @@ class Receiver:
             self.log.failure("failed to apply {op} from {peer}", op=op, peer=link.nodeId)
             self._reject(link.nodeId, message)
             return errorMessage(None, INTERNAL, f"{op}: internal error applying it")
+
+    def _dropPieces(self, sender, pieces, cause):
+        self.log.warn(
+            "dropped the unfinished client_state of {client} from {peer}: {cause} came first",
+            client=pieces.key[0],
+            peer=sender,
+            cause=cause,
+        )
 
     def _reject(self, sender, message):
         clientId = message.get("client_id")
@@ -574,11 +575,7 @@ class Receiver:
         key = (header.clientId, header.owner, header.epoch, revision)
         pieces = self._pieces.pop(sender, None)
         if pieces is not None and (pieces.key != key or pieces.next != part):
-            self.log.warn(
-                "dropped the unfinished client_state of {client} from {peer}: another came first",
-                client=pieces.key[0],
-                peer=sender,
-            )
+            self._dropPieces(sender, pieces, "another client_state")
             pieces = None
         if part > 0:
             if pieces is None:
