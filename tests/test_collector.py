@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from distro.collector import CollectorWatch
 from distro.server import ClientPortFactory
 from tests._node import NodeHarness, instance, service
+from tests._tempfiles import TempPathMixin
 from tests._tls import Authority
 
 
@@ -90,7 +91,7 @@ class CollectorWatchTests(SynchronousTestCase):
         self.assertAlmostEqual(events[-1]["longest"], 35.0)
 
 
-class NoCyclesTests(SynchronousTestCase):
+class NoCyclesTests(TempPathMixin, SynchronousTestCase):
     """
     A closed client connection is freed by reference counting alone: the
     node's steady state makes no cyclic garbage, so freezing what survives
@@ -124,7 +125,9 @@ class NoCyclesTests(SynchronousTestCase):
         Behind TLS too (whose transport does not forget its producer when
         it closes), a closed session is freed by reference counting.
         """
-        authority = Authority(_directory(self))
+        path = self.tempPath()
+        os.makedirs(path)
+        authority = Authority(path)
         certPath, keyPath = authority.server()
         with open(certPath) as cert, open(keyPath) as key:
             credentials = ssl.PrivateCertificate.loadPEM(cert.read() + key.read())
@@ -139,8 +142,3 @@ class NoCyclesTests(SynchronousTestCase):
         del tls, factory
         self.assertIsNone(session())
 
-
-def _directory(case):
-    path = case.mktemp()
-    os.makedirs(path)
-    return path
