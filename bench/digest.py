@@ -64,7 +64,7 @@ def main(argv):
     settings = {"advertise": "127.0.0.1:1"}
     a = Node(config.build(overrides=dict(settings, node_id="a")), Clock(), "boot-a")
     b = Node(config.build(overrides=dict(settings, node_id="b")), Clock(), "boot-b")
-    replicator = Replicator(boot="boot-a")
+    replicator = Replicator(a.clock, boot="boot-a")
     a.manager.addObserver(replicator)
     receiver = Receiver(b.manager, b.clock, b.config, _Barrier())
     b.manager.addObserver(receiver)
@@ -76,6 +76,7 @@ def main(argv):
         a.manager.register(client, service, parseInstance(
             {"ip": f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", "port": 8080}))
         clients.append(client)
+    replicator.flush()  # no member yet: nothing goes anywhere
     link = _Link("a")
     for client in clients:
         receiver.received(link, records.clientState(client))
@@ -108,6 +109,7 @@ def main(argv):
     # One change lost on its way to B: the repair.
     changed = clients[12345 % len(clients)]
     a.manager.register(changed, service, parseInstance({"ip": "10.255.0.1", "port": 1}))
+    replicator.flush()
     for feed in feeds:
         feed.link.transport.clear()
     replicator.sendDigests()

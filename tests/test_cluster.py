@@ -201,6 +201,59 @@ class DeltaTests(ClusterTestCase):
         self.assertEqual(cluster.clock.seconds(), now)
         self.assertEqual(len(cluster.hosts(2, ORDERS)), 10)
 
+    def test_changesOfOneTurnGoAsOneDelta(self):
+        """
+        The changes one client makes in one reactor turn reach each peer as
+        one C{delta} from the revision before the first to the revision after
+        the last, carrying their net effect: an instance put and then
+        removed is only removed, one put twice is put once as it ended.
+        """
+        cluster = self.cluster
+        a = cluster.client(0)
+        a.register(ORDERS, "10.1.0.1", 8080)
+        frames = cluster.record()
+        service = {"name": ORDERS}
+        a.send("register", service=service, instance=instance("10.1.0.2", weight=2.0))
+        a.send("register", service=service, instance=instance("10.1.0.2", weight=3.0))
+        a.send("register", service=service, instance=instance("10.1.0.3"))
+        a.send("deregister", service=service, instance={"ip": "10.1.0.1", "port": 8080})
+        a.send("deregister", service=service, instance={"ip": "10.1.0.3", "port": 8080})
+        cluster.flush()
+        self.assertEqual(
+            [r["op"] for r in a.protocol.replies.values()], ["ok"] * 5
+        )
+        for peer in (1, 2):
+            sent = [m for s, d, m in frames if (s, d) == (0, peer) and m["op"] not in ("ping", "pong")]
+            self.assertEqual([m["op"] for m in sent], ["delta"])
+            (delta,) = sent
+            self.assertEqual((delta["base_revision"], delta["revision"]), (1, 6))
+            self.assertEqual(
+                [(i["ip"], i["weight"]) for _, i in delta["put"]], [("10.1.0.2", 3.0)]
+            )
+            self.assertEqual(
+                sorted(iid for _, iid in delta["remove"]),
+                ["10.1.0.1#8080#DEFAULT", "10.1.0.3#8080#DEFAULT"],
+            )
+            self.assertEqual(cluster.held(peer, a.clientId).revision, 6)
+        self.assertConverged(expected=["10.1.0.2#8080#DEFAULT"])
+        self.assertEqual(cluster.view(1, ORDERS).hosts[0].weight, 3.0)
+
+    def test_newClientsFirstTurnGoesWhole(self):
+        """
+        A new client's first turn, however many changes it made, reaches
+        each peer as one C{client_state} at the revision the turn ended on.
+        """
+        cluster = self.cluster
+        frames = cluster.record()
+        a = cluster.client(0)
+        a.send("register", service={"name": ORDERS}, instance=instance("10.1.0.1"))
+        a.send("register", service={"name": ORDERS}, instance=instance("10.1.0.2"))
+        cluster.flush()
+        for peer in (1, 2):
+            sent = [m for s, d, m in frames if (s, d) == (0, peer) and m["op"] not in ("ping", "pong")]
+            self.assertEqual([(m["op"], m["revision"]) for m in sent], [("client_state", 2)])
+        self.assertConverged(expected=[IID, "10.1.0.2#8080#DEFAULT"])
+
     def test_resendOnBaseMismatch(self):
         """
         A delta whose base revision the receiver does not hold is answered

@@ -4,10 +4,14 @@ Tests for L{distro.cluster.sync.SyncBarrier}: sync rounds with the other
 members (PROTOCOL.md 5.4), and a feed's answers to a member's C{sync}.
 """
 
+import struct
+
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from distro.clients import Alone
+from distro import wire
+from distro.clients import Alone, Client, ClientChange
 from distro.cluster.members import Member
 from distro.cluster.replication import PeerFeed, Replicator
 from distro.cluster.sync import SyncBarrier
@@ -151,11 +155,23 @@ class SyncBarrierTests(SynchronousTestCase):
 
 
 class Link:
+    """
+    An outbound link keeping what is sent on it, messages and frames alike,
+    in order.
+    """
+
     def __init__(self):
         self.sent = []
+        self.transport = self
 
     def sendMessage(self, message):
         self.sent.append(message)
+
+    def write(self, data):
+        while data:
+            (size,) = struct.unpack("!I", data[:4])
+            self.sent.append(wire.decode(data[4 : 4 + size]))
+            data = data[4 + size :]
 
 
 class FeedSyncTests(SynchronousTestCase):
@@ -165,7 +181,8 @@ class FeedSyncTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.replicator = Replicator(restoring=lambda: ["r"])
+        self.clock = Clock()
+        self.replicator = Replicator(self.clock, restoring=lambda: ["r"])
         self.feed = PeerFeed(self.replicator, Member("b:1"))
 
     def test_answerAfterSnapshot(self):
@@ -196,3 +213,26 @@ class FeedSyncTests(SynchronousTestCase):
         second = Link()
         self.feed.linkUp(second)
         self.assertEqual(second.sent[-1]["n"], 3)
+
+    def test_answerAfterThisTurnsChanges(self):
+        """
+        A change made in this reactor turn, whose delta would go at the end
+        of the turn, goes before an answer given meanwhile: the answer
+        promises it.
+        """
+        link = Link()
+        feed = self.replicator.addMember(Member("c:1"))
+        feed.linkUp(link)
+        client = Client("n0#boot#1", True, "n0", revision=1)
+        self.replicator.clientChanged(ClientChange(client, 0, [], []))
+        self.clock.advance(0)
+        client.revision = 2
+        self.replicator.clientChanged(ClientChange(client, 1, [], []))
+        feed.owe(7)
+        self.assertEqual(
+            [(m["op"], m.get("revision")) for m in link.sent],
+            [("snapshot_begin", None), ("snapshot_end", None), ("client_state", 1),
+             ("delta", 2), ("synced", None)],
+        )
+        self.clock.advance(0)
+        self.assertEqual(len(link.sent), 5)  # nothing sent twice

@@ -103,20 +103,21 @@ def _sized(instances):
     return [(len(msgpack.packb(i)), i) for i in instances]
 
 
-def delta(change):
+def delta(client, baseRevision, put, remove):
     """
-    The C{delta} message of one L{distro.clients.ClientChange}.
+    The C{delta} message taking C{client} from C{baseRevision} to its
+    current revision: C{put} is C{[(service, Instance)]}, C{remove}
+    C{[(service, instanceId)]}.
     """
-    client = change.client
     return {
         "op": "delta",
         "client_id": client.clientId,
         "owner": client.owner,
         "epoch": client.epoch,
-        "base_revision": change.baseRevision,
-        "revision": change.baseRevision + 1,
-        "put": [[s.toWire(), i.toWire()] for s, i in change.put],
-        "remove": [[s.toWire(), iid] for s, iid, _ in change.remove],
+        "base_revision": baseRevision,
+        "revision": client.revision,
+        "put": [[s.toWire(), i.toWire()] for s, i in put],
+        "remove": [[s.toWire(), iid] for s, iid in remove],
     }
 
 

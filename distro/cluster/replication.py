@@ -3,9 +3,10 @@
 Replication of owned clients between members (PROTOCOL.md 5.2).
 
 Sending: the L{Replicator} reads the change stream and keeps one L{PeerFeed}
-per member. A feed writes each change to its link at once, as a C{delta};
-while its link cannot take more (the transport paused us) it only marks the
-client dirty, and when the link drains it sends the latest C{client_state} of
+per member. The changes of one client in one reactor turn go out together,
+at the end of the turn, as one C{delta} (their net effect) encoded once for
+every feed. A feed writes it to its link at once; while its link cannot take
+more (the transport paused us) it only marks the client dirty, and when the link drains it sends the latest C{client_state} of
 each dirty client. What waits for a slow or stalled peer is therefore one
 entry per dirty client, never a queue of changes, and no feed ever waits for
 another. A link that comes up starts with a snapshot streamed client by
@@ -71,6 +72,8 @@ class PeerFeed:
         # The last answer may have been lost with the last link: a snapshot
         # answers it again.
         self.owed = max(self.owed, self._answered)
+        # What changed before this moment goes in the snapshot, not after it.
+        self.replicator.flush()
         self.dirty = dict.fromkeys(self.replicator.owned, _STATE)
         self.snapshotting = True
         self._snapshotCount = 0
@@ -96,12 +99,11 @@ class PeerFeed:
     def _writable(self, clientId):
         return self.link is not None and not self.paused and clientId not in self.dirty
 
-    def changed(self, change, frame):
+    def changed(self, clientId, frame):
         """
-        An owned client changed: C{frame()} (the change, encoded once for
+        An owned client changed: C{frame()} (its changes, encoded once for
         every feed) now, or the client marked dirty.
         """
-        clientId = change.client.clientId
         if self._writable(clientId):
             data = frame()
             if len(data) <= self.replicator.maxFrame:
@@ -149,6 +151,9 @@ class PeerFeed:
         Send what is dirty while the link takes it; end a snapshot once all
         of it was sent.
         """
+        # Changes of this turn not yet sent go first: a state sent now
+        # includes them, and a C{synced} promises them.
+        self.replicator.flush()
         dirty = self.dirty
         owned = self.replicator.owned
         while self.link is not None and not self.paused and dirty:
@@ -198,6 +203,7 @@ class PeerFeed:
         C{buckets}: list those buckets (unless the link is busy: what it is
         busy with may settle them, and the next digest tells).
         """
+        self.replicator.flush()
         if self._idle():
             for frame in self.replicator.listingFrames(buckets):
                 self.link.transport.write(frame)
@@ -218,6 +224,50 @@ def _once(message):
     return get
 
 
+class _Unsent:
+    """
+    The changes of one owned client this reactor turn, not sent yet.
+
+    @ivar changes: the L{ClientChange}s in order, or C{None} when the whole
+        client goes (no member holds it yet).
+    """
+
+    __slots__ = ("client", "baseRevision", "changes")
+
+    def __init__(self, client, baseRevision, changes):
+        self.client = client
+        self.baseRevision = baseRevision
+        self.changes = changes
+
+    def message(self):
+        client = self.client
+        changes = self.changes
+        if changes is None:
+            return records.clientState(client)
+        if len(changes) == 1:
+            change = changes[0]
+            return records.delta(
+                client,
+                self.baseRevision,
+                change.put,
+                [(s, iid) for s, iid, _ in change.remove],
+            )
+        # The net effect: each instance's last word (within a change, its
+        # removes come before its puts).
+        net = {}
+        for change in changes:
+            for service, iid, _ in change.remove:
+                net[service, iid] = None
+            for service, instance in change.put:
+                net[service, instance.instanceId] = instance
+        return records.delta(
+            client,
+            self.baseRevision,
+            [(s, i) for (s, _), i in net.items() if i is not None],
+            [(s, iid) for (s, iid), i in net.items() if i is None],
+        )
+
+
 @implementer(IClientObserver)
 class Replicator:
     """
@@ -234,13 +284,16 @@ class Replicator:
         a client larger than that is sent in pieces.
     """
 
-    def __init__(self, restoring=list, boot="", maxFrame=64 * 1024 * 1024):
+    def __init__(self, clock, restoring=list, boot="", maxFrame=64 * 1024 * 1024):
+        self.clock = clock
         self.owned = {}
         self.index = DigestIndex()
         self.feeds = {}
         self.restoring = restoring
         self.boot = boot
         self.maxFrame = maxFrame
+        self._unsent = {}
+        self._flushing = None
 
     def addMember(self, member):
         feed = self.feeds.get(member.address)
@@ -259,19 +312,46 @@ class Replicator:
             # Synced data is never forwarded; a takeover goes out whole,
             # with its clientMoved.
             return
-        self.owned[client.clientId] = client
-        self.index.put(client.clientId, client.revision)
-        if change.baseRevision == 0:
-            # The client's first change: no peer holds it, so a delta would
-            # only come back as a resend (and so would every delta sent
-            # before the resent state arrived).
-            frame = _once(lambda: records.clientState(client))
-        else:
-            frame = _once(lambda: records.delta(change))
-        for feed in self.feeds.values():
-            feed.changed(change, frame)
+        clientId = client.clientId
+        self.owned[clientId] = client
+        self.index.put(clientId, client.revision)
+        unsent = self._unsent.get(clientId)
+        if unsent is None:
+            # The client's first change goes whole: no peer holds it, so a
+            # delta would only come back as a resend.
+            self._unsent[clientId] = _Unsent(
+                client, change.baseRevision, None if change.baseRevision == 0 else [change]
+            )
+            if self._flushing is None:
+                self._flushing = self.clock.callLater(0, self.flush)
+        elif unsent.changes is not None:
+            unsent.changes.append(change)
+
+    def flush(self):
+        """
+        Send every feed the changes of this turn not sent yet: one message
+        per client, encoded once for all.
+        """
+        if self._flushing is not None:
+            if self._flushing.active():
+                self._flushing.cancel()
+            self._flushing = None
+        if not self._unsent:
+            return
+        unsent, self._unsent = self._unsent, {}
+        for clientId, changes in unsent.items():
+            frame = _once(changes.message)
+            for feed in self.feeds.values():
+                feed.changed(clientId, frame)
+
+    def stop(self):
+        """
+        Send what this turn changed now (the node is stopping).
+        """
+        self.flush()
 
     def clientRemoved(self, client):
+        self._unsent.pop(client.clientId, None)
         if self.owned.pop(client.clientId, None) is None:
             return
         self.index.discard(client.clientId)
@@ -280,6 +360,8 @@ class Replicator:
             feed.removed(client, frame)
 
     def clientMoved(self, client):
+        # A takeover goes whole; a client given up is no longer ours to send.
+        self._unsent.pop(client.clientId, None)
         if client.native:
             self.owned[client.clientId] = client
             self.index.put(client.clientId, client.revision)
@@ -295,6 +377,7 @@ class Replicator:
         Send every idle feed this tick's digest, encoded once for all: the
         list of owned clients when there are few, else the bucket hashes.
         """
+        self.flush()  # the revisions it tells are sent before it
         if len(self.owned) <= LIST_AT_MOST:
             frame = _once(
                 lambda: {

@@ -113,6 +113,7 @@ class Cluster(MultiService):
         )
         self.membership.observers.append(self)
         self.replicator = Replicator(
+            self.clock,
             node.restoring, node.manager.ids.bootId, maxFrame=self.config.peer_max_frame
         )
         self.barrier = SyncBarrier(self.membership.others, self._askSync)
@@ -390,6 +391,7 @@ class Cluster(MultiService):
                 timer.cancel()
         self._deathTimers.clear()
         self.receiver.stop()
+        self.replicator.stop()
         d = super().stopService()
         for link in list(self.inbound.values()):
             link.transport.abortConnection()
