@@ -88,15 +88,10 @@ class Instance:
         Everything a subscriber sees, as a tuple that compares and hashes the
         same on every node.
         """
-        return (
-            self.ip,
-            self.port,
-            self.cluster,
-            self.weight,
-            self.healthy,
-            self.enabled,
-            tuple(sorted(self.metadata.items())),
-        )
+        return (*self._scalars(), tuple(sorted(self.metadata.items())))
+
+    def _scalars(self):
+        return (self.ip, self.port, self.cluster, self.weight, self.healthy, self.enabled)
 
     def sameContent(self, other):
         """
@@ -152,13 +147,12 @@ class Instance:
             self._hash = int.from_bytes(digest, "big")
         return self._hash
 
-    def toWire(self):
+    def toRecord(self):
         """
-        The replication form: the instance with its C{write_ts}.
+        The replication form (PROTOCOL.md 5.2): the array of the fields of
+        L{RECORD_FIELDS}, C{write_ts} last.
         """
-        wire = self._fields()
-        wire["write_ts"] = self.writeTs
-        return wire
+        return [*self._scalars(), self.metadata, self.writeTs]
 
     def __repr__(self):
         return f"<Instance {self.instanceId} w={self.weight} h={self.healthy} e={self.enabled}>"
@@ -349,28 +343,9 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192, writeTs=0):
     """
     if type(value) is not dict:
         raise BadRequest(field, "must be a map")
-    # Every instance of every request and replicated record comes through
-    # here: the usual values are checked inline, and a field's name is
-    # spelled out only for an error.
     get = value.get
-    ip = get("ip")
-    if type(ip) is not str or not _NORMAL_IPV4.match(ip):
-        ip = parseIp(ip, f"{field}.ip")
-    port = get("port")
-    if type(port) is not int or not 1 <= port <= 65535:
-        parsePort(port, f"{field}.port")
     cluster = get("cluster")
-    if cluster is None:
-        cluster = DEFAULT_CLUSTER
-    elif type(cluster) is not str or not _CLUSTER.match(cluster):
-        parseCluster(cluster, f"{field}.cluster")
     weight = get("weight")
-    if weight is None:
-        weight = 1.0
-    elif type(weight) not in (int, float) or not math.isfinite(weight):
-        raise BadRequest(f"{field}.weight", "must be a number")
-    if not 0 <= weight <= MAX_WEIGHT:
-        raise BadRequest(f"{field}.weight", "must be in 0..10000")
     healthy = get("healthy")
     if type(healthy) is not bool:
         healthy = _bool(healthy, f"{field}.healthy", True)
@@ -378,19 +353,64 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192, writeTs=0):
     if type(enabled) is not bool:
         enabled = _bool(enabled, f"{field}.enabled", True)
     metadata = get("metadata")
-    if metadata is None:
-        metadata = {}
-    elif type(metadata) is not dict:
-        raise BadRequest(f"{field}.metadata", "must be a map of strings")
-    else:
-        for k, v in metadata.items():
-            if type(k) is not str or type(v) is not str:
-                raise BadRequest(f"{field}.metadata", "keys and values must be strings")
-        if metadata and len(msgpack.packb(metadata)) > maxMetadataBytes:
-            raise LimitExceeded(
-                "max_metadata_bytes",
-                f"{field}.metadata is larger than {maxMetadataBytes} bytes",
-            )
+    return _instance(
+        get("ip"),
+        get("port"),
+        DEFAULT_CLUSTER if cluster is None else cluster,
+        1.0 if weight is None else weight,
+        healthy,
+        enabled,
+        _NO_METADATA if metadata is None else metadata,
+        writeTs,
+        field,
+        maxMetadataBytes,
+    )
+
+
+RECORD_FIELDS = ("ip", "port", "cluster", "weight", "healthy", "enabled", "metadata", "write_ts")
+
+
+def parseRecord(value, field="instance", maxMetadataBytes=8192):
+    """
+    Validate an instance record, the replication form (PROTOCOL.md 5.2): the
+    array of L{RECORD_FIELDS}, every one present.
+
+    @rtype: L{Instance}
+    @raise BadRequest: naming the offending field.
+    @raise LimitExceeded: if the metadata is larger than C{maxMetadataBytes}.
+    """
+    if type(value) is not list or len(value) != 8:
+        raise BadRequest(field, f"must be an array of {len(RECORD_FIELDS)}: {', '.join(RECORD_FIELDS)}")
+    ip, port, cluster, weight, healthy, enabled, metadata, writeTs = value
+    if type(healthy) is not bool:
+        raise BadRequest(f"{field}.healthy", "must be a boolean")
+    if type(enabled) is not bool:
+        raise BadRequest(f"{field}.enabled", "must be a boolean")
+    if type(writeTs) is not int:
+        raise BadRequest(f"{field}.write_ts", "must be an integer")
+    return _instance(
+        ip, port, cluster, weight, healthy, enabled, metadata, writeTs, field, maxMetadataBytes
+    )
+
+
+def _instance(ip, port, cluster, weight, healthy, enabled, metadata, writeTs, field, maxMetadataBytes):
+    # Every instance of every request and replicated record comes through
+    # here: the usual values are checked inline, and a field's name is
+    # spelled out only for an error.
+    if type(ip) is not str or not _NORMAL_IPV4.match(ip):
+        ip = parseIp(ip, f"{field}.ip")
+    if type(port) is not int or not 1 <= port <= 65535:
+        parsePort(port, f"{field}.port")
+    if type(cluster) is not str:
+        raise BadRequest(f"{field}.cluster", "must be a string")
+    if not _CLUSTER.match(cluster):
+        parseCluster(cluster, f"{field}.cluster")
+    if type(weight) not in (int, float) or not math.isfinite(weight):
+        raise BadRequest(f"{field}.weight", "must be a number")
+    if not 0 <= weight <= MAX_WEIGHT:
+        raise BadRequest(f"{field}.weight", "must be in 0..10000")
+    if metadata is not _NO_METADATA:
+        metadata = _checkedMetadata(metadata, field, maxMetadataBytes)
     weight = float(weight)
     return Instance(
         ip,
@@ -399,7 +419,7 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192, writeTs=0):
         _WEIGHTS.get(weight, weight),
         healthy,
         enabled,
-        _shared(metadata),
+        metadata,
         writeTs,
     )
 
@@ -413,16 +433,39 @@ _WEIGHTS = {w: w for w in (0.0, 1.0, 10.0, 100.0)}
 # Metadata maps shared by the instances that carry equal ones (most instances
 # of a service carry the same few keys and values): a map per instance would
 # be most of an instance's memory. Instances never change their metadata.
+# Each is remembered with its packed size, so that an equal map is neither
+# packed nor kept again.
+_NO_METADATA = {}
 _SHARED_METADATA = _Shared(4096)
 _SHARED_METADATA_ENTRIES = 8
 
 
-def _shared(metadata):
-    if len(metadata) > _SHARED_METADATA_ENTRIES:
-        return metadata
-    key = tuple(metadata.items())
-    shared = _SHARED_METADATA.get(key)
-    return shared if shared is not None else _SHARED_METADATA.share(key, metadata)
+def _checkedMetadata(metadata, field, maxMetadataBytes):
+    """
+    C{metadata} checked (a map of strings within C{maxMetadataBytes}
+    packed), as the map to keep: an equal one already kept if there is.
+    """
+    if type(metadata) is not dict:
+        raise BadRequest(f"{field}.metadata", "must be a map of strings")
+    if not metadata:
+        return _NO_METADATA
+    for k, v in metadata.items():
+        if type(k) is not str or type(v) is not str:
+            raise BadRequest(f"{field}.metadata", "keys and values must be strings")
+    key = tuple(metadata.items()) if len(metadata) <= _SHARED_METADATA_ENTRIES else None
+    known = _SHARED_METADATA.get(key) if key is not None else None
+    if known is not None:
+        metadata, size = known
+    else:
+        size = len(msgpack.packb(metadata))
+    if size > maxMetadataBytes:
+        raise LimitExceeded(
+            "max_metadata_bytes",
+            f"{field}.metadata is larger than {maxMetadataBytes} bytes",
+        )
+    if key is not None and known is None:
+        _SHARED_METADATA.share(key, (metadata, size))
+    return metadata
 
 
 def parseInstanceRef(value, field="instance"):

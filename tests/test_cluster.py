@@ -179,9 +179,11 @@ class DeltaTests(ClusterTestCase):
                  for m in sent[1:]],
                 [(a.clientId, "n0", 1, 1, 2), (a.clientId, "n0", 1, 2, 3)],
             )
-            self.assertEqual(sent[1]["put"][0][1]["weight"], 5.0)
-            self.assertIsInstance(sent[1]["put"][0][1]["write_ts"], int)
-            self.assertEqual(sent[2]["remove"], [[sent[2]["remove"][0][0], IID]])
+            ((service, (record,)),) = sent[1]["put"]
+            self.assertEqual(service["name"], ORDERS)
+            self.assertEqual(record[:7], ["10.1.0.1", 8080, "DEFAULT", 5.0, True, True, {}])
+            self.assertIsInstance(record[7], int)  # write_ts
+            self.assertEqual(sent[2]["remove"], [[service, [IID]]])
             held = cluster.held(peer, a.clientId)
             self.assertFalse(held.native)
             self.assertEqual((held.owner, held.epoch, held.revision), ("n0", 1, 3))
@@ -228,10 +230,11 @@ class DeltaTests(ClusterTestCase):
             (delta,) = sent
             self.assertEqual((delta["base_revision"], delta["revision"]), (1, 6))
             self.assertEqual(
-                [(i["ip"], i["weight"]) for _, i in delta["put"]], [("10.1.0.2", 3.0)]
+                [(r[0], r[3]) for _, records in delta["put"] for r in records],
+                [("10.1.0.2", 3.0)],
             )
             self.assertEqual(
-                sorted(iid for _, iid in delta["remove"]),
+                sorted(iid for _, ids in delta["remove"] for iid in ids),
                 ["10.1.0.1#8080#DEFAULT", "10.1.0.3#8080#DEFAULT"],
             )
             self.assertEqual(cluster.held(peer, a.clientId).revision, 6)
@@ -527,7 +530,8 @@ class OwnershipTests(ClusterTestCase):
             self._inject(0, 2, {
                 "op": "delta", "client_id": a.clientId, "owner": "n0", "epoch": epoch,
                 "base_revision": held.revision, "revision": held.revision + 1,
-                "put": [[service, instance("10.9.9.9", 1, write_ts=1)]], "remove": [],
+                "put": [[service, [["10.9.9.9", 1, "DEFAULT", 1.0, True, True, {}, 1]]]],
+                "remove": [],
             })
             self._inject(0, 2, {
                 "op": "client_remove", "client_id": a.clientId, "owner": "n0", "epoch": epoch,

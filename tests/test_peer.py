@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 
 from distro import wire
 from distro.cluster import peer
+from distro.cluster.peer import PEER_PROTOCOL_VERSION as PROTO
 from distro.cluster.service import Cluster
 from distro.config import Config
 from distro.interfaces import IReplicaSink
@@ -37,6 +38,13 @@ def frames(data):
     return out
 
 
+def record(ip="10.0.0.1", port=80, writeTs=5):
+    """
+    An instance record (PROTOCOL.md 5.2).
+    """
+    return [ip, port, "DEFAULT", 1.0, True, True, {}, writeTs]
+
+
 def clientState(owner="node-b", clientId="node-b#x#1", epoch=1, revision=1):
     return {
         "op": "client_state",
@@ -45,7 +53,7 @@ def clientState(owner="node-b", clientId="node-b#x#1", epoch=1, revision=1):
         "epoch": epoch,
         "revision": revision,
         "resume_token_hash": "",
-        "services": [[SERVICE, [{"ip": "10.0.0.1", "port": 80, "write_ts": 5}]]],
+        "services": [[SERVICE, [record()]]],
     }
 
 
@@ -97,7 +105,7 @@ class InboundTests(SynchronousTestCase):
             "node": node,
             "address": address,
             "client_address": "b:9848",
-            "proto": 2,
+            "proto": PROTO,
             "nonce": nonce,
             "mac": peer.helloMac(secret, proof),
         }
@@ -123,7 +131,7 @@ class InboundTests(SynchronousTestCase):
         (challenge,) = frames(transport.value())
         self.assertEqual(challenge["op"], "challenge")
         self.assertEqual(challenge["node"], "node-a")
-        self.assertEqual(challenge["proto"], 2)
+        self.assertEqual(challenge["proto"], PROTO)
         self.assertEqual(len(challenge["nonce"]), 32)
         other, _ = self.connect()
         self.assertNotEqual(frames(other.transport.value())[0]["nonce"], challenge["nonce"])
@@ -157,7 +165,7 @@ class InboundTests(SynchronousTestCase):
             "op": "peer_hello",
             "node": "node-b",
             "address": "b:1",
-            "proto": 2,
+            "proto": PROTO,
             "nonce": b"c" * 32,
             "mac": peer.helloMac(
                 b"wrong", peer.transcript("node-a", "node-b", challenge["nonce"], b"c" * 32)
@@ -176,7 +184,7 @@ class InboundTests(SynchronousTestCase):
         link, transport = self.connect()
         transport.clear()
         link.dataReceived(
-            wire.encode({"op": "peer_hello", "node": "node-b", "address": "b:1", "proto": 2,
+            wire.encode({"op": "peer_hello", "node": "node-b", "address": "b:1", "proto": PROTO,
                          "nonce": b"c" * 32})
         )
         self.assertEqual(frames(transport.value())[0]["code"], wire.UNAUTHORIZED)
@@ -208,13 +216,14 @@ class InboundTests(SynchronousTestCase):
 
     def test_wrongProto(self):
         """
-        A connector speaking the first peer protocol (one-way MAC) is
-        refused with C{UNSUPPORTED_VERSION}.
+        A connector speaking an earlier peer protocol (1: a one-way MAC; 2:
+        instances as maps) is refused with C{UNSUPPORTED_VERSION}.
         """
-        link, transport = self.connect()
-        self.hello(link, proto=1)
-        self.assertEqual(frames(transport.value())[0]["code"], wire.UNSUPPORTED_VERSION)
-        self.assertTrue(transport.disconnecting)
+        for proto in (1, 2):
+            link, transport = self.connect()
+            self.hello(link, proto=proto)
+            self.assertEqual(frames(transport.value())[0]["code"], wire.UNSUPPORTED_VERSION)
+            self.assertTrue(transport.disconnecting)
 
     def test_relayedChallengeRefused(self):
         """
@@ -239,7 +248,7 @@ class InboundTests(SynchronousTestCase):
         link, transport = self.connect()
         transport.clear()
         link.dataReceived(wire.encode({
-            "op": "peer_hello", "node": "node-b", "address": "b:1", "proto": 2,
+            "op": "peer_hello", "node": "node-b", "address": "b:1", "proto": PROTO,
             "nonce": b"c" * 32, "mac": peer.helloMac(SECRET, proof),
         }))
         self.assertEqual(frames(transport.value())[0]["code"], wire.UNAUTHORIZED)
@@ -310,7 +319,7 @@ class InboundTests(SynchronousTestCase):
         for n, ports in enumerate(parts):
             message = clientState(clientId=clientId, revision=revision)
             message["services"] = [
-                [SERVICE, [{"ip": "10.0.0.1", "port": p, "write_ts": 5} for p in ports]]
+                [SERVICE, [record(port=p) for p in ports]]
             ]
             message["part"] = n
             if n < len(parts) - 1:
@@ -396,7 +405,7 @@ class InboundTests(SynchronousTestCase):
         link, transport = self.connect()
         self.hello(link)
         first, second, last = self.pieces([[1], [2], [3]])
-        second["services"][0][1][0]["metadata"] = {"k": "v" * 200}
+        second["services"][0][1][0][6] = {"k": "v" * 200}  # the metadata
         for message in (first, second, last):
             link.dataReceived(wire.encode(message))
         sent = frames(transport.value())
@@ -459,7 +468,7 @@ class InboundTests(SynchronousTestCase):
         link, transport = self.connect()
         self.hello(link)
         bad = clientState()
-        bad["services"][0][1][0]["port"] = 0
+        bad["services"][0][1][0][1] = 0  # the port
         link.dataReceived(wire.encode(bad))
         (error,) = frames(transport.value())
         self.assertEqual(error["code"], wire.BAD_REQUEST)
@@ -477,7 +486,7 @@ class InboundTests(SynchronousTestCase):
         link, transport = self.connect()
         self.hello(link)
         bad = clientState(revision=7)
-        bad["services"][0][1][0]["port"] = 0
+        bad["services"][0][1][0][1] = 0  # the port
         link.dataReceived(wire.encode(bad))
         transport.clear()
         link.dataReceived(wire.encode({"op": "digest", "clients": [["node-b#x#1", 7]]}))
@@ -535,7 +544,7 @@ class InboundTests(SynchronousTestCase):
         self.hello(link)
         for n in range(3):
             bad = clientState(clientId=f"node-b#x#{n}", revision=7)
-            bad["services"][0][1][0]["port"] = 0
+            bad["services"][0][1][0][1] = 0  # the port
             link.dataReceived(wire.encode(bad))
         self.assertEqual(self.cluster.receiver.rejectedCount(), 3)
         link.dataReceived(wire.encode({"op": "client_remove", "client_id": "node-b#x#0",
@@ -642,7 +651,7 @@ class OutboundTests(SynchronousTestCase):
         Send the link a challenge; return its C{peer_hello}.
         """
         self.link.dataReceived(
-            wire.encode({"op": "challenge", "nonce": nonce, "node": node, "proto": 2})
+            wire.encode({"op": "challenge", "nonce": nonce, "node": node, "proto": PROTO})
         )
         (hello,) = frames(self.transport.value())
         self.transport.clear()
@@ -659,7 +668,7 @@ class OutboundTests(SynchronousTestCase):
         self.assertEqual(hello["op"], "peer_hello")
         self.assertEqual(hello["node"], "node-a")
         self.assertEqual(hello["address"], "a:1")
-        self.assertEqual(hello["proto"], 2)
+        self.assertEqual(hello["proto"], PROTO)
         self.assertEqual(len(hello["nonce"]), 32)
         proof = peer.transcript("node-b", "node-a", b"n" * 32, hello["nonce"])
         self.assertEqual(hello["mac"], peer.helloMac(SECRET, proof))
@@ -684,7 +693,7 @@ class OutboundTests(SynchronousTestCase):
         other.makeConnection(transport)
         self.addCleanup(other.connectionLost, None)
         other.dataReceived(
-            wire.encode({"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 2})
+            wire.encode({"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": PROTO})
         )
         self.assertNotEqual(frames(transport.value())[0]["nonce"], first["nonce"])
 
@@ -731,9 +740,10 @@ class OutboundTests(SynchronousTestCase):
 
     def test_badChallenge(self):
         for challenge in (
-            {"op": "challenge", "nonce": "text", "node": "node-b", "proto": 2},
-            {"op": "challenge", "nonce": b"short", "node": "node-b", "proto": 2},
+            {"op": "challenge", "nonce": "text", "node": "node-b", "proto": PROTO},
+            {"op": "challenge", "nonce": b"short", "node": "node-b", "proto": PROTO},
             {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 1},
+            {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 2},
         ):
             self.link.dataReceived(wire.encode(challenge))
             self.assertEqual(self.transport.value(), b"")

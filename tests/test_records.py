@@ -1,6 +1,7 @@
 """
 Tests for L{distro.cluster.records}: a client's C{client_state} cut into
-pieces within a frame limit (PROTOCOL.md 5.2 rule 7).
+pieces within a frame limit (PROTOCOL.md 5.2 rule 7), instance records and
+deltas.
 """
 
 import msgpack
@@ -8,7 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro.clients import Client
 from distro.cluster import records
-from distro.model import ServiceKey, parseInstance
+from distro.model import ServiceKey, parseInstance, parseRecord
+from distro.wire import BAD_REQUEST, LIMIT_EXCEEDED, ProtocolError
 
 
 def bigClient(services=3, perService=40, metadataBytes=500):
@@ -37,7 +39,7 @@ def merged(messages):
     for message in messages:
         for service, instances in message["services"]:
             held = out.setdefault(service["name"], [])
-            held.extend(f"{i['ip']}#{i['port']}" for i in instances)
+            held.extend(f"{i[0]}#{i[1]}" for i in instances)
     return {name: sorted(ids) for name, ids in out.items()}
 
 
@@ -89,3 +91,124 @@ class ClientStateFramesTests(SynchronousTestCase):
         """
         with self.assertRaises(records.RecordTooLarge):
             records.clientStateFrames(bigClient(metadataBytes=5000), 4096)
+
+
+def _service(name):
+    return ServiceKey("public", "DEFAULT_GROUP", name)
+
+
+class InstanceRecordTests(SynchronousTestCase):
+    """
+    Instance records, the replication form of an instance (PROTOCOL.md 5.2):
+    C{[ip, port, cluster, weight, healthy, enabled, metadata, write_ts]}.
+    """
+
+    def test_roundTrip(self):
+        instance = parseInstance(
+            {"ip": "2001:DB8::1", "port": 80, "cluster": "c1", "weight": 2, "healthy": False,
+             "metadata": {"zone": "a"}},
+            writeTs=17,
+        )
+        record = instance.toRecord()
+        self.assertEqual(record, ["2001:db8::1", 80, "c1", 2.0, False, True, {"zone": "a"}, 17])
+        parsed = parseRecord(msgpack.unpackb(msgpack.packb(record)))
+        self.assertTrue(parsed.sameContent(instance))
+        self.assertEqual((parsed.instanceId, parsed.writeTs), (instance.instanceId, 17))
+
+    def test_badRecords(self):
+        """
+        A record that is not an array of eight, or has a bad field, is
+        refused naming the field.
+        """
+        good = ["10.0.0.1", 80, "DEFAULT", 1.0, True, True, {}, 5]
+        cases = [({"ip": "10.0.0.1"}, "r"), (good[:7], "r"), (good + [1], "r")]
+        for index, bad, field in (
+            (0, 7, "r.ip"), (0, "", "r.ip"), (1, 0, "r.port"), (1, "80", "r.port"),
+            (2, "a b", "r.cluster"), (2, None, "r.cluster"), (3, -1, "r.weight"),
+            (3, "1", "r.weight"), (4, None, "r.healthy"), (5, 1, "r.enabled"),
+            (6, None, "r.metadata"), (6, {"k": 1}, "r.metadata"), (7, 1.5, "r.write_ts"),
+            (7, None, "r.write_ts"),
+        ):
+            record = list(good)
+            record[index] = bad
+            cases.append((record, field))
+        for record, field in cases:
+            error = self.assertRaises(ProtocolError, parseRecord, record, "r")
+            self.assertEqual(error.code, BAD_REQUEST, record)
+            self.assertTrue(error.message.startswith(field + ":"), (record, error.message))
+
+    def test_metadataLimit(self):
+        """
+        The metadata limit is the caller's, even for a map equal to one
+        already kept under a larger limit.
+        """
+        record = ["10.0.0.1", 80, "DEFAULT", 1.0, True, True, {"k": "v" * 100}, 5]
+        parseRecord(list(record), "r", 1000)
+        error = self.assertRaises(ProtocolError, parseRecord, list(record), "r", 50)
+        self.assertEqual(error.code, LIMIT_EXCEEDED)
+
+
+class DeltaTests(SynchronousTestCase):
+    """
+    C{delta}: changes grouped by service, and their validation.
+    """
+
+    def client(self):
+        client = Client("n0#boot#1", True, "n0", epoch=2, revision=5)
+        return client
+
+    def test_groupedByService(self):
+        a, b = _service("a"), _service("b")
+        one = parseInstance({"ip": "10.0.0.1", "port": 1}, writeTs=3)
+        two = parseInstance({"ip": "10.0.0.2", "port": 1}, writeTs=4)
+        message = records.delta(
+            self.client(), 3, [(a, one), (b, two), (a, two)], [(b, "10.0.0.9#1#DEFAULT")]
+        )
+        self.assertEqual(message["put"], [
+            [a.toWire(), [one.toRecord(), two.toRecord()]],
+            [b.toWire(), [two.toRecord()]],
+        ])
+        self.assertEqual(message["remove"], [[b.toWire(), ["10.0.0.9#1#DEFAULT"]]])
+        self.assertEqual((message["base_revision"], message["revision"]), (3, 5))
+        wired = msgpack.unpackb(msgpack.packb(message))
+        header, base, revision, put, remove = records.parseDelta(wired, 8192)
+        self.assertEqual((header.clientId, header.owner, header.epoch), ("n0#boot#1", "n0", 2))
+        self.assertEqual((base, revision), (3, 5))
+        self.assertEqual(
+            [(s, i.instanceId, i.writeTs) for s, i in put],
+            [(a, one.instanceId, 3), (a, two.instanceId, 4), (b, two.instanceId, 4)],
+        )
+        self.assertEqual(remove, [(b, "10.0.0.9#1#DEFAULT")])
+
+    def test_badDeltas(self):
+        """
+        A bad field of a delta is refused naming it, down to the record.
+        """
+        good = records.delta(
+            self.client(), 4, [(_service("a"), parseInstance({"ip": "10.0.0.1", "port": 1}))],
+            [(_service("a"), "10.0.0.2#1#DEFAULT")],
+        )
+        second = parseInstance({"ip": "10.0.0.3", "port": 1}).toRecord()
+
+        def bad(change):
+            message = msgpack.unpackb(msgpack.packb(good))
+            message["put"][0][1].append(list(second))
+            change(message)
+            return message
+
+        def setPort(m):
+            m["put"][0][1][1][1] = 0
+
+        for change, field in (
+            (lambda m: m.update(revision=4), "revision"),
+            (lambda m: m.update(put={}), "put"),
+            (lambda m: m["put"].append(["x"]), "put[1]"),
+            (lambda m: m["put"][0].__setitem__(1, {}), "put[0].instances"),
+            (setPort, "put[0].instances[1].port"),
+            (lambda m: m["put"][0][0].update(name=""), "put[0].service.name"),
+            (lambda m: m["remove"][0].__setitem__(1, "10.0.0.2#1#DEFAULT"), "remove[0].instance_ids"),
+            (lambda m: m["remove"][0][1].append(7), "remove[0].instance_ids"),
+        ):
+            error = self.assertRaises(ProtocolError, records.parseDelta, bad(change), 8192)
+            self.assertEqual(error.code, BAD_REQUEST)
+            self.assertTrue(error.message.startswith(field + ":"), (field, error.message))

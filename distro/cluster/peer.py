@@ -39,7 +39,7 @@ NONCE_BYTES = 32
 
 # The version of the peer protocol (PROTOCOL.md 5), sent in challenge and
 # peer_hello; a node refuses any other.
-PEER_PROTOCOL_VERSION = 2
+PEER_PROTOCOL_VERSION = 3
 
 def _field(text):
     raw = text.encode("utf-8")

@@ -11,8 +11,8 @@ only bring the same bytes back.
 
 import msgpack
 
-from distro.model import parseInstance, parseService
-from distro.wire import BadRequest, encode
+from distro.model import parseRecord, parseService
+from distro.wire import BadRequest, ProtocolError, encode
 
 # What a piece of a client_state adds beyond its instances: the array
 # headers of each [service, [instances]] entry, and a margin.
@@ -39,7 +39,7 @@ def clientState(client):
         "revision": client.revision,
         "resume_token_hash": client.resumeTokenHash,
         "services": [
-            [service.toWire(), [i.toWire() for i in held.values()]]
+            [service.toWire(), [i.toRecord() for i in held.values()]]
             for service, held in client.services.items()
         ],
     }
@@ -107,8 +107,20 @@ def delta(client, baseRevision, put, remove):
     """
     The C{delta} message taking C{client} from C{baseRevision} to its
     current revision: C{put} is C{[(service, Instance)]}, C{remove}
-    C{[(service, instanceId)]}.
+    C{[(service, instanceId)]}; both go grouped by service.
     """
+    puts = {}
+    for service, instance in put:
+        records = puts.get(service)
+        if records is None:
+            records = puts[service] = []
+        records.append(instance.toRecord())
+    removes = {}
+    for service, instanceId in remove:
+        ids = removes.get(service)
+        if ids is None:
+            ids = removes[service] = []
+        ids.append(instanceId)
     return {
         "op": "delta",
         "client_id": client.clientId,
@@ -116,8 +128,8 @@ def delta(client, baseRevision, put, remove):
         "epoch": client.epoch,
         "base_revision": baseRevision,
         "revision": client.revision,
-        "put": [[s.toWire(), i.toWire()] for s, i in put],
-        "remove": [[s.toWire(), iid] for s, iid in remove],
+        "put": [[s.toWire(), records] for s, records in puts.items()],
+        "remove": [[s.toWire(), ids] for s, ids in removes.items()],
     }
 
 
@@ -154,11 +166,18 @@ def _pair(value, field):
     return value
 
 
-def _instance(value, field, maxMetadataBytes):
-    writeTs = value.get("write_ts") if type(value) is dict else None
-    if type(writeTs) is not int:
-        raise BadRequest(f"{field}.write_ts", "must be an integer")
-    return parseInstance(value, field, maxMetadataBytes, writeTs)
+def _records(values, field, maxMetadataBytes):
+    """
+    The L{Instance}s of a list of instance records.
+    """
+    values = _list(values, field)
+    try:
+        return [parseRecord(v, field, maxMetadataBytes) for v in values]
+    except ProtocolError:
+        # Again, one by one, to name the record at fault.
+        for m, value in enumerate(values):
+            parseRecord(value, f"{field}[{m}]", maxMetadataBytes)
+        raise
 
 
 class Header:
@@ -192,8 +211,7 @@ def parseClientState(message, maxMetadataBytes):
         service, instances = _pair(entry, field)
         key = parseService(service, f"{field}.service")
         held = services.setdefault(key, {})
-        for m, value in enumerate(_list(instances, f"{field}.instances")):
-            instance = _instance(value, f"{field}.instances[{m}]", maxMetadataBytes)
+        for instance in _records(instances, f"{field}.instances", maxMetadataBytes):
             held[instance.instanceId] = instance
     return header, revision, tokenHash, services
 
@@ -212,19 +230,20 @@ def parseDelta(message, maxMetadataBytes):
         raise BadRequest("revision", "must be greater than base_revision")
     put = []
     for n, entry in enumerate(_list(message.get("put", []), "put")):
-        service, value = _pair(entry, f"put[{n}]")
-        put.append(
-            (
-                parseService(service, f"put[{n}].service"),
-                _instance(value, f"put[{n}].instance", maxMetadataBytes),
-            )
-        )
+        field = f"put[{n}]"
+        service, instances = _pair(entry, field)
+        key = parseService(service, f"{field}.service")
+        for instance in _records(instances, f"{field}.instances", maxMetadataBytes):
+            put.append((key, instance))
     remove = []
     for n, entry in enumerate(_list(message.get("remove", []), "remove")):
-        service, iid = _pair(entry, f"remove[{n}]")
-        if type(iid) is not str:
-            raise BadRequest(f"remove[{n}].instance_id", "must be a string")
-        remove.append((parseService(service, f"remove[{n}].service"), iid))
+        field = f"remove[{n}]"
+        service, ids = _pair(entry, field)
+        key = parseService(service, f"{field}.service")
+        for iid in _list(ids, f"{field}.instance_ids"):
+            if type(iid) is not str:
+                raise BadRequest(f"{field}.instance_ids", "must be strings")
+            remove.append((key, iid))
     return header, baseRevision, revision, put, remove
 
 
