@@ -85,12 +85,6 @@ class HostList:
             self._added = []
             self._removed = []
 
-    def _add(self, instance):
-        self._pend(self._added, instance)
-
-    def _remove(self, instance):
-        self._pend(self._removed, instance)
-
     def _pend(self, pending, instance):
         if pending is not None:
             pending.append(instance)
@@ -113,15 +107,15 @@ class HostList:
         i = bisect.bisect_left(chunk.ids, iid)
         chunk.changed()
         if i < len(chunk.ids) and chunk.ids[i] == iid:
-            self._remove(chunk.hosts[i])
+            self._pend(self._removed, chunk.hosts[i])
             chunk.hosts[i] = instance
-            self._add(instance)
+            self._pend(self._added, instance)
             return
         chunk.ids.insert(i, iid)
         chunk.hosts.insert(i, instance)
         self._lasts[c] = chunk.ids[-1]
         self.count += 1
-        self._add(instance)
+        self._pend(self._added, instance)
         if len(chunk.ids) > 2 * CHUNK:
             half = len(chunk.ids) // 2
             upper = _Chunk(chunk.ids[half:], chunk.hosts[half:])
@@ -141,7 +135,7 @@ class HostList:
         i = bisect.bisect_left(chunk.ids, instanceId)
         if i == len(chunk.ids) or chunk.ids[i] != instanceId:
             return
-        self._remove(chunk.hosts[i])
+        self._pend(self._removed, chunk.hosts[i])
         self.count -= 1
         del chunk.ids[i], chunk.hosts[i]
         chunk.changed()

@@ -449,14 +449,20 @@ def _checkedMetadata(metadata, field, maxMetadataBytes):
         raise BadRequest(f"{field}.metadata", "must be a map of strings")
     if not metadata:
         return _NO_METADATA
-    for k, v in metadata.items():
-        if type(k) is not str or type(v) is not str:
-            raise BadRequest(f"{field}.metadata", "keys and values must be strings")
-    key = tuple(metadata.items()) if len(metadata) <= _SHARED_METADATA_ENTRIES else None
-    known = _SHARED_METADATA.get(key) if key is not None else None
+    key = known = None
+    if len(metadata) <= _SHARED_METADATA_ENTRIES:
+        try:
+            key = tuple(metadata.items())
+            known = _SHARED_METADATA.get(key)
+        except TypeError:  # an unhashable value: refused below
+            key = None
     if known is not None:
+        # Equal to a map checked before: strings only.
         metadata, size = known
     else:
+        for k, v in metadata.items():
+            if type(k) is not str or type(v) is not str:
+                raise BadRequest(f"{field}.metadata", "keys and values must be strings")
         size = len(msgpack.packb(metadata))
     if size > maxMetadataBytes:
         raise LimitExceeded(

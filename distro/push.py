@@ -225,5 +225,7 @@ class Pusher:
         return len(self._subscribers.get(service, ()))
 
     def viewChanged(self, service):
-        for subscription in list(self._subscribers.get(service, ())):
-            subscription.channel.changed(subscription)
+        subscribers = self._subscribers.get(service)
+        if subscribers:
+            for subscription in list(subscribers):
+                subscription.channel.changed(subscription)

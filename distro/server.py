@@ -41,6 +41,10 @@ _PREFIX = struct.Struct("!I")
 _PUSH_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("push") + msgpack.packb("seq")
 _REPLY_HEAD = b"\x83" + msgpack.packb("op") + msgpack.packb("ok") + msgpack.packb("re")
 _EMPTY_REPLY_HEAD = b"\x82" + msgpack.packb("op") + msgpack.packb("ok") + msgpack.packb("re")
+# The frame of most replies, {"op": "ok", "re": id}, for an id below 2**32:
+# this head, then the id as msgpack's uint 32 (0xce and four bytes).
+_EMPTY_REPLY_FRAME_HEAD = _PREFIX.pack(len(_EMPTY_REPLY_HEAD) + 5) + _EMPTY_REPLY_HEAD + b"\xce"
+_UINT32 = struct.Struct("!I")
 _SERVICE_INFO_KEY = msgpack.packb("service_info")
 
 
@@ -115,6 +119,7 @@ class ClientSession(FrameProtocol):
     def __init__(self, node):
         super().__init__()
         self.node = node
+        self._seconds = node.clock.seconds
         self.maxFrame = node.config.max_frame
         self._seq = 0
         self._lastSeen = 0.0
@@ -277,8 +282,8 @@ class ClientSession(FrameProtocol):
     # Requests
 
     def frameReceived(self, body):
-        self._lastSeen = self.node.clock.seconds()
-        super().frameReceived(body)
+        self._lastSeen = self._seconds()
+        FrameProtocol.frameReceived(self, body)
 
     def messageReceived(self, message):
         rid = _requestId(message)
@@ -318,8 +323,11 @@ class ClientSession(FrameProtocol):
             return
         if not result:
             # Most replies (register, ping...): nothing but the envelope.
-            body = _EMPTY_REPLY_HEAD + msgpack.packb(rid)
-            self._write(_PREFIX.pack(len(body)) + body)
+            if rid < 2**32:
+                self._write(_EMPTY_REPLY_FRAME_HEAD + _UINT32.pack(rid))
+            else:
+                body = _EMPTY_REPLY_HEAD + msgpack.packb(rid)
+                self._write(_PREFIX.pack(len(body)) + body)
             return
         reply = {"op": "ok", "re": rid}
         reply.update(result)

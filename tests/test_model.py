@@ -108,6 +108,11 @@ class InstanceTests(SynchronousTestCase):
         """
         self.assertField(instance(metadata=[]), "instance.metadata")
         self.assertField(instance(metadata={"a": 1}), "instance.metadata")
+        self.assertField(instance(metadata={"a": ["1"]}), "instance.metadata")
+        self.assertField(instance(metadata={1: "a"}), "instance.metadata")
+        # Equal to a map already accepted is not enough for another kind:
+        model.parseInstance(instance(metadata={"a": "1"}))
+        self.assertField(instance(metadata={"a": b"1"}), "instance.metadata")
         e = self.assertField(
             instance(metadata={"k": "v" * 200}), "max_metadata_bytes", LIMIT_EXCEEDED,
             maxMetadataBytes=100,

@@ -1043,6 +1043,15 @@ class SmallOpsTests(SynchronousTestCase, ErrorAssertions):
         reply = self.connection.ok("ping")
         self.assertEqual(reply, {"op": "ok", "re": reply["re"]})
 
+    def test_anyRequestId(self):
+        """
+        An empty result answers its request's id, small or large (the
+        usual ids go in a prebuilt frame, the others through msgpack).
+        """
+        for rid in (1, 127, 128, 2**16, 2**32 - 1, 2**32, 2**63 - 1):
+            reply = self.connection.roundTrip({"op": "ping", "id": rid})
+            self.assertEqual(reply, {"op": "ok", "re": rid})
+
     def test_unknownFieldsIgnored(self):
         """
         Unknown keys in a request are ignored.

@@ -167,6 +167,9 @@ class Link:
     def sendMessage(self, message):
         self.sent.append(message)
 
+    def writeSequence(self, data):
+        self.write(b"".join(data))
+
     def write(self, data):
         while data:
             (size,) = struct.unpack("!I", data[:4])

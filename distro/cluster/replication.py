@@ -99,22 +99,31 @@ class PeerFeed:
     def _writable(self, clientId):
         return self.link is not None and not self.paused and clientId not in self.dirty
 
-    def changed(self, clientId, frame):
+    def changed(self, clientId, frame, out):
         """
-        An owned client changed: C{frame()} (its changes, encoded once for
-        every feed) now, or the client marked dirty.
+        An owned client changed: add C{frame()} (its changes, encoded once
+        for every feed) to C{out}, what is written next, or mark the client
+        dirty; return whether L{drain} is due once C{out} is written.
         """
         if self._writable(clientId):
             data = frame()
             if len(data) <= self.replicator.maxFrame:
-                self.link.transport.write(data)
-                return
+                out.append(data)
+                return False
             # Too large for one frame (a big batch): the whole client
             # goes instead, in pieces.
             self.dirty[clientId] = _STATE
-            self.drain()
-        elif self.link is not None:
+            return True
+        if self.link is not None:
             self.dirty[clientId] = _STATE
+        return False
+
+    def write(self, frames):
+        """
+        Write C{frames} (from L{changed}) to the link, in one go.
+        """
+        if frames and self.link is not None:
+            self.link.transport.writeSequence(frames)
 
     def removed(self, client, frame):
         """
@@ -313,10 +322,9 @@ class Replicator:
             # with its clientMoved.
             return
         clientId = client.clientId
-        self.owned[clientId] = client
-        self.index.put(clientId, client.revision)
         unsent = self._unsent.get(clientId)
         if unsent is None:
+            self.owned[clientId] = client
             # The client's first change goes whole: no peer holds it, so a
             # delta would only come back as a resend.
             self._unsent[clientId] = _Unsent(
@@ -339,10 +347,22 @@ class Replicator:
         if not self._unsent:
             return
         unsent, self._unsent = self._unsent, {}
+        index = self.index
+        feeds = [(feed, []) for feed in self.feeds.values()]
+        draining = []
         for clientId, changes in unsent.items():
+            # Digests tell the revision sent (a digest flushes first).
+            index.put(clientId, changes.client.revision)
             frame = _once(changes.message)
-            for feed in self.feeds.values():
-                feed.changed(clientId, frame)
+            for feed, out in feeds:
+                if feed.changed(clientId, frame, out):
+                    draining.append(feed)
+        for feed, out in feeds:
+            feed.write(out)
+        # What drain sends (a synced answer among it) follows this turn's
+        # changes.
+        for feed in draining:
+            feed.drain()
 
     def stop(self):
         """
