@@ -33,6 +33,7 @@ from register import Child, startCeiling  # noqa: E402
 from distro import wire  # noqa: E402
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT = 30.0
 
 
 def cpuSeconds(pid):
@@ -82,15 +83,11 @@ def load(address, options, tag):
     return elapsed, connections
 
 
-def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-c", "--connections", type=int, default=20)
-    parser.add_argument("--pipeline", type=int, default=8)
-    parser.add_argument("-m", "--requests", type=int, default=500)
-    parser.add_argument("--timeout", type=float, default=120.0)
-    options = parser.parse_args(argv)
-    total = options.connections * options.requests
-    directory = tempfile.mkdtemp(prefix="distro-cpu-")
+def startCluster(directory):
+    """
+    Start three clustered nodes in C{directory}; return them (L{Child}s)
+    once every one is ready, with their client addresses.
+    """
     peerPorts = freePorts(3)
     clusterConf = os.path.join(directory, "cluster.conf")
     with open(clusterConf, "w") as f:
@@ -102,28 +99,66 @@ def main(argv):
         "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", clusterConf,
         "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)
         for i, port in enumerate(peerPorts)]
-    ceiling = startCeiling(directory, 1)
     try:
         addresses = [node.waitAddress() for node in nodes]
-        ceilingAddress = ceiling.waitAddress()
-        deadline = time.monotonic() + options.timeout
+        deadline = time.monotonic() + START_TIMEOUT
         for address in addresses:  # every node ready
             while counted(*address, "none") is None:
                 if time.monotonic() > deadline:
                     raise SystemExit("the cluster did not get ready")
                 time.sleep(0.05)
-        startCpu = [cpuSeconds(node.process.pid) for node in nodes]
-        before = sum(startCpu)
-        elapsed, connections = load(addresses[0], options, "cpu")
-        for address in addresses[1:]:
-            while counted(*address, "cpu-") != total:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the other nodes did not get every instance")
-                time.sleep(0.01)
-        used = sum(cpuSeconds(node.process.pid) for node in nodes) - before
-        perNode = [cpuSeconds(node.process.pid) - t for node, t in zip(nodes, startCpu)]
-        for c in connections:
-            c["sock"].close()
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes, addresses
+
+
+def registrations(nodes, addresses, options):
+    """
+    The registration load at the first node, until the others show every
+    instance: C{(wall seconds, CPU seconds of each node)}.
+    """
+    total = options.connections * options.requests
+    startCpu = [cpuSeconds(node.process.pid) for node in nodes]
+    elapsed, connections = load(addresses[0], options, "cpu")
+    deadline = time.monotonic() + options.timeout
+    for address in addresses[1:]:
+        while counted(*address, "cpu-") != total:
+            if time.monotonic() > deadline:
+                raise SystemExit("the other nodes did not get every instance")
+            time.sleep(0.01)
+    used = [cpuSeconds(node.process.pid) - t for node, t in zip(nodes, startCpu)]
+    for c in connections:
+        # Orderly: the clients and their instances go at once.
+        c["sock"].sendall(wire.encode({"op": "bye", "id": 2**31}))
+        c["sock"].close()
+    return elapsed, used
+
+
+def loadOptions(parser):
+    """
+    Add the options of the registration load to C{parser}.
+    """
+    parser.add_argument("-c", "--connections", type=int, default=20)
+    parser.add_argument("--pipeline", type=int, default=8)
+    parser.add_argument("-m", "--requests", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=120.0)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    loadOptions(parser)
+    options = parser.parse_args(argv)
+    total = options.connections * options.requests
+    directory = tempfile.mkdtemp(prefix="distro-cpu-")
+    nodes = []
+    ceiling = startCeiling(directory, 1)
+    try:
+        nodes, addresses = startCluster(directory)
+        ceilingAddress = ceiling.waitAddress()
+        elapsed, perNode = registrations(nodes, addresses, options)
+        used = sum(perNode)
         ceilingBefore = cpuSeconds(ceiling.process.pid)
         ceilingElapsed, connections = load(ceilingAddress, options, "cpu")
         ceilingUsed = cpuSeconds(ceiling.process.pid) - ceilingBefore

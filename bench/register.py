@@ -179,17 +179,21 @@ class Child:
             return f.read()[-size:].decode("utf-8", "replace")
 
     def stop(self):
-        """
-        SIGTERM, then SIGKILL if it has not ended within L{STOP_TIMEOUT}.
-        """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT)
+        stopProcess(self.process)
         self._log.close()
+
+
+def stopProcess(process):
+    """
+    SIGTERM, then SIGKILL if it has not ended within L{STOP_TIMEOUT}.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
 
 
 def startNode(directory):
