@@ -1,7 +1,7 @@
 """
 Register/query benchmark of a distro node against a bare-Twisted ceiling.
 
-    python bench/register.py [-c 50] [-m 200] [--pipeline 1] [--server 127.0.0.1:9848]
+    python bench/register.py [-c 50] [-m 200] [--pipeline 1] [--server 127.0.0.1:9850]
 
 C connections each say hello, then send M C{register} requests (connection i
 publishes M instances of its own service C{bench-<run>-<i>}), and, once every

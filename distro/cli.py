@@ -14,7 +14,7 @@ The C{distro} command: look at and change a distro cluster from a shell.
     members                        list the cluster's members
 
 Servers come from C{--server} (repeatable, or comma-separated), else from the
-C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9848}. With C{--json}
+C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9850}. With C{--json}
 every output is one JSON document on one line (in C{watch}, one per view).
 Any C{--tls*} option dials the nodes over TLS (their client port is C{ssl:}).
 
@@ -71,7 +71,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 AGENT = "distro-cli/0.1.0"
-DEFAULT_SERVERS = "127.0.0.1:9848"
+DEFAULT_SERVERS = "127.0.0.1:9850"
 
 _EPILOG = """\
 exit codes:
@@ -80,7 +80,7 @@ exit codes:
   2  usage error
   3  no node could be reached, or a node did not answer in time
 
-servers: --server, else $DISTRO_SERVERS, else 127.0.0.1:9848
+servers: --server, else $DISTRO_SERVERS, else 127.0.0.1:9850
 TLS: --tls-ca CA.pem checks each node's certificate against that CA and the
 host of its address (--tls alone: against the system's CAs)
 """
@@ -142,7 +142,7 @@ def _buildParser():
     parser.add_argument(
         "--server", action="append", metavar="HOST:PORT",
         help="a node's client address; repeatable or comma-separated "
-        "(IPv6 as [::1]:9848)",
+        "(IPv6 as [::1]:9850)",
     )
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE,
                         help="namespace (default: %(default)s)")

@@ -90,7 +90,7 @@ class Config:
     """
 
     node_id: str = _key("", "This node's id; empty means the host name.")
-    listen: str = _key("tcp:9848", "Client port, as a Twisted server endpoint string.", _endpoint)
+    listen: str = _key("tcp:9850", "Client port, as a Twisted server endpoint string.", _endpoint)
     listen_backlog: int = _key(
         4096,
         "Pending connections the client port's kernel queue holds (unless listen names a "

@@ -44,7 +44,7 @@ class Options(usage.Options):
         for key, f in _config.KEYS.items()
         if key not in _config.FILE_ONLY
     ]
-    longdesc = "Run a distro service registry node. With no options: a standalone node on tcp:9848."
+    longdesc = "Run a distro service registry node. With no options: a standalone node on tcp:9850."
 
     def postOptions(self):
         overrides = {}

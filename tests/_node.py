@@ -19,7 +19,7 @@ from distro import config, wire
 from distro.node import Node
 from distro.server import ClientPortFactory
 
-ADVERTISE = "127.0.0.1:9848"
+ADVERTISE = "127.0.0.1:9850"
 NODE_ID = "node-a"
 
 

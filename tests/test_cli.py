@@ -16,7 +16,7 @@ from distro.client import DistroClient, Instance, Service, ServiceInfo
 
 from ._fakecluster import FakeCluster
 
-ADDRESSES = ["10.0.0.1:9848", "10.0.0.2:9848"]
+ADDRESSES = ["10.0.0.1:9850", "10.0.0.2:9850"]
 
 
 def parse(*argv, environ=None):
@@ -44,11 +44,11 @@ class ParseTests(SynchronousTestCase):
 
     def test_defaults(self):
         """
-        Without options, the server is 127.0.0.1:9848, the namespace public,
+        Without options, the server is 127.0.0.1:9850, the namespace public,
         the group DEFAULT_GROUP, output text, timeout 10 s.
         """
         options = parse("instances", "orders")
-        self.assertEqual(options.servers, ["127.0.0.1:9848"])
+        self.assertEqual(options.servers, ["127.0.0.1:9850"])
         self.assertEqual(options.service, Service("orders"))
         self.assertEqual((options.json, options.timeout), (False, 10.0))
         self.assertEqual((options.cluster, options.healthy_only), (None, False))
@@ -336,7 +336,7 @@ class CommandTests(SynchronousTestCase):
         C{members} prints the members.
         """
         self.successResultOf(self.runCommand("members"))
-        self.assertIn("node-1  10.0.0.2:9848  UP", self.stdout.getvalue())
+        self.assertIn("node-1  10.0.0.2:9850  UP", self.stdout.getvalue())
 
     def test_serverError(self):
         """
@@ -390,4 +390,4 @@ class CommandTests(SynchronousTestCase):
         L{cli.run} returns 2 for a usage error, without connecting.
         """
         self.assertEqual(self.successResultOf(self.runCommand("register")), cli.EXIT_USAGE)
-        self.assertEqual(self.cluster.connectAttempts, ["10.0.0.1:9848"])
+        self.assertEqual(self.cluster.connectAttempts, ["10.0.0.1:9850"])

@@ -15,7 +15,7 @@ from distro.client.blocking import BlockingClient
 
 from ._fakecluster import FakeCluster
 
-ADDRESSES = ["10.0.0.1:9848"]
+ADDRESSES = ["10.0.0.1:9850"]
 
 
 class InlineReactor:

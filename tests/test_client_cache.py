@@ -29,7 +29,7 @@ from distro.client import _cache
 from ._fakecluster import FakeCluster
 from ._tempfiles import TempPathMixin
 
-ADDRESSES = ["10.0.0.1:9848", "10.0.0.2:9848"]
+ADDRESSES = ["10.0.0.1:9850", "10.0.0.2:9850"]
 ORDERS = Service("orders")
 
 

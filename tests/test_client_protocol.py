@@ -328,7 +328,7 @@ class HelloTests(ClientConnectionTestsMixin, SynchronousTestCase):
         "ready": True,
         "heartbeat_ms": 3000,
         "idle_timeout_ms": 10000,
-        "members": ["127.0.0.1:9848"],
+        "members": ["127.0.0.1:9850"],
     }
 
     def test_helloFirst(self):

@@ -23,7 +23,7 @@ from distro.client import (
 
 from ._fakecluster import FakeCluster
 
-ADDRESSES = ["10.0.0.1:9848", "10.0.0.2:9848", "10.0.0.3:9848"]
+ADDRESSES = ["10.0.0.1:9850", "10.0.0.2:9850", "10.0.0.3:9850"]
 ORDERS = ("public", "DEFAULT_GROUP", "orders")
 
 
@@ -128,7 +128,7 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         d = client.start()
         self.clock.pump([1] * 5)
         error = self.failureResultOf(d, NotConnected).value
-        self.assertIn("10.0.0.2:9848", str(error))
+        self.assertIn("10.0.0.2:9850", str(error))
         self.assertEqual(self.cluster.connectAttempts, (ADDRESSES * 2)[:5])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -147,7 +147,7 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         The members a node announces join the server list.
         """
         client = DistroClient(
-            ["10.0.0.1:9848"], self.clock, self.cluster.endpointFactory, start=0
+            ["10.0.0.1:9850"], self.clock, self.cluster.endpointFactory, start=0
         )
         client.start()
         self.settle()
@@ -675,12 +675,12 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         for node in self.cluster.nodes.values():
             node.up = False
         self.cluster.node(0).crash()
-        self.assertEqual(self.cluster.connectAttempts[-1:], ["10.0.0.2:9848"])
+        self.assertEqual(self.cluster.connectAttempts[-1:], ["10.0.0.2:9850"])
         self.clock.advance(0.9)
         self.assertEqual(len(self.cluster.connectAttempts), 2)
         self.clock.advance(0.1)
         self.clock.advance(1)
-        self.assertEqual(self.cluster.connectAttempts[-2:], ["10.0.0.3:9848", "10.0.0.1:9848"])
+        self.assertEqual(self.cluster.connectAttempts[-2:], ["10.0.0.3:9850", "10.0.0.1:9850"])
 
     def test_refusedRedoRetried(self):
         """
@@ -760,15 +760,15 @@ class AddressTests(SynchronousTestCase):
         C{host:port}, bracketed IPv6, and a missing port are understood.
         """
         self.assertEqual(parseAddress("10.0.0.1:1234"), ("10.0.0.1", 1234))
-        self.assertEqual(parseAddress("[::1]:9848"), ("::1", 9848))
-        self.assertEqual(parseAddress("node.example"), ("node.example", 9848))
-        self.assertEqual(parseAddress("[fe80::1]"), ("fe80::1", 9848))
+        self.assertEqual(parseAddress("[::1]:9850"), ("::1", 9850))
+        self.assertEqual(parseAddress("node.example"), ("node.example", 9850))
+        self.assertEqual(parseAddress("[fe80::1]"), ("fe80::1", 9850))
 
     def test_malformed(self):
         """
         Malformed addresses raise L{ValueError}.
         """
-        for text in ["::1:9848", "host:", "host:x", "host:70000", "[::1", ":80", "[::1]x"]:
+        for text in ["::1:9850", "host:", "host:x", "host:70000", "[::1", ":80", "[::1]x"]:
             self.assertRaises(ValueError, parseAddress, text)
 
     def test_servers(self):

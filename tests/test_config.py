@@ -89,7 +89,7 @@ class DefaultsTests(SynchronousTestCase):
         Every default named in PROTOCOL.md 7 that a standalone node uses.
         """
         c = Config()
-        self.assertEqual(c.listen, "tcp:9848")
+        self.assertEqual(c.listen, "tcp:9850")
         self.assertEqual(c.heartbeat_ms, 3000)
         self.assertEqual(c.idle_timeout_ms, 10000)
         self.assertEqual(c.disconnect_grace_ms, 2000)
@@ -369,7 +369,7 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         """
         An integer where a string is expected.
         """
-        self.assertConfigError("listen", self.writeConfig("listen = 9848\n"))
+        self.assertConfigError("listen", self.writeConfig("listen = 9850\n"))
         self.assertConfigError("node_id", self.writeConfig("node_id = 1\n"))
 
     def test_everyIntegerKeyTyped(self):
@@ -468,14 +468,14 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         """
         C{listen} must be a Twisted server endpoint string.
         """
-        for bad in ["", "bogus:1", "tcp:notaport", "tcp:1:backlog=x", "9848"]:
+        for bad in ["", "bogus:1", "tcp:notaport", "tcp:1:backlog=x", "9850"]:
             self.assertConfigError("listen", None, {"listen": bad})
 
     def test_goodEndpoints(self):
         """
         Usual endpoint strings are accepted.
         """
-        for good in ["tcp:9848", "tcp:0:interface=127.0.0.1", "tcp6:9848:interface=\\:\\:1"]:
+        for good in ["tcp:9850", "tcp:0:interface=127.0.0.1", "tcp6:9850:interface=\\:\\:1"]:
             self.assertEqual(config.build(None, {"listen": good}).listen, good)
 
     def test_badLogFormat(self):

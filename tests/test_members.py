@@ -145,7 +145,7 @@ class MembershipTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.config = Config(peer_timeout_ms=3000, down_after_ms=6000)
-        self.membership = Membership("a:1", "node-a", "a:9848", self.clock, self.config)
+        self.membership = Membership("a:1", "node-a", "a:9850", self.clock, self.config)
         self.recorder = Recorder()
         self.membership.observers.append(self.recorder)
         self.membership.update(["a:1", "b:1", "c:1"])
@@ -167,7 +167,7 @@ class MembershipTests(SynchronousTestCase):
         A member heard from is C{UP}; silent for C{peer_timeout_ms} it is
         C{SUSPICIOUS}; for C{down_after_ms}, C{DOWN}; heard again, C{UP}.
         """
-        self.membership.identify("b:1", "node-b", "b:9848")
+        self.membership.identify("b:1", "node-b", "b:9850")
         self.membership.heard("node-b")
         self.assertEqual(self.membership.state("node-b"), UP)
         self.clock.advance(3.5)
@@ -197,14 +197,14 @@ class MembershipTests(SynchronousTestCase):
         C{describe} gives node id, client address, state and self for each
         member; a member's id and client address come from its handshake.
         """
-        self.membership.identify("b:1", "node-b", "b:9848")
+        self.membership.identify("b:1", "node-b", "b:9850")
         self.membership.heard("node-b")
         described = {m["node"]: m for m in self.membership.describe()}
         self.assertEqual(
-            described["node-a"], {"node": "node-a", "address": "a:9848", "state": UP, "self": True}
+            described["node-a"], {"node": "node-a", "address": "a:9850", "state": UP, "self": True}
         )
         self.assertEqual(
-            described["node-b"], {"node": "node-b", "address": "b:9848", "state": UP, "self": False}
+            described["node-b"], {"node": "node-b", "address": "b:9850", "state": UP, "self": False}
         )
         self.assertEqual(described["c:1"]["address"], None)
 

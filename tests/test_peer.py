@@ -104,7 +104,7 @@ class InboundTests(SynchronousTestCase):
             "op": "peer_hello",
             "node": node,
             "address": address,
-            "client_address": "b:9848",
+            "client_address": "b:9850",
             "proto": PROTO,
             "nonce": nonce,
             "mac": peer.helloMac(secret, proof),
@@ -152,7 +152,7 @@ class InboundTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         link.dataReceived(wire.encode(clientState()))
         self.assertEqual([h.instanceId for h in self.held()], ["10.0.0.1#80#DEFAULT"])
-        self.assertEqual(self.cluster.membership.member("node-b").clientAddress, "b:9848")
+        self.assertEqual(self.cluster.membership.member("node-b").clientAddress, "b:9850")
 
     def test_wrongSecretInjectsNothing(self):
         """

@@ -90,7 +90,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         Without options the node gets the defaults.
         """
         o = options()
-        self.assertEqual(o.config.listen, "tcp:9848")
+        self.assertEqual(o.config.listen, "tcp:9850")
         self.assertEqual(o.config.heartbeat_ms, 3000)
 
     def test_listen(self):

@@ -9,7 +9,7 @@ plain values.
 
     from distro.client import connect
 
-    client = await connect(["10.0.0.1:9848", "10.0.0.2:9848"], reactor=reactor)
+    client = await connect(["10.0.0.1:9850", "10.0.0.2:9850"], reactor=reactor)
     await client.register("orders", "10.0.0.7", 8080, metadata={"zone": "a"})
     info = await client.subscribe("payments", print)
 

@@ -1,12 +1,12 @@
 # -*- test-case-name: tests.test_client_session -*-
 """
 Server addresses as users write them: C{"host:port"}, with IPv6 literals in
-brackets (C{"[::1]:9848"}), several joined by commas.
+brackets (C{"[::1]:9850"}), several joined by commas.
 """
 
 __all__ = ["DEFAULT_PORT", "parseAddress", "parseServers", "formatAddress"]
 
-DEFAULT_PORT = 9848
+DEFAULT_PORT = 9850
 
 
 def parseAddress(text):

@@ -681,7 +681,7 @@ def connect(
     """
     Open a session with a distro cluster.
 
-    @param servers: C{"host:port"} addresses (IPv6 as C{"[::1]:9848"}): a
+    @param servers: C{"host:port"} addresses (IPv6 as C{"[::1]:9850"}): a
         list, or one string with commas. The first one tried is chosen at
         random.
     @param namespace: the default namespace of the client's services.
