@@ -13,6 +13,7 @@ from zope.interface.verify import verifyObject
 from distro import wire
 from distro.clients import Alone, Client, ClientChange
 from distro.cluster.members import Member
+from distro.model import Instance, ServiceKey
 from distro.cluster.replication import PeerFeed, Replicator
 from distro.cluster.sync import SyncBarrier
 from distro.interfaces import ISyncBarrier
@@ -239,3 +240,44 @@ class FeedSyncTests(SynchronousTestCase):
         )
         self.clock.advance(0)
         self.assertEqual(len(link.sent), 5)  # nothing sent twice
+
+    def _bigChange(self, client, count):
+        """
+        A change of C{client} putting C{count} instances with 100 bytes of
+        metadata each.
+        """
+        service = ServiceKey("public", "DEFAULT_GROUP", "orders")
+        held = client.services.setdefault(service, {})
+        put = []
+        for k in range(count):
+            instance = Instance(f"10.0.0.{k + 1}", 8080, "DEFAULT", 1.0, True, True,
+                                {"k": "v" * 100}, 1)
+            held[instance.instanceId] = instance
+            put.append((service, instance))
+        base, client.revision = client.revision, client.revision + 1
+        return ClientChange(client, base, put, [])
+
+    def test_snapshotBeforeThisTurnsChanges(self):
+        """
+        A link coming up while changes of this turn wait starts with its
+        snapshot, which carries them: nothing goes ahead of C{snapshot_begin}
+        on it, neither their delta nor, when that delta is too large for a
+        frame, the answer to a C{sync} owed from before (found in review).
+        """
+        for count, frameLimit in ((1, 64 * 1024), (40, 2048)):
+            clock = Clock()
+            replicator = Replicator(clock, maxFrame=frameLimit)
+            feed = replicator.addMember(Member("b:1"))
+            client = Client("n0#boot#1", True, "n0", revision=1)
+            replicator.clientChanged(ClientChange(client, 0, [], []))
+            clock.advance(0)
+            feed.owe(5)  # no link yet: owed
+            replicator.clientChanged(self._bigChange(client, count))
+            link = Link()
+            feed.linkUp(link)
+            ops = [m["op"] for m in link.sent]
+            self.assertEqual(ops[0], "snapshot_begin", ops)
+            self.assertNotIn("delta", ops)
+            self.assertLess(ops.index("snapshot_end"), ops.index("synced"), ops)
+            states = [m for m in link.sent if m["op"] == "client_state"]
+            self.assertEqual({m["revision"] for m in states}, {2})

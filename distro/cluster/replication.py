@@ -67,13 +67,15 @@ class PeerFeed:
         A link is up and authenticated: stream a snapshot of every owned
         client, then keep up with changes.
         """
+        # What changed before this moment goes in the snapshot, not ahead of
+        # it (nor does a synced answer): flushed while this feed has no link.
+        self.link = None
+        self.replicator.flush()
         self.link = link
         self.paused = False
         # The last answer may have been lost with the last link: a snapshot
         # answers it again.
         self.owed = max(self.owed, self._answered)
-        # What changed before this moment goes in the snapshot, not after it.
-        self.replicator.flush()
         self.dirty = dict.fromkeys(self.replicator.owned, _STATE)
         self.snapshotting = True
         self._snapshotCount = 0
