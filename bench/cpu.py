@@ -83,18 +83,20 @@ def load(address, options, tag):
     return elapsed, connections
 
 
-def startCluster(directory):
+def startCluster(directory, reactor=None):
     """
-    Start three clustered nodes in C{directory}; return them (L{Child}s)
-    once every one is ready, with their client addresses.
+    Start three clustered nodes in C{directory} (on twistd's C{reactor} if
+    given); return them (L{Child}s) once every one is ready, with their
+    client addresses.
     """
+    reactorOption = [f"--reactor={reactor}"] if reactor else []
     peerPorts = freePorts(3)
     clusterConf = os.path.join(directory, "cluster.conf")
     with open(clusterConf, "w") as f:
         f.write("".join(f"127.0.0.1:{p}\n" for p in peerPorts))
     nodes = [Child(f"n{i}", [
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-        "-n", "--pidfile=", "distro-node", "--node-id", f"n{i}",
+        "-n", "--pidfile=", *reactorOption, "distro-node", "--node-id", f"n{i}",
         "--listen", "tcp:0:interface=127.0.0.1",
         "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", clusterConf,
         "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)
@@ -144,6 +146,7 @@ def loadOptions(parser):
     parser.add_argument("--pipeline", type=int, default=8)
     parser.add_argument("-m", "--requests", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--reactor", help="twistd's reactor for the nodes (default: its own)")
 
 
 def main(argv):
@@ -155,7 +158,7 @@ def main(argv):
     nodes = []
     ceiling = startCeiling(directory, 1)
     try:
-        nodes, addresses = startCluster(directory)
+        nodes, addresses = startCluster(directory, options.reactor)
         ceilingAddress = ceiling.waitAddress()
         elapsed, perNode = registrations(nodes, addresses, options)
         used = sum(perNode)
