@@ -21,7 +21,7 @@ DEFAULT_CLUSTER = "DEFAULT"
 MAX_NAME_BYTES = 256
 MAX_WEIGHT = 10000.0
 
-_CLUSTER = re.compile(r"[0-9A-Za-z_-]{1,64}\Z")
+_CLUSTER = re.compile(r"[0-9A-Za-z_.-]{1,64}\Z")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -302,12 +302,12 @@ def parsePort(value, field):
 
 def parseCluster(value, field):
     """
-    A cluster name, C{[0-9A-Za-z_-]{1,64}}, default C{DEFAULT}.
+    A cluster name, C{[0-9A-Za-z_.-]{1,64}}, default C{DEFAULT}.
     """
     if value is None:
         return DEFAULT_CLUSTER
     if type(value) is not str or not _CLUSTER.match(value):
-        raise BadRequest(field, "must match [0-9A-Za-z_-]{1,64}")
+        raise BadRequest(field, "must match [0-9A-Za-z_.-]{1,64}")
     return value
 
 

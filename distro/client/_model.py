@@ -26,7 +26,7 @@ DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
 DEFAULT_CLUSTER = "DEFAULT"
 
-_CLUSTER = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_CLUSTER = re.compile(r"[0-9A-Za-z_.-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -116,7 +116,7 @@ class Instance:
         if type(self.port) is not int or not 1 <= self.port <= 65535:
             raise ValueError(f"port must be an integer in 1..65535: {self.port!r}")
         if not isinstance(self.cluster, str) or not _CLUSTER.fullmatch(self.cluster):
-            raise ValueError(f"cluster must match [0-9A-Za-z_-]{{1,64}}: {self.cluster!r}")
+            raise ValueError(f"cluster must match [0-9A-Za-z_.-]{{1,64}}: {self.cluster!r}")
         if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)):
             raise ValueError(f"weight must be a number: {self.weight!r}")
         if not 0 <= self.weight <= 10000:

@@ -1,0 +1,241 @@
+# -*- test-case-name: tests.test_nacos_naming -*-
+"""
+The JSON of Nacos naming requests and responses (docs/nacos.md), translated
+to and from distro's model: the service key of a request, the instance of a
+register, the filter of a query, and the C{ServiceInfo}, host and envelope
+of a response. Nothing here touches a connection.
+
+Nacos names services by namespace, group and name like distro (an empty
+namespace is C{public}, an empty group C{DEFAULT_GROUP}); its instance ids
+are C{ip#port#cluster#group@@name}, and the hosts it returns name their
+service grouped, C{group@@name}, while a C{ServiceInfo} names it ungrouped
+beside its C{groupName}. Every response carries C{resultCode}, C{errorCode}
+and C{success}, and never a JSON C{null} (a strict client refuses one).
+"""
+
+import json
+
+from distro import model
+from distro.wire import ProtocolError
+
+# Nacos' codes (errorCode; resultCode is SUCCESS or FAIL).
+SUCCESS = 200
+FAIL = 500
+INVALID_SERVER_STATUS = 300  # the server is starting
+UN_REGISTER = 301  # the connection did not set up (ConnectionSetupRequest)
+NO_HANDLER = 302  # a request type the server does not serve
+INVALID_PARAM = 400
+SERVER_ERROR = 500
+BAD_GATEWAY = 502  # the body could not be parsed
+OVER_THRESHOLD = 503
+
+DEFAULT_NAMESPACE = "public"
+# What Nacos servers answer for how long a client may cache a ServiceInfo.
+CACHE_MILLIS = 10000
+
+# Fields of distro's model named as Nacos requests name them.
+_FIELDS = {
+    "service.namespace": "namespace",
+    "service.group": "groupName",
+    "service.name": "serviceName",
+    ".cluster": ".clusterName",
+}
+
+
+class NacosError(Exception):
+    """
+    A request refused, with Nacos' C{errorCode} and a message naming the
+    field at fault.
+    """
+
+    def __init__(self, code, message):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+def _nacosField(text):
+    for ours, theirs in _FIELDS.items():
+        text = text.replace(ours, theirs)
+    return text
+
+
+def _refused(error):
+    """
+    The L{NacosError} of a L{ProtocolError} from distro's model.
+    """
+    return NacosError(INVALID_PARAM, _nacosField(error.message))
+
+
+def parseBody(body):
+    """
+    The JSON object of a request's body.
+
+    @raise NacosError: C{BAD_GATEWAY} (what Nacos answers to a body it cannot
+        parse) if it is not a UTF-8 JSON object.
+    """
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise NacosError(BAD_GATEWAY, "body: not valid UTF-8 JSON")
+    if type(value) is not dict:
+        raise NacosError(BAD_GATEWAY, "body: must be a JSON object")
+    return value
+
+
+def serviceKey(request):
+    """
+    The L{model.ServiceKey} a naming request names: C{namespace},
+    C{groupName} and C{serviceName} (which may also be C{group@@name}).
+    """
+    namespace = request.get("namespace") or DEFAULT_NAMESPACE
+    group = request.get("groupName") or model.DEFAULT_GROUP
+    name = request.get("serviceName")
+    if type(name) is str and "@@" in name:
+        group, name = name.split("@@", 1)
+    try:
+        return model.parseService({"namespace": namespace, "group": group, "name": name})
+    except ProtocolError as e:
+        raise _refused(e)
+
+
+def parseInstance(value, field="instance", maxMetadataBytes=8192):
+    """
+    The L{model.Instance} of a Nacos instance object. Its C{instanceId},
+    C{serviceName} and heartbeat settings are ignored: the service is the
+    request's, the id is made from the instance. Only ephemeral instances
+    are held.
+
+    @raise NacosError: C{INVALID_PARAM} naming the field.
+    """
+    if type(value) is not dict:
+        raise NacosError(INVALID_PARAM, f"{field}: must be an object")
+    if value.get("ephemeral", True) is False:
+        raise NacosError(
+            INVALID_PARAM,
+            f"{field}.ephemeral: distro holds ephemeral instances only (persistent "
+            "instances are not supported)",
+        )
+    try:
+        return model.parseInstance(
+            {
+                "ip": value.get("ip"),
+                "port": value.get("port"),
+                "cluster": value.get("clusterName") or model.DEFAULT_CLUSTER,
+                "weight": value.get("weight"),
+                "healthy": value.get("healthy"),
+                "enabled": value.get("enabled"),
+                "metadata": value.get("metadata"),
+            },
+            field,
+            maxMetadataBytes,
+        )
+    except ProtocolError as e:
+        raise _refused(e)
+
+
+def parseInstances(values, maxMetadataBytes=8192):
+    """
+    The instances of a C{BatchInstanceRequest}.
+    """
+    if type(values) is not list:
+        raise NacosError(INVALID_PARAM, "instances: must be a list")
+    return [parseInstance(v, f"instances[{i}]", maxMetadataBytes) for i, v in enumerate(values)]
+
+
+def parseClusters(value):
+    """
+    A cluster filter, Nacos' comma-separated string (empty: all), as
+    distro's sorted tuple or C{None}.
+    """
+    if value is None or value == "":
+        return None
+    if type(value) is not str:
+        raise NacosError(INVALID_PARAM, "clusters: must be a comma-separated string")
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    try:
+        return model.parseClusters(names, "clusters") if names else None
+    except ProtocolError as e:
+        raise _refused(e)
+
+
+def healthyOnly(request):
+    """
+    The C{healthyOnly} flag of a query; one SDK spells it C{healthOnly}.
+    """
+    value = request.get("healthyOnly", request.get("healthOnly", False))
+    return value is True
+
+
+def groupedName(service):
+    return f"{service.group}@@{service.name}"
+
+
+def host(instance, grouped):
+    """
+    The Nacos instance object of a host of the service C{grouped}
+    (C{group@@name}).
+    """
+    return {
+        "instanceId": f"{instance.instanceId}#{grouped}",
+        "ip": instance.ip,
+        "port": instance.port,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "enabled": instance.enabled,
+        "ephemeral": True,
+        "clusterName": instance.cluster,
+        "serviceName": grouped,
+        "metadata": instance.metadata,
+    }
+
+
+def serviceInfo(info, clusters, lastRefTime):
+    """
+    The Nacos C{ServiceInfo} of a L{distro.registry.ServiceInfo}.
+
+    @param clusters: the cluster string the client asked for (C{""}: all).
+    @param lastRefTime: milliseconds; a client drops a push whose
+        C{lastRefTime} is not above the last it took.
+    """
+    service = info.service
+    grouped = groupedName(service)
+    return {
+        "name": service.name,
+        "groupName": service.group,
+        "clusters": clusters,
+        "cacheMillis": CACHE_MILLIS,
+        "hosts": [host(i, grouped) for i in info.hosts],
+        "lastRefTime": lastRefTime,
+        "checksum": info.checksum,
+        "allIPs": False,
+        "reachProtectionThreshold": False,
+        "valid": True,
+    }
+
+
+def response(fields=None, *, requestId=None):
+    """
+    A successful response's body: C{fields} and the envelope.
+    """
+    body = {"resultCode": SUCCESS, "errorCode": 0, "success": True}
+    if requestId is not None:
+        body["requestId"] = requestId
+    if fields:
+        body.update(fields)
+    return body
+
+
+def errorResponse(code, message):
+    """
+    The body of an C{ErrorResponse}.
+    """
+    return {"resultCode": FAIL, "errorCode": code, "success": False, "message": message}
+
+
+def encodeBody(body):
+    """
+    A response or request body as the bytes of a payload (compact JSON,
+    UTF-8).
+    """
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,186 @@
+"""
+Tests for L{distro.nacos.naming}: Nacos naming JSON to and from distro's
+model, without sockets. The request bodies are shaped as the Java, Go and
+Python SDKs send them (docs/nacos.md).
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro import model
+from distro.nacos import naming
+from distro.nacos.naming import BAD_GATEWAY, INVALID_PARAM, NacosError
+from distro.registry import ServiceInfo
+
+# An InstanceRequest as the Java SDK sends it (Go sends zero values instead
+# of omitting; Python adds requestId, module "").
+JAVA_REGISTER = {
+    "headers": {},
+    "namespace": "public",
+    "serviceName": "orders",
+    "groupName": "DEFAULT_GROUP",
+    "type": "registerInstance",
+    "instance": {
+        "ip": "10.0.0.7",
+        "port": 8080,
+        "weight": 2.0,
+        "healthy": True,
+        "enabled": True,
+        "ephemeral": True,
+        "clusterName": "c.1",
+        "metadata": {"zone": "a"},
+        "instanceHeartBeatInterval": 5000,
+    },
+    "module": "naming",
+}
+
+
+class RequestTests(SynchronousTestCase):
+    def assertRefused(self, code, prefix, f, *args):
+        error = self.assertRaises(NacosError, f, *args)
+        self.assertEqual(error.code, code)
+        self.assertTrue(error.message.startswith(prefix), error.message)
+        return error
+
+    def test_body(self):
+        self.assertEqual(naming.parseBody(json.dumps(JAVA_REGISTER).encode()), JAVA_REGISTER)
+        for bad in (b"{", b"[1]", b"\xff", b"null", b"", b"[" * 100000):
+            self.assertRefused(BAD_GATEWAY, "body:", naming.parseBody, bad)
+
+    def test_serviceKey(self):
+        """
+        An empty namespace is C{public}, an empty or missing group
+        C{DEFAULT_GROUP}; a grouped service name names its group.
+        """
+        key = model.ServiceKey
+        self.assertEqual(naming.serviceKey(JAVA_REGISTER), key("public", "DEFAULT_GROUP", "orders"))
+        self.assertEqual(
+            naming.serviceKey({"namespace": "", "groupName": "", "serviceName": "orders"}),
+            key("public", "DEFAULT_GROUP", "orders"),
+        )
+        self.assertEqual(
+            naming.serviceKey({"namespace": "dev", "serviceName": "shop@@orders"}),
+            key("dev", "shop", "orders"),
+        )
+        self.assertRefused(INVALID_PARAM, "serviceName:", naming.serviceKey, {"serviceName": ""})
+        self.assertRefused(INVALID_PARAM, "serviceName:", naming.serviceKey, {})
+        self.assertRefused(INVALID_PARAM, "groupName:", naming.serviceKey,
+                           {"serviceName": "a", "groupName": 5})
+        self.assertRefused(INVALID_PARAM, "namespace:", naming.serviceKey,
+                           {"serviceName": "a", "namespace": ["x"]})
+
+    def test_instance(self):
+        instance = naming.parseInstance(JAVA_REGISTER["instance"])
+        self.assertEqual(
+            (instance.ip, instance.port, instance.cluster, instance.weight, instance.healthy,
+             instance.enabled, instance.metadata),
+            ("10.0.0.7", 8080, "c.1", 2.0, True, True, {"zone": "a"}),
+        )
+
+    def test_instanceDefaults(self):
+        """
+        What a client leaves out takes Nacos' defaults: cluster C{DEFAULT},
+        weight 1, healthy, enabled, no metadata. Go's zero values are kept
+        as sent (a Go client sends its user's values, zeros included).
+        """
+        instance = naming.parseInstance({"ip": "10.0.0.7", "port": 1})
+        self.assertEqual(
+            (instance.cluster, instance.weight, instance.healthy, instance.enabled, instance.metadata),
+            ("DEFAULT", 1.0, True, True, {}),
+        )
+        go = naming.parseInstance({"instanceId": "", "ip": "10.0.0.7", "port": 1, "weight": 0,
+                                   "healthy": False, "enabled": False, "ephemeral": True,
+                                   "clusterName": "", "serviceName": "", "metadata": {}})
+        self.assertEqual((go.cluster, go.weight, go.healthy, go.enabled), ("DEFAULT", 0.0, False, False))
+
+    def test_badInstances(self):
+        good = {"ip": "10.0.0.7", "port": 8080}
+        for change, prefix in (
+            ({"ip": ""}, "instance.ip:"),
+            ({"port": 0}, "instance.port:"),
+            ({"port": "80"}, "instance.port:"),
+            ({"clusterName": "a b"}, "instance.clusterName:"),
+            ({"weight": -1}, "instance.weight:"),
+            ({"healthy": "yes"}, "instance.healthy:"),
+            ({"metadata": {"k": 1}}, "instance.metadata:"),
+            ({"ephemeral": False}, "instance.ephemeral:"),
+        ):
+            self.assertRefused(INVALID_PARAM, prefix, naming.parseInstance, dict(good, **change))
+        self.assertRefused(INVALID_PARAM, "instance:", naming.parseInstance, [1])
+        error = self.assertRaises(
+            NacosError, naming.parseInstance, dict(good, metadata={"k": "v" * 100}), "instance", 50
+        )
+        self.assertEqual(error.code, INVALID_PARAM)
+        self.assertIn("instance.metadata", error.message)
+
+    def test_instances(self):
+        instances = naming.parseInstances([{"ip": "10.0.0.1", "port": 1}, {"ip": "10.0.0.2", "port": 1}])
+        self.assertEqual([i.ip for i in instances], ["10.0.0.1", "10.0.0.2"])
+        self.assertRefused(INVALID_PARAM, "instances:", naming.parseInstances, {})
+        self.assertRefused(INVALID_PARAM, "instances[1].port:", naming.parseInstances,
+                           [{"ip": "10.0.0.1", "port": 1}, {"ip": "10.0.0.2"}])
+
+    def test_clusters(self):
+        self.assertIsNone(naming.parseClusters(""))
+        self.assertIsNone(naming.parseClusters(None))
+        self.assertEqual(naming.parseClusters("b, a,b"), ("a", "b"))
+        self.assertRefused(INVALID_PARAM, "clusters", naming.parseClusters, "a b")
+        self.assertRefused(INVALID_PARAM, "clusters:", naming.parseClusters, ["a"])
+
+    def test_healthyOnly(self):
+        """
+        Java and Go say C{healthyOnly}, Python C{healthOnly}.
+        """
+        self.assertTrue(naming.healthyOnly({"healthyOnly": True}))
+        self.assertTrue(naming.healthyOnly({"healthOnly": True}))
+        self.assertFalse(naming.healthyOnly({}))
+        self.assertFalse(naming.healthyOnly({"healthyOnly": "true"}))
+
+
+class ResponseTests(SynchronousTestCase):
+    def info(self):
+        service = model.ServiceKey("dev", "shop", "orders")
+        hosts = sorted(
+            [model.parseInstance({"ip": "10.0.0.2", "port": 80, "metadata": {"v": "1"}}),
+             model.parseInstance({"ip": "10.0.0.1", "port": 80, "cluster": "c1", "weight": 3})],
+            key=lambda i: i.instanceId,
+        )
+        return ServiceInfo.ofHosts(service, None, hosts, 7)
+
+    def test_serviceInfo(self):
+        """
+        A ServiceInfo names its service ungrouped beside its group; its hosts
+        name it grouped, with Nacos instance ids; it has no null anywhere.
+        """
+        info = self.info()
+        body = naming.serviceInfo(info, "", 1700000000123)
+        self.assertEqual(
+            {k: v for k, v in body.items() if k != "hosts"},
+            {"name": "orders", "groupName": "shop", "clusters": "", "cacheMillis": 10000,
+             "lastRefTime": 1700000000123, "checksum": info.checksum, "allIPs": False,
+             "reachProtectionThreshold": False, "valid": True},
+        )
+        self.assertEqual(body["hosts"], [
+            {"instanceId": "10.0.0.1#80#c1#shop@@orders", "ip": "10.0.0.1", "port": 80,
+             "weight": 3.0, "healthy": True, "enabled": True, "ephemeral": True,
+             "clusterName": "c1", "serviceName": "shop@@orders", "metadata": {}},
+            {"instanceId": "10.0.0.2#80#DEFAULT#shop@@orders", "ip": "10.0.0.2", "port": 80,
+             "weight": 1.0, "healthy": True, "enabled": True, "ephemeral": True,
+             "clusterName": "DEFAULT", "serviceName": "shop@@orders", "metadata": {"v": "1"}},
+        ])
+        self.assertNotIn(b"null", naming.encodeBody(body))
+
+    def test_envelopes(self):
+        self.assertEqual(naming.response(), {"resultCode": 200, "errorCode": 0, "success": True})
+        self.assertEqual(
+            naming.response({"type": "registerInstance"}, requestId="7"),
+            {"resultCode": 200, "errorCode": 0, "success": True, "requestId": "7",
+             "type": "registerInstance"},
+        )
+        self.assertEqual(
+            naming.errorResponse(302, "no handler for FooRequest"),
+            {"resultCode": 500, "errorCode": 302, "success": False,
+             "message": "no handler for FooRequest"},
+        )
+        self.assertEqual(naming.encodeBody({"a": "é"}), '{"a":"é"}'.encode())

@@ -1,0 +1,135 @@
+"""
+Tests for L{distro.nacos.payload}: the Nacos C{Payload} in protobuf's wire
+format, checked against Google's protobuf library (the message types built
+here from their field numbers, as a Nacos SDK's generated code has them).
+"""
+
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro.nacos.payload import Payload, PayloadError, decode, encode
+
+
+def _messages():
+    """
+    C{(Payload, Metadata)} message classes of protobuf, from a descriptor of
+    the Nacos proto (no package; Metadata.type = 3, headers = 7 (a map),
+    clientIp = 8; Payload.metadata = 2, body = 3 (google.protobuf.Any)).
+    """
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
+    F = descriptor_pb2.FieldDescriptorProto
+    f = descriptor_pb2.FileDescriptorProto(
+        name="nacos_payload_test.proto", syntax="proto3", dependency=["google/protobuf/any.proto"]
+    )
+    metadata = f.message_type.add(name="Metadata")
+    metadata.field.add(name="type", number=3, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    metadata.field.add(name="clientIp", number=8, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    metadata.field.add(name="headers", number=7, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                       type_name=".Metadata.HeadersEntry")
+    entry = metadata.nested_type.add(name="HeadersEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    payload = f.message_type.add(name="Payload")
+    payload.field.add(name="metadata", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                      type_name=".Metadata")
+    payload.field.add(name="body", number=3, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                      type_name=".google.protobuf.Any")
+    pool.Add(f)
+    return (
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("Payload")),
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("Metadata")),
+    )
+
+
+ProtoPayload, ProtoMetadata = _messages()
+
+text = st.text(max_size=40)
+payloads = st.builds(
+    Payload,
+    type=text,
+    headers=st.dictionaries(text, text, max_size=4),
+    clientIp=text,
+    body=st.binary(max_size=200),
+)
+
+
+class PayloadTests(SynchronousTestCase):
+    def test_example(self):
+        body = b'{"namespace":"public","serviceName":"orders"}'
+        data = encode(Payload("InstanceRequest", {"app": "shop"}, "10.0.0.7", body))
+        message = ProtoPayload.FromString(data)
+        self.assertEqual(message.metadata.type, "InstanceRequest")
+        self.assertEqual(dict(message.metadata.headers), {"app": "shop"})
+        self.assertEqual(message.metadata.clientIp, "10.0.0.7")
+        self.assertEqual(message.body.value, body)
+        self.assertEqual(message.body.type_url, "")
+
+    @settings(max_examples=300, derandomize=True, deadline=None)
+    @given(payloads)
+    def test_ours_read_by_protobuf(self, payload):
+        message = ProtoPayload.FromString(encode(payload))
+        self.assertEqual(
+            (message.metadata.type, dict(message.metadata.headers), message.metadata.clientIp,
+             message.body.value),
+            tuple(payload),
+        )
+
+    @settings(max_examples=300, derandomize=True, deadline=None)
+    @given(payloads, st.text(max_size=20))
+    def test_protobufs_read_by_ours(self, payload, typeUrl):
+        message = ProtoPayload()
+        message.metadata.type = payload.type
+        message.metadata.clientIp = payload.clientIp
+        message.metadata.headers.update(payload.headers)
+        message.body.value = payload.body
+        message.body.type_url = typeUrl
+        self.assertEqual(decode(message.SerializeToString()), payload)
+
+    def test_unknownFieldsSkipped(self):
+        """
+        Fields this protocol does not have, of every wire type, are skipped.
+        """
+        data = encode(Payload("T", {}, "", b"{}"))
+        # field 9 varint 150, field 10 fixed64, field 11 bytes, field 12 fixed32
+        extra = b"\x48\x96\x01" + b"\x51" + b"\x00" * 8 + b"\x5a\x02hi" + b"\x65" + b"\x00" * 4
+        self.assertEqual(decode(extra + data + extra), Payload("T", {}, "", b"{}"))
+
+    def test_empty(self):
+        self.assertEqual(decode(b""), Payload("", {}, "", b""))
+
+    def test_malformed(self):
+        """
+        Truncated or impossible input is a L{PayloadError}, never another
+        exception.
+        """
+        good = encode(Payload("InstanceRequest", {"k": "v"}, "1.2.3.4", b"{}"))
+        for bad in (
+            good[:-1],  # truncated
+            b"\x12\x05abc",  # a length past the end
+            b"\x12",  # a key without its value
+            b"\x80",  # a truncated varint key
+            b"\x00",  # field number 0
+            b"\x13",  # a group (wire type 3)
+            b"\x12\x02\x1a\x01",  # metadata.type truncated
+            b"\x12\x03\x1a\x01\xff",  # metadata.type not UTF-8
+            b"\x12\x02\x18\x01",  # metadata.type as a varint
+            b"\x1a\x02\x10\x01",  # body.value as a varint
+            b"\x12\x02\x38\x01",  # a headers entry as a varint
+            b"\x48" + b"\xff" * 11,  # a varint too long
+        ):
+            self.assertRaises(PayloadError, decode, bad)
+
+    @settings(max_examples=500, derandomize=True, deadline=None)
+    @given(st.binary(max_size=64))
+    def test_anyBytes(self, data):
+        """
+        Whatever the bytes, decoding gives a L{Payload} or a L{PayloadError}.
+        """
+        try:
+            decode(data)
+        except PayloadError:
+            pass
