@@ -83,13 +83,14 @@ def load(address, options, tag):
     return elapsed, connections
 
 
-def startCluster(directory, reactor=None):
+def startCluster(directory, reactor=None, nacos=False):
     """
     Start three clustered nodes in C{directory} (on twistd's C{reactor} if
-    given); return them (L{Child}s) once every one is ready, with their
-    client addresses.
+    given; with the Nacos gRPC port, on a free port, if C{nacos}); return
+    them (L{Child}s) once every one is ready, with their client addresses.
     """
     reactorOption = [f"--reactor={reactor}"] if reactor else []
+    nacosListen = "tcp:0:interface=127.0.0.1" if nacos else ""
     peerPorts = freePorts(3)
     clusterConf = os.path.join(directory, "cluster.conf")
     with open(clusterConf, "w") as f:
@@ -97,6 +98,7 @@ def startCluster(directory, reactor=None):
     nodes = [Child(f"n{i}", [
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
         "-n", "--pidfile=", *reactorOption, "distro-node", "--node-id", f"n{i}",
+        "--nacos-listen", nacosListen,
         "--listen", "tcp:0:interface=127.0.0.1",
         "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", clusterConf,
         "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)
@@ -147,6 +149,8 @@ def loadOptions(parser):
     parser.add_argument("-m", "--requests", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--reactor", help="twistd's reactor for the nodes (default: its own)")
+    parser.add_argument("--nacos", action="store_true",
+                        help="serve the Nacos gRPC port too (idle; it needs the asyncio reactor)")
 
 
 def main(argv):
@@ -158,7 +162,7 @@ def main(argv):
     nodes = []
     ceiling = startCeiling(directory, 1)
     try:
-        nodes, addresses = startCluster(directory, options.reactor)
+        nodes, addresses = startCluster(directory, options.reactor, options.nacos)
         ceilingAddress = ceiling.waitAddress()
         elapsed, perNode = registrations(nodes, addresses, options)
         used = sum(perNode)

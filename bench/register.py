@@ -206,7 +206,7 @@ def startNode(directory):
         "from twisted.scripts.twistd import run; run()",
         "-n",
         "--pidfile=",
-        "distro-node",
+        "distro-node", "--nacos-listen", "",
         "--node-id",
         "bench",
         "--listen",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from twisted.internet.endpoints import serverFromString
 
 from distro import tls
+from distro.nacos.listen import NacosListenError, parseListen
 
 # Parsing an endpoint string does not touch the reactor it is given.
 _NO_REACTOR = object()
@@ -57,6 +58,13 @@ def _endpoint(key, value):
         serverFromString(_NO_REACTOR, value)
     except Exception as e:
         raise ConfigError(key, f"not a Twisted server endpoint string ({e})")
+
+
+def _nacosListen(key, value):
+    try:
+        parseListen(value)
+    except NacosListenError as e:
+        raise ConfigError(key, str(e))
 
 
 def _logFormat(key, value):
@@ -133,6 +141,12 @@ class Config:
         "", "Path of cluster.conf (one host:peer_port per line); empty or one line: standalone."
     )
     peer_listen: str = _key("tcp:9849", "Peer port, as a Twisted server endpoint string.", _endpoint)
+    nacos_listen: str = _key(
+        "tcp:9848",
+        "Nacos gRPC port (where a Nacos SDK given host:8848 dials): tcp:PORT or "
+        "tcp:PORT:interface=HOST; empty disables it.",
+        _nacosListen,
+    )
     peer_tls_ca: str = _key(
         "",
         "PEM file of the CA that signs the members' peer-port certificates; required when "

@@ -223,3 +223,20 @@ class IMembership(Interface):
         """
         The members as the C{members} op shows them.
         """
+
+
+class IFrontEnd(Interface):
+    """
+    A way in to the node for the clients of one protocol (distro's own
+    client port, the Nacos gRPC port): each of its connections is a native
+    client of the node, served by the same client manager, registry, pusher
+    and replication.
+    """
+
+    name = Attribute("A short name of the protocol, for logs.")
+    address = Attribute("The C{host:port} it is bound to once listening, else C{None}.")
+
+    def connectionCount():
+        """
+        How many of its connections are clients of the node now.
+        """

@@ -16,10 +16,14 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 from twisted.python import usage
+from zope.interface import implementer
 
 from distro import config as _config
 from distro.cluster.service import clusterFromConfig, readMembers
 from distro.collector import CollectorWatch
+from distro.interfaces import IFrontEnd
+from distro.nacos import service as nacosService
+from distro.nacos.listen import parseListen
 from distro.node import Node
 from distro.server import ClientPortFactory
 
@@ -77,24 +81,32 @@ def withBacklog(description, backlog):
     return description
 
 
+@implementer(IFrontEnd)
 class ClientPortService(Service):
     """
-    Listens on the client port and learns the address it is bound to.
+    Listens on the client port (distro's own protocol) and learns the
+    address it is bound to.
     """
 
     log = Logger()
+    name = "distro"
 
     def __init__(self, node, reactor):
         self.node = node
         self.reactor = reactor
         self.port = None
+        self.address = None
+        self.factory = ClientPortFactory(node)
+
+    def connectionCount(self):
+        return len(self.factory.sessions)
 
     def startService(self):
         super().startService()
         config = self.node.config
         endpoint = serverFromString(self.reactor, withBacklog(config.listen, config.listen_backlog))
         failures = []
-        d = endpoint.listen(ClientPortFactory(self.node))
+        d = endpoint.listen(self.factory)
         d.addCallbacks(self._listening, failures.append)
         if failures:
             # Fail twistd's start, not just log: a node that cannot listen is useless.
@@ -103,7 +115,7 @@ class ClientPortService(Service):
     def _listening(self, port):
         self.port = port
         host = port.getHost()
-        address = _hostPort(host.host, host.port)
+        address = self.address = _hostPort(host.host, host.port)
         if not self.node.config.advertise:
             advertised = host.host
             if advertised in ("0.0.0.0", "::"):
@@ -217,10 +229,18 @@ def makeService(options, reactor=None, bootId=None, environ=None):
 
     @raise usage.UsageError: for a wrong cluster configuration, naming the key.
     """
-    if reactor is None:
-        from twisted.internet import reactor
     config = options.config
     members = options.members
+    nacosAddress = parseListen(config.nacos_listen)
+    if reactor is None:
+        if nacosAddress is not None:
+            nacosService.installReactor()
+        from twisted.internet import reactor
+    if nacosAddress is not None and not nacosService.isAsyncio(reactor):
+        raise usage.UsageError(
+            "nacos_listen: the Nacos gRPC port needs twistd's asyncio reactor "
+            "(--reactor=asyncio, or no --reactor), or an empty nacos_listen"
+        )
     root = MultiService()
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None)
     root.node = node
@@ -229,6 +249,8 @@ def makeService(options, reactor=None, bootId=None, environ=None):
         JsonLogService(config.json_log).setServiceParent(root)
     # The client port first: the cluster tells peers the address it bound.
     ClientPortService(node, reactor).setServiceParent(root)
+    if nacosAddress is not None:
+        nacosService.NacosService(node, nacosAddress).setServiceParent(root)
     if members is not None:
         try:
             cluster = clusterFromConfig(

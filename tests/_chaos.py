@@ -133,7 +133,7 @@ class NodeProcess:
                 ended.callback(None)
 
         args = [
-            "-n", "--pidfile=", "distro-node",
+            "-n", "--pidfile=", "distro-node", "--nacos-listen", "",
             "--listen", f"tcp:{self.clientPort}:interface=127.0.0.1",
             "--peer-listen", f"tcp:{self.peerPort}:interface=127.0.0.1",
             "--peer-advertise", self.nodeId,

@@ -206,7 +206,9 @@ class ProcessTestCase(TempPathMixin, TestCase):
         directory = self.tempPath()
         os.makedirs(directory)
         process = NodeProcess()
-        argv = TWISTD + ["-n", "--pidfile=", "distro-node", *args]
+        # The Nacos gRPC port only where a test asks for it (its default,
+        # 9848, is one port for every node of the machine).
+        argv = TWISTD + ["-n", "--pidfile=", "distro-node", "--nacos-listen", "", *args]
         reactor.spawnProcess(process, sys.executable, argv, env=dict(os.environ), path=directory)
         self.addCleanup(process.stop)
         return process

@@ -32,10 +32,12 @@ from ._tempfiles import TempPathMixin
 
 def options(*argv):
     """
-    Parse C{argv} as the command line of C{twistd distro-node}.
+    Parse C{argv} as the command line of C{twistd distro-node}, the Nacos
+    gRPC port off unless C{argv} says otherwise (it needs the asyncio
+    reactor: tests/test_nacos_service.py runs it in real processes).
     """
     o = tap.Options()
-    o.parseOptions(list(argv))
+    o.parseOptions(["--nacos-listen", "", *argv])
     return o
 
 
@@ -135,6 +137,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "heartbeat_ms": "100",
             "idle_timeout_ms": "30000",
             "peer_listen": "tcp:2",
+            "nacos_listen": "tcp:3:interface=127.0.0.1",
             "down_after_ms": "30000",
             "max_frame": "16384",
             "peer_max_frame": "16384",

@@ -1,0 +1,34 @@
+# -*- test-case-name: tests.test_nacos_service -*-
+"""
+The C{nacos_listen} key: where the Nacos gRPC port binds.
+"""
+
+
+class NacosListenError(ValueError):
+    """
+    A C{nacos_listen} value this node cannot serve.
+    """
+
+
+def parseListen(value):
+    """
+    The gRPC bind address of a C{nacos_listen} value, C{tcp:PORT} or
+    C{tcp:PORT:interface=HOST}; C{None} when it is empty (disabled).
+
+    @raise NacosListenError: for anything else.
+    """
+    if not value:
+        return None
+    parts = value.split(":")
+    if parts[0] not in ("tcp", "tcp6") or len(parts) < 2 or not parts[1].isdigit():
+        raise NacosListenError("must be tcp:PORT or tcp:PORT:interface=HOST, or empty")
+    port = int(parts[1])
+    if port > 65535:
+        raise NacosListenError("the port must be 0..65535")
+    host = "::" if parts[0] == "tcp6" else "0.0.0.0"
+    rest = ":".join(parts[2:])
+    if rest:
+        if not rest.startswith("interface="):
+            raise NacosListenError("the only option is interface=HOST")
+        host = rest[len("interface="):]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,308 @@
+"""
+Tests for L{distro.nacos.connection}: one Nacos SDK connection to a real
+node on a clock, spoken to payload by payload (no gRPC, no sockets).
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro import model
+from distro.nacos import connection as nacos
+from distro.nacos.connection import NacosConnection
+from distro.nacos.payload import Payload
+from tests._node import NodeHarness
+
+ORDERS = model.ServiceKey("public", "DEFAULT_GROUP", "orders")
+
+
+def request(type_, **body):
+    return Payload(type_, {}, "", json.dumps(body).encode())
+
+
+def instance(ip="10.0.0.7", port=8080, **fields):
+    return dict({"ip": ip, "port": port, "ephemeral": True}, **fields)
+
+
+class ConnectionTestCase(SynchronousTestCase):
+    def setUp(self):
+        self.harness = NodeHarness()
+        self.node = self.harness.node
+        self.clock = self.harness.clock
+        self.connection, self.sent = self.connect()
+
+    def connect(self, setUp=True):
+        connection = NacosConnection(self.node, "c-1", "10.0.0.7")
+        sent = []
+        connection.send = sent.append
+        connection.closed = False
+
+        def close():
+            connection.closed = True
+
+        connection.close = close
+        if setUp:
+            connection.streamReceived(request(
+                "ConnectionSetupRequest", clientVersion="Nacos-Java-Client:v2.5.1",
+                labels={"source": "sdk", "module": "naming"}, abilityTable={},
+            ))
+        return connection, sent
+
+    def ask(self, type_, connection=None, **body):
+        """
+        Send one unary request; return C{(response type, body)}.
+        """
+        response = (connection or self.connection).request(request(type_, **body))
+        return response.type, json.loads(response.body)
+
+    def ok(self, type_, **body):
+        responseType, reply = self.ask(type_, **body)
+        self.assertEqual(reply["resultCode"], 200, reply)
+        self.assertEqual((reply["errorCode"], reply["success"]), (0, True))
+        return responseType, reply
+
+    def error(self, type_, code, connection=None, **body):
+        responseType, reply = self.ask(type_, connection, **body)
+        self.assertEqual(responseType, "ErrorResponse")
+        self.assertEqual((reply["resultCode"], reply["errorCode"], reply["success"]), (500, code, False))
+        return reply["message"]
+
+    def hosts(self, service=ORDERS):
+        return [(i.ip, i.port, i.cluster) for i in self.node.registry.serviceInfo(service).hosts]
+
+
+class SetUpTests(ConnectionTestCase):
+    def test_serverCheck(self):
+        """
+        C{ServerCheckRequest} is answered before the set up, with the
+        connection's id, and no ability negotiation.
+        """
+        connection, _ = self.connect(setUp=False)
+        responseType, reply = self.ask("ServerCheckRequest", connection)
+        self.assertEqual(responseType, "ServerCheckResponse")
+        self.assertEqual(reply["connectionId"], "c-1")
+        self.assertIs(reply["supportAbilityNegotiation"], False)
+
+    def test_notSetUp(self):
+        """
+        Before its C{ConnectionSetupRequest}, a connection's naming requests
+        get C{UN_REGISTER} (301), and it is no client of the node.
+        """
+        connection, _ = self.connect(setUp=False)
+        message = self.error("InstanceRequest", 301, connection, serviceName="orders",
+                             type="registerInstance", instance=instance())
+        self.assertIn("ConnectionSetupRequest", message)
+        self.assertIsNone(connection.client)
+        self.assertEqual(self.hosts(), [])
+
+    def test_setUpMakesANativeClient(self):
+        client = self.connection.client
+        self.assertTrue(client.native)
+        self.assertIs(self.node.sessions[client.clientId], self.connection)
+        self.assertEqual(self.connection.labels["module"], "naming")
+        self.assertEqual(self.connection.clientVersion, "Nacos-Java-Client:v2.5.1")
+
+    def test_notReady(self):
+        """
+        A node still loading answers every request with
+        C{INVALID_SERVER_STATUS} (300), the server check included.
+        """
+        self.node.ready = False
+        self.error("ServerCheckRequest", 300)
+        self.error("ServiceQueryRequest", 300, serviceName="orders")
+
+    def test_unknownType(self):
+        self.assertIn("FooRequest", self.error("FooRequest", 302))
+
+    def test_badJson(self):
+        response = self.connection.request(Payload("InstanceRequest", {}, "", b"{not json"))
+        reply = json.loads(response.body)
+        self.assertEqual((response.type, reply["errorCode"]), ("ErrorResponse", 502))
+
+    def test_ended(self):
+        """
+        A connection that ends leaves its instances for the disconnect grace,
+        then they go.
+        """
+        self.ok("InstanceRequest", serviceName="orders", type="registerInstance", instance=instance())
+        self.connection.ended()
+        self.assertEqual(len(self.hosts()), 1)
+        self.clock.advance(self.node.config.disconnect_grace_ms / 1000.0 + 0.1)
+        self.assertEqual(self.hosts(), [])
+
+
+class InstanceTests(ConnectionTestCase):
+    def test_register(self):
+        responseType, reply = self.ok(
+            "InstanceRequest", namespace="public", serviceName="orders", groupName="DEFAULT_GROUP",
+            type="registerInstance", instance=instance(clusterName="c1", metadata={"v": "1"}),
+        )
+        self.assertEqual((responseType, reply["type"]), ("InstanceResponse", "registerInstance"))
+        self.assertEqual(self.hosts(), [("10.0.0.7", 8080, "c1")])
+        (held,) = self.connection.client.instances(ORDERS).values()
+        self.assertEqual(held.metadata, {"v": "1"})
+
+    def test_registerReplaces(self):
+        """
+        One entry per service per connection: a second register replaces
+        the first, a deregister removes it whatever it names.
+        """
+        self.ok("InstanceRequest", serviceName="orders", type="registerInstance", instance=instance())
+        self.ok("InstanceRequest", serviceName="orders", type="registerInstance",
+                instance=instance("10.0.0.8"))
+        self.assertEqual(self.hosts(), [("10.0.0.8", 8080, "DEFAULT")])
+        self.ok("InstanceRequest", serviceName="orders", type="deregisterInstance",
+                instance=instance("10.9.9.9"))
+        self.assertEqual(self.hosts(), [])
+
+    def test_batch(self):
+        self.ok("BatchInstanceRequest", serviceName="orders", type="batchRegisterInstance",
+                instances=[instance("10.0.0.1"), instance("10.0.0.2")])
+        self.assertEqual(len(self.hosts()), 2)
+        self.ok("BatchInstanceRequest", serviceName="orders", type="batchRegisterInstance",
+                instances=[instance("10.0.0.2")])
+        self.assertEqual(self.hosts(), [("10.0.0.2", 8080, "DEFAULT")])
+
+    def test_badRequests(self):
+        for type_, body, field in (
+            ("InstanceRequest", {"serviceName": "orders", "type": "register", "instance": instance()}, "type"),
+            ("InstanceRequest", {"serviceName": "", "type": "registerInstance", "instance": instance()}, "serviceName"),
+            ("InstanceRequest", {"serviceName": "orders", "type": "registerInstance", "instance": instance(port=0)}, "instance.port"),
+            ("InstanceRequest", {"serviceName": "orders", "type": "registerInstance",
+                                 "instance": instance(ephemeral=False)}, "instance.ephemeral"),
+            ("BatchInstanceRequest", {"serviceName": "orders", "type": "batchRegisterInstance",
+                                      "instances": [instance(), {"ip": "x y", "port": 1}]}, "instances[1].ip"),
+            ("PersistentInstanceRequest", {"serviceName": "orders", "type": "registerInstance",
+                                           "instance": instance()}, "instance.ephemeral"),
+            ("ServiceListRequest", {"pageNo": 0}, "pageNo"),
+        ):
+            message = self.error(type_, 400, **body)
+            self.assertTrue(message.startswith(field + ":"), (type_, body, message))
+        self.assertEqual(self.hosts(), [])
+
+    def test_limit(self):
+        """
+        A connection publishes at most C{max_instances_per_client}.
+        """
+        limit = self.node.config.max_instances_per_client
+        instances = [instance(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}") for n in range(limit + 1)]
+        message = self.error("BatchInstanceRequest", 503, serviceName="orders",
+                             type="batchRegisterInstance", instances=instances)
+        self.assertIn("max_instances_per_client", message)
+
+
+class QueryTests(ConnectionTestCase):
+    def setUp(self):
+        super().setUp()
+        self.ok("BatchInstanceRequest", serviceName="orders", type="batchRegisterInstance",
+                instances=[instance("10.0.0.1", clusterName="a"),
+                           instance("10.0.0.2", clusterName="b", healthy=False)])
+
+    def test_query(self):
+        responseType, reply = self.ok("ServiceQueryRequest", serviceName="orders", cluster="",
+                                      healthyOnly=False)
+        self.assertEqual(responseType, "QueryServiceResponse")
+        info = reply["serviceInfo"]
+        self.assertEqual((info["name"], info["groupName"], info["clusters"]),
+                         ("orders", "DEFAULT_GROUP", ""))
+        self.assertEqual([h["ip"] for h in info["hosts"]], ["10.0.0.1", "10.0.0.2"])
+
+    def test_filters(self):
+        for body, ips in (
+            ({"cluster": "a"}, ["10.0.0.1"]),
+            ({"cluster": "a,b"}, ["10.0.0.1", "10.0.0.2"]),
+            ({"healthyOnly": True}, ["10.0.0.1"]),
+            ({"healthOnly": True}, ["10.0.0.1"]),
+        ):
+            _, reply = self.ok("ServiceQueryRequest", serviceName="orders", **body)
+            self.assertEqual([h["ip"] for h in reply["serviceInfo"]["hosts"]], ips, body)
+
+    def test_refTimeGrows(self):
+        """
+        Each ServiceInfo given to a connection has a C{lastRefTime} above
+        the last (SDKs drop one that is not newer).
+        """
+        times = [self.ok("ServiceQueryRequest", serviceName="orders")[1]["serviceInfo"]["lastRefTime"]
+                 for _ in range(3)]
+        self.assertEqual(times, sorted(set(times)))
+
+    def test_serviceList(self):
+        self.ok("InstanceRequest", serviceName="payments", type="registerInstance", instance=instance())
+        responseType, reply = self.ok("ServiceListRequest", namespace="", groupName="DEFAULT_GROUP",
+                                      pageNo=1, pageSize=1)
+        self.assertEqual((responseType, reply["count"], reply["serviceNames"]),
+                         ("ServiceListResponse", 2, ["orders"]))
+        _, reply = self.ok("ServiceListRequest", pageNo=2, pageSize=1)
+        self.assertEqual(reply["serviceNames"], ["payments"])
+
+    def test_healthCheck(self):
+        self.assertEqual(self.ok("HealthCheckRequest")[0], "HealthCheckResponse")
+
+
+class PushTests(ConnectionTestCase):
+    def setUp(self):
+        super().setUp()
+        self.publisher, _ = self.connect()
+        _, reply = self.ok("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=True)
+        self.assertEqual(reply["serviceInfo"]["hosts"], [])
+
+    def register(self, ip):
+        self.ask("InstanceRequest", self.publisher, serviceName="orders", type="registerInstance",
+                 instance=instance(ip))
+        self.clock.advance(0)  # pushes go at the end of the turn
+
+    def pushes(self):
+        out = [(p.type, json.loads(p.body)) for p in self.sent]
+        self.sent.clear()
+        return out
+
+    def ack(self, push):
+        self.connection.streamReceived(Payload(
+            "NotifySubscriberResponse", {}, "",
+            json.dumps({"resultCode": 200, "errorCode": 0, "requestId": push["requestId"]}).encode(),
+        ))
+
+    def test_pushedOnChange(self):
+        self.register("10.0.0.1")
+        ((kind, push),) = self.pushes()
+        self.assertEqual(kind, "NotifySubscriberRequest")
+        self.assertTrue(push["requestId"].isdigit())
+        self.assertEqual([h["ip"] for h in push["serviceInfo"]["hosts"]], ["10.0.0.1"])
+        self.assertEqual(push["serviceInfo"]["name"], "orders")
+        self.ack(push)
+        self.assertEqual(self.connection._unacked, {})
+
+    def test_unackedPushSentAgain(self):
+        """
+        A push not acked within C{ACK_TIMEOUT} is sent again with the latest
+        view; after C{PUSH_ATTEMPTS}, the connection is closed.
+        """
+        self.register("10.0.0.1")
+        self.pushes()
+        for attempt in range(2, nacos.PUSH_ATTEMPTS + 1):
+            self.clock.advance(nacos.ACK_TIMEOUT)
+            ((_, push),) = self.pushes()
+            self.assertEqual([h["ip"] for h in push["serviceInfo"]["hosts"]], ["10.0.0.1"])
+        self.assertFalse(self.connection.closed)
+        self.clock.advance(nacos.ACK_TIMEOUT)
+        self.assertTrue(self.connection.closed)
+
+    def test_backpressure(self):
+        """
+        Past C{MAX_UNACKED_PUSHES} in flight, pushes wait; acks let the
+        newest view go.
+        """
+        for n in range(nacos.MAX_UNACKED_PUSHES + 3):
+            self.register(f"10.0.1.{n}")
+        pushes = self.pushes()
+        self.assertEqual(len(pushes), nacos.MAX_UNACKED_PUSHES)
+        self.ack(pushes[0][1])
+        self.clock.advance(0)
+        ((_, newest),) = self.pushes()  # the changes held meanwhile, as one
+        last = f"10.0.1.{nacos.MAX_UNACKED_PUSHES + 2}"  # each register replaced the last
+        self.assertEqual([h["ip"] for h in newest["serviceInfo"]["hosts"]], [last])
+
+    def test_unsubscribe(self):
+        self.ok("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=False)
+        self.register("10.0.0.1")
+        self.assertEqual(self.pushes(), [])
