@@ -15,7 +15,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from zope.interface.verify import verifyObject
+
 from distro import tap
+from distro.interfaces import IFrontEnd
+from distro.nacos.service import NacosService
 from distro.nacos.listen import NacosListenError, parseListen
 from distro.nacos.payload import Payload, decode, encode
 
@@ -39,6 +43,19 @@ class ListenTests(SynchronousTestCase):
     def test_refused(self):
         for bad in ("9848", "ssl:9848", "tcp:x", "tcp:70000", "tcp:1:backlog=5", "unix:/a"):
             self.assertRaises(NacosListenError, parseListen, bad)
+
+    def test_frontEnds(self):
+        """
+        Both client ports are L{IFrontEnd}s.
+        """
+        from tests._node import NodeHarness
+
+        node = NodeHarness().node
+        for frontEnd in (tap.ClientPortService(node, MemoryReactorClock()),
+                         NacosService(node, "127.0.0.1:0")):
+            verifyObject(IFrontEnd, frontEnd)
+            self.assertEqual(frontEnd.connectionCount(), 0)
+            self.assertIsNone(frontEnd.address)
 
     def test_needsAsyncio(self):
         """
