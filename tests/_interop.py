@@ -1,0 +1,143 @@
+"""
+Interop test support: the official Nacos SDKs, unmodified, driven through a
+small driver program per SDK (tests/interop/) that takes JSON commands on
+stdin and writes answers and events on stdout, one per line.
+
+Each SDK is installed outside the project's environment (its dependencies
+are its own): C{.ci/run} installs them, C{tests/interop/setup.sh} does the
+same on a developer's machine. Without it the interop tests are skipped,
+unless C{DISTRO_INTEROP_REQUIRED} is set (CI sets it): then they fail.
+"""
+
+import json
+import os
+
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import ProcessProtocol
+from twisted.trial.unittest import SkipTest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHECKOUT = os.path.dirname(HERE)
+COMMAND_TIMEOUT = 30.0
+
+
+def sdkPython():
+    """
+    The Python that has nacos-sdk-python installed.
+
+    @raise SkipTest: if there is none (and interop is not required).
+    """
+    path = os.environ.get("DISTRO_INTEROP_PYTHON") or os.path.join(
+        CHECKOUT, ".interop", "python", "bin", "python"
+    )
+    if os.path.exists(path):
+        return path
+    message = (
+        f"nacos-sdk-python is not installed ({path} is missing): run tests/interop/setup.sh"
+    )
+    if os.environ.get("DISTRO_INTEROP_REQUIRED"):
+        raise AssertionError(message)
+    raise SkipTest(message)
+
+
+class SdkDriver(ProcessProtocol):
+    """
+    One driver process: L{command} sends a command and fires with its answer;
+    L{events} collects what the SDK reported on its own (pushes).
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.events = []
+        self.output = bytearray()
+        self.errors = bytearray()
+        self._buffer = b""
+        self._ids = iter(range(1, 1 << 30))
+        self._waiting = {}
+        self._eventWaiters = []
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data):
+        self.output += data
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            message = json.loads(line)
+            if "event" in message:
+                self.events.append(message)
+                waiters, self._eventWaiters = self._eventWaiters, []
+                for predicate, d in waiters:
+                    if predicate(message):
+                        d.callback(message)
+                    else:
+                        self._eventWaiters.append((predicate, d))
+            else:
+                d = self._waiting.pop(message.get("id"), None)
+                if d is not None:
+                    d.callback(message)
+
+    def errReceived(self, data):
+        self.errors += data
+
+    def processEnded(self, reason):
+        for d in list(self._waiting.values()):
+            d.errback(AssertionError(f"{self.name} ended: {self.errors.decode()[-2000:]}"))
+        self._waiting.clear()
+        self.ended.callback(None)
+
+    def command(self, op, **fields):
+        """
+        Send one command; fire with its answer (failing if it is not ok).
+        """
+        rid = next(self._ids)
+        d = self._waiting[rid] = defer.Deferred()
+        self.transport.write(json.dumps(dict(fields, id=rid, op=op)).encode() + b"\n")
+
+        def checked(answer):
+            if not answer.get("ok"):
+                raise AssertionError(f"{self.name} {op} failed: {answer}")
+            return answer
+
+        return d.addTimeout(COMMAND_TIMEOUT, reactor).addCallback(checked)
+
+    def event(self, predicate, timeout):
+        """
+        Fire with the first event (already seen or to come) that satisfies
+        C{predicate}; fail after C{timeout} seconds.
+        """
+        for message in self.events:
+            if predicate(message):
+                return defer.succeed(message)
+        d = defer.Deferred()
+        self._eventWaiters.append((predicate, d))
+        return d.addTimeout(timeout, reactor)
+
+    def stop(self):
+        """
+        End the process (SIGKILL if it does not end on its own).
+        """
+        if self.ended.called:
+            return defer.succeed(None)
+        try:
+            self.transport.signalProcess("KILL")
+        except Exception:
+            pass
+        return self.ended
+
+
+def startPythonDriver(testCase, name, servers, directory):
+    """
+    Start the Python SDK's driver, stopped in cleanup; fire with it once its
+    SDK has started against C{servers} (C{host:port} of the HTTP ports).
+    """
+    python = sdkPython()
+    driver = SdkDriver(name)
+    reactor.spawnProcess(
+        driver, python, [python, os.path.join(HERE, "interop", "python_driver.py")],
+        env=dict(os.environ), path=directory,
+    )
+    testCase.addCleanup(driver.stop)
+    d = driver.command("start", servers=",".join(servers), dir=directory)
+    return d.addCallback(lambda _: driver)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install the Nacos SDKs the interop tests drive, each in its own place under
+# .interop/ of this checkout (tests/_interop.py finds them there). CI runs it
+# before the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python3 -m venv .interop/python
+.interop/python/bin/pip install -q -r tests/interop/python-requirements.txt
+echo "interop: nacos-sdk-python in .interop/python"
