@@ -252,15 +252,28 @@ class PushTests(ConnectionTestCase):
         self.clock.advance(0)  # pushes go at the end of the turn
 
     def pushes(self):
-        out = [(p.type, json.loads(p.body)) for p in self.sent]
+        """
+        The pushes sent since the last call; the idle checks meanwhile are
+        answered, as an SDK does.
+        """
+        out = []
+        for payload in self.sent:
+            body = json.loads(payload.body)
+            if payload.type == "ClientDetectionRequest":
+                self.answer("ClientDetectionResponse", body)
+            else:
+                out.append((payload.type, body))
         self.sent.clear()
         return out
 
-    def ack(self, push):
+    def answer(self, responseType, request):
         self.connection.streamReceived(Payload(
-            "NotifySubscriberResponse", {}, "",
-            json.dumps({"resultCode": 200, "errorCode": 0, "requestId": push["requestId"]}).encode(),
+            responseType, {}, "",
+            json.dumps({"resultCode": 200, "errorCode": 0, "requestId": request["requestId"]}).encode(),
         ))
+
+    def ack(self, push):
+        self.answer("NotifySubscriberResponse", push)
 
     def test_pushedOnChange(self):
         self.register("10.0.0.1")
@@ -270,22 +283,49 @@ class PushTests(ConnectionTestCase):
         self.assertEqual([h["ip"] for h in push["serviceInfo"]["hosts"]], ["10.0.0.1"])
         self.assertEqual(push["serviceInfo"]["name"], "orders")
         self.ack(push)
-        self.assertEqual(self.connection._unacked, {})
+        self.clock.advance(self.connection.ackTimeout())
+        self.assertEqual(self.pushes(), [])  # acked: not sent again
 
     def test_unackedPushSentAgain(self):
         """
-        A push not acked within C{ACK_TIMEOUT} is sent again with the latest
+        A push not acked within C{idle_timeout_ms} is sent again with the latest
         view; after C{PUSH_ATTEMPTS}, the connection is closed.
         """
         self.register("10.0.0.1")
         self.pushes()
         for attempt in range(2, nacos.PUSH_ATTEMPTS + 1):
-            self.clock.advance(nacos.ACK_TIMEOUT)
+            self.advance(self.connection.ackTimeout())
             ((_, push),) = self.pushes()
             self.assertEqual([h["ip"] for h in push["serviceInfo"]["hosts"]], ["10.0.0.1"])
         self.assertFalse(self.connection.closed)
-        self.clock.advance(nacos.ACK_TIMEOUT)
+        self.advance(self.connection.ackTimeout())
         self.assertTrue(self.connection.closed)
+
+    def advance(self, seconds):
+        """
+        Let C{seconds} pass, a tenth at a time, answering idle checks.
+        """
+        for _ in range(int(seconds * 10) + 1):
+            self.clock.advance(0.1)
+            self.sent[:] = [p for p in self.sent if not self._answered(p)]
+
+    def _answered(self, payload):
+        if payload.type != "ClientDetectionRequest":
+            return False
+        self.answer("ClientDetectionResponse", json.loads(payload.body))
+        return True
+
+    def test_unsubscribedNotSentAgain(self):
+        """
+        A push of a subscription that ended meanwhile is not sent again, and
+        no longer counts as in flight.
+        """
+        self.register("10.0.0.1")
+        self.pushes()
+        self.ok("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=False)
+        self.advance(self.connection.ackTimeout())
+        self.assertEqual(self.pushes(), [])
+        self.assertFalse(self.connection.closed)
 
     def test_backpressure(self):
         """
@@ -306,3 +346,77 @@ class PushTests(ConnectionTestCase):
         self.ok("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=False)
         self.register("10.0.0.1")
         self.assertEqual(self.pushes(), [])
+
+
+class ServerRequestTests(ConnectionTestCase):
+    """
+    The node's own requests on a connection's stream: idle checks and
+    resets.
+    """
+
+    def requests(self):
+        out = [(p.type, json.loads(p.body)) for p in self.sent]
+        self.sent.clear()
+        return out
+
+    def answer(self, responseType, request):
+        self.connection.streamReceived(Payload(
+            responseType, {}, "",
+            json.dumps({"resultCode": 200, "success": False, "requestId": request["requestId"]}).encode(),
+        ))
+
+    def test_activeNotChecked(self):
+        """
+        A connection that sends something (its health checks) at least every
+        C{idle_timeout_ms} is never asked.
+        """
+        for _ in range(10):
+            self.clock.advance(self.node.config.idle_timeout_ms / 2000.0)
+            self.ok("HealthCheckRequest")
+        self.assertEqual(self.requests(), [])
+
+    def test_idleChecked(self):
+        """
+        A silent connection is asked C{ClientDetectionRequest}; answered, it
+        stays; not answered within C{idle_timeout_ms}, it is closed.
+        """
+        idle = self.node.config.idle_timeout_ms / 1000.0
+        self.clock.advance(idle)
+        ((kind, request),) = self.requests()
+        self.assertEqual((kind, request["module"]), ("ClientDetectionRequest", "internal"))
+        self.assertTrue(request["requestId"].isdigit())
+        self.answer("ClientDetectionResponse", request)  # judged by resultCode, not success
+        self.clock.advance(self.connection.ackTimeout())
+        self.assertFalse(self.connection.closed)
+        self.requests()
+        self.clock.advance(idle + self.connection.ackTimeout())
+        self.assertTrue(self.connection.closed)
+
+    def test_reset(self):
+        """
+        C{reset} asks the SDK to move (where to, if given: the port the SDK
+        is given, as a string) and closes the connection once it acks, or
+        after C{idle_timeout_ms} for an SDK that ignores it.
+        """
+        self.connection.reset("10.0.0.2", 8848)
+        ((kind, request),) = self.requests()
+        self.assertEqual(kind, "ConnectResetRequest")
+        self.assertEqual((request["serverIp"], request["serverPort"], request["connectionId"]),
+                         ("10.0.0.2", "8848", "c-1"))
+        self.assertFalse(self.connection.closed)
+        self.answer("ConnectResetResponse", request)
+        self.assertTrue(self.connection.closed)
+        other, sent = self.connect()
+        other.reset()
+        self.assertEqual(json.loads(sent[-1].body)["serverIp"], "")
+        self.clock.advance(self.connection.ackTimeout())
+        self.assertTrue(other.closed)
+
+    def test_endedCancelsTimers(self):
+        """
+        A connection that ended leaves no timer behind.
+        """
+        self.connection.reset()
+        self.connection.ended()
+        self.connection.ended()  # twice is harmless
+        self.assertEqual(self.clock.getDelayedCalls(), [])

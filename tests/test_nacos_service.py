@@ -266,3 +266,28 @@ class NacosPortTests(ProcessTestCase):
         self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertIn("ConnectionSetupRequest", details)
         self.assertEqual(results["after"][0], "ServerCheckResponse")
+
+    @defer.inlineCallbacks
+    def test_silentConnectionClosed(self):
+        """
+        A set-up connection that answers nothing is asked
+        C{ClientDetectionRequest}, then closed with C{UNAVAILABLE}: the
+        status every SDK takes as "reconnect" (the fallback of a reset).
+        """
+        _, _, nacosAddress = yield self.startNacosNode("--idle-timeout-ms", "1000", "--heartbeat-ms", "300")
+        client = self.client(nacosAddress)
+
+        def scenario():
+            client.openStream()
+            first = client.streamRead()
+            try:
+                while True:
+                    client.streamRead()
+            except grpc.RpcError as e:
+                return first, e.code(), e.details()
+
+        (kind, request), code, details = yield threads.deferToThread(scenario)
+        self.assertEqual(kind, "ClientDetectionRequest")
+        self.assertTrue(request["requestId"].isdigit())
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("closed the connection", details)

@@ -35,10 +35,9 @@ from distro.nacos.naming import (
 from distro.nacos.payload import Payload
 from distro.wire import LimitExceeded, ProtocolError
 
-# Server requests on the stream wait for their ack this long; a push not
-# acked in time is sent again (its latest view) at most this many times,
+# A server request on the stream waits idle_timeout_ms for its ack; a push
+# not acked in time is sent again (its latest view) at most this many times,
 # then the connection is closed (its SDK reconnects and subscribes again).
-ACK_TIMEOUT = 10.0
 PUSH_ATTEMPTS = 3
 # Pushes in flight (sent, not acked) per connection: past it, the pusher
 # holds this connection's pushes (the newest view waits).
@@ -74,7 +73,13 @@ class NacosConnection:
         self.close = None
         self.channel = None
         self._ids = itertools.count(1)
-        self._unacked = {}  # requestId -> (subscription key, timer, attempt)
+        # requestId -> (timer, acked, timedOut) of each server request sent
+        # and not acked yet.
+        self._asked = {}
+        self._pushesInFlight = 0
+        self._lastActive = 0.0
+        self._idleCheck = None
+        self._detecting = False
         self._lastRefTime = 0
         self._subscriptions = {}  # ServiceKey -> clusters string asked for
 
@@ -84,6 +89,7 @@ class NacosConnection:
         """
         Answer one unary request: the response L{Payload}.
         """
+        self._lastActive = self.node.clock.seconds()
         try:
             if not self.node.ready:
                 raise NacosError(INVALID_SERVER_STATUS, "the node is still loading cluster data")
@@ -213,6 +219,7 @@ class NacosConnection:
         """
         One payload arrived on the stream: the set up, or an ack.
         """
+        self._lastActive = self.node.clock.seconds()
         if payload.type == "ConnectionSetupRequest":
             self._setUp(payload)
             return
@@ -238,6 +245,7 @@ class NacosConnection:
         # A session of the node: a native client, replicated like any.
         self.client, _, _ = self.node.sessionStarted(self)
         self.channel = self.node.pusher.channel(self._push)
+        self._scheduleIdleCheck()
         self.log.info(
             "Nacos connection {id} from {ip} set up ({version}, module {module})",
             id=self.connectionId, ip=self.peerIp, version=self.clientVersion or "?",
@@ -247,12 +255,16 @@ class NacosConnection:
     def ended(self):
         """
         The connection is gone (the SDK closed it, or it broke): its client
-        goes after the disconnect grace, like any unorderly end.
+        goes after the disconnect grace, like any unorderly end. Safe to call
+        twice.
         """
-        for _, timer, _ in self._unacked.values():
+        for timer, _, _ in self._asked.values():
             if timer.active():
                 timer.cancel()
-        self._unacked.clear()
+        self._asked.clear()
+        if self._idleCheck is not None and self._idleCheck.active():
+            self._idleCheck.cancel()
+        self._idleCheck = None
         if self.channel is not None:
             self.channel.close()
         if self.client is not None:
@@ -262,54 +274,120 @@ class NacosConnection:
     def closeConnection(self):
         """
         The node asks the connection to end (its client moved elsewhere, or
-        the node stops).
+        the node stops). The SDK sees its stream end with an error status,
+        and reconnects (to another server of its list, or this one).
         """
         if self.close is not None:
             self.close()
 
-    # Pushes
+    def reset(self, serverIp="", serverPort=""):
+        """
+        Ask the SDK to move: C{ConnectResetRequest}, to C{serverIp} and
+        C{serverPort} (the port the SDK is given, its HTTP port) if given,
+        else to another server of its list. Not every SDK heeds it, so the
+        connection is closed when the SDK acks or after C{idle_timeout_ms}.
+        """
+        self._ask(
+            "ConnectResetRequest",
+            {"module": "internal", "serverIp": serverIp, "serverPort": str(serverPort),
+             "connectionId": self.connectionId},
+            acked=self.closeConnection,
+            timedOut=self.closeConnection,
+        )
 
-    def _push(self, info, attempt=1):
-        key = (info.service, info.clusters)
-        clustersText = self._subscriptions.get(key, "")
+    # Server requests on the stream, acked by the SDK
+
+    def ackTimeout(self):
+        """
+        How long a server request waits for its ack, in seconds:
+        C{idle_timeout_ms}.
+        """
+        return self.node.config.idle_timeout_ms / 1000.0
+
+    def _ask(self, requestType, fields, acked, timedOut):
         requestId = str(next(self._ids))
-        body = naming.encodeBody({
-            "requestId": requestId,
-            "module": "naming",
-            "serviceInfo": naming.serviceInfo(info, clustersText, self._refTime()),
-        })
-        timer = self.node.clock.callLater(ACK_TIMEOUT, self._ackTimedOut, requestId)
-        self._unacked[requestId] = (key, timer, attempt)
-        if len(self._unacked) >= MAX_UNACKED_PUSHES and self.channel is not None:
-            self.channel.pause()
+        timer = self.node.clock.callLater(self.ackTimeout(), self._timedOut, requestId)
+        self._asked[requestId] = (timer, acked, timedOut)
         if self.send is not None:
-            self.send(Payload("NotifySubscriberRequest", {}, "", body))
+            body = naming.encodeBody(dict(fields, requestId=requestId))
+            self.send(Payload(requestType, {}, "", body))
 
     def _acked(self, payload):
         try:
             body = naming.parseBody(payload.body)
         except NacosError:
             return
-        entry = self._unacked.pop(body.get("requestId"), None)
+        requestId = body.get("requestId")
+        entry = self._asked.pop(requestId, None) if type(requestId) is str else None
         if entry is None:
             return
-        _, timer, _ = entry
+        timer, acked, _ = entry
         if timer.active():
             timer.cancel()
-        if self.channel is not None and self.channel.paused and len(self._unacked) < MAX_UNACKED_PUSHES:
+        acked()
+
+    def _timedOut(self, requestId):
+        entry = self._asked.pop(requestId, None)
+        if entry is not None:
+            entry[2]()
+
+    # Idle connections
+
+    def _scheduleIdleCheck(self):
+        self._idleCheck = self.node.clock.callLater(
+            self.node.config.idle_timeout_ms / 2000.0, self._checkIdle
+        )
+
+    def _checkIdle(self):
+        """
+        A connection silent for C{idle_timeout_ms} (an SDK sends a health
+        check every few seconds when it has nothing else to say) is asked
+        C{ClientDetectionRequest}; if it does not ack, it is closed.
+        """
+        self._idleCheck = None
+        silent = self.node.clock.seconds() - self._lastActive
+        if silent >= self.node.config.idle_timeout_ms / 1000.0 and not self._detecting:
+            self._detecting = True
+            self._ask("ClientDetectionRequest", {"module": "internal"},
+                      acked=self._detected, timedOut=self._undetected)
+        if self.close is not None:
+            self._scheduleIdleCheck()
+
+    def _detected(self):
+        self._detecting = False
+
+    def _undetected(self):
+        self.log.info("Nacos connection {id} answers nothing; closing", id=self.connectionId)
+        self.closeConnection()
+
+    # Pushes
+
+    def _push(self, info, attempt=1):
+        key = (info.service, info.clusters)
+        self._pushesInFlight += 1
+        if self._pushesInFlight >= MAX_UNACKED_PUSHES and self.channel is not None:
+            self.channel.pause()
+        self._ask(
+            "NotifySubscriberRequest",
+            {"module": "naming",
+             "serviceInfo": naming.serviceInfo(info, self._subscriptions.get(key, ""), self._refTime())},
+            acked=self._pushAcked,
+            timedOut=lambda: self._pushTimedOut(key, attempt),
+        )
+
+    def _pushAcked(self):
+        self._pushesInFlight -= 1
+        if self.channel is not None and self.channel.paused and self._pushesInFlight < MAX_UNACKED_PUSHES:
             self.channel.resume()
 
-    def _ackTimedOut(self, requestId):
-        entry = self._unacked.pop(requestId, None)
-        if entry is None:
-            return
-        (service, clusters), _, attempt = entry
+    def _pushTimedOut(self, key, attempt):
+        self._pushAcked()  # no longer in flight
+        service, clusters = key
         if attempt >= PUSH_ATTEMPTS:
             self.log.warn(
                 "Nacos connection {id} acked no push of {service} in {attempts} attempts; closing",
                 id=self.connectionId, service=str(service), attempts=attempt,
             )
             self.closeConnection()
-            return
-        if (service, clusters) in self._subscriptions:
+        elif key in self._subscriptions:
             self._push(self.node.registry.serviceInfo(service, clusters), attempt + 1)
