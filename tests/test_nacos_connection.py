@@ -342,6 +342,56 @@ class PushTests(ConnectionTestCase):
         last = f"10.0.1.{nacos.MAX_UNACKED_PUSHES + 2}"  # each register replaced the last
         self.assertEqual([h["ip"] for h in newest["serviceInfo"]["hosts"]], [last])
 
+    def test_badAcks(self):
+        """
+        An ack whose C{requestId} is not a string, or names nothing, is
+        ignored (found in review: one crashed the stream's reader).
+        """
+        self.register("10.0.0.1")
+        ((_, push),) = self.pushes()
+        for requestId in ([], {}, 7, None, "999"):
+            self.connection.streamReceived(Payload(
+                "NotifySubscriberResponse", {}, "", json.dumps({"requestId": requestId}).encode()))
+        self.ack(push)
+        self.advance(self.connection.ackTimeout())
+        self.assertEqual(self.pushes(), [])
+
+    def test_failedAckSentAgain(self):
+        """
+        An ack with a C{resultCode} other than 200 (the SDK failed to apply
+        the push) counts as no ack: the latest view is sent again (found in
+        review).
+        """
+        self.register("10.0.0.1")
+        ((_, push),) = self.pushes()
+        self.connection.streamReceived(Payload("ErrorResponse", {}, "", json.dumps(
+            {"resultCode": 500, "errorCode": 500, "success": False,
+             "requestId": push["requestId"]}).encode()))
+        ((_, again),) = self.pushes()
+        self.assertNotEqual(again["requestId"], push["requestId"])
+        self.assertEqual([h["ip"] for h in again["serviceInfo"]["hosts"]], ["10.0.0.1"])
+
+    def test_resumedAfterUnsubscribedPushesTimeOut(self):
+        """
+        Pushes in flight whose subscriptions ended meanwhile and that time
+        out no longer hold the connection's pushes (found in review: they
+        stayed paused forever).
+        """
+        names = [f"svc{n}" for n in range(nacos.MAX_UNACKED_PUSHES)]
+        for name in names:
+            self.ok("SubscribeServiceRequest", serviceName=name, subscribe=True)
+            self.ask("InstanceRequest", self.publisher, serviceName=name, type="registerInstance",
+                     instance=instance())
+        self.clock.advance(0)
+        self.assertEqual(len(self.pushes()), nacos.MAX_UNACKED_PUSHES)
+        self.assertTrue(self.connection.channel.paused)
+        for name in names:
+            self.ok("SubscribeServiceRequest", serviceName=name, subscribe=False)
+        self.advance(self.connection.ackTimeout())
+        self.assertFalse(self.connection.channel.paused)
+        self.register("10.0.0.9")
+        self.assertEqual([kind for kind, _ in self.pushes()], ["NotifySubscriberRequest"])
+
     def test_unsubscribe(self):
         self.ok("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=False)
         self.register("10.0.0.1")

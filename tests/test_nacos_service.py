@@ -5,12 +5,15 @@ C{twistd distro-node} process on 127.0.0.1, driven with grpcio's own client
 protocol too.
 """
 
+import asyncio
 import json
 import queue
 import re
 
 import grpc
+from grpc import aio
 from twisted.internet import defer, threads
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,6 +26,7 @@ from distro.nacos.service import NacosService
 from distro.nacos.listen import NacosListenError, parseListen
 from distro.nacos.payload import Payload, decode, encode
 
+from ._node import NodeHarness
 from .test_process import START_TIMEOUT, ProcessTestCase, waitFor
 
 WAIT = 10.0  # seconds any one gRPC call or stream read may take
@@ -66,6 +70,97 @@ class ListenTests(SynchronousTestCase):
         options.parseOptions(["--nacos-listen", "tcp:0:interface=127.0.0.1"])
         error = self.assertRaises(usage.UsageError, tap.makeService, options, MemoryReactorClock())
         self.assertIn("nacos_listen", str(error))
+
+
+class InProcessTests(SynchronousTestCase):
+    """
+    The service's gRPC side in this process: a grpc.aio server and client on
+    one asyncio loop of their own, the node on a clock (found in review).
+    """
+
+    def serve(self, test, **config):
+        async def main():
+            harness = NodeHarness(**config)
+            service = NacosService(harness.node, "127.0.0.1:0")
+            await Deferred.asFuture(service.startService(), asyncio.get_running_loop())
+            channels = []
+
+            def channel():
+                channels.append(aio.insecure_channel(
+                    service.address, options=[("grpc.use_local_subchannel_pool", 1)]))
+                return channels[-1]
+
+            try:
+                return await test(harness, service, channel)
+            finally:
+                for c in channels:
+                    await c.close()
+                await Deferred.asFuture(service.stopService(), asyncio.get_running_loop())
+
+        return asyncio.run(asyncio.wait_for(main(), 30))
+
+    async def setUpStream(self, channel):
+        call = channel.stream_stream("/BiRequestStream/requestBiStream",
+                                     request_serializer=_identity, response_deserializer=_identity)()
+        await call.write(encode(Payload("ConnectionSetupRequest", {}, "",
+                                        b'{"labels": {"module": "naming"}}')))
+        await asyncio.sleep(0.1)
+        return call
+
+    async def until(self, predicate):
+        for _ in range(100):
+            if predicate():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    def test_closeWhileWriteBlocked(self):
+        """
+        The node ends a connection whose SDK reads nothing (its writes
+        block on a full window): the call and the node's session end.
+        """
+        async def test(harness, service, channel):
+            c = channel()
+            await self.setUpStream(c)  # never read
+            (connection,) = service.connections.values()
+            for n in range(40):  # ~40 MB of pushes it never reads
+                connection.send(Payload("NotifySubscriberRequest", {}, "", b"x" * 1_000_000))
+            await asyncio.sleep(0.2)
+            clientId = connection.client.clientId
+            connection.closeConnection()
+            return await self.until(lambda: not service.connections and clientId not in harness.node.sessions)
+
+        self.assertTrue(self.serve(test))
+
+    def test_cancelledStreamLeavesNoTask(self):
+        async def test(harness, service, channel):
+            call = await self.setUpStream(channel())
+            call.cancel()
+            await self.until(lambda: not service.connections)
+            await asyncio.sleep(0.2)
+            return [t.get_coro().__qualname__ for t in asyncio.all_tasks()
+                    if t.get_coro().__qualname__ in ("Queue.get", "Event.wait")]
+
+        self.assertEqual(self.serve(test), [])
+
+    def test_maxConnectionsPerIp(self):
+        """
+        C{max_connections_per_ip} holds on the Nacos port as on distro's
+        own: a stream past it is refused with C{RESOURCE_EXHAUSTED}.
+        """
+        async def test(harness, service, channel):
+            first = await self.setUpStream(channel())
+            second = await self.setUpStream(channel())
+            try:
+                await second.read()
+            except aio.AioRpcError as e:
+                refused = (e.code(), e.details())
+            return len(service.connections), first.done(), refused
+
+        count, firstDone, (code, details) = self.serve(test, max_connections_per_ip=1)
+        self.assertEqual((count, firstDone), (1, False))
+        self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("max_connections_per_ip", details)
 
 
 class NacosClient:

@@ -321,10 +321,13 @@ class NacosConnection:
         entry = self._asked.pop(requestId, None) if type(requestId) is str else None
         if entry is None:
             return
-        timer, acked, _ = entry
+        timer, acked, timedOut = entry
         if timer.active():
             timer.cancel()
-        acked()
+        # Judged by resultCode (some SDKs ack with success false): an SDK
+        # that failed to apply it answers an error, handled like no answer.
+        resultCode = body.get("resultCode", naming.SUCCESS)
+        (acked if resultCode == naming.SUCCESS else timedOut)()
 
     def _timedOut(self, requestId):
         entry = self._asked.pop(requestId, None)

@@ -75,6 +75,9 @@ class NacosService(Service):
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 10000),
             ("grpc.http2.max_ping_strikes", 0),
             ("grpc.keepalive_permit_without_calls", 1),
+            # A peer that vanished without closing: found by pings.
+            ("grpc.keepalive_time_ms", 30000),
+            ("grpc.keepalive_timeout_ms", 10000),
         ])
         self._server.add_generic_rpc_handlers([
             grpc.method_handlers_generic_handler("Request", {
@@ -129,38 +132,49 @@ class NacosService(Service):
 
     async def _stream(self, requests, context):
         peer = context.peer()
-        connection = NacosConnection(self.node, self._connectionId(peer), _peerIp(peer))
+        ip = _peerIp(peer)
         previous = self.connections.get(peer)
         if previous is not None:
             previous.closeConnection()
+        limit = self.node.config.max_connections_per_ip
+        if limit and sum(1 for p, c in self.connections.items() if c.peerIp == ip and p != peer) >= limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"max_connections_per_ip: {limit} connections from this IP",
+            )
+        connection = NacosConnection(self.node, self._connectionId(peer), ip)
         self.connections[peer] = connection
         outgoing = asyncio.Queue()
         ended = asyncio.Event()
-        connection.send = outgoing.put_nowait
         why = []  # what ended the stream first: "client", "node" or "setup"
+        connection.send = outgoing.put_nowait
         connection.close = lambda: (why.append("node"), ended.set())
-        reader = asyncio.ensure_future(self._read(requests, connection, ended, why))
-        timeout = self.node.config.handshake_timeout_ms / 1000.0
+
+        async def write():
+            # Apart from the loop that waits for the end: a write the client
+            # does not read blocks, and must not keep the node from ending it.
+            while True:
+                await context.write(encode(await outgoing.get()))
 
         def setupDue():
             if connection.client is None:
                 why.append("setup")
                 ended.set()
 
-        deadline = asyncio.get_running_loop().call_later(timeout, setupDue)
+        reader = asyncio.ensure_future(self._read(requests, connection, ended, why))
+        writer = asyncio.ensure_future(write())
+        stop = asyncio.ensure_future(ended.wait())
+        deadline = asyncio.get_running_loop().call_later(
+            self.node.config.handshake_timeout_ms / 1000.0, setupDue
+        )
         try:
-            while not ended.is_set():
-                get = asyncio.ensure_future(outgoing.get())
-                stop = asyncio.ensure_future(ended.wait())
-                done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if get in done:
-                    await context.write(encode(get.result()))
-                else:
-                    get.cancel()
-                stop.cancel()
+            await asyncio.wait({writer, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if writer.done() and writer.exception() is not None:
+                why.append("client")  # the call is gone
         finally:
             deadline.cancel()
-            reader.cancel()
+            for task in (reader, writer, stop):
+                task.cancel()
             if self.connections.get(peer) is connection:
                 del self.connections[peer]
             connection.ended()
@@ -184,7 +198,11 @@ class NacosService(Service):
                     self.log.warn("Nacos connection {id}: bad payload ({error})",
                                   id=connection.connectionId, error=str(e))
                     continue
-                connection.streamReceived(payload)
+                try:
+                    connection.streamReceived(payload)
+                except Exception:
+                    self.log.failure("Nacos connection {id}: {type} failed",
+                                     id=connection.connectionId, type=payload.type[:100])
         except (asyncio.CancelledError, aio.AioRpcError):
             pass
         finally:
