@@ -3,10 +3,11 @@ Interop test support: the official Nacos SDKs, unmodified, driven through a
 small driver program per SDK (tests/interop/) that takes JSON commands on
 stdin and writes answers and events on stdout, one per line.
 
-Each SDK is installed outside the project's environment (its dependencies
-are its own): C{.ci/run} installs them, C{tests/interop/setup.sh} does the
-same on a developer's machine. Without it the interop tests are skipped,
-unless C{DISTRO_INTEROP_REQUIRED} is set (CI sets it): then they fail.
+Each SDK is installed under C{.interop/} of the checkout, outside the
+project's environment (its dependencies are its own), by
+C{tests/interop/setup.sh}; C{.ci/run} runs it. Without it the interop tests
+are skipped, unless C{DISTRO_INTEROP_REQUIRED} is set (CI sets it): then they
+fail.
 """
 
 import json
@@ -21,23 +22,31 @@ CHECKOUT = os.path.dirname(HERE)
 COMMAND_TIMEOUT = 30.0
 
 
-def sdkPython():
-    """
-    The Python that has nacos-sdk-python installed.
+SDKS = {
+    # name: (the driver's command under .interop/, the clientVersion its
+    # connections announce)
+    "python": (["python", "bin", "python"], "Nacos-Python-Client"),
+    "go": (["go", "driver"], "Nacos-Go-Client"),
+}
 
-    @raise SkipTest: if there is none (and interop is not required).
+
+def driverCommand(sdk):
     """
-    path = os.environ.get("DISTRO_INTEROP_PYTHON") or os.path.join(
-        CHECKOUT, ".interop", "python", "bin", "python"
-    )
-    if os.path.exists(path):
-        return path
-    message = (
-        f"nacos-sdk-python is not installed ({path} is missing): run tests/interop/setup.sh"
-    )
-    if os.environ.get("DISTRO_INTEROP_REQUIRED"):
-        raise AssertionError(message)
-    raise SkipTest(message)
+    The command that runs C{sdk}'s driver.
+
+    @raise SkipTest: if the SDK is not installed (and interop is not
+        required).
+    """
+    parts, _ = SDKS[sdk]
+    path = os.path.join(CHECKOUT, ".interop", *parts)
+    if not os.path.exists(path):
+        message = f"the Nacos {sdk} SDK is not installed ({path} is missing): run tests/interop/setup.sh"
+        if os.environ.get("DISTRO_INTEROP_REQUIRED"):
+            raise AssertionError(message)
+        raise SkipTest(message)
+    if sdk == "python":
+        return [path, os.path.join(HERE, "interop", "python_driver.py")]
+    return [path]
 
 
 class SdkDriver(ProcessProtocol):
@@ -127,17 +136,14 @@ class SdkDriver(ProcessProtocol):
         return self.ended
 
 
-def startPythonDriver(testCase, name, servers, directory):
+def startDriver(testCase, sdk, name, servers, directory):
     """
-    Start the Python SDK's driver, stopped in cleanup; fire with it once its
-    SDK has started against C{servers} (C{host:port} of the HTTP ports).
+    Start C{sdk}'s driver, stopped in cleanup; fire with it once its SDK has
+    started against C{servers} (C{host:port} of the HTTP ports).
     """
-    python = sdkPython()
+    argv = driverCommand(sdk)
     driver = SdkDriver(name)
-    reactor.spawnProcess(
-        driver, python, [python, os.path.join(HERE, "interop", "python_driver.py")],
-        env=dict(os.environ), path=directory,
-    )
+    reactor.spawnProcess(driver, argv[0], argv, env=dict(os.environ), path=directory)
     testCase.addCleanup(driver.stop)
     d = driver.command("start", servers=",".join(servers), dir=directory)
     return d.addCallback(lambda _: driver)

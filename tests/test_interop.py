@@ -1,6 +1,7 @@
 """
-The official Nacos Python SDK (nacos-sdk-python 3.x, unmodified) against a
-real three-node distro cluster, beside distro's own protocol: register at
+The official Nacos SDKs, unmodified (nacos-sdk-python 3.2.0, nacos-sdk-go
+v2.3.5), against a real three-node distro cluster, beside distro's own
+protocol: register at
 one node, subscribe at another, see it from a distro client at the third and
 the other way round; kill the publisher's node and show the subscriber
 never sees its instance vanish; deregister and close, gone everywhere.
@@ -11,7 +12,7 @@ import os
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 
-from ._interop import sdkPython, startPythonDriver
+from ._interop import SDKS, driverCommand, startDriver
 from ._ports import freePorts
 from .test_cluster_process import (
     CONVERGE_TIMEOUT,
@@ -26,16 +27,22 @@ from .test_process import waitFor
 # The SDK adds 1000 to the port it is given (where Nacos serves HTTP).
 GRPC_OFFSET = 1000
 PUSH_TIMEOUT = 20.0
-# The Python SDK registers again after it reconnects (its redo task), within
-# the default orphan grace, which the test keeps.
+# An SDK registers again after it reconnects (its redo task), within the
+# default orphan grace, which the test keeps.
 ORPHAN_GRACE_MS = 30000
 
 
-class PythonSdkTests(ClusterTestCase):
+class SdkScenario:
+    """
+    The scenario, for the SDK of L{sdk}.
+    """
+
+    sdk = None
     timeout = 180
 
     def setUp(self):
-        sdkPython()  # skipped (or failed, in CI) before any node starts
+        driverCommand(self.sdk)  # skipped (or failed, in CI) before any node starts
+        self.clientVersion = SDKS[self.sdk][1].encode()
 
     def nodeArgs(self, member, portFile):
         if not hasattr(member, "nacosPort"):
@@ -50,7 +57,7 @@ class PythonSdkTests(ClusterTestCase):
     def driver(self, name, members):
         directory = self.tempPath()
         os.makedirs(directory)
-        return startPythonDriver(self, name, [self.sdkServer(m) for m in members], directory)
+        return startDriver(self, self.sdk, name, [self.sdkServer(m) for m in members], directory)
 
     @defer.inlineCallbacks
     def test_scenario(self):
@@ -67,7 +74,7 @@ class PythonSdkTests(ClusterTestCase):
         n3 = members[2]
         subscriber = yield self.driver("subscriber", [n3])
         publisher = yield self.driver("publisher", members[:2])
-        home, = [m for m in members[:2] if b"set up (Nacos-Python-Client" in m.process.output]
+        home, = [m for m in members[:2] if b"set up (" + self.clientVersion in m.process.output]
         away, = [m for m in members[:2] if m is not home]
         yield subscriber.command("subscribe", service="orders")
         yield publisher.command("register", service="orders", ip="10.0.0.1", port=80)
@@ -94,7 +101,7 @@ class PythonSdkTests(ClusterTestCase):
         killed = reactor.seconds()
         yield self.kill(home)
         yield waitFor(
-            lambda: away.process.output.count(b"set up (Nacos-Python-Client") >= 1,
+            lambda: away.process.output.count(b"set up (" + self.clientVersion) >= 1,
             CONVERGE_TIMEOUT, "the publisher to reconnect to the other node",
         )
         # Past orphan_grace_ms after the death: the killed node's clients
@@ -111,3 +118,11 @@ class PythonSdkTests(ClusterTestCase):
         yield publisher.command("shutdown")
         yield self.waitHosts([away, n3], ORDERS, [instanceId("10.0.0.2", 80)], "gone everywhere")
         yield subscriber.event(hosts(("10.0.0.2", 80)), PUSH_TIMEOUT)
+
+
+class PythonSdkTests(SdkScenario, ClusterTestCase):
+    sdk = "python"
+
+
+class GoSdkTests(SdkScenario, ClusterTestCase):
+    sdk = "go"
