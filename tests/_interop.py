@@ -12,6 +12,7 @@ fail.
 
 import json
 import os
+import shutil
 
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import ProcessProtocol
@@ -27,12 +28,14 @@ SDKS = {
     # connections announce)
     "python": (["python", "bin", "python"], "Nacos-Python-Client"),
     "go": (["go", "driver"], "Nacos-Go-Client"),
+    "java": (["java", "driver.jar"], "Nacos-Java-Client"),
 }
 
 
-def driverCommand(sdk):
+def driverCommand(sdk, directory="."):
     """
-    The command that runs C{sdk}'s driver.
+    The command that runs C{sdk}'s driver (writing what it keeps, logs and
+    caches, in C{directory}).
 
     @raise SkipTest: if the SDK is not installed (and interop is not
         required).
@@ -46,6 +49,9 @@ def driverCommand(sdk):
         raise SkipTest(message)
     if sdk == "python":
         return [path, os.path.join(HERE, "interop", "python_driver.py")]
+    if sdk == "java":
+        # The Java client keeps its logs and caches under the home directory.
+        return ["java", f"-Duser.home={directory}", "-jar", path]
     return [path]
 
 
@@ -141,9 +147,10 @@ def startDriver(testCase, sdk, name, servers, directory):
     Start C{sdk}'s driver, stopped in cleanup; fire with it once its SDK has
     started against C{servers} (C{host:port} of the HTTP ports).
     """
-    argv = driverCommand(sdk)
+    argv = driverCommand(sdk, directory)
     driver = SdkDriver(name)
-    reactor.spawnProcess(driver, argv[0], argv, env=dict(os.environ), path=directory)
+    executable = shutil.which(argv[0]) or argv[0]
+    reactor.spawnProcess(driver, executable, argv, env=dict(os.environ), path=directory)
     testCase.addCleanup(driver.stop)
     d = driver.command("start", servers=",".join(servers), dir=directory)
     return d.addCallback(lambda _: driver)

@@ -1,6 +1,6 @@
 """
 The official Nacos SDKs, unmodified (nacos-sdk-python 3.2.0, nacos-sdk-go
-v2.3.5), against a real three-node distro cluster, beside distro's own
+v2.3.5, the Java nacos-client 2.5.1), against a real three-node distro cluster, beside distro's own
 protocol: register at
 one node, subscribe at another, see it from a distro client at the third and
 the other way round; kill the publisher's node and show the subscriber
@@ -126,3 +126,7 @@ class PythonSdkTests(SdkScenario, ClusterTestCase):
 
 class GoSdkTests(SdkScenario, ClusterTestCase):
     sdk = "go"
+
+
+class JavaSdkTests(SdkScenario, ClusterTestCase):
+    sdk = "java"
