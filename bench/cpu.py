@@ -133,11 +133,18 @@ def registrations(nodes, addresses, options):
                 raise SystemExit("the other nodes did not get every instance")
             time.sleep(0.01)
     used = [cpuSeconds(node.process.pid) - t for node, t in zip(nodes, startCpu)]
+    closeOrderly(connections)
+    return elapsed, used
+
+
+def closeOrderly(connections):
+    """
+    Say C{bye} on the load's connections and close them: their clients and
+    instances go at once, not in the middle of a later phase.
+    """
     for c in connections:
-        # Orderly: the clients and their instances go at once.
         c["sock"].sendall(wire.encode({"op": "bye", "id": 2**31}))
         c["sock"].close()
-    return elapsed, used
 
 
 def loadOptions(parser):

@@ -195,14 +195,25 @@ def distroLatencies(addresses, options):
     return sorted(latencies.values())
 
 
-def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def comparisonOptions(argv, description):
+    """
+    The options of a comparison: the registration load's, and the rate and
+    duration of the latency phase; bounded.
+    """
+    parser = argparse.ArgumentParser(description=description)
     loadOptions(parser)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     options = parser.parse_args(argv)
     if not 1 <= options.connections <= 200 or not 1 <= options.requests <= 10000:
         raise SystemExit("-c 1..200 and -m 1..10000")
+    if not 0 < options.rate <= 1000 or not 0 < options.seconds <= 60:
+        raise SystemExit("--rate 0..1000 and --seconds 0..60")
+    return options
+
+
+def main(argv):
+    options = comparisonOptions(argv, __doc__.split("\n\n")[0])
     total = options.connections * options.requests
     directory = tempfile.mkdtemp(prefix="distro-etcd-")
     shm = tempfile.mkdtemp(prefix="distro-etcd-", dir="/dev/shm") if os.path.isdir("/dev/shm") else directory
