@@ -79,6 +79,15 @@ class ServiceInfo:
             self._hosts = [h for _, hosts in self._parts for h in hosts]
         return self._hosts
 
+    def hostGroups(self):
+        """
+        The shown L{Instance}s in instance id order, as a few tuples (one per
+        chunk of the view): a tuple is the same object in every info of the
+        view until one of its hosts changes, so that other encodings of a
+        view can be kept per tuple, as the packed one is.
+        """
+        return [hosts for _, hosts in self._parts]
+
     @property
     def wire(self):
         if self._wire is None:

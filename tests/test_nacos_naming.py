@@ -154,7 +154,7 @@ class ResponseTests(SynchronousTestCase):
         name it grouped, with Nacos instance ids; it has no null anywhere.
         """
         info = self.info()
-        body = naming.serviceInfo(info, "", 1700000000123)
+        body = json.loads(naming.encodeBody(naming.serviceInfo(info, "", 1700000000123)))
         self.assertEqual(
             {k: v for k, v in body.items() if k != "hosts"},
             {"name": "orders", "groupName": "shop", "clusters": "", "cacheMillis": 10000,
@@ -169,7 +169,41 @@ class ResponseTests(SynchronousTestCase):
              "weight": 1.0, "healthy": True, "enabled": True, "ephemeral": True,
              "clusterName": "DEFAULT", "serviceName": "shop@@orders", "metadata": {"v": "1"}},
         ])
-        self.assertNotIn(b"null", naming.encodeBody(body))
+        self.assertNotIn(b"null", naming.encodeBody(naming.serviceInfo(info, "", 1)))
+
+    def test_hostsKeptPerChunk(self):
+        """
+        A view's hosts are encoded per chunk, and a chunk again only when
+        one of its hosts changed: the JSON always equals a fresh encoding,
+        odd metadata included.
+        """
+        from distro.registry import ServiceView
+
+        service = model.ServiceKey("public", "DEFAULT_GROUP", "big")
+        view = ServiceView(service)
+        odd = {"q": 'say "hi"\\', "nul": "a\x00b", "line": "\u2028", "uni": "é"}
+        for n in range(1200):
+            view.put("c1", model.parseInstance({"ip": f"10.0.{n // 256}.{n % 256}", "port": 80,
+                                                "metadata": odd if n == 7 else {}}))
+
+        def fresh(info):
+            grouped = naming.groupedName(service)
+            return [naming.host(i, grouped) for i in info.hosts]
+
+        view.changed(1)
+        first = view.info()
+        self.assertGreater(len(first.hostGroups()), 2)
+        self.assertEqual(json.loads(naming.hostsJson(first)), fresh(first))
+        view.put("c1", model.parseInstance({"ip": "10.0.0.9", "port": 80, "weight": 5}))
+        view.changed(2)
+        second = view.info()
+        same = [a is b for a, b in zip(first.hostGroups(), second.hostGroups())]
+        self.assertEqual(same.count(False), 1)  # one chunk changed
+        self.assertEqual(json.loads(naming.hostsJson(second)), fresh(second))
+
+    def test_rawJsonInBodies(self):
+        body = {"a": 1, "b": {"c": naming.RawJSON('[{"x":"]"}]'), "d": "e"}}
+        self.assertEqual(json.loads(naming.encodeBody(body)), {"a": 1, "b": {"c": [{"x": "]"}], "d": "e"}})
 
     def test_envelopes(self):
         self.assertEqual(naming.response(), {"resultCode": 200, "errorCode": 0, "success": True})

@@ -13,6 +13,7 @@ beside its C{groupName}. Every response carries C{resultCode}, C{errorCode}
 and C{success}, and never a JSON C{null} (a strict client refuses one).
 """
 
+import functools
 import json
 
 from distro import model
@@ -192,26 +193,63 @@ def host(instance, grouped):
 
 def serviceInfo(info, clusters, lastRefTime):
     """
-    The Nacos C{ServiceInfo} of a L{distro.registry.ServiceInfo}.
+    The Nacos C{ServiceInfo} of a L{distro.registry.ServiceInfo}, with its
+    C{hosts} as L{RawJSON} (see L{hostsJson}).
 
     @param clusters: the cluster string the client asked for (C{""}: all).
     @param lastRefTime: milliseconds; a client drops a push whose
         C{lastRefTime} is not above the last it took.
     """
     service = info.service
-    grouped = groupedName(service)
     return {
         "name": service.name,
         "groupName": service.group,
         "clusters": clusters,
         "cacheMillis": CACHE_MILLIS,
-        "hosts": [host(i, grouped) for i in info.hosts],
+        "hosts": RawJSON(hostsJson(info)),
         "lastRefTime": lastRefTime,
         "checksum": info.checksum,
         "allIPs": False,
         "reachProtectionThreshold": False,
         "valid": True,
     }
+
+
+class RawJSON(str):
+    """
+    Text that is JSON already: L{encodeBody} writes it as it is.
+    """
+
+
+# The JSON of each group of hosts (a chunk of a view, the same tuple while
+# none of its hosts changes; see ServiceInfo.hostGroups), so that a change
+# re-encodes its chunk, not the view: id(tuple) -> (tuple, grouped name,
+# JSON). Bounded by the JSON it holds; past it, it starts over.
+_GROUPS = {}
+_GROUPS_BYTES_LIMIT = 64 * 1024 * 1024
+_groupsBytes = 0
+
+
+def hostsJson(info):
+    """
+    The JSON array of C{info}'s hosts, Nacos instance objects.
+    """
+    global _groupsBytes
+    grouped = groupedName(info.service)
+    parts = []
+    for hosts in info.hostGroups():
+        if not hosts:
+            continue
+        entry = _GROUPS.get(id(hosts))
+        if entry is None or entry[0] is not hosts or entry[1] != grouped:
+            text = _dumps([host(i, grouped) for i in hosts])[1:-1]
+            if _groupsBytes + len(text) > _GROUPS_BYTES_LIMIT:
+                _GROUPS.clear()
+                _groupsBytes = 0
+            entry = _GROUPS[id(hosts)] = (hosts, grouped, text)
+            _groupsBytes += len(text)
+        parts.append(entry[2])
+    return "[" + ",".join(parts) + "]"
 
 
 def response(fields=None, *, requestId=None):
@@ -236,6 +274,17 @@ def errorResponse(code, message):
 def encodeBody(body):
     """
     A response or request body as the bytes of a payload (compact JSON,
-    UTF-8).
+    UTF-8); L{RawJSON} values in its maps go in as they are.
     """
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _encode(body).encode("utf-8")
+
+
+_dumps = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+
+
+def _encode(value):
+    if isinstance(value, RawJSON):
+        return value
+    if type(value) is dict:
+        return "{" + ",".join(f"{_dumps(k)}:{_encode(v)}" for k, v in value.items()) + "}"
+    return _dumps(value)
