@@ -90,8 +90,9 @@ class SdkScenario:
         distroClient = yield self.client([away])
         yield distroClient.register(ORDERS, "10.0.0.2", 80)
         yield subscriber.event(hosts(("10.0.0.1", 80), ("10.0.0.2", 80)), PUSH_TIMEOUT)
-        listed = yield publisher.command("list", service="orders")
-        self.assertEqual(listed["hosts"], [["10.0.0.1", 80], ["10.0.0.2", 80]])
+        for sdkClient in (publisher, subscriber):  # a query on each node
+            listed = yield sdkClient.command("list", service="orders")
+            self.assertEqual(listed["hosts"], [["10.0.0.1", 80], ["10.0.0.2", 80]])
 
         # A distro subscriber on the third node sees every push, empty ones
         # included (the Nacos SDK skips those).
