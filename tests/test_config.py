@@ -554,3 +554,25 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         A file that is not UTF-8 is invalid TOML, not a crash.
         """
         self.assertConfigError("config", self.writeConfig(b'node_id = "\xff"\n'))
+
+
+class ClusterSampleTests(SynchronousTestCase):
+    """
+    C{etc/node1.toml} .. C{etc/node3.toml}: three nodes on one machine.
+    """
+
+    def test_distinctPorts(self):
+        """
+        No two ports of the three nodes are the same, defaults included (a
+        port left to its default is the same port for all three).
+        """
+        ports = []
+        for n in (1, 2, 3):
+            path = SAMPLE.sibling(f"node{n}.toml").path
+            built = config.build(path, {"cluster": ""})
+            for key in ("listen", "peer_listen", "nacos_listen"):
+                value = getattr(built, key)
+                if value:
+                    ports.append((value.split(":")[1], f"node{n}.toml {key}"))
+        numbers = [port for port, _ in ports]
+        self.assertEqual(len(numbers), len(set(numbers)), ports)
