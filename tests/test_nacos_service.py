@@ -386,3 +386,18 @@ class NacosPortTests(ProcessTestCase):
         self.assertTrue(request["requestId"].isdigit())
         self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
         self.assertIn("closed the connection", details)
+
+    @defer.inlineCallbacks
+    def test_portInUse(self):
+        """
+        A second node given a Nacos port already bound does not start,
+        naming the key (gRPC would otherwise share the port between the two
+        processes).
+        """
+        _, _, nacosAddress = yield self.startNacosNode()
+        port = nacosAddress.rsplit(":", 1)[1]
+        second = self.spawn("--listen", "tcp:0:interface=127.0.0.1",
+                            "--nacos-listen", f"tcp:{port}:interface=127.0.0.1")
+        yield second.whenEnded(START_TIMEOUT)
+        self.assertNotEqual(second.exitCode, 0)
+        self.assertIn(b"nacos_listen: cannot bind", second.output)

@@ -68,6 +68,9 @@ class NacosService(Service):
         super().startService()
         config = self.node.config
         self._server = aio.server(options=[
+            # One process per port: a second node given the same port must
+            # fail to start, not share it (gRPC sets SO_REUSEPORT otherwise).
+            ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", config.max_frame),
             ("grpc.max_send_message_length", -1),
             # Nacos SDKs ping every 60 s, some with no call open: never
@@ -91,9 +94,12 @@ class NacosService(Service):
                 ),
             }),
         ])
-        port = self._server.add_insecure_port(self.bindAddress)
+        try:
+            port = self._server.add_insecure_port(self.bindAddress)
+        except RuntimeError:
+            port = 0
         if not port:
-            raise NacosListenError(f"nacos_listen: cannot bind {self.bindAddress}")
+            raise NacosListenError(f"nacos_listen: cannot bind {self.bindAddress} (in use?)")
         host = self.bindAddress.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         d = Deferred.fromFuture(asyncio.ensure_future(self._server.start()))
