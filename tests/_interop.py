@@ -79,7 +79,15 @@ class SdkDriver(ProcessProtocol):
         for line in lines:
             if not line.strip():
                 continue
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if type(message) is not dict:
+                # The SDK's own printing on the shared stdout: kept for
+                # diagnosis, never in the way of the driver's lines.
+                self.errors += b"stdout: " + line + b"\n"
+                continue
             if "event" in message:
                 self.events.append(message)
                 waiters, self._eventWaiters = self._eventWaiters, []

@@ -11,8 +11,10 @@ import os
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
 
-from ._interop import SDKS, driverCommand, startDriver
+from ._interop import SDKS, SdkDriver, driverCommand, startDriver
 from ._ports import freePorts
 from .test_cluster_process import (
     CONVERGE_TIMEOUT,
@@ -74,7 +76,10 @@ class SdkScenario:
         n3 = members[2]
         subscriber = yield self.driver("subscriber", [n3])
         publisher = yield self.driver("publisher", members[:2])
-        home, = [m for m in members[:2] if b"set up (" + self.clientVersion in m.process.output]
+        setUp = b"set up (" + self.clientVersion
+        yield waitFor(lambda: any(setUp in m.process.output for m in members[:2]),
+                      CONVERGE_TIMEOUT, "the publisher to set up")
+        home, = [m for m in members[:2] if setUp in m.process.output]
         away, = [m for m in members[:2] if m is not home]
         yield subscriber.command("subscribe", service="orders")
         yield publisher.command("register", service="orders", ip="10.0.0.1", port=80)
@@ -90,6 +95,8 @@ class SdkScenario:
         distroClient = yield self.client([away])
         yield distroClient.register(ORDERS, "10.0.0.2", 80)
         yield subscriber.event(hosts(("10.0.0.1", 80), ("10.0.0.2", 80)), PUSH_TIMEOUT)
+        both = {instanceId("10.0.0.1", 80), instanceId("10.0.0.2", 80)}
+        yield self.waitHosts([home, n3], ORDERS, sorted(both), "both on every node")
         for sdkClient in (publisher, subscriber):  # a query on each node
             listed = yield sdkClient.command("list", service="orders")
             self.assertEqual(listed["hosts"], [["10.0.0.1", 80], ["10.0.0.2", 80]])
@@ -98,7 +105,6 @@ class SdkScenario:
         # included (the Nacos SDK skips those).
         watcher = yield self.connectObserver(n3)
         yield watcher.request("subscribe", service=ORDERS.asWire())
-        both = {instanceId("10.0.0.1", 80), instanceId("10.0.0.2", 80)}
         killed = reactor.seconds()
         yield self.kill(home)
         yield waitFor(
@@ -131,3 +137,19 @@ class GoSdkTests(SdkScenario, ClusterTestCase):
 
 class JavaSdkTests(SdkScenario, ClusterTestCase):
     sdk = "java"
+
+
+class DriverOutputTests(SynchronousTestCase):
+    """
+    L{SdkDriver} reads its driver's lines; an SDK printing on the same
+    stdout never gets in the way (found in review).
+    """
+
+    def test_strayLine(self):
+        driver = SdkDriver("d")
+        driver.transport = StringTransport()
+        answers = []
+        driver.command("list").addBoth(answers.append)
+        driver.outReceived(b'Error serializing object to JSON: x\n["not", "a map"]\n{"id": 1, "ok": true}\n')
+        self.assertEqual(answers, [{"id": 1, "ok": True}])
+        self.assertIn(b"stdout: Error serializing", driver.errors)

@@ -5,6 +5,7 @@ Python SDKs send them (docs/nacos.md).
 """
 
 import json
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -218,3 +219,18 @@ class ResponseTests(SynchronousTestCase):
              "message": "no handler for FooRequest"},
         )
         self.assertEqual(naming.encodeBody({"a": "é"}), '{"a":"é"}'.encode())
+
+    def test_cacheCountsBytes(self):
+        """
+        The JSON kept per chunk is counted in bytes held, not characters
+        (a character may take four; found in review).
+        """
+        service = model.ServiceKey("public", "DEFAULT_GROUP", "emoji")
+        hosts = tuple(model.parseInstance({"ip": f"10.1.0.{n}", "port": 80,
+                                           "metadata": {"e": "\U0001f600"}}) for n in range(10))
+        info = ServiceInfo.ofHosts(service, None, hosts, 1)
+        before = naming._groupsBytes
+        naming.hostsJson(info)
+        text = naming._GROUPS[id(info.hostGroups()[0])][2]
+        self.assertEqual(naming._groupsBytes - before, sys.getsizeof(text))
+        self.assertGreater(sys.getsizeof(text), 3 * len(text))

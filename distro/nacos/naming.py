@@ -15,6 +15,7 @@ and C{success}, and never a JSON C{null} (a strict client refuses one).
 
 import functools
 import json
+import sys
 
 from distro import model
 from distro.wire import ProtocolError
@@ -243,11 +244,12 @@ def hostsJson(info):
         entry = _GROUPS.get(id(hosts))
         if entry is None or entry[0] is not hosts or entry[1] != grouped:
             text = _dumps([host(i, grouped) for i in hosts])[1:-1]
-            if _groupsBytes + len(text) > _GROUPS_BYTES_LIMIT:
+            size = sys.getsizeof(text)  # up to 4 bytes a character
+            if _groupsBytes + size > _GROUPS_BYTES_LIMIT:
                 _GROUPS.clear()
                 _groupsBytes = 0
             entry = _GROUPS[id(hosts)] = (hosts, grouped, text)
-            _groupsBytes += len(text)
+            _groupsBytes += size
         parts.append(entry[2])
     return "[" + ",".join(parts) + "]"
 
