@@ -163,7 +163,12 @@ def _text(value, field, maxBytes=MAX_NAME_BYTES):
         raise BadRequest(field, "must be a string")
     if not value:
         raise BadRequest(field, "must not be empty")
-    if len(value.encode("utf-8", "surrogatepass")) > maxBytes:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON can carry one): no UTF-8 could hold it.
+        raise BadRequest(field, "is not valid Unicode text (a lone surrogate)")
+    if size > maxBytes:
         raise BadRequest(field, f"longer than {maxBytes} bytes")
     if _CONTROL.search(value):
         raise BadRequest(field, "contains a control character")
@@ -463,7 +468,10 @@ def _checkedMetadata(metadata, field, maxMetadataBytes):
         for k, v in metadata.items():
             if type(k) is not str or type(v) is not str:
                 raise BadRequest(f"{field}.metadata", "keys and values must be strings")
-        size = len(msgpack.packb(metadata))
+        try:
+            size = len(msgpack.packb(metadata))
+        except UnicodeEncodeError:
+            raise BadRequest(f"{field}.metadata", "is not valid Unicode text (a lone surrogate)")
     if size > maxMetadataBytes:
         raise LimitExceeded(
             "max_metadata_bytes",

@@ -180,6 +180,26 @@ class InstanceTests(ConnectionTestCase):
             self.assertTrue(message.startswith(field + ":"), (type_, body, message))
         self.assertEqual(self.hosts(), [])
 
+    def test_loneSurrogates(self):
+        """
+        JSON can carry a lone surrogate, which no UTF-8 (nor msgpack, nor a
+        peer frame) can hold: refused, naming the field, never stored (found
+        in review: a service name was accepted, metadata failed as internal).
+        """
+        for body, field in (
+            ('{"serviceName":"a\\ud800","type":"registerInstance","instance":{"ip":"10.0.0.1","port":1}}',
+             "serviceName"),
+            ('{"serviceName":"a","groupName":"\\udc00","type":"registerInstance",'
+             '"instance":{"ip":"10.0.0.1","port":1}}', "groupName"),
+            ('{"serviceName":"a","type":"registerInstance","instance":{"ip":"10.0.0.1","port":1,'
+             '"metadata":{"k":"\\ud800"}}}', "instance.metadata"),
+        ):
+            response = self.connection.request(Payload("InstanceRequest", {}, "", body.encode()))
+            reply = json.loads(response.body)
+            self.assertEqual((response.type, reply["errorCode"]), ("ErrorResponse", 400), body)
+            self.assertTrue(reply["message"].startswith(field + ":"), reply["message"])
+        self.assertEqual(self.node.registry.services("public", None, 1, 10), (0, []))
+
     def test_limit(self):
         """
         A connection publishes at most C{max_instances_per_client}.
