@@ -149,6 +149,22 @@ class Node:
             else:
                 self.manager.clientDisconnected(client.clientId, orderly)
 
+    def subscribe(self, client, channel, service, clusters, info):
+        """
+        C{client} subscribes, through the push channel of its connection, to
+        C{service} (C{clusters} filtering), whose C{info} it was just given:
+        what any front end does.
+        """
+        self.manager.subscribe(client, service, clusters)
+        self.pusher.subscribe(channel, service, clusters, info.checksum)
+
+    def unsubscribe(self, client, channel, service, clusters):
+        """
+        The reverse of L{subscribe}.
+        """
+        self.manager.unsubscribe(client, service, clusters)
+        self.pusher.unsubscribe(channel, service, clusters)
+
     def helloReply(self, session):
         """
         The result of a successful hello.

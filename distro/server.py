@@ -447,15 +447,13 @@ class ClientSession(FrameProtocol):
         self._requireReady()
         info = self.node.registry.serviceInfo(service, clusters)
         self._fits(info)
-        self.node.manager.subscribe(self.client, service, clusters)
-        self.node.pusher.subscribe(self.channel, service, clusters, info.checksum)
+        self.node.subscribe(self.client, self.channel, service, clusters, info)
         return _Reply(info)
 
     def unsubscribe(self, message):
         service = self._service(message)
         clusters = model.parseClusters(message.get("clusters"))
-        self.node.manager.unsubscribe(self.client, service, clusters)
-        self.node.pusher.unsubscribe(self.channel, service, clusters)
+        self.node.unsubscribe(self.client, self.channel, service, clusters)
 
     def services(self, message):
         namespace = model.parseNamespace(message.get("namespace"))

@@ -81,7 +81,8 @@ class NacosConnection:
         self._idleCheck = None
         self._detecting = False
         self._lastRefTime = 0
-        self._subscriptions = {}  # ServiceKey -> clusters string asked for
+        # (ServiceKey, clusters tuple) -> the clusters string asked for
+        self._subscriptions = {}
 
     # Unary requests
 
@@ -165,26 +166,21 @@ class NacosConnection:
         service = naming.serviceKey(body)
         clustersText = body.get("clusters") or ""
         clusters = naming.parseClusters(clustersText)
+        info = self.node.registry.serviceInfo(service, clusters)
         if body.get("subscribe", True) is False:
-            self.node.manager.unsubscribe(self.client, service, clusters)
-            self.node.pusher.unsubscribe(self.channel, service, clusters)
+            self.node.unsubscribe(self.client, self.channel, service, clusters)
             self._subscriptions.pop((service, clusters), None)
-            info = self.node.registry.serviceInfo(service, clusters)
         else:
-            info = self.node.registry.serviceInfo(service, clusters)
-            self.node.manager.subscribe(self.client, service, clusters)
-            self.node.pusher.subscribe(self.channel, service, clusters, info.checksum)
+            self.node.subscribe(self.client, self.channel, service, clusters, info)
             self._subscriptions[(service, clusters)] = clustersText
         return "SubscribeServiceResponse", {
             "serviceInfo": naming.serviceInfo(info, clustersText, self._refTime()),
         }
 
     def _serviceList(self, body):
-        try:
-            namespace = model.parseNamespace(body.get("namespace") or naming.DEFAULT_NAMESPACE)
-            group = model.parseGroup(body.get("groupName") or model.DEFAULT_GROUP, "groupName")
-        except ProtocolError as e:
-            raise NacosError(INVALID_PARAM, e.message)
+        # A ProtocolError is answered INVALID_PARAM by request().
+        namespace = model.parseNamespace(body.get("namespace") or naming.DEFAULT_NAMESPACE)
+        group = model.parseGroup(body.get("groupName") or model.DEFAULT_GROUP, "groupName")
         page, size = body.get("pageNo", 1), body.get("pageSize", 10)
         for name, value in (("pageNo", page), ("pageSize", size)):
             if type(value) is not int or not 1 <= value <= 2**31:
