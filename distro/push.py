@@ -76,6 +76,17 @@ class PushChannel:
         heapq.heappush(self._dueHeap, (due, next(self._sequence), subscription))
         self._scheduleAt(due)
 
+    def again(self, service, clusters):
+        """
+        Push the view of a subscription again, changed or not (its last
+        push was lost): at the end of this turn, or when the connection
+        can take it.
+        """
+        subscription = self.subscriptions.get((service, clusters))
+        if subscription is not None:
+            subscription.lastChecksum = None
+            self.changed(subscription)
+
     def forget(self, subscription):
         """
         C{subscription} ended: it is no longer due.

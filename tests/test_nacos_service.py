@@ -163,6 +163,89 @@ class InProcessTests(SynchronousTestCase):
         self.assertIn("max_connections_per_ip", details)
 
 
+    async def unary(self, channel, payload):
+        call = channel.unary_unary("/Request/request", request_serializer=_identity,
+                                   response_deserializer=_identity)
+        return decode(await call(encode(payload)))
+
+    def test_oneConnectionId(self):
+        """
+        The id a server check gives is the id of the stream the SDK opens
+        next on that channel, keyed by it, from the node's clock; its unary
+        requests are served by that stream's client.
+        """
+        async def test(harness, service, channel):
+            harness.clock.advance(1234.5)
+            c = channel()
+            checked = await self.unary(c, Payload("ServerCheckRequest", {}, "", b"{}"))
+            await self.setUpStream(c)
+            (connectionId, connection), = service.connections.items()
+            answer = await self.unary(c, Payload("InstanceRequest", {}, "", json.dumps({
+                "serviceName": "orders", "type": "registerInstance",
+                "instance": {"ip": "10.0.0.1", "port": 80, "ephemeral": True}}).encode()))
+            publishers = [client.clientId for client in harness.node.manager.clients.values()
+                          if client.services]
+            return json.loads(checked.body)["connectionId"], connectionId, connection, answer, publishers
+
+        checkedId, connectionId, connection, answer, publishers = self.serve(test)
+        self.assertEqual(checkedId, connectionId)
+        self.assertEqual(connection.connectionId, connectionId)
+        self.assertTrue(connectionId.startswith("1234500_127.0.0.1_"), connectionId)
+        self.assertEqual(answer.type, "InstanceResponse")
+        self.assertEqual(publishers, [connection.client.clientId])
+
+    def test_twoStreamsOnOneChannel(self):
+        """
+        Two streams on one gRPC channel (two SDKs behind one proxy
+        connection) are two connections, two clients: the second does not
+        end the first.
+        """
+        async def test(harness, service, channel):
+            c = channel()
+            first = await self.setUpStream(c)
+            second = await self.setUpStream(c)
+            ids = sorted(service.connections)
+            clients = {conn.client.clientId for conn in service.connections.values()}
+            return ids, clients, first.done(), second.done()
+
+        ids, clients, firstDone, secondDone = self.serve(test)
+        self.assertEqual((len(ids), len(set(ids)), len(clients)), (2, 2, 2))
+        self.assertEqual((firstDone, secondDone), (False, False))
+
+    def test_setUpDeadlineOnNodeClock(self):
+        """
+        The set-up deadline is kept by the node's clock.
+        """
+        async def test(harness, service, channel):
+            call = channel().stream_stream("/BiRequestStream/requestBiStream",
+                                           request_serializer=_identity,
+                                           response_deserializer=_identity)()
+            await self.until(lambda: service.connections)
+            harness.clock.advance(harness.node.config.handshake_timeout_ms / 1000.0)
+            try:
+                await asyncio.wait_for(call.read(), 2.0)  # not the loop's 10 s
+            except aio.AioRpcError as e:
+                return e.code()
+
+        self.assertEqual(self.serve(test), grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    def test_pushesWaitForAFullStream(self):
+        """
+        Past C{max_unsent_bytes} waiting for a stream whose SDK reads
+        nothing, pushes wait: the node holds no more views for it.
+        """
+        async def test(harness, service, channel):
+            c = channel()
+            await self.setUpStream(c)  # never read
+            (connection,) = service.connections.values()
+            for n in range(40):  # more than socket buffers and gRPC take
+                connection.send(Payload("NotifySubscriberRequest", {}, "", b"x" * 1_000_000))
+            await asyncio.sleep(0.5)
+            return connection.channel.paused
+
+        self.assertTrue(self.serve(test, max_unsent_bytes=4_000_000))
+
+
 class NacosClient:
     """
     A blocking Nacos gRPC client: one channel, its stream, payloads in and

@@ -35,13 +35,19 @@ from distro.nacos.naming import (
 from distro.nacos.payload import Payload
 from distro.wire import LimitExceeded, ProtocolError
 
-# A server request on the stream waits idle_timeout_ms for its ack; a push
-# not acked in time is sent again (its latest view) at most this many times,
-# then the connection is closed (its SDK reconnects and subscribes again).
-PUSH_ATTEMPTS = 3
-# Pushes in flight (sent, not acked) per connection: past it, the pusher
-# holds this connection's pushes (the newest view waits).
-MAX_UNACKED_PUSHES = 16
+# Pushes as the Nacos server makes them: a push not acked within
+# PUSH_ACK_TIMEOUT (Nacos' pushTaskTimeout), or acked with an error, is sent
+# again PUSH_RETRY_DELAY later (Nacos' retry delay) with the newest view, for
+# as long as the subscription lasts; a newer view goes at once, acked or not.
+# Only a connection found dead (ClientDetectionRequest unanswered, or gRPC's
+# keepalive) is closed.
+PUSH_ACK_TIMEOUT = 5.0
+PUSH_RETRY_DELAY = 1.0
+
+# How a server request was answered.
+ACKED = "acked"
+REFUSED = "refused"
+TIMED_OUT = "timed out"
 
 
 def _serverTime(clock):
@@ -73,10 +79,13 @@ class NacosConnection:
         self.close = None
         self.channel = None
         self._ids = itertools.count(1)
-        # requestId -> (timer, acked, timedOut) of each server request sent
-        # and not acked yet.
+        # requestId -> (request type, timer, answered) of each server
+        # request waiting for its answer, oldest first.
         self._asked = {}
-        self._pushesInFlight = 0
+        # (ServiceKey, clusters) -> the requestId of its push waiting for
+        # its ack, and the timer of its retry.
+        self._pushing = {}
+        self._retries = {}
         self._lastActive = 0.0
         self._idleCheck = None
         self._detecting = False
@@ -170,6 +179,7 @@ class NacosConnection:
         if body.get("subscribe", True) is False:
             self.node.unsubscribe(self.client, self.channel, service, clusters)
             self._subscriptions.pop((service, clusters), None)
+            self._stopPushing((service, clusters))
         else:
             self.node.subscribe(self.client, self.channel, service, clusters, info)
             self._subscriptions[(service, clusters)] = clustersText
@@ -254,10 +264,15 @@ class NacosConnection:
         goes after the disconnect grace, like any unorderly end. Safe to call
         twice.
         """
-        for timer, _, _ in self._asked.values():
+        for _, timer, _ in self._asked.values():
             if timer.active():
                 timer.cancel()
         self._asked.clear()
+        self._pushing.clear()
+        for timer in self._retries.values():
+            if timer.active():
+                timer.cancel()
+        self._retries.clear()
         if self._idleCheck is not None and self._idleCheck.active():
             self._idleCheck.cancel()
         self._idleCheck = None
@@ -287,48 +302,81 @@ class NacosConnection:
             "ConnectResetRequest",
             {"module": "internal", "serverIp": serverIp, "serverPort": str(serverPort),
              "connectionId": self.connectionId},
-            acked=self.closeConnection,
-            timedOut=self.closeConnection,
+            lambda outcome: self.closeConnection(),
         )
 
-    # Server requests on the stream, acked by the SDK
+    # Server requests on the stream, answered by the SDK
 
     def ackTimeout(self):
         """
-        How long a server request waits for its ack, in seconds:
-        C{idle_timeout_ms}.
+        How long a server request other than a push waits for its answer,
+        in seconds: C{idle_timeout_ms}.
         """
         return self.node.config.idle_timeout_ms / 1000.0
 
-    def _ask(self, requestType, fields, acked, timedOut):
+    def _ask(self, requestType, fields, answered, timeout=None):
+        """
+        Send a server request. C{answered} is called once with L{ACKED} or
+        L{REFUSED} when the SDK answers it (judged by C{resultCode}), or with
+        L{TIMED_OUT} after C{timeout} seconds (default L{ackTimeout}).
+        Return its C{requestId}.
+        """
         requestId = str(next(self._ids))
-        timer = self.node.clock.callLater(self.ackTimeout(), self._timedOut, requestId)
-        self._asked[requestId] = (timer, acked, timedOut)
+        timer = self.node.clock.callLater(
+            self.ackTimeout() if timeout is None else timeout, self._answered, requestId, TIMED_OUT
+        )
+        self._asked[requestId] = (requestType, timer, answered)
         if self.send is not None:
             body = naming.encodeBody(dict(fields, requestId=requestId))
             self.send(Payload(requestType, {}, "", body))
+        return requestId
+
+    def _forget(self, requestId):
+        """
+        Stop waiting for the answer to C{requestId}.
+        """
+        entry = self._asked.pop(requestId, None)
+        if entry is not None and entry[1].active():
+            entry[1].cancel()
 
     def _acked(self, payload):
+        """
+        An answer to a server request. It names the request by
+        C{requestId}; an answer without one (the Rust SDK acks pushes with
+        a null C{requestId}) answers the oldest request of its type still
+        waiting (C{XResponse} for C{XRequest}; an SDK answers in order).
+        """
         try:
             body = naming.parseBody(payload.body)
         except NacosError:
             return
         requestId = body.get("requestId")
-        entry = self._asked.pop(requestId, None) if type(requestId) is str else None
+        if requestId is None or requestId == "":
+            requestId = self._oldestAsked(payload.type)
+        if type(requestId) is not str:
+            return
+        # Judged by resultCode (some SDKs ack with success false): an SDK
+        # that failed to apply a push answers an error.
+        resultCode = body.get("resultCode", naming.SUCCESS)
+        self._answered(requestId, ACKED if resultCode == naming.SUCCESS else REFUSED)
+
+    def _oldestAsked(self, responseType):
+        requestType = None
+        if responseType.endswith("Response") and responseType != "ErrorResponse":
+            requestType = responseType[:-len("Response")] + "Request"
+        for requestId, (kind, _, _) in self._asked.items():
+            if requestType is None or kind == requestType:
+                return requestId
+        return None
+
+    def _answered(self, requestId, outcome):
+        entry = self._asked.pop(requestId, None)
         if entry is None:
             return
-        timer, acked, timedOut = entry
+        _, timer, answered = entry
         if timer.active():
             timer.cancel()
-        # Judged by resultCode (some SDKs ack with success false): an SDK
-        # that failed to apply it answers an error, handled like no answer.
-        resultCode = body.get("resultCode", naming.SUCCESS)
-        (acked if resultCode == naming.SUCCESS else timedOut)()
-
-    def _timedOut(self, requestId):
-        entry = self._asked.pop(requestId, None)
-        if entry is not None:
-            entry[2]()
+        answered(outcome)
 
     # Idle connections
 
@@ -341,52 +389,81 @@ class NacosConnection:
         """
         A connection silent for C{idle_timeout_ms} (an SDK sends a health
         check every few seconds when it has nothing else to say) is asked
-        C{ClientDetectionRequest}; if it does not ack, it is closed.
+        C{ClientDetectionRequest}; if it does not answer, it is closed.
         """
         self._idleCheck = None
         silent = self.node.clock.seconds() - self._lastActive
         if silent >= self.node.config.idle_timeout_ms / 1000.0 and not self._detecting:
             self._detecting = True
-            self._ask("ClientDetectionRequest", {"module": "internal"},
-                      acked=self._detected, timedOut=self._undetected)
+            self._ask("ClientDetectionRequest", {"module": "internal"}, self._detected)
         if self.close is not None:
             self._scheduleIdleCheck()
 
-    def _detected(self):
+    def _detected(self, outcome):
         self._detecting = False
-
-    def _undetected(self):
-        self.log.info("Nacos connection {id} answers nothing; closing", id=self.connectionId)
-        self.closeConnection()
+        if outcome is TIMED_OUT:
+            # Any answer, an error too, shows the SDK alive.
+            self.log.info("Nacos connection {id} answers nothing; closing", id=self.connectionId)
+            self.closeConnection()
 
     # Pushes
 
-    def _push(self, info, attempt=1):
-        key = (info.service, info.clusters)
-        self._pushesInFlight += 1
-        if self._pushesInFlight >= MAX_UNACKED_PUSHES and self.channel is not None:
+    def pauseProducing(self):
+        """
+        The stream holds as many bytes as it may: pushes wait (only the
+        fact that a subscription is due is kept).
+        """
+        if self.channel is not None:
             self.channel.pause()
-        self._ask(
+
+    def resumeProducing(self):
+        """
+        The stream took what it held: the due pushes go, with the newest
+        views.
+        """
+        if self.channel is not None and self.channel.paused:
+            self.channel.resume()
+
+    def _push(self, info):
+        """
+        Send the newest view of a subscription. It supersedes a push of the
+        subscription still waiting for its ack: only the newest is retried.
+        """
+        key = (info.service, info.clusters)
+        previous = self._pushing.pop(key, None)
+        if previous is not None:
+            self._forget(previous)
+        self._pushing[key] = self._ask(
             "NotifySubscriberRequest",
             {"module": "naming",
              "serviceInfo": naming.serviceInfo(info, self._subscriptions.get(key, ""), self._refTime())},
-            acked=self._pushAcked,
-            timedOut=lambda: self._pushTimedOut(key, attempt),
+            lambda outcome: self._pushAnswered(key, outcome),
+            timeout=PUSH_ACK_TIMEOUT,
         )
 
-    def _pushAcked(self):
-        self._pushesInFlight -= 1
-        if self.channel is not None and self.channel.paused and self._pushesInFlight < MAX_UNACKED_PUSHES:
-            self.channel.resume()
-
-    def _pushTimedOut(self, key, attempt):
-        self._pushAcked()  # no longer in flight
-        service, clusters = key
-        if attempt >= PUSH_ATTEMPTS:
-            self.log.warn(
-                "Nacos connection {id} acked no push of {service} in {attempts} attempts; closing",
-                id=self.connectionId, service=str(service), attempts=attempt,
+    def _pushAnswered(self, key, outcome):
+        self._pushing.pop(key, None)
+        if outcome is ACKED or key not in self._subscriptions:
+            return
+        if outcome is TIMED_OUT:
+            self.log.debug(
+                "Nacos connection {id} acked no push of {service} in time; sending it again",
+                id=self.connectionId, service=str(key[0]),
             )
-            self.closeConnection()
-        elif key in self._subscriptions:
-            self._push(self.node.registry.serviceInfo(service, clusters), attempt + 1)
+        retry = self._retries.get(key)
+        if retry is None or not retry.active():
+            self._retries[key] = self.node.clock.callLater(PUSH_RETRY_DELAY, self._retry, key)
+
+    def _stopPushing(self, key):
+        requestId = self._pushing.pop(key, None)
+        if requestId is not None:
+            self._forget(requestId)
+        retry = self._retries.pop(key, None)
+        if retry is not None and retry.active():
+            retry.cancel()
+
+    def _retry(self, key):
+        self._retries.pop(key, None)
+        if key not in self._pushing and self.channel is not None:
+            # Through the channel: it respects a full stream.
+            self.channel.again(*key)

@@ -5,16 +5,18 @@ reactor (Twisted's asyncio reactor), serving C{/Request/request} and
 C{/BiRequestStream/requestBiStream} (docs/nacos.md) with
 L{distro.nacos.connection.NacosConnection}s.
 
-A gRPC channel is one TCP connection, which gRPC names by its peer address:
-a connection's unary calls and its stream have the same peer, so the peer
-keys the connection. It becomes a client of the node when its stream
-carries C{ConnectionSetupRequest}, and stops being one when the stream
-ends. A stream that does not set up within C{handshake_timeout_ms} is ended.
+A Nacos connection is one bi-directional stream, keyed by its connection
+id, and a client of the node from its C{ConnectionSetupRequest} to the
+stream's end. The SDK learns that id from its C{ServerCheckResponse}, a
+unary call on the same gRPC channel (one TCP connection, which gRPC names by
+its peer address): the id given to a peer is the id its next stream takes.
+A unary request carries no id, so it is served by the newest stream of its
+peer. A stream that does not set up within C{handshake_timeout_ms} is ended.
+Ids and deadlines come from the node's clock.
 """
 
 import asyncio
 import sys
-import time
 
 import grpc
 from grpc import aio
@@ -28,6 +30,11 @@ from distro.nacos import naming
 from distro.nacos.connection import NacosConnection
 from distro.nacos.listen import NacosListenError
 from distro.nacos.payload import Payload, PayloadError, decode, encode
+
+
+# Peers whose server check named the id of a stream they have not opened
+# yet, at most.
+MAX_CHECKED_PEERS = 10000
 
 
 def _peerIp(peer):
@@ -46,7 +53,8 @@ class NacosService(Service):
     The Nacos gRPC port.
 
     @ivar address: the C{host:port} it is bound to, once started.
-    @ivar connections: peer -> the L{NacosConnection} of each open stream.
+    @ivar connections: connection id -> the L{NacosConnection} of each open
+        stream.
     """
 
     log = Logger()
@@ -57,6 +65,10 @@ class NacosService(Service):
         self.bindAddress = bindAddress
         self.address = None
         self.connections = {}
+        # peer -> the ids of its open streams, oldest first
+        self._streams = {}
+        # peer -> the id its server check was given, for its next stream
+        self._checked = {}
         self._server = None
 
     # IFrontEnd
@@ -119,48 +131,90 @@ class NacosService(Service):
 
     # gRPC
 
-    def _connectionId(self, peer):
-        return f"{int(time.time() * 1000)}_{_peerIp(peer)}_{peer.rsplit(':', 1)[-1]}"
+    def _newConnectionId(self, peer):
+        # Nacos' form: milliseconds_ip_port, with the node's clock.
+        millis = int(self.node.clock.seconds() * 1000)
+        return f"{millis}_{_peerIp(peer)}_{peer.rsplit(':', 1)[-1]}"
+
+    def _checkedId(self, peer):
+        """
+        The id a server check from C{peer} is told: the one its next
+        stream will take.
+        """
+        connectionId = self._checked.get(peer)
+        if connectionId is None or connectionId in self.connections:
+            connectionId = self._newConnectionId(peer)
+            if len(self._checked) >= MAX_CHECKED_PEERS:
+                # Peers that checked and never opened a stream: the oldest go.
+                del self._checked[next(iter(self._checked))]
+            self._checked[peer] = connectionId
+        return connectionId
+
+    def _streamId(self, peer):
+        connectionId = self._checked.pop(peer, None)
+        if connectionId is None or connectionId in self.connections:
+            connectionId = self._newConnectionId(peer)
+            while connectionId in self.connections:  # two streams in one millisecond
+                connectionId += "_"
+        return connectionId
+
+    def _servedBy(self, peer):
+        ids = self._streams.get(peer)
+        return self.connections[ids[-1]] if ids else None
 
     async def _request(self, data, context):
         peer = context.peer()
-        connection = self.connections.get(peer)
-        if connection is None:
-            # No stream yet: a server check, or a request that must wait
-            # for the set up (UN_REGISTER).
-            connection = NacosConnection(self.node, self._connectionId(peer), _peerIp(peer))
         try:
             payload = decode(data)
         except PayloadError as e:
             return encode(Payload("ErrorResponse", {}, "", naming.encodeBody(
                 naming.errorResponse(naming.BAD_GATEWAY, f"payload: {e}"))))
+        connection = self._servedBy(peer)
+        if connection is None:
+            # No stream yet: a server check, or a request that must wait
+            # for the set up (UN_REGISTER).
+            connection = NacosConnection(self.node, self._checkedId(peer), _peerIp(peer))
         return encode(connection.request(payload))
 
     async def _stream(self, requests, context):
         peer = context.peer()
         ip = _peerIp(peer)
-        previous = self.connections.get(peer)
-        if previous is not None:
-            previous.closeConnection()
         limit = self.node.config.max_connections_per_ip
-        if limit and sum(1 for p, c in self.connections.items() if c.peerIp == ip and p != peer) >= limit:
+        if limit and sum(1 for c in self.connections.values() if c.peerIp == ip) >= limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"max_connections_per_ip: {limit} connections from this IP",
             )
-        connection = NacosConnection(self.node, self._connectionId(peer), ip)
-        self.connections[peer] = connection
+        connection = NacosConnection(self.node, self._streamId(peer), ip)
+        connectionId = connection.connectionId
+        self.connections[connectionId] = connection
+        self._streams.setdefault(peer, []).append(connectionId)
         outgoing = asyncio.Queue()
         ended = asyncio.Event()
         why = []  # what ended the stream first: "client", "node" or "setup"
-        connection.send = outgoing.put_nowait
+        # Bytes waiting for the stream: past max_unsent_bytes, pushes wait.
+        limit = self.node.config.max_unsent_bytes
+        unsent = [0]
+
+        def send(payload):
+            data = encode(payload)
+            outgoing.put_nowait(data)
+            unsent[0] += len(data)
+            if unsent[0] > limit:
+                connection.pauseProducing()
+
+        connection.send = send
         connection.close = lambda: (why.append("node"), ended.set())
 
         async def write():
             # Apart from the loop that waits for the end: a write the client
             # does not read blocks, and must not keep the node from ending it.
             while True:
-                await context.write(encode(await outgoing.get()))
+                data = await outgoing.get()
+                await context.write(data)
+                unsent[0] -= len(data)
+                if unsent[0] <= limit // 2:
+                    connection.resumeProducing()
 
         def setupDue():
             if connection.client is None:
@@ -170,7 +224,7 @@ class NacosService(Service):
         reader = asyncio.ensure_future(self._read(requests, connection, ended, why))
         writer = asyncio.ensure_future(write())
         stop = asyncio.ensure_future(ended.wait())
-        deadline = asyncio.get_running_loop().call_later(
+        deadline = self.node.clock.callLater(
             self.node.config.handshake_timeout_ms / 1000.0, setupDue
         )
         try:
@@ -178,11 +232,15 @@ class NacosService(Service):
             if writer.done() and writer.exception() is not None:
                 why.append("client")  # the call is gone
         finally:
-            deadline.cancel()
+            if deadline.active():
+                deadline.cancel()
             for task in (reader, writer, stop):
                 task.cancel()
-            if self.connections.get(peer) is connection:
-                del self.connections[peer]
+            del self.connections[connectionId]
+            ids = self._streams[peer]
+            ids.remove(connectionId)
+            if not ids:
+                del self._streams[peer]
             connection.ended()
         if why and why[0] == "setup":
             await context.abort(
