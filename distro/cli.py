@@ -27,6 +27,7 @@ Exit codes:
 """
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -35,6 +36,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from twisted.internet.defer import CancelledError, Deferred, race, succeed
 from twisted.internet.task import react
 
+from distro.auth import hashPassword
 from distro.client import (
     DEFAULT_GROUP,
     DEFAULT_NAMESPACE,
@@ -81,6 +83,7 @@ exit codes:
   3  no node could be reached, or a node did not answer in time
 
 servers: --server, else $DISTRO_SERVERS, else 127.0.0.1:9850
+token: --token, else $DISTRO_TOKEN (for nodes with auth_tokens or auth_users)
 TLS: --tls-ca CA.pem checks each node's certificate against that CA and the
 host of its address (--tls alone: against the system's CAs)
 """
@@ -144,6 +147,9 @@ def _buildParser():
         help="a node's client address; repeatable or comma-separated "
         "(IPv6 as [::1]:9850)",
     )
+    parser.add_argument("--token", metavar="TOKEN",
+                        help="the token the nodes require (default: $DISTRO_TOKEN); "
+                        "$DISTRO_TOKEN keeps it out of the process list")
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE,
                         help="namespace (default: %(default)s)")
     parser.add_argument("--group", help=f"group (default: {DEFAULT_GROUP}; "
@@ -203,6 +209,11 @@ def _buildParser():
                        help="exit after N changes")
 
     commands.add_parser("members", help="list the cluster's members")
+    commands.add_parser(
+        "hash-password",
+        help="read a password (a prompt, or the first line of standard input) and print "
+        "its hash for auth_users; no node is asked",
+    )
     return parser
 
 
@@ -234,6 +245,8 @@ def _complete(options, environ):
     """
     Check and convert what argparse cannot; raise L{ValueError}.
     """
+    if options.token is None:
+        options.token = environ.get("DISTRO_TOKEN") or None
     servers = options.server or [environ.get("DISTRO_SERVERS") or DEFAULT_SERVERS]
     options.servers = [formatAddress(host, port) for host, port in parseServers(servers)]
     if getattr(options, "service", None) is not None:
@@ -451,7 +464,27 @@ _COMMANDS = {
 }
 
 
-async def execute(reactor, options, stdout, stderr, connect=connect):
+def _hashPassword(stdin, stdout, stderr):
+    """
+    C{distro hash-password}: the C{auth_users} hash of a password read
+    from a prompt (twice) or from the first line of C{stdin}.
+    """
+    if stdin.isatty():
+        password = getpass.getpass("password: ", stream=stderr)
+        if getpass.getpass("again: ", stream=stderr) != password:
+            stderr.write("distro: the passwords differ\n")
+            return EXIT_USAGE
+    else:
+        password = stdin.readline().rstrip("\r\n")
+    if not password:
+        stderr.write("distro: the password is empty\n")
+        return EXIT_USAGE
+    stdout.write(hashPassword(password) + "\n")
+    stdout.flush()
+    return EXIT_OK
+
+
+async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None):
     """
     Run a parsed command: connect, do it, say bye.
 
@@ -459,6 +492,8 @@ async def execute(reactor, options, stdout, stderr, connect=connect):
         signature.
     @return: the exit code.
     """
+    if options.command == "hash-password":
+        return _hashPassword(stdin or sys.stdin, stdout, stderr)
     shutdown = _Shutdown(reactor)
     output = _Output(stdout, options.json)
 
@@ -471,7 +506,7 @@ async def execute(reactor, options, stdout, stderr, connect=connect):
             connecting = connect(
                 options.servers, namespace=options.namespace,
                 group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
-                timeout=options.timeout, tls=options.tls,
+                timeout=options.timeout, tls=options.tls, token=options.token,
             )
         except TLSFileError as e:
             problem(f"--tls-{e.option}: {e.problem}")
@@ -507,7 +542,7 @@ async def execute(reactor, options, stdout, stderr, connect=connect):
         shutdown.finished()
 
 
-async def run(reactor, argv, stdout, stderr, environ=None, connect=connect):
+async def run(reactor, argv, stdout, stderr, environ=None, connect=connect, stdin=None):
     """
     Parse C{argv} and execute it: L{main} without the process around it.
 
@@ -517,7 +552,7 @@ async def run(reactor, argv, stdout, stderr, environ=None, connect=connect):
         options = parseArguments(argv, environ, stdout, stderr)
     except UsageExit as e:
         return e.code
-    return await execute(reactor, options, stdout, stderr, connect)
+    return await execute(reactor, options, stdout, stderr, connect, stdin)
 
 
 async def _reactMain(reactor, options):

@@ -78,10 +78,33 @@ def _tokens(key, value):
     for token, namespaces in value.items():
         if not token:
             raise ConfigError(key, "a token must not be empty")
-        if not isinstance(namespaces, list) or not all(
-            isinstance(n, str) and n for n in namespaces
-        ):
+        if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
             raise ConfigError(key, f"token {token[:4]}...: must list namespace names or '*'")
+
+
+def _users(key, value):
+    from distro.auth import PasswordHashError, parsePasswordHash
+
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table of user = {password, namespaces, admin}")
+    for name, entry in value.items():
+        where = f"user {name[:64]!r}"
+        if not name or ":" in name:
+            raise ConfigError(key, "a user name must not be empty or contain ':'")
+        if not isinstance(entry, dict):
+            raise ConfigError(key, f"{where}: must be a table {{password, namespaces, admin}}")
+        unknown = set(entry) - {"password", "namespaces", "admin"}
+        if unknown:
+            raise ConfigError(key, f"{where}: unknown field {sorted(unknown)[0]!r}")
+        try:
+            parsePasswordHash(entry.get("password"))
+        except PasswordHashError as e:
+            raise ConfigError(key, f"{where}: password: {e}")
+        namespaces = entry.get("namespaces", [])
+        if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
+            raise ConfigError(key, f"{where}: namespaces must list namespace names or '*'")
+        if not isinstance(entry.get("admin", False), bool):
+            raise ConfigError(key, f"{where}: admin must be true or false")
 
 
 def _key(default, doc, check=None):
@@ -184,8 +207,19 @@ class Config:
     )
     auth_tokens: dict = _key(
         {},
-        "Client tokens: token = [namespace, ...] ('*' for all). Empty: no authentication.",
+        "Client tokens: token = [namespace, ...] ('*' for all, '' is public). With neither "
+        "these nor auth_users: no authentication.",
         _tokens,
+    )
+    auth_users: dict = _key(
+        {},
+        "Users who log in (Nacos SDKs' username/password): user = {password = scrypt hash "
+        "(distro hash-password), namespaces = [...], admin = bool}. Needs the cluster secret, "
+        "which signs their tokens.",
+        _users,
+    )
+    auth_token_ttl_ms: int = _key(
+        18000000, "How long a login token is valid (Nacos' tokenTtl, 5 h).", _positive
     )
 
     def validate(self):
@@ -287,7 +321,7 @@ RELATIVE_PATHS = frozenset(
 )
 
 # Secrets are never command-line options: they would show in ps.
-FILE_ONLY = frozenset({"auth_tokens", "cluster_secret"})
+FILE_ONLY = frozenset({"auth_tokens", "auth_users", "cluster_secret"})
 
 
 def parseValue(key, text):

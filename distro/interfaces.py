@@ -240,3 +240,31 @@ class IFrontEnd(Interface):
         """
         How many of its connections are clients of the node now.
         """
+
+
+class IAuthority(Interface):
+    """
+    Who may do what, one answer for every port (C{auth_tokens},
+    C{auth_users}): each port asks it about the credential its protocol
+    carries and refuses with its own code.
+    """
+
+    enabled = Attribute("Whether credentials are required (tokens or users are configured).")
+
+    def grant(credential):
+        """
+        The L{distro.auth.Grant} of C{credential} (a configured token or a
+        login token; C{None} when the request carried none).
+
+        @raise distro.wire.ProtocolError: C{UNAUTHORIZED} when credentials
+            are required and C{credential} is missing, unknown or expired.
+        """
+
+    def login(username, password):
+        """
+        Log a user in: a Deferred firing with a L{distro.auth.LoginResult}
+        (a token, its lifetime, whether the user is an administrator), or
+        failing with C{ProtocolError} C{UNAUTHORIZED} (a wrong user or
+        password) or C{LIMIT_EXCEEDED} (too many logins at once). On a
+        node without credentials every login succeeds with an empty token.
+        """

@@ -186,8 +186,8 @@ def parseService(value, field="service"):
         raise BadRequest(field, "must be a map")
     namespace = value.get("namespace", DEFAULT_NAMESPACE)
     group = value.get("group", DEFAULT_GROUP)
-    if namespace is None:
-        namespace = DEFAULT_NAMESPACE
+    if namespace is None or namespace == "":
+        namespace = DEFAULT_NAMESPACE  # "" is public, as in Nacos
     if group is None:
         group = DEFAULT_GROUP
     if "name" not in value:
@@ -241,9 +241,10 @@ _SERVICE_KEYS = _Shared(65536)
 
 def parseNamespace(value, field="namespace"):
     """
-    Validate an optional namespace (defaulting to C{public}).
+    Validate an optional namespace (defaulting to C{public}, which C{""}
+    also names, as in Nacos).
     """
-    if value is None:
+    if value is None or value == "":
         return DEFAULT_NAMESPACE
     return _text(value, field)
 

@@ -5,16 +5,15 @@ process, wired together, and what its client sessions ask of it (identity,
 authorisation, membership).
 """
 
-import hmac
-
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro.auth import Authority
 from distro.clients import ClientIds, ClientManager
 from distro.interfaces import IClientObserver
 from distro.push import Pusher
 from distro.registry import Registry
-from distro.wire import NOT_READY, PROTOCOL_VERSION, UNAUTHORIZED, ProtocolError
+from distro.wire import NOT_READY, PROTOCOL_VERSION, ProtocolError
 
 
 @implementer(IClientObserver)
@@ -27,13 +26,15 @@ class Node:
     @ivar clientAddress: the C{host:port} clients reach this node at.
     @ivar cluster: the L{distro.cluster.service.Cluster}, or C{None} when
         standalone.
+    @ivar authority: the L{distro.interfaces.IAuthority} every port asks.
     """
 
     log = Logger()
 
-    def __init__(self, config, clock, bootId=None, *, freezeLoaded=None):
+    def __init__(self, config, clock, bootId=None, *, freezeLoaded=None, secret=b"", authority=None):
         self.config = config
         self.clock = clock
+        self.authority = Authority(config, clock, secret) if authority is None else authority
         self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id
         self.manager = ClientManager(
@@ -58,22 +59,6 @@ class Node:
         """
         if self._freezeLoaded is not None:
             self._freezeLoaded()
-
-    def authorize(self, token):
-        """
-        Check a hello's token; return the namespaces it grants (C{None}: all).
-
-        @raise ProtocolError: C{UNAUTHORIZED} for a missing or unknown token
-            when tokens are configured.
-        """
-        tokens = self.config.auth_tokens
-        if not tokens:
-            return None
-        if token is not None:
-            for known, namespaces in tokens.items():
-                if hmac.compare_digest(known.encode(), token.encode()):
-                    return None if "*" in namespaces else frozenset(namespaces)
-        raise ProtocolError(UNAUTHORIZED, "token: missing or not accepted")
 
     def sessionStarted(self, session, resume=None):
         """

@@ -15,7 +15,6 @@ from zope.interface import implementer
 
 from distro import model
 from distro.wire import (
-    FORBIDDEN,
     HELLO_REQUIRED,
     INTERNAL,
     LIMIT_EXCEEDED,
@@ -108,7 +107,7 @@ class ClientSession(FrameProtocol):
     client = None
     resumeToken = None
     resumed = False
-    namespaces = None
+    grant = None
     _bye = False
     _idleTimer = None
     _confirmingIdle = False
@@ -365,10 +364,7 @@ class ClientSession(FrameProtocol):
 
     def _service(self, message):
         service = model.parseService(message.get("service"))
-        if self.namespaces is not None and service.namespace not in self.namespaces:
-            raise ProtocolError(
-                FORBIDDEN, f"service.namespace: the token does not grant {service.namespace!r}"
-            )
+        self.grant.check(service.namespace, "service.namespace")
         return service
 
     def _instance(self, value, field):
@@ -392,7 +388,7 @@ class ClientSession(FrameProtocol):
         token = message.get("token")
         if token is not None and type(token) is not str:
             raise BadRequest("token", "must be a string")
-        self.namespaces = self.node.authorize(token)
+        self.grant = self.node.authority.grant(token)
         resume = message.get("resume")
         if resume is not None:
             if type(resume) is not dict:
@@ -457,8 +453,7 @@ class ClientSession(FrameProtocol):
 
     def services(self, message):
         namespace = model.parseNamespace(message.get("namespace"))
-        if self.namespaces is not None and namespace not in self.namespaces:
-            raise ProtocolError(FORBIDDEN, f"namespace: the token does not grant {namespace!r}")
+        self.grant.check(namespace)
         group = model.parseGroup(message.get("group"))
         page = _optionalInt(message, "page", 1, 1, 2**31)
         size = _optionalInt(message, "size", 100, 1, _MAX_PAGE_SIZE)

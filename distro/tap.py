@@ -241,8 +241,19 @@ def makeService(options, reactor=None, bootId=None, environ=None):
             "nacos_listen: the Nacos gRPC port needs twistd's asyncio reactor "
             "(--reactor=asyncio, or no --reactor), or an empty nacos_listen"
         )
+    environ = os.environ if environ is None else environ
+    try:
+        secret = config.clusterSecret(environ)
+    except _config.ConfigError as e:
+        raise usage.UsageError(str(e))
+    if config.auth_users and not secret:
+        raise usage.UsageError(
+            "configuration key 'auth_users': login tokens are signed with the cluster secret: "
+            "set cluster_secret, $DISTRO_CLUSTER_SECRET or secret_file (the same on every node)"
+        )
     root = MultiService()
-    node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None)
+    node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
+                secret=secret)
     root.node = node
     CollectorService(CollectorWatch(freeze=config.gc_freeze)).setServiceParent(root)
     if config.log_format == "json":
@@ -253,9 +264,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
         nacosService.NacosService(node, nacosAddress).setServiceParent(root)
     if members is not None:
         try:
-            cluster = clusterFromConfig(
-                node, reactor, members, os.environ if environ is None else environ
-            )
+            cluster = clusterFromConfig(node, reactor, members, environ)
         except _config.ConfigError as e:
             raise usage.UsageError(str(e))
         node.cluster = cluster

@@ -15,11 +15,15 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from twisted.internet import defer
+
 from distro import config, wire
+from distro.auth import Authority
 from distro.node import Node
 from distro.server import ClientPortFactory
 
 ADVERTISE = "127.0.0.1:9850"
+SECRET = b"harness-cluster-secret"
 NODE_ID = "node-a"
 
 
@@ -235,7 +239,9 @@ class NodeHarness:
         values.update(overrides)
         self.config = config.build(overrides=values)
         self.clock = Clock()
-        self.node = Node(self.config, self.clock, bootId)
+        # Logins verify passwords in place, on the clock's thread.
+        authority = Authority(self.config, self.clock, SECRET, hasher=defer.maybeDeferred)
+        self.node = Node(self.config, self.clock, bootId, secret=SECRET, authority=authority)
         self.factory = ClientPortFactory(self.node)
         self._ports = itertools.count(40000)
 

@@ -346,6 +346,43 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.runCommand("services")), cli.EXIT_SERVER_ERROR)
         self.assertEqual(self.stderr.getvalue(), "distro: FORBIDDEN: not in this namespace\n")
 
+    def test_token(self):
+        """
+        C{--token}, else C{$DISTRO_TOKEN}, is the token of the session's
+        hello; none by default.
+        """
+        seen = []
+
+        def connect(servers, **kwargs):
+            seen.append(kwargs["token"])
+            return self.connect(servers, **kwargs)
+
+        for argv, environ in ((["--token", "t1"], {"DISTRO_TOKEN": "t2"}), ([], {"DISTRO_TOKEN": "t2"}),
+                              ([], {})):
+            argv = ["--server", ",".join(ADDRESSES)] + argv + ["members"]
+            d = Deferred.fromCoroutine(cli.run(self.reactor, argv, self.stdout, self.stderr, environ, connect))
+            self.cluster.flush()
+            self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+        self.assertEqual(seen, ["t1", "t2", None])
+
+    def test_hashPassword(self):
+        """
+        C{hash-password} prints the C{auth_users} hash of the first line of
+        standard input, asking no node; an empty password is refused.
+        """
+        from distro.auth import parsePasswordHash, verifyPassword
+
+        printed = []
+        for line, code in (("s3cret pw\n", cli.EXIT_OK), ("\n", cli.EXIT_USAGE)):
+            stdout = StringIO()
+            d = Deferred.fromCoroutine(cli.run(self.reactor, ["hash-password"], stdout, self.stderr, {},
+                                               None, StringIO(line)))
+            self.assertEqual(self.successResultOf(d), code)
+            printed.append(stdout.getvalue())
+        self.assertTrue(verifyPassword("s3cret pw", parsePasswordHash(printed[0].strip())))
+        self.assertEqual(printed[1], "")
+        self.assertIn("empty", self.stderr.getvalue())
+
     def test_refusedHello(self):
         """
         A refused session exits with 1.

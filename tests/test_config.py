@@ -22,6 +22,7 @@ SAMPLE = FilePath(__file__).parent().sibling("etc").child("distro.toml")
 
 # Integer keys where 0 is wrong, and where 0 is allowed (but not negatives).
 POSITIVE = {
+    "auth_token_ttl_ms",
     "listen_backlog",
     "heartbeat_ms",
     "idle_timeout_ms",
@@ -503,10 +504,37 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
 
     def test_tokenNamespaceNotString(self):
         """
-        Each namespace is a non-empty string.
+        Each namespace is a string ("" is public, as in Nacos).
         """
         self.assertConfigError("auth_tokens", self.writeConfig("[auth_tokens]\nabc = [1]\n"))
-        self.assertConfigError("auth_tokens", self.writeConfig('[auth_tokens]\nabc = [""]\n'))
+        self.assertConfigError("auth_tokens", self.writeConfig('[auth_tokens]\nabc = "public"\n'))
+        config.build(self.writeConfig('[auth_tokens]\nabc = [""]\n'))
+
+    def test_users(self):
+        """
+        Each user of C{auth_users} is a table with a usable scrypt hash,
+        namespaces and an admin flag: anything else is refused, naming the
+        key and the user, never echoing a password.
+        """
+        from distro.auth import hashPassword
+
+        good = hashPassword("pw", n=2)
+        ok = config.build(self.writeConfig(
+            f'[auth_users.app]\npassword = "{good}"\nnamespaces = ["public"]\nadmin = true\n'))
+        self.assertEqual(ok.auth_users["app"]["namespaces"], ["public"])
+        for body in (
+            'app = "pw"',
+            '[auth_users.app]\npassword = "plain-text-password"',
+            f'[auth_users.app]\npassword = "{good}"\nnamespaces = "public"',
+            f'[auth_users.app]\npassword = "{good}"\nadmin = "yes"',
+            f'[auth_users.app]\npassword = "{good}"\nrole = "x"',
+            f'[auth_users."a:b"]\npassword = "{good}"',
+            '[auth_users.app]\npassword = "scrypt:3:8:1:AAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAA"',
+        ):
+            path = self.writeConfig("[auth_users]\n" + body + "\n" if "[" not in body else body + "\n")
+            error = self.assertRaises(config.ConfigError, config.build, path)
+            self.assertEqual(error.key, "auth_users")
+            self.assertNotIn("plain-text-password", str(error))
 
     def test_emptyToken(self):
         """

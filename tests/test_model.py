@@ -203,3 +203,14 @@ class SharingTests(SynchronousTestCase):
                            ({"name": "orders", "group": {}}, "service.group")):
             error = self.assertRaises(ProtocolError, model.parseService, bad)
             self.assertTrue(error.message.startswith(field), error.message)
+
+
+class NamespaceTests(SynchronousTestCase):
+    def test_emptyIsPublic(self):
+        """
+        C{""} names the C{public} namespace, as in Nacos, in a service key
+        and in a namespace filter alike.
+        """
+        self.assertEqual(model.parseService({"namespace": "", "name": "orders"}),
+                         model.parseService({"namespace": "public", "name": "orders"}))
+        self.assertEqual(model.parseNamespace(""), "public")

@@ -16,8 +16,8 @@ from tests._node import NodeHarness
 ORDERS = model.ServiceKey("public", "DEFAULT_GROUP", "orders")
 
 
-def request(type_, **body):
-    return Payload(type_, {}, "", json.dumps(body).encode())
+def request(type_, headers=None, **body):
+    return Payload(type_, headers or {}, "", json.dumps(body).encode())
 
 
 def instance(ip="10.0.0.7", port=8080, **fields):
@@ -48,11 +48,11 @@ class ConnectionTestCase(SynchronousTestCase):
             ))
         return connection, sent
 
-    def ask(self, type_, connection=None, **body):
+    def ask(self, type_, connection=None, headers=None, **body):
         """
         Send one unary request; return C{(response type, body)}.
         """
-        response = (connection or self.connection).request(request(type_, **body))
+        response = (connection or self.connection).request(request(type_, headers, **body))
         return response.type, json.loads(response.body)
 
     def ok(self, type_, **body):
@@ -61,8 +61,8 @@ class ConnectionTestCase(SynchronousTestCase):
         self.assertEqual((reply["errorCode"], reply["success"]), (0, True))
         return responseType, reply
 
-    def error(self, type_, code, connection=None, **body):
-        responseType, reply = self.ask(type_, connection, **body)
+    def error(self, type_, code, connection=None, headers=None, **body):
+        responseType, reply = self.ask(type_, connection, headers, **body)
         self.assertEqual(responseType, "ErrorResponse")
         self.assertEqual((reply["resultCode"], reply["errorCode"], reply["success"]), (500, code, False))
         return reply["message"]
@@ -209,6 +209,64 @@ class InstanceTests(ConnectionTestCase):
         message = self.error("BatchInstanceRequest", 503, serviceName="orders",
                              type="batchRegisterInstance", instances=instances)
         self.assertIn("max_instances_per_client", message)
+
+
+class AuthTests(ConnectionTestCase):
+    """
+    With credentials configured, the Nacos port asks the node's one
+    authority, as distro's own port does: the SDK's C{accessToken} header
+    must grant the request's namespace.
+    """
+
+    def setUp(self):
+        from distro.auth import hashPassword
+
+        self.harness = NodeHarness(
+            auth_tokens={"s3cret": ["public"]},
+            auth_users={"app": {"password": hashPassword("pw", n=4), "namespaces": ["dev"]}},
+        )
+        self.node = self.harness.node
+        self.clock = self.harness.clock
+        self.connection, self.sent = self.connect()
+
+    def register(self, headers, namespace=""):
+        return self.ask("InstanceRequest", headers=headers, namespace=namespace, serviceName="orders",
+                        type="registerInstance", instance=instance())
+
+    def test_refusedWithoutGrant(self):
+        """
+        No token, an unknown one, or one that does not grant the namespace:
+        refused with Nacos' C{NO_RIGHT} (403) naming what is wrong, and
+        nothing is stored; the server check, the set up and health checks
+        need none.
+        """
+        for headers, namespace, named in (
+            (None, "", "accessToken"), ({"accessToken": "wrong"}, "", "accessToken"),
+            ({"accessToken": ""}, "public", "accessToken"), ({"accessToken": "s3cret"}, "dev", "namespace"),
+        ):
+            responseType, reply = self.register(headers, namespace)
+            self.assertEqual((responseType, reply["errorCode"], reply["success"]), ("ErrorResponse", 403, False))
+            self.assertIn(named, reply["message"])
+        for type_ in ("ServiceQueryRequest", "SubscribeServiceRequest", "ServiceListRequest",
+                      "BatchInstanceRequest", "PersistentInstanceRequest"):
+            self.assertEqual(self.error(type_, 403, serviceName="orders")[:11], "accessToken")
+        self.assertEqual(self.hosts(), [])
+        self.ok("HealthCheckRequest")
+        connection, _ = self.connect(setUp=False)
+        self.assertEqual(self.ask("ServerCheckRequest", connection)[0], "ServerCheckResponse")
+
+    def test_granted(self):
+        """
+        A configured token, or a user's login token, is accepted for the
+        namespaces it grants ("" is public).
+        """
+        self.assertEqual(self.register({"accessToken": "s3cret"})[1]["resultCode"], 200)
+        self.assertEqual(self.hosts(), [("10.0.0.7", 8080, "DEFAULT")])
+        results = []
+        self.node.authority.login("app", "pw").addCallback(results.append)
+        token = results[0].token
+        self.assertEqual(self.register({"accessToken": token}, "dev")[1]["resultCode"], 200)
+        self.assertEqual(self.register({"accessToken": token}, "public")[1]["errorCode"], 403)
 
 
 class QueryTests(ConnectionTestCase):

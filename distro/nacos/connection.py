@@ -28,12 +28,13 @@ from distro.nacos.naming import (
     INVALID_PARAM,
     INVALID_SERVER_STATUS,
     NO_HANDLER,
+    NO_RIGHT,
     OVER_THRESHOLD,
     UN_REGISTER,
     NacosError,
 )
 from distro.nacos.payload import Payload
-from distro.wire import LimitExceeded, ProtocolError
+from distro.wire import FORBIDDEN, UNAUTHORIZED, LimitExceeded, ProtocolError
 
 # Pushes as the Nacos server makes them: a push not acked within
 # PUSH_ACK_TIMEOUT (Nacos' pushTaskTimeout), or acked with an error, is sent
@@ -48,6 +49,11 @@ PUSH_RETRY_DELAY = 1.0
 ACKED = "acked"
 REFUSED = "refused"
 TIMED_OUT = "timed out"
+
+
+# Requests any connection may make, as in Nacos (the connection's own
+# upkeep, no data).
+_UNSECURED = frozenset({"HealthCheckRequest"})
 
 
 def _serverTime(clock):
@@ -112,7 +118,15 @@ class NacosConnection:
                 raise NacosError(NO_HANDLER, f"no handler for {payload.type[:100]!r}")
             if self.client is None:
                 raise NacosError(UN_REGISTER, "the connection is not set up (ConnectionSetupRequest)")
+            # Every naming request needs a grant of its namespace, as
+            # Nacos' @Secured handlers do; the token is the SDK's
+            # accessToken header.
             body = naming.parseBody(payload.body)
+            if payload.type not in _UNSECURED:
+                grant = self.node.authority.grant(payload.headers.get("accessToken"))
+                namespace = body.get("namespace")
+                if namespace is None or type(namespace) is str:
+                    grant.check(namespace, "namespace")
             responseType, fields = handler(self, body)
             return self._respond(responseType, fields)
         except NacosError as e:
@@ -120,7 +134,8 @@ class NacosConnection:
         except LimitExceeded as e:
             return self._error(OVER_THRESHOLD, e.message)
         except ProtocolError as e:
-            return self._error(INVALID_PARAM, e.message)
+            code = NO_RIGHT if e.code in (UNAUTHORIZED, FORBIDDEN) else INVALID_PARAM
+            return self._error(code, e.message)
         except Exception:
             self.log.failure("Nacos request {type} failed", type=payload.type[:100])
             return self._error(naming.SERVER_ERROR, "internal error")

@@ -27,6 +27,7 @@ INVALID_SERVER_STATUS = 300  # the server is starting
 UN_REGISTER = 301  # the connection did not set up (ConnectionSetupRequest)
 NO_HANDLER = 302  # a request type the server does not serve
 INVALID_PARAM = 400
+NO_RIGHT = 403  # no credential, or one that does not grant the namespace
 SERVER_ERROR = 500
 BAD_GATEWAY = 502  # the body could not be parsed
 OVER_THRESHOLD = 503
