@@ -98,7 +98,7 @@ def startCluster(directory, reactor=None, nacos=False):
     nodes = [Child(f"n{i}", [
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
         "-n", "--pidfile=", *reactorOption, "distro-node", "--node-id", f"n{i}",
-        "--nacos-listen", nacosListen,
+        "--nacos-listen", nacosListen, "--http-listen", "",
         "--listen", "tcp:0:interface=127.0.0.1",
         "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", clusterConf,
         "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)

@@ -163,7 +163,7 @@ def main(argv):
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
         "-n", "--pidfile=", "distro-node", "--node-id", "bench",
         "--listen", "tcp:0:interface=127.0.0.1",
-        "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1",
+        "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1", "--http-listen", "",
         "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)
     try:
         address = node.waitAddress()

@@ -46,6 +46,9 @@ _VERIFIED_CACHE = 4096
 
 _TOKEN_PREFIX = "dt1."
 
+# The token a node without credentials gives at login, as Nacos does.
+OPEN_TOKEN = "AUTH_DISABLED"
+
 
 class PasswordHashError(ValueError):
     """
@@ -270,8 +273,9 @@ class Authority:
 
     def login(self, username, password):
         if not self.enabled:
-            # An open node: SDKs configured with a user start quietly.
-            return defer.succeed(LoginResult("", int(self.ttl), True, username or ""))
+            # An open node: SDKs configured with a user start quietly (the
+            # token is Nacos' own when its auth is off).
+            return defer.succeed(LoginResult(OPEN_TOKEN, int(self.ttl), True, username or ""))
         entry = self._users.get(username) if type(username) is str else None
         if entry is None or type(password) is not str:
             return defer.fail(ProtocolError(UNAUTHORIZED, "username or password: not accepted"))

@@ -60,6 +60,11 @@ def _endpoint(key, value):
         raise ConfigError(key, f"not a Twisted server endpoint string ({e})")
 
 
+def _optionalEndpoint(key, value):
+    if value:
+        _endpoint(key, value)
+
+
 def _nacosListen(key, value):
     try:
         parseListen(value)
@@ -169,6 +174,12 @@ class Config:
         "Nacos gRPC port (where a Nacos SDK given host:8848 dials): tcp:PORT or "
         "tcp:PORT:interface=HOST; empty disables it.",
         _nacosListen,
+    )
+    http_listen: str = _key(
+        "tcp:8848",
+        "HTTP port (Nacos login and open API, /health, /ready), as a Twisted server endpoint "
+        "string; empty disables it.",
+        _optionalEndpoint,
     )
     peer_tls_ca: str = _key(
         "",

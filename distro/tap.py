@@ -7,7 +7,9 @@ the command line overrides the file given with C{--config}.
 """
 
 import gc
+import ipaddress
 import os
+import re
 import signal
 import socket
 import sys
@@ -21,6 +23,7 @@ from zope.interface import implementer
 from distro import config as _config
 from distro.cluster.service import clusterFromConfig, readMembers
 from distro.collector import CollectorWatch
+from distro.http.service import HttpService
 from distro.interfaces import IFrontEnd
 from distro.nacos import service as nacosService
 from distro.nacos.listen import parseListen
@@ -67,6 +70,43 @@ class Options(usage.Options):
         if self.members is not None and not self.config.node_id:
             # Host names are shared by the nodes of one machine; lines are not.
             self.config.node_id = self.members[0]
+
+
+log = Logger()
+
+
+def _bindsBeyondLoopback(description):
+    """
+    Whether a Twisted server endpoint string listens on more than a
+    loopback interface.
+    """
+    parts = re.split(r"(?<!\\):", description)
+    kind = parts[0].lower()
+    if kind in ("unix", "systemd"):
+        return False
+    for part in parts[1:]:
+        if part.startswith("interface="):
+            host = part[len("interface="):].replace("\\:", ":").strip("[]")
+            try:
+                return not ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                return host != "localhost"
+    return True
+
+
+def exposedPorts(config):
+    """
+    The keys of the client ports that listen beyond loopback.
+    """
+    exposed = []
+    if _bindsBeyondLoopback(config.listen):
+        exposed.append("listen")
+    nacos = parseListen(config.nacos_listen)
+    if nacos is not None and _bindsBeyondLoopback("tcp:0:interface=" + nacos.rsplit(":", 1)[0].replace(":", "\\:")):
+        exposed.append("nacos_listen")
+    if config.http_listen and _bindsBeyondLoopback(config.http_listen):
+        exposed.append("http_listen")
+    return exposed
 
 
 def withBacklog(description, backlog):
@@ -262,6 +302,15 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     ClientPortService(node, reactor).setServiceParent(root)
     if nacosAddress is not None:
         nacosService.NacosService(node, nacosAddress).setServiceParent(root)
+    if config.http_listen:
+        HttpService(node, reactor).setServiceParent(root)
+    exposed = exposedPorts(config)
+    if exposed and not node.authority.enabled:
+        log.warn(
+            "distro node {node} has no auth_tokens or auth_users, and {ports} listen beyond "
+            "loopback: anyone who reaches them can read and change the registry",
+            node=node.nodeId, ports=", ".join(exposed),
+        )
     if members is not None:
         try:
             cluster = clusterFromConfig(node, reactor, members, environ)

@@ -133,7 +133,7 @@ class NodeProcess:
                 ended.callback(None)
 
         args = [
-            "-n", "--pidfile=", "distro-node", "--nacos-listen", "",
+            "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "",
             "--listen", f"tcp:{self.clientPort}:interface=127.0.0.1",
             "--peer-listen", f"tcp:{self.peerPort}:interface=127.0.0.1",
             "--peer-advertise", self.nodeId,

@@ -72,7 +72,7 @@ class OpenTests(AuthorityTestCase):
             grant = authority.grant(credential)
             self.assertTrue(grant.allows("payments") and grant.admin)
         result = self.loggedIn(authority, "nacos", "nacos")
-        self.assertEqual((result.token, result.ttl, result.admin), ("", 18000, True))
+        self.assertEqual((result.token, result.ttl, result.admin), ("AUTH_DISABLED", 18000, True))
 
 
 class TokenTests(AuthorityTestCase):

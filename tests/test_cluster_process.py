@@ -359,6 +359,7 @@ class ClusterTestCase(ProcessTestCase):
             agent="test_cluster_process/1",
             timeout=CLIENT_TIMEOUT,
             start=start,
+            token=self.helloToken,
         )
         yield client.start()
         self.addCleanup(client.close)

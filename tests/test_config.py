@@ -598,7 +598,7 @@ class ClusterSampleTests(SynchronousTestCase):
         for n in (1, 2, 3):
             path = SAMPLE.sibling(f"node{n}.toml").path
             built = config.build(path, {"cluster": ""})
-            for key in ("listen", "peer_listen", "nacos_listen"):
+            for key in [k for k in config.KEYS if k == "listen" or k.endswith("_listen")]:
                 value = getattr(built, key)
                 if value:
                     ports.append((value.split(":")[1], f"node{n}.toml {key}"))

@@ -122,6 +122,7 @@ class EndToEndTestCase(ProcessTestCase):
         process = CommandProcess()
         env = dict(os.environ)
         env.pop("DISTRO_SERVERS", None)
+        env.pop("DISTRO_TOKEN", None)
         argv = CLI + ["--server", server, "--timeout", str(CLI_TIMEOUT), *args]
         directory = self.tempPath()
         os.makedirs(directory)

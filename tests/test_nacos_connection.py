@@ -46,6 +46,8 @@ class ConnectionTestCase(SynchronousTestCase):
                 "ConnectionSetupRequest", clientVersion="Nacos-Java-Client:v2.5.1",
                 labels={"source": "sdk", "module": "naming"}, abilityTable={},
             ))
+            self.assertEqual([p.type for p in sent], ["SetupAckRequest"])
+            sent.clear()
         return connection, sent
 
     def ask(self, type_, connection=None, headers=None, **body):
@@ -75,13 +77,31 @@ class SetUpTests(ConnectionTestCase):
     def test_serverCheck(self):
         """
         C{ServerCheckRequest} is answered before the set up, with the
-        connection's id, and no ability negotiation.
+        connection's id, and ability negotiation, as Nacos 2.x and 3.x do.
         """
         connection, _ = self.connect(setUp=False)
         responseType, reply = self.ask("ServerCheckRequest", connection)
         self.assertEqual(responseType, "ServerCheckResponse")
         self.assertEqual(reply["connectionId"], "c-1")
-        self.assertIs(reply["supportAbilityNegotiation"], False)
+        self.assertIs(reply["supportAbilityNegotiation"], True)
+
+    def test_abilities(self):
+        """
+        An SDK that sends its C{abilityTable} (the Java and Python SDKs)
+        is told the server's in C{SetupAckRequest}, persistent instances
+        over gRPC among them, so that the Java SDK never falls back to
+        HTTP for them; one that sends none (Go, Rust) is told nothing.
+        """
+        for table, expected in (({"fuzzyWatch": True}, 1), (None, 0)):
+            connection, sent = self.connect(setUp=False)
+            connection.streamReceived(request("ConnectionSetupRequest", labels={}, abilityTable=table))
+            self.assertEqual(len(sent), expected)
+        connection, sent = self.connect(setUp=False)
+        connection.streamReceived(request("ConnectionSetupRequest", abilityTable={}))
+        ((kind, ack),) = [(p.type, json.loads(p.body)) for p in sent]
+        self.assertEqual(kind, "SetupAckRequest")
+        self.assertIs(ack["abilityTable"]["supportPersistentInstanceByGrpc"], True)
+        self.assertNotIn("requestId", ack)  # no answer expected
 
     def test_notSetUp(self):
         """
@@ -245,11 +265,18 @@ class AuthTests(ConnectionTestCase):
             ({"accessToken": ""}, "public", "accessToken"), ({"accessToken": "s3cret"}, "dev", "namespace"),
         ):
             responseType, reply = self.register(headers, namespace)
-            self.assertEqual((responseType, reply["errorCode"], reply["success"]), ("ErrorResponse", 403, False))
+            self.assertEqual((responseType, reply["resultCode"], reply["errorCode"], reply["success"]),
+                             ("InstanceResponse", 500, 403, False))
             self.assertIn(named, reply["message"])
-        for type_ in ("ServiceQueryRequest", "SubscribeServiceRequest", "ServiceListRequest",
-                      "BatchInstanceRequest", "PersistentInstanceRequest"):
-            self.assertEqual(self.error(type_, 403, serviceName="orders")[:11], "accessToken")
+        # Each in its own response type, as Nacos refuses (the Java SDK logs
+        # in again on errorCode 403).
+        for type_, responseType in (
+            ("ServiceQueryRequest", "QueryServiceResponse"), ("SubscribeServiceRequest", "SubscribeServiceResponse"),
+            ("ServiceListRequest", "ServiceListResponse"), ("BatchInstanceRequest", "BatchInstanceResponse"),
+            ("PersistentInstanceRequest", "InstanceResponse"),
+        ):
+            kind, reply = self.ask(type_, serviceName="orders")
+            self.assertEqual((kind, reply["errorCode"], reply["message"][:11]), (responseType, 403, "accessToken"))
         self.assertEqual(self.hosts(), [])
         self.ok("HealthCheckRequest")
         connection, _ = self.connect(setUp=False)
@@ -358,6 +385,9 @@ class PushTests(ConnectionTestCase):
         ((kind, push),) = self.pushes()
         self.assertEqual(kind, "NotifySubscriberRequest")
         self.assertTrue(push["requestId"].isdigit())
+        # As Nacos sends every server request: the Rust SDK drops one
+        # without "headers" (found with the SDK).
+        self.assertEqual(push["headers"], {})
         self.assertEqual([h["ip"] for h in push["serviceInfo"]["hosts"]], ["10.0.0.1"])
         self.assertEqual(push["serviceInfo"]["name"], "orders")
         self.ack(push)
@@ -563,7 +593,7 @@ class ServerRequestTests(ConnectionTestCase):
         idle = self.node.config.idle_timeout_ms / 1000.0
         self.clock.advance(idle)
         ((kind, request),) = self.requests()
-        self.assertEqual((kind, request["module"]), ("ClientDetectionRequest", "internal"))
+        self.assertEqual((kind, request["module"], request["headers"]), ("ClientDetectionRequest", "internal", {}))
         self.assertTrue(request["requestId"].isdigit())
         self.answer("ClientDetectionResponse", request)  # judged by resultCode, not success
         self.clock.advance(self.connection.ackTimeout())

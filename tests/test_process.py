@@ -197,6 +197,8 @@ class ProcessTestCase(TempPathMixin, TestCase):
     """
 
     timeout = 90
+    # The token of every hello, for nodes that require one.
+    helloToken = None
 
     def spawn(self, *args):
         """
@@ -208,7 +210,7 @@ class ProcessTestCase(TempPathMixin, TestCase):
         process = NodeProcess()
         # The Nacos gRPC port only where a test asks for it (its default,
         # 9848, is one port for every node of the machine).
-        argv = TWISTD + ["-n", "--pidfile=", "distro-node", "--nacos-listen", "", *args]
+        argv = TWISTD + ["-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", *args]
         reactor.spawnProcess(process, sys.executable, argv, env=dict(os.environ), path=directory)
         self.addCleanup(process.stop)
         return process
@@ -262,7 +264,8 @@ class ProcessTestCase(TempPathMixin, TestCase):
         """
         Do the handshake and check its reply.
         """
-        reply = yield client.request("hello", proto=1, agent="test_process/1")
+        token = {"token": self.helloToken} if self.helloToken else {}
+        reply = yield client.request("hello", proto=1, agent="test_process/1", **token)
         self.assertEqual(reply["op"], "ok", reply)
         return reply
 

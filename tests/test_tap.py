@@ -37,7 +37,7 @@ def options(*argv):
     reactor: tests/test_nacos_service.py runs it in real processes).
     """
     o = tap.Options()
-    o.parseOptions(["--nacos-listen", "", *argv])
+    o.parseOptions(["--nacos-listen", "", "--http-listen", "", *argv])
     return o
 
 
@@ -138,6 +138,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "idle_timeout_ms": "30000",
             "peer_listen": "tcp:2",
             "nacos_listen": "tcp:3:interface=127.0.0.1",
+            "http_listen": "tcp:4:interface=127.0.0.1",
             "down_after_ms": "30000",
             "max_frame": "16384",
             "peer_max_frame": "16384",

@@ -34,7 +34,7 @@ from distro.nacos.naming import (
     NacosError,
 )
 from distro.nacos.payload import Payload
-from distro.wire import FORBIDDEN, UNAUTHORIZED, LimitExceeded, ProtocolError
+from distro.wire import LimitExceeded, ProtocolError
 
 # Pushes as the Nacos server makes them: a push not acked within
 # PUSH_ACK_TIMEOUT (Nacos' pushTaskTimeout), or acked with an error, is sent
@@ -54,6 +54,23 @@ TIMED_OUT = "timed out"
 # Requests any connection may make, as in Nacos (the connection's own
 # upkeep, no data).
 _UNSECURED = frozenset({"HealthCheckRequest"})
+
+# The response type of each secured request, which carries its refusal.
+_RESPONSE_TYPES = {
+    "InstanceRequest": "InstanceResponse",
+    "BatchInstanceRequest": "BatchInstanceResponse",
+    "PersistentInstanceRequest": "InstanceResponse",
+    "ServiceQueryRequest": "QueryServiceResponse",
+    "SubscribeServiceRequest": "SubscribeServiceResponse",
+    "ServiceListRequest": "ServiceListResponse",
+}
+
+# What the node can do, told to an SDK that negotiates abilities
+# (SetupAckRequest): a persistent instance may come over gRPC, where it is
+# refused with a clear message (an SDK not told falls back to HTTP). The
+# abilities of Nacos 3 distro does not have (fuzzyWatch, lock, mcp) are
+# not claimed.
+SERVER_ABILITIES = {"supportPersistentInstanceByGrpc": True}
 
 
 def _serverTime(clock):
@@ -111,7 +128,7 @@ class NacosConnection:
                 raise NacosError(INVALID_SERVER_STATUS, "the node is still loading cluster data")
             if payload.type == "ServerCheckRequest":
                 return self._respond("ServerCheckResponse", {
-                    "connectionId": self.connectionId, "supportAbilityNegotiation": False,
+                    "connectionId": self.connectionId, "supportAbilityNegotiation": True,
                 })
             handler = self._handlers.get(payload.type)
             if handler is None:
@@ -123,10 +140,16 @@ class NacosConnection:
             # accessToken header.
             body = naming.parseBody(payload.body)
             if payload.type not in _UNSECURED:
-                grant = self.node.authority.grant(payload.headers.get("accessToken"))
-                namespace = body.get("namespace")
-                if namespace is None or type(namespace) is str:
-                    grant.check(namespace, "namespace")
+                try:
+                    grant = self.node.authority.grant(payload.headers.get("accessToken"))
+                    namespace = body.get("namespace")
+                    if namespace is None or type(namespace) is str:
+                        grant.check(namespace, "namespace")
+                except ProtocolError as e:
+                    # As Nacos refuses: the handler's own response type, with
+                    # errorCode NO_RIGHT (the Java SDK then logs in again).
+                    return Payload(_RESPONSE_TYPES[payload.type], {}, "", naming.encodeBody(
+                        naming.errorResponse(NO_RIGHT, e.message)))
             responseType, fields = handler(self, body)
             return self._respond(responseType, fields)
         except NacosError as e:
@@ -134,8 +157,7 @@ class NacosConnection:
         except LimitExceeded as e:
             return self._error(OVER_THRESHOLD, e.message)
         except ProtocolError as e:
-            code = NO_RIGHT if e.code in (UNAUTHORIZED, FORBIDDEN) else INVALID_PARAM
-            return self._error(code, e.message)
+            return self._error(INVALID_PARAM, e.message)
         except Exception:
             self.log.failure("Nacos request {type} failed", type=payload.type[:100])
             return self._error(naming.SERVER_ERROR, "internal error")
@@ -171,11 +193,7 @@ class NacosConnection:
         return "BatchInstanceResponse", {"type": kind}
 
     def _persistentInstance(self, body):
-        raise NacosError(
-            INVALID_PARAM,
-            "instance.ephemeral: distro holds ephemeral instances only (persistent instances "
-            "are not supported)",
-        )
+        raise NacosError(INVALID_PARAM, f"instance.{naming.PERSISTENT_REFUSED}")
 
     def _query(self, body):
         service = naming.serviceKey(body)
@@ -263,6 +281,11 @@ class NacosConnection:
         self.labels = labels if type(labels) is dict else {}
         version = body.get("clientVersion")
         self.clientVersion = version if type(version) is str else ""
+        if body.get("abilityTable") is not None and self.send is not None:
+            # As Nacos: an SDK that sent its abilities is told the server's
+            # (it waits for them), and answers nothing.
+            self.send(Payload("SetupAckRequest", {}, "", naming.encodeBody(
+                {"abilityTable": SERVER_ABILITIES, "module": "internal", "headers": {}})))
         # A session of the node: a native client, replicated like any.
         self.client, _, _ = self.node.sessionStarted(self)
         self.channel = self.node.pusher.channel(self._push)
@@ -342,7 +365,9 @@ class NacosConnection:
         )
         self._asked[requestId] = (requestType, timer, answered)
         if self.send is not None:
-            body = naming.encodeBody(dict(fields, requestId=requestId))
+            # "headers" as Nacos always sends it: the Rust SDK drops a
+            # request without it (and answers nothing).
+            body = naming.encodeBody(dict(fields, headers={}, requestId=requestId))
             self.send(Payload(requestType, {}, "", body))
         return requestId
 

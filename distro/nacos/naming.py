@@ -28,6 +28,12 @@ UN_REGISTER = 301  # the connection did not set up (ConnectionSetupRequest)
 NO_HANDLER = 302  # a request type the server does not serve
 INVALID_PARAM = 400
 NO_RIGHT = 403  # no credential, or one that does not grant the namespace
+
+# What a persistent instance is told, on every port (after the field's path).
+PERSISTENT_REFUSED = (
+    "ephemeral: distro holds ephemeral instances only (persistent instances are not "
+    "supported; register with ephemeral=true)"
+)
 SERVER_ERROR = 500
 BAD_GATEWAY = 502  # the body could not be parsed
 OVER_THRESHOLD = 503
@@ -114,11 +120,7 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192):
     if type(value) is not dict:
         raise NacosError(INVALID_PARAM, f"{field}: must be an object")
     if value.get("ephemeral", True) is False:
-        raise NacosError(
-            INVALID_PARAM,
-            f"{field}.ephemeral: distro holds ephemeral instances only (persistent "
-            "instances are not supported)",
-        )
+        raise NacosError(INVALID_PARAM, f"{field}.{PERSISTENT_REFUSED}")
     try:
         return model.parseInstance(
             {

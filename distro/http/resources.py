@@ -1,0 +1,227 @@
+# -*- test-case-name: tests.test_http -*-
+"""
+What the HTTP port serves (docs/nacos.md, README): health and readiness,
+Nacos' logins, Nacos' health endpoints, and Nacos' v1 instance registration
+(which distro refuses for persistent instances, with the same message as
+the gRPC port).
+
+Every answer is JSON but Nacos' v1 errors, which are text as Nacos writes
+them. A bad parameter is a 4xx naming it.
+"""
+
+import json
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from distro.auth import normalNamespace
+from distro.nacos.naming import PERSISTENT_REFUSED
+from distro.wire import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, ProtocolError
+
+
+class HttpError(Exception):
+    """
+    A request refused with C{status} and C{message} (naming the parameter).
+    """
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _param(request, name, required=True):
+    """
+    The first value of parameter C{name} (query string or form body), as
+    text.
+    """
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        if required:
+            raise HttpError(400, f"{name}: is required")
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, f"{name}: is not UTF-8")
+
+
+def _credential(request):
+    """
+    The token a request carries: the C{accessToken} parameter or header,
+    or an C{Authorization: Bearer} header.
+    """
+    token = _param(request, "accessToken", required=False)
+    if token:
+        return token
+    header = request.getHeader("accessToken")
+    if header:
+        return header
+    authorization = request.getHeader("Authorization") or ""
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
+class NodeResource(resource.Resource):
+    """
+    The HTTP port's one resource: routes by method and path.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+        self._routes = {
+            b"/health": {b"GET": self._health},
+            b"/ready": {b"GET": self._ready},
+            b"/nacos/v1/auth/users/login": {b"POST": self._loginV1},
+            b"/nacos/v1/auth/login": {b"POST": self._loginV1},
+            b"/nacos/v3/auth/user/login": {b"POST": self._loginV3},
+            b"/nacos/v1/ns/operator/metrics": {b"GET": self._metrics},
+            b"/nacos/v3/admin/core/state/liveness": {b"GET": self._liveness},
+            b"/nacos/v3/admin/core/state/readiness": {b"GET": self._readiness},
+            b"/nacos/v1/ns/instance": {b"POST": self._instanceV1, b"PUT": self._instanceV1},
+        }
+
+    def render(self, request):
+        methods = self._routes.get(request.path.rstrip(b"/") or b"/")
+        if methods is None:
+            return self._json(request, 404, {"code": 404, "message": "no such path"})
+        handler = methods.get(request.method)
+        if handler is None:
+            request.setHeader(b"Allow", b", ".join(sorted(methods)))
+            return self._json(request, 405, {"code": 405, "message": "method: not allowed here"})
+        try:
+            return handler(request)
+        except HttpError as e:
+            return self._error(request, e.status, e.message)
+        except ProtocolError as e:
+            return self._error(request, _status(e), e.message)
+
+    # Answers
+
+    def _json(self, request, status, document):
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+    def _error(self, request, status, message):
+        """
+        A refusal: text for Nacos' v1 paths (as Nacos writes them), else
+        JSON C{{"code", "message"}}.
+        """
+        if request.path.startswith(b"/nacos/v1/"):
+            request.setResponseCode(status)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return message.encode("utf-8")
+        return self._json(request, status, {"code": status, "message": message, "data": None})
+
+    def _later(self, request, d, answer):
+        """
+        Answer C{request} when C{d} fires: C{answer(result)} gives the
+        document; a refusal becomes its error.
+        """
+        def done(result):
+            if request.finished or request._disconnected:
+                return
+            if isinstance(result, Failure):
+                error = result.value
+                if isinstance(error, ProtocolError):
+                    body = self._error(request, _status(error), error.message)
+                else:
+                    self.log.failure("HTTP {path} failed", result, path=request.path[:100])
+                    body = self._error(request, 500, "internal error")
+            else:
+                body = self._json(request, 200, answer(result))
+            request.write(body)
+            request.finish()
+
+        d.addBoth(done)
+        return server.NOT_DONE_YET
+
+    # Health
+
+    def _health(self, request):
+        return self._json(request, 200, {"status": "UP", "node": self.node.nodeId})
+
+    def _ready(self, request):
+        if not self.node.ready:
+            return self._json(request, 503, {"status": "DOWN", "node": self.node.nodeId,
+                                             "reason": "loading cluster data"})
+        return self._json(request, 200, {"status": "UP", "node": self.node.nodeId})
+
+    def _metrics(self, request):
+        return self._json(request, 200, {"status": "UP"})
+
+    def _liveness(self, request):
+        return self._json(request, 200, {"code": 0, "message": "success", "data": "ok"})
+
+    def _readiness(self, request):
+        if not self.node.ready:
+            return self._json(request, 500, {"code": 30000, "message": "server is not ready: loading cluster data",
+                                             "data": None})
+        return self._json(request, 200, {"code": 0, "message": "success", "data": "ok"})
+
+    # Logins
+
+    def _login(self, request):
+        username = _param(request, "username")
+        password = _param(request, "password")
+        return self.node.authority.login(username, password)
+
+    def _loginV1(self, request):
+        return self._later(request, self._login(request), _loginDocument)
+
+    def _loginV3(self, request):
+        return self._later(request, self._login(request), _loginDocument)
+
+    # Nacos' v1 instances
+
+    def _instanceV1(self, request):
+        """
+        C{POST /nacos/v1/ns/instance}: what an SDK sends over HTTP is a
+        persistent instance (ephemeral ones go over gRPC), which distro
+        does not hold; an ephemeral one needs the heartbeats of an HTTP
+        client, which this port does not serve yet.
+        """
+        grant = self.node.authority.grant(_credential(request))
+        namespace = normalNamespace(_param(request, "namespaceId", required=False) or "")
+        grant.check(namespace, "namespaceId")
+        name = _param(request, "serviceName")
+        if not name:
+            raise HttpError(400, "serviceName: is required")
+        _param(request, "ip")
+        port = _param(request, "port")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise HttpError(400, "port: must be an integer 1..65535")
+        ephemeral = (_param(request, "ephemeral", required=False) or "true").lower()
+        if ephemeral not in ("true", "false"):
+            raise HttpError(400, "ephemeral: must be true or false")
+        if ephemeral == "false":
+            raise HttpError(400, PERSISTENT_REFUSED)
+        raise HttpError(
+            501,
+            "ephemeral: instances registered over HTTP (heartbeat clients) are not served yet; "
+            "use a Nacos 2.x/3.x SDK, which registers over gRPC",
+        )
+
+
+def _loginDocument(result):
+    return {"accessToken": result.token, "tokenTtl": result.ttl, "globalAdmin": result.admin,
+            "username": result.user}
+
+
+def _status(error):
+    """
+    The HTTP status of a refusal: 403 for credentials (as Nacos answers),
+    503 for a limit, else 400.
+    """
+    if error.code in (UNAUTHORIZED, FORBIDDEN):
+        return 403
+    if error.code == LIMIT_EXCEEDED:
+        return 503
+    return 400

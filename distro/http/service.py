@@ -1,0 +1,98 @@
+# -*- test-case-name: tests.test_http -*-
+"""
+The HTTP port's service: a L{twisted.web.server.Site} over the node's
+resources, listening on C{http_listen}.
+"""
+
+from twisted.application.service import Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web import server
+from zope.interface import implementer
+
+from distro.http.channel import BoundedChannel, BoundedRequest
+from distro.http.resources import NodeResource
+from distro.interfaces import IFrontEnd
+
+
+class BoundedSite(server.Site):
+    """
+    A site of L{BoundedChannel}s, counted per remote IP.
+    """
+
+    protocol = BoundedChannel
+    requestFactory = BoundedRequest
+
+    def __init__(self, resource, node):
+        config = node.config
+        super().__init__(resource, timeout=config.idle_timeout_ms / 1000.0, reactor=node.clock)
+        self.clock = node.clock
+        self.requestTimeout = config.handshake_timeout_ms / 1000.0
+        self.maxPerIp = config.max_connections_per_ip
+        self.channels = set()
+        self._perIp = {}
+
+    def buildProtocol(self, addr):
+        ip = getattr(addr, "host", None)
+        if self.maxPerIp and self._perIp.get(ip, 0) >= self.maxPerIp:
+            return None  # refused: the connection is closed at once
+        channel = super().buildProtocol(addr)
+        channel.remoteIp = ip
+        return channel
+
+    def opened(self, channel):
+        self.channels.add(channel)
+        self._perIp[channel.remoteIp] = self._perIp.get(channel.remoteIp, 0) + 1
+
+    def closed(self, channel):
+        if channel in self.channels:
+            self.channels.discard(channel)
+            count = self._perIp[channel.remoteIp] - 1
+            if count:
+                self._perIp[channel.remoteIp] = count
+            else:
+                del self._perIp[channel.remoteIp]
+
+    def log(self, request):
+        # No access log line per request (health probes would flood it).
+        pass
+
+
+@implementer(IFrontEnd)
+class HttpService(Service):
+    """
+    The HTTP port (C{http_listen}).
+    """
+
+    log = Logger()
+    name = "http"
+
+    def __init__(self, node, reactor):
+        self.node = node
+        self.reactor = reactor
+        self.site = BoundedSite(NodeResource(node), node)
+        self.port = None
+        self.address = None
+
+    def connectionCount(self):
+        return len(self.site.channels)
+
+    def startService(self):
+        super().startService()
+        endpoint = serverFromString(self.reactor, self.node.config.http_listen)
+        failures = []
+        endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
+        if failures:
+            failures[0].raiseException()
+
+    def _listening(self, port):
+        self.port = port
+        host = port.getHost()
+        self.address = f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
+        self.log.info("distro node {node} serving HTTP on {address}",
+                      node=self.node.nodeId, address=self.address)
+
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()

@@ -1,0 +1,303 @@
+"""
+Tests for L{distro.http}: the HTTP port's requests, spoken byte by byte to
+its real site over a L{StringTransport} on the node's clock, and a real
+node process answering over a socket.
+"""
+
+import json
+import re
+import urllib.parse
+
+from twisted.internet import defer, threads
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from distro.auth import hashPassword
+from distro.http.channel import MAX_BODY
+from distro.http.service import HttpService
+from distro.interfaces import IFrontEnd
+
+from ._node import NodeHarness
+from .test_process import START_TIMEOUT, ProcessTestCase, waitFor
+
+USERS = {
+    "app": {"password": hashPassword("app-pw", n=4), "namespaces": ["public"]},
+    "root": {"password": hashPassword("root-pw", n=4), "namespaces": ["*"], "admin": True},
+}
+
+
+class Exchange:
+    """
+    One HTTP connection to the site: raw bytes in, responses out.
+    """
+
+    def __init__(self, site, ip="10.0.0.7"):
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 40000))
+        self.channel = site.buildProtocol(IPv4Address("TCP", ip, 40000))
+        if self.channel is not None:
+            self.channel.makeConnection(self.transport)
+
+    def send(self, data):
+        self.channel.dataReceived(data)
+
+    def request(self, method, path, body=b"", headers=()):
+        head = [f"{method} {path} HTTP/1.1", "Host: node"] + list(headers)
+        if body or method in ("POST", "PUT"):
+            head += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+        self.send(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        return self.response()
+
+    def response(self):
+        """
+        C{(status, headers, body)} of the response written so far.
+        """
+        raw = self.transport.value()
+        self.transport.clear()
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        length = headers.get("Content-Length")
+        if length is not None:
+            body = rest[:int(length)]
+        else:  # chunked
+            body, chunks = b"", rest
+            while chunks:
+                size, _, chunks = chunks.partition(b"\r\n")
+                if not int(size, 16):
+                    break
+                body += chunks[:int(size, 16)]
+                chunks = chunks[int(size, 16) + 2:]
+        return status, headers, body
+
+
+class HttpTestCase(SynchronousTestCase):
+    def setUp(self):
+        self.start()
+
+    def start(self, **config):
+        self.harness = NodeHarness(**config)
+        self.node = self.harness.node
+        self.service = HttpService(self.node, None)
+        self.site = self.service.site
+
+    def ask(self, method, path, body=b"", **params):
+        if params:
+            encoded = urllib.parse.urlencode(params)
+            if method == "GET":
+                path += "?" + encoded
+            else:
+                body = encoded.encode()
+        return Exchange(self.site).request(method, path, body)
+
+    def document(self, method, path, status=200, **params):
+        code, headers, body = self.ask(method, path, **params)
+        self.assertEqual(code, status, body)
+        self.assertTrue(headers["Content-Type"].startswith("application/json"), headers)
+        return json.loads(body)
+
+
+class HealthTests(HttpTestCase):
+    def test_frontEnd(self):
+        verifyObject(IFrontEnd, self.service)
+        self.assertEqual(self.service.connectionCount(), 0)
+        Exchange(self.site)
+        self.assertEqual(self.service.connectionCount(), 1)
+
+    def test_health(self):
+        self.assertEqual(self.document("GET", "/health")["status"], "UP")
+        self.assertEqual(self.document("GET", "/nacos/v1/ns/operator/metrics"), {"status": "UP"})
+        self.assertEqual(self.document("GET", "/nacos/v3/admin/core/state/liveness")["data"], "ok")
+
+    def test_ready(self):
+        """
+        While the node loads cluster data, C{/ready} is 503 with the reason
+        (and Nacos' readiness 500); then 200.
+        """
+        self.node.ready = False
+        document = self.document("GET", "/ready", 503)
+        self.assertEqual((document["status"], document["reason"]), ("DOWN", "loading cluster data"))
+        self.assertIn("not ready", self.document("GET", "/nacos/v3/admin/core/state/readiness", 500)["message"])
+        self.node.ready = True
+        self.assertEqual(self.document("GET", "/ready")["status"], "UP")
+        self.assertEqual(self.document("GET", "/nacos/v3/admin/core/state/readiness")["data"], "ok")
+
+    def test_unknown(self):
+        self.assertEqual(self.document("GET", "/nope", 404)["code"], 404)
+        code, headers, _ = self.ask("DELETE", "/health")
+        self.assertEqual((code, headers["Allow"]), (405, "GET"))
+
+
+class LoginTests(HttpTestCase):
+    PATHS = ("/nacos/v1/auth/users/login", "/nacos/v3/auth/user/login")
+
+    def test_open(self):
+        """
+        A node without credentials answers any login, so that SDKs
+        configured with a user start quietly.
+        """
+        for path in self.PATHS:
+            document = self.document("POST", path, username="nacos", password="nacos")
+            self.assertEqual((document["tokenTtl"], document["globalAdmin"]), (18000, True))
+
+    def test_login(self):
+        """
+        A user's login answers a token every port accepts, with its
+        lifetime in seconds and whether the user is an administrator, from
+        the form body or the query string.
+        """
+        self.start(auth_users=USERS)
+        for path in self.PATHS:
+            document = self.document("POST", path, username="app", password="app-pw")
+            self.assertEqual((document["tokenTtl"], document["globalAdmin"]), (18000, False))
+            self.assertEqual(self.node.authority.grant(document["accessToken"]).subject, "app")
+        code, _, body = Exchange(self.site).request(
+            "POST", "/nacos/v1/auth/users/login?username=root&password=root-pw")
+        self.assertEqual((code, json.loads(body)["globalAdmin"]), (200, True))
+
+    def test_refused(self):
+        """
+        A wrong password or user is 403; a missing or undecodable
+        parameter 400 naming it. v1 answers in text as Nacos does, v3 in
+        JSON.
+        """
+        self.start(auth_users=USERS)
+        code, headers, body = self.ask("POST", self.PATHS[0], username="app", password="wrong")
+        self.assertEqual((code, headers["Content-Type"][:10]), (403, "text/plain"))
+        self.assertNotIn(b"wrong", body)
+        self.assertEqual(self.document("POST", self.PATHS[1], 403, username="x", password="y")["code"], 403)
+        for path in self.PATHS:
+            self.assertIn(b"password: is required", self.ask("POST", path, username="app")[2])
+            self.assertIn(b"username: is required", self.ask("POST", path, password="app-pw")[2])
+        code, _, body = Exchange(self.site).request("POST", self.PATHS[0], b"username=%ff&password=x")
+        self.assertEqual((code, body), (400, b"username: is not UTF-8"))
+
+
+class InstanceTests(HttpTestCase):
+    """
+    C{POST /nacos/v1/ns/instance}: where an SDK sends a persistent
+    instance.
+    """
+
+    PATH = "/nacos/v1/ns/instance"
+
+    def setUp(self):
+        self.start(auth_tokens={"s3cret": ["public"]})
+
+    def test_persistentRefused(self):
+        code, _, body = self.ask("POST", self.PATH, serviceName="orders", ip="10.0.0.1", port="80",
+                                 ephemeral="false", accessToken="s3cret")
+        self.assertEqual(code, 400)
+        self.assertIn(b"ephemeral: distro holds ephemeral instances only", body)
+
+    def test_badParameters(self):
+        good = dict(serviceName="orders", ip="10.0.0.1", port="80", ephemeral="false", accessToken="s3cret")
+        for change, named in (
+            ({"accessToken": None}, b"accessToken"), ({"accessToken": "nope"}, b"accessToken"),
+            ({"namespaceId": "dev"}, b"namespaceId"), ({"serviceName": None}, b"serviceName"),
+            ({"serviceName": ""}, b"serviceName"), ({"ip": None}, b"ip"), ({"port": "x"}, b"port"),
+            ({"port": "70000"}, b"port"), ({"ephemeral": "maybe"}, b"ephemeral"),
+        ):
+            params = {k: v for k, v in dict(good, **change).items() if v is not None}
+            code, _, body = self.ask("POST", self.PATH, **params)
+            self.assertIn(code, (400, 403), (change, body))
+            self.assertIn(named, body, change)
+        self.assertEqual(self.node.registry.services("public", None, 1, 10), (0, []))
+
+    def test_headerToken(self):
+        """
+        The token may come as an C{accessToken} or a bearer header.
+        """
+        body = b"serviceName=orders&ip=10.0.0.1&port=80&ephemeral=false"
+        for header in ("accessToken: s3cret", "Authorization: Bearer s3cret"):
+            self.assertEqual(Exchange(self.site).request("POST", self.PATH, body, [header])[0], 400)
+
+    def test_ephemeralOverHttp(self):
+        code, _, body = self.ask("POST", self.PATH, serviceName="orders", ip="10.0.0.1", port="80",
+                                 accessToken="s3cret")
+        self.assertEqual(code, 501)
+        self.assertIn(b"gRPC", body)
+
+
+class BoundsTests(HttpTestCase):
+    """
+    Nothing a client sends makes the port hold memory or a connection
+    without bound.
+    """
+
+    def test_largeBody(self):
+        exchange = Exchange(self.site)
+        exchange.send(b"POST /nacos/v1/auth/users/login HTTP/1.1\r\nHost: n\r\n"
+                      b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+        code, _, body = exchange.response()
+        self.assertEqual((code, exchange.transport.disconnecting), (413, True))
+        self.assertIn(b"request body", body)
+
+    def test_largeChunkedBody(self):
+        exchange = Exchange(self.site)
+        exchange.send(b"POST /nacos/v1/auth/users/login HTTP/1.1\r\nHost: n\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"x" * 8192
+        for _ in range(MAX_BODY // len(chunk) + 1):
+            exchange.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.assertEqual((exchange.response()[0], exchange.transport.disconnecting), (413, True))
+
+    def test_slowRequest(self):
+        """
+        A request that has not arrived whole within C{handshake_timeout_ms}
+        (a slowloris trickling its headers) is dropped; a keep-alive
+        connection gets the same time for each request.
+        """
+        exchange = Exchange(self.site)
+        self.assertEqual(exchange.request("GET", "/health")[0], 200)
+        step = self.node.config.handshake_timeout_ms / 10000.0
+        exchange.send(b"GET /health HTTP/1.1\r\n")
+        for n in range(9):
+            self.harness.clock.advance(step)
+            exchange.send(b"X-%d: y\r\n" % n)
+        self.assertFalse(exchange.transport.disconnected)
+        self.harness.clock.advance(step)
+        self.assertTrue(exchange.transport.disconnected)
+
+    def test_connectionsPerIp(self):
+        self.start(max_connections_per_ip=2)
+        first, second = Exchange(self.site), Exchange(self.site)
+        self.assertIsNone(Exchange(self.site).channel)
+        self.assertIsNotNone(Exchange(self.site, "10.0.0.8").channel)
+        first.channel.connectionLost(None)
+        self.assertIsNotNone(Exchange(self.site).channel)
+        self.assertEqual(second.request("GET", "/health")[0], 200)
+
+
+class HttpPortTests(ProcessTestCase):
+    """
+    A real node's HTTP port, over a socket.
+    """
+
+    @defer.inlineCallbacks
+    def test_healthAndLogin(self):
+        """
+        C{/health} answers over a real socket; an open node listening
+        beyond loopback says so once at start.
+        """
+        import urllib.request
+
+        process, _, _ = yield self.startNode("--http-listen", "tcp:0:interface=127.0.0.1",
+                                             "--listen", "tcp:0")
+        pattern = re.compile(rb"serving HTTP on (127\.0\.0\.1:\d+)")
+        match = yield waitFor(lambda: pattern.search(process.output), START_TIMEOUT, "the HTTP port")
+        url = f"http://{match.group(1).decode()}"
+
+        def get(path, data=None):
+            with urllib.request.urlopen(url + path, data=data, timeout=10) as response:
+                return response.status, json.loads(response.read())
+
+        status, document = yield threads.deferToThread(get, "/health")
+        self.assertEqual((status, document["status"]), (200, "UP"))
+        status, document = yield threads.deferToThread(
+            get, "/nacos/v1/auth/users/login", b"username=nacos&password=nacos")
+        self.assertEqual((status, document["globalAdmin"]), (200, True))
+        self.assertEqual(process.output.count(b"listen beyond loopback"), 1)
+        self.assertIn(b"listen beyond loopback", process.output)
