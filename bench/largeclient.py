@@ -39,14 +39,14 @@ def freePorts(count):
     return ports
 
 
-def counted(host, port, prefix):
+def counted(host, port, prefix, token=None):
     """
     How many instances a fresh connection's C{services} page counts in the
     services named C{prefix}-*, or C{None} while the node is not ready.
     """
     sock = socket.create_connection((host, port), timeout=30)
     try:
-        hello = request(sock, {"op": "hello", "id": 1, "proto": 1})
+        hello = request(sock, dict({"op": "hello", "id": 1, "proto": 1}, **({"token": token} if token else {})))
         if not hello.get("ready"):
             return None
         page = request(sock, {"op": "services", "id": 2, "size": 1000})

@@ -1,11 +1,16 @@
 """
-The Nacos gRPC port beside distro's own client port, on the same node, in
-the same run.
+The Nacos gRPC port beside distro's own client port, with auth off and on,
+and against an earlier checkout's, in the same run.
 
     python bench/nacos.py [-c 20] [--pipeline 8] [-m 500] [--rate 50] [--seconds 5]
+                          [--before CHECKOUT]
 
-One C{twistd distro-node} process (standalone, on 127.0.0.1, both ports on).
-Measured on each port, one after the other:
+C{twistd distro-node} processes (standalone, on 127.0.0.1), one after the
+other: this checkout's with auth off (distro's port, then the Nacos port),
+this checkout's with auth on (C{auth_tokens}: every Nacos request carries
+its C{accessToken} header), and with C{--before} the Nacos port of the code
+in another checkout (a C{git worktree} of an earlier commit), auth off.
+Measured on each:
 
 1. Registrations: C{-c} connections, each with C{--pipeline} requests in
    flight, C{-m} registrations each. On distro's port, C{register} of a new
@@ -21,8 +26,9 @@ Measured on each port, one after the other:
 
 The Nacos client is grpcio's C{grpc.aio} in this process, speaking the wire
 of the Nacos SDKs (docs/nacos.md); the distro client is raw sockets, as in
-C{bench/cpu.py}. The ratio column is Nacos over distro. Traffic goes to
-loopback only; every wait is bounded; the node is stopped at the end.
+C{bench/cpu.py}. The ratios are each Nacos column over distro's port, and
+auth on over auth off. Traffic goes to loopback only; every wait is bounded;
+each node is stopped at the end of its part.
 """
 
 import asyncio
@@ -50,8 +56,11 @@ def _identity(data):
     return data
 
 
-def payload(type_, **body):
-    return encode(Payload(type_, {}, "", json.dumps(body).encode()))
+TOKEN = "bench-token"
+
+
+def payload(type_, headers=None, **body):
+    return encode(Payload(type_, headers or {}, "", json.dumps(body).encode()))
 
 
 class NacosConnection:
@@ -59,7 +68,8 @@ class NacosConnection:
     One Nacos connection of the bench: a channel of its own, set up.
     """
 
-    def __init__(self, address):
+    def __init__(self, address, token=None):
+        self.headers = {"accessToken": token} if token else {}
         self.channel = aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         self.unary = self.channel.unary_unary(
             "/Request/request", request_serializer=_identity, response_deserializer=_identity
@@ -81,7 +91,7 @@ class NacosConnection:
         raise SystemExit("a Nacos connection did not set up")
 
     async def request(self, type_, **body):
-        reply = decode(await self.unary(payload(type_, **body), timeout=30))
+        reply = decode(await self.unary(payload(type_, self.headers, **body), timeout=30))
         return json.loads(reply.body)
 
     async def close(self):
@@ -90,8 +100,8 @@ class NacosConnection:
         await self.channel.close()
 
 
-async def nacosRegistrations(address, options):
-    connections = [NacosConnection(address) for _ in range(options.connections)]
+async def nacosRegistrations(address, options, token):
+    connections = [NacosConnection(address, token) for _ in range(options.connections)]
     for c in connections:
         await c.setUp()
 
@@ -116,8 +126,8 @@ async def nacosRegistrations(address, options):
     return elapsed
 
 
-async def nacosLatencies(address, options):
-    subscriber, writer = NacosConnection(address), NacosConnection(address)
+async def nacosLatencies(address, options, token):
+    subscriber, writer = NacosConnection(address, token), NacosConnection(address, token)
     await subscriber.setUp()
     await writer.setUp()
     await subscriber.request("SubscribeServiceRequest", serviceName="nacos-latency",
@@ -154,53 +164,104 @@ async def nacosLatencies(address, options):
     return sorted(latencies.values())
 
 
+def startNode(directory, name, extra=(), checkout=None):
+    """
+    A node with its Nacos port on; C{checkout}: the code of another
+    checkout (first on its C{sys.path}). Return C{(child, client address,
+    Nacos address)} once it serves.
+    """
+    (nacosPort,) = freePorts(1)
+    boot = "from twisted.scripts.twistd import run; run()"
+    if checkout is not None:
+        boot = f"import sys; sys.path.insert(0, {os.path.abspath(checkout)!r}); " + boot
+    node = Child(name, [
+        sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--node-id", name,
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1", *extra,
+        "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)
+    address = node.waitAddress()
+    deadline = time.monotonic() + 30
+    while counted(*address, "none", token=TOKEN) is None:
+        if time.monotonic() > deadline:
+            node.stop()
+            raise SystemExit(f"{name} did not get ready:\n{node.logTail()}")
+        time.sleep(0.05)
+    return node, address, f"127.0.0.1:{nacosPort}"
+
+
+def nacosPart(node, nacosAddress, options, token=None):
+    """
+    The Nacos port's registrations (elapsed, node CPU) and latencies.
+    """
+    pid = node.process.pid
+    before = cpuSeconds(pid)
+    elapsed = asyncio.run(nacosRegistrations(nacosAddress, options, token))
+    cpu = cpuSeconds(pid) - before
+    latencies = asyncio.run(nacosLatencies(nacosAddress, options, token))
+    return elapsed, cpu, latencies
+
+
 def main(argv):
+    before = None
+    if "--before" in argv:
+        at = argv.index("--before")
+        before = argv[at + 1]
+        argv = argv[:at] + argv[at + 2:]
+        if not os.path.isfile(os.path.join(before, "distro", "nacos", "service.py")):
+            raise SystemExit(f"--before {before}: not a checkout of distro with a Nacos port")
     options = comparisonOptions(argv, __doc__.split("\n\n")[0])
     total = options.connections * options.requests
     directory = tempfile.mkdtemp(prefix="distro-nacos-")
-    (nacosPort,) = freePorts(1)
-    node = Child("node", [
-        sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-        "-n", "--pidfile=", "distro-node", "--node-id", "bench",
-        "--listen", "tcp:0:interface=127.0.0.1",
-        "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1", "--http-listen", "",
-        "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)
+    secured = os.path.join(directory, "auth.toml")
+    with open(secured, "w") as f:
+        f.write(f'[auth_tokens]\n"{TOKEN}" = ["*"]\n')
+    columns = {}
     try:
-        address = node.waitAddress()
-        deadline = time.monotonic() + 30
-        while counted(*address, "none") is None:
-            if time.monotonic() > deadline:
-                raise SystemExit("the node did not get ready")
-            time.sleep(0.05)
-        pid = node.process.pid
-        before = cpuSeconds(pid)
-        distroElapsed, connections = load(address, options, "distro")
-        distroCpu = cpuSeconds(pid) - before
-        closeOrderly(connections)
-        distroLatency = distroLatencies([address, address, address], options)
-        nacosAddress = f"127.0.0.1:{nacosPort}"
-        before = cpuSeconds(pid)
-        nacosElapsed = asyncio.run(nacosRegistrations(nacosAddress, options))
-        nacosCpu = cpuSeconds(pid) - before
-        nacosLatency = asyncio.run(nacosLatencies(nacosAddress, options))
+        node, address, nacosAddress = startNode(directory, "open", ["--http-listen", ""])
+        try:
+            pid = node.process.pid
+            start = cpuSeconds(pid)
+            distroElapsed, connections = load(address, options, "distro")
+            distroCpu = cpuSeconds(pid) - start
+            closeOrderly(connections)
+            columns["distro port"] = (distroElapsed, distroCpu,
+                                      distroLatencies([address, address, address], options))
+            columns["Nacos, auth off"] = nacosPart(node, nacosAddress, options)
+        finally:
+            node.stop()
+        node, _, nacosAddress = startNode(directory, "secured", ["--http-listen", "", "--config", secured])
+        try:
+            columns["Nacos, auth on"] = nacosPart(node, nacosAddress, options, TOKEN)
+        finally:
+            node.stop()
+        if before is not None:
+            node, _, nacosAddress = startNode(directory, "before", [], checkout=before)
+            try:
+                columns["Nacos, before"] = nacosPart(node, nacosAddress, options)
+            finally:
+                node.stop()
     finally:
-        node.stop()
         shutil.rmtree(directory, ignore_errors=True)
     us = 1e6
     rows = [
-        ("registrations/s", total / distroElapsed, total / nacosElapsed, "{:,.0f}"),
-        ("node CPU per registration (us)", distroCpu / total * us, nacosCpu / total * us, "{:.1f}"),
-        ("change -> subscriber, p50 (ms)", percentile(distroLatency, 0.5),
-         percentile(nacosLatency, 0.5), "{:.2f}"),
-        ("change -> subscriber, p99 (ms)", percentile(distroLatency, 0.99),
-         percentile(nacosLatency, 0.99), "{:.2f}"),
+        ("registrations/s", lambda e, c, l: total / e, "{:,.0f}"),
+        ("node CPU per registration (us)", lambda e, c, l: c / total * us, "{:.1f}"),
+        ("change -> subscriber, p50 (ms)", lambda e, c, l: percentile(l, 0.5), "{:.2f}"),
+        ("change -> subscriber, p99 (ms)", lambda e, c, l: percentile(l, 0.99), "{:.2f}"),
     ]
     print(f"{total} registrations per port ({options.connections} connections x "
-          f"{options.requests}, {options.pipeline} in flight); {len(nacosLatency)} changes at "
-          f"{options.rate:g}/s; one node, grpcio {grpc.__version__}")
-    print(f"{'':<34} {'distro port':>12} {'Nacos port':>12} {'Nacos / distro':>15}")
-    for label, d, n, form in rows:
-        print(f"{label:<34} {form.format(d):>12} {form.format(n):>12} {n / d:>14.2f}x")
+          f"{options.requests}, {options.pipeline} in flight); "
+          f"{int(options.rate * options.seconds)} changes at {options.rate:g}/s; "
+          f"grpcio {grpc.__version__}" + (f"; before: {before}" if before else ""))
+    names = list(columns)
+    print(f"{'':<32}" + "".join(f"{n:>17}" for n in names)
+          + "".join(f"{n.split(', ')[1] + ' / distro':>20}" for n in names[1:]) + f"{'on / off':>10}")
+    for label, measure, form in rows:
+        values = [measure(*columns[n]) for n in names]
+        line = f"{label:<32}" + "".join(f"{form.format(v):>17}" for v in values)
+        line += "".join(f"{v / values[0]:>19.2f}x" for v in values[1:])
+        line += f"{values[2] / values[1]:>9.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,19 @@ COMMAND_TIMEOUT = 30.0
 
 SDKS = {
     # name: (the driver's command under .interop/, the clientVersion its
-    # connections announce)
+    # connections announce, up to the version: "Nacos-Java-Client:v2.5.1")
     "python": (["python", "bin", "python"], "Nacos-Python-Client"),
     "go": (["go", "driver"], "Nacos-Go-Client"),
     "java": (["java", "driver.jar"], "Nacos-Java-Client"),
+    # nacos-client 3.1.1: the same driver source, built against 3.x.
+    "java3": (["java3", "driver.jar"], "Nacos-Java-Client"),
+    # nacos-sdk-rust 0.8.0 through its Python binding,
+    # nacos-sdk-rust-binding-py 0.8.0 ("Nacos-Rust-Client:0.8.0").
+    "rust": (["rust", "bin", "python"], "Nacos-Rust-Client"),
 }
+
+# The drivers that run on the Python of their SDK's own environment.
+PYTHON_DRIVERS = {"python": "python_driver.py", "rust": "rust_driver.py"}
 
 
 def driverCommand(sdk, directory="."):
@@ -47,9 +55,9 @@ def driverCommand(sdk, directory="."):
         if os.environ.get("DISTRO_INTEROP_REQUIRED"):
             raise AssertionError(message)
         raise SkipTest(message)
-    if sdk == "python":
-        return [path, os.path.join(HERE, "interop", "python_driver.py")]
-    if sdk == "java":
+    if sdk in PYTHON_DRIVERS:
+        return [path, os.path.join(HERE, "interop", PYTHON_DRIVERS[sdk])]
+    if sdk in ("java", "java3"):
         # The Java client keeps its logs and caches under the home directory.
         return ["java", f"-Duser.home={directory}", "-jar", path]
     return [path]
@@ -110,20 +118,25 @@ class SdkDriver(ProcessProtocol):
         self._waiting.clear()
         self.ended.callback(None)
 
-    def command(self, op, **fields):
+    def request(self, op, **fields):
         """
-        Send one command; fire with its answer (failing if it is not ok).
+        Send one command; fire with its answer, C{ok} or not.
         """
         rid = next(self._ids)
         d = self._waiting[rid] = defer.Deferred()
         self.transport.write(json.dumps(dict(fields, id=rid, op=op)).encode() + b"\n")
+        return d.addTimeout(COMMAND_TIMEOUT, reactor)
 
+    def command(self, op, **fields):
+        """
+        Send one command; fire with its answer (failing if it is not ok).
+        """
         def checked(answer):
             if not answer.get("ok"):
                 raise AssertionError(f"{self.name} {op} failed: {answer}")
             return answer
 
-        return d.addTimeout(COMMAND_TIMEOUT, reactor).addCallback(checked)
+        return self.request(op, **fields).addCallback(checked)
 
     def event(self, predicate, timeout):
         """
@@ -150,15 +163,18 @@ class SdkDriver(ProcessProtocol):
         return self.ended
 
 
-def startDriver(testCase, sdk, name, servers, directory):
+def startDriver(testCase, sdk, name, servers, directory, **fields):
     """
     Start C{sdk}'s driver, stopped in cleanup; fire with it once its SDK has
     started against C{servers} (C{host:port} of the HTTP ports).
+
+    @param fields: more of the start command's fields (C{namespace},
+        C{username}, C{password}: see tests/interop/python_driver.py).
     """
     argv = driverCommand(sdk, directory)
     driver = SdkDriver(name)
     executable = shutil.which(argv[0]) or argv[0]
     reactor.spawnProcess(driver, executable, argv, env=dict(os.environ), path=directory)
     testCase.addCleanup(driver.stop)
-    d = driver.command("start", servers=",".join(servers), dir=directory)
+    d = driver.command("start", servers=",".join(servers), dir=directory, **fields)
     return d.addCallback(lambda _: driver)

@@ -393,6 +393,45 @@ class NacosPortTests(ProcessTestCase):
         self.assertEqual([h["ip"] for h in reply["service_info"]["hosts"]], ["10.0.0.7"])
 
     @defer.inlineCallbacks
+    def test_subscriberThatNeverAcks(self):
+        """
+        A subscriber whose SDK never acks keeps getting the newest view: a
+        newer one at once, and the unacked one again after Nacos' 5 s push
+        timeout and 1 s retry delay; its connection stays.
+        """
+        _, _, nacosAddress = yield self.startNacosNode()
+        subscriber = self.client(nacosAddress)
+        publisher = self.client(nacosAddress)
+
+        def retried(client, type_, **body):
+            for _ in range(100):  # the set up is asynchronous to unary calls
+                kind, reply = client.request(type_, **body)
+                if reply.get("errorCode") != 301:
+                    return kind, reply
+
+        def scenario():
+            subscriber.openStream()
+            publisher.openStream()
+            retried(subscriber, "SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=True)
+            pushes = []
+            for ip in ("10.0.0.1", "10.0.0.2"):
+                retried(publisher, "InstanceRequest", serviceName="orders", type="registerInstance",
+                        instance=instance(ip))
+                pushes.append(subscriber.streamRead())
+            pushes.append(subscriber.streamRead())  # sent again, unacked
+            return pushes
+
+        pushes = yield threads.deferToThread(scenario)
+        views = [[h["ip"] for h in push["serviceInfo"]["hosts"]] for _, push in pushes]
+        self.assertEqual(views, [["10.0.0.1"], ["10.0.0.2"], ["10.0.0.2"]])
+        self.assertEqual({kind for kind, _ in pushes}, {"NotifySubscriberRequest"})
+        # The node's times of the pushes (milliseconds): a newer view at
+        # once, the unacked one again after the timeout and the delay.
+        times = [push["serviceInfo"]["lastRefTime"] for _, push in pushes]
+        self.assertLess(times[1] - times[0], 1000)
+        self.assertGreaterEqual(times[2] - times[1], 6000 - 100)
+
+    @defer.inlineCallbacks
     def test_badInput(self):
         """
         A request before the set up, bad JSON, an unknown type, a payload

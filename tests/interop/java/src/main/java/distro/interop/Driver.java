@@ -18,10 +18,10 @@ import java.util.Map;
 import java.util.Properties;
 
 /**
- * Drives the official Nacos Java client (nacos-client 2.x, unmodified) for
- * the interop tests, with the commands and events of
- * tests/interop/python_driver.py: JSON objects, one per line, commands on
- * stdin, answers and events on stdout.
+ * Drives the official Nacos Java client (nacos-client 2.x or 3.x,
+ * unmodified: the same source builds against both) for the interop tests,
+ * with the commands and events of tests/interop/python_driver.py: JSON
+ * objects, one per line, commands on stdin, answers and events on stdout.
  */
 public final class Driver {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -60,7 +60,14 @@ public final class Driver {
                     case "start": {
                         Properties properties = new Properties();
                         properties.setProperty(PropertyKeyConst.SERVER_ADDR, command.path("servers").asText());
-                        properties.setProperty(PropertyKeyConst.NAMESPACE, "public");
+                        properties.setProperty(PropertyKeyConst.NAMESPACE,
+                                command.path("namespace").asText("public"));
+                        if (command.hasNonNull("username")) {
+                            properties.setProperty(PropertyKeyConst.USERNAME, command.get("username").asText());
+                        }
+                        if (command.hasNonNull("password")) {
+                            properties.setProperty(PropertyKeyConst.PASSWORD, command.get("password").asText());
+                        }
                         naming = NamingFactory.createNamingService(properties);
                         break;
                     }
@@ -68,6 +75,7 @@ public final class Driver {
                         Instance instance = new Instance();
                         instance.setIp(command.path("ip").asText());
                         instance.setPort(command.path("port").asInt());
+                        instance.setEphemeral(command.path("ephemeral").asBoolean(true));
                         if (command.has("metadata")) {
                             instance.setMetadata(JSON.convertValue(command.get("metadata"), Map.class));
                         }
@@ -75,11 +83,16 @@ public final class Driver {
                         result.put("registered", true);
                         break;
                     }
-                    case "deregister":
-                        naming.deregisterInstance(service, "DEFAULT_GROUP", command.path("ip").asText(),
-                                command.path("port").asInt());
+                    case "deregister": {
+                        Instance instance = new Instance();
+                        instance.setIp(command.path("ip").asText());
+                        instance.setPort(command.path("port").asInt());
+                        instance.setClusterName("DEFAULT");
+                        instance.setEphemeral(command.path("ephemeral").asBoolean(true));
+                        naming.deregisterInstance(service, "DEFAULT_GROUP", instance);
                         result.put("deregistered", true);
                         break;
+                    }
                     case "subscribe":
                         naming.subscribe(service, "DEFAULT_GROUP", event -> {
                             if (event instanceof NamingEvent) {
