@@ -139,11 +139,15 @@ class Grant:
     def allows(self, namespace):
         return self.namespaces is None or normalNamespace(namespace) in self.namespaces
 
-    def check(self, namespace, field="namespace"):
+    def check(self, namespace, field="namespace", now=None):
         """
+        @param now: the time, for a grant that expires (a session that
+            authenticated with a login token keeps it past its start).
         @raise ProtocolError: C{FORBIDDEN}, naming C{field}, if C{namespace}
-            is not granted.
+            is not granted; C{UNAUTHORIZED} once the grant expired.
         """
+        if self.expires is not None and now is not None and now >= self.expires:
+            raise ProtocolError(UNAUTHORIZED, "token: expired (log in again)")
         if not self.allows(namespace):
             raise ProtocolError(FORBIDDEN, f"{field}: not granted {namespace!r}"[:300])
 

@@ -364,7 +364,7 @@ class ClientSession(FrameProtocol):
 
     def _service(self, message):
         service = model.parseService(message.get("service"))
-        self.grant.check(service.namespace, "service.namespace")
+        self.grant.check(service.namespace, "service.namespace", self._seconds())
         return service
 
     def _instance(self, value, field):
@@ -453,7 +453,7 @@ class ClientSession(FrameProtocol):
 
     def services(self, message):
         namespace = model.parseNamespace(message.get("namespace"))
-        self.grant.check(namespace)
+        self.grant.check(namespace, "namespace", self._seconds())
         group = model.parseGroup(message.get("group"))
         page = _optionalInt(message, "page", 1, 1, 2**31)
         size = _optionalInt(message, "size", 100, 1, _MAX_PAGE_SIZE)

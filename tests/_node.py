@@ -234,13 +234,14 @@ class NodeHarness:
     @ivar factory: its L{ClientPortFactory}.
     """
 
-    def __init__(self, bootId="boot-1", **overrides):
+    def __init__(self, bootId="boot-1", hasher=defer.maybeDeferred, **overrides):
         values = {"node_id": NODE_ID, "advertise": ADVERTISE}
         values.update(overrides)
         self.config = config.build(overrides=values)
         self.clock = Clock()
-        # Logins verify passwords in place, on the clock's thread.
-        authority = Authority(self.config, self.clock, SECRET, hasher=defer.maybeDeferred)
+        # Logins verify passwords in place, on the clock's thread (or as
+        # C{hasher} says).
+        authority = Authority(self.config, self.clock, SECRET, hasher=hasher)
         self.node = Node(self.config, self.clock, bootId, secret=SECRET, authority=authority)
         self.factory = ClientPortFactory(self.node)
         self._ports = itertools.count(40000)

@@ -10,6 +10,8 @@ import urllib.parse
 
 from twisted.internet import defer, threads
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -79,6 +81,23 @@ class HttpTestCase(SynchronousTestCase):
 
     def start(self, **config):
         self.harness = NodeHarness(**config)
+        self.node = self.harness.node
+        self.service = HttpService(self.node, None)
+        self.site = self.service.site
+
+    def startHashingLater(self, **config):
+        """
+        Like L{start}, with password checks that end when the test fires
+        the L{Deferred}s of C{self.hashing}.
+        """
+        self.hashing = []
+
+        def later(function, *args):
+            d = defer.Deferred()
+            self.hashing.append((d, function, args))
+            return d
+
+        self.harness = NodeHarness(hasher=later, **config)
         self.node = self.harness.node
         self.service = HttpService(self.node, None)
         self.site = self.service.site
@@ -173,6 +192,23 @@ class LoginTests(HttpTestCase):
             self.assertIn(b"username: is required", self.ask("POST", path, password="app-pw")[2])
         code, _, body = Exchange(self.site).request("POST", self.PATHS[0], b"username=%ff&password=x")
         self.assertEqual((code, body), (400, b"username: is not UTF-8"))
+
+    def test_clientLeftDuringLogin(self):
+        """
+        A client that leaves while its password is checked is written
+        nothing, and the login's end harms nothing; another waits for its
+        own.
+        """
+        self.startHashingLater(auth_users=USERS)
+        leaving, staying = Exchange(self.site), Exchange(self.site)
+        for exchange in (leaving, staying):
+            exchange.send(b"POST /nacos/v1/auth/users/login?username=app&password=app-pw HTTP/1.1\r\n"
+                          b"Host: n\r\nContent-Length: 0\r\n\r\n")
+        leaving.channel.connectionLost(Failure(ConnectionDone()))
+        for d, function, args in self.hashing:
+            d.callback(function(*args))
+        self.assertEqual(leaving.transport.value(), b"")
+        self.assertEqual(staying.response()[0], 200)
 
 
 class InstanceTests(HttpTestCase):

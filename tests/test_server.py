@@ -398,6 +398,27 @@ class AuthTests(SynchronousTestCase, ErrorAssertions):
         connection.ok("query", service=service(namespace="other"))
         connection.ok("services", namespace="other")
 
+    def test_loginToken(self):
+        """
+        A user's login token (the HTTP port's) opens a session for the
+        user's namespaces; once it expires, the session's requests get
+        C{UNAUTHORIZED} (a session keeps no grant past its token).
+        """
+        from distro.auth import hashPassword
+
+        harness = NodeHarness(auth_users={"app": {"password": hashPassword("pw", n=4),
+                                                  "namespaces": ["team"]}})
+        results = []
+        harness.node.authority.login("app", "pw").addCallback(results.append)
+        connection = harness.client(token=results[0].token)
+        connection.ok("register", service=service(namespace="team"), instance=instance())
+        self.assertError(connection.request("register", service=service(), instance=instance()),
+                         wire.FORBIDDEN)
+        harness.clock.advance(harness.config.auth_token_ttl_ms / 1000.0)
+        self.assertError(connection.request("query", service=service(namespace="team")),
+                         wire.UNAUTHORIZED)
+        self.assertError(harness.connect().hello(token=results[0].token), wire.UNAUTHORIZED, re=1)
+
     def _teamClient(self):
         return self.harness.client(token="team-secret")
 

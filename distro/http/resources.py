@@ -125,8 +125,11 @@ class NodeResource(resource.Resource):
         Answer C{request} when C{d} fires: C{answer(result)} gives the
         document; a refusal becomes its error.
         """
+        gone = []
+        request.notifyFinish().addErrback(gone.append)  # the client left
+
         def done(result):
-            if request.finished or request._disconnected:
+            if gone:
                 return
             if isinstance(result, Failure):
                 error = result.value
