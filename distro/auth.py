@@ -45,6 +45,8 @@ MAX_PENDING_LOGINS = 64
 _VERIFIED_CACHE = 4096
 
 _TOKEN_PREFIX = "dt1."
+# The longest login token checked (the node's are about 100 characters).
+MAX_LOGIN_TOKEN = 1024
 
 # The token a node without credentials gives at login, as Nacos does.
 OPEN_TOKEN = "AUTH_DISABLED"
@@ -228,6 +230,9 @@ class Authority:
         # SDK's periodic login costs no scrypt.
         self._recent = {}
         self._recentKey = secrets.token_bytes(32)
+        # What a password of an unknown user is checked against: nothing
+        # matches it.
+        self._unknown = (SCRYPT_N, SCRYPT_R, SCRYPT_P, secrets.token_bytes(16), secrets.token_bytes(32))
 
     # IAuthority
 
@@ -256,16 +261,20 @@ class Authority:
         raise ProtocolError(UNAUTHORIZED, "accessToken: not accepted")
 
     def _checkLoginToken(self, credential, now):
+        refused = ProtocolError(UNAUTHORIZED, "accessToken: not accepted")
+        if len(credential) > MAX_LOGIN_TOKEN:
+            raise refused
         try:
             body, mac = credential[len(_TOKEN_PREFIX):].split(".")
             user, expires = json.loads(_unb64(body))
             if type(user) is not str or type(expires) is not int:
                 raise ValueError("fields")
-        except (ValueError, TypeError):
-            raise ProtocolError(UNAUTHORIZED, "accessToken: not accepted")
+            mac = mac.encode("ascii")
+        except (ValueError, TypeError, RecursionError):  # anything a forger sends
+            raise refused
         entry = self._users.get(user)
-        if entry is None or not hmac.compare_digest(self._mac(entry, body), mac):
-            raise ProtocolError(UNAUTHORIZED, "accessToken: not accepted")
+        if entry is None or not hmac.compare_digest(self._mac(entry, body).encode("ascii"), mac):
+            raise refused
         if now >= expires:
             raise ProtocolError(UNAUTHORIZED, "accessToken: expired (log in again)")
         grant = entry[1]
@@ -280,11 +289,11 @@ class Authority:
             # An open node: SDKs configured with a user start quietly (the
             # token is Nacos' own when its auth is off).
             return defer.succeed(LoginResult(OPEN_TOKEN, int(self.ttl), True, username or ""))
-        entry = self._users.get(username) if type(username) is str else None
-        if entry is None or type(password) is not str:
+        if type(username) is not str or type(password) is not str:
             return defer.fail(ProtocolError(UNAUTHORIZED, "username or password: not accepted"))
+        entry = self._users.get(username)
         seen = hmac.new(self._recentKey, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-        if hmac.compare_digest(self._recent.get(username, b""), seen):
+        if entry is not None and hmac.compare_digest(self._recent.get(username, b""), seen):
             return defer.succeed(self._issue(username, entry))
         if self._pending >= MAX_PENDING_LOGINS:
             return defer.fail(ProtocolError(LIMIT_EXCEEDED, "logins: too many at once, try again"))
@@ -292,8 +301,8 @@ class Authority:
 
         def verified(ok):
             self._pending -= 1
-            if not ok:
-                self.log.info("login of {user} refused: wrong password", user=username)
+            if not ok or entry is None:
+                self.log.info("login of {user!r} refused", user=username[:64])
                 raise ProtocolError(UNAUTHORIZED, "username or password: not accepted")
             self._recent[username] = seen
             return self._issue(username, entry)
@@ -303,7 +312,9 @@ class Authority:
             return failure
 
         try:
-            d = self._hasher(verifyPassword, password, entry[0])
+            # An unknown user costs the same hashing as a wrong password:
+            # the time of a refusal does not tell which users exist.
+            d = self._hasher(verifyPassword, password, self._unknown if entry is None else entry[0])
         except Exception:
             self._pending -= 1
             raise

@@ -83,6 +83,8 @@ def _tokens(key, value):
     for token, namespaces in value.items():
         if not token:
             raise ConfigError(key, "a token must not be empty")
+        if token.startswith("dt1."):
+            raise ConfigError(key, "a token must not start with 'dt1.' (the form of login tokens)")
         if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
             raise ConfigError(key, f"token {token[:4]}...: must list namespace names or '*'")
 

@@ -146,6 +146,42 @@ class LoginTests(AuthorityTestCase):
         changed = dict(self.table, app=users(app="new-pw")["app"])
         self.refused(UNAUTHORIZED, self.authority(auth_users=changed).grant, token)
 
+    def test_craftedTokens(self):
+        """
+        Whatever a forger puts in a login token's place is refused as
+        C{UNAUTHORIZED}, never an internal error (found in review: deep
+        JSON and a non-ASCII MAC raised).
+        """
+        import base64
+
+        def b64(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        good = self.loggedIn(self.users, "app", "pw-app").token
+        head, body, mac = good.split(".")
+        triple, bigExpiry = b64(b"[1, 2, 3]"), b64(b'["app", 1e99]')
+        for forged in (f"dt1.{b64(b'[' * 5000)}.x", f"{head}.{body}.\u00e9", f"{head}.{body}.\ud800",
+                       f"{head}.\u00e9.{mac}", f"{head}.{triple}.{mac}",
+                       f"{head}.{b64(b'{}')}.{mac}", f"{head}.{body}.{mac}{'A' * 2000}",
+                       f"{head}.{bigExpiry}.{mac}"):
+            self.refused(UNAUTHORIZED, self.users.grant, forged)
+
+    def test_unknownUserCostsAHash(self):
+        """
+        An unknown user's login is checked as long as a wrong password:
+        its refusal's time does not tell which users exist.
+        """
+        calls = []
+
+        def counting(function, *args):
+            calls.append(function)
+            return inPlace(function, *args)
+
+        authority = self.authority(hasher=counting, auth_users=self.table)
+        self.assertEqual(self.loginRefused(authority, "nobody", "pw").code, UNAUTHORIZED)
+        self.assertEqual(self.loginRefused(authority, "app", "pw").code, UNAUTHORIZED)
+        self.assertEqual(len(calls), 2)
+
     def test_repeatedLoginHashesOnce(self):
         """
         An SDK's periodic login with the password that last succeeded costs

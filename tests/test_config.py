@@ -536,6 +536,13 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
             self.assertEqual(error.key, "auth_users")
             self.assertNotIn("plain-text-password", str(error))
 
+    def test_loginTokenForm(self):
+        """
+        A configured token may not look like a login token: it could never
+        be accepted.
+        """
+        self.assertConfigError("auth_tokens", self.writeConfig('[auth_tokens]\n"dt1.abc" = ["*"]\n'))
+
     def test_emptyToken(self):
         """
         A token must not be empty.

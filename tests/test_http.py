@@ -146,7 +146,18 @@ class HealthTests(HttpTestCase):
     def test_unknown(self):
         self.assertEqual(self.document("GET", "/nope", 404)["code"], 404)
         code, headers, _ = self.ask("DELETE", "/health")
-        self.assertEqual((code, headers["Allow"]), (405, "GET"))
+        self.assertEqual((code, headers["Allow"]), (405, "GET, HEAD"))
+
+    def test_head(self):
+        """
+        C{HEAD} is answered as C{GET}, without the body (load balancers'
+        probes; found in review).
+        """
+        exchange = Exchange(self.site)
+        exchange.send(b"HEAD /health HTTP/1.1\r\nHost: n\r\n\r\n")
+        raw = exchange.transport.value()
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200"), raw)
+        self.assertTrue(raw.endswith(b"\r\n\r\n"), raw)
 
 
 class LoginTests(HttpTestCase):
@@ -192,6 +203,47 @@ class LoginTests(HttpTestCase):
             self.assertIn(b"username: is required", self.ask("POST", path, password="app-pw")[2])
         code, _, body = Exchange(self.site).request("POST", self.PATHS[0], b"username=%ff&password=x")
         self.assertEqual((code, body), (400, b"username: is not UTF-8"))
+
+    def test_pipelinedLoginNotCutOff(self):
+        """
+        A pipelined request being handled (a login checking its password)
+        is not held to the next request's deadline (found in review).
+        """
+        self.startHashingLater(auth_users=USERS)
+        exchange = Exchange(self.site)
+        login = (b"POST /nacos/v1/auth/users/login?username=app&password=app-pw HTTP/1.1\r\n"
+                 b"Host: n\r\nContent-Length: 0\r\n\r\n")
+        exchange.send(login + login.replace(b"app-pw", b"other"))
+        d, function, args = self.hashing.pop(0)
+        d.callback(function(*args))
+        self.harness.clock.advance(self.node.config.handshake_timeout_ms / 1000.0 + 1)
+        self.assertFalse(exchange.transport.disconnected)
+        d, function, args = self.hashing.pop(0)
+        d.callback(function(*args))
+        self.assertIn(b" 403 ", exchange.transport.value())
+
+    def test_loginsPerAddress(self):
+        """
+        At most C{MAX_LOGINS_PER_IP} logins of one address are checked at
+        once; past it 503, while other addresses log in.
+        """
+        from distro.http.resources import MAX_LOGINS_PER_IP
+
+        self.startHashingLater(auth_users=USERS)
+        login = (b"POST /nacos/v1/auth/users/login?username=app&password=x HTTP/1.1\r\n"
+                 b"Host: n\r\nContent-Length: 0\r\n\r\n")
+        for _ in range(MAX_LOGINS_PER_IP):
+            Exchange(self.site).send(login)
+        refused = Exchange(self.site)
+        refused.send(login)
+        self.assertEqual(refused.response()[0], 503)
+        Exchange(self.site, "10.0.0.8").send(login)
+        self.assertEqual(len(self.hashing), MAX_LOGINS_PER_IP + 1)
+        d, function, args = self.hashing.pop(0)
+        d.callback(function(*args))
+        again = Exchange(self.site)
+        again.send(login)
+        self.assertEqual(len(self.hashing), MAX_LOGINS_PER_IP + 1)
 
     def test_clientLeftDuringLogin(self):
         """
@@ -270,6 +322,18 @@ class BoundsTests(HttpTestCase):
         code, _, body = exchange.response()
         self.assertEqual((code, exchange.transport.disconnecting), (413, True))
         self.assertIn(b"request body", body)
+
+    def test_largeBodyExpectingContinue(self):
+        """
+        A client that asks to send a body too large is refused, and not
+        then told to go on (found in review).
+        """
+        exchange = Exchange(self.site)
+        exchange.send(b"POST /nacos/v1/auth/users/login HTTP/1.1\r\nHost: n\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+        raw = exchange.transport.value()
+        self.assertTrue(raw.startswith(b"HTTP/1.1 413"), raw)
+        self.assertNotIn(b"100 Continue", raw)
 
     def test_largeChunkedBody(self):
         exchange = Exchange(self.site)

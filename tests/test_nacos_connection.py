@@ -242,7 +242,7 @@ class AuthTests(ConnectionTestCase):
         from distro.auth import hashPassword
 
         self.harness = NodeHarness(
-            auth_tokens={"s3cret": ["public"]},
+            auth_tokens={"s3cret": ["public"], "dev-only": ["dev"]},
             auth_users={"app": {"password": hashPassword("pw", n=4), "namespaces": ["dev"]}},
         )
         self.node = self.harness.node
@@ -281,6 +281,20 @@ class AuthTests(ConnectionTestCase):
         self.ok("HealthCheckRequest")
         connection, _ = self.connect(setUp=False)
         self.assertEqual(self.ask("ServerCheckRequest", connection)[0], "ServerCheckResponse")
+
+    def test_namespaceNotAString(self):
+        """
+        A namespace that is not a string is refused, never read as public
+        past a check of something else (found in review: false, 0, [] and
+        {} reached public with a token granting only dev).
+        """
+        for namespace in (False, 0, [], {}, 7):
+            for type_ in ("InstanceRequest", "ServiceQueryRequest", "ServiceListRequest"):
+                kind, reply = self.ask(type_, headers={"accessToken": "dev-only"}, namespace=namespace,
+                                       serviceName="orders", type="registerInstance", instance=instance())
+                self.assertEqual((kind, reply["errorCode"]), ("ErrorResponse", 400), (namespace, type_))
+                self.assertIn("namespace", reply["message"])
+        self.assertEqual(self.hosts(), [])
 
     def test_granted(self):
         """
@@ -447,6 +461,38 @@ class PushTests(ConnectionTestCase):
             self.advance(nacos.PUSH_ACK_TIMEOUT + nacos.PUSH_RETRY_DELAY)
             self.assertEqual(self.pushes(), [])
         self.assertFalse(self.connection.closed)
+
+    def test_ackWithoutRequestIdInOrder(self):
+        """
+        Answers without C{requestId} are matched in the order the pushes
+        were sent, superseded ones included: a push the SDK never answered
+        is sent again, not taken for acked by the answer to an older one
+        (found in review).
+        """
+        self.ok("SubscribeServiceRequest", serviceName="billing", clusters="", subscribe=True)
+        self.register("10.0.0.1")
+        self.register("10.0.0.2")
+        self.ask("InstanceRequest", self.publisher, serviceName="billing", type="registerInstance",
+                 instance=instance("10.0.0.3"))
+        self.clock.advance(0)
+        self.assertEqual(len(self.pushes()), 3)
+        self.nullAck()  # orders, superseded
+        self.nullAck()  # orders, newest; billing's never comes
+        self.advance(nacos.PUSH_ACK_TIMEOUT + nacos.PUSH_RETRY_DELAY)
+        ((_, again),) = self.pushes()
+        self.assertEqual(again["serviceInfo"]["name"], "billing")
+
+    def test_requestsHeldBounded(self):
+        """
+        An SDK that answers nothing costs at most C{MAX_PLACEHOLDERS}
+        remembered requests besides those still waiting.
+        """
+        for n in range(nacos.MAX_PLACEHOLDERS * 3):
+            self.register(f"10.0.{n // 250}.{n % 250}")
+        self.pushes()
+        self.assertLessEqual(self.connection.requestsHeld(), nacos.MAX_PLACEHOLDERS + 1)
+        self.advance(nacos.PUSH_ACK_TIMEOUT * 3)
+        self.assertLessEqual(self.connection.requestsHeld(), nacos.MAX_PLACEHOLDERS + 1)
 
     def test_ackWithoutRequestIdOfItsType(self):
         """

@@ -28,6 +28,8 @@ class BoundedRequest(server.Request):
 
     def gotLength(self, length):
         if length is not None and length > MAX_BODY:
+            # No "100 Continue" after the refusal (found in review).
+            self.requestHeaders.removeHeader(b"expect")
             self.channel.refuseBody()
             length = 0
         super().gotLength(length)
@@ -74,7 +76,9 @@ class BoundedChannel(http.HTTPChannel):
 
     def requestDone(self, request):
         super().requestDone(request)
-        if self.persistent and not self._refused:
+        # The next request's time starts once none is being handled (a
+        # pipelined one may have been taken up meanwhile, found in review).
+        if self.persistent and not self._refused and not self._handlingRequest:
             self._awaitRequest()
 
     def refuseBody(self):

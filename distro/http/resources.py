@@ -20,6 +20,11 @@ from distro.nacos.naming import PERSISTENT_REFUSED
 from distro.wire import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, ProtocolError
 
 
+# Logins of one address checked at once, at most (each costs a password
+# hash; the node's authority bounds them all together).
+MAX_LOGINS_PER_IP = 4
+
+
 class HttpError(Exception):
     """
     A request refused with C{status} and C{message} (naming the parameter).
@@ -75,12 +80,14 @@ class NodeResource(resource.Resource):
     def __init__(self, node):
         super().__init__()
         self.node = node
+        # address -> its logins being checked
+        self._logins = {}
         self._routes = {
             b"/health": {b"GET": self._health},
             b"/ready": {b"GET": self._ready},
-            b"/nacos/v1/auth/users/login": {b"POST": self._loginV1},
-            b"/nacos/v1/auth/login": {b"POST": self._loginV1},
-            b"/nacos/v3/auth/user/login": {b"POST": self._loginV3},
+            b"/nacos/v1/auth/users/login": {b"POST": self._login},
+            b"/nacos/v1/auth/login": {b"POST": self._login},
+            b"/nacos/v3/auth/user/login": {b"POST": self._login},
             b"/nacos/v1/ns/operator/metrics": {b"GET": self._metrics},
             b"/nacos/v3/admin/core/state/liveness": {b"GET": self._liveness},
             b"/nacos/v3/admin/core/state/readiness": {b"GET": self._readiness},
@@ -91,9 +98,11 @@ class NodeResource(resource.Resource):
         methods = self._routes.get(request.path.rstrip(b"/") or b"/")
         if methods is None:
             return self._json(request, 404, {"code": 404, "message": "no such path"})
-        handler = methods.get(request.method)
+        # HEAD as GET (load balancers' probes); twisted.web sends no body.
+        handler = methods.get(b"GET" if request.method == b"HEAD" else request.method)
         if handler is None:
-            request.setHeader(b"Allow", b", ".join(sorted(methods)))
+            allowed = set(methods) | ({b"HEAD"} if b"GET" in methods else set())
+            request.setHeader(b"Allow", b", ".join(sorted(allowed)))
             return self._json(request, 405, {"code": 405, "message": "method: not allowed here"})
         try:
             return handler(request)
@@ -172,15 +181,27 @@ class NodeResource(resource.Resource):
     # Logins
 
     def _login(self, request):
+        """
+        A login; at most L{MAX_LOGINS_PER_IP} of one address at once (each
+        costs a password hash), past it 503.
+        """
         username = _param(request, "username")
         password = _param(request, "password")
-        return self.node.authority.login(username, password)
+        ip = request.getClientAddress().host
+        if self._logins.get(ip, 0) >= MAX_LOGINS_PER_IP:
+            raise HttpError(503, "logins: too many at once from this address, try again")
+        self._logins[ip] = self._logins.get(ip, 0) + 1
 
-    def _loginV1(self, request):
-        return self._later(request, self._login(request), _loginDocument)
+        def done(result):
+            left = self._logins[ip] - 1
+            if left:
+                self._logins[ip] = left
+            else:
+                del self._logins[ip]
+            return result
 
-    def _loginV3(self, request):
-        return self._later(request, self._login(request), _loginDocument)
+        return self._later(request, self.node.authority.login(username, password).addBoth(done),
+                           _loginDocument)
 
     # Nacos' v1 instances
 

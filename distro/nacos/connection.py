@@ -45,6 +45,10 @@ from distro.wire import LimitExceeded, ProtocolError
 PUSH_ACK_TIMEOUT = 5.0
 PUSH_RETRY_DELAY = 1.0
 
+# Server requests given up on, kept per connection so that answers without a
+# requestId still match in order; past it the oldest go.
+MAX_PLACEHOLDERS = 256
+
 # How a server request was answered.
 ACKED = "acked"
 REFUSED = "refused"
@@ -109,6 +113,9 @@ class NacosConnection:
         # its ack, and the timer of its retry.
         self._pushing = {}
         self._retries = {}
+        # Requests given up on (superseded, timed out) kept in their place
+        # for a late answer: at most MAX_PLACEHOLDERS.
+        self._placeholders = 0
         self._lastActive = 0.0
         self._idleCheck = None
         self._detecting = False
@@ -140,11 +147,11 @@ class NacosConnection:
             # accessToken header.
             body = naming.parseBody(payload.body)
             if payload.type not in _UNSECURED:
+                # The namespace as the handler reads it (never one
+                # checked and another served).
+                namespace = naming.namespaceOf(body)
                 try:
-                    grant = self.node.authority.grant(payload.headers.get("accessToken"))
-                    namespace = body.get("namespace")
-                    if namespace is None or type(namespace) is str:
-                        grant.check(namespace, "namespace")
+                    self.node.authority.grant(payload.headers.get("accessToken")).check(namespace)
                 except ProtocolError as e:
                     # As Nacos refuses: the handler's own response type, with
                     # errorCode NO_RIGHT (the Java SDK then logs in again).
@@ -222,7 +229,7 @@ class NacosConnection:
 
     def _serviceList(self, body):
         # A ProtocolError is answered INVALID_PARAM by request().
-        namespace = model.parseNamespace(body.get("namespace") or naming.DEFAULT_NAMESPACE)
+        namespace = model.parseNamespace(naming.namespaceOf(body))
         group = model.parseGroup(body.get("groupName") or model.DEFAULT_GROUP, "groupName")
         page, size = body.get("pageNo", 1), body.get("pageSize", 10)
         for name, value in (("pageNo", page), ("pageSize", size)):
@@ -303,9 +310,10 @@ class NacosConnection:
         twice.
         """
         for _, timer, _ in self._asked.values():
-            if timer.active():
+            if timer is not None and timer.active():
                 timer.cancel()
         self._asked.clear()
+        self._placeholders = 0
         self._pushing.clear()
         for timer in self._retries.values():
             if timer.active():
@@ -371,13 +379,35 @@ class NacosConnection:
             self.send(Payload(requestType, {}, "", body))
         return requestId
 
+    def requestsHeld(self):
+        """
+        How many server requests this connection remembers: those waiting
+        for an answer and those given up on, kept for a late one.
+        """
+        return len(self._asked)
+
     def _forget(self, requestId):
         """
-        Stop waiting for the answer to C{requestId}.
+        Stop waiting for the answer to C{requestId}: its answer, if it comes,
+        changes nothing (it keeps its place, so that answers without a
+        C{requestId} are still matched in order).
         """
-        entry = self._asked.pop(requestId, None)
-        if entry is not None and entry[1].active():
-            entry[1].cancel()
+        entry = self._asked.get(requestId)
+        if entry is not None and entry[2] is not None:
+            if entry[1].active():
+                entry[1].cancel()
+            self._placeholder(requestId, entry[0])
+
+    def _placeholder(self, requestId, requestType):
+        self._asked[requestId] = (requestType, None, None)
+        self._placeholders += 1
+        if self._placeholders > MAX_PLACEHOLDERS:
+            # An SDK that answers nothing: the oldest places go.
+            for oldest, (_, _, answered) in self._asked.items():
+                if answered is None:
+                    del self._asked[oldest]
+                    self._placeholders -= 1
+                    break
 
     def _acked(self, payload):
         """
@@ -410,12 +440,20 @@ class NacosConnection:
         return None
 
     def _answered(self, requestId, outcome):
-        entry = self._asked.pop(requestId, None)
+        entry = self._asked.get(requestId)
         if entry is None:
             return
-        _, timer, answered = entry
-        if timer.active():
-            timer.cancel()
+        requestType, timer, answered = entry
+        if answered is None:  # one given up on, answered late
+            del self._asked[requestId]
+            self._placeholders -= 1
+            return
+        if outcome is TIMED_OUT:
+            self._placeholder(requestId, requestType)
+        else:
+            del self._asked[requestId]
+            if timer.active():
+                timer.cancel()
         answered(outcome)
 
     # Idle connections

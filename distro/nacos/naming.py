@@ -92,12 +92,27 @@ def parseBody(body):
     return value
 
 
+def namespaceOf(request):
+    """
+    The namespace a naming request names, as every handler reads it:
+    C{namespace}, empty or absent meaning C{public}.
+
+    @raise NacosError: C{INVALID_PARAM} for anything but a string.
+    """
+    namespace = request.get("namespace")
+    if namespace is None or namespace == "":
+        return DEFAULT_NAMESPACE
+    if type(namespace) is not str:
+        raise NacosError(INVALID_PARAM, "namespace: must be a string")
+    return namespace
+
+
 def serviceKey(request):
     """
     The L{model.ServiceKey} a naming request names: C{namespace},
     C{groupName} and C{serviceName} (which may also be C{group@@name}).
     """
-    namespace = request.get("namespace") or DEFAULT_NAMESPACE
+    namespace = namespaceOf(request)
     group = request.get("groupName") or model.DEFAULT_GROUP
     name = request.get("serviceName")
     if type(name) is str and "@@" in name:

@@ -9,10 +9,14 @@ A Nacos connection is one bi-directional stream, keyed by its connection
 id, and a client of the node from its C{ConnectionSetupRequest} to the
 stream's end. The SDK learns that id from its C{ServerCheckResponse}, a
 unary call on the same gRPC channel (one TCP connection, which gRPC names by
-its peer address): the id given to a peer is the id its next stream takes.
-A unary request carries no id, so it is served by the newest stream of its
-peer. A stream that does not set up within C{handshake_timeout_ms} is ended.
-Ids and deadlines come from the node's clock.
+its peer address): the id given to a peer without a stream is the id its
+next stream takes; on a channel with a stream, that stream's. A unary
+request carries no id, so it is served by the newest stream of its peer: a
+second stream on a channel does not end the first, but two SDKs that a
+proxy multiplexes over one HTTP/2 connection cannot be told apart (Nacos,
+which keys by transport, cannot either). A stream that does not set up
+within C{handshake_timeout_ms} is ended. Ids and deadlines come from the
+node's clock.
 """
 
 import asyncio
