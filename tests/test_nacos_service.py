@@ -428,7 +428,7 @@ class NacosPortTests(ProcessTestCase):
         # The node's times of the pushes (milliseconds): a newer view at
         # once, the unacked one again after the timeout and the delay.
         times = [push["serviceInfo"]["lastRefTime"] for _, push in pushes]
-        self.assertLess(times[1] - times[0], 1000)
+        self.assertLess(times[1] - times[0], 5000)  # not held behind the unacked one
         self.assertGreaterEqual(times[2] - times[1], 6000 - 100)
 
     @defer.inlineCallbacks
