@@ -278,7 +278,12 @@ def normalHost(value):
     except ValueError:
         pass
     name = value[:-1] if value.endswith(".") else value
-    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+    labels = name.split(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        return None
+    if labels[-1].isdigit():
+        # An all-numeric last label is no DNS name (RFC 3696 2): "1.2.3.4.5"
+        # or "300.1.1.1" is a mistyped address.
         return None
     return name.lower()
 

@@ -85,7 +85,9 @@ class InstanceTests(SynchronousTestCase):
         """
         self.assertEqual(model.parseInstance(instance(ip="0:0::1")).ip, "::1")
         self.assertEqual(model.parseInstance(instance(ip="Svc-1.Example.COM")).ip, "svc-1.example.com")
-        for bad in ("", "-bad.example", "a b", "x" * 300, 5, None):
+        self.assertEqual(model.parseInstance(instance(ip="host-1.10.example")).ip, "host-1.10.example")
+        # A name whose last label is all digits is a mistyped address.
+        for bad in ("", "-bad.example", "a b", "x" * 300, 5, None, "1.2.3.4.5", "300.1.1.1", "10.0.0.256"):
             self.assertField(instance(ip=bad), "instance.ip")
 
     def test_ranges(self):

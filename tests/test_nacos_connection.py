@@ -122,6 +122,40 @@ class SetUpTests(ConnectionTestCase):
         self.assertEqual(self.connection.labels["module"], "naming")
         self.assertEqual(self.connection.clientVersion, "Nacos-Java-Client:v2.5.1")
 
+    def test_labelsBounded(self):
+        """
+        A set up keeps at most C{MAX_LABELS} string labels, each cut, and a
+        client version without lone surrogates (found from outside: 2.8M
+        empty maps in labels were kept; a lone surrogate dropped the set-up
+        log line).
+        """
+        connection, _ = self.connect(setUp=False)
+        labels = {f"k{n}": "v" * 1000 for n in range(100)}
+        labels.update({"module": "naming", "nested": [{}] * 1000})
+        connection.streamReceived(request("ConnectionSetupRequest", labels=labels,
+                                          clientVersion="Nacos-\ud800-Client"))
+        self.assertLessEqual(len(connection.labels), nacos.MAX_LABELS)
+        self.assertTrue(all(len(v) <= nacos.MAX_LABEL_CHARS for v in connection.labels.values()))
+        self.assertNotIn("nested", connection.labels)
+        connection.clientVersion.encode("utf-8")
+
+    def test_strayMessagesLoggedSparingly(self):
+        """
+        Messages a client sends on its stream that mean nothing are logged
+        a few times per interval, the rest counted (found from outside:
+        372k one-byte payloads wrote 27.9 MB of log in 11 s).
+        """
+        from twisted.logger import Logger
+
+        from distro.ratelog import RateLimitedLog
+
+        events = []
+        connection = NacosConnection(self.node, "c-2", "10.0.0.7",
+                                     RateLimitedLog(self.clock, Logger(observer=events.append)))
+        for _ in range(10000):
+            connection.streamReceived(request("FooRequest"))
+        self.assertLessEqual(len(events), 5)
+
     def test_notReady(self):
         """
         A node still loading answers every request with
@@ -228,6 +262,17 @@ class InstanceTests(ConnectionTestCase):
         instances = [instance(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}") for n in range(limit + 1)]
         message = self.error("BatchInstanceRequest", 503, serviceName="orders",
                              type="batchRegisterInstance", instances=instances)
+        self.assertIn("max_instances_per_client", message)
+
+    def test_largeBatchRefusedUnread(self):
+        """
+        A batch larger than C{max_instances_per_client} is refused before
+        any instance of it is read (found from outside: 320k instances held
+        the reactor for 0.8 s): junk past the limit is not even looked at.
+        """
+        limit = self.node.config.max_instances_per_client
+        message = self.error("BatchInstanceRequest", 503, serviceName="orders",
+                             type="batchRegisterInstance", instances=[None] * (limit + 1))
         self.assertIn("max_instances_per_client", message)
 
 

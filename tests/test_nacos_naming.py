@@ -123,11 +123,35 @@ class RequestTests(SynchronousTestCase):
                            [{"ip": "10.0.0.1", "port": 1}, {"ip": "10.0.0.2"}])
 
     def test_clusters(self):
-        self.assertIsNone(naming.parseClusters(""))
-        self.assertIsNone(naming.parseClusters(None))
-        self.assertEqual(naming.parseClusters("b, a,b"), ("a", "b"))
+        """
+        A filter is distro's sorted tuple, and the text echoed back is the
+        names as listed, without padding.
+        """
+        self.assertEqual(naming.parseClusters(""), (None, ""))
+        self.assertEqual(naming.parseClusters(None), (None, ""))
+        self.assertEqual(naming.parseClusters("b,a,b"), (("a", "b"), "b,a,b"))
+        self.assertEqual(naming.parseClusters(" ,b, , a,"), (("a", "b"), "b,a"))
         self.assertRefused(INVALID_PARAM, "clusters", naming.parseClusters, "a b")
         self.assertRefused(INVALID_PARAM, "clusters:", naming.parseClusters, ["a"])
+
+    def test_clustersBounded(self):
+        """
+        A filter text longer than 1024 names could be is refused before it
+        is split (found from outside: 7 MB of " ," naming one cluster was
+        kept per subscription and sent in every push).
+        """
+        self.assertRefused(INVALID_PARAM, "clusters: longer", naming.parseClusters, " ," * 3_500_000 + "DEFAULT")
+        names = ",".join(f"c{n}" for n in range(1025))
+        self.assertRefused(INVALID_PARAM, "clusters: lists more than 1024", naming.parseClusters, names)
+
+    def test_bodyUtf8Only(self):
+        """
+        A body is UTF-8 JSON; UTF-16 and UTF-32 are refused (json would take
+        them).
+        """
+        self.assertEqual(naming.parseBody('{"a": "é"}'.encode()), {"a": "é"})
+        for encoding in ("utf-16", "utf-32", "utf-16-le"):
+            self.assertRefused(BAD_GATEWAY, "body: not valid UTF-8", naming.parseBody, '{"a": 1}'.encode(encoding))
 
     def test_healthyOnly(self):
         """

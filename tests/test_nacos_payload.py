@@ -123,6 +123,29 @@ class PayloadTests(SynchronousTestCase):
         ):
             self.assertRaises(PayloadError, decode, bad)
 
+    def test_bounded(self):
+        """
+        A message is refused past C{MAX_FIELDS} fields walked, C{MAX_HEADERS}
+        headers or a header of C{MAX_HEADER_BYTES}, wherever they are
+        (found from outside: 4M unknown varint fields held the reactor for
+        1.2 s, 1.3M headers for 1.05 s).
+        """
+        from distro.nacos import payload
+
+        good = encode(Payload("T", {f"h{n}": "v" for n in range(payload.MAX_HEADERS)}, "", b"{}"))
+        self.assertEqual(len(decode(good).headers), payload.MAX_HEADERS)
+        varints = b"\x48\x00" * 4_000_000
+        for bad in (
+            varints + good,
+            encode(Payload("T", {}, "", b"{}")) + b"\x12" + _varint(len(varints)) + varints,
+            encode(Payload("T", {f"h{n}": "v" for n in range(payload.MAX_HEADERS + 1)}, "", b"{}")),
+            # metadata of 1.3M header entries {"k": "v"}
+            b"\x12" + _varint(8 * 1_300_000) + b"\x3a\x06\x0a\x01k\x12\x01v" * 1_300_000,
+            encode(Payload("T", {"accessToken": "x" * payload.MAX_HEADER_BYTES}, "", b"{}")),
+        ):
+            error = self.assertRaises(PayloadError, decode, bad)
+            self.assertRegex(str(error), "more than|over")
+
     @settings(max_examples=500, derandomize=True, deadline=None)
     @given(st.binary(max_size=64))
     def test_anyBytes(self, data):
@@ -133,3 +156,12 @@ class PayloadTests(SynchronousTestCase):
             decode(data)
         except PayloadError:
             pass
+
+
+def _varint(value):
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

@@ -246,6 +246,41 @@ class InProcessTests(SynchronousTestCase):
         self.assertTrue(self.serve(test, max_unsent_bytes=4_000_000))
 
 
+    def test_smallBeforeSetUp(self):
+        """
+        Before its set up, a connection's messages are at most
+        C{PRE_SETUP_MAX} bytes, unary or on the stream (found from outside:
+        8 MB messages were decoded before any set up); after it, up to
+        C{max_frame}.
+        """
+        from distro.nacos.service import PRE_SETUP_MAX
+
+        big = Payload("ServerCheckRequest", {}, "", b'{"x": "' + b"y" * PRE_SETUP_MAX + b'"}')
+
+        async def test(harness, service, channel):
+            c = channel()
+            codes = []
+            try:
+                await self.unary(c, big)
+            except aio.AioRpcError as e:
+                codes.append(e.code())
+            call = c.stream_stream("/BiRequestStream/requestBiStream", request_serializer=_identity,
+                                   response_deserializer=_identity)()
+            await call.write(encode(big._replace(type="ConnectionSetupRequest")))
+            try:
+                await asyncio.wait_for(call.read(), 5)
+            except aio.AioRpcError as e:
+                codes.append(e.code())
+            other = channel()
+            await self.setUpStream(other)
+            answer = await self.unary(other, big._replace(type="HealthCheckRequest"))
+            return codes, answer.type, len(service.connections)
+
+        codes, answerType, count = self.serve(test)
+        self.assertEqual(codes, [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2)
+        self.assertEqual((answerType, count), ("HealthCheckResponse", 1))
+
+
 class NacosClient:
     """
     A blocking Nacos gRPC client: one channel, its stream, payloads in and

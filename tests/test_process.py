@@ -210,8 +210,14 @@ class ProcessTestCase(TempPathMixin, TestCase):
         process = NodeProcess()
         # The Nacos gRPC port only where a test asks for it (its default,
         # 9848, is one port for every node of the machine).
-        argv = TWISTD + ["-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", *args]
-        reactor.spawnProcess(process, sys.executable, argv, env=dict(os.environ), path=directory)
+        argv = TWISTD + ["-n", "--pidfile=", "--rundir", directory, "distro-node",
+                         "--nacos-listen", "", "--http-listen", "", *args]
+        # No path: twistd changes to its directory itself, so that Twisted
+        # spawns with posix_spawn and never forks this process, whose gRPC
+        # threads (tests that drive the Nacos port in process) make a forked
+        # child die before it execs (seen in CI: "twistd ended early" with
+        # no output, after gRPC's "skipping fork() handlers").
+        reactor.spawnProcess(process, sys.executable, argv, env=dict(os.environ))
         self.addCleanup(process.stop)
         return process
 
@@ -229,7 +235,7 @@ class ProcessTestCase(TempPathMixin, TestCase):
 
         def bound():
             if process.ended:
-                raise AssertionError(f"twistd ended early:\n{process.output.decode()}")
+                raise AssertionError(f"twistd ended early ({process.reason.value!r}):\n{process.output.decode()}")
             try:
                 with open(portFile) as f:
                     return f.read()

@@ -34,6 +34,7 @@ from distro.nacos.naming import (
     NacosError,
 )
 from distro.nacos.payload import Payload
+from distro.ratelog import RateLimitedLog
 from distro.wire import LimitExceeded, ProtocolError
 
 # Pushes as the Nacos server makes them: a push not acked within
@@ -77,6 +78,41 @@ _RESPONSE_TYPES = {
 SERVER_ABILITIES = {"supportPersistentInstanceByGrpc": True}
 
 
+# A connection's labels kept, at most: the SDKs send a handful (source,
+# module, app name...).
+MAX_LABELS = 32
+MAX_LABEL_CHARS = 256
+
+
+def _printable(text, limit=MAX_LABEL_CHARS):
+    """
+    C{text} cut to C{limit} characters, lone surrogates escaped: safe to
+    keep and to log.
+    """
+    text = text[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _labels(value):
+    """
+    The labels of a set up worth keeping: at most L{MAX_LABELS} string
+    entries, each cut to L{MAX_LABEL_CHARS}.
+    """
+    if type(value) is not dict:
+        return {}
+    kept = {}
+    for key, label in value.items():
+        if len(kept) >= MAX_LABELS:
+            break
+        if type(label) is str:
+            kept[_printable(key)] = _printable(label)
+    return kept
+
+
 def _serverTime(clock):
     return int(clock.seconds() * 1000)
 
@@ -95,8 +131,10 @@ class NacosConnection:
 
     log = Logger()
 
-    def __init__(self, node, connectionId, peerIp=""):
+    def __init__(self, node, connectionId, peerIp="", notices=None):
         self.node = node
+        # Lines a client's messages cause, rate-limited (shared by the port).
+        self.notices = notices if notices is not None else RateLimitedLog(node.clock)
         self.connectionId = connectionId
         self.peerIp = peerIp
         self.client = None
@@ -166,7 +204,7 @@ class NacosConnection:
         except ProtocolError as e:
             return self._error(INVALID_PARAM, e.message)
         except Exception:
-            self.log.failure("Nacos request {type} failed", type=payload.type[:100])
+            self.notices.failure("request failed", "Nacos request {type} failed", type=_printable(payload.type))
             return self._error(naming.SERVER_ERROR, "internal error")
 
     def _respond(self, responseType, fields):
@@ -195,7 +233,12 @@ class NacosConnection:
         kind = body.get("type")
         if kind != "batchRegisterInstance":
             raise NacosError(INVALID_PARAM, f"type: {str(kind)[:100]!r} is not batchRegisterInstance")
-        instances = naming.parseInstances(body.get("instances"), self._maxMetadata())
+        values = body.get("instances")
+        limit = self.node.config.max_instances_per_client
+        if type(values) is list and len(values) > limit:
+            # Refused before any is read (a batch of 320k held the reactor).
+            raise LimitExceeded("max_instances_per_client", f"more than {limit} instances")
+        instances = naming.parseInstances(values, self._maxMetadata())
         self.node.manager.batchRegister(self.client, service, instances)
         return "BatchInstanceResponse", {"type": kind}
 
@@ -204,8 +247,7 @@ class NacosConnection:
 
     def _query(self, body):
         service = naming.serviceKey(body)
-        clustersText = body.get("cluster") or ""
-        clusters = naming.parseClusters(clustersText)
+        clusters, clustersText = naming.parseClusters(body.get("cluster"), "cluster")
         info = self.node.registry.serviceInfo(service, clusters, naming.healthyOnly(body))
         return "QueryServiceResponse", {
             "serviceInfo": naming.serviceInfo(info, clustersText, self._refTime()),
@@ -213,8 +255,7 @@ class NacosConnection:
 
     def _subscribe(self, body):
         service = naming.serviceKey(body)
-        clustersText = body.get("clusters") or ""
-        clusters = naming.parseClusters(clustersText)
+        clusters, clustersText = naming.parseClusters(body.get("clusters"))
         info = self.node.registry.serviceInfo(service, clusters)
         if body.get("subscribe", True) is False:
             self.node.unsubscribe(self.client, self.channel, service, clusters)
@@ -272,9 +313,9 @@ class NacosConnection:
         if payload.type.endswith("Response"):
             self._acked(payload)
             return
-        self.log.info(
-            "Nacos connection {id} sent {type} on its stream; ignored",
-            id=self.connectionId, type=payload.type[:100],
+        self.notices.info(
+            "stray stream message", "Nacos connection {id} sent {type} on its stream; ignored",
+            id=self.connectionId, type=_printable(payload.type),
         )
 
     def _setUp(self, payload):
@@ -284,10 +325,9 @@ class NacosConnection:
             body = naming.parseBody(payload.body)
         except NacosError:
             body = {}
-        labels = body.get("labels")
-        self.labels = labels if type(labels) is dict else {}
+        self.labels = _labels(body.get("labels"))
         version = body.get("clientVersion")
-        self.clientVersion = version if type(version) is str else ""
+        self.clientVersion = _printable(version) if type(version) is str else ""
         if body.get("abilityTable") is not None and self.send is not None:
             # As Nacos: an SDK that sent its abilities is told the server's
             # (it waits for them), and answers nothing.

@@ -84,7 +84,8 @@ def parseBody(body):
         parse) if it is not a UTF-8 JSON object.
     """
     try:
-        value = json.loads(body)
+        # UTF-8 only (json.loads of bytes would take UTF-16 and UTF-32 too).
+        value = json.loads(body.decode("utf-8") if type(body) is not str else body)
     except (ValueError, RecursionError):
         raise NacosError(BAD_GATEWAY, "body: not valid UTF-8 JSON")
     if type(value) is not dict:
@@ -163,20 +164,30 @@ def parseInstances(values, maxMetadataBytes=8192):
     return [parseInstance(v, f"instances[{i}]", maxMetadataBytes) for i, v in enumerate(values)]
 
 
-def parseClusters(value):
+# The longest cluster filter text read: 1024 names of 64 characters, as the
+# msgpack port allows, and their commas.
+MAX_CLUSTERS_TEXT = 1024 * 65
+
+
+def parseClusters(value, field="clusters"):
     """
-    A cluster filter, Nacos' comma-separated string (empty: all), as
-    distro's sorted tuple or C{None}.
+    A cluster filter, Nacos' comma-separated string (empty: all): distro's
+    sorted tuple or C{None}, and the text to echo in the ServiceInfos it
+    is given (the names as the SDK listed them, joined by commas: what an
+    SDK sends, without anything else a client padded it with).
     """
     if value is None or value == "":
-        return None
+        return None, ""
     if type(value) is not str:
-        raise NacosError(INVALID_PARAM, "clusters: must be a comma-separated string")
+        raise NacosError(INVALID_PARAM, f"{field}: must be a comma-separated string")
+    if len(value) > MAX_CLUSTERS_TEXT:
+        raise NacosError(INVALID_PARAM, f"{field}: longer than {MAX_CLUSTERS_TEXT} characters")
     names = [c.strip() for c in value.split(",") if c.strip()]
     try:
-        return model.parseClusters(names, "clusters") if names else None
+        clusters = model.parseClusters(names, field) if names else None
     except ProtocolError as e:
         raise _refused(e)
+    return clusters, ",".join(names)
 
 
 def healthyOnly(request):

@@ -12,6 +12,11 @@ JSON. Encoded and decoded here directly (three small messages), so that the
 node needs no generated code: a L{Payload} is C{(type, headers, clientIp,
 body)} with C{body} the JSON bytes. Decoding skips unknown fields, as
 protobuf does, and refuses malformed input with L{PayloadError}.
+
+Decoding walks at most L{MAX_FIELDS} fields and keeps at most
+L{MAX_HEADERS} headers of at most L{MAX_HEADER_BYTES} each: a message of
+millions of fields is refused after a few hundred, in microseconds, never
+walked whole on the reactor.
 """
 
 __all__ = ["Payload", "PayloadError", "decode", "encode"]
@@ -31,6 +36,12 @@ class Payload(NamedTuple):
     clientIp: str
     body: bytes
 
+
+# What a Payload holds, at most: a real one has a few fields and headers
+# (the SDKs send an accessToken, app name, client version and the like).
+MAX_FIELDS = 512
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 8192
 
 # Wire types.
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
@@ -60,10 +71,11 @@ def encode(payload):
     """
     The bytes of C{payload} (a L{Payload}).
     """
-    metadata = _text(3, payload.type)
+    parts = [_text(3, payload.type)]
     for key, value in payload.headers.items():
-        metadata += _field(7, _text(1, key) + _text(2, value))
-    metadata += _text(8, payload.clientIp)
+        parts.append(_field(7, _text(1, key) + _text(2, value)))
+    parts.append(_text(8, payload.clientIp))
+    metadata = b"".join(parts)
     body = _field(2, payload.body) if payload.body else b""
     return _field(2, metadata) + _field(3, body)
 
@@ -83,15 +95,19 @@ def _readVarint(data, offset):
             raise PayloadError("varint too long")
 
 
-def _fields(data):
+def _fields(data, budget):
     """
     C{(number, wireType, value)} of each field of a message: C{value} is the
     bytes of a length-delimited field, the integer of a varint, C{None} for
-    fixed-size ones (never used here, skipped).
+    fixed-size ones (never used here, skipped). Each field spends one of
+    C{budget} (a one-item list, shared by the whole message).
     """
     offset = 0
     end = len(data)
     while offset < end:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise PayloadError(f"more than {MAX_FIELDS} fields")
         key, offset = _readVarint(data, offset)
         number, wireType = key >> 3, key & 7
         if number == 0:
@@ -130,10 +146,11 @@ def decode(data):
     @raise PayloadError: if C{data} is not a well-formed C{Payload}.
     """
     data = memoryview(data)
+    budget = [MAX_FIELDS]
     type_, headers, clientIp, body = "", {}, "", b""
-    for number, wireType, value in _fields(data):
+    for number, wireType, value in _fields(data, budget):
         if number == 2 and wireType == _BYTES:
-            for n, w, v in _fields(value):
+            for n, w, v in _fields(value, budget):
                 if n == 3:
                     type_ = _string(v, w, "metadata.type")
                 elif n == 8:
@@ -141,15 +158,19 @@ def decode(data):
                 elif n == 7:
                     if w != _BYTES:
                         raise PayloadError("metadata.headers: not an entry")
+                    if len(v) > MAX_HEADER_BYTES:
+                        raise PayloadError(f"metadata.headers: an entry over {MAX_HEADER_BYTES} bytes")
+                    if len(headers) >= MAX_HEADERS:
+                        raise PayloadError(f"metadata.headers: more than {MAX_HEADERS}")
                     key = entry = ""
-                    for en, ew, ev in _fields(v):
+                    for en, ew, ev in _fields(v, budget):
                         if en == 1:
                             key = _string(ev, ew, "metadata.headers key")
                         elif en == 2:
                             entry = _string(ev, ew, "metadata.headers value")
                     headers[key] = entry
         elif number == 3 and wireType == _BYTES:
-            for n, w, v in _fields(value):
+            for n, w, v in _fields(value, budget):
                 if n == 2:
                     if w != _BYTES:
                         raise PayloadError("body.value: not bytes")

@@ -34,7 +34,13 @@ from distro.nacos import naming
 from distro.nacos.connection import NacosConnection
 from distro.nacos.listen import NacosListenError
 from distro.nacos.payload import Payload, PayloadError, decode, encode
+from distro.ratelog import RateLimitedLog
 
+
+# The largest message of a connection not set up yet (a server check, the
+# set up itself), as before distro's hello: no more is decoded or kept for
+# a client that has not said who it is.
+PRE_SETUP_MAX = 64 * 1024
 
 # Peers whose server check named the id of a stream they have not opened
 # yet, at most.
@@ -74,6 +80,7 @@ class NacosService(Service):
         # peer -> the id its server check was given, for its next stream
         self._checked = {}
         self._server = None
+        self.notices = RateLimitedLog(node.clock)
 
     # IFrontEnd
 
@@ -168,16 +175,21 @@ class NacosService(Service):
 
     async def _request(self, data, context):
         peer = context.peer()
+        connection = self._servedBy(peer)
+        if (connection is None or connection.client is None) and len(data) > PRE_SETUP_MAX:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"a message before the set up is at most {PRE_SETUP_MAX} bytes",
+            )
         try:
             payload = decode(data)
         except PayloadError as e:
             return encode(Payload("ErrorResponse", {}, "", naming.encodeBody(
                 naming.errorResponse(naming.BAD_GATEWAY, f"payload: {e}"))))
-        connection = self._servedBy(peer)
         if connection is None:
             # No stream yet: a server check, or a request that must wait
             # for the set up (UN_REGISTER).
-            connection = NacosConnection(self.node, self._checkedId(peer), _peerIp(peer))
+            connection = NacosConnection(self.node, self._checkedId(peer), _peerIp(peer), self.notices)
         return encode(connection.request(payload))
 
     async def _stream(self, requests, context):
@@ -189,7 +201,7 @@ class NacosService(Service):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"max_connections_per_ip: {limit} connections from this IP",
             )
-        connection = NacosConnection(self.node, self._streamId(peer), ip)
+        connection = NacosConnection(self.node, self._streamId(peer), ip, self.notices)
         connectionId = connection.connectionId
         self.connections[connectionId] = connection
         self._streams.setdefault(peer, []).append(connectionId)
@@ -246,7 +258,12 @@ class NacosService(Service):
             if not ids:
                 del self._streams[peer]
             connection.ended()
-        if why and why[0] == "setup":
+        if why and why[0] == "too large":
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"a message before the set up is at most {PRE_SETUP_MAX} bytes",
+            )
+        elif why and why[0] == "setup":
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 "no ConnectionSetupRequest within handshake_timeout_ms",
@@ -260,17 +277,20 @@ class NacosService(Service):
     async def _read(self, requests, connection, ended, why):
         try:
             async for data in requests:
+                if connection.client is None and len(data) > PRE_SETUP_MAX:
+                    why.append("too large")
+                    break
                 try:
                     payload = decode(data)
                 except PayloadError as e:
-                    self.log.warn("Nacos connection {id}: bad payload ({error})",
-                                  id=connection.connectionId, error=str(e))
+                    self.notices.warn("bad payload", "Nacos connection {id}: bad payload ({error})",
+                                      id=connection.connectionId, error=str(e))
                     continue
                 try:
                     connection.streamReceived(payload)
                 except Exception:
-                    self.log.failure("Nacos connection {id}: {type} failed",
-                                     id=connection.connectionId, type=payload.type[:100])
+                    self.notices.failure("stream message failed", "Nacos connection {id}: {type} failed",
+                                         id=connection.connectionId, type=payload.type[:100])
         except (asyncio.CancelledError, aio.AioRpcError):
             pass
         finally:
