@@ -163,7 +163,9 @@ class Config:
     )
     max_instances_per_client: int = _key(10000, "Instances one client may publish.", _positive)
     max_subscriptions_per_client: int = _key(10000, "Subscriptions one client may hold.", _positive)
-    max_connections_per_ip: int = _key(0, "Connections per remote IP; 0 is unlimited.", _nonNegative)
+    max_connections_per_ip: int = _key(
+        0, "Connections per remote IP, to the client ports together; 0 is unlimited.", _nonNegative
+    )
     max_metadata_bytes: int = _key(8192, "Largest encoded metadata of one instance.", _positive)
     log_format: str = _key("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
     json_log: str = _key("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")

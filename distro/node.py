@@ -8,6 +8,7 @@ authorisation, membership).
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import ClientIds, ClientManager
 from distro.interfaces import IClientObserver
@@ -31,9 +32,12 @@ class Node:
 
     log = Logger()
 
-    def __init__(self, config, clock, bootId=None, *, freezeLoaded=None, secret=b"", authority=None):
+    def __init__(self, config, clock, bootId=None, *, freezeLoaded=None, secret=b"", authority=None,
+                 admission=None):
         self.config = config
         self.clock = clock
+        # The client connections of every port, counted once.
+        self.admission = Admission(config.max_connections_per_ip) if admission is None else admission
         self.authority = Authority(config, clock, secret) if authority is None else authority
         self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id

@@ -129,11 +129,9 @@ class ClientSession(FrameProtocol):
     def connectionMade(self):
         self.peer = self.transport.getPeer()
         noDelay(self.transport)
-        if not self.factory.admit(self):
-            limit = self.node.config.max_connections_per_ip
-            self.sendError(
-                None, LIMIT_EXCEEDED, f"max_connections_per_ip: {limit} connections from this IP"
-            )
+        refusal = self.factory.admit(self)
+        if refusal is not None:
+            self.sendError(None, LIMIT_EXCEEDED, refusal)
             self.closeConnection()
             return
         self._lastSeen = self.node.clock.seconds()
@@ -499,7 +497,8 @@ class ClientSession(FrameProtocol):
 
 class ClientPortFactory(Factory):
     """
-    Accepts client connections for a node, within C{max_connections_per_ip}.
+    Accepts client connections for a node, as its admission allows
+    (L{distro.admission}).
     """
 
     noisy = False
@@ -507,7 +506,6 @@ class ClientPortFactory(Factory):
     def __init__(self, node):
         self.node = node
         self.sessions = set()
-        self._perIp = {}
 
     def buildProtocol(self, addr):
         session = ClientSession(self.node)
@@ -516,16 +514,15 @@ class ClientPortFactory(Factory):
 
     def admit(self, session):
         """
-        Count C{session}; return whether its IP is within its limit.
+        Count C{session} with the node's admission (one count for every
+        port); return why it is refused, or C{None}.
         """
         host = getattr(session.peer, "host", None)
-        held = self._perIp.get(host, 0)
-        limit = self.node.config.max_connections_per_ip
-        if limit and held >= limit:
-            return False
-        self._perIp[host] = held + 1
-        self.sessions.add(session)
-        return True
+        refusal = self.node.admission.refusal(host)
+        if refusal is None:
+            self.node.admission.admit(host)
+            self.sessions.add(session)
+        return refusal
 
     def connectionEnded(self, session):
         """
@@ -533,9 +530,4 @@ class ClientPortFactory(Factory):
         """
         if session in self.sessions:
             self.sessions.discard(session)
-            host = getattr(session.peer, "host", None)
-            left = self._perIp.get(host, 1) - 1
-            if left > 0:
-                self._perIp[host] = left
-            else:
-                self._perIp.pop(host, None)
+            self.node.admission.release(getattr(session.peer, "host", None))

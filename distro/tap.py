@@ -15,18 +15,20 @@ import socket
 import sys
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 from twisted.python import usage
 from zope.interface import implementer
 
 from distro import config as _config
+from distro.admission import Admission
 from distro.cluster.service import clusterFromConfig, readMembers
 from distro.collector import CollectorWatch
 from distro.http.service import HttpService
 from distro.interfaces import IFrontEnd
-from distro.nacos import service as nacosService
+from distro.listening import hostPort, listenNow
+from distro.nacos import listen as nacosListen
 from distro.nacos.listen import parseListen
+from distro.nacos.service import NacosService
 from distro.node import Node
 from distro.server import ClientPortFactory
 
@@ -144,23 +146,16 @@ class ClientPortService(Service):
     def startService(self):
         super().startService()
         config = self.node.config
-        endpoint = serverFromString(self.reactor, withBacklog(config.listen, config.listen_backlog))
-        failures = []
-        d = endpoint.listen(self.factory)
-        d.addCallbacks(self._listening, failures.append)
-        if failures:
-            # Fail twistd's start, not just log: a node that cannot listen is useless.
-            failures[0].raiseException()
-
-    def _listening(self, port):
-        self.port = port
-        host = port.getHost()
-        address = self.address = _hostPort(host.host, host.port)
+        self.port, self.address = listenNow(
+            self.reactor, withBacklog(config.listen, config.listen_backlog), self.factory
+        )
+        address = self.address
+        host = self.port.getHost()
         if not self.node.config.advertise:
             advertised = host.host
             if advertised in ("0.0.0.0", "::"):
                 advertised = socket.gethostname()
-            self.node.clientAddress = _hostPort(advertised, host.port)
+            self.node.clientAddress = hostPort(advertised, host.port)
         self.log.info(
             "distro node {node} serving clients on {address}",
             node=self.node.nodeId,
@@ -184,10 +179,6 @@ class ClientPortService(Service):
                 pass
         if self.port is not None:
             return self.port.stopListening()
-
-
-def _hostPort(host, port):
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class JsonLogService(Service):
@@ -271,16 +262,9 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     """
     config = options.config
     members = options.members
-    nacosAddress = parseListen(config.nacos_listen)
+    nacosEndpoint = nacosListen.endpoint(config.nacos_listen, config.listen_backlog)
     if reactor is None:
-        if nacosAddress is not None:
-            nacosService.installReactor()
         from twisted.internet import reactor
-    if nacosAddress is not None and not nacosService.isAsyncio(reactor):
-        raise usage.UsageError(
-            "nacos_listen: the Nacos gRPC port needs twistd's asyncio reactor "
-            "(--reactor=asyncio, or no --reactor), or an empty nacos_listen"
-        )
     environ = os.environ if environ is None else environ
     try:
         secret = config.clusterSecret(environ)
@@ -293,15 +277,15 @@ def makeService(options, reactor=None, bootId=None, environ=None):
         )
     root = MultiService()
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
-                secret=secret)
+                secret=secret, admission=Admission.forProcess(config.max_connections_per_ip))
     root.node = node
     CollectorService(CollectorWatch(freeze=config.gc_freeze)).setServiceParent(root)
     if config.log_format == "json":
         JsonLogService(config.json_log).setServiceParent(root)
     # The client port first: the cluster tells peers the address it bound.
     ClientPortService(node, reactor).setServiceParent(root)
-    if nacosAddress is not None:
-        nacosService.NacosService(node, nacosAddress).setServiceParent(root)
+    if nacosEndpoint is not None:
+        NacosService(node, nacosEndpoint, reactor).setServiceParent(root)
     if config.http_listen:
         HttpService(node, reactor).setServiceParent(root)
     exposed = exposedPorts(config)

@@ -5,27 +5,24 @@ C{twistd distro-node} process on 127.0.0.1, driven with grpcio's own client
 protocol too.
 """
 
-import asyncio
 import json
 import queue
 import re
 
 import grpc
-from grpc import aio
 from twisted.internet import defer, threads
-from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from zope.interface.verify import verifyObject
 
-from distro import tap
+from distro import h2grpc, tap
 from distro.interfaces import IFrontEnd
 from distro.nacos.service import NacosService
 from distro.nacos.listen import NacosListenError, parseListen
 from distro.nacos.payload import Payload, decode, encode
 
+from ._h2client import H2Client, framed
 from ._node import NodeHarness
 from .test_process import START_TIMEOUT, ProcessTestCase, waitFor
 
@@ -61,190 +58,113 @@ class ListenTests(SynchronousTestCase):
             self.assertEqual(frontEnd.connectionCount(), 0)
             self.assertIsNone(frontEnd.address)
 
-    def test_needsAsyncio(self):
-        """
-        A node whose reactor is not asyncio's cannot serve the Nacos port:
-        refused at start, naming the key.
-        """
-        options = tap.Options()
-        options.parseOptions(["--nacos-listen", "tcp:0:interface=127.0.0.1"])
-        error = self.assertRaises(usage.UsageError, tap.makeService, options, MemoryReactorClock())
-        self.assertIn("nacos_listen", str(error))
 
-
-class InProcessTests(SynchronousTestCase):
+class InMemoryTests(SynchronousTestCase):
     """
-    The service's gRPC side in this process: a grpc.aio server and client on
-    one asyncio loop of their own, the node on a clock (found in review).
+    The port's service in memory: a real node on a clock, spoken to by an
+    h2 client over a L{StringTransport} (tests/_h2client.py).
     """
 
-    def serve(self, test, **config):
-        async def main():
-            harness = NodeHarness(**config)
-            service = NacosService(harness.node, "127.0.0.1:0")
-            await Deferred.asFuture(service.startService(), asyncio.get_running_loop())
-            channels = []
+    def setUp(self):
+        self.start()
 
-            def channel():
-                channels.append(aio.insecure_channel(
-                    service.address, options=[("grpc.use_local_subchannel_pool", 1)]))
-                return channels[-1]
+    def start(self, **config):
+        self.harness = NodeHarness(**config)
+        self.node = self.harness.node
+        self.clock = self.harness.clock
+        self.service = NacosService(self.node, "tcp:0:interface=127.0.0.1")
 
-            try:
-                return await test(harness, service, channel)
-            finally:
-                for c in channels:
-                    await c.close()
-                await Deferred.asFuture(service.stopService(), asyncio.get_running_loop())
+    def client(self, **options):
+        return H2Client(self.service.factory, **options)
 
-        return asyncio.run(asyncio.wait_for(main(), 30))
+    def unary(self, client, type_, **body):
+        response = client.unary("/Request/request", encode(Payload(type_, {}, "", json.dumps(body).encode())))
+        if not response.messages():
+            return response.status, None
+        reply = decode(response.messages()[0])
+        return reply.type, json.loads(reply.body)
 
-    async def setUpStream(self, channel):
-        call = channel.stream_stream("/BiRequestStream/requestBiStream",
-                                     request_serializer=_identity, response_deserializer=_identity)()
-        await call.write(encode(Payload("ConnectionSetupRequest", {}, "",
-                                        b'{"labels": {"module": "naming"}}')))
-        await asyncio.sleep(0.1)
-        return call
+    def openStream(self, client, setUp=True, **body):
+        streamId = client.open("/BiRequestStream/requestBiStream")
+        if setUp:
+            body.setdefault("labels", {"module": "naming"})
+            self.streamSend(client, streamId, "ConnectionSetupRequest", **body)
+        else:
+            client.pump()
+        return streamId
 
-    async def until(self, predicate):
-        for _ in range(100):
-            if predicate():
-                return True
-            await asyncio.sleep(0.05)
-        return False
+    def streamSend(self, client, streamId, type_, **body):
+        client.send(streamId, framed(encode(Payload(type_, {}, "", json.dumps(body).encode()))))
 
-    def test_closeWhileWriteBlocked(self):
-        """
-        The node ends a connection whose SDK reads nothing (its writes
-        block on a full window): the call and the node's session end.
-        """
-        async def test(harness, service, channel):
-            c = channel()
-            await self.setUpStream(c)  # never read
-            (connection,) = service.connections.values()
-            for n in range(40):  # ~40 MB of pushes it never reads
-                connection.send(Payload("NotifySubscriberRequest", {}, "", b"x" * 1_000_000))
-            await asyncio.sleep(0.2)
-            clientId = connection.client.clientId
-            connection.closeConnection()
-            return await self.until(lambda: not service.connections and clientId not in harness.node.sessions)
-
-        self.assertTrue(self.serve(test))
-
-    def test_cancelledStreamLeavesNoTask(self):
-        async def test(harness, service, channel):
-            call = await self.setUpStream(channel())
-            call.cancel()
-            await self.until(lambda: not service.connections)
-            await asyncio.sleep(0.2)
-            return [t.get_coro().__qualname__ for t in asyncio.all_tasks()
-                    if t.get_coro().__qualname__ in ("Queue.get", "Event.wait")]
-
-        self.assertEqual(self.serve(test), [])
-
-    def test_maxConnectionsPerIp(self):
-        """
-        C{max_connections_per_ip} holds on the Nacos port as on distro's
-        own: a stream past it is refused with C{RESOURCE_EXHAUSTED}.
-        """
-        async def test(harness, service, channel):
-            first = await self.setUpStream(channel())
-            second = await self.setUpStream(channel())
-            try:
-                await second.read()
-            except aio.AioRpcError as e:
-                refused = (e.code(), e.details())
-            return len(service.connections), first.done(), refused
-
-        count, firstDone, (code, details) = self.serve(test, max_connections_per_ip=1)
-        self.assertEqual((count, firstDone), (1, False))
-        self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED)
-        self.assertIn("max_connections_per_ip", details)
-
-
-    async def unary(self, channel, payload):
-        call = channel.unary_unary("/Request/request", request_serializer=_identity,
-                                   response_deserializer=_identity)
-        return decode(await call(encode(payload)))
+    def streamMessages(self, client, streamId):
+        return [decode(m) for m in client.responses[streamId].messages()]
 
     def test_oneConnectionId(self):
         """
-        The id a server check gives is the id of the stream the SDK opens
-        next on that channel, keyed by it, from the node's clock; its unary
-        requests are served by that stream's client.
+        The id a server check gives is the id of the connection's stream,
+        in Nacos' form from the node's clock; its unary requests are
+        served by that stream's client.
         """
-        async def test(harness, service, channel):
-            harness.clock.advance(1234.5)
-            c = channel()
-            checked = await self.unary(c, Payload("ServerCheckRequest", {}, "", b"{}"))
-            await self.setUpStream(c)
-            (connectionId, connection), = service.connections.items()
-            answer = await self.unary(c, Payload("InstanceRequest", {}, "", json.dumps({
-                "serviceName": "orders", "type": "registerInstance",
-                "instance": {"ip": "10.0.0.1", "port": 80, "ephemeral": True}}).encode()))
-            publishers = [client.clientId for client in harness.node.manager.clients.values()
-                          if client.services]
-            return json.loads(checked.body)["connectionId"], connectionId, connection, answer, publishers
-
-        checkedId, connectionId, connection, answer, publishers = self.serve(test)
-        self.assertEqual(checkedId, connectionId)
-        self.assertEqual(connection.connectionId, connectionId)
-        self.assertTrue(connectionId.startswith("1234500_127.0.0.1_"), connectionId)
-        self.assertEqual(answer.type, "InstanceResponse")
+        self.clock.advance(1234.5)
+        client = self.client()
+        kind, checked = self.unary(client, "ServerCheckRequest")
+        self.openStream(client)
+        (connectionId, connection), = self.service.connections.items()
+        self.assertEqual((checked["connectionId"], connection.connectionId), (connectionId, connectionId))
+        self.assertEqual(connectionId, "1234500_10.0.0.7_40000")
+        kind, reply = self.unary(client, "InstanceRequest", serviceName="orders", type="registerInstance",
+                                 instance={"ip": "10.0.0.1", "port": 80, "ephemeral": True})
+        self.assertEqual((kind, reply["resultCode"]), ("InstanceResponse", 200))
+        publishers = [c.clientId for c in self.node.manager.clients.values() if c.services]
         self.assertEqual(publishers, [connection.client.clientId])
 
-    def test_twoStreamsOnOneChannel(self):
+    def test_twoStreamsOnOneConnection(self):
         """
-        Two streams on one gRPC channel (two SDKs behind one proxy
-        connection) are two connections, two clients: the second does not
-        end the first.
+        A second stream on a connection is a client of its own and does
+        not end the first.
         """
-        async def test(harness, service, channel):
-            c = channel()
-            first = await self.setUpStream(c)
-            second = await self.setUpStream(c)
-            ids = sorted(service.connections)
-            clients = {conn.client.clientId for conn in service.connections.values()}
-            return ids, clients, first.done(), second.done()
+        client = self.client()
+        first, second = self.openStream(client), self.openStream(client)
+        self.assertEqual(len({c.client.clientId for c in self.service.connections.values()}), 2)
+        self.assertFalse(client.responses[first].ended or client.responses[second].ended)
 
-        ids, clients, firstDone, secondDone = self.serve(test)
-        self.assertEqual((len(ids), len(set(ids)), len(clients)), (2, 2, 2))
-        self.assertEqual((firstDone, secondDone), (False, False))
-
-    def test_setUpDeadlineOnNodeClock(self):
+    def test_setUpDeadline(self):
         """
-        The set-up deadline is kept by the node's clock.
+        A stream that does not set up within C{handshake_timeout_ms} (the
+        node's clock) ends with C{DEADLINE_EXCEEDED}; then the connection,
+        serving nobody, is closed.
         """
-        async def test(harness, service, channel):
-            call = channel().stream_stream("/BiRequestStream/requestBiStream",
-                                           request_serializer=_identity,
-                                           response_deserializer=_identity)()
-            await self.until(lambda: service.connections)
-            harness.clock.advance(harness.node.config.handshake_timeout_ms / 1000.0)
-            try:
-                await asyncio.wait_for(call.read(), 2.0)  # not the loop's 10 s
-            except aio.AioRpcError as e:
-                return e.code()
+        client = self.client()
+        streamId = self.openStream(client, setUp=False)
+        self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0)
+        client.pump()
+        self.assertEqual(client.responses[streamId].status, h2grpc.DEADLINE_EXCEEDED)
+        self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0)
+        self.assertTrue(client.closed)
 
-        self.assertEqual(self.serve(test), grpc.StatusCode.DEADLINE_EXCEEDED)
-
-    def test_pushesWaitForAFullStream(self):
+    def test_idleConnectionClosed(self):
         """
-        Past C{max_unsent_bytes} waiting for a stream whose SDK reads
-        nothing, pushes wait: the node holds no more views for it.
+        A connection that never opens a stream (unary calls only) is closed
+        after C{handshake_timeout_ms}, whatever it sends (found from
+        outside: 1,004 such connections ran the node out of descriptors).
         """
-        async def test(harness, service, channel):
-            c = channel()
-            await self.setUpStream(c)  # never read
-            (connection,) = service.connections.values()
-            for n in range(40):  # more than socket buffers and gRPC take
-                connection.send(Payload("NotifySubscriberRequest", {}, "", b"x" * 1_000_000))
-            await asyncio.sleep(0.5)
-            return connection.channel.paused
+        client = self.client()
+        for _ in range(5):
+            self.unary(client, "ServerCheckRequest")
+            self.clock.advance(self.node.config.handshake_timeout_ms / 5000.0)
+        self.assertTrue(client.closed)
+        other = self.client(ip="10.0.0.8")
+        self.openStream(other)
+        self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0 * 3)
+        self.assertFalse(other.closed)
 
-        self.assertTrue(self.serve(test, max_unsent_bytes=4_000_000))
-
+    def test_connectionsPerIp(self):
+        """
+        C{max_connections_per_ip} counts TCP connections on the Nacos port.
+        """
+        self.start(max_connections_per_ip=1)
+        self.client()
+        self.assertIsNone(self.client().server)
 
     def test_smallBeforeSetUp(self):
         """
@@ -255,30 +175,61 @@ class InProcessTests(SynchronousTestCase):
         """
         from distro.nacos.service import PRE_SETUP_MAX
 
-        big = Payload("ServerCheckRequest", {}, "", b'{"x": "' + b"y" * PRE_SETUP_MAX + b'"}')
+        big = b'{"x": "' + b"y" * PRE_SETUP_MAX + b'"}'
+        client = self.client()
+        response = client.unary("/Request/request", encode(Payload("ServerCheckRequest", {}, "", big)))
+        self.assertEqual(response.status, h2grpc.RESOURCE_EXHAUSTED)
+        streamId = client.open("/BiRequestStream/requestBiStream")
+        client.send(streamId, framed(encode(Payload("ConnectionSetupRequest", {}, "", big))))
+        self.assertEqual(client.responses[streamId].status, h2grpc.RESOURCE_EXHAUSTED)
+        other = self.client(ip="10.0.0.8")
+        self.openStream(other)
+        response = other.unary("/Request/request", encode(Payload("HealthCheckRequest", {}, "", big)))
+        self.assertEqual(decode(response.messages()[0]).type, "HealthCheckResponse")
 
-        async def test(harness, service, channel):
-            c = channel()
-            codes = []
-            try:
-                await self.unary(c, big)
-            except aio.AioRpcError as e:
-                codes.append(e.code())
-            call = c.stream_stream("/BiRequestStream/requestBiStream", request_serializer=_identity,
-                                   response_deserializer=_identity)()
-            await call.write(encode(big._replace(type="ConnectionSetupRequest")))
-            try:
-                await asyncio.wait_for(call.read(), 5)
-            except aio.AioRpcError as e:
-                codes.append(e.code())
-            other = channel()
-            await self.setUpStream(other)
-            answer = await self.unary(other, big._replace(type="HealthCheckRequest"))
-            return codes, answer.type, len(service.connections)
+    def test_nodeEndsAConnection(self):
+        """
+        The node ends a connection (its client moved, the node stops),
+        whatever it holds for a client that reads nothing: C{UNAVAILABLE},
+        C{GOAWAY}, the TCP connection closed, the session gone (found from
+        outside: the data stayed inside gRPC behind the abort).
+        """
+        client = self.client(window=0)
+        streamId = self.openStream(client)
+        connection, = self.service.connections.values()
+        for _ in range(10):
+            connection.send(Payload("NotifySubscriberRequest", {}, "", b"x" * 100_000))
+        clientId = connection.client.clientId
+        connection.closeConnection()
+        client.pump()
+        self.assertEqual(client.responses[streamId].status, h2grpc.UNAVAILABLE)
+        self.assertTrue(client.closed)
+        client.server.connectionLost(None)
+        self.assertEqual((self.service.connections, clientId in self.node.sessions), ({}, False))
 
-        codes, answerType, count = self.serve(test)
-        self.assertEqual(codes, [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2)
-        self.assertEqual((answerType, count), ("HealthCheckResponse", 1))
+    def test_pushesWaitForAFullStream(self):
+        """
+        Past C{max_unsent_bytes} waiting for a stream whose SDK grants no
+        window, pushes wait: the node holds no more views for it.
+        """
+        self.start(max_unsent_bytes=1_000_000)
+        client = self.client(window=0)
+        self.openStream(client)
+        connection, = self.service.connections.values()
+        for _ in range(20):
+            connection.send(Payload("NotifySubscriberRequest", {}, "", b"x" * 100_000))
+        self.assertTrue(connection.channel.paused)
+        client.openWindow(1 << 24)
+        self.assertFalse(connection.channel.paused)
+
+    def test_resetStreamEndsItsClient(self):
+        client = self.client()
+        streamId = self.openStream(client)
+        clientId, = [c.client.clientId for c in self.service.connections.values()]
+        client.h2.reset_stream(streamId)
+        client.pump()
+        self.assertEqual(self.service.connections, {})
+        self.assertNotIn(clientId, self.node.sessions)
 
 
 class NacosClient:

@@ -5,7 +5,6 @@ resources, listening on C{http_listen}.
 """
 
 from twisted.application.service import Service
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.web import server
 from zope.interface import implementer
@@ -13,11 +12,12 @@ from zope.interface import implementer
 from distro.http.channel import BoundedChannel, BoundedRequest
 from distro.http.resources import NodeResource
 from distro.interfaces import IFrontEnd
+from distro.listening import listenNow
 
 
 class BoundedSite(server.Site):
     """
-    A site of L{BoundedChannel}s, counted per remote IP.
+    A site of L{BoundedChannel}s, taken as the node's admission allows.
     """
 
     protocol = BoundedChannel
@@ -28,13 +28,12 @@ class BoundedSite(server.Site):
         super().__init__(resource, timeout=config.idle_timeout_ms / 1000.0, reactor=node.clock)
         self.clock = node.clock
         self.requestTimeout = config.handshake_timeout_ms / 1000.0
-        self.maxPerIp = config.max_connections_per_ip
+        self.admission = node.admission
         self.channels = set()
-        self._perIp = {}
 
     def buildProtocol(self, addr):
         ip = getattr(addr, "host", None)
-        if self.maxPerIp and self._perIp.get(ip, 0) >= self.maxPerIp:
+        if not self.admission.admit(ip):
             return None  # refused: the connection is closed at once
         channel = super().buildProtocol(addr)
         channel.remoteIp = ip
@@ -42,16 +41,11 @@ class BoundedSite(server.Site):
 
     def opened(self, channel):
         self.channels.add(channel)
-        self._perIp[channel.remoteIp] = self._perIp.get(channel.remoteIp, 0) + 1
 
     def closed(self, channel):
         if channel in self.channels:
             self.channels.discard(channel)
-            count = self._perIp[channel.remoteIp] - 1
-            if count:
-                self._perIp[channel.remoteIp] = count
-            else:
-                del self._perIp[channel.remoteIp]
+            self.admission.release(channel.remoteIp)
 
     def log(self, request):
         # No access log line per request (health probes would flood it).
@@ -79,16 +73,7 @@ class HttpService(Service):
 
     def startService(self):
         super().startService()
-        endpoint = serverFromString(self.reactor, self.node.config.http_listen)
-        failures = []
-        endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
-        if failures:
-            failures[0].raiseException()
-
-    def _listening(self, port):
-        self.port = port
-        host = port.getHost()
-        self.address = f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
+        self.port, self.address = listenNow(self.reactor, self.node.config.http_listen, self.site)
         self.log.info("distro node {node} serving HTTP on {address}",
                       node=self.node.nodeId, address=self.address)
 

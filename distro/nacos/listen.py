@@ -32,3 +32,20 @@ def parseListen(value):
             raise NacosListenError("the only option is interface=HOST")
         host = rest[len("interface="):]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def endpoint(value, backlog=None):
+    """
+    The Twisted server endpoint string of a C{nacos_listen} value (C{None}
+    when it is empty).
+    """
+    address = parseListen(value)
+    if address is None:
+        return None
+    host, port = address.rsplit(":", 1)
+    host = host.strip("[]").replace(":", "\\:")
+    kind = "tcp6" if ":" in address.rsplit(":", 1)[0] else "tcp"
+    description = f"{kind}:{port}:interface={host}"
+    if backlog:
+        description += f":backlog={backlog}"
+    return description

@@ -1,0 +1,674 @@
+# -*- test-case-name: tests.test_h2grpc -*-
+"""
+gRPC's wire over HTTP/2 on Twisted: unary and bi-directional streaming
+methods, which is all the Nacos port serves, with every edge bounded.
+
+A gRPC call is an HTTP/2 stream: request HEADERS (C{:method POST},
+C{:path /Service/Method}, C{content-type application/grpc}), messages in
+DATA frames each prefixed by a compressed flag and a 4-byte length, and the
+server's answer: response HEADERS, messages, and trailers carrying
+C{grpc-status} and C{grpc-message}. The C{h2} library keeps the HTTP/2
+state; this module frames the messages, keeps the bounds, and calls the
+methods of a L{Service}.
+
+Bounds, per TCP connection (L{GrpcConnection}):
+ - at most C{maxStreams} streams at once (C{SETTINGS_MAX_CONCURRENT_STREAMS});
+ - an inbound message of at most what the service's C{messageLimit} says
+   for the connection (small until the client said who it is), refused
+   from its length prefix, before its bytes are kept; the bytes of messages
+   not yet whole, over all streams, at most twice the largest message;
+ - the bytes waiting to be sent (the peer's flow-control window shut, or
+   the socket full) at most C{maxUnsent}: past it a unary reply is refused
+   with C{RESOURCE_EXHAUSTED}; past C{holdWritersAt} (less) the streams'
+   writers are told to hold their messages (L{IGrpcService.pauseWriters}),
+   so that a stream never queues a message behind another not yet sent;
+ - a peer that answers no PING within C{keepaliveTimeout} is dropped;
+ - a connection the server ends goes at once: trailers, C{GOAWAY}, close.
+"""
+
+import collections
+import struct
+import time
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
+
+# gRPC status codes (grpc/status.h).
+OK = 0
+CANCELLED = 1
+UNKNOWN = 2
+DEADLINE_EXCEEDED = 4
+RESOURCE_EXHAUSTED = 8
+UNIMPLEMENTED = 12
+INTERNAL = 13
+UNAVAILABLE = 14
+
+_PREFIX = struct.Struct(">BI")
+_RESPONSE_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                     (b"grpc-accept-encoding", b"identity")]
+# The time a connection's unary calls may take in one reactor turn; the
+# rest wait for the next turn.
+TURN_BUDGET = 0.005
+
+# Past these bytes waiting for a connection, its streams' writers hold their
+# messages: a subscriber that reads nothing holds about one push (the
+# newest view goes when it drains), not a queue of them.
+HOLD_WRITERS_AT = 1024 * 1024
+
+# What the receive windows are opened to: a large request flows without
+# waiting for WINDOW_UPDATEs, the bytes it may hold are still bounded below.
+RECEIVE_WINDOW = 4 * 1024 * 1024
+
+
+class _FrameGuard:
+    """
+    Follows the frame boundaries of what a peer sends, to refuse a frame
+    longer than allowed from its header: the C{h2} library buffers a whole
+    frame (up to 16 MiB) before it checks its length.
+    """
+
+    def __init__(self, maxFrame):
+        self.maxFrame = maxFrame
+        self._preface = 24  # the client's connection preface
+        self._header = b""
+        self._remaining = 0
+
+    def passes(self, data):
+        """
+        Whether C{data}, next from the peer, declares no frame too long.
+        """
+        view = memoryview(data)
+        while len(view):
+            if self._preface:
+                step = min(self._preface, len(view))
+                self._preface -= step
+                view = view[step:]
+            elif self._remaining:
+                step = min(self._remaining, len(view))
+                self._remaining -= step
+                view = view[step:]
+            else:
+                need = 9 - len(self._header)
+                self._header += bytes(view[:need])
+                view = view[need:]
+                if len(self._header) == 9:
+                    length = int.from_bytes(self._header[:3], "big")
+                    self._header = b""
+                    if length > self.maxFrame:
+                        return False
+                    self._remaining = length
+        return True
+
+
+class GrpcError(Exception):
+    """
+    A call ends with C{status} and C{message}.
+    """
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _percentEncoded(message):
+    # grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2).
+    out = bytearray()
+    for byte in message.encode("utf-8", "backslashreplace")[:1024]:
+        out += bytes([byte]) if 0x20 <= byte < 0x7F and byte != 0x25 else b"%%%02X" % byte
+    return bytes(out)
+
+
+class Call:
+    """
+    One gRPC call: a stream of a L{GrpcConnection}.
+
+    @ivar method: its C{:path}, as text.
+    @ivar connection: the L{GrpcConnection} it came on.
+    """
+
+    def __init__(self, connection, streamId, method, unary):
+        self.connection = connection
+        self.streamId = streamId
+        self.method = method
+        self.unary = unary
+        self.listener = None
+        self.ended = False
+        self._inbound = bytearray()
+        self._outbound = []  # bytes, then None for the trailers once finished
+        self._outboundBytes = 0
+        self._trailers = None
+        self._headersSent = False
+
+    def send(self, message):
+        """
+        Send one message on this call (a stream's; a unary call's reply).
+        """
+        if self.ended or self._trailers is not None:
+            return
+        data = _PREFIX.pack(0, len(message)) + message
+        self._outbound.append(data)
+        self._outboundBytes += len(data)
+        self.connection._queued(self, len(data))
+
+    def finish(self, status=OK, message=""):
+        """
+        End the call with C{status}: its trailers follow what it sent.
+        """
+        if self.ended or self._trailers is not None:
+            return
+        trailers = [(b"grpc-status", str(status).encode())]
+        if message:
+            trailers.append((b"grpc-message", _percentEncoded(message)))
+        self._trailers = trailers
+        self.connection._queued(self, 0)
+
+    def unsentBytes(self):
+        return self._outboundBytes
+
+
+class IGrpcService(Interface):
+    """
+    What a port serves over gRPC (the Nacos port's service).
+    """
+
+    methods = Attribute("C{{path: 'unary' or 'stream'}} of the methods served.")
+
+    def connectionMade(connection):
+        """
+        A L{GrpcConnection} opened.
+        """
+
+    def connectionLost(connection):
+        """
+        It closed; its calls have ended.
+        """
+
+    def messageLimit(connection):
+        """
+        The largest inbound message C{connection} may send now.
+        """
+
+    def unary(call, request):
+        """
+        Answer a unary call's C{request} (bytes) with the reply's bytes, or
+        raise L{GrpcError}.
+        """
+
+    def streamStarted(call):
+        """
+        A streaming call opened: return its listener, with
+        C{messageReceived(bytes)} and C{ended()}; the service sends with
+        C{call.send} and ends it with C{call.finish}.
+        """
+
+    def pauseWriters(connection):
+        """
+        More than C{holdWritersAt} bytes wait to be sent on C{connection}:
+        its streams' writers hold what they can.
+        """
+
+    def resumeWriters(connection):
+        """
+        The bytes waiting went down to half of C{holdWritersAt}.
+        """
+
+
+@implementer(IPushProducer)
+class GrpcConnection(Protocol):
+    """
+    One HTTP/2 connection of gRPC calls.
+
+    @ivar connectionId: a name of this TCP connection, set by the service
+        (L{Service.connectionMade}).
+    @ivar peer: the peer's C{(ip, port)}.
+    """
+
+    log = Logger()
+    connectionId = None
+    state = None  # whatever the service keeps per connection
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.service = factory.service
+        self.clock = factory.clock
+        self.calls = {}
+        self.peer = ("", 0)
+        self._unsent = 0
+        self._partial = 0
+        self._paused = False  # the transport's buffer is full
+        self._holding = False  # writers were told to hold
+        self._closing = False
+        self._pingTimer = None
+        self._pingDeadline = None
+        self._lastHeard = 0.0
+        self._ready = collections.deque()  # unary calls whole, to answer
+        self._serving = None
+
+    # Connection
+
+    def connectionMade(self):
+        address = self.transport.getPeer()
+        self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
+        if hasattr(self.transport, "setTcpNoDelay"):
+            # Replies and pushes go out when written (as gRPC's own servers
+            # do), not after the peer's delayed ack.
+            self.transport.setTcpNoDelay(True)
+        # Outbound headers are this module's own constants: not validated again.
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.factory.maxStreams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 16384,
+        })
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(RECEIVE_WINDOW)
+        self._guard = _FrameGuard(self.h2.max_inbound_frame_size)
+        self.transport.registerProducer(self, True)
+        self._lastHeard = self.clock.seconds()
+        self._schedulePing()
+        self.factory.opened(self)
+        self.service.connectionMade(self)
+        self._flush()
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        self._lastHeard = self.clock.seconds()
+        if not self._guard.passes(data):
+            self._goAway(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            self._goAway(getattr(e, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
+            return
+        for event in events:
+            if self._closing:
+                return
+            handler = self._events.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        self._flush()
+
+    def connectionLost(self, reason):
+        self._closing = True
+        self._ready.clear()
+        for timer in (self._pingTimer, self._pingDeadline, self._serving):
+            if timer is not None and timer.active():
+                timer.cancel()
+        calls, self.calls = self.calls, {}
+        for call in calls.values():
+            self._endCall(call)
+        self.factory.closed(self)
+        self.service.connectionLost(self)
+
+    def close(self, status=UNAVAILABLE, message="the server closed the connection"):
+        """
+        End every call with C{status}, say C{GOAWAY} and close the TCP
+        connection: what it held goes at once.
+        """
+        if self._closing or self.transport is None:
+            return
+        for call in list(self.calls.values()):
+            trailers = [(b"grpc-status", str(status).encode()), (b"grpc-message", _percentEncoded(message))]
+            try:
+                if not call._headersSent:
+                    self.h2.send_headers(call.streamId, _RESPONSE_HEADERS + trailers, end_stream=True)
+                else:
+                    self.h2.send_headers(call.streamId, trailers, end_stream=True)
+            except h2.exceptions.H2Error:
+                pass
+        self._goAway(h2.errors.ErrorCodes.NO_ERROR)
+
+    def _goAway(self, code):
+        try:
+            self.h2.close_connection(error_code=code)
+            self.transport.write(self.h2.data_to_send())
+        except h2.exceptions.H2Error:
+            pass
+        self._closing = True
+        # What waits for the peer's window is dropped with the connection.
+        self.transport.loseConnection()
+        timer = self.clock.callLater(self.factory.keepaliveTimeout, self._abort)
+        self._pingDeadline = timer
+
+    def _abort(self):
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    # Keepalive
+
+    def _schedulePing(self):
+        self._pingTimer = self.clock.callLater(self.factory.keepaliveInterval, self._ping)
+
+    def _ping(self):
+        self._pingTimer = None
+        if self._closing:
+            return
+        if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveInterval:
+            self.h2.ping(b"distro\0\0")
+            self._flush()
+            self._pingDeadline = self.clock.callLater(self.factory.keepaliveTimeout, self._noPong)
+        self._schedulePing()
+
+    def _noPong(self):
+        self._pingDeadline = None
+        if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveTimeout:
+            self.log.info("gRPC peer {ip}:{port} answers no ping; closing", ip=self.peer[0], port=self.peer[1])
+            self._abort()
+
+    # Inbound
+
+    def _requestReceived(self, event):
+        headers = dict(event.headers)
+        streamId = event.stream_id
+        method = headers.get(b":path", b"").decode("ascii", "replace")
+        kind = self.service.methods.get(method)
+        if headers.get(b":method") != b"POST" or not headers.get(b"content-type", b"").startswith(b"application/grpc"):
+            self._refuse(streamId, UNIMPLEMENTED, "not a gRPC request")
+            return
+        if kind is None:
+            self._refuse(streamId, UNIMPLEMENTED, f"no method {method[:100]}")
+            return
+        encoding = headers.get(b"grpc-encoding", b"identity")
+        if encoding != b"identity":
+            self._refuse(streamId, UNIMPLEMENTED, "compression is not supported (identity only)")
+            return
+        call = self.calls[streamId] = Call(self, streamId, method, kind == "unary")
+        if not call.unary:
+            self._sendHeaders(call)
+            try:
+                call.listener = self.service.streamStarted(call)
+            except GrpcError as e:
+                call.finish(e.status, e.message)
+        if event.stream_ended is not None:
+            self._streamEnded(event.stream_ended)
+
+    def _refuse(self, streamId, status, message):
+        self.h2.send_headers(streamId, _RESPONSE_HEADERS + [
+            (b"grpc-status", str(status).encode()), (b"grpc-message", _percentEncoded(message))],
+            end_stream=True)
+
+    def _dataReceived(self, event):
+        call = self.calls.get(event.stream_id)
+        if event.flow_controlled_length:
+            # The windows stay open: the bytes kept are bounded below.
+            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        if call is None or call.ended or call._trailers is not None:
+            return
+        buffer = call._inbound
+        before = len(buffer)
+        buffer += event.data
+        limit = self.service.messageLimit(self)
+        while len(buffer) >= 5:
+            compressed, length = _PREFIX.unpack_from(buffer)
+            if compressed:
+                self._failCall(call, UNIMPLEMENTED, "compressed messages are not supported")
+                return
+            if length > limit:
+                self._failCall(call, RESOURCE_EXHAUSTED, f"a message of {length} bytes; at most {limit} here")
+                return
+            if len(buffer) < 5 + length:
+                break
+            message = bytes(buffer[5:5 + length])
+            del buffer[:5 + length]
+            self._message(call, message)
+            if call.ended or call._trailers is not None:
+                break
+        self._partial += len(buffer) - before
+        if self._partial > 2 * self.factory.maxMessage:
+            self.log.info("gRPC peer {ip} holds too many partial messages; closing", ip=self.peer[0])
+            self.close(RESOURCE_EXHAUSTED, "too many partial messages")
+
+    def _message(self, call, message):
+        if call.unary:
+            if call.listener is not None:
+                self._failCall(call, INTERNAL, "a unary call takes one message")
+                return
+            call.listener = message
+            return
+        try:
+            call.listener.messageReceived(message)
+        except Exception:
+            self.factory.notices.failure("stream message failed", "gRPC {method} message failed",
+                                         method=call.method)
+
+    def _failCall(self, call, status, message):
+        self._dropPartial(call)
+        call._outbound.clear()
+        self._unsent -= call._outboundBytes
+        call._outboundBytes = 0
+        call.finish(status, message)
+
+    def _dropPartial(self, call):
+        self._partial -= len(call._inbound)
+        call._inbound.clear()
+
+    def _streamEnded(self, event):
+        call = self.calls.get(event.stream_id)
+        if call is None:
+            return
+        if call.unary:
+            if call._trailers is not None:
+                return
+            if call.listener is None:
+                call.finish(INTERNAL, "a unary call needs its message")
+                return
+            # Served at the end of the turn, with the other calls ready:
+            # their replies go out together, and a burst of costly calls
+            # is spread over turns (TURN_BUDGET), never holding the
+            # reactor.
+            self._ready.append(call)
+            if self._serving is None:
+                self._serving = self.clock.callLater(0, self._serve)
+        else:
+            # The client half-closed its stream: the call is over.
+            call.finish(OK)
+
+    def _serve(self):
+        self._serving = None
+        started = time.perf_counter()
+        while self._ready and not self._closing:
+            call = self._ready.popleft()
+            if not call.ended and call._trailers is None:
+                self._answer(call)
+            if time.perf_counter() - started >= self.factory.turnBudget:
+                break
+        self._flush()
+        if self._ready and not self._closing:
+            self._serving = self.clock.callLater(0, self._serve)
+
+    def _answer(self, call):
+        if self._unsent > self.factory.maxUnsent:
+            call.finish(RESOURCE_EXHAUSTED, "replies wait for this connection past max_unsent_bytes")
+            return
+        try:
+            reply = self.service.unary(call, call.listener)
+        except GrpcError as e:
+            call.finish(e.status, e.message)
+            return
+        except Exception:
+            self.factory.notices.failure("unary call failed", "gRPC {method} failed", method=call.method)
+            call.finish(INTERNAL, "internal error")
+            return
+        if self._unsent + len(reply) > self.factory.maxUnsent:
+            call.finish(RESOURCE_EXHAUSTED, "the reply would wait past max_unsent_bytes")
+            return
+        call.send(reply)
+        call.finish(OK)
+
+    def _streamReset(self, event):
+        call = self.calls.pop(event.stream_id, None)
+        if call is not None:
+            self._endCall(call)
+
+    def _endCall(self, call):
+        if call.ended:
+            return
+        call.ended = True
+        self._dropPartial(call)
+        self._unsent -= call._outboundBytes
+        call._outboundBytes = 0
+        call._outbound.clear()
+        if not call.unary and call.listener is not None:
+            listener, call.listener = call.listener, None
+            try:
+                listener.ended()
+            except Exception:
+                self.factory.notices.failure("stream end failed", "gRPC {method} end failed",
+                                             method=call.method)
+        self._maybeResume()
+
+    def _pingAcked(self, event):
+        if self._pingDeadline is not None and self._pingDeadline.active() and not self._closing:
+            self._pingDeadline.cancel()
+            self._pingDeadline = None
+
+    def _terminated(self, event):
+        self._goAway(h2.errors.ErrorCodes.NO_ERROR)
+
+    _events = {
+        h2.events.RequestReceived: _requestReceived,
+        h2.events.DataReceived: _dataReceived,
+        h2.events.StreamEnded: _streamEnded,
+        h2.events.StreamReset: _streamReset,
+        h2.events.PingAckReceived: _pingAcked,
+        h2.events.ConnectionTerminated: _terminated,
+        h2.events.WindowUpdated: lambda self, event: None,  # _flush runs after every read
+        h2.events.RemoteSettingsChanged: lambda self, event: None,
+    }
+
+    # Outbound
+
+    def _sendHeaders(self, call):
+        if not call._headersSent:
+            self.h2.send_headers(call.streamId, _RESPONSE_HEADERS)
+            call._headersSent = True
+
+    def _queued(self, call, size):
+        self._unsent += size
+        if self._unsent > self.factory.holdWritersAt and not self._holding:
+            self._holding = True
+            self.service.pauseWriters(self)
+        if not self._paused:
+            self._flush()
+
+    def _flush(self):
+        """
+        Move what the calls have to send into HTTP/2 as far as the peer's
+        windows allow, and write it.
+        """
+        if self._closing or self.transport is None:
+            return
+        if not self._paused:
+            for call in list(self.calls.values()):
+                self._sendCall(call)
+        data = self.h2.data_to_send()
+        if data:
+            self.transport.write(data)
+        self._maybeResume()
+
+    def _sendCall(self, call):
+        streamId = call.streamId
+        try:
+            while call._outbound:
+                window = min(self.h2.local_flow_control_window(streamId), self.h2.max_outbound_frame_size)
+                if window <= 0:
+                    return
+                self._sendHeaders(call)
+                chunk = call._outbound[0]
+                if len(chunk) > window:
+                    call._outbound[0] = chunk[window:]
+                    chunk = chunk[:window]
+                else:
+                    call._outbound.pop(0)
+                self.h2.send_data(streamId, chunk)
+                call._outboundBytes -= len(chunk)
+                self._unsent -= len(chunk)
+            if call._trailers is not None:
+                trailers, call._trailers = call._trailers, None
+                if call._headersSent:
+                    self.h2.send_headers(streamId, trailers, end_stream=True)
+                else:
+                    self.h2.send_headers(streamId, _RESPONSE_HEADERS + trailers, end_stream=True)
+                    call._headersSent = True
+                self.calls.pop(streamId, None)
+                self._endCall(call)
+                if self.h2.streams.get(streamId) is not None and self.h2.streams[streamId].open:
+                    # The client still sends: tell it to stop.
+                    self.h2.reset_stream(streamId, h2.errors.ErrorCodes.NO_ERROR)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.calls.pop(streamId, None)
+            self._endCall(call)
+
+    def _maybeResume(self):
+        if self._holding and self._unsent <= self.factory.holdWritersAt // 2:
+            self._holding = False
+            self.service.resumeWriters(self)
+
+    # IPushProducer: the transport's buffer
+
+    def pauseProducing(self):
+        self._paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self._paused = False
+        if self.transport is not None:
+            self.transport.resumeProducing()
+            self._flush()
+
+    def stopProducing(self):
+        self._closing = True
+
+
+class GrpcFactory(Factory):
+    """
+    Makes the L{GrpcConnection}s of a port for C{service} (an
+    L{IGrpcService}), as C{admission} (L{distro.admission.Admission})
+    allows.
+    """
+
+    def __init__(self, service, clock, *, admission, maxStreams=100, maxMessage=8 * 1024 * 1024,
+                 maxUnsent=16 * 1024 * 1024, keepaliveInterval=30.0, keepaliveTimeout=10.0,
+                 notices=None, turnBudget=TURN_BUDGET, holdWritersAt=HOLD_WRITERS_AT):
+        self.service = service
+        self.clock = clock
+        self.maxStreams = maxStreams
+        self.maxMessage = maxMessage
+        self.maxUnsent = maxUnsent
+        self.holdWritersAt = min(holdWritersAt, maxUnsent)
+        self.admission = admission
+        self.turnBudget = turnBudget
+        self.keepaliveInterval = keepaliveInterval
+        self.keepaliveTimeout = keepaliveTimeout
+        self.notices = notices
+        self.connections = set()
+
+    def buildProtocol(self, addr):
+        ip = getattr(addr, "host", None)
+        if not self.admission.admit(ip):
+            return None  # refused: the connection is closed at once
+        connection = GrpcConnection(self)
+        connection.remoteIp = ip
+        return connection
+
+    def opened(self, connection):
+        self.connections.add(connection)
+
+    def closed(self, connection):
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.admission.release(connection.remoteIp)

@@ -1,0 +1,296 @@
+"""
+Tests for L{distro.h2grpc}: gRPC over HTTP/2 on Twisted, driven by an h2
+client in memory (tests/_h2client.py) on a clock: calls, framing, and every
+bound a hostile client could push on.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from distro import h2grpc
+from distro.admission import Admission
+from distro.h2grpc import GrpcError, GrpcFactory, IGrpcService
+from distro.ratelog import RateLimitedLog
+
+from ._h2client import H2Client, framed
+
+LIMIT = 1024
+
+
+@implementer(IGrpcService)
+class EchoService:
+    """
+    C{/Echo/unary} answers its request; C{/Echo/stream} answers each
+    message; C{/Echo/big} answers 100 KiB.
+    """
+
+    methods = {"/Echo/unary": "unary", "/Echo/big": "unary", "/Echo/stream": "stream",
+               "/Echo/refuse": "unary"}
+
+    def __init__(self):
+        self.connections = []
+        self.lost = []
+        self.streams = []
+        self.paused = []
+
+    def connectionMade(self, connection):
+        self.connections.append(connection)
+
+    def connectionLost(self, connection):
+        self.lost.append(connection)
+
+    def messageLimit(self, connection):
+        return LIMIT
+
+    def unary(self, call, request):
+        if call.method == "/Echo/refuse":
+            raise GrpcError(h2grpc.UNAVAILABLE, "refused: é")
+        if call.method == "/Echo/big":
+            return b"x" * 100_000
+        return b"echo " + request
+
+    def streamStarted(self, call):
+        service = self
+
+        class Listener:
+            received = []
+
+            def messageReceived(self, message):
+                self.received.append(message)
+                call.send(b"re " + message)
+
+            def ended(self):
+                service.streams.remove(listener)
+
+        listener = Listener()
+        listener.call = call
+        self.streams.append(listener)
+        return listener
+
+    def pauseWriters(self, connection):
+        self.paused.append(True)
+
+    def resumeWriters(self, connection):
+        self.paused.append(False)
+
+
+class GrpcTestCase(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.service = EchoService()
+        self.factory = self.makeFactory()
+
+    def makeFactory(self, maxPerIp=0, **options):
+        values = dict(maxStreams=8, maxMessage=LIMIT, maxUnsent=200_000, keepaliveInterval=30.0,
+                      keepaliveTimeout=10.0, notices=RateLimitedLog(self.clock),
+                      admission=Admission(maxPerIp))
+        values.update(options)
+        return GrpcFactory(self.service, self.clock, **values)
+
+
+class CallTests(GrpcTestCase):
+    def test_interface(self):
+        verifyObject(IGrpcService, self.service)
+
+    def test_unary(self):
+        client = H2Client(self.factory)
+        response = client.unary("/Echo/unary", b"hi")
+        self.assertEqual((response.headers[b":status"], response.headers[b"content-type"]),
+                         (b"200", b"application/grpc"))
+        self.assertEqual((response.messages(), response.status, response.ended), ([b"echo hi"], 0, True))
+
+    def test_settings(self):
+        """
+        The server limits concurrent streams, as the gRPC servers do (a
+        client that opened 300 per channel was served without any limit).
+        """
+        client = H2Client(self.factory)
+        self.assertEqual(client.settings[3], 8)  # SETTINGS_MAX_CONCURRENT_STREAMS
+
+    def test_refusals(self):
+        """
+        An unknown method or a compressed message: C{UNIMPLEMENTED}; a
+        service's refusal: its status and percent-encoded message.
+        """
+        client = H2Client(self.factory)
+        self.assertEqual(client.unary("/Echo/nope", b"").status, h2grpc.UNIMPLEMENTED)
+        streamId = client.open("/Echo/unary", [(b"grpc-encoding", b"gzip")])
+        client.send(streamId, framed(b"x"), end=True)
+        self.assertEqual(client.responses[streamId].status, h2grpc.UNIMPLEMENTED)
+        streamId = client.open("/Echo/unary")
+        client.send(streamId, framed(b"x", compressed=True), end=True)
+        self.assertEqual(client.responses[streamId].status, h2grpc.UNIMPLEMENTED)
+        refused = client.unary("/Echo/refuse", b"")
+        self.assertEqual((refused.status, refused.message), (h2grpc.UNAVAILABLE, "refused: %C3%A9"))
+        self.assertEqual(client.unary("/Echo/unary", b"still").messages(), [b"echo still"])
+
+    def test_stream(self):
+        """
+        A streaming call's messages come both ways; the client's end of it
+        ends the call.
+        """
+        client = H2Client(self.factory)
+        streamId = client.open("/Echo/stream")
+        client.send(streamId, framed(b"a") + framed(b"b")[:3])
+        client.send(streamId, framed(b"b")[3:])
+        self.assertEqual(client.responses[streamId].messages(), [b"re a", b"re b"])
+        client.send(streamId, b"", end=True)
+        self.assertEqual((client.responses[streamId].status, self.service.streams), (0, []))
+
+
+class BoundsTests(GrpcTestCase):
+    def test_messageOverLimit(self):
+        """
+        A message longer than the service's limit is refused from its
+        length prefix, before its bytes are kept.
+        """
+        client = H2Client(self.factory)
+        streamId = client.open("/Echo/unary")
+        client.send(streamId, framed(b"x" * (LIMIT + 1))[:100])
+        self.assertEqual(client.responses[streamId].status, h2grpc.RESOURCE_EXHAUSTED)
+        connection, = self.factory.connections
+        self.assertEqual(connection.calls, {})
+
+    def test_partialMessagesBounded(self):
+        """
+        The bytes of messages not yet whole, over all streams, are at most
+        twice the largest message: past it the connection is closed.
+        """
+        client = H2Client(self.factory)
+        for _ in range(3):
+            streamId = client.open("/Echo/stream")
+            client.send(streamId, framed(b"x" * LIMIT)[:LIMIT])
+        self.assertTrue(client.closed)
+
+    def test_noWindowRepliesBounded(self):
+        """
+        A client that grants no window gets its replies held up to
+        C{maxUnsent} bytes; past it a reply is refused with
+        C{RESOURCE_EXHAUSTED} (its trailers need no window), and streams'
+        writers are told to hold (found from outside: 100 replies of
+        5.5 MB to such a client took the node from 83 MB to 1 GB).
+        """
+        self.factory = self.makeFactory(maxUnsent=250_000)
+        client = H2Client(self.factory, window=0)
+        statuses = [client.unary("/Echo/big", b"").status for _ in range(5)]
+        self.assertEqual(statuses[:2], [None, None])  # held
+        self.assertEqual(statuses[2:], [h2grpc.RESOURCE_EXHAUSTED] * 3)
+        # A stream's messages past it: its writer is told to hold.
+        streamId = client.open("/Echo/stream")
+        client.send(streamId, framed(b"a"))
+        self.service.streams[0].call.send(b"y" * 100_000)
+        self.assertEqual(self.service.paused, [True])
+        client.openWindow(1 << 20)
+        self.assertEqual(self.service.paused, [True, False])
+        self.assertEqual([len(client.responses[s].messages()[0]) for s in list(client.responses)[:2]],
+                         [100_000, 100_000])
+
+    def test_writersHeldBeforeRepliesRefused(self):
+        """
+        Writers are told to hold at C{holdWritersAt}, well before replies
+        are refused at C{maxUnsent}: a subscriber that reads nothing holds
+        about one push, not a queue of them (found from outside: 10 such
+        subscribers of a 5.5 MB view held 115 MB each).
+        """
+        self.factory = self.makeFactory(maxUnsent=10_000_000, holdWritersAt=150_000)
+        client = H2Client(self.factory, window=0)
+        streamId = client.open("/Echo/stream")
+        client.send(streamId, framed(b"a"))
+        call = self.service.streams[0].call
+        call.send(b"y" * 100_000)
+        self.assertEqual(self.service.paused, [])
+        call.send(b"y" * 100_000)
+        self.assertEqual(self.service.paused, [True])
+        self.assertIsNone(client.unary("/Echo/big", b"").status)  # replies still go
+
+    def test_closeGoesAtOnce(self):
+        """
+        A connection the server ends: trailers C{UNAVAILABLE} on its calls,
+        C{GOAWAY}, and the TCP connection closed, with what it held.
+        """
+        client = H2Client(self.factory, window=0)
+        streamId = client.open("/Echo/stream")
+        client.send(streamId, framed(b"a"))
+        connection, = self.factory.connections
+        connection.close()
+        client.pump()
+        self.assertEqual(client.responses[streamId].status, h2grpc.UNAVAILABLE)
+        self.assertEqual((client.goAway, client.closed), (0, True))
+        connection.connectionLost(None)
+        self.assertEqual((self.service.streams, self.service.lost), ([], [connection]))
+
+    def test_keepalive(self):
+        """
+        A silent peer is pinged; answered, it stays; not answered within
+        C{keepaliveTimeout}, it is dropped.
+        """
+        client = H2Client(self.factory)
+        self.clock.advance(30)
+        client.pump()  # h2 answers the ping
+        self.assertEqual(client.pings, 1)
+        self.clock.advance(10)
+        self.assertFalse(client.transport.disconnected)
+        silent = H2Client(self.factory, ip="10.0.0.8")
+        self.clock.advance(30)
+        self.clock.advance(10)
+        self.assertTrue(silent.transport.disconnected)
+
+    def test_connectionsPerIp(self):
+        """
+        C{maxPerIp} counts TCP connections (found from outside: it counted
+        streams, and 1,004 unary-only connections from one IP ran the node
+        out of file descriptors).
+        """
+        self.factory = self.makeFactory(maxPerIp=2)
+        first = H2Client(self.factory)
+        H2Client(self.factory)
+        self.assertIsNone(H2Client(self.factory).server)
+        self.assertIsNotNone(H2Client(self.factory, ip="10.0.0.8").server)
+        first.server.connectionLost(None)
+        self.assertIsNotNone(H2Client(self.factory).server)
+
+    def test_callsSpreadOverTurns(self):
+        """
+        Unary calls that arrive together are answered at the end of the
+        turn, together; past the turn's budget the rest wait for the next
+        turn (found from outside: 100 costly queries read at once held the
+        reactor 650 ms).
+        """
+        self.factory = self.makeFactory(turnBudget=0)
+        client = H2Client(self.factory)
+        for n in range(5):
+            streamId = client.open("/Echo/unary")
+            client.h2.send_data(streamId, framed(b"%d" % n), end_stream=True)
+        client.server.dataReceived(client.h2.data_to_send())
+        connection, = self.factory.connections
+        left = [len(connection.calls)]
+        for _ in range(5):
+            # One reactor turn: the calls due when it starts (what a call
+            # schedules for now runs in the next one).
+            due = [c for c in self.clock.getDelayedCalls() if c.getTime() <= self.clock.seconds()]
+            for delayed in due:
+                self.clock.calls.remove(delayed)
+                delayed.func(*delayed.args, **delayed.kw)
+            left.append(len(connection.calls))
+        self.assertEqual(left, [5, 4, 3, 2, 1, 0])
+
+    def test_longFrameRefusedFromItsHeader(self):
+        """
+        A frame header declaring more than the maximum frame size closes
+        the connection at once (h2 would buffer up to 16 MiB first).
+        """
+        client = H2Client(self.factory)
+        client.server.dataReceived(b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"x" * 1000)
+        self.assertTrue(client.closed)
+
+    def test_garbage(self):
+        """
+        Bytes that are not HTTP/2: the connection is closed with C{GOAWAY},
+        nothing else is hurt.
+        """
+        client = H2Client(self.factory)
+        client.server.dataReceived(b"GET / HTTP/1.1\r\n\r\n" * 10)
+        self.assertTrue(client.closed)
+        self.assertEqual(H2Client(self.factory).unary("/Echo/unary", b"ok").messages(), [b"echo ok"])
