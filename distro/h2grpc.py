@@ -22,7 +22,8 @@ Bounds, per TCP connection (L{GrpcConnection}):
    with C{RESOURCE_EXHAUSTED}; past C{holdWritersAt} (less) the streams'
    writers are told to hold their messages (L{IGrpcService.pauseWriters}),
    so that a stream never queues a message behind another not yet sent;
- - a peer that answers no PING within C{keepaliveTimeout} is dropped;
+ - a peer that answers no PING within C{keepaliveTimeout} is dropped, and
+   one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s;
  - a connection the server ends goes at once: trailers, C{GOAWAY}, close.
 """
 
@@ -62,6 +63,12 @@ TURN_BUDGET = 0.005
 # messages: a subscriber that reads nothing holds about one push (the
 # newest view goes when it drains), not a queue of them.
 HOLD_WRITERS_AT = 1024 * 1024
+
+# Streams a peer may reset per RESET_WINDOW seconds before it is dropped,
+# and its address refused for as long; at most MAX_COOLING addresses kept.
+MAX_RESETS = 200
+RESET_WINDOW = 10.0
+MAX_COOLING = 10000
 
 # What the receive windows are opened to: a large request flows without
 # waiting for WINDOW_UPDATEs, the bytes it may hold are still bounded below.
@@ -252,6 +259,8 @@ class GrpcConnection(Protocol):
         self._lastHeard = 0.0
         self._ready = collections.deque()  # unary calls whole, to answer
         self._serving = None
+        self._resetWindow = 0.0
+        self._resets = 0
 
     # Connection
 
@@ -299,7 +308,14 @@ class GrpcConnection(Protocol):
                 return
             handler = self._events.get(type(event))
             if handler is not None:
-                handler(self, event)
+                try:
+                    handler(self, event)
+                except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
+                    # The peer reset the stream in this same read: its call
+                    # is over before it was answered.
+                    call = self.calls.pop(getattr(event, "stream_id", None), None)
+                    if call is not None:
+                        self._endCall(call)
         self._flush()
 
     def connectionLost(self, reason):
@@ -386,13 +402,9 @@ class GrpcConnection(Protocol):
         if encoding != b"identity":
             self._refuse(streamId, UNIMPLEMENTED, "compression is not supported (identity only)")
             return
-        call = self.calls[streamId] = Call(self, streamId, method, kind == "unary")
-        if not call.unary:
-            self._sendHeaders(call)
-            try:
-                call.listener = self.service.streamStarted(call)
-            except GrpcError as e:
-                call.finish(e.status, e.message)
+        # A stream's call starts with its first message: one opened and
+        # reset at once (a rapid reset) costs no more than this.
+        self.calls[streamId] = Call(self, streamId, method, kind == "unary")
         if event.stream_ended is not None:
             self._streamEnded(event.stream_ended)
 
@@ -440,7 +452,11 @@ class GrpcConnection(Protocol):
             call.listener = message
             return
         try:
+            if call.listener is None:
+                call.listener = self.service.streamStarted(call)
             call.listener.messageReceived(message)
+        except GrpcError as e:
+            call.finish(e.status, e.message)
         except Exception:
             self.factory.notices.failure("stream message failed", "gRPC {method} message failed",
                                          method=call.method)
@@ -513,6 +529,19 @@ class GrpcConnection(Protocol):
         call = self.calls.pop(event.stream_id, None)
         if call is not None:
             self._endCall(call)
+        # A peer that opens and resets streams as fast as it can (HTTP/2's
+        # "rapid reset") costs work per stream and is never over the
+        # stream limit: past MAX_RESETS in RESET_WINDOW seconds, it goes.
+        now = self.clock.seconds()
+        if now - self._resetWindow >= RESET_WINDOW:
+            self._resetWindow, self._resets = now, 0
+        self._resets += 1
+        if self._resets > MAX_RESETS:
+            self.factory.notices.info("rapid reset", "gRPC peer {ip} resets streams too fast; closing",
+                                      ip=self.peer[0])
+            # Its address is refused for a while: it cannot start over at once.
+            self.factory.coolDown(self.remoteIp)
+            self._goAway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
 
     def _endCall(self, call):
         if call.ended:
@@ -656,9 +685,27 @@ class GrpcFactory(Factory):
         self.keepaliveTimeout = keepaliveTimeout
         self.notices = notices
         self.connections = set()
+        self._cooling = {}
+
+    def coolDown(self, ip):
+        """
+        Refuse connections from C{ip} for L{RESET_WINDOW} seconds (a peer
+        dropped for abuse); at most L{MAX_COOLING} addresses are kept.
+        """
+        now = self.clock.seconds()
+        if len(self._cooling) >= MAX_COOLING:
+            self._cooling = {a: t for a, t in self._cooling.items() if t > now}
+            if len(self._cooling) >= MAX_COOLING:
+                self._cooling.pop(next(iter(self._cooling)))
+        self._cooling[ip] = now + RESET_WINDOW
 
     def buildProtocol(self, addr):
         ip = getattr(addr, "host", None)
+        until = self._cooling.get(ip)
+        if until is not None:
+            if self.clock.seconds() < until:
+                return None
+            del self._cooling[ip]
         if not self.admission.admit(ip):
             return None  # refused: the connection is closed at once
         connection = GrpcConnection(self)

@@ -276,6 +276,36 @@ class BoundsTests(GrpcTestCase):
             left.append(len(connection.calls))
         self.assertEqual(left, [5, 4, 3, 2, 1, 0])
 
+    def test_rapidReset(self):
+        """
+        A peer that opens and resets streams as fast as it can is dropped
+        after C{MAX_RESETS} in C{RESET_WINDOW}; resets spread over time
+        are no trouble.
+        """
+        client = H2Client(self.factory)
+
+        def burst(count):
+            for _ in range(count):
+                streamId = client.open("/Echo/stream")
+                client.h2.reset_stream(streamId)
+            # What the server answers is not read, as such a peer does.
+            client.server.dataReceived(client.h2.data_to_send())
+            client.transport.clear()
+
+        burst(h2grpc.MAX_RESETS)
+        self.assertFalse(client.closed)
+        self.clock.advance(h2grpc.RESET_WINDOW)
+        burst(h2grpc.MAX_RESETS)
+        self.assertFalse(client.closed)
+        burst(1)
+        self.assertTrue(client.closed)
+        # Its address is refused for a while, then taken again.
+        self.assertIsNone(H2Client(self.factory).server)
+        self.assertIsNotNone(H2Client(self.factory, ip="10.0.0.8").server)
+        self.clock.advance(h2grpc.RESET_WINDOW)
+        self.assertIsNotNone(H2Client(self.factory).server)
+        self.assertEqual(self.service.streams, [])
+
     def test_longFrameRefusedFromItsHeader(self):
         """
         A frame header declaring more than the maximum frame size closes

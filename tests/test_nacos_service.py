@@ -131,16 +131,22 @@ class InMemoryTests(SynchronousTestCase):
     def test_setUpDeadline(self):
         """
         A stream that does not set up within C{handshake_timeout_ms} (the
-        node's clock) ends with C{DEADLINE_EXCEEDED}; then the connection,
-        serving nobody, is closed.
+        node's clock) ends with C{DEADLINE_EXCEEDED}, whether it sent
+        nothing (then the connection, serving nobody, is closed) or
+        something else than its set up.
         """
         client = self.client()
         streamId = self.openStream(client, setUp=False)
         self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0)
         client.pump()
         self.assertEqual(client.responses[streamId].status, h2grpc.DEADLINE_EXCEEDED)
-        self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0)
         self.assertTrue(client.closed)
+        other = self.client(ip="10.0.0.8")
+        streamId = self.openStream(other, setUp=False)
+        self.streamSend(other, streamId, "HealthCheckRequest")
+        self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0)
+        other.pump()
+        self.assertEqual(other.responses[streamId].status, h2grpc.DEADLINE_EXCEEDED)
 
     def test_idleConnectionClosed(self):
         """

@@ -195,7 +195,8 @@ class NacosService(Service):
                 # A stream is open: set up, or ended by its own deadline
                 # (then this is watched again).
                 return
-            grpcConnection.close(h2grpc.UNAVAILABLE, "no stream set up within handshake_timeout_ms")
+            # Its calls (a stream that sent nothing, unary calls) end.
+            grpcConnection.close(h2grpc.DEADLINE_EXCEEDED, "no ConnectionSetupRequest within handshake_timeout_ms")
 
         state.idleTimer = self.node.clock.callLater(self.node.config.handshake_timeout_ms / 1000.0, idle)
 
