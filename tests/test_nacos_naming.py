@@ -144,6 +144,18 @@ class RequestTests(SynchronousTestCase):
         names = ",".join(f"c{n}" for n in range(1025))
         self.assertRefused(INVALID_PARAM, "clusters: lists more than 1024", naming.parseClusters, names)
 
+    def test_bodyItemsBounded(self):
+        """
+        A body of more items than a full batch could hold is refused before
+        it is parsed (found from outside: 3M numbers in 8 MB held the
+        reactor 122 ms).
+        """
+        self.assertRefused(INVALID_PARAM, "body: more than", naming.parseBody,
+                           b'{"x": [' + b"1," * 3_000_000 + b"1]}")
+        batch = {"instances": [{"ip": f"10.0.{i // 256}.{i % 256}", "port": 1, "weight": 1.0,
+                                "metadata": {"a": "b", "c": "d"}} for i in range(10000)]}
+        self.assertEqual(len(naming.parseBody(json.dumps(batch).encode())["instances"]), 10000)
+
     def test_bodyUtf8Only(self):
         """
         A body is UTF-8 JSON; UTF-16 and UTF-32 are refused (json would take
