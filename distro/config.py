@@ -169,6 +169,11 @@ class Config:
     max_metadata_bytes: int = _key(8192, "Largest encoded metadata of one instance.", _positive)
     log_format: str = _key("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
     json_log: str = _key("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
+    log_rotate_bytes: int = _key(
+        10_000_000, "twistd's log file is rotated past this size (with --logfile, or daemonized).",
+        _positive,
+    )
+    log_max_files: int = _key(10, "Rotated log files kept; older ones are removed.", _positive)
     cluster: str = _key(
         "", "Path of cluster.conf (one host:peer_port per line); empty or one line: standalone."
     )

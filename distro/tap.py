@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 from twisted.python import usage
 from zope.interface import implementer
@@ -26,6 +26,7 @@ from distro.collector import CollectorWatch
 from distro.http.service import HttpService
 from distro.interfaces import IFrontEnd
 from distro.listening import hostPort, listenNow
+from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
 from distro.nacos import listen as nacosListen
 from distro.nacos.listen import parseListen
 from distro.nacos.service import NacosService
@@ -275,7 +276,10 @@ def makeService(options, reactor=None, bootId=None, environ=None):
             "configuration key 'auth_users': login tokens are signed with the cluster secret: "
             "set cluster_secret, $DISTRO_CLUSTER_SECRET or secret_file (the same on every node)"
         )
-    root = MultiService()
+    logPath = twistdLogPath(getattr(options, "parent", None))
+    root = LoggingRoot(
+        boundedLogFile(logPath, config.log_rotate_bytes, config.log_max_files) if logPath else None
+    )
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
                 secret=secret, admission=Admission.forProcess(config.max_connections_per_ip))
     root.node = node

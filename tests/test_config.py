@@ -23,6 +23,8 @@ SAMPLE = FilePath(__file__).parent().sibling("etc").child("distro.toml")
 # Integer keys where 0 is wrong, and where 0 is allowed (but not negatives).
 POSITIVE = {
     "auth_token_ttl_ms",
+    "log_rotate_bytes",
+    "log_max_files",
     "listen_backlog",
     "heartbeat_ms",
     "idle_timeout_ms",
