@@ -26,6 +26,9 @@ Attacks (all with no credentials):
   logflood     a set-up stream sends one-byte payloads as fast as it can
   rapidreset   connections open streams and reset them at once, as fast as
                they can (HTTP/2's "rapid reset"), reconnecting when dropped
+  many         2,000 connections set up and subscribed, held (not an attack:
+               what many SDKs cost)
+  churn        rounds of 200 connections that set up, register and leave
 
 Traffic goes to loopback only; every wait is bounded; each node is stopped
 at the end of its attack.
@@ -59,7 +62,7 @@ from distro import wire  # noqa: E402
 from distro.nacos.payload import Payload, encode  # noqa: E402
 
 ATTACKS = ["baseline", "nowindow", "silentsubs", "decoder", "labels", "clusters", "unaryonly", "logflood",
-           "rapidreset"]
+           "rapidreset", "many", "churn"]
 
 
 def grpcMessage(type_, body=b"{}", raw=None):
@@ -380,6 +383,43 @@ def attack(name, nacos, seconds, pump, publisher):
                 streams += 500
             time.sleep(0.002)
         return f"about {streams} streams opened and reset, over {connections} connections"
+    if name == "many":
+        held = []
+        for n in range(2000):
+            if time.monotonic() > deadline + 30:
+                break
+            client = RawClient(nacos, window=None)
+            pump.add(client)
+            setUp(client)
+            held.append(client)
+        time.sleep(0.5)
+        for n, client in enumerate(held):
+            unary(client, "SubscribeServiceRequest", {"serviceName": f"svc{n % 50}", "subscribe": True})
+        time.sleep(max(0, deadline - time.monotonic()))
+        return f"{len(held)} connections set up and subscribed, {pump.count()} open at the end"
+    if name == "churn":
+        rounds = 0
+        while time.monotonic() < deadline:
+            batch = []
+            for n in range(200):
+                client = RawClient(nacos, window=None)
+                pump.add(client)
+                setUp(client)
+                batch.append(client)
+            time.sleep(0.2)
+            for n, client in enumerate(batch):
+                unary(client, "InstanceRequest", {"serviceName": f"churn{n % 20}", "type": "registerInstance",
+                                                  "instance": {"ip": f"10.9.{rounds % 250}.{n % 250}",
+                                                               "port": 80, "ephemeral": True}})
+            time.sleep(0.2)
+            with pump.lock:
+                for client in batch:
+                    client.closed = True
+                    pump.selector.unregister(client.sock)
+                    pump.clients.remove(client)
+                    client.sock.close()
+            rounds += 1
+        return f"{rounds} rounds of 200 connections that set up, register and leave"
     raise SystemExit(f"unknown attack {name}")
 
 
