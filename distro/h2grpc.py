@@ -259,6 +259,7 @@ class GrpcConnection(Protocol):
         self._lastHeard = 0.0
         self._ready = collections.deque()  # unary calls whole, to answer
         self._serving = None
+        self._batching = False
         self._resetWindow = 0.0
         self._resets = 0
 
@@ -496,12 +497,16 @@ class GrpcConnection(Protocol):
     def _serve(self):
         self._serving = None
         started = time.perf_counter()
-        while self._ready and not self._closing:
-            call = self._ready.popleft()
-            if not call.ended and call._trailers is None:
-                self._answer(call)
-            if time.perf_counter() - started >= self.factory.turnBudget:
-                break
+        self._batching = True  # the replies of this turn are written together
+        try:
+            while self._ready and not self._closing:
+                call = self._ready.popleft()
+                if not call.ended and call._trailers is None:
+                    self._answer(call)
+                if time.perf_counter() - started >= self.factory.turnBudget:
+                    break
+        finally:
+            self._batching = False
         self._flush()
         if self._ready and not self._closing:
             self._serving = self.clock.callLater(0, self._serve)
@@ -591,7 +596,7 @@ class GrpcConnection(Protocol):
         if self._unsent > self.factory.holdWritersAt and not self._holding:
             self._holding = True
             self.service.pauseWriters(self)
-        if not self._paused:
+        if not self._paused and not self._batching:
             self._flush()
 
     def _flush(self):

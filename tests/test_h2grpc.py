@@ -251,6 +251,22 @@ class BoundsTests(GrpcTestCase):
         first.server.connectionLost(None)
         self.assertIsNotNone(H2Client(self.factory).server)
 
+    def test_repliesOfATurnWrittenTogether(self):
+        """
+        The replies to the unary calls that arrived together go out in one
+        write (an SDK then wakes once for all of them).
+        """
+        client = H2Client(self.factory)
+        for n in range(5):
+            streamId = client.open("/Echo/unary")
+            client.h2.send_data(streamId, framed(b"%d" % n), end_stream=True)
+        writes = []
+        client.transport.write = lambda data: writes.append(data)
+        client.server.dataReceived(client.h2.data_to_send())
+        self.clock.advance(0)
+        self.assertEqual(len([w for w in writes if b"echo" in w]), 1)
+        self.assertEqual(sum(w.count(b"echo") for w in writes), 5)
+
     def test_callsSpreadOverTurns(self):
         """
         Unary calls that arrive together are answered at the end of the
