@@ -154,6 +154,14 @@ class Pump(threading.Thread):
         self.running = True
         self.clients = []
 
+    def connect(self, address, window=None):
+        """
+        A new L{RawClient} to C{address}, read by this pump.
+        """
+        client = RawClient(address, window)
+        self.add(client)
+        return client
+
     def add(self, client):
         with self.lock:
             self.clients.append(client)
@@ -273,8 +281,7 @@ def attack(name, nacos, seconds, pump, publisher):
         time.sleep(seconds)
         return "nothing"
     if name == "nowindow":
-        client = RawClient(nacos)
-        pump.add(client)
+        client = pump.connect(nacos, window=0)
         setUp(client)
         time.sleep(0.3)
         for _ in range(100):
@@ -284,8 +291,7 @@ def attack(name, nacos, seconds, pump, publisher):
         return "100 queries of the big view, never read"
     if name == "silentsubs":
         for _ in range(10):
-            client = RawClient(nacos)
-            pump.add(client)
+            client = pump.connect(nacos, window=0)
             setUp(client)
             time.sleep(0.1)
             unary(client, "SubscribeServiceRequest", {"serviceName": "big", "subscribe": True})
@@ -300,8 +306,7 @@ def attack(name, nacos, seconds, pump, publisher):
         bomb = grpcMessage("", raw=b"\x48\x00" * 4_200_000)
         sent = 0
         while time.monotonic() < deadline:
-            client = RawClient(nacos, window=None)
-            pump.add(client)
+            client = pump.connect(nacos)
             _guarded(client.call, b"/Request/request", bomb)
             sent += 1
             time.sleep(0.1)
@@ -310,24 +315,21 @@ def attack(name, nacos, seconds, pump, publisher):
         body = b'{"labels": {"x": [' + b"{}," * 2_800_000 + b'{}]}}'
         sent = 0
         while time.monotonic() < deadline:
-            client = RawClient(nacos, window=None)
-            pump.add(client)
+            client = pump.connect(nacos)
             _guarded(client.call, b"/BiRequestStream/requestBiStream",
                      grpcMessage("ConnectionSetupRequest", body), end=False)
             sent += 1
             time.sleep(0.2)
         return f"{sent} set ups of 8.4 MB labels"
     if name == "clusters":
-        client = RawClient(nacos, window=None)
-        pump.add(client)
+        client = pump.connect(nacos)
         setUp(client)
         time.sleep(0.3)
         clusters = " ," * 3_500_000 + "DEFAULT"
         sent = 0
         for n in range(40):
             if client.closed:  # the node closed it: again, on a new one
-                client = RawClient(nacos, window=None)
-                pump.add(client)
+                client = pump.connect(nacos)
                 setUp(client)
                 time.sleep(0.2)
             if unary(client, "SubscribeServiceRequest", {"serviceName": f"big{n}", "clusters": clusters,
@@ -349,8 +351,7 @@ def attack(name, nacos, seconds, pump, publisher):
         time.sleep(max(0, deadline - time.monotonic()))
         return f"{opened} connections opened, {pump.count()} still open at the end"
     if name == "logflood":
-        client = RawClient(nacos, window=None)
-        pump.add(client)
+        client = pump.connect(nacos)
         streamId = setUp(client)
         time.sleep(0.3)
         junk = b"".join(grpcMessage("", raw=b"\xff") for _ in range(1000))
@@ -376,8 +377,7 @@ def attack(name, nacos, seconds, pump, publisher):
 
         while time.monotonic() < deadline:
             if client is None or client.closed:
-                client = RawClient(nacos, window=None)
-                pump.add(client)
+                client = pump.connect(nacos)
                 connections += 1
             if _guarded(burst, client) is not None or not client.closed:
                 streams += 500
@@ -388,8 +388,7 @@ def attack(name, nacos, seconds, pump, publisher):
         for n in range(2000):
             if time.monotonic() > deadline + 30:
                 break
-            client = RawClient(nacos, window=None)
-            pump.add(client)
+            client = pump.connect(nacos)
             setUp(client)
             held.append(client)
         time.sleep(0.5)
@@ -402,8 +401,7 @@ def attack(name, nacos, seconds, pump, publisher):
         while time.monotonic() < deadline:
             batch = []
             for n in range(200):
-                client = RawClient(nacos, window=None)
-                pump.add(client)
+                client = pump.connect(nacos)
                 setUp(client)
                 batch.append(client)
             time.sleep(0.2)

@@ -88,3 +88,40 @@ class Admission:
         else:
             self._perIp.pop(ip, None)
         self.count = max(0, self.count - 1)
+
+
+class PortConnections:
+    """
+    The open connections of one port, each taken as the node's
+    L{Admission} allows and released when it closes.
+    """
+
+    def __init__(self, admission):
+        self.admission = admission
+        self._open = set()
+
+    def accept(self, addr, build):
+        """
+        A new connection from C{addr}: C{build()}'s protocol, or C{None}
+        (the connection is then closed at once) if it is refused.
+        """
+        ip = getattr(addr, "host", None)
+        if not self.admission.admit(ip):
+            return None
+        connection = build()
+        connection.remoteIp = ip
+        return connection
+
+    def opened(self, connection):
+        self._open.add(connection)
+
+    def closed(self, connection):
+        if connection in self._open:
+            self._open.discard(connection)
+            self.admission.release(connection.remoteIp)
+
+    def __iter__(self):
+        return iter(list(self._open))
+
+    def __len__(self):
+        return len(self._open)

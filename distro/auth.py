@@ -23,6 +23,7 @@ import os
 import secrets
 
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -182,10 +183,15 @@ class LoginResult:
         self.user = user
 
 
-def _inThread(function, *args):
-    from twisted.internet import reactor
-
-    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+def _hasherFor(clock):
+    """
+    Where passwords are checked: in the thread pool of C{clock} when it is
+    a reactor with one (the node's), else in place (a test's clock).
+    """
+    if IReactorThreads.providedBy(clock):
+        return lambda function, *args: threads.deferToThreadPool(
+            clock, clock.getThreadPool(), function, *args)
+    return defer.maybeDeferred
 
 
 @implementer(IAuthority)
@@ -198,13 +204,13 @@ class Authority:
     @param clock: the node's clock.
     @param secret: the cluster secret, which signs login tokens (required
         when C{auth_users} is set).
-    @param hasher: runs C{(function, *args)} off the reactor thread and
-        returns a Deferred (tests run it in place).
+    @param hasher: runs C{(function, *args)} and returns a Deferred; by
+        default off the reactor thread (L{_hasherFor}).
     """
 
     log = Logger()
 
-    def __init__(self, config, clock, secret=b"", *, hasher=_inThread):
+    def __init__(self, config, clock, secret=b"", *, hasher=None):
         self.clock = clock
         self.ttl = config.auth_token_ttl_ms / 1000.0
         self._tokens = [
@@ -223,7 +229,7 @@ class Authority:
         if self._users and not secret:
             raise ValueError("auth_users needs the cluster secret to sign login tokens")
         self.enabled = bool(self._tokens or self._users)
-        self._hasher = hasher
+        self._hasher = _hasherFor(clock) if hasher is None else hasher
         self._pending = 0
         self._verified = {}
         # user -> a keyed digest of the password that last logged in: an

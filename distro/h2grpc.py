@@ -42,6 +42,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from distro.admission import PortConnections
+
 # gRPC status codes (grpc/status.h).
 OK = 0
 CANCELLED = 1
@@ -150,7 +152,7 @@ class Call:
         self.listener = None
         self.ended = False
         self._inbound = bytearray()
-        self._outbound = []  # bytes, then None for the trailers once finished
+        self._outbound = []  # framed messages (or what is left of the first)
         self._outboundBytes = 0
         self._trailers = None
         self._headersSent = False
@@ -178,8 +180,6 @@ class Call:
         self._trailers = trailers
         self.connection._queued(self, 0)
 
-    def unsentBytes(self):
-        return self._outboundBytes
 
 
 class IGrpcService(Interface):
@@ -684,12 +684,11 @@ class GrpcFactory(Factory):
         self.maxMessage = maxMessage
         self.maxUnsent = maxUnsent
         self.holdWritersAt = min(holdWritersAt, maxUnsent)
-        self.admission = admission
         self.turnBudget = turnBudget
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveTimeout = keepaliveTimeout
         self.notices = notices
-        self.connections = set()
+        self.connections = PortConnections(admission)
         self._cooling = {}
 
     def coolDown(self, ip):
@@ -711,16 +710,10 @@ class GrpcFactory(Factory):
             if self.clock.seconds() < until:
                 return None
             del self._cooling[ip]
-        if not self.admission.admit(ip):
-            return None  # refused: the connection is closed at once
-        connection = GrpcConnection(self)
-        connection.remoteIp = ip
-        return connection
+        return self.connections.accept(addr, lambda: GrpcConnection(self))
 
     def opened(self, connection):
-        self.connections.add(connection)
+        self.connections.opened(connection)
 
     def closed(self, connection):
-        if connection in self.connections:
-            self.connections.discard(connection)
-            self.admission.release(connection.remoteIp)
+        self.connections.closed(connection)

@@ -138,6 +138,34 @@ class Node:
             else:
                 self.manager.clientDisconnected(client.clientId, orderly)
 
+    # What a port asks of the node's parts, through the node.
+
+    def batchRegister(self, client, service, instances):
+        """
+        Make C{client}'s instances in C{service} exactly C{instances}.
+        """
+        self.manager.batchRegister(client, service, instances)
+
+    def serviceInfo(self, service, clusters=None, healthyOnly=False):
+        """
+        The L{distro.registry.ServiceInfo} of C{service}, filtered.
+        """
+        return self.registry.serviceInfo(service, clusters, healthyOnly)
+
+    def services(self, namespace, group, page, size):
+        """
+        One page of the services of a namespace: C{(count, [(group, name,
+        instances)])}.
+        """
+        return self.registry.services(namespace, group, page, size)
+
+    def pushChannel(self, send):
+        """
+        A L{distro.push.PushChannel} for a new connection, writing with
+        C{send}.
+        """
+        return self.pusher.channel(send)
+
     def subscribe(self, client, channel, service, clusters, info):
         """
         C{client} subscribes, through the push channel of its connection, to

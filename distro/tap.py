@@ -28,7 +28,6 @@ from distro.interfaces import IFrontEnd
 from distro.listening import hostPort, listenNow
 from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
 from distro.nacos import listen as nacosListen
-from distro.nacos.listen import parseListen
 from distro.nacos.service import NacosService
 from distro.node import Node
 from distro.server import ClientPortFactory
@@ -104,8 +103,8 @@ def exposedPorts(config):
     exposed = []
     if _bindsBeyondLoopback(config.listen):
         exposed.append("listen")
-    nacos = parseListen(config.nacos_listen)
-    if nacos is not None and _bindsBeyondLoopback("tcp:0:interface=" + nacos.rsplit(":", 1)[0].replace(":", "\\:")):
+    nacos = nacosListen.endpoint(config.nacos_listen)
+    if nacos is not None and _bindsBeyondLoopback(nacos):
         exposed.append("nacos_listen")
     if config.http_listen and _bindsBeyondLoopback(config.http_listen):
         exposed.append("http_listen")

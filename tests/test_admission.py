@@ -48,7 +48,7 @@ class EveryPortTests(SynchronousTestCase):
         from distro.nacos.service import NacosService
 
         harness = NodeHarness(max_connections_per_ip=3)
-        nacos = NacosService(harness.node, "tcp:0")
+        nacos = NacosService(harness.node, "tcp:0", None)
         http = HttpService(harness.node, None)
         harness.connect()  # distro's own port, from 10.0.0.1
         H2Client(nacos.factory, ip="10.0.0.1")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.nacos.payload import Payload, PayloadError, decode, encode
+from distro.nacos.payload import Payload, PayloadError, decode, encode, varint
 
 
 def _messages():
@@ -137,10 +137,10 @@ class PayloadTests(SynchronousTestCase):
         varints = b"\x48\x00" * 4_000_000
         for bad in (
             varints + good,
-            encode(Payload("T", {}, "", b"{}")) + b"\x12" + _varint(len(varints)) + varints,
+            encode(Payload("T", {}, "", b"{}")) + b"\x12" + varint(len(varints)) + varints,
             encode(Payload("T", {f"h{n}": "v" for n in range(payload.MAX_HEADERS + 1)}, "", b"{}")),
             # metadata of 1.3M header entries {"k": "v"}
-            b"\x12" + _varint(8 * 1_300_000) + b"\x3a\x06\x0a\x01k\x12\x01v" * 1_300_000,
+            b"\x12" + varint(8 * 1_300_000) + b"\x3a\x06\x0a\x01k\x12\x01v" * 1_300_000,
             encode(Payload("T", {"accessToken": "x" * payload.MAX_HEADER_BYTES}, "", b"{}")),
         ):
             error = self.assertRaises(PayloadError, decode, bad)
@@ -157,11 +157,3 @@ class PayloadTests(SynchronousTestCase):
         except PayloadError:
             pass
 
-
-def _varint(value):
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)

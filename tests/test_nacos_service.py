@@ -53,7 +53,7 @@ class ListenTests(SynchronousTestCase):
 
         node = NodeHarness().node
         for frontEnd in (tap.ClientPortService(node, MemoryReactorClock()),
-                         NacosService(node, "127.0.0.1:0")):
+                         NacosService(node, "tcp:0", MemoryReactorClock())):
             verifyObject(IFrontEnd, frontEnd)
             self.assertEqual(frontEnd.connectionCount(), 0)
             self.assertIsNone(frontEnd.address)
@@ -72,7 +72,7 @@ class InMemoryTests(SynchronousTestCase):
         self.harness = NodeHarness(**config)
         self.node = self.harness.node
         self.clock = self.harness.clock
-        self.service = NacosService(self.node, "tcp:0:interface=127.0.0.1")
+        self.service = NacosService(self.node, "tcp:0:interface=127.0.0.1", None)
 
     def client(self, **options):
         return H2Client(self.service.factory, **options)

@@ -9,6 +9,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from zope.interface import implementer
 
+from distro.admission import PortConnections
 from distro.http.channel import BoundedChannel, BoundedRequest
 from distro.http.resources import NodeResource
 from distro.interfaces import IFrontEnd
@@ -28,24 +29,16 @@ class BoundedSite(server.Site):
         super().__init__(resource, timeout=config.idle_timeout_ms / 1000.0, reactor=node.clock)
         self.clock = node.clock
         self.requestTimeout = config.handshake_timeout_ms / 1000.0
-        self.admission = node.admission
-        self.channels = set()
+        self.channels = PortConnections(node.admission)
 
     def buildProtocol(self, addr):
-        ip = getattr(addr, "host", None)
-        if not self.admission.admit(ip):
-            return None  # refused: the connection is closed at once
-        channel = super().buildProtocol(addr)
-        channel.remoteIp = ip
-        return channel
+        return self.channels.accept(addr, lambda: super(BoundedSite, self).buildProtocol(addr))
 
     def opened(self, channel):
-        self.channels.add(channel)
+        self.channels.opened(channel)
 
     def closed(self, channel):
-        if channel in self.channels:
-            self.channels.discard(channel)
-            self.admission.release(channel.remoteIp)
+        self.channels.closed(channel)
 
     def log(self, request):
         # No access log line per request (health probes would flood it).

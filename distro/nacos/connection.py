@@ -221,9 +221,9 @@ class NacosConnection:
         kind = body.get("type")
         if kind == "registerInstance":
             instance = naming.parseInstance(body.get("instance"), "instance", self._maxMetadata())
-            self.node.manager.batchRegister(self.client, service, [instance])
+            self.node.batchRegister(self.client, service, [instance])
         elif kind == "deregisterInstance":
-            self.node.manager.batchRegister(self.client, service, [])
+            self.node.batchRegister(self.client, service, [])
         else:
             raise NacosError(INVALID_PARAM, f"type: {str(kind)[:100]!r} is not registerInstance or deregisterInstance")
         return "InstanceResponse", {"type": kind}
@@ -239,7 +239,7 @@ class NacosConnection:
             # Refused before any is read (a batch of 320k held the reactor).
             raise LimitExceeded("max_instances_per_client", f"more than {limit} instances")
         instances = naming.parseInstances(values, self._maxMetadata())
-        self.node.manager.batchRegister(self.client, service, instances)
+        self.node.batchRegister(self.client, service, instances)
         return "BatchInstanceResponse", {"type": kind}
 
     def _persistentInstance(self, body):
@@ -248,7 +248,7 @@ class NacosConnection:
     def _query(self, body):
         service = naming.serviceKey(body)
         clusters, clustersText = naming.parseClusters(body.get("cluster"), "cluster")
-        info = self.node.registry.serviceInfo(service, clusters, naming.healthyOnly(body))
+        info = self.node.serviceInfo(service, clusters, naming.healthyOnly(body))
         return "QueryServiceResponse", {
             "serviceInfo": naming.serviceInfo(info, clustersText, self._refTime()),
         }
@@ -256,7 +256,7 @@ class NacosConnection:
     def _subscribe(self, body):
         service = naming.serviceKey(body)
         clusters, clustersText = naming.parseClusters(body.get("clusters"))
-        info = self.node.registry.serviceInfo(service, clusters)
+        info = self.node.serviceInfo(service, clusters)
         if body.get("subscribe", True) is False:
             self.node.unsubscribe(self.client, self.channel, service, clusters)
             self._subscriptions.pop((service, clusters), None)
@@ -276,7 +276,7 @@ class NacosConnection:
         for name, value in (("pageNo", page), ("pageSize", size)):
             if type(value) is not int or not 1 <= value <= 2**31:
                 raise NacosError(INVALID_PARAM, f"{name}: must be an integer >= 1")
-        count, entries = self.node.registry.services(namespace, group, page, min(size, 1000))
+        count, entries = self.node.services(namespace, group, page, min(size, 1000))
         return "ServiceListResponse", {"count": count, "serviceNames": [n for _, n, _ in entries]}
 
     def _healthCheck(self, body):
@@ -335,7 +335,7 @@ class NacosConnection:
                 {"abilityTable": SERVER_ABILITIES, "module": "internal", "headers": {}})))
         # A session of the node: a native client, replicated like any.
         self.client, _, _ = self.node.sessionStarted(self)
-        self.channel = self.node.pusher.channel(self._push)
+        self.channel = self.node.pushChannel(self._push)
         self._scheduleIdleCheck()
         self.log.info(
             "Nacos connection {id} from {ip} set up ({version}, module {module})",

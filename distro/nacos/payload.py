@@ -47,7 +47,10 @@ MAX_HEADER_BYTES = 8192
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 
 
-def _varint(value):
+def varint(value):
+    """
+    C{value} as a protobuf varint.
+    """
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -60,7 +63,7 @@ def _field(number, data):
     """
     A length-delimited field: its key, length and bytes.
     """
-    return _varint(number << 3 | _BYTES) + _varint(len(data)) + data
+    return varint(number << 3 | _BYTES) + varint(len(data)) + data
 
 
 def _text(number, value):

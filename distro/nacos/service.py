@@ -123,7 +123,7 @@ class NacosService(Service):
     name = "nacos"
     methods = {"/Request/request": "unary", "/BiRequestStream/requestBiStream": "stream"}
 
-    def __init__(self, node, bindAddress, reactor=None):
+    def __init__(self, node, bindAddress, reactor):
         self.node = node
         self.bindAddress = bindAddress
         self.reactor = reactor
@@ -146,10 +146,6 @@ class NacosService(Service):
 
     def startService(self):
         super().startService()
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
         try:
             self._port, self.address = listenNow(self.reactor, self.bindAddress, self.factory)
         except Exception as e:
