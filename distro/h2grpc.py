@@ -25,11 +25,17 @@ Bounds, per TCP connection (L{GrpcConnection}):
  - a peer that answers no PING within C{keepaliveTimeout} is dropped, and
    one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s;
  - a connection the server ends goes at once: trailers, C{GOAWAY}, close.
+
+Reading and answering take their share of the node's turns (an
+L{distro.interfaces.ITurns}): past the turn's budget a connection's bytes
+wait, unread, for a later turn, and its unary calls are answered in the
+turns after they arrive, a few connections' at a time. A unary reply may
+come later (a L{Deferred}): the connection's next calls wait for it, in
+order.
 """
 
 import collections
 import struct
-import time
 
 import h2.config
 import h2.connection
@@ -37,6 +43,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -57,10 +64,6 @@ UNAVAILABLE = 14
 _PREFIX = struct.Struct(">BI")
 _RESPONSE_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                      (b"grpc-accept-encoding", b"identity")]
-# The time a connection's unary calls may take in one reactor turn; the
-# rest wait for the next turn.
-TURN_BUDGET = 0.005
-
 # Past these bytes waiting for a connection, its streams' writers hold their
 # messages: a subscriber that reads nothing holds about one push (the
 # newest view goes when it drains), not a queue of them.
@@ -258,7 +261,9 @@ class GrpcConnection(Protocol):
         self._pingDeadline = None
         self._lastHeard = 0.0
         self._ready = collections.deque()  # unary calls whole, to answer
-        self._serving = None
+        self._serving = False  # waiting for a turn to answer them
+        self._awaiting = None  # the call whose reply comes later
+        self._held = []  # bytes read past a turn's budget, not yet handled
         self._batching = False
         self._resetWindow = 0.0
         self._resets = 0
@@ -296,6 +301,25 @@ class GrpcConnection(Protocol):
         if self._closing:
             return
         self._lastHeard = self.clock.seconds()
+        if self._held or not self.factory.turns.available():
+            # This turn's budget is spent: the bytes wait for a later turn,
+            # and no more are read meanwhile.
+            if not self._held:
+                self.factory.turns.later(self._handleHeld)
+                self.transport.pauseProducing()
+            self._held.append(data)
+            return
+        self._handle(data)
+
+    def _handleHeld(self):
+        held, self._held = b"".join(self._held), []
+        if self._closing:
+            return
+        if not self._paused:
+            self.transport.resumeProducing()
+        self._handle(held)
+
+    def _handle(self, data):
         if not self._guard.passes(data):
             self._goAway(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
             return
@@ -322,7 +346,8 @@ class GrpcConnection(Protocol):
     def connectionLost(self, reason):
         self._closing = True
         self._ready.clear()
-        for timer in (self._pingTimer, self._pingDeadline, self._serving):
+        self._held = []
+        for timer in (self._pingTimer, self._pingDeadline):
             if timer is not None and timer.active():
                 timer.cancel()
         calls, self.calls = self.calls, {}
@@ -483,33 +508,34 @@ class GrpcConnection(Protocol):
             if call.listener is None:
                 call.finish(INTERNAL, "a unary call needs its message")
                 return
-            # Served at the end of the turn, with the other calls ready:
-            # their replies go out together, and a burst of costly calls
-            # is spread over turns (TURN_BUDGET), never holding the
-            # reactor.
+            # Served in a coming turn, with the other calls ready: their
+            # replies go out together, and a burst of costly calls is
+            # spread over turns, never holding the reactor.
             self._ready.append(call)
-            if self._serving is None:
-                self._serving = self.clock.callLater(0, self._serve)
+            self._serveLater()
         else:
             # The client half-closed its stream: the call is over.
             call.finish(OK)
 
+    def _serveLater(self):
+        if not self._serving and self._awaiting is None and self._ready and not self._closing:
+            self._serving = True
+            self.factory.turns.later(self._serve)
+
     def _serve(self):
-        self._serving = None
-        started = time.perf_counter()
+        self._serving = False
         self._batching = True  # the replies of this turn are written together
         try:
-            while self._ready and not self._closing:
+            while self._ready and not self._closing and self._awaiting is None:
                 call = self._ready.popleft()
                 if not call.ended and call._trailers is None:
                     self._answer(call)
-                if time.perf_counter() - started >= self.factory.turnBudget:
+                if not self.factory.turns.available():
                     break
         finally:
             self._batching = False
         self._flush()
-        if self._ready and not self._closing:
-            self._serving = self.clock.callLater(0, self._serve)
+        self._serveLater()
 
     def _answer(self, call):
         if self._unsent > self.factory.maxUnsent:
@@ -524,6 +550,30 @@ class GrpcConnection(Protocol):
             self.factory.notices.failure("unary call failed", "gRPC {method} failed", method=call.method)
             call.finish(INTERNAL, "internal error")
             return
+        if isinstance(reply, Deferred):
+            # Answered later: the calls after it wait.
+            self._awaiting = call
+            reply.addCallbacks(self._answered, self._notAnswered, (call,), None, (call,))
+            return
+        self._reply(call, reply)
+
+    def _answered(self, reply, call):
+        self._awaiting = None
+        if self._closing or call.ended or call._trailers is not None:
+            return
+        self._reply(call, reply)
+        self._flush()
+        self._serveLater()
+
+    def _notAnswered(self, failure, call):
+        self._awaiting = None
+        self.factory.notices.failure("unary call failed", "gRPC {method} failed", method=call.method,
+                                     failure=failure)
+        call.finish(INTERNAL, "internal error")
+        self._flush()
+        self._serveLater()
+
+    def _reply(self, call, reply):
         if self._unsent + len(reply) > self.factory.maxUnsent:
             call.finish(RESOURCE_EXHAUSTED, "the reply would wait past max_unsent_bytes")
             return
@@ -661,7 +711,8 @@ class GrpcConnection(Protocol):
     def resumeProducing(self):
         self._paused = False
         if self.transport is not None:
-            self.transport.resumeProducing()
+            if not self._held:
+                self.transport.resumeProducing()
             self._flush()
 
     def stopProducing(self):
@@ -677,14 +728,14 @@ class GrpcFactory(Factory):
 
     def __init__(self, service, clock, *, admission, maxStreams=100, maxMessage=8 * 1024 * 1024,
                  maxUnsent=16 * 1024 * 1024, keepaliveInterval=30.0, keepaliveTimeout=10.0,
-                 notices=None, turnBudget=TURN_BUDGET, holdWritersAt=HOLD_WRITERS_AT):
+                 turns, notices=None, holdWritersAt=HOLD_WRITERS_AT):
         self.service = service
         self.clock = clock
         self.maxStreams = maxStreams
         self.maxMessage = maxMessage
         self.maxUnsent = maxUnsent
         self.holdWritersAt = min(holdWritersAt, maxUnsent)
-        self.turnBudget = turnBudget
+        self.turns = turns
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveTimeout = keepaliveTimeout
         self.notices = notices

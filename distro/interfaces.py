@@ -268,3 +268,37 @@ class IAuthority(Interface):
         password) or C{LIMIT_EXCEEDED} (too many logins at once). On a
         node without credentials every login succeeds with an empty token.
         """
+
+
+class ITurns(Interface):
+    """
+    The reactor's time, shared by the work clients cause: at most a budget
+    of each turn, the rest deferred to the next turns in order.
+    """
+
+    budget = Attribute("The seconds of client work one reactor turn may hold.")
+
+    def available():
+        """
+        Whether work may run now: this turn's budget is not spent and no
+        deferred work waits before it.
+        """
+
+    def later(work):
+        """
+        Call C{work} (no arguments) in a coming turn, after the work
+        deferred before it. It runs whole; to continue past its slice it
+        asks L{available} again.
+        """
+
+    def run(steps):
+        """
+        Run the generator C{steps}, one slice per C{next()}: as many slices
+        as each turn's budget allows, in turn with other work. Return a
+        L{Deferred} of its return value (or its exception).
+        """
+
+    def pending():
+        """
+        How many pieces of work wait for a turn.
+        """

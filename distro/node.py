@@ -14,6 +14,7 @@ from distro.clients import ClientIds, ClientManager
 from distro.interfaces import IClientObserver
 from distro.push import Pusher
 from distro.registry import Registry
+from distro.turns import Turns
 from distro.wire import NOT_READY, PROTOCOL_VERSION, ProtocolError
 
 
@@ -27,18 +28,21 @@ class Node:
     @ivar clientAddress: the C{host:port} clients reach this node at.
     @ivar cluster: the L{distro.cluster.service.Cluster}, or C{None} when
         standalone.
+    @ivar turns: the L{distro.interfaces.ITurns} the work of clients shares.
     @ivar authority: the L{distro.interfaces.IAuthority} every port asks.
     """
 
     log = Logger()
 
     def __init__(self, config, clock, bootId=None, *, freezeLoaded=None, secret=b"", authority=None,
-                 admission=None):
+                 admission=None, turns=None):
         self.config = config
         self.clock = clock
         # The client connections of every port, counted once.
         self.admission = Admission(config.max_connections_per_ip) if admission is None else admission
         self.authority = Authority(config, clock, secret) if authority is None else authority
+        # The reactor's time, shared by the work clients cause on every port.
+        self.turns = Turns(clock) if turns is None else turns
         self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id
         self.manager = ClientManager(

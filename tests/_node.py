@@ -227,14 +227,15 @@ class Connection:
 
 class NodeHarness:
     """
-    A node with a client port factory, on its own clock.
+    A node with a client port factory, on its own clock (and C{turns}, a
+    callable of the clock making its L{distro.interfaces.ITurns}).
 
     @ivar clock: the node's L{Clock}.
     @ivar node: the L{Node}.
     @ivar factory: its L{ClientPortFactory}.
     """
 
-    def __init__(self, bootId="boot-1", hasher=defer.maybeDeferred, **overrides):
+    def __init__(self, bootId="boot-1", hasher=defer.maybeDeferred, turns=None, **overrides):
         values = {"node_id": NODE_ID, "advertise": ADVERTISE}
         values.update(overrides)
         self.config = config.build(overrides=values)
@@ -242,7 +243,8 @@ class NodeHarness:
         # Logins verify passwords in place, on the clock's thread (or as
         # C{hasher} says).
         authority = Authority(self.config, self.clock, SECRET, hasher=hasher)
-        self.node = Node(self.config, self.clock, bootId, secret=SECRET, authority=authority)
+        self.node = Node(self.config, self.clock, bootId, secret=SECRET, authority=authority,
+                         turns=turns(self.clock) if turns is not None else None)
         self.factory = ClientPortFactory(self.node)
         self._ports = itertools.count(40000)
 

@@ -4,6 +4,7 @@ client in memory (tests/_h2client.py) on a clock: calls, framing, and every
 bound a hostile client could push on.
 """
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -13,8 +14,10 @@ from distro import h2grpc
 from distro.admission import Admission
 from distro.h2grpc import GrpcError, GrpcFactory, IGrpcService
 from distro.ratelog import RateLimitedLog
+from distro.turns import Turns
 
 from ._h2client import H2Client, framed
+from ._turns import SteppedTimer, nextTurn
 
 LIMIT = 1024
 
@@ -27,9 +30,13 @@ class EchoService:
     """
 
     methods = {"/Echo/unary": "unary", "/Echo/big": "unary", "/Echo/stream": "stream",
-               "/Echo/refuse": "unary"}
+               "/Echo/refuse": "unary", "/Echo/later": "unary"}
 
     def __init__(self):
+        # Each unary answer costs C{cost} on C{timer}, when set.
+        self.timer = None
+        self.cost = 0.0
+        self.later = []  # the Deferreds of /Echo/later calls, to fire
         self.connections = []
         self.lost = []
         self.streams = []
@@ -45,6 +52,12 @@ class EchoService:
         return LIMIT
 
     def unary(self, call, request):
+        if self.timer is not None:
+            self.timer.now += self.cost
+        if call.method == "/Echo/later":
+            d = Deferred()
+            self.later.append((d, request))
+            return d
         if call.method == "/Echo/refuse":
             raise GrpcError(h2grpc.UNAVAILABLE, "refused: é")
         if call.method == "/Echo/big":
@@ -85,7 +98,7 @@ class GrpcTestCase(SynchronousTestCase):
     def makeFactory(self, maxPerIp=0, **options):
         values = dict(maxStreams=8, maxMessage=LIMIT, maxUnsent=200_000, keepaliveInterval=30.0,
                       keepaliveTimeout=10.0, notices=RateLimitedLog(self.clock),
-                      admission=Admission(maxPerIp))
+                      admission=Admission(maxPerIp), turns=Turns(self.clock))
         values.update(options)
         return GrpcFactory(self.service, self.clock, **values)
 
@@ -274,7 +287,9 @@ class BoundsTests(GrpcTestCase):
         turn (found from outside: 100 costly queries read at once held the
         reactor 650 ms).
         """
-        self.factory = self.makeFactory(turnBudget=0)
+        self.service.timer = timer = SteppedTimer()
+        self.service.cost = 0.006  # each answer spends a turn's budget
+        self.factory = self.makeFactory(turns=Turns(self.clock, budget=0.005, timer=timer))
         client = H2Client(self.factory)
         for n in range(5):
             streamId = client.open("/Echo/unary")
@@ -283,14 +298,78 @@ class BoundsTests(GrpcTestCase):
         connection, = self.factory.connections
         left = [len(connection.calls)]
         for _ in range(5):
-            # One reactor turn: the calls due when it starts (what a call
-            # schedules for now runs in the next one).
-            due = [c for c in self.clock.getDelayedCalls() if c.getTime() <= self.clock.seconds()]
-            for delayed in due:
-                self.clock.calls.remove(delayed)
-                delayed.func(*delayed.args, **delayed.kw)
+            nextTurn(self.clock)
             left.append(len(connection.calls))
         self.assertEqual(left, [5, 4, 3, 2, 1, 0])
+
+    def test_readingSharesTurns(self):
+        """
+        Past the turn's budget a connection's bytes wait, unread, for a
+        later turn (the transport stops reading meanwhile): two thousand
+        connections that speak at once are read over several turns while
+        other clients are served between them.
+        """
+        timer = SteppedTimer()
+        self.factory = self.makeFactory(turns=Turns(self.clock, budget=0.005, timer=timer))
+        busy, late = H2Client(self.factory), H2Client(self.factory, port=40001)
+        self.factory.turns.available()  # a turn begins
+        timer.now += 0.006  # and spends its budget
+        streamId = late.open("/Echo/unary")
+        late.h2.send_data(streamId, framed(b"late"), end_stream=True)
+        late.server.dataReceived(late.h2.data_to_send())
+        self.assertEqual(late.transport.producerState, "paused")
+        self.assertNotIn(streamId, late.server.calls)
+        nextTurn(self.clock)  # the turn ends; the next reads the bytes held
+        self.assertEqual(late.transport.producerState, "producing")
+        self.assertIn(streamId, late.server.calls)
+        late.pump()
+        self.assertEqual(late.responses[streamId].messages(), [b"echo late"])
+        self.assertEqual(busy.transport.producerState, "producing")
+
+    def test_replyLater(self):
+        """
+        A unary reply may come later (a Deferred): the connection's next
+        calls wait for it and are answered in order once it comes; a reply
+        for a connection gone meanwhile is dropped.
+        """
+        client = H2Client(self.factory)
+        first = client.open("/Echo/later")
+        client.send(first, framed(b"1"), end=True)
+        second = client.open("/Echo/unary")
+        client.send(second, framed(b"2"), end=True)
+        self.assertEqual(len(self.service.later), 1)
+        self.assertFalse(client.responses[first].ended)
+        self.assertFalse(client.responses[second].ended)
+        d, request = self.service.later.pop()
+        d.callback(b"later " + request)
+        client.pump()
+        self.assertEqual(client.responses[first].messages(), [b"later 1"])
+        self.assertEqual(client.responses[second].messages(), [b"echo 2"])
+        self.assertEqual([client.responses[s].status for s in (first, second)], [h2grpc.OK, h2grpc.OK])
+
+        gone = H2Client(self.factory, port=40001)
+        gone.unary("/Echo/later", b"3")
+        gone.server.connectionLost(None)
+        d, _ = self.service.later.pop()
+        d.callback(b"late")  # no error, nothing sent
+        self.assertEqual(gone.transport.value(), b"")
+
+    def test_replyLaterFails(self):
+        """
+        A reply that fails later answers INTERNAL, and the calls after it
+        are served.
+        """
+        client = H2Client(self.factory)
+        first = client.open("/Echo/later")
+        client.send(first, framed(b"1"), end=True)
+        second = client.open("/Echo/unary")
+        client.send(second, framed(b"2"), end=True)
+        d, _ = self.service.later.pop()
+        d.errback(RuntimeError("boom"))
+        client.pump()
+        self.assertEqual(client.responses[first].status, h2grpc.INTERNAL)
+        self.assertEqual(client.responses[second].messages(), [b"echo 2"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_rapidReset(self):
         """
@@ -306,6 +385,7 @@ class BoundsTests(GrpcTestCase):
                 client.h2.reset_stream(streamId)
             # What the server answers is not read, as such a peer does.
             client.server.dataReceived(client.h2.data_to_send())
+            self.clock.advance(0)  # the turn ends
             client.transport.clear()
 
         burst(h2grpc.MAX_RESETS)

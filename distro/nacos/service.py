@@ -135,7 +135,7 @@ class NacosService(Service):
             self, node.clock, admission=node.admission, maxStreams=MAX_STREAMS,
             maxMessage=config.max_frame, maxUnsent=config.max_unsent_bytes,
             keepaliveInterval=KEEPALIVE_INTERVAL, keepaliveTimeout=KEEPALIVE_TIMEOUT,
-            notices=self.notices,
+            turns=node.turns, notices=self.notices,
         )
         self._port = None
 

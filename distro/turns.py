@@ -1,0 +1,86 @@
+# -*- test-case-name: tests.test_turns -*-
+"""
+The reactor's time, shared: work that clients cause (reading their
+requests, answering them, slices of a large request) takes at most a
+budget of each reactor turn, and what is left waits for the next turns in
+the order it came. A thousand connections that speak at once are then
+served over several turns, and a ping on another connection waits for one
+budget, not for all of them.
+
+A turn is measured from the first work in it: L{Turns.available} opens it
+and schedules its end (C{callLater(0)}, which runs once the reactor has
+handled the events of this turn); the work deferred runs at the start of
+the following turns, oldest first, within the budget of each.
+"""
+
+import collections
+import time
+
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from distro.interfaces import ITurns
+
+# The time client work may take in one reactor turn.
+TURN_BUDGET = 0.005
+
+
+@implementer(ITurns)
+class Turns:
+    def __init__(self, clock, budget=TURN_BUDGET, timer=time.perf_counter):
+        self.clock = clock
+        self.budget = budget
+        self.timer = timer
+        self._started = None  # when this turn's first work began
+        self._next = None  # the call that ends this turn
+        self._waiting = collections.deque()
+
+    def _open(self):
+        if self._started is None:
+            self._started = self.timer()
+            self._next = self.clock.callLater(0, self._turn)
+
+    def available(self):
+        self._open()
+        return not self._waiting and self.timer() - self._started < self.budget
+
+    def later(self, work):
+        self._open()
+        self._waiting.append(work)
+
+    def run(self, steps):
+        done = Deferred()
+
+        def go():
+            try:
+                next(steps)
+                while self.available():
+                    next(steps)
+            except StopIteration as e:
+                done.callback(e.value)
+            except Exception:
+                done.errback()
+            else:
+                self.later(go)
+
+        if self.available():
+            go()
+        else:
+            self.later(go)
+        return done
+
+    def pending(self):
+        return len(self._waiting)
+
+    def _turn(self):
+        self._started = self._next = None
+        if not self._waiting:
+            return
+        self._open()
+        waiting = self._waiting
+        count = len(waiting)
+        # Only the work waiting when the turn began: what it defers again
+        # goes to the back, for a later turn.
+        while count and self.timer() - self._started < self.budget:
+            count -= 1
+            waiting.popleft()()

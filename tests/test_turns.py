@@ -1,0 +1,95 @@
+"""
+Tests for L{distro.turns}: the budget of client work per reactor turn.
+"""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from distro.interfaces import ITurns
+from distro.turns import Turns
+
+from ._turns import SteppedTimer, nextTurn
+
+
+class TurnsTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.timer = SteppedTimer()
+        self.turns = Turns(self.clock, budget=0.005, timer=self.timer)
+
+    def test_interface(self):
+        verifyObject(ITurns, self.turns)
+
+    def test_withinBudget(self):
+        """
+        Work may run until the turn's budget is spent; the next turn has a
+        budget of its own.
+        """
+        self.assertTrue(self.turns.available())
+        self.timer.now += 0.004
+        self.assertTrue(self.turns.available())
+        self.timer.now += 0.001
+        self.assertFalse(self.turns.available())
+        nextTurn(self.clock)
+        self.assertTrue(self.turns.available())
+
+    def test_deferredInOrder(self):
+        """
+        Deferred work runs in the next turns, oldest first, each turn
+        within its budget; while any waits, nothing new may jump ahead.
+        """
+        ran = []
+
+        def work(name, cost):
+            def run():
+                ran.append(name)
+                self.timer.now += cost
+            return run
+
+        self.assertTrue(self.turns.available())
+        self.timer.now += 0.006
+        self.assertFalse(self.turns.available())
+        for name in "abcd":
+            self.turns.later(work(name, 0.003))
+        self.timer.now += 0.01
+        self.assertFalse(self.turns.available())
+        nextTurn(self.clock)
+        self.assertEqual(ran, ["a", "b"])
+        self.assertEqual(self.turns.pending(), 2)
+        self.assertFalse(self.turns.available())
+        nextTurn(self.clock)
+        self.assertEqual(ran, ["a", "b", "c", "d"])
+        self.assertEqual(self.turns.pending(), 0)
+        nextTurn(self.clock)
+        self.assertTrue(self.turns.available())
+
+    def test_deferredAgainWaitsItsTurn(self):
+        """
+        Work that defers more of itself while it runs goes behind what was
+        waiting: a turn runs only what waited when it began.
+        """
+        ran = []
+
+        def again():
+            ran.append("again")
+
+        def first():
+            ran.append("first")
+            self.turns.later(again)
+
+        self.turns.later(first)
+        self.turns.later(lambda: ran.append("second"))
+        nextTurn(self.clock)
+        self.assertEqual(ran, ["first", "second"])
+        nextTurn(self.clock)
+        self.assertEqual(ran, ["first", "second", "again"])
+
+    def test_quietWhenIdle(self):
+        """
+        With no work, no turn is scheduled.
+        """
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.turns.available()
+        nextTurn(self.clock)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
