@@ -29,6 +29,10 @@ Attacks (all with no credentials):
   many         2,000 connections set up and subscribed, held (not an attack:
                what many SDKs cost)
   churn        rounds of 200 connections that set up, register and leave
+  batches      a connection sends full batches of 10,000 instances (each
+               replacing the last) back to back; a subscriber reads them
+  subs10k      one connection subscribes to 10,000 services, in bursts
+  storm        50 connections send registrations as fast as they can
 
 Traffic goes to loopback only; every wait is bounded; each node is stopped
 at the end of its attack.
@@ -62,7 +66,7 @@ from distro import wire  # noqa: E402
 from distro.nacos.payload import Payload, encode  # noqa: E402
 
 ATTACKS = ["baseline", "nowindow", "silentsubs", "decoder", "labels", "clusters", "unaryonly", "logflood",
-           "rapidreset", "many", "churn"]
+           "rapidreset", "many", "churn", "batches", "subs10k", "storm"]
 
 
 def grpcMessage(type_, body=b"{}", raw=None):
@@ -213,6 +217,16 @@ def setUp(client):
                     grpcMessage("ConnectionSetupRequest", b'{"labels": {"module": "naming"}}'), end=False)
 
 
+def setUpNow(pump, nacos):
+    """
+    A new connection, set up, once the node had time to take its set up.
+    """
+    client = pump.connect(nacos)
+    setUp(client)
+    time.sleep(0.3)
+    return client
+
+
 def unary(client, type_, body):
     return _guarded(client.call, b"/Request/request", grpcMessage(type_, json.dumps(body).encode()))
 
@@ -322,9 +336,7 @@ def attack(name, nacos, seconds, pump, publisher):
             time.sleep(0.2)
         return f"{sent} set ups of 8.4 MB labels"
     if name == "clusters":
-        client = pump.connect(nacos)
-        setUp(client)
-        time.sleep(0.3)
+        client = setUpNow(pump, nacos)
         clusters = " ," * 3_500_000 + "DEFAULT"
         sent = 0
         for n in range(40):
@@ -418,6 +430,52 @@ def attack(name, nacos, seconds, pump, publisher):
                     client.sock.close()
             rounds += 1
         return f"{rounds} rounds of 200 connections that set up, register and leave"
+    if name == "batches":
+        subscriber = pump.connect(nacos)
+        setUp(subscriber)
+        client = setUpNow(pump, nacos)
+        unary(subscriber, "SubscribeServiceRequest", {"serviceName": "batched", "subscribe": True})
+        bodies = [json.dumps({"serviceName": "batched", "type": "batchRegisterInstance", "instances": [
+            {"ip": f"10.{7 + k}.{i // 250}.{i % 250}", "port": 8080, "ephemeral": True,
+             "metadata": {"version": "1.2.3", "zone": "a"}} for i in range(10000)]}).encode()
+            for k in range(2)]
+        sent = 0
+        while time.monotonic() < deadline and not client.closed:
+            streamId = _guarded(client.call, b"/Request/request", grpcMessage("BatchInstanceRequest", bodies[sent % 2]))
+            if streamId is None:
+                break
+            sent += 1
+            # The next goes when this one is answered (as an SDK waits).
+            while time.monotonic() < deadline and not client.closed:
+                with pump.lock:
+                    stream = client.h2.streams.get(streamId)
+                    if stream is None or stream.closed:
+                        break
+                time.sleep(0.002)
+        return f"{sent} batches of 10,000 instances, each replacing the last, one subscriber"
+    if name == "subs10k":
+        client = setUpNow(pump, nacos)
+        for n in range(10000):
+            unary(client, "SubscribeServiceRequest", {"serviceName": f"s{n}", "subscribe": True})
+            if n % 100 == 99:
+                time.sleep(0.005)
+        time.sleep(max(0, deadline - time.monotonic()))
+        return "10,000 subscriptions on one connection"
+    if name == "storm":
+        clients = [pump.connect(nacos) for _ in range(50)]
+        for client in clients:
+            setUp(client)
+        time.sleep(0.3)
+        sent = 0
+        while time.monotonic() < deadline:
+            for k, client in enumerate(clients):
+                for _ in range(20):
+                    unary(client, "InstanceRequest", {
+                        "serviceName": f"storm{k % 10}", "type": "registerInstance",
+                        "instance": {"ip": f"10.8.{k}.{sent % 250}", "port": 1 + sent % 60000, "ephemeral": True}})
+                    sent += 1
+            time.sleep(0.01)
+        return f"{sent} registrations from 50 connections"
     raise SystemExit(f"unknown attack {name}")
 
 

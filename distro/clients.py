@@ -19,6 +19,10 @@ from zope.interface import implementer
 from distro.interfaces import IClientManager, ISyncBarrier
 from distro.wire import LimitExceeded
 
+# The instances one step of a batch applied in slices puts or removes
+# (L{ClientManager.batchRegisterInSlices}): a few ms of work.
+BATCH_SLICE = 256
+
 
 class Client:
     """
@@ -439,6 +443,39 @@ class ClientManager:
         self._checkRoom(client, len(wanted) - len(held))
         removed = [iid for iid in held if iid not in wanted]
         self._apply(client, service, list(wanted.values()), removed)
+
+    def batchRegisterInSlices(self, client, service, instances, size=BATCH_SLICE):
+        """
+        What L{batchRegister} does, in steps of at most C{size} instances,
+        each a revision of its own: a generator doing one step per
+        C{next()}, so that a batch of thousands never holds the reactor
+        (the caller runs the steps in turns, L{distro.interfaces.ITurns}).
+        The instances not wanted go first, then the wanted are put: between
+        steps some old ones are gone and some new ones there, and an
+        instance in both is never missing; the client never holds more
+        than the larger of before and after. A batch of at most C{size}
+        is one step. It stops if the client goes meanwhile.
+
+        @raise LimitExceeded: before any step, as L{batchRegister}.
+        """
+        held = client.services.get(service, {})
+        wanted = {}
+        for instance in instances:
+            wanted[instance.instanceId] = instance
+        self._checkRoom(client, len(wanted) - len(held))
+        removed = [iid for iid in held if iid not in wanted]
+        put = list(wanted.values())
+        if len(removed) + len(put) <= size:
+            self._apply(client, service, [self._stamp(i) for i in put], removed)
+            return
+        steps = [((), removed[n:n + size]) for n in range(0, len(removed), size)]
+        steps += [(put[n:n + size], ()) for n in range(0, len(put), size)]
+        for n, (putting, removing) in enumerate(steps):
+            if n:
+                yield
+                if self.clients.get(client.clientId) is not client:
+                    return
+            self._apply(client, service, [self._stamp(i) for i in putting], removing)
 
     def _apply(self, client, service, put, removeIds):
         """

@@ -1,11 +1,11 @@
 # -*- test-case-name: tests.test_hostlist -*-
 """
-The hosts of a service view, kept as they go on the wire: packed, sorted by
-instance id, in chunks whose packed bytes are joined once and reused until
-one of their hosts changes, with the view's checksum kept up to date as a
-sum. A change costs O(log n + chunk), not O(n): a view of ten thousand
-hosts is pushed as a few dozen byte strings, none of them rebuilt but the
-one that changed.
+The hosts of a service view, sorted by instance id, in chunks whose
+encodings (packed for distro's port, JSON for Nacos') are made once and
+reused until one of their hosts changes, with the view's checksum kept up
+to date as a sum. A change costs O(log n + chunk), not O(n): a view of ten
+thousand hosts is pushed as a few dozen byte strings, none of them rebuilt
+but the one that changed.
 
 The checksum (PROTOCOL.md 3): each host contributes the BLAKE2b-128 of its
 canonical content (L{distro.model.Instance.contentHash}); the view's checksum
@@ -19,32 +19,74 @@ from distro.model import CHECKSUM_MODULUS, checksumSum, formatChecksum
 
 CHUNK = 256
 
-_PENDING_LIMIT = 1024
+_PENDING_LIMIT = 256
+
+
+class HostGroup:
+    """
+    The hosts of one chunk of a view as they were when taken: a tuple of
+    L{distro.model.Instance}s in instance id order, the same object in
+    every snapshot of the view until one of its hosts changes. Its
+    encodings are made when first asked for and kept with it (they go when
+    it does): the packed msgpack hosts (L{packed}), and the one a port
+    makes of it (L{encoded}).
+    """
+
+    __slots__ = ("hosts", "_packed", "_encoded")
+
+    def __init__(self, hosts):
+        self.hosts = hosts
+        self._packed = None
+        self._encoded = None
+
+    @property
+    def packed(self):
+        """
+        The hosts' L{distro.model.Instance.packedHost}s, joined.
+        """
+        if self._packed is None:
+            self._packed = b"".join(h.packedHost() for h in self.hosts)
+        return self._packed
+
+    def isEncoded(self, key):
+        """
+        Whether the encoding C{key} names is made.
+        """
+        return self._encoded is not None and self._encoded[0] == key
+
+    def encoded(self, key, encode):
+        """
+        C{encode(hosts)}, made once for C{key} (the last key asked for is
+        kept: one port's encoding, as C{key} names it).
+        """
+        kept = self._encoded
+        if kept is None or kept[0] != key:
+            kept = self._encoded = (key, encode(self.hosts))
+        return kept[1]
 
 
 class _Chunk:
-    __slots__ = ("ids", "hosts", "_frozen")
+    __slots__ = ("ids", "hosts", "_group")
 
     def __init__(self, ids, hosts):
         self.ids = ids
         self.hosts = hosts
-        self._frozen = None
+        self._group = None
 
     def changed(self):
         """
-        Its hosts changed: the frozen form is made again when next asked.
+        Its hosts changed: its group is made again when next asked.
         """
-        self._frozen = None
+        self._group = None
 
-    def frozen(self):
+    def group(self):
         """
-        C{(packed bytes, hosts tuple)} of this chunk as it is now, made once
-        until it changes.
+        The L{HostGroup} of this chunk as it is now, made once until it
+        changes.
         """
-        if self._frozen is None:
-            hosts = tuple(self.hosts)
-            self._frozen = (b"".join(h.packedHost() for h in hosts), hosts)
-        return self._frozen
+        if self._group is None:
+            self._group = HostGroup(tuple(self.hosts))
+        return self._group
 
 
 class HostList:
@@ -61,7 +103,9 @@ class HostList:
         self._sum = 0
         # Hosts added and removed since the sum was last brought up to date:
         # hashing is left to the first read (a write nobody reads costs no
-        # hash); past a bound, both are None and the read sums it all.
+        # hash), or done when _PENDING_LIMIT wait (the work of a large
+        # change is then done as it is made, a slice at a time when it is
+        # made in slices, not all at the next read).
         self._added = []
         self._removed = []
 
@@ -74,22 +118,16 @@ class HostList:
         return self._sum
 
     def _settle(self):
-        if self._added is None:
-            # Too much changed unread: sum what is shown (each instance's
-            # hash is made once, so this hashes only the new ones).
-            self._sum = checksumSum(h for c in self._chunks for h in c.hosts)
-            self._added, self._removed = [], []
-        elif self._added or self._removed:
+        if self._added or self._removed:
             total = self._sum + checksumSum(self._added) - checksumSum(self._removed)
             self._sum = total % CHECKSUM_MODULUS
             self._added = []
             self._removed = []
 
     def _pend(self, pending, instance):
-        if pending is not None:
-            pending.append(instance)
-            if len(pending) > _PENDING_LIMIT:
-                self._added = self._removed = None
+        pending.append(instance)
+        if len(pending) >= _PENDING_LIMIT:
+            self._settle()
 
     def put(self, instance):
         """
@@ -153,7 +191,7 @@ class HostList:
     def parts(self):
         """
         The hosts as they are now, in instance id order, as a few
-        C{(packed bytes, hosts tuple)} parts: an immutable snapshot, in
-        O(number of chunks) but for the chunks changed since the last call.
+        L{HostGroup}s: an immutable snapshot, in O(number of chunks) but for
+        the chunks changed since the last call.
         """
-        return [chunk.frozen() for chunk in self._chunks]
+        return [chunk.group() for chunk in self._chunks]

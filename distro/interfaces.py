@@ -102,6 +102,12 @@ class IClientManager(Interface):
         Make C{client}'s instances in C{service} exactly C{instances}.
         """
 
+    def batchRegisterInSlices(client, service, instances, size):
+        """
+        What L{batchRegister} does, as a generator of steps of at most
+        C{size} instances, one per C{next()}, each a revision of its own.
+        """
+
     def subscribe(client, service, clusters):
         """
         Record a subscription of a native client, within its limit.

@@ -10,7 +10,7 @@ from zope.interface import implementer
 
 from distro.admission import Admission
 from distro.auth import Authority
-from distro.clients import ClientIds, ClientManager
+from distro.clients import BATCH_SLICE, ClientIds, ClientManager
 from distro.interfaces import IClientObserver
 from distro.push import Pusher
 from distro.registry import Registry
@@ -149,6 +149,14 @@ class Node:
         Make C{client}'s instances in C{service} exactly C{instances}.
         """
         self.manager.batchRegister(client, service, instances)
+
+    def batchRegisterInSlices(self, client, service, instances):
+        """
+        What L{batchRegister} does, as a generator of steps (for
+        L{distro.interfaces.ITurns.run}): a batch of thousands is applied
+        over several turns.
+        """
+        return self.manager.batchRegisterInSlices(client, service, instances, BATCH_SLICE)
 
     def serviceInfo(self, service, clusters=None, healthyOnly=False):
         """

@@ -15,7 +15,7 @@ import itertools
 import msgpack
 from zope.interface import implementer
 
-from distro.hostlist import HostList
+from distro.hostlist import HostGroup, HostList
 from distro.interfaces import IRegistry
 from distro.model import ServiceKey, checksum
 
@@ -34,10 +34,10 @@ class ServiceInfo:
     """
     One immutable snapshot of a view, as sent in replies and pushes.
 
-    It holds the hosts as parts of C{(packed bytes, hosts)} (see
-    L{distro.hostlist}): its packed form is a few byte strings around them,
-    written without copying (L{packedPieces}), and the host objects are
-    listed only when asked for (L{hosts}).
+    It holds the hosts as a few L{distro.hostlist.HostGroup}s: its packed
+    form is a few byte strings around their packed hosts, written without
+    copying (L{packedPieces}), and the host objects are listed only when
+    asked for (L{hosts}).
 
     @ivar count: how many hosts it shows.
     @ivar wire: the map form of PROTOCOL.md 3.
@@ -67,8 +67,7 @@ class ServiceInfo:
         The info of C{hosts} (sorted by instance id), packed in one part.
         """
         hosts = tuple(hosts)
-        parts = [(b"".join(h.packedHost() for h in hosts), hosts)]
-        return cls(service, clusters, parts, len(hosts), checksum(hosts), revision)
+        return cls(service, clusters, [HostGroup(hosts)], len(hosts), checksum(hosts), revision)
 
     @property
     def hosts(self):
@@ -76,17 +75,17 @@ class ServiceInfo:
         The shown L{Instance}s, in instance id order.
         """
         if self._hosts is None:
-            self._hosts = [h for _, hosts in self._parts for h in hosts]
+            self._hosts = [h for group in self._parts for h in group.hosts]
         return self._hosts
 
     def hostGroups(self):
         """
-        The shown L{Instance}s in instance id order, as a few tuples (one per
-        chunk of the view): a tuple is the same object in every info of the
-        view until one of its hosts changes, so that other encodings of a
-        view can be kept per tuple, as the packed one is.
+        The shown L{Instance}s in instance id order, as a few
+        L{distro.hostlist.HostGroup}s (one per chunk of the view): a group
+        is the same object in every info of the view until one of its hosts
+        changes, and keeps the encodings made of it.
         """
-        return [hosts for _, hosts in self._parts]
+        return self._parts
 
     @property
     def wire(self):
@@ -114,7 +113,7 @@ class ServiceInfo:
             tail = b"".join((
                 _CHECKSUM, msgpack.packb(self.checksum), _REVISION, msgpack.packb(self.revision),
             ))
-            self._pieces = [head] + [packed for packed, _ in self._parts if packed] + [tail]
+            self._pieces = [head] + [group.packed for group in self._parts if group.hosts] + [tail]
             self._size = sum(len(piece) for piece in self._pieces)
         return self._pieces
 

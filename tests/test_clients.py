@@ -12,7 +12,7 @@ from distro.clients import ClientIds, ClientManager, hashResumeToken
 from distro.config import Config
 from distro.interfaces import IClientObserver
 from distro.model import ServiceKey, parseInstance
-from distro.wire import LIMIT_EXCEEDED, ProtocolError
+from distro.wire import LIMIT_EXCEEDED, LimitExceeded, ProtocolError
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
 
@@ -103,6 +103,58 @@ class ClientManagerTests(SynchronousTestCase):
             ("changed", cid, 2, 3, [], ["10.0.0.1#2#DEFAULT"]),
         ])
         self.assertEqual(self.client.instanceCount, 1)
+
+    def test_batchInSlices(self):
+        """
+        A batch applied in slices: the instances not wanted go first, then
+        the wanted are put, each step a revision of at most C{size}; the
+        client never holds more than the larger of before and after, and
+        the limit refuses before any step.
+        """
+        self.config = Config(max_instances_per_client=5)
+        self.manager = ClientManager("n1", self.clock, self.config)
+        self.manager.addObserver(self.stream)
+        client, _ = self.manager.clientConnected()
+        cid = client.clientId
+        self.manager.batchRegister(client, ORDERS, [inst(1), inst(2), inst(3), inst(4), inst(5)])
+        del self.stream.events[:]
+        steps = self.manager.batchRegisterInSlices(client, ORDERS, [inst(4), inst(5), inst(6), inst(7), inst(8)], 2)
+        counts = []
+        for _ in steps:
+            counts.append(client.instanceCount)
+        counts.append(client.instanceCount)
+        self.assertEqual(self.stream.events, [
+            ("changed", cid, 1, 2, [], ["10.0.0.1#1#DEFAULT", "10.0.0.1#2#DEFAULT"]),
+            ("changed", cid, 2, 3, [], ["10.0.0.1#3#DEFAULT"]),
+            ("changed", cid, 3, 4, ["10.0.0.1#4#DEFAULT", "10.0.0.1#5#DEFAULT"], []),
+            ("changed", cid, 4, 5, ["10.0.0.1#6#DEFAULT", "10.0.0.1#7#DEFAULT"], []),
+            ("changed", cid, 5, 6, ["10.0.0.1#8#DEFAULT"], []),
+        ])
+        self.assertEqual(counts, [3, 2, 2, 4, 5])
+        self.assertEqual(sorted(client.instances(ORDERS)), [f"10.0.0.1#{p}#DEFAULT" for p in range(4, 9)])
+        too_many = self.manager.batchRegisterInSlices(client, ORDERS, [inst(p) for p in range(1, 7)], 2)
+        self.assertRaises(LimitExceeded, next, too_many)
+        self.assertEqual(client.revision, 6)
+
+    def test_smallBatchInSlicesIsOneStep(self):
+        """
+        A batch of at most C{size} is one step, as L{batchRegister}.
+        """
+        cid = self.client.clientId
+        self.manager.batchRegister(self.client, ORDERS, [inst(1)])
+        self.assertEqual(list(self.manager.batchRegisterInSlices(self.client, ORDERS, [inst(2), inst(3)], 4)), [])
+        self.assertEqual(self.stream.events[-1],
+                         ("changed", cid, 1, 2, ["10.0.0.1#2#DEFAULT", "10.0.0.1#3#DEFAULT"], ["10.0.0.1#1#DEFAULT"]))
+
+    def test_batchInSlicesStopsWhenTheClientGoes(self):
+        """
+        The steps stop once the client is gone.
+        """
+        steps = self.manager.batchRegisterInSlices(self.client, ORDERS, [inst(1), inst(2), inst(3)], 1)
+        next(steps)
+        self.manager.removeClient(self.client.clientId)
+        self.assertEqual(list(steps), [])
+        self.assertEqual(self.client.revision, 1)
 
     def test_writeTs(self):
         """

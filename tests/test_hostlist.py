@@ -58,7 +58,7 @@ class HostListTests(SynchronousTestCase):
                 shown.discard(iid)
                 model.pop(iid, None)
             if step % 500 == 0 or step == 6 * CHUNK * 4 - 1:
-                hosts = [h for _, part in shown.parts() for h in part]
+                hosts = [h for group in shown.parts() for h in group.hosts]
                 self.assertEqual([h.instanceId for h in hosts], sorted(model))
                 self.assertEqual(hosts, [model[iid] for iid in sorted(model)])
                 self.assertEqual(shown.count, len(model))
@@ -95,7 +95,7 @@ class HostListTests(SynchronousTestCase):
         iid = instance(5).instanceId
 
         def weight(parts):
-            (host,) = [h for _, part in parts for h in part if h.instanceId == iid]
+            (host,) = [h for group in parts for h in group.hosts if h.instanceId == iid]
             return host.weight
 
         self.assertEqual((weight(before), weight(after)), (1.0, 9.0))

@@ -5,7 +5,6 @@ Python SDKs send them (docs/nacos.md).
 """
 
 import json
-import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -13,6 +12,8 @@ from distro import model
 from distro.nacos import naming
 from distro.nacos.naming import BAD_GATEWAY, INVALID_PARAM, NacosError
 from distro.registry import ServiceInfo
+
+from tests._turns import finish
 
 # An InstanceRequest as the Java SDK sends it (Go sends zero values instead
 # of omitting; Python adds requestId, module "").
@@ -116,11 +117,20 @@ class RequestTests(SynchronousTestCase):
         self.assertIn("instance.metadata", error.message)
 
     def test_instances(self):
-        instances = naming.parseInstances([{"ip": "10.0.0.1", "port": 1}, {"ip": "10.0.0.2", "port": 1}])
+        """
+        A batch's instances are read a slice at a time.
+        """
+        def read(values, **kwargs):
+            return finish(naming.parseInstancesInSlices(values, **kwargs))[0]
+
+        instances = read([{"ip": "10.0.0.1", "port": 1}, {"ip": "10.0.0.2", "port": 1}])
         self.assertEqual([i.ip for i in instances], ["10.0.0.1", "10.0.0.2"])
-        self.assertRefused(INVALID_PARAM, "instances:", naming.parseInstances, {})
-        self.assertRefused(INVALID_PARAM, "instances[1].port:", naming.parseInstances,
+        self.assertRefused(INVALID_PARAM, "instances:", read, {})
+        self.assertRefused(INVALID_PARAM, "instances[1].port:", read,
                            [{"ip": "10.0.0.1", "port": 1}, {"ip": "10.0.0.2"}])
+        many = [{"ip": f"10.0.{i // 256}.{i % 256}", "port": 1} for i in range(1000)]
+        instances, pauses = finish(naming.parseInstancesInSlices(many, sliceItems=100))
+        self.assertEqual((len(instances), pauses), (1000, 10))
 
     def test_clusters(self):
         """
@@ -154,7 +164,36 @@ class RequestTests(SynchronousTestCase):
                            b'{"x": [' + b"1," * 3_000_000 + b"1]}")
         batch = {"instances": [{"ip": f"10.0.{i // 256}.{i % 256}", "port": 1, "weight": 1.0,
                                 "metadata": {"a": "b", "c": "d"}} for i in range(10000)]}
-        self.assertEqual(len(naming.parseBody(json.dumps(batch).encode())["instances"]), 10000)
+        self.assertEqual(len(finish(naming.parseBodyInSlices(json.dumps(batch).encode()))[0]["instances"]),
+                         10000)
+
+    def test_bodyBounded(self):
+        """
+        A body longer than any request but a batch needs is refused unread.
+        """
+        limit = naming.maxBody(8192)
+        body = json.dumps({"serviceName": "s", "pad": "x" * limit}).encode()
+        self.assertRefused(INVALID_PARAM, f"body: more than {limit} bytes", naming.parseBody, body, limit)
+        self.assertEqual(naming.parseBody(body)["serviceName"], "s")
+
+    def test_bodyInSlices(self):
+        """
+        A batch's body is parsed a slice of its arrays at a time, to what
+        json.loads makes of it, and refused as parseBody refuses.
+        """
+        batch = {"type": "batchRegisterInstance", "serviceName": "s", "empty": [], "nested": {"a": [1, 2]},
+                 "instances": [{"ip": f"10.0.{i // 256}.{i % 256}", "port": 1, "metadata": {"k": [i]}}
+                               for i in range(1000)], "n": None, "t": True, "f": -1.5e3, "u": "é\u2028"}
+        for text in (json.dumps(batch), json.dumps(batch, indent=2), json.dumps(batch, separators=(",", ":")),
+                     " \r\n\t{}\n", '{"a":[ ] , "b" : [ 1 ,2 ] }', '{"dup": 1, "dup": [2]}'):
+            value, pauses = finish(naming.parseBodyInSlices(text.encode(), sliceItems=100))
+            self.assertEqual(value, json.loads(text))
+        self.assertEqual(finish(naming.parseBodyInSlices(json.dumps(batch).encode(), sliceItems=100))[1], 10)
+        for bad in (b"", b"[1]", b'"x"', b"{", b'{"a": 1', b'{"a": 1,}', b'{"a": [1,]}', b'{"a": [1 2]}',
+                    b'{"a" 1}', b"{a: 1}", b'{"a": 1} x', b'{"a": [1]]}', b"\xff{}", b'{"a": [1, 2}'):
+            self.assertRefused(BAD_GATEWAY, "body:", lambda b: finish(naming.parseBodyInSlices(b)), bad)
+        self.assertRefused(INVALID_PARAM, "body: more than", lambda b: finish(naming.parseBodyInSlices(b)),
+                           b'{"x": [' + b"1," * 3_000_000 + b"1]}")
 
     def test_bodyUtf8Only(self):
         """
@@ -256,17 +295,18 @@ class ResponseTests(SynchronousTestCase):
         )
         self.assertEqual(naming.encodeBody({"a": "é"}), '{"a":"é"}'.encode())
 
-    def test_cacheCountsBytes(self):
+    def test_jsonKeptWithItsGroup(self):
         """
-        The JSON kept per chunk is counted in bytes held, not characters
-        (a character may take four; found in review).
+        The JSON of a group of hosts is made once and kept with the group
+        (found in review: a process-wide cache keyed by id() kept the JSON
+        and hosts of replaced chunks until 64 MiB).
         """
-        service = model.ServiceKey("public", "DEFAULT_GROUP", "emoji")
-        hosts = tuple(model.parseInstance({"ip": f"10.1.0.{n}", "port": 80,
-                                           "metadata": {"e": "\U0001f600"}}) for n in range(10))
+        service = model.ServiceKey("public", "DEFAULT_GROUP", "kept")
+        hosts = tuple(model.parseInstance({"ip": f"10.1.0.{n}", "port": 80}) for n in range(10))
         info = ServiceInfo.ofHosts(service, None, hosts, 1)
-        before = naming._groupsBytes
-        naming.hostsJson(info)
-        text = naming._GROUPS[id(info.hostGroups()[0])][2]
-        self.assertEqual(naming._groupsBytes - before, sys.getsizeof(text))
-        self.assertGreater(sys.getsizeof(text), 3 * len(text))
+        (group,) = info.hostGroups()
+        made = []
+        self.assertEqual(naming.hostsJson(info), naming.hostsJson(info))
+        text = group.encoded(("nacos", "DEFAULT_GROUP@@kept"), made.append)
+        self.assertEqual(made, [])  # kept: not made again
+        self.assertEqual(json.loads("[" + text + "]"), [naming.host(h, "DEFAULT_GROUP@@kept") for h in hosts])

@@ -19,6 +19,7 @@ L{distro.interfaces.IClientManager.batchRegister} of one, many or none.
 """
 
 import itertools
+from types import GeneratorType
 
 from twisted.logger import Logger
 
@@ -138,6 +139,7 @@ class NacosConnection:
         self.connectionId = connectionId
         self.peerIp = peerIp
         self.client = None
+        self._ended = False
         self.labels = {}
         self.clientVersion = ""
         self.send = None
@@ -151,6 +153,8 @@ class NacosConnection:
         # its ack, and the timer of its retry.
         self._pushing = {}
         self._retries = {}
+        # (ServiceKey, clusters) -> the newest view to push once encoded.
+        self._encoding = {}
         # Requests given up on (superseded, timed out) kept in their place
         # for a late answer: at most MAX_PLACEHOLDERS.
         self._placeholders = 0
@@ -165,9 +169,23 @@ class NacosConnection:
 
     def request(self, payload):
         """
-        Answer one unary request: the response L{Payload}.
+        Answer one unary request: the response L{Payload}, or a L{Deferred}
+        of it for a request answered over several turns (a large batch).
         """
         self._lastActive = self.node.clock.seconds()
+        steps = self._answer(payload)
+        try:
+            next(steps)
+        except StopIteration as e:
+            return e.value
+        return self.node.turns.run(steps)
+
+    def _answer(self, payload):
+        """
+        The answer to one request, as a generator (of one step but for a
+        batch, whose parse, checks and registration are spread over turns):
+        its return value is the response L{Payload}.
+        """
         try:
             if not self.node.ready:
                 raise NacosError(INVALID_SERVER_STATUS, "the node is still loading cluster data")
@@ -180,10 +198,14 @@ class NacosConnection:
                 raise NacosError(NO_HANDLER, f"no handler for {payload.type[:100]!r}")
             if self.client is None:
                 raise NacosError(UN_REGISTER, "the connection is not set up (ConnectionSetupRequest)")
+            if payload.type == "BatchInstanceRequest":
+                # Thousands of instances: parsed a slice per turn.
+                body = yield from naming.parseBodyInSlices(payload.body)
+            else:
+                body = naming.parseBody(payload.body, self._maxBody())
             # Every naming request needs a grant of its namespace, as
             # Nacos' @Secured handlers do; the token is the SDK's
             # accessToken header.
-            body = naming.parseBody(payload.body)
             if payload.type not in _UNSECURED:
                 # The namespace as the handler reads it (never one
                 # checked and another served).
@@ -195,7 +217,10 @@ class NacosConnection:
                     # errorCode NO_RIGHT (the Java SDK then logs in again).
                     return Payload(_RESPONSE_TYPES[payload.type], {}, "", naming.encodeBody(
                         naming.errorResponse(NO_RIGHT, e.message)))
-            responseType, fields = handler(self, body)
+            answer = handler(self, body)
+            if type(answer) is GeneratorType:
+                answer = yield from answer
+            responseType, fields = answer
             return self._respond(responseType, fields)
         except NacosError as e:
             return self._error(e.code, e.message)
@@ -215,6 +240,9 @@ class NacosConnection:
 
     def _maxMetadata(self):
         return self.node.config.max_metadata_bytes
+
+    def _maxBody(self):
+        return naming.maxBody(self.node.config.max_metadata_bytes)
 
     def _instance(self, body):
         service = naming.serviceKey(body)
@@ -238,8 +266,14 @@ class NacosConnection:
         if type(values) is list and len(values) > limit:
             # Refused before any is read (a batch of 320k held the reactor).
             raise LimitExceeded("max_instances_per_client", f"more than {limit} instances")
-        instances = naming.parseInstances(values, self._maxMetadata())
-        self.node.batchRegister(self.client, service, instances)
+        # Read and registered a slice per turn (10,000 at once held the
+        # reactor 150 ms); the connection's next requests wait for it.
+        instances = yield from naming.parseInstancesInSlices(values, self._maxMetadata())
+        for _ in self.node.batchRegisterInSlices(self.client, service, instances):
+            yield
+            if self._ended:
+                # Nobody waits for the answer, and the client goes.
+                break
         return "BatchInstanceResponse", {"type": kind}
 
     def _persistentInstance(self, body):
@@ -249,6 +283,8 @@ class NacosConnection:
         service = naming.serviceKey(body)
         clusters, clustersText = naming.parseClusters(body.get("cluster"), "cluster")
         info = self.node.serviceInfo(service, clusters, naming.healthyOnly(body))
+        # A view changed much is encoded over turns (a no-op otherwise).
+        yield from naming.hostsJsonInSlices(info)
         return "QueryServiceResponse", {
             "serviceInfo": naming.serviceInfo(info, clustersText, self._refTime()),
         }
@@ -264,6 +300,7 @@ class NacosConnection:
         else:
             self.node.subscribe(self.client, self.channel, service, clusters, info)
             self._subscriptions[(service, clusters)] = clustersText
+        yield from naming.hostsJsonInSlices(info)
         return "SubscribeServiceResponse", {
             "serviceInfo": naming.serviceInfo(info, clustersText, self._refTime()),
         }
@@ -322,7 +359,7 @@ class NacosConnection:
         if self.client is not None:
             return
         try:
-            body = naming.parseBody(payload.body)
+            body = naming.parseBody(payload.body, self._maxBody())
         except NacosError:
             body = {}
         self.labels = _labels(body.get("labels"))
@@ -349,12 +386,14 @@ class NacosConnection:
         goes after the disconnect grace, like any unorderly end. Safe to call
         twice.
         """
+        self._ended = True
         for _, timer, _ in self._asked.values():
             if timer is not None and timer.active():
                 timer.cancel()
         self._asked.clear()
         self._placeholders = 0
         self._pushing.clear()
+        self._encoding.clear()
         for timer in self._retries.values():
             if timer.active():
                 timer.cancel()
@@ -457,7 +496,7 @@ class NacosConnection:
         waiting (C{XResponse} for C{XRequest}; an SDK answers in order).
         """
         try:
-            body = naming.parseBody(payload.body)
+            body = naming.parseBody(payload.body, self._maxBody())
         except NacosError:
             return
         requestId = body.get("requestId")
@@ -544,10 +583,39 @@ class NacosConnection:
 
     def _push(self, info):
         """
-        Send the newest view of a subscription. It supersedes a push of the
-        subscription still waiting for its ack: only the newest is retried.
+        Send the newest view of a subscription, once its hosts are encoded:
+        a view changed much is encoded over turns (L{naming.hostsJsonInSlices}),
+        and a newer view given meanwhile is sent instead.
         """
         key = (info.service, info.clusters)
+        encoding = key in self._encoding
+        self._encoding[key] = info
+        if encoding:
+            return
+        steps = self._encode(key)
+        try:
+            next(steps)
+        except StopIteration:
+            return
+        self.node.turns.run(steps).addErrback(
+            lambda failure: self.notices.failure("push failed", "Nacos push failed", failure))
+
+    def _encode(self, key):
+        while True:
+            info = self._encoding.get(key)
+            if info is None:  # the subscription or the connection ended
+                return
+            yield from naming.hostsJsonInSlices(info)
+            if self._encoding.get(key) is info:
+                del self._encoding[key]
+                self._pushNow(key, info)
+                return
+
+    def _pushNow(self, key, info):
+        """
+        Send C{info}, encoded. It supersedes a push of the subscription
+        still waiting for its ack: only the newest is retried.
+        """
         previous = self._pushing.pop(key, None)
         if previous is not None:
             self._forget(previous)
@@ -573,6 +641,7 @@ class NacosConnection:
             self._retries[key] = self.node.clock.callLater(PUSH_RETRY_DELAY, self._retry, key)
 
     def _stopPushing(self, key):
+        self._encoding.pop(key, None)
         requestId = self._pushing.pop(key, None)
         if requestId is not None:
             self._forget(requestId)

@@ -15,7 +15,7 @@ and C{success}, and never a JSON C{null} (a strict client refuses one).
 
 import functools
 import json
-import sys
+import re
 
 from distro import model
 from distro.wire import ProtocolError
@@ -81,26 +81,130 @@ def _refused(error):
 # 150,000.
 MAX_JSON_ITEMS = 262144
 
+# The elements of a body's arrays L{parseBodyInSlices} parses, and the
+# instances L{parseInstancesInSlices} reads, per slice: a few ms of work.
+SLICE_ITEMS = 256
 
-def parseBody(body):
-    """
-    The JSON object of a request's body.
 
-    @raise NacosError: C{BAD_GATEWAY} (what Nacos answers to a body it cannot
-        parse) if it is not a UTF-8 JSON object.
+def maxBody(maxMetadataBytes):
     """
-    if type(body) is not str and body.count(b",") > MAX_JSON_ITEMS:
+    The largest body of a request other than a batch: an instance whose
+    metadata is the largest allowed, every byte escaped (C{\\uXXXX}), with
+    room for the rest. A larger one is refused unread: a single message
+    never holds the reactor for its parse (8 MB of tiny items: 120 ms).
+    """
+    return 65536 + 6 * maxMetadataBytes
+
+
+def _bodyText(body, maxBytes=None):
+    if type(body) is str:
+        return body
+    if maxBytes is not None and len(body) > maxBytes:
+        raise NacosError(INVALID_PARAM, f"body: more than {maxBytes} bytes")
+    if body.count(b",") > MAX_JSON_ITEMS:
         # Counted in C before any is parsed: millions of tiny items would
         # hold the reactor for the parse (3M numbers in 8 MB: 122 ms).
         raise NacosError(INVALID_PARAM, f"body: more than {MAX_JSON_ITEMS} items")
     try:
         # UTF-8 only (json.loads of bytes would take UTF-16 and UTF-32 too).
-        value = json.loads(body.decode("utf-8") if type(body) is not str else body)
-    except (ValueError, RecursionError):
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
         raise NacosError(BAD_GATEWAY, "body: not valid UTF-8 JSON")
+
+
+def _notJson():
+    return NacosError(BAD_GATEWAY, "body: not valid UTF-8 JSON")
+
+
+def parseBody(body, maxBytes=None):
+    """
+    The JSON object of a request's body.
+
+    @param maxBytes: the longest body read (L{maxBody}); C{None}: any.
+    @raise NacosError: C{BAD_GATEWAY} (what Nacos answers to a body it cannot
+        parse) if it is not a UTF-8 JSON object; C{INVALID_PARAM} if it is
+        longer than C{maxBytes} or has more than L{MAX_JSON_ITEMS} items.
+    """
+    text = _bodyText(body, maxBytes)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _notJson()
     if type(value) is not dict:
         raise NacosError(BAD_GATEWAY, "body: must be a JSON object")
     return value
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def parseBodyInSlices(body, sliceItems=SLICE_ITEMS):
+    """
+    L{parseBody} of a body of thousands of items (a batch), as a generator
+    (for L{distro.interfaces.ITurns.run}): the arrays that are values of
+    the object are parsed C{sliceItems} elements per C{next()}, everything
+    else at once; its return value is the object.
+    """
+    text = _bodyText(body)
+    try:
+        return (yield from _objectInSlices(text, sliceItems))
+    except (ValueError, RecursionError):
+        raise _notJson()
+
+
+def _objectInSlices(text, sliceItems):
+    space, decode = _SPACE.match, _DECODER.raw_decode
+    at = space(text, 0).end()
+    if text[at:at + 1] != "{":
+        raise NacosError(BAD_GATEWAY, "body: must be a JSON object")
+    value = {}
+    at = space(text, at + 1).end()
+    if text[at:at + 1] == "}":
+        at += 1
+    else:
+        while True:
+            if text[at:at + 1] != '"':
+                raise ValueError("a key must be a string")
+            key, at = decode(text, at)
+            at = space(text, at).end()
+            if text[at:at + 1] != ":":
+                raise ValueError("':' expected")
+            at = space(text, at + 1).end()
+            if text[at:at + 1] == "[":
+                value[key], at = yield from _arrayInSlices(text, at, sliceItems)
+            else:
+                value[key], at = decode(text, at)
+            at = space(text, at).end()
+            mark, at = text[at:at + 1], at + 1
+            if mark == "}":
+                break
+            if mark != ",":
+                raise ValueError("',' or '}' expected")
+            at = space(text, at).end()
+    if space(text, at).end() != len(text):
+        raise ValueError("extra data")
+    return value
+
+
+def _arrayInSlices(text, at, sliceItems):
+    space, decode = _SPACE.match, _DECODER.raw_decode
+    items = []
+    at = space(text, at + 1).end()
+    if text[at:at + 1] == "]":
+        return items, at + 1
+    while True:
+        item, at = decode(text, at)
+        items.append(item)
+        if len(items) % sliceItems == 0:
+            yield
+        at = space(text, at).end()
+        mark, at = text[at:at + 1], at + 1
+        if mark == "]":
+            return items, at
+        if mark != ",":
+            raise ValueError("',' or ']' expected")
+        at = space(text, at).end()
 
 
 def namespaceOf(request):
@@ -165,13 +269,19 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192):
         raise _refused(e)
 
 
-def parseInstances(values, maxMetadataBytes=8192):
+def parseInstancesInSlices(values, maxMetadataBytes=8192, sliceItems=SLICE_ITEMS):
     """
-    The instances of a C{BatchInstanceRequest}.
+    The instances of a C{BatchInstanceRequest}, as a generator reading
+    C{sliceItems} per C{next()}; its return value is the list.
     """
     if type(values) is not list:
         raise NacosError(INVALID_PARAM, "instances: must be a list")
-    return [parseInstance(v, f"instances[{i}]", maxMetadataBytes) for i, v in enumerate(values)]
+    instances = []
+    for i, value in enumerate(values):
+        instances.append(parseInstance(value, f"instances[{i}]", maxMetadataBytes))
+        if i % sliceItems == sliceItems - 1:
+            yield
+    return instances
 
 
 # The longest cluster filter text read: 1024 names of 64 characters, as the
@@ -261,36 +371,38 @@ class RawJSON(str):
     """
 
 
-# The JSON of each group of hosts (a chunk of a view, the same tuple while
-# none of its hosts changes; see ServiceInfo.hostGroups), so that a change
-# re-encodes its chunk, not the view: id(tuple) -> (tuple, grouped name,
-# JSON). Bounded by the JSON it holds; past it, it starts over.
-_GROUPS = {}
-_GROUPS_BYTES_LIMIT = 64 * 1024 * 1024
-_groupsBytes = 0
+def _hostsEncoder(info):
+    grouped = groupedName(info.service)
+
+    def encode(hosts):
+        return _dumps([host(i, grouped) for i in hosts])[1:-1]
+
+    return ("nacos", grouped), encode
 
 
 def hostsJson(info):
     """
-    The JSON array of C{info}'s hosts, Nacos instance objects.
+    The JSON array of C{info}'s hosts, Nacos instance objects: the JSON of
+    each group of hosts (a chunk of the view) is made once and kept with
+    the group, so that a change re-encodes its chunk, not the view.
     """
-    global _groupsBytes
-    grouped = groupedName(info.service)
-    parts = []
-    for hosts in info.hostGroups():
-        if not hosts:
-            continue
-        entry = _GROUPS.get(id(hosts))
-        if entry is None or entry[0] is not hosts or entry[1] != grouped:
-            text = _dumps([host(i, grouped) for i in hosts])[1:-1]
-            size = sys.getsizeof(text)  # up to 4 bytes a character
-            if _groupsBytes + size > _GROUPS_BYTES_LIMIT:
-                _GROUPS.clear()
-                _groupsBytes = 0
-            entry = _GROUPS[id(hosts)] = (hosts, grouped, text)
-            _groupsBytes += size
-        parts.append(entry[2])
+    key, encode = _hostsEncoder(info)
+    parts = [group.encoded(key, encode) for group in info.hostGroups() if group.hosts]
     return "[" + ",".join(parts) + "]"
+
+
+def hostsJsonInSlices(info):
+    """
+    Make the JSON of C{info}'s groups of hosts not made yet, one group (a
+    few hundred hosts, about a ms) per C{next()}: a generator (for
+    L{distro.interfaces.ITurns.run}) after which L{hostsJson} only joins.
+    A view of ten thousand changed hosts is then never encoded in one turn.
+    """
+    key, encode = _hostsEncoder(info)
+    for group in info.hostGroups():
+        if group.hosts and not group.isEncoded(key):
+            group.encoded(key, encode)
+            yield
 
 
 def response(fields=None, *, requestId=None):

@@ -22,6 +22,7 @@ C{UNAVAILABLE} on its calls, which every SDK takes as "reconnect".
 """
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -214,7 +215,10 @@ class NacosService(Service):
             # wait for the set up (UN_REGISTER).
             connection = NacosConnection(self.node, grpcConnection.connectionId,
                                          grpcConnection.peer[0], self.notices)
-        return encode(connection.request(payload))
+        response = connection.request(payload)
+        if isinstance(response, Deferred):  # a batch answered over turns
+            return response.addCallback(encode)
+        return encode(response)
 
     def streamStarted(self, call):
         grpcConnection = call.connection
