@@ -65,3 +65,18 @@ def settled(clock, result, turns=10000):
     if isinstance(outcome[0], Failure):
         outcome[0].raiseException()
     return outcome[0]
+
+
+class TickingTimer(SteppedTimer):
+    """
+    A timer that moves C{step} each time it is read: with a step of more
+    than half a L{distro.turns.Turns} budget, each turn runs one slice.
+    """
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now

@@ -16,7 +16,7 @@ from distro.nacos.connection import NacosConnection
 from distro.nacos.payload import Payload
 from distro.turns import Turns
 from tests._node import NodeHarness
-from tests._turns import SteppedTimer, nextTurn, settled
+from tests._turns import SteppedTimer, TickingTimer, nextTurn, settled
 
 ORDERS = model.ServiceKey("public", "DEFAULT_GROUP", "orders")
 
@@ -821,3 +821,87 @@ class ServerRequestTests(ConnectionTestCase):
         self.connection.ended()
         self.connection.ended()  # twice is harmless
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class EncodedInSlicesTests(ConnectionTestCase):
+    """
+    The JSON of a view changed much is made a chunk (256 hosts) per slice,
+    over turns, before its push or query answer goes (found from outside:
+    the push of a 10,000-host view held the reactor 40 ms).
+    """
+
+    pushes = PushTests.pushes
+    answer = PushTests.answer
+
+    def setUp(self):
+        self.harness = NodeHarness(turns=lambda clock: Turns(clock, budget=0.005, timer=TickingTimer(0.003)))
+        self.node = self.harness.node
+        self.clock = self.harness.clock
+        self.connection, self.sent = self.connect()
+        self.publisher, _ = self.connect()
+        self.ok("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=True)
+
+    def publish(self, count, first=0):
+        """
+        The publisher's instances become C{count} new ones (in one step).
+        """
+        self.node.batchRegister(self.publisher.client, ORDERS, [
+            model.parseInstance({"ip": f"10.2.{i // 250}.{i % 250}", "port": 80})
+            for i in range(first, first + count)])
+
+    def turnsUntilPushed(self):
+        for turns in range(1, 50):
+            nextTurn(self.clock)
+            pushes = self.pushes()
+            if pushes:
+                return turns, pushes
+        self.fail("never pushed")
+
+    def test_pushEncodedOverTurns(self):
+        self.publish(1000)
+        turns, ((kind, push),) = self.turnsUntilPushed()
+        self.assertGreater(turns, 2)  # a chunk per turn
+        self.assertEqual(len(push["serviceInfo"]["hosts"]), 1000)
+
+    def test_newerViewSupersedes(self):
+        """
+        A view given while an older one is encoded is the one pushed.
+        """
+        self.publish(3000)
+        nextTurn(self.clock)
+        nextTurn(self.clock)
+        self.assertEqual(self.pushes(), [])
+        self.publish(600, first=3000)
+        turns, ((kind, push),) = self.turnsUntilPushed()
+        ips = sorted(h["ip"] for h in push["serviceInfo"]["hosts"])
+        self.assertEqual(len(ips), 600)
+        self.assertEqual(ips[0], "10.2.12.0")  # the 3000th: the newer view only
+        for _ in range(10):
+            nextTurn(self.clock)
+        self.assertEqual(self.pushes(), [])
+
+    def test_unsubscribedWhileEncoded(self):
+        self.publish(1000)
+        nextTurn(self.clock)
+        self.ask("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=False)
+        for _ in range(20):
+            nextTurn(self.clock)
+        self.assertEqual(self.pushes(), [])
+
+    def test_endedWhileEncoded(self):
+        self.publish(1000)
+        nextTurn(self.clock)
+        self.connection.ended()
+        for _ in range(20):
+            nextTurn(self.clock)
+        self.assertEqual(self.sent, [])
+
+    def test_queryEncodedOverTurns(self):
+        self.publish(1000)
+        answer = self.connection.request(request("ServiceQueryRequest", serviceName="orders", cluster=""))
+        self.assertIsInstance(answer, Deferred)
+        reply = json.loads(settled(self.clock, answer).body)
+        self.assertEqual(len(reply["serviceInfo"]["hosts"]), 1000)
+        # Encoded now: the next query is answered at once.
+        again = self.connection.request(request("ServiceQueryRequest", serviceName="orders", cluster=""))
+        self.assertNotIsInstance(again, Deferred)
