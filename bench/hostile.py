@@ -8,9 +8,17 @@ One C{twistd distro-node} (standalone, 127.0.0.1) holds a view of
 C{--hosts} instances (a ServiceQuery reply of several MB). Each attack runs
 C{--seconds} against a fresh node, from raw HTTP/2 clients of this script
 (the C{h2} library over sockets, misbehaving as grpcio cannot), while a
-msgpack client pings the node every 20 ms. Printed per attack: node RSS
-growth (from before the attack to its highest), the worst and p99 ping, and
-what the attack did. The baseline is the same node idle for the same time.
+msgpack client pings the node every 20 ms from a process of its own.
+Printed per attack: node RSS growth (from before the attack to its
+highest), the worst and p99 ping, and what the attack did. The baseline is
+the same node idle for the same time. On a 2-core machine the attack's
+clients, the pinger and the node share the cores: a ping also waits for
+the scheduler. So the node's own figure is printed too: its longest
+reactor turn (timed calls plus the reads and writes of one poll), timed
+inside the node by bench/probe, and the longest garbage collector pause the
+node logged meanwhile (the first full collection after the big view was
+made walks all of it; later ones walk only what is new, see
+distro/collector.py).
 
 Attacks (all with no credentials):
   nowindow     a set-up connection that grants no HTTP/2 window sends 100
@@ -40,6 +48,7 @@ at the end of its attack.
 
 import argparse
 import json
+import multiprocessing
 import os
 import selectors
 import shutil
@@ -231,42 +240,118 @@ def unary(client, type_, body):
     return _guarded(client.call, b"/Request/request", grpcMessage(type_, json.dumps(body).encode()))
 
 
-class Pinger(threading.Thread):
+def _pingLoop(address, stop, results):
     """
-    A msgpack client pinging the node every 20 ms; keeps the round trips.
+    In a process of its own: ping C{address} every 20 ms until C{stop} is
+    set, then send the round trips (ms) on C{results}.
+    """
+    sock = socket.create_connection(address, timeout=30)
+    request(sock, {"op": "hello", "id": 1, "proto": 1})
+    times = []
+    n = 2
+    while not stop.is_set():
+        start = time.monotonic()
+        try:
+            sock.sendall(wire.encode({"op": "ping", "id": n}))
+            readFrame(sock)
+        except (OSError, SystemExit):
+            times.append(float("inf"))
+            break
+        times.append((time.monotonic() - start) * 1000)
+        n += 1
+        time.sleep(0.02)
+    results.send(times)
+
+
+class Pinger:
+    """
+    A msgpack client pinging the node every 20 ms, in a process of its own:
+    a thread of this script would wait for the GIL behind the attack's
+    clients, and count that wait as the node's.
     """
 
     def __init__(self, address):
-        super().__init__(daemon=True)
-        self.sock = socket.create_connection(address, timeout=30)
-        request(self.sock, {"op": "hello", "id": 1, "proto": 1})
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results, childEnd = context.Pipe(duplex=False)
+        self._process = context.Process(target=_pingLoop, args=(address, self._stop, childEnd), daemon=True)
         self.times = []
-        self.running = True
+        self.running = False
 
-    def run(self):
-        n = 2
-        while self.running:
-            start = time.monotonic()
-            try:
-                self.sock.sendall(wire.encode({"op": "ping", "id": n}))
-                readFrame(self.sock)
-            except (OSError, SystemExit):
-                self.times.append(float("inf"))
-                return
-            self.times.append((time.monotonic() - start) * 1000)
-            n += 1
-            time.sleep(0.02)
+    def start(self):
+        self.running = True
+        self._process.start()
+
+    def finish(self):
+        """
+        Stop pinging; keep the round trips in C{times}.
+        """
+        self.running = False
+        self._stop.set()
+        if self._results.poll(10):
+            self.times = self._results.recv()
+        self._process.join(5)
+
+
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe")
 
 
 def startNode(directory, name):
+    """
+    A node, with the reactor probe (bench/probe) writing its iterations
+    over 5 ms to C{turns.log} in C{directory}.
+    """
     (nacosPort,) = freePorts(1)
-    node = Child(name, [
+    saved = dict(os.environ)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PROBE, os.environ.get("PYTHONPATH")]))
+    os.environ["DISTRO_BENCH_TURNS"] = os.path.join(directory, "turns.log")
+    try:
+        node = startChild(directory, name, nacosPort)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return node, node.waitAddress(), ("127.0.0.1", nacosPort)
+
+
+def longestTurn(directory, since, until):
+    """
+    The longest reactor iteration the probe saw between C{since} and
+    C{until} (wall clock), in ms; 5 if none was longer.
+    """
+    longest = 5.0
+    try:
+        with open(os.path.join(directory, "turns.log")) as f:
+            for line in f:
+                at, ms = line.split()
+                if since <= float(at) <= until:
+                    longest = max(longest, float(ms))
+    except FileNotFoundError:
+        pass
+    return longest
+
+
+def longestCollection(logPath, since, until):
+    """
+    The longest garbage collector pause the node logged (it logs those of
+    20 ms or more) between C{since} and C{until} (wall clock, to the
+    second), in ms; 0 if none.
+    """
+    first, last = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) for t in (since, until + 1))
+    longest = 0.0
+    with open(logPath, errors="replace") as f:
+        for line in f:
+            if "collection paused the node" in line and first <= line[:19] <= last:
+                longest = max(longest, float(line.rsplit("node ", 1)[1].split()[0]))
+    return longest
+
+
+def startChild(directory, name, nacosPort):
+    return Child(name, [
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
         "-n", "--pidfile=", "--logfile", os.path.join(directory, name + ".twistd.log"), "distro-node",
         "--node-id", name, "--listen", "tcp:0:interface=127.0.0.1",
         "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1", "--http-listen", "",
         "--handshake-timeout-ms", "3000", "--port-file"], directory)
-    return node, node.waitAddress(), ("127.0.0.1", nacosPort)
 
 
 def fill(address, hosts):
@@ -508,23 +593,29 @@ def main(argv):
 
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
+            since = time.time()
             what = attack(name, nacos, options.seconds, pump, publisher)
-            pinger.running = False
-            pinger.join(5)
+            until = time.time()
+            turn = longestTurn(directory, since, until)
+            collection = longestCollection(os.path.join(directory, name + ".twistd.log"), since, until)
+            pinger.finish()
             watcher.join(5)
             logBytes = sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)
                            if ".twistd.log" in f)
             pings = sorted(pinger.times)
             rows.append((name, (peak[0] - before) / 2**20, pings[-1] if pings else float("inf"),
-                         pings[int(len(pings) * 0.99) - 1] if pings else float("inf"), logBytes / 2**20, what))
+                         pings[int(len(pings) * 0.99) - 1] if pings else float("inf"), turn,
+                         collection, logBytes / 2**20, what))
         finally:
             pump.stop()
             node.stop()
             shutil.rmtree(directory, ignore_errors=True)
     print(f"view of {options.hosts} hosts; {options.seconds:g} s per attack; a fresh node each")
-    print(f"{'attack':<12} {'RSS growth MiB':>15} {'worst ping ms':>14} {'p99 ping ms':>12} {'log MiB':>8}  what")
-    for name, growth, worst, p99, logMb, what in rows:
-        print(f"{name:<12} {growth:>15.1f} {worst:>14.1f} {p99:>12.1f} {logMb:>8.2f}  {what}")
+    print(f"{'attack':<12} {'RSS growth MiB':>15} {'worst ping ms':>14} {'p99 ping ms':>12} "
+          f"{'longest turn ms':>16} {'of it gc ms':>12} {'log MiB':>8}  what")
+    for name, growth, worst, p99, turn, collection, logMb, what in rows:
+        print(f"{name:<12} {growth:>15.1f} {worst:>14.1f} {p99:>12.1f} {turn:>16.1f} {collection:>12.1f} "
+              f"{logMb:>8.2f}  {what}")
 
 
 if __name__ == "__main__":

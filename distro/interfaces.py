@@ -290,6 +290,13 @@ class ITurns(Interface):
         deferred work waits before it.
         """
 
+    def spent():
+        """
+        Whether this turn's budget is spent: work given its turn goes on
+        until it is (a connection answers the calls it has ready, one
+        write for all), whatever waits behind it.
+        """
+
     def later(work):
         """
         Call C{work} (no arguments) in a coming turn, after the work

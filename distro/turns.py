@@ -44,6 +44,10 @@ class Turns:
         self._open()
         return not self._waiting and self.timer() - self._started < self.budget
 
+    def spent(self):
+        self._open()
+        return self.timer() - self._started >= self.budget
+
     def later(self, work):
         self._open()
         self._waiting.append(work)

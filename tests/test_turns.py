@@ -34,6 +34,18 @@ class TurnsTests(SynchronousTestCase):
         nextTurn(self.clock)
         self.assertTrue(self.turns.available())
 
+    def test_spent(self):
+        """
+        Work given its turn goes on until the budget is spent, whatever
+        waits behind it.
+        """
+        self.assertFalse(self.turns.spent())
+        self.turns.later(lambda: None)
+        self.assertFalse(self.turns.available())
+        self.assertFalse(self.turns.spent())
+        self.timer.now += 0.005
+        self.assertTrue(self.turns.spent())
+
     def test_deferredInOrder(self):
         """
         Deferred work runs in the next turns, oldest first, each turn
