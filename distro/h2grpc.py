@@ -339,7 +339,15 @@ class GrpcConnection(Protocol):
             self._readHeld = False
             if not self._paused:
                 self.transport.resumeProducing()
-        self._handle(held)
+        try:
+            self._handle(held)
+        except Exception:
+            # As a failure in dataReceived would: the connection goes (its
+            # HTTP/2 state is not to be trusted past a lost read).
+            self.factory.notices.failure("read failed", "gRPC peer {ip}: handling a read failed",
+                                         ip=self.peer[0])
+            self._closing = True
+            self.transport.abortConnection()
 
     def _handle(self, data):
         """
@@ -378,7 +386,7 @@ class GrpcConnection(Protocol):
                     call = self.calls.pop(getattr(event, "stream_id", None), None)
                     if call is not None:
                         self._endCall(call)
-        return True
+        return not self._closing
 
     def connectionLost(self, reason):
         self._closing = True
@@ -596,19 +604,23 @@ class GrpcConnection(Protocol):
 
     def _answered(self, reply, call):
         self._awaiting = None
-        if self._closing or call.ended or call._trailers is not None:
-            return
-        self._reply(call, reply)
-        self._flush()
-        self._serveLater()
+        try:
+            if not (self._closing or call.ended or call._trailers is not None):
+                self._reply(call, reply)
+                self._flush()
+        finally:
+            # The calls that waited behind it go on, whatever became of it.
+            self._serveLater()
 
     def _notAnswered(self, failure, call):
         self._awaiting = None
-        self.factory.notices.failure("unary call failed", "gRPC {method} failed", method=call.method,
-                                     failure=failure)
-        call.finish(INTERNAL, "internal error")
-        self._flush()
-        self._serveLater()
+        try:
+            self.factory.notices.failure("unary call failed", "gRPC {method} failed", method=call.method,
+                                         failure=failure)
+            call.finish(INTERNAL, "internal error")
+            self._flush()
+        finally:
+            self._serveLater()
 
     def _reply(self, call, reply):
         if self._unsent + len(reply) > self.factory.maxUnsent:

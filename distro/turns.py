@@ -17,6 +17,7 @@ import collections
 import time
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.interfaces import ITurns
@@ -27,6 +28,8 @@ TURN_BUDGET = 0.005
 
 @implementer(ITurns)
 class Turns:
+    log = Logger()
+
     def __init__(self, clock, budget=TURN_BUDGET, timer=time.perf_counter):
         self.clock = clock
         self.budget = budget
@@ -87,4 +90,9 @@ class Turns:
         # goes to the back, for a later turn.
         while count and self.timer() - self._started < self.budget:
             count -= 1
-            waiting.popleft()()
+            work = waiting.popleft()
+            try:
+                work()
+            except Exception:
+                # Its owner's failure: the work after it still runs.
+                self.log.failure("work deferred to a turn failed: {work!r}", work=work)

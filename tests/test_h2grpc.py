@@ -390,6 +390,45 @@ class BoundsTests(GrpcTestCase):
         d.callback(b"late")  # no error, nothing sent
         self.assertEqual(gone.transport.value(), b"")
 
+    def test_replyLaterForACallGone(self):
+        """
+        When the call answered later was reset meanwhile, the calls that
+        waited behind it are still answered (found in review: they waited
+        for the next call to come).
+        """
+        client = H2Client(self.factory)
+        first = client.open("/Echo/later")
+        client.send(first, framed(b"1"), end=True)
+        second = client.open("/Echo/unary")
+        client.send(second, framed(b"2"), end=True)
+        client.h2.reset_stream(first)
+        client.pump()
+        d, _ = self.service.later.pop()
+        d.callback(b"late")
+        client.pump()
+        self.assertEqual(client.responses[second].messages(), [b"echo 2"])
+
+    def test_failedReadDropsTheConnection(self):
+        """
+        A read handled in a later turn that fails drops the connection, as
+        a failure in dataReceived does (its HTTP/2 state is lost).
+        """
+        timer = SteppedTimer()
+        self.factory = self.makeFactory(turns=Turns(self.clock, budget=0.005, timer=timer))
+        client = H2Client(self.factory)
+        self.factory.turns.available()
+        timer.now += 0.006
+        client.h2.ping(b"12345678")
+        client.server.dataReceived(client.h2.data_to_send())
+
+        def broken(data):
+            raise RuntimeError("boom")
+
+        client.server._handle = broken
+        nextTurn(self.clock)
+        self.assertTrue(client.transport.disconnecting or client.transport.disconnected)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_replyLaterFails(self):
         """
         A reply that fails later answers INTERNAL, and the calls after it
@@ -406,6 +445,31 @@ class BoundsTests(GrpcTestCase):
         self.assertEqual(client.responses[first].status, h2grpc.INTERNAL)
         self.assertEqual(client.responses[second].messages(), [b"echo 2"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_nothingHandledAfterGoAway(self):
+        """
+        Once a slice of a read ends the connection (a rapid reset), the
+        rest of the read is not handed to HTTP/2 (found in review: it went
+        away twice, its first abort timer left behind).
+        """
+        # A turn whose budget lasts: every slice of the read is handled.
+        self.factory = self.makeFactory(turns=Turns(self.clock, timer=SteppedTimer()))
+        client = H2Client(self.factory)
+        for _ in range(h2grpc.MAX_RESETS + 1):
+            streamId = client.open("/Echo/stream")
+            client.h2.reset_stream(streamId)
+        resets = client.h2.data_to_send()
+        # Connection-level frames before them (WINDOW_UPDATEs of 13 bytes,
+        # PINGs of 17) so that the last reset ends a slice exactly.
+        size = -(-(len(resets) + 300) // h2grpc.HANDLE_SLICE) * h2grpc.HANDLE_SLICE - len(resets)
+        pings = next(b for b in range(13) if (size - 17 * b) % 13 == 0)
+        pad = (b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678") * pings
+        pad += (b"\x00\x00\x04\x08\x00\x00\x00\x00\x00" + b"\x00\x00\x00\x01") * ((size - 17 * pings) // 13)
+        self.assertEqual((len(pad) + len(resets)) % h2grpc.HANDLE_SLICE, 0)
+        more = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
+        client.server.dataReceived(pad + resets + more * 1000)
+        aborts = [c for c in self.clock.getDelayedCalls() if c.func == client.server._abort]
+        self.assertEqual(len(aborts), 1)
 
     def test_rapidReset(self):
         """

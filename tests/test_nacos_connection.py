@@ -12,6 +12,7 @@ from zope.interface import implementer
 from distro import model
 from distro.interfaces import IClientObserver
 from distro.nacos import connection as nacos
+from distro.nacos import naming
 from distro.nacos.connection import NacosConnection
 from distro.nacos.payload import Payload
 from distro.turns import Turns
@@ -905,3 +906,75 @@ class EncodedInSlicesTests(ConnectionTestCase):
         # Encoded now: the next query is answered at once.
         again = self.connection.request(request("ServiceQueryRequest", serviceName="orders", cluster=""))
         self.assertNotIsInstance(again, Deferred)
+
+    def test_subscribeAnsweredBeforeItsPushes(self):
+        """
+        A subscribe of a view encoded over turns is answered before any
+        push of the subscription, and what the SDK ends up holding (the
+        view with the highest lastRefTime) is the newest (found in review:
+        a push of a newer view could go before the answer with the older
+        one, whose later lastRefTime made the SDK keep it).
+        """
+        self.publish(3000)
+        late, lateSent = self.connect()
+        answer = late.request(request("SubscribeServiceRequest", serviceName="orders", clusters="",
+                                      subscribe=True))
+        self.assertIsInstance(answer, Deferred)
+        nextTurn(self.clock)
+        self.publish(600, first=3000)  # the view changes while it is encoded
+        reply = json.loads(settled(self.clock, answer).body)
+        self.assertEqual([p.type for p in lateSent], [])  # nothing before the answer
+        for _ in range(30):
+            nextTurn(self.clock)
+        views = [reply["serviceInfo"]] + [json.loads(p.body)["serviceInfo"] for p in lateSent
+                                          if p.type == "NotifySubscriberRequest"]
+        held = max(views, key=lambda v: v["lastRefTime"])
+        self.assertEqual(len(held["hosts"]), 600)
+
+    def test_pushEncodedWithinTheBudget(self):
+        """
+        A push due when the turn's budget is spent encodes nothing at once
+        (found in review: each of 40 subscribers encoded a chunk in the
+        same turn).
+        """
+        timer = SteppedTimer()
+        self.harness = NodeHarness(turns=lambda clock: Turns(clock, budget=0.005, timer=timer))
+        self.node = self.harness.node
+        self.clock = self.harness.clock
+        self.connection, self.sent = self.connect()
+        self.publisher, _ = self.connect()
+        self.ok("SubscribeServiceRequest", serviceName="orders", clusters="", subscribe=True)
+        self.publish(1000)
+        info = self.node.serviceInfo(ORDERS)
+        self.node.turns.available()
+        timer.now += 0.006  # the turn's budget is spent
+        self.connection._push(info)
+        self.assertFalse(any(g.isEncoded(("nacos", "DEFAULT_GROUP@@orders")) for g in info.hostGroups()))
+        for _ in range(10):
+            timer.now += 0.006
+            nextTurn(self.clock)
+        ((kind, push),) = self.pushes()
+        self.assertEqual(len(push["serviceInfo"]["hosts"]), 1000)
+
+    def test_pushAfterAFailedEncoding(self):
+        """
+        A push whose encoding failed is logged, and the subscription's
+        next views are pushed (found in review: the failed one stayed
+        "being encoded", and every later push waited behind it).
+        """
+        real = naming.hostsJsonInSlices
+
+        def broken(info):
+            yield
+            raise RuntimeError("boom")
+
+        self.patch(naming, "hostsJsonInSlices", broken)
+        self.publish(1000)
+        for _ in range(10):
+            nextTurn(self.clock)
+        self.assertEqual(self.pushes(), [])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.patch(naming, "hostsJsonInSlices", real)
+        self.publish(900)
+        turns, ((kind, push),) = self.turnsUntilPushed()
+        self.assertEqual(len(push["serviceInfo"]["hosts"]), 900)

@@ -15,6 +15,9 @@ from distro.registry import ServiceInfo
 
 from tests._turns import finish
 
+# The longest value parseBodyInSlices reads here.
+LIMIT = 1 << 20
+
 # An InstanceRequest as the Java SDK sends it (Go sends zero values instead
 # of omitting; Python adds requestId, module "").
 JAVA_REGISTER = {
@@ -164,7 +167,7 @@ class RequestTests(SynchronousTestCase):
                            b'{"x": [' + b"1," * 3_000_000 + b"1]}")
         batch = {"instances": [{"ip": f"10.0.{i // 256}.{i % 256}", "port": 1, "weight": 1.0,
                                 "metadata": {"a": "b", "c": "d"}} for i in range(10000)]}
-        self.assertEqual(len(finish(naming.parseBodyInSlices(json.dumps(batch).encode()))[0]["instances"]),
+        self.assertEqual(len(finish(naming.parseBodyInSlices(json.dumps(batch).encode(), LIMIT))[0]["instances"]),
                          10000)
 
     def test_bodyBounded(self):
@@ -186,14 +189,33 @@ class RequestTests(SynchronousTestCase):
                                for i in range(1000)], "n": None, "t": True, "f": -1.5e3, "u": "é\u2028"}
         for text in (json.dumps(batch), json.dumps(batch, indent=2), json.dumps(batch, separators=(",", ":")),
                      " \r\n\t{}\n", '{"a":[ ] , "b" : [ 1 ,2 ] }', '{"dup": 1, "dup": [2]}'):
-            value, pauses = finish(naming.parseBodyInSlices(text.encode(), sliceItems=100))
+            value, pauses = finish(naming.parseBodyInSlices(text.encode(), LIMIT, sliceItems=100))
             self.assertEqual(value, json.loads(text))
-        self.assertEqual(finish(naming.parseBodyInSlices(json.dumps(batch).encode(), sliceItems=100))[1], 10)
+        self.assertEqual(finish(naming.parseBodyInSlices(json.dumps(batch).encode(), LIMIT, sliceItems=100))[1], 10)
         for bad in (b"", b"[1]", b'"x"', b"{", b'{"a": 1', b'{"a": 1,}', b'{"a": [1,]}', b'{"a": [1 2]}',
                     b'{"a" 1}', b"{a: 1}", b'{"a": 1} x', b'{"a": [1]]}', b"\xff{}", b'{"a": [1, 2}'):
-            self.assertRefused(BAD_GATEWAY, "body:", lambda b: finish(naming.parseBodyInSlices(b)), bad)
-        self.assertRefused(INVALID_PARAM, "body: more than", lambda b: finish(naming.parseBodyInSlices(b)),
+            self.assertRefused(BAD_GATEWAY, "body:", lambda b: finish(naming.parseBodyInSlices(b, LIMIT)), bad)
+        self.assertRefused(INVALID_PARAM, "body: more than", lambda b: finish(naming.parseBodyInSlices(b, LIMIT)),
                            b'{"x": [' + b"1," * 3_000_000 + b"1]}")
+
+    def test_bodyInSlicesValuesBounded(self):
+        """
+        No value of a batch's body, nor element of its arrays, is longer
+        than the limit (found in review: one element of 262k keys was
+        parsed at once, 120 ms); values around the window first read are
+        parsed whole.
+        """
+        limit = 10_000
+        huge = b'{"instances": [{' + b",".join(b'"k%d": 1' % i for i in range(2000)) + b"}]}"
+        self.assertRefused(BAD_GATEWAY, "body: not valid UTF-8 JSON, or a value of it longer than 10000",
+                           lambda b: finish(naming.parseBodyInSlices(b, limit)), huge)
+        self.assertRefused(BAD_GATEWAY, "body:", lambda b: finish(naming.parseBodyInSlices(b, limit)),
+                           b'{"junk": [[' + b"1," * 6000 + b'1]], "x": 1}')
+        for size in (2000, 2040, 2050, 4000, 9990):
+            text = json.dumps({"instances": [{"m": "x" * size}, {"n": 1}], "s": "y" * size, "tail": [1]})
+            self.assertEqual(finish(naming.parseBodyInSlices(text.encode(), limit))[0], json.loads(text))
+        number = '{"a": [' + "1" * 3000 + ', 2]}'
+        self.assertEqual(finish(naming.parseBodyInSlices(number.encode(), limit))[0], json.loads(number))
 
     def test_bodyUtf8Only(self):
         """

@@ -97,6 +97,21 @@ class TurnsTests(SynchronousTestCase):
         nextTurn(self.clock)
         self.assertEqual(ran, ["first", "second", "again"])
 
+    def test_failedWorkLogged(self):
+        """
+        Work that fails is logged, and the work after it runs.
+        """
+        ran = []
+
+        def broken():
+            raise RuntimeError("boom")
+
+        self.turns.later(broken)
+        self.turns.later(lambda: ran.append("after"))
+        nextTurn(self.clock)
+        self.assertEqual(ran, ["after"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_quietWhenIdle(self):
         """
         With no work, no turn is scheduled.

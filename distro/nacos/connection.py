@@ -200,7 +200,7 @@ class NacosConnection:
                 raise NacosError(UN_REGISTER, "the connection is not set up (ConnectionSetupRequest)")
             if payload.type == "BatchInstanceRequest":
                 # Thousands of instances: parsed a slice per turn.
-                body = yield from naming.parseBodyInSlices(payload.body)
+                body = yield from naming.parseBodyInSlices(payload.body, self._maxBody())
             else:
                 body = naming.parseBody(payload.body, self._maxBody())
             # Every naming request needs a grant of its namespace, as
@@ -292,15 +292,20 @@ class NacosConnection:
     def _subscribe(self, body):
         service = naming.serviceKey(body)
         clusters, clustersText = naming.parseClusters(body.get("clusters"))
+        # A view changed much is encoded over turns first; then, in one
+        # step, the client subscribes with the view it is answered, so that
+        # a push of a newer one can only follow the answer.
+        yield from naming.hostsJsonInSlices(self.node.serviceInfo(service, clusters))
         info = self.node.serviceInfo(service, clusters)
-        if body.get("subscribe", True) is False:
+        if self._ended:
+            pass  # nobody reads the answer, nothing to push to
+        elif body.get("subscribe", True) is False:
             self.node.unsubscribe(self.client, self.channel, service, clusters)
             self._subscriptions.pop((service, clusters), None)
             self._stopPushing((service, clusters))
         else:
             self.node.subscribe(self.client, self.channel, service, clusters, info)
             self._subscriptions[(service, clusters)] = clustersText
-        yield from naming.hostsJsonInSlices(info)
         return "SubscribeServiceResponse", {
             "serviceInfo": naming.serviceInfo(info, clustersText, self._refTime()),
         }
@@ -588,28 +593,32 @@ class NacosConnection:
         and a newer view given meanwhile is sent instead.
         """
         key = (info.service, info.clusters)
-        encoding = key in self._encoding
+        if key in self._encoding:
+            self._encoding[key] = info  # the one sent when encoded
+            return
+        if naming.hostsEncoded(info):
+            self._pushNow(key, info)
+            return
         self._encoding[key] = info
-        if encoding:
-            return
-        steps = self._encode(key)
-        try:
-            next(steps)
-        except StopIteration:
-            return
-        self.node.turns.run(steps).addErrback(
+        self.node.turns.run(self._encode(key)).addErrback(
             lambda failure: self.notices.failure("push failed", "Nacos push failed", failure))
 
     def _encode(self, key):
-        while True:
-            info = self._encoding.get(key)
-            if info is None:  # the subscription or the connection ended
-                return
-            yield from naming.hostsJsonInSlices(info)
-            if self._encoding.get(key) is info:
+        info = None
+        try:
+            while True:
+                info = self._encoding.get(key)
+                if info is None:  # the subscription or the connection ended
+                    return
+                yield from naming.hostsJsonInSlices(info)
+                if self._encoding.get(key) is info:
+                    del self._encoding[key]
+                    self._pushNow(key, info)
+                    return
+        finally:
+            # Whatever happened, the next view starts afresh.
+            if info is not None and self._encoding.get(key) is info:
                 del self._encoding[key]
-                self._pushNow(key, info)
-                return
 
     def _pushNow(self, key, info):
         """

@@ -112,10 +112,6 @@ def _bodyText(body, maxBytes=None):
         raise NacosError(BAD_GATEWAY, "body: not valid UTF-8 JSON")
 
 
-def _notJson():
-    return NacosError(BAD_GATEWAY, "body: not valid UTF-8 JSON")
-
-
 def parseBody(body, maxBytes=None):
     """
     The JSON object of a request's body.
@@ -129,7 +125,7 @@ def parseBody(body, maxBytes=None):
     try:
         value = json.loads(text)
     except (ValueError, RecursionError):
-        raise _notJson()
+        raise NacosError(BAD_GATEWAY, "body: not valid UTF-8 JSON")
     if type(value) is not dict:
         raise NacosError(BAD_GATEWAY, "body: must be a JSON object")
     return value
@@ -139,22 +135,60 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
 
-def parseBodyInSlices(body, sliceItems=SLICE_ITEMS):
+def parseBodyInSlices(body, maxValueChars, sliceItems=SLICE_ITEMS):
     """
     L{parseBody} of a body of thousands of items (a batch), as a generator
     (for L{distro.interfaces.ITurns.run}): the arrays that are values of
-    the object are parsed C{sliceItems} elements per C{next()}, everything
-    else at once; its return value is the object.
+    the object are parsed C{sliceItems} elements per C{next()}; its return
+    value is the object. Every other value, and every element of those
+    arrays, is at most C{maxValueChars} characters (L{maxBody} of the
+    metadata allowed: one instance), so that no single value holds the
+    reactor for its parse (one object of 262k keys: 120 ms).
+
+    @raise NacosError: C{BAD_GATEWAY} if it is not a UTF-8 JSON object, or
+        holds a longer value.
     """
     text = _bodyText(body)
     try:
-        return (yield from _objectInSlices(text, sliceItems))
+        return (yield from _objectInSlices(text, _Values(text, maxValueChars), sliceItems))
     except (ValueError, RecursionError):
-        raise _notJson()
+        raise NacosError(
+            BAD_GATEWAY, f"body: not valid UTF-8 JSON, or a value of it longer than {maxValueChars} characters")
 
 
-def _objectInSlices(text, sliceItems):
-    space, decode = _SPACE.match, _DECODER.raw_decode
+class _Values:
+    """
+    Decodes the JSON value at an index of C{text}, reading at most
+    C{limit} characters: from a copy of the few characters a value usually
+    takes, else of C{limit}. A value cut by the copy's end is not valid
+    JSON, or (a number) reaches that end: it is read again from the longer
+    copy.
+    """
+
+    FIRST = 2048
+
+    def __init__(self, text, limit):
+        self.text = text
+        self.limit = limit
+
+    def decode(self, at):
+        text = self.text
+        for window in (self.FIRST, self.limit):
+            if at + window >= len(text):
+                return _DECODER.raw_decode(text, at)
+            try:
+                value, end = _DECODER.raw_decode(text[at:at + window])
+            except ValueError:
+                if window >= self.limit:
+                    raise
+                continue
+            if end < window:
+                return value, at + end
+        raise ValueError(f"a value longer than {self.limit} characters")
+
+
+def _objectInSlices(text, values, sliceItems):
+    space, decode = _SPACE.match, values.decode
     at = space(text, 0).end()
     if text[at:at + 1] != "{":
         raise NacosError(BAD_GATEWAY, "body: must be a JSON object")
@@ -166,15 +200,15 @@ def _objectInSlices(text, sliceItems):
         while True:
             if text[at:at + 1] != '"':
                 raise ValueError("a key must be a string")
-            key, at = decode(text, at)
+            key, at = decode(at)
             at = space(text, at).end()
             if text[at:at + 1] != ":":
                 raise ValueError("':' expected")
             at = space(text, at + 1).end()
             if text[at:at + 1] == "[":
-                value[key], at = yield from _arrayInSlices(text, at, sliceItems)
+                value[key], at = yield from _arrayInSlices(text, at, values, sliceItems)
             else:
-                value[key], at = decode(text, at)
+                value[key], at = decode(at)
             at = space(text, at).end()
             mark, at = text[at:at + 1], at + 1
             if mark == "}":
@@ -187,14 +221,14 @@ def _objectInSlices(text, sliceItems):
     return value
 
 
-def _arrayInSlices(text, at, sliceItems):
-    space, decode = _SPACE.match, _DECODER.raw_decode
+def _arrayInSlices(text, at, values, sliceItems):
+    space, decode = _SPACE.match, values.decode
     items = []
     at = space(text, at + 1).end()
     if text[at:at + 1] == "]":
         return items, at + 1
     while True:
-        item, at = decode(text, at)
+        item, at = decode(at)
         items.append(item)
         if len(items) % sliceItems == 0:
             yield
@@ -389,6 +423,14 @@ def hostsJson(info):
     key, encode = _hostsEncoder(info)
     parts = [group.encoded(key, encode) for group in info.hostGroups() if group.hosts]
     return "[" + ",".join(parts) + "]"
+
+
+def hostsEncoded(info):
+    """
+    Whether the JSON of every group of C{info}'s hosts is made.
+    """
+    key, _ = _hostsEncoder(info)
+    return all(group.isEncoded(key) for group in info.hostGroups() if group.hosts)
 
 
 def hostsJsonInSlices(info):
