@@ -21,7 +21,7 @@ from twisted.internet.task import Clock
 
 from distro import config
 from distro.node import Node
-from distro.server import ClientPortFactory
+from distro.native.session import ClientPortFactory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

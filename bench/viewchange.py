@@ -6,7 +6,7 @@ C{--instances}, each with C{--subscribers} subscribers.
                                [--filtered]
 
 In this process: a real L{distro.node.Node} with its client port protocol
-(L{distro.server.ClientSession}) over in-memory transports, on a task clock.
+(L{distro.native.session.ClientSession}) over in-memory transports, on a task clock.
 One publisher holds the instances of the service; the subscribers subscribe
 to it (with C{--filtered}, with a cluster filter). Each measured change is the publisher re-registering one instance
 with a new weight, handled as the node handles a request, then the end of
@@ -26,7 +26,7 @@ from twisted.internet.testing import StringTransport
 
 from distro import config, wire
 from distro.node import Node
-from distro.server import ClientPortFactory
+from distro.native.session import ClientPortFactory
 
 
 class _Sink(StringTransport):

@@ -27,9 +27,9 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, RequestError
 from distro.interfaces import IAuthority
 from distro.model import DEFAULT_NAMESPACE
-from distro.wire import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, ProtocolError
 
 # The scrypt parameters of new hashes (hash_password): ~50 ms on one core.
 SCRYPT_N = 2**14
@@ -146,13 +146,13 @@ class Grant:
         """
         @param now: the time, for a grant that expires (a session that
             authenticated with a login token keeps it past its start).
-        @raise ProtocolError: C{FORBIDDEN}, naming C{field}, if C{namespace}
+        @raise RequestError: C{FORBIDDEN}, naming C{field}, if C{namespace}
             is not granted; C{UNAUTHORIZED} once the grant expired.
         """
         if self.expires is not None and now is not None and now >= self.expires:
-            raise ProtocolError(UNAUTHORIZED, "token: expired (log in again)")
+            raise RequestError(UNAUTHORIZED, "token: expired (log in again)")
         if not self.allows(namespace):
-            raise ProtocolError(FORBIDDEN, f"{field}: not granted {namespace!r}"[:300])
+            raise RequestError(FORBIDDEN, f"{field}: not granted {namespace!r}"[:300])
 
     def __repr__(self):
         return f"<Grant {self.subject!r} namespaces={self.namespaces!r} admin={self.admin}>"
@@ -246,7 +246,7 @@ class Authority:
         if not self.enabled:
             return EVERYTHING
         if type(credential) is not str or not credential:
-            raise ProtocolError(UNAUTHORIZED, "accessToken: missing (log in, or give a token)")
+            raise RequestError(UNAUTHORIZED, "accessToken: missing (log in, or give a token)")
         now = self.clock.seconds()
         known = self._verified.get(credential)
         if known is not None and (known.expires is None or now < known.expires):
@@ -264,10 +264,10 @@ class Authority:
         for token, grant in self._tokens:
             if hmac.compare_digest(token, given):
                 return grant
-        raise ProtocolError(UNAUTHORIZED, "accessToken: not accepted")
+        raise RequestError(UNAUTHORIZED, "accessToken: not accepted")
 
     def _checkLoginToken(self, credential, now):
-        refused = ProtocolError(UNAUTHORIZED, "accessToken: not accepted")
+        refused = RequestError(UNAUTHORIZED, "accessToken: not accepted")
         if len(credential) > MAX_LOGIN_TOKEN:
             raise refused
         try:
@@ -282,7 +282,7 @@ class Authority:
         if entry is None or not hmac.compare_digest(self._mac(entry, body).encode("ascii"), mac):
             raise refused
         if now >= expires:
-            raise ProtocolError(UNAUTHORIZED, "accessToken: expired (log in again)")
+            raise RequestError(UNAUTHORIZED, "accessToken: expired (log in again)")
         grant = entry[1]
         return Grant(grant.namespaces, grant.admin, grant.subject, float(expires))
 
@@ -296,20 +296,20 @@ class Authority:
             # token is Nacos' own when its auth is off).
             return defer.succeed(LoginResult(OPEN_TOKEN, int(self.ttl), True, username or ""))
         if type(username) is not str or type(password) is not str:
-            return defer.fail(ProtocolError(UNAUTHORIZED, "username or password: not accepted"))
+            return defer.fail(RequestError(UNAUTHORIZED, "username or password: not accepted"))
         entry = self._users.get(username)
         seen = hmac.new(self._recentKey, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
         if entry is not None and hmac.compare_digest(self._recent.get(username, b""), seen):
             return defer.succeed(self._issue(username, entry))
         if self._pending >= MAX_PENDING_LOGINS:
-            return defer.fail(ProtocolError(LIMIT_EXCEEDED, "logins: too many at once, try again"))
+            return defer.fail(RequestError(LIMIT_EXCEEDED, "logins: too many at once, try again"))
         self._pending += 1
 
         def verified(ok):
             self._pending -= 1
             if not ok or entry is None:
                 self.log.info("login of {user!r} refused", user=username[:64])
-                raise ProtocolError(UNAUTHORIZED, "username or password: not accepted")
+                raise RequestError(UNAUTHORIZED, "username or password: not accepted")
             self._recent[username] = seen
             return self._issue(username, entry)
 

@@ -16,8 +16,8 @@ from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro.errors import LimitExceeded
 from distro.interfaces import IClientManager, ISyncBarrier
-from distro.wire import LimitExceeded
 
 # The instances one step of a batch applied in slices puts or removes
 # (L{ClientManager.batchRegisterInSlices}): a few ms of work.

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_hostlist -*-
 """
 The hosts of a service view, sorted by instance id, in chunks whose
-encodings (packed for distro's port, JSON for Nacos') are made once and
+encodings (msgpack for distro's port, JSON for Nacos') are made once and
 reused until one of their hosts changes, with the view's checksum kept up
 to date as a sum. A change costs O(log n + chunk), not O(n): a view of ten
 thousand hosts is pushed as a few dozen byte strings, none of them rebuilt
@@ -22,47 +22,47 @@ CHUNK = 256
 _PENDING_LIMIT = 256
 
 
-class HostGroup:
+class Encoded:
     """
-    The hosts of one chunk of a view as they were when taken: a tuple of
-    L{distro.model.Instance}s in instance id order, the same object in
-    every snapshot of the view until one of its hosts changes. Its
-    encodings are made when first asked for and kept with it (they go when
-    it does): the packed msgpack hosts (L{packed}), and the one a port
-    makes of it (L{encoded}).
+    An immutable snapshot that keeps what the ports encode of it, one
+    encoding per port's key, made when first asked for and gone with it.
+    A subclass has a C{_encodings} slot, C{None} at first.
     """
 
-    __slots__ = ("hosts", "_packed", "_encoded")
-
-    def __init__(self, hosts):
-        self.hosts = hosts
-        self._packed = None
-        self._encoded = None
-
-    @property
-    def packed(self):
-        """
-        The hosts' L{distro.model.Instance.packedHost}s, joined.
-        """
-        if self._packed is None:
-            self._packed = b"".join(h.packedHost() for h in self.hosts)
-        return self._packed
+    __slots__ = ()
 
     def isEncoded(self, key):
         """
         Whether the encoding C{key} names is made.
         """
-        return self._encoded is not None and self._encoded[0] == key
+        return self._encodings is not None and key in self._encodings
 
     def encoded(self, key, encode):
         """
-        C{encode(hosts)}, made once for C{key} (the last key asked for is
-        kept: one port's encoding, as C{key} names it).
+        C{encode(self)}, made once for C{key} (a port's name for its
+        encoding).
         """
-        kept = self._encoded
-        if kept is None or kept[0] != key:
-            kept = self._encoded = (key, encode(self.hosts))
-        return kept[1]
+        encodings = self._encodings
+        if encodings is None:
+            encodings = self._encodings = {}
+        if key not in encodings:
+            encodings[key] = encode(self)
+        return encodings[key]
+
+
+class HostGroup(Encoded):
+    """
+    The hosts of one chunk of a view as they were when taken: a tuple of
+    L{distro.model.Instance}s in instance id order, the same object in
+    every snapshot of the view until one of its hosts changes. The
+    encodings the ports make of it are kept with it (L{Encoded}).
+    """
+
+    __slots__ = ("hosts", "_encodings")
+
+    def __init__(self, hosts):
+        self.hosts = hosts
+        self._encodings = None
 
 
 class _Chunk:

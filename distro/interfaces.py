@@ -262,7 +262,7 @@ class IAuthority(Interface):
         The L{distro.auth.Grant} of C{credential} (a configured token or a
         login token; C{None} when the request carried none).
 
-        @raise distro.wire.ProtocolError: C{UNAUTHORIZED} when credentials
+        @raise distro.errors.RequestError: C{UNAUTHORIZED} when credentials
             are required and C{credential} is missing, unknown or expired.
         """
 
@@ -270,7 +270,7 @@ class IAuthority(Interface):
         """
         Log a user in: a Deferred firing with a L{distro.auth.LoginResult}
         (a token, its lifetime, whether the user is an administrator), or
-        failing with C{ProtocolError} C{UNAUTHORIZED} (a wrong user or
+        failing with C{RequestError} C{UNAUTHORIZED} (a wrong user or
         password) or C{LIMIT_EXCEEDED} (too many logins at once). On a
         node without credentials every login succeeds with an empty token.
         """
@@ -314,4 +314,96 @@ class ITurns(Interface):
     def pending():
         """
         How many pieces of work wait for a turn.
+        """
+
+
+class INode(Interface):
+    """
+    What a port asks of the node, and all it asks: every port (distro's
+    own, Nacos', HTTP) serves its clients through this, and touches none
+    of the node's parts.
+    """
+
+    nodeId = Attribute("This node's id.")
+    config = Attribute("The node's L{distro.config.Config}.")
+    clock = Attribute("The node's clock (an L{IReactorTime}).")
+    ready = Attribute("Whether reads are served: a clustered node once it loaded what the cluster holds.")
+    authority = Attribute("The L{IAuthority} that judges every credential.")
+    admission = Attribute("The L{distro.admission.Admission} of client connections, over every port.")
+    turns = Attribute("The L{ITurns} the work of clients shares.")
+
+    def sessionStarted(session, resume=None):
+        """
+        A connection said who it is: its client, new or resumed.
+
+        @return: C{(client, resumeToken, resumed)}
+        """
+
+    def resumeDone(session):
+        """
+        A resumed session re-sent its registrations: it takes its client
+        over. Return the client it now speaks for.
+        """
+
+    def sessionEnded(session, orderly):
+        """
+        A connection ended (C{orderly}: it said goodbye). Safe to call twice.
+        """
+
+    def register(client, service, instance):
+        """
+        Put C{instance} among C{client}'s instances in C{service}.
+        """
+
+    def deregister(client, service, instanceId):
+        """
+        Remove one instance; return whether it was there.
+        """
+
+    def batchRegister(client, service, instances):
+        """
+        Make C{client}'s instances in C{service} exactly C{instances}.
+        """
+
+    def batchRegisterInSlices(client, service, instances):
+        """
+        What L{batchRegister} does, as a generator of steps (for
+        L{ITurns.run}).
+        """
+
+    def serviceInfo(service, clusters=None, healthyOnly=False):
+        """
+        The L{distro.registry.ServiceInfo} of C{service}, filtered.
+        """
+
+    def services(namespace, group, page, size):
+        """
+        One page of a namespace's services: C{(count, [(group, name, instances)])}.
+        """
+
+    def pushChannel(send):
+        """
+        The push side of a new connection, writing each view with C{send}.
+        """
+
+    def subscribe(client, channel, service, clusters, info):
+        """
+        C{client} subscribes through C{channel}, having been given C{info}.
+        """
+
+    def unsubscribe(client, channel, service, clusters):
+        """
+        The reverse of L{subscribe}.
+        """
+
+    clientAddress = Attribute("The C{host:port} clients reach this node at (its client port's).")
+
+    def clientPortBound(address):
+        """
+        distro's client port is bound, reachable at C{address}.
+        """
+
+    def members():
+        """
+        The members of the cluster, as C{[{"node", "address", "state", "self"}]}.
         """

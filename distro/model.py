@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import msgpack
 
-from distro.wire import BadRequest, LimitExceeded
+from distro.errors import BadRequest, LimitExceeded
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"

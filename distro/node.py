@@ -11,14 +11,14 @@ from zope.interface import implementer
 from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
-from distro.interfaces import IClientObserver
+from distro.errors import NOT_READY, RequestError
+from distro.interfaces import IClientObserver, INode
 from distro.push import Pusher
 from distro.registry import Registry
 from distro.turns import Turns
-from distro.wire import NOT_READY, PROTOCOL_VERSION, ProtocolError
 
 
-@implementer(IClientObserver)
+@implementer(IClientObserver, INode)
 class Node:
     """
     One registry node.
@@ -77,14 +77,14 @@ class Node:
         otherwise it gets a new client.
 
         @return: C{(client, resumeToken, resumed)}
-        @raise ProtocolError: C{NOT_READY} when this node, still loading,
+        @raise RequestError: C{NOT_READY} when this node, still loading,
             does not know the client yet (the cluster may): the client is
             to try another node.
         """
         if resume is not None:
             clientId, token, epoch = resume
             if not self.ready and clientId not in self.manager.clients:
-                raise ProtocolError(
+                raise RequestError(
                     NOT_READY,
                     "resume: this node is still loading cluster data and does not "
                     "know this client yet; try another node",
@@ -142,7 +142,19 @@ class Node:
             else:
                 self.manager.clientDisconnected(client.clientId, orderly)
 
-    # What a port asks of the node's parts, through the node.
+    # What a port asks of the node's parts, through the node (INode).
+
+    def register(self, client, service, instance):
+        """
+        Put C{instance} among C{client}'s instances in C{service}.
+        """
+        self.manager.register(client, service, instance)
+
+    def deregister(self, client, service, instanceId):
+        """
+        Remove one of C{client}'s instances; return whether it was there.
+        """
+        return self.manager.deregister(client, service, instanceId)
 
     def batchRegister(self, client, service, instances):
         """
@@ -194,22 +206,14 @@ class Node:
         self.manager.unsubscribe(client, service, clusters)
         self.pusher.unsubscribe(channel, service, clusters)
 
-    def helloReply(self, session):
+    def clientPortBound(self, address):
         """
-        The result of a successful hello.
+        distro's client port is bound, reachable at C{address}
+        (C{host:port}): what clients and peers are told, unless
+        C{advertise} says otherwise.
         """
-        return {
-            "proto": PROTOCOL_VERSION,
-            "node": self.nodeId,
-            "client_id": session.client.clientId,
-            "resume_token": session.resumeToken,
-            "resumed": session.resumed,
-            "epoch": session.client.epoch,
-            "ready": self.ready,
-            "heartbeat_ms": self.config.heartbeat_ms,
-            "idle_timeout_ms": self.config.idle_timeout_ms,
-            "members": [m["address"] for m in self.members() if m["address"]],
-        }
+        if not self.config.advertise:
+            self.clientAddress = address
 
     def members(self):
         """

@@ -12,41 +12,28 @@ and shared by every reply and push until the next change.
 import bisect
 import itertools
 
-import msgpack
 from zope.interface import implementer
 
-from distro.hostlist import HostGroup, HostList
+from distro.hostlist import Encoded, HostGroup, HostList
 from distro.interfaces import IRegistry
 from distro.model import ServiceKey, checksum
 
 _MAX_CACHED_FILTERS = 64
 
 
-_PACKER = msgpack.Packer()
-_HEAD = _PACKER.pack_map_header(5) + msgpack.packb("service")
-_CLUSTERS = msgpack.packb("clusters")
-_HOSTS = msgpack.packb("hosts")
-_CHECKSUM = msgpack.packb("checksum")
-_REVISION = msgpack.packb("revision")
-
-
-class ServiceInfo:
+class ServiceInfo(Encoded):
     """
     One immutable snapshot of a view, as sent in replies and pushes.
 
-    It holds the hosts as a few L{distro.hostlist.HostGroup}s: its packed
-    form is a few byte strings around their packed hosts, written without
-    copying (L{packedPieces}), and the host objects are listed only when
-    asked for (L{hosts}).
+    It holds the hosts as a few L{distro.hostlist.HostGroup}s, listed as
+    host objects only when asked for (L{hosts}). What a port encodes of it
+    is kept with it (L{distro.hostlist.Encoded}), as each group keeps its
+    own.
 
     @ivar count: how many hosts it shows.
-    @ivar wire: the map form of PROTOCOL.md 3.
     """
 
-    __slots__ = (
-        "service", "clusters", "checksum", "revision", "count", "_size", "_parts", "_pieces",
-        "_hosts", "_packed", "_wire",
-    )
+    __slots__ = ("service", "clusters", "checksum", "revision", "count", "_parts", "_hosts", "_encodings")
 
     def __init__(self, service, clusters, parts, count, checksum, revision):
         self.service = service
@@ -55,16 +42,13 @@ class ServiceInfo:
         self.revision = revision
         self.count = count
         self._parts = parts
-        self._pieces = None
-        self._size = None
         self._hosts = None
-        self._packed = None
-        self._wire = None
+        self._encodings = None
 
     @classmethod
     def ofHosts(cls, service, clusters, hosts, revision):
         """
-        The info of C{hosts} (sorted by instance id), packed in one part.
+        The info of C{hosts} (sorted by instance id), in one group.
         """
         hosts = tuple(hosts)
         return cls(service, clusters, [HostGroup(hosts)], len(hosts), checksum(hosts), revision)
@@ -86,56 +70,6 @@ class ServiceInfo:
         changes, and keeps the encodings made of it.
         """
         return self._parts
-
-    @property
-    def wire(self):
-        if self._wire is None:
-            self._wire = {
-                "service": self.service.toWire(),
-                "clusters": self._clustersWire(),
-                "hosts": [i.host() for i in self.hosts],
-                "checksum": self.checksum,
-                "revision": self.revision,
-            }
-        return self._wire
-
-    def packedPieces(self):
-        """
-        The msgpack encoding of L{wire}, as byte strings to write one after
-        the other (the hosts' parts are shared, not copied).
-        """
-        if self._pieces is None:
-            head = b"".join((
-                _HEAD, msgpack.packb(self.service.toWire()),
-                _CLUSTERS, msgpack.packb(self._clustersWire()),
-                _HOSTS, _PACKER.pack_array_header(self.count),
-            ))
-            tail = b"".join((
-                _CHECKSUM, msgpack.packb(self.checksum), _REVISION, msgpack.packb(self.revision),
-            ))
-            self._pieces = [head] + [group.packed for group in self._parts if group.hosts] + [tail]
-            self._size = sum(len(piece) for piece in self._pieces)
-        return self._pieces
-
-    @property
-    def size(self):
-        """
-        The length of the packed encoding (counted once).
-        """
-        self.packedPieces()
-        return self._size
-
-    def _clustersWire(self):
-        return list(self.clusters) if self.clusters is not None else None
-
-    @property
-    def packed(self):
-        """
-        The msgpack encoding of L{wire} as one byte string.
-        """
-        if self._packed is None:
-            self._packed = b"".join(self.packedPieces())
-        return self._packed
 
 
 def _passes(instance, clusters, healthyOnly):

@@ -11,26 +11,22 @@ import ipaddress
 import os
 import re
 import signal
-import socket
 import sys
 
 from twisted.application.service import Service
 from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 from twisted.python import usage
-from zope.interface import implementer
 
 from distro import config as _config
 from distro.admission import Admission
 from distro.cluster.service import clusterFromConfig, readMembers
 from distro.collector import CollectorWatch
 from distro.http.service import HttpService
-from distro.interfaces import IFrontEnd
-from distro.listening import hostPort, listenNow
 from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
 from distro.nacos import listen as nacosListen
 from distro.nacos.service import NacosService
 from distro.node import Node
-from distro.server import ClientPortFactory
+from distro.native.service import ClientPortService
 
 
 def _optionName(key):
@@ -111,74 +107,18 @@ def exposedPorts(config):
     return exposed
 
 
-def withBacklog(description, backlog):
+class NodeService(Service):
     """
-    The server endpoint string C{description}, listening with C{backlog}
-    pending connections if it is a TCP or TLS port that does not name its
-    own.
-    """
-    kind = description.split(":", 1)[0].lower()
-    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
-        return f"{description}:backlog={backlog}"
-    return description
-
-
-@implementer(IFrontEnd)
-class ClientPortService(Service):
-    """
-    Listens on the client port (distro's own protocol) and learns the
-    address it is bound to.
+    The node's life: its timers stop when the node does (after its ports,
+    which are started after it).
     """
 
-    log = Logger()
-    name = "distro"
-
-    def __init__(self, node, reactor):
+    def __init__(self, node):
         self.node = node
-        self.reactor = reactor
-        self.port = None
-        self.address = None
-        self.factory = ClientPortFactory(node)
-
-    def connectionCount(self):
-        return len(self.factory.sessions)
-
-    def startService(self):
-        super().startService()
-        config = self.node.config
-        self.port, self.address = listenNow(
-            self.reactor, withBacklog(config.listen, config.listen_backlog), self.factory
-        )
-        address = self.address
-        host = self.port.getHost()
-        if not self.node.config.advertise:
-            advertised = host.host
-            if advertised in ("0.0.0.0", "::"):
-                advertised = socket.gethostname()
-            self.node.clientAddress = hostPort(advertised, host.port)
-        self.log.info(
-            "distro node {node} serving clients on {address}",
-            node=self.node.nodeId,
-            address=address,
-        )
-        if self.node.config.port_file:
-            # Written aside and renamed, so a reader never sees a partial file.
-            path = self.node.config.port_file
-            with open(path + ".tmp", "w") as f:
-                f.write(address + "\n")
-            os.replace(path + ".tmp", path)
 
     def stopService(self):
         super().stopService()
         self.node.stop()
-        if self.node.config.port_file and self.port is not None:
-            # A stale file would point the next reader at a dead port.
-            try:
-                os.remove(self.node.config.port_file)
-            except OSError:
-                pass
-        if self.port is not None:
-            return self.port.stopListening()
 
 
 class JsonLogService(Service):
@@ -285,6 +225,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     CollectorService(CollectorWatch(freeze=config.gc_freeze)).setServiceParent(root)
     if config.log_format == "json":
         JsonLogService(config.json_log).setServiceParent(root)
+    NodeService(node).setServiceParent(root)
     # The client port first: the cluster tells peers the address it bound.
     ClientPortService(node, reactor).setServiceParent(root)
     if nacosEndpoint is not None:

@@ -2,7 +2,8 @@
 """
 The wire layer shared by the client port, the peer port and the client library:
 length-prefixed msgpack frames (PROTOCOL.md section 1), the request/reply envelope
-and the error codes (section 2).
+and the error codes (section 2): the domain's (L{distro.errors}) and the
+framing's own.
 """
 
 import struct
@@ -10,6 +11,19 @@ import struct
 import msgpack
 from twisted.logger import Logger
 from twisted.internet.protocol import Protocol
+
+from distro.errors import (
+    BAD_REQUEST,
+    DOMAIN_CODES,
+    FORBIDDEN,
+    INTERNAL,
+    LIMIT_EXCEEDED,
+    NOT_READY,
+    UNAUTHORIZED,
+    BadRequest,
+    LimitExceeded,
+    RequestError,
+)
 
 __all__ = [
     "BAD_FRAME",
@@ -26,7 +40,7 @@ __all__ = [
     "ERROR_CODES",
     "PROTOCOL_VERSION",
     "HANDSHAKE_MAX_FRAME",
-    "ProtocolError",
+    "RequestError",
     "BadRequest",
     "LimitExceeded",
     "encode",
@@ -39,30 +53,12 @@ PROTOCOL_VERSION = 1
 
 BAD_FRAME = "BAD_FRAME"
 FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
-BAD_REQUEST = "BAD_REQUEST"
 UNKNOWN_OP = "UNKNOWN_OP"
 HELLO_REQUIRED = "HELLO_REQUIRED"
 UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
-UNAUTHORIZED = "UNAUTHORIZED"
-FORBIDDEN = "FORBIDDEN"
-LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
-NOT_READY = "NOT_READY"
-INTERNAL = "INTERNAL"
 
-ERROR_CODES = frozenset(
-    [
-        BAD_FRAME,
-        FRAME_TOO_LARGE,
-        BAD_REQUEST,
-        UNKNOWN_OP,
-        HELLO_REQUIRED,
-        UNSUPPORTED_VERSION,
-        UNAUTHORIZED,
-        FORBIDDEN,
-        LIMIT_EXCEEDED,
-        NOT_READY,
-        INTERNAL,
-    ]
+ERROR_CODES = DOMAIN_CODES | frozenset(
+    [BAD_FRAME, FRAME_TOO_LARGE, UNKNOWN_OP, HELLO_REQUIRED, UNSUPPORTED_VERSION]
 )
 
 _PREFIX = struct.Struct("!I")
@@ -70,44 +66,6 @@ _PREFIX = struct.Struct("!I")
 # The largest frame either port accepts before its handshake is done
 # (PROTOCOL.md 1): an unauthenticated connection buffers no more than this.
 HANDSHAKE_MAX_FRAME = 64 * 1024
-
-
-class ProtocolError(Exception):
-    """
-    A request that must be answered with an ``error`` frame.
-
-    @ivar code: one of L{ERROR_CODES}.
-    @ivar message: human readable text; for C{BAD_REQUEST} it starts with the
-        offending field, for C{LIMIT_EXCEEDED} it names the limit.
-    """
-
-    def __init__(self, code, message):
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self):
-        return f"{self.code}: {self.message}"
-
-
-class BadRequest(ProtocolError):
-    """
-    A field is missing, of the wrong type or out of range.
-    """
-
-    def __init__(self, field, problem):
-        super().__init__(BAD_REQUEST, f"{field}: {problem}")
-        self.field = field
-
-
-class LimitExceeded(ProtocolError):
-    """
-    A configured limit would be exceeded.
-    """
-
-    def __init__(self, limit, detail):
-        super().__init__(LIMIT_EXCEEDED, f"{limit}: {detail}")
-        self.limit = limit
 
 
 def encode(message):
@@ -122,20 +80,20 @@ def decode(body):
     """
     Decode the body of one frame.
 
-    @raise ProtocolError: C{BAD_FRAME} if the body is not exactly one msgpack map
+    @raise RequestError: C{BAD_FRAME} if the body is not exactly one msgpack map
         with string keys.
     """
     try:
         value = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except msgpack.ExtraData:
-        raise ProtocolError(BAD_FRAME, "trailing bytes after the msgpack value")
+        raise RequestError(BAD_FRAME, "trailing bytes after the msgpack value")
     except Exception as e:
-        raise ProtocolError(BAD_FRAME, f"not valid msgpack: {e.__class__.__name__}")
+        raise RequestError(BAD_FRAME, f"not valid msgpack: {e.__class__.__name__}")
     if type(value) is not dict:
-        raise ProtocolError(BAD_FRAME, "a frame must hold a map")
+        raise RequestError(BAD_FRAME, "a frame must hold a map")
     for key in value:
         if type(key) is not str:
-            raise ProtocolError(BAD_FRAME, "map keys must be strings")
+            raise RequestError(BAD_FRAME, "map keys must be strings")
     return value
 
 
@@ -296,7 +254,7 @@ class FrameProtocol(Protocol):
         """
         try:
             message = decode(body)
-        except ProtocolError as e:
+        except RequestError as e:
             self.badFrame(e)
             return
         self.messageReceived(message)

@@ -52,7 +52,7 @@ from distro import wire
 from distro.cluster.service import Cluster
 from distro.model import ServiceKey
 from distro.node import Node
-from distro.server import ClientPortFactory
+from distro.native.session import ClientPortFactory
 
 SECRET = b"cluster-test-secret"
 
@@ -503,7 +503,7 @@ class Pipe(iosim.IOPump):
             frame = bytes(inbox[: 4 + length])
             try:
                 message = wire.decode(frame[4:])
-            except wire.ProtocolError:
+            except wire.RequestError:
                 message = None
             verdict = harness._verdict(src.index, dst.index, message)
             if verdict == HOLD:

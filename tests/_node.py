@@ -20,7 +20,7 @@ from twisted.internet import defer
 from distro import config, wire
 from distro.auth import Authority
 from distro.node import Node
-from distro.server import ClientPortFactory
+from distro.native.session import ClientPortFactory
 
 ADVERTISE = "127.0.0.1:9850"
 SECRET = b"harness-cluster-secret"
@@ -90,7 +90,7 @@ class Connection:
     One client connection to a node's client port.
 
     @ivar transport: the L{StringTransport} the session writes to.
-    @ivar session: the server's L{distro.server.ClientSession}.
+    @ivar session: the server's L{distro.native.session.ClientSession}.
     @ivar pushes: pushes read but not yet taken (see L{takePushes}).
     """
 

@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from distro import auth, config
 from distro.interfaces import IAuthority
-from distro.wire import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, ProtocolError
+from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, RequestError
 
 SECRET = b"cluster-secret"
 
@@ -38,7 +38,7 @@ class AuthorityTestCase(SynchronousTestCase):
         return auth.Authority(config.build(overrides=keys), self.clock, secret, hasher=hasher)
 
     def refused(self, code, function, *args):
-        error = self.assertRaises(ProtocolError, function, *args)
+        error = self.assertRaises(RequestError, function, *args)
         self.assertEqual(error.code, code)
         return error.message
 

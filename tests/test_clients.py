@@ -12,7 +12,7 @@ from distro.clients import ClientIds, ClientManager, hashResumeToken
 from distro.config import Config
 from distro.interfaces import IClientObserver
 from distro.model import ServiceKey, parseInstance
-from distro.wire import LIMIT_EXCEEDED, LimitExceeded, ProtocolError
+from distro.errors import LIMIT_EXCEEDED, LimitExceeded, RequestError
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
 
@@ -171,11 +171,11 @@ class ClientManagerTests(SynchronousTestCase):
         """
         self.manager.batchRegister(self.client, ORDERS, [inst(1), inst(2), inst(3)])
         self.manager.register(self.client, ORDERS, inst(3))
-        e = self.assertRaises(ProtocolError, self.manager.register, self.client, ORDERS, inst(4))
+        e = self.assertRaises(RequestError, self.manager.register, self.client, ORDERS, inst(4))
         self.assertEqual(e.code, LIMIT_EXCEEDED)
         self.assertIn("max_instances_per_client", e.message)
         other = ServiceKey("public", "DEFAULT_GROUP", "other")
-        self.assertRaises(ProtocolError, self.manager.batchRegister, self.client, other, [inst(9)])
+        self.assertRaises(RequestError, self.manager.batchRegister, self.client, other, [inst(9)])
         self.manager.batchRegister(self.client, ORDERS, [inst(7), inst(8), inst(9)])
         self.assertEqual(sorted(self.client.instances(ORDERS)), ["10.0.0.1#7#DEFAULT", "10.0.0.1#8#DEFAULT", "10.0.0.1#9#DEFAULT"])
         self.assertEqual(self.client.instanceCount, 3)
@@ -187,7 +187,7 @@ class ClientManagerTests(SynchronousTestCase):
         self.assertTrue(self.manager.subscribe(self.client, ORDERS, None))
         self.assertFalse(self.manager.subscribe(self.client, ORDERS, None))
         self.manager.subscribe(self.client, ORDERS, ("A",))
-        e = self.assertRaises(ProtocolError, self.manager.subscribe, self.client, ORDERS, ("B",))
+        e = self.assertRaises(RequestError, self.manager.subscribe, self.client, ORDERS, ("B",))
         self.assertIn("max_subscriptions_per_client", e.message)
         self.assertTrue(self.manager.unsubscribe(self.client, ORDERS, ("A",)))
         self.assertFalse(self.manager.unsubscribe(self.client, ORDERS, ("A",)))

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.collector import CollectorWatch
-from distro.server import ClientPortFactory
+from distro.native.session import ClientPortFactory
 from tests._node import NodeHarness, instance, service
 from tests._tempfiles import TempPathMixin
 from tests._tls import Authority

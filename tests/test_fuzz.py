@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro import wire
 from distro.model import ServiceKey
+from distro.native import views
 from tests._node import NodeHarness, hostIds, instance, service
 
 _SETTINGS = settings(
@@ -169,7 +170,7 @@ class _Fuzzed:
         self.keeper.ok("register", service=KEEP_SERVICE, instance=KEEP_INSTANCE)
         self.keeper.ok("subscribe", service=KEEP_SERVICE)
         self.keeperId = self.keeper.helloReply["client_id"]
-        self.keeperView = self.harness.node.registry.serviceInfo(KEEP_KEY).wire
+        self.keeperView = views.wireMap(self.harness.node.registry.serviceInfo(KEEP_KEY))
         self.connection = self.harness.client() if hello else self.harness.connect()
         self.frames = []
         self.sentOps = set()
@@ -224,7 +225,7 @@ class _Fuzzed:
         keeper = node.manager.clients[self.keeperId]
         test.assertEqual(list(keeper.services), [KEEP_KEY])
         test.assertEqual(list(keeper.instances(KEEP_KEY)), ["10.9.9.9#9999#K"])
-        test.assertEqual(node.registry.serviceInfo(KEEP_KEY).wire, self.keeperView)
+        test.assertEqual(views.wireMap(node.registry.serviceInfo(KEEP_KEY)), self.keeperView)
         test.assertFalse(self.keeper.closing)
         test.assertEqual(self.keeper.takePushes(), [])
         self.keeper.ok("ping")

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from distro import hostlist, registry
 from distro.hostlist import CHUNK, HostList
 from distro.model import ServiceKey, checksum, parseInstance
+from distro.native import views
 from distro.registry import ServiceInfo, ServiceView
 
 SERVICE = ServiceKey("public", "DEFAULT_GROUP", "orders")
@@ -120,8 +121,8 @@ class ServiceInfoTests(SynchronousTestCase):
             view = self.view(count)
             for clusters, healthyOnly in ((None, False), (frozenset(["A"]), False), (None, True)):
                 info = view.info(clusters, healthyOnly)
-                self.assertEqual(msgpack.unpackb(info.packed, raw=False), info.wire)
-                self.assertEqual(info.size, len(info.packed))
+                self.assertEqual(msgpack.unpackb(views.packed(info), raw=False), views.wireMap(info))
+                self.assertEqual(views.packedSize(info), len(views.packed(info)))
                 self.assertEqual(info.count, len(info.hosts))
                 self.assertEqual(info.checksum, checksum(info.hosts))
             self.assertEqual(view.info().count, count)
@@ -134,7 +135,7 @@ class ServiceInfoTests(SynchronousTestCase):
         view = self.view(2 * CHUNK + 5)
         info = view.info()
         built = ServiceInfo.ofHosts(SERVICE, None, info.hosts, info.revision)
-        self.assertEqual(info.packed, built.packed)
+        self.assertEqual(views.packed(info), views.packed(built))
         self.assertEqual(info.checksum, built.checksum)
 
     def test_filteredKeptUpToDate(self):
@@ -168,7 +169,7 @@ class ServiceInfoTests(SynchronousTestCase):
                          and (i.healthy or not healthyOnly)),
                         key=lambda i: i.instanceId)
                     built = ServiceInfo.ofHosts(SERVICE, clusters, hosts, revision)
-                    self.assertEqual(info.packed, built.packed)
+                    self.assertEqual(views.packed(info), views.packed(built))
                     self.assertEqual(info.checksum, built.checksum)
 
 
@@ -227,9 +228,9 @@ class ViewModelTests(SynchronousTestCase):
                     self.assertEqual([h.content() for h in info.hosts],
                                      [h.content() for h in expected])
                     self.assertEqual((info.count, info.checksum), (len(expected), checksum(expected)))
-                    packed = msgpack.unpackb(info.packed, raw=False)
+                    packed = msgpack.unpackb(views.packed(info), raw=False)
                     self.assertEqual([h["instance_id"] for h in packed["hosts"]],
                                      [h.instanceId for h in expected])
-                    handed.append((info, info.packed, info.checksum))
+                    handed.append((info, views.packed(info), info.checksum))
             for info, packed, sum_ in handed:
-                self.assertEqual((info.packed, info.checksum), (packed, sum_))
+                self.assertEqual((views.packed(info), info.checksum), (packed, sum_))

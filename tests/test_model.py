@@ -6,7 +6,7 @@ Tests for L{distro.model}: validation and checksums.
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro import model
-from distro.wire import BAD_REQUEST, LIMIT_EXCEEDED, ProtocolError
+from distro.errors import BAD_REQUEST, LIMIT_EXCEEDED, RequestError
 
 
 def instance(**fields):
@@ -33,7 +33,7 @@ class ServiceKeyTests(SynchronousTestCase):
         )
 
     def assertField(self, value, field):
-        e = self.assertRaises(ProtocolError, model.parseService, value)
+        e = self.assertRaises(RequestError, model.parseService, value)
         self.assertEqual(e.code, BAD_REQUEST)
         self.assertTrue(e.message.startswith(field + ":"), e.message)
 
@@ -64,7 +64,7 @@ class InstanceTests(SynchronousTestCase):
     """
 
     def assertField(self, value, field, code=BAD_REQUEST, **kw):
-        e = self.assertRaises(ProtocolError, model.parseInstance, value, **kw)
+        e = self.assertRaises(RequestError, model.parseInstance, value, **kw)
         self.assertEqual(e.code, code)
         self.assertIn(field, e.message)
         return e
@@ -138,7 +138,7 @@ class InstanceTests(SynchronousTestCase):
         """
         self.assertEqual(model.parseClusters(["b", "a", "b"]), ("a", "b"))
         self.assertIsNone(model.parseClusters(None))
-        e = self.assertRaises(ProtocolError, model.parseClusters, ["ok", "no way"])
+        e = self.assertRaises(RequestError, model.parseClusters, ["ok", "no way"])
         self.assertIn("clusters[1]", e.message)
 
 
@@ -203,7 +203,7 @@ class SharingTests(SynchronousTestCase):
         self.assertIs(a, b)
         for bad, field in (({"name": "a@@b"}, "service.name"), ({"name": ["x"]}, "service.name"),
                            ({"name": "orders", "group": {}}, "service.group")):
-            error = self.assertRaises(ProtocolError, model.parseService, bad)
+            error = self.assertRaises(RequestError, model.parseService, bad)
             self.assertTrue(error.message.startswith(field), error.message)
 
 

@@ -396,7 +396,7 @@ class NodeProcessTests(ProcessTestCase):
         self.assertLess(len(output), 100_000)
         events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
         namespaces = {e.get("log_namespace") for e in events}
-        self.assertIn("distro.tap.ClientPortService", namespaces)
+        self.assertIn("distro.native.service.ClientPortService", namespaces)
         self.assertNotIn("stdout", namespaces)
 
 

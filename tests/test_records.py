@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from distro.clients import Client
 from distro.cluster import records
 from distro.model import ServiceKey, parseInstance, parseRecord
-from distro.wire import BAD_REQUEST, LIMIT_EXCEEDED, ProtocolError
+from distro.wire import BAD_REQUEST, LIMIT_EXCEEDED, RequestError
 
 
 def bigClient(services=3, perService=40, metadataBytes=500):
@@ -133,7 +133,7 @@ class InstanceRecordTests(SynchronousTestCase):
             record[index] = bad
             cases.append((record, field))
         for record, field in cases:
-            error = self.assertRaises(ProtocolError, parseRecord, record, "r")
+            error = self.assertRaises(RequestError, parseRecord, record, "r")
             self.assertEqual(error.code, BAD_REQUEST, record)
             self.assertTrue(error.message.startswith(field + ":"), (record, error.message))
 
@@ -144,7 +144,7 @@ class InstanceRecordTests(SynchronousTestCase):
         """
         record = ["10.0.0.1", 80, "DEFAULT", 1.0, True, True, {"k": "v" * 100}, 5]
         parseRecord(list(record), "r", 1000)
-        error = self.assertRaises(ProtocolError, parseRecord, list(record), "r", 50)
+        error = self.assertRaises(RequestError, parseRecord, list(record), "r", 50)
         self.assertEqual(error.code, LIMIT_EXCEEDED)
 
 
@@ -209,6 +209,6 @@ class DeltaTests(SynchronousTestCase):
             (lambda m: m["remove"][0].__setitem__(1, "10.0.0.2#1#DEFAULT"), "remove[0].instance_ids"),
             (lambda m: m["remove"][0][1].append(7), "remove[0].instance_ids"),
         ):
-            error = self.assertRaises(ProtocolError, records.parseDelta, bad(change), 8192)
+            error = self.assertRaises(RequestError, records.parseDelta, bad(change), 8192)
             self.assertEqual(error.code, BAD_REQUEST)
             self.assertTrue(error.message.startswith(field + ":"), (field, error.message))

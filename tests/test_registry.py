@@ -12,6 +12,7 @@ from distro.clients import ClientManager
 from distro.config import Config
 from distro.interfaces import IClientManager, IRegistry, IViewListener
 from distro.model import ServiceKey, parseInstance
+from distro.native import views
 from distro.registry import Registry
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
@@ -136,7 +137,7 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(self.hosts(clusters=("B",)), ["10.0.0.1#2#B"])
         self.assertEqual(self.hosts(clusters=("A", "B"), healthyOnly=True), ["10.0.0.1#1#A"])
         info = self.registry.serviceInfo(ORDERS, clusters=("A",))
-        self.assertEqual(info.wire["clusters"], ["A"])
+        self.assertEqual(views.wireMap(info)["clusters"], ["A"])
 
     def test_checksumFollowsContent(self):
         """

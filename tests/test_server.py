@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_server -*-
 """
-Tests for L{distro.server} and L{distro.node}: the client port of
+Tests for L{distro.native.session} and L{distro.node}: the client port of
 PROTOCOL.md section 4 (handshake, requests, pushes, liveness) and its
 framing (section 1), driven over in-memory transports on a L{task.Clock}.
 """
@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from distro import wire
-from distro.interfaces import IClientManager, IRegistry
+from distro.interfaces import IClientManager, INode, IRegistry
 from distro.model import ServiceKey
 from tests._node import ADVERTISE, NODE_ID, NodeHarness, hostIds, instance, service
 
@@ -80,6 +80,32 @@ class NodeInterfaceTests(SynchronousTestCase):
         """
         node = NodeHarness().node
         self.assertTrue(verifyObject(IRegistry, node.registry))
+
+    def test_nodeProvidesINode(self):
+        """
+        A node provides L{INode}, all a port may ask of it.
+        """
+        node = NodeHarness().node
+        self.assertTrue(verifyObject(INode, node))
+
+    def test_portsAskOnlyINode(self):
+        """
+        The ports reach none of the node's parts (its manager, registry,
+        pusher), and ask it only what L{INode} names.
+        """
+        import os
+        import re
+
+        import distro
+
+        allowed = set(INode.names()) | {"stop"}
+        root = os.path.dirname(distro.__file__)
+        sources = [os.path.join(d, f) for d in ("nacos", "http", "native")
+                                   for f in os.listdir(os.path.join(root, d)) if f.endswith(".py")]
+        for name in sources:
+            with open(os.path.join(root, name)) as f:
+                used = set(re.findall(r"\bnode\.([A-Za-z_]+)", f.read()))
+            self.assertEqual(used - allowed, set(), name)
 
 
 class HelloTests(SynchronousTestCase, ErrorAssertions):

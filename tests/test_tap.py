@@ -25,7 +25,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from distro import config, tap
 from distro.cluster.service import Cluster
-from distro.server import ClientPortFactory
+from distro.native.service import ClientPortService
+from distro.native.session import ClientPortFactory
 
 from ._tempfiles import TempPathMixin
 
@@ -486,7 +487,7 @@ class RealPortTests(TempPathMixin, TestCase):
         )
         service.startService()
         self.addCleanup(service.stopService)
-        [portService] = [s for s in service if isinstance(s, tap.ClientPortService)]
+        [portService] = [s for s in service if isinstance(s, ClientPortService)]
         bound = portService.port.getHost()
         with open(path) as f:
             self.assertEqual(f.read(), f"127.0.0.1:{bound.port}\n")
@@ -519,7 +520,7 @@ class RealPortTests(TempPathMixin, TestCase):
         service = tap.makeService(options("--listen", "tcp:0:interface=127.0.0.1"), reactor)
         service.startService()
         self.addCleanup(service.stopService)
-        [portService] = [s for s in service if isinstance(s, tap.ClientPortService)]
+        [portService] = [s for s in service if isinstance(s, ClientPortService)]
         bound = portService.port.getHost()
         failed = []
 

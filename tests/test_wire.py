@@ -52,7 +52,7 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual(wire.decode(frame[4:]), {"op": "ping", "id": 7, "blob": b"\x00"})
 
     def assertBadFrame(self, body):
-        e = self.assertRaises(wire.ProtocolError, wire.decode, body)
+        e = self.assertRaises(wire.RequestError, wire.decode, body)
         self.assertEqual(e.code, wire.BAD_FRAME)
         return e
 

@@ -3,12 +3,12 @@
 The ways a request made by the client library can fail.
 """
 
-from distro.wire import ProtocolError
+from distro.wire import RequestError
 
 __all__ = ["DistroError", "RequestTimeout", "NotConnected"]
 
 
-class DistroError(ProtocolError):
+class DistroError(RequestError):
     """
     The node answered a request with an C{error} frame (PROTOCOL.md section 2).
 

@@ -30,7 +30,7 @@ from distro.wire import (
     UNAUTHORIZED,
     UNSUPPORTED_VERSION,
     FrameProtocol,
-    ProtocolError,
+    RequestError,
     encode,
     noDelay,
 )
@@ -353,7 +353,7 @@ class OutboundLink(_Link):
         elif op == "digest_ask":
             try:
                 buckets = records.parseBuckets(message.get("buckets"), BUCKETS)
-            except ProtocolError as e:
+            except RequestError as e:
                 self.log.warn("member {member} sent a bad digest_ask: {error}",
                               member=self.feed.member.address, error=e.message)
                 return

@@ -12,7 +12,7 @@ only bring the same bytes back.
 import msgpack
 
 from distro.model import parseRecord, parseService
-from distro.wire import BadRequest, ProtocolError, encode
+from distro.wire import BadRequest, RequestError, encode
 
 # What a piece of a client_state adds beyond its instances: the array
 # headers of each [service, [instances]] entry, and a margin.
@@ -173,7 +173,7 @@ def _records(values, field, maxMetadataBytes):
     values = _list(values, field)
     try:
         return [parseRecord(v, field, maxMetadataBytes) for v in values]
-    except ProtocolError:
+    except RequestError:
         # Again, one by one, to name the record at fault.
         for m, value in enumerate(values):
             parseRecord(value, f"{field}[{m}]", maxMetadataBytes)

@@ -30,7 +30,7 @@ from zope.interface import implementer
 from distro.cluster import records
 from distro.cluster.digest import BUCKETS, LIST_AT_MOST, DigestIndex, bucketOf, isPackedHashes
 from distro.interfaces import IClientObserver, IReplicaSink
-from distro.wire import BAD_REQUEST, INTERNAL, UNKNOWN_OP, ProtocolError, encode, errorMessage
+from distro.wire import BAD_REQUEST, INTERNAL, UNKNOWN_OP, RequestError, encode, errorMessage
 
 _STATE = None  # a dirty entry meaning "send the client's latest state"
 
@@ -595,7 +595,7 @@ class Receiver:
             return errorMessage(None, UNKNOWN_OP, f"unknown peer op {op!r}"[:200])
         try:
             return handler(self, link.nodeId, message)
-        except ProtocolError as e:
+        except RequestError as e:
             # Bad data: report it; asking again would bring the same bytes.
             self.log.warn(
                 "rejected {op} from {peer}: {error}", op=op, peer=link.nodeId, error=e.message
@@ -646,7 +646,7 @@ class Receiver:
 
     def _checkOwner(self, sender, header):
         if header.owner != sender:
-            raise ProtocolError(BAD_REQUEST, "owner: a node replicates only the clients it owns")
+            raise RequestError(BAD_REQUEST, "owner: a node replicates only the clients it owns")
 
     def _named(self, sender, clientId):
         named = self._snapshots.get(sender)
@@ -657,7 +657,7 @@ class Receiver:
     def _snapshotBegin(self, sender, message):
         boot = message.get("boot")
         if type(boot) is not str:
-            raise ProtocolError(BAD_REQUEST, "boot: must be a string")
+            raise RequestError(BAD_REQUEST, "boot: must be a string")
         previous = self._boots.get(sender)
         self._boots[sender] = boot
         if previous is not None and boot != previous:
@@ -673,10 +673,10 @@ class Receiver:
         self._checkOwner(sender, header)
         more = message.get("more", False)
         if type(more) is not bool:
-            raise ProtocolError(BAD_REQUEST, "more: must be a boolean")
+            raise RequestError(BAD_REQUEST, "more: must be a boolean")
         part = message.get("part", 0)
         if type(part) is not int or part < 0:
-            raise ProtocolError(BAD_REQUEST, "part: must be an integer >= 0")
+            raise RequestError(BAD_REQUEST, "part: must be an integer >= 0")
         key = (header.clientId, header.owner, header.epoch, revision)
         pieces = self._pieces.pop(sender, None)
         if pieces is not None and (pieces.key != key or pieces.next != part):
@@ -807,7 +807,7 @@ class Receiver:
         hashes = message.get("hashes")
         if hashes is not None:
             if not isPackedHashes(hashes):
-                raise ProtocolError(BAD_REQUEST, f"hashes: must be {BUCKETS} 8-byte hashes")
+                raise RequestError(BAD_REQUEST, f"hashes: must be {BUCKETS} 8-byte hashes")
             index = self._digests.get(sender) or DigestIndex()
             differing = index.differing(hashes)
             if differing:
@@ -849,17 +849,17 @@ class Receiver:
     def _sync(self, sender, message):
         n = message.get("n")
         if type(n) is not int or n < 1:
-            raise ProtocolError(BAD_REQUEST, "n: must be an integer >= 1")
+            raise RequestError(BAD_REQUEST, "n: must be an integer >= 1")
         self.syncAsked(sender, n)
         return None
 
     def _synced(self, sender, message):
         n = message.get("n")
         if type(n) is not int or n < 1:
-            raise ProtocolError(BAD_REQUEST, "n: must be an integer >= 1")
+            raise RequestError(BAD_REQUEST, "n: must be an integer >= 1")
         restoring = message.get("restoring", [])
         if type(restoring) is not list or not all(type(c) is str for c in restoring):
-            raise ProtocolError(BAD_REQUEST, "restoring: must be a list of client ids")
+            raise RequestError(BAD_REQUEST, "restoring: must be a list of client ids")
         self.syncAnswered(sender, n, restoring)
         return None
 

@@ -17,7 +17,7 @@ from twisted.web import resource, server
 
 from distro.auth import normalNamespace
 from distro.nacos.naming import PERSISTENT_REFUSED
-from distro.wire import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, ProtocolError
+from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, RequestError
 
 
 # Logins of one address checked at once, at most (each costs a password
@@ -108,7 +108,7 @@ class NodeResource(resource.Resource):
             return handler(request)
         except HttpError as e:
             return self._error(request, e.status, e.message)
-        except ProtocolError as e:
+        except RequestError as e:
             return self._error(request, _status(e), e.message)
 
     # Answers
@@ -142,7 +142,7 @@ class NodeResource(resource.Resource):
                 return
             if isinstance(result, Failure):
                 error = result.value
-                if isinstance(error, ProtocolError):
+                if isinstance(error, RequestError):
                     body = self._error(request, _status(error), error.message)
                 else:
                     self.log.failure("HTTP {path} failed", result, path=request.path[:100])

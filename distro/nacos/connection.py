@@ -36,7 +36,7 @@ from distro.nacos.naming import (
 )
 from distro.nacos.payload import Payload
 from distro.ratelog import RateLimitedLog
-from distro.wire import LimitExceeded, ProtocolError
+from distro.errors import LimitExceeded, RequestError
 
 # Pushes as the Nacos server makes them: a push not acked within
 # PUSH_ACK_TIMEOUT (Nacos' pushTaskTimeout), or acked with an error, is sent
@@ -212,7 +212,7 @@ class NacosConnection:
                 namespace = naming.namespaceOf(body)
                 try:
                     self.node.authority.grant(payload.headers.get("accessToken")).check(namespace)
-                except ProtocolError as e:
+                except RequestError as e:
                     # As Nacos refuses: the handler's own response type, with
                     # errorCode NO_RIGHT (the Java SDK then logs in again).
                     return Payload(_RESPONSE_TYPES[payload.type], {}, "", naming.encodeBody(
@@ -226,7 +226,7 @@ class NacosConnection:
             return self._error(e.code, e.message)
         except LimitExceeded as e:
             return self._error(OVER_THRESHOLD, e.message)
-        except ProtocolError as e:
+        except RequestError as e:
             return self._error(INVALID_PARAM, e.message)
         except Exception:
             self.notices.failure("request failed", "Nacos request {type} failed", type=_printable(payload.type))
@@ -311,7 +311,7 @@ class NacosConnection:
         }
 
     def _serviceList(self, body):
-        # A ProtocolError is answered INVALID_PARAM by request().
+        # A RequestError is answered INVALID_PARAM by request().
         namespace = model.parseNamespace(naming.namespaceOf(body))
         group = model.parseGroup(body.get("groupName") or model.DEFAULT_GROUP, "groupName")
         page, size = body.get("pageNo", 1), body.get("pageSize", 10)

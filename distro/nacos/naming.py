@@ -18,7 +18,7 @@ import json
 import re
 
 from distro import model
-from distro.wire import ProtocolError
+from distro.errors import RequestError
 
 # Nacos' codes (errorCode; resultCode is SUCCESS or FAIL).
 SUCCESS = 200
@@ -71,7 +71,7 @@ def _nacosField(text):
 
 def _refused(error):
     """
-    The L{NacosError} of a L{ProtocolError} from distro's model.
+    The L{NacosError} of a L{RequestError} from distro's model.
     """
     return NacosError(INVALID_PARAM, _nacosField(error.message))
 
@@ -268,7 +268,7 @@ def serviceKey(request):
         group, name = name.split("@@", 1)
     try:
         return model.parseService({"namespace": namespace, "group": group, "name": name})
-    except ProtocolError as e:
+    except RequestError as e:
         raise _refused(e)
 
 
@@ -299,7 +299,7 @@ def parseInstance(value, field="instance", maxMetadataBytes=8192):
             field,
             maxMetadataBytes,
         )
-    except ProtocolError as e:
+    except RequestError as e:
         raise _refused(e)
 
 
@@ -339,7 +339,7 @@ def parseClusters(value, field="clusters"):
     names = [c.strip() for c in value.split(",") if c.strip()]
     try:
         clusters = model.parseClusters(names, field) if names else None
-    except ProtocolError as e:
+    except RequestError as e:
         raise _refused(e)
     return clusters, ",".join(names)
 
@@ -408,8 +408,8 @@ class RawJSON(str):
 def _hostsEncoder(info):
     grouped = groupedName(info.service)
 
-    def encode(hosts):
-        return _dumps([host(i, grouped) for i in hosts])[1:-1]
+    def encode(group):
+        return _dumps([host(i, grouped) for i in group.hosts])[1:-1]
 
     return ("nacos", grouped), encode
 

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro import model
+from distro.native.views import packedPieces, packedSize
 from distro.wire import (
     HELLO_REQUIRED,
     INTERNAL,
@@ -26,7 +27,7 @@ from distro.wire import (
     BadRequest,
     FrameProtocol,
     LimitExceeded,
-    ProtocolError,
+    RequestError,
     encode,
     noDelay,
 )
@@ -135,7 +136,7 @@ class ClientSession(FrameProtocol):
             self.closeConnection()
             return
         self._lastSeen = self.node.clock.seconds()
-        self.channel = self.node.pusher.channel(self._sendPush)
+        self.channel = self.node.pushChannel(self._sendPush)
         self.produceForTransport()
         self._scheduleIdleCheck(self.node.config.idle_timeout_ms / 1000.0)
         # Until hello succeeds, small frames only (PROTOCOL.md 1).
@@ -227,7 +228,7 @@ class ClientSession(FrameProtocol):
         """
         Raise L{LimitExceeded} unless a reply carrying C{info} fits.
         """
-        size = info.size + 64
+        size = packedSize(info) + 64
         if size > self._room():
             raise self._tooLarge("a reply", size)
 
@@ -294,9 +295,9 @@ class ClientSession(FrameProtocol):
             if rid is None:
                 raise BadRequest("id", "must be an integer > 0")
             if handler is None:
-                raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}"[:200])
+                raise RequestError(UNKNOWN_OP, f"unknown op {op!r}"[:200])
             result = handler(self, message)
-        except ProtocolError as e:
+        except RequestError as e:
             self.sendError(rid, e.code, e.message)
             if e.code in (UNSUPPORTED_VERSION, UNAUTHORIZED) or (
                 e.code == NOT_READY and self.client is None
@@ -341,7 +342,7 @@ class ClientSession(FrameProtocol):
     def _sendPush(self, info):
         self._seq += 1
         head = _PUSH_HEAD + msgpack.packb(self._seq) + _SERVICE_INFO_KEY
-        size = 4 + len(head) + info.size
+        size = 4 + len(head) + packedSize(info)
         if size > self._room():
             # The subscriber cannot be given this view: rather than let it
             # believe an older one, it is told and disconnected.
@@ -356,8 +357,8 @@ class ClientSession(FrameProtocol):
         Write one frame of C{head} and C{info}'s packed view, without
         copying the view (its parts are shared by every reply and push).
         """
-        size = len(head) + info.size
-        self.transport.writeSequence([_PREFIX.pack(size) + head] + info.packedPieces())
+        size = len(head) + packedSize(info)
+        self.transport.writeSequence([_PREFIX.pack(size) + head] + packedPieces(info))
         self._wrote(4 + size)
 
     def _service(self, message):
@@ -370,14 +371,14 @@ class ClientSession(FrameProtocol):
 
     def _requireReady(self):
         if not self.node.ready:
-            raise ProtocolError(NOT_READY, "the node is still loading cluster data")
+            raise RequestError(NOT_READY, "the node is still loading cluster data")
 
     def hello(self, message):
         if self.client is not None:
             raise BadRequest("op", "hello was already done on this connection")
         proto = message.get("proto")
         if type(proto) is not int or proto != PROTOCOL_VERSION:
-            raise ProtocolError(
+            raise RequestError(
                 UNSUPPORTED_VERSION, f"proto: {proto!r} is not supported, this node speaks 1"[:200]
             )
         agent = message.get("agent")
@@ -401,17 +402,29 @@ class ClientSession(FrameProtocol):
         self.agent = agent
         self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
         self.handshakeDone()
-        return self.node.helloReply(self)
+        node = self.node
+        return {
+            "proto": PROTOCOL_VERSION,
+            "node": node.nodeId,
+            "client_id": self.client.clientId,
+            "resume_token": self.resumeToken,
+            "resumed": self.resumed,
+            "epoch": self.client.epoch,
+            "ready": node.ready,
+            "heartbeat_ms": node.config.heartbeat_ms,
+            "idle_timeout_ms": node.config.idle_timeout_ms,
+            "members": [m["address"] for m in node.members() if m["address"]],
+        }
 
     def register(self, message):
         service = self._service(message)
         instance = self._instance(message.get("instance"), "instance")
-        self.node.manager.register(self.client, service, instance)
+        self.node.register(self.client, service, instance)
 
     def deregister(self, message):
         service = self._service(message)
         instanceId = model.parseInstanceRef(message.get("instance"), "instance")
-        return {"removed": self.node.manager.deregister(self.client, service, instanceId)}
+        return {"removed": self.node.deregister(self.client, service, instanceId)}
 
     def batch_register(self, message):
         service = self._service(message)
@@ -420,18 +433,18 @@ class ClientSession(FrameProtocol):
             raise BadRequest("instances", "must be a list of instances")
         limit = self.node.config.max_instances_per_client
         if len(instances) > limit:
-            raise ProtocolError(
+            raise RequestError(
                 LIMIT_EXCEEDED, f"max_instances_per_client: more than {limit} instances"
             )
         parsed = [self._instance(v, f"instances[{i}]") for i, v in enumerate(instances)]
-        self.node.manager.batchRegister(self.client, service, parsed)
+        self.node.batchRegister(self.client, service, parsed)
 
     def query(self, message):
         service = self._service(message)
         clusters = model.parseClusters(message.get("clusters"))
         healthyOnly = _optionalBool(message, "healthy_only")
         self._requireReady()
-        info = self.node.registry.serviceInfo(service, clusters, healthyOnly)
+        info = self.node.serviceInfo(service, clusters, healthyOnly)
         self._fits(info)
         return _Reply(info)
 
@@ -439,7 +452,7 @@ class ClientSession(FrameProtocol):
         service = self._service(message)
         clusters = model.parseClusters(message.get("clusters"))
         self._requireReady()
-        info = self.node.registry.serviceInfo(service, clusters)
+        info = self.node.serviceInfo(service, clusters)
         self._fits(info)
         self.node.subscribe(self.client, self.channel, service, clusters, info)
         return _Reply(info)
@@ -455,7 +468,7 @@ class ClientSession(FrameProtocol):
         group = model.parseGroup(message.get("group"))
         page = _optionalInt(message, "page", 1, 1, 2**31)
         size = _optionalInt(message, "size", 100, 1, _MAX_PAGE_SIZE)
-        count, entries = self.node.registry.services(namespace, group, page, size)
+        count, entries = self.node.services(namespace, group, page, size)
         return {
             "count": count,
             "services": [{"group": g, "name": n, "instances": c} for g, n, c in entries],

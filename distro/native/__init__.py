@@ -1,0 +1,3 @@
+"""
+distro's own port: its msgpack protocol (docs/PROTOCOL.md).
+"""
