@@ -5,6 +5,9 @@ Reactor turns on a L{task.Clock}, for tests of work spread over turns
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from distro.interfaces import IClientObserver
 
 
 def nextTurn(clock):
@@ -80,3 +83,27 @@ class TickingTimer(SteppedTimer):
     def __call__(self):
         self.now += self.step
         return self.now
+
+
+@implementer(IClientObserver)
+class CostlySteps:
+    """
+    An observer of a node's change stream for which each change of a
+    client costs 6 ms of a L{SteppedTimer}: more than a turn's budget
+    (5 ms), so that each step of a batch takes a turn. C{revisions} lists
+    the revision of each change seen.
+    """
+
+    def __init__(self, timer):
+        self.timer = timer
+        self.revisions = []
+
+    def clientChanged(self, change):
+        self.timer.now += 0.006
+        self.revisions.append(change.client.revision)
+
+    def clientRemoved(self, client):
+        pass
+
+    def clientMoved(self, client):
+        pass

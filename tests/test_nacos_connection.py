@@ -7,17 +7,15 @@ import json
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from distro import model
-from distro.interfaces import IClientObserver
 from distro.nacos import connection as nacos
 from distro.nacos import naming
 from distro.nacos.connection import NacosConnection
 from distro.nacos.payload import Payload
 from distro.turns import Turns
 from tests._node import NodeHarness
-from tests._turns import SteppedTimer, TickingTimer, nextTurn, settled
+from tests._turns import CostlySteps, SteppedTimer, TickingTimer, nextTurn, settled
 
 ORDERS = model.ServiceKey("public", "DEFAULT_GROUP", "orders")
 
@@ -290,28 +288,6 @@ class InstanceTests(ConnectionTestCase):
         message = self.error("BatchInstanceRequest", 503, serviceName="orders",
                              type="batchRegisterInstance", instances=[None] * (limit + 1))
         self.assertIn("max_instances_per_client", message)
-
-
-@implementer(IClientObserver)
-class CostlySteps:
-    """
-    Each change of a client costs 6 ms of a stepped timer: more than a
-    turn's budget (5 ms).
-    """
-
-    def __init__(self, timer):
-        self.timer = timer
-        self.revisions = []
-
-    def clientChanged(self, change):
-        self.timer.now += 0.006
-        self.revisions.append(change.client.revision)
-
-    def clientRemoved(self, client):
-        pass
-
-    def clientMoved(self, client):
-        pass
 
 
 class BatchInSlicesTests(ConnectionTestCase):

@@ -1,13 +1,13 @@
 # -*- test-case-name: tests.test_server -*-
 """
 The client port (PROTOCOL.md section 4): one L{ClientSession} per connection,
-dispatching requests by C{op} to the node's client manager, registry and
-pusher.
+dispatching requests by C{op} to the node (L{distro.interfaces.INode}).
 """
 
 import struct
 
 import msgpack
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -33,6 +33,10 @@ from distro.wire import (
 )
 
 _MAX_PAGE_SIZE = 1000
+
+# A batch of more instances than this is read and registered this many per
+# slice, over the node's turns (L{distro.interfaces.ITurns}).
+_SLICE = 256
 
 # A connection whose send buffer stays full (the client reads nothing) for
 # this many idle timeouts is reset (PROTOCOL.md 4.4).
@@ -124,6 +128,8 @@ class ClientSession(FrameProtocol):
         self._seq = 0
         self._lastSeen = 0.0
         self.channel = None
+        self._answering = False  # a reply comes later: frames wait for it
+        self._lost = False
 
     # Connection
 
@@ -149,6 +155,7 @@ class ClientSession(FrameProtocol):
         self.closeConnection()
 
     def connectionLost(self, reason):
+        self._lost = True
         if self._idleTimer is not None and self._idleTimer.active():
             self._idleTimer.cancel()
         self._idleTimer = None
@@ -178,7 +185,8 @@ class ClientSession(FrameProtocol):
         if self.closing:
             return
         self.transport.resumeProducing()
-        self.resumeHandling()
+        if not self._answering:
+            self.resumeHandling()
         if not self.sendPaused and not self.closing:
             self.channel.resume()
 
@@ -309,10 +317,37 @@ class ClientSession(FrameProtocol):
             self.log.failure("request {op} failed", op=op)
             self.sendError(rid, INTERNAL, "internal error")
             return
+        if isinstance(result, Deferred):
+            # Answered over several turns (a large batch): the frames after
+            # it wait, so that replies keep their order.
+            self._answering = True
+            self.pauseHandling()
+            result.addCallbacks(self._answered, self._notAnswered, (rid,), None, (rid, op))
+            return
         self._reply(rid, result)
         if self._bye:
             self.closeConnection()
             self.node.sessionEnded(self, orderly=True)
+
+    def _answered(self, result, rid):
+        self._answering = False
+        if self._lost:
+            return
+        self._reply(rid, result)
+        if not self.sendPaused and not self.closing:
+            self.resumeHandling()
+
+    def _notAnswered(self, failure, rid, op):
+        self._answering = False
+        if self._lost:
+            return
+        if failure.check(RequestError):
+            self.sendError(rid, failure.value.code, failure.value.message)
+        else:
+            self.log.failure("request {op} failed", failure, op=op)
+            self.sendError(rid, INTERNAL, "internal error")
+        if not self.sendPaused and not self.closing:
+            self.resumeHandling()
 
     def _reply(self, rid, result):
         if type(result) is _Reply:
@@ -436,8 +471,25 @@ class ClientSession(FrameProtocol):
             raise RequestError(
                 LIMIT_EXCEEDED, f"max_instances_per_client: more than {limit} instances"
             )
-        parsed = [self._instance(v, f"instances[{i}]") for i, v in enumerate(instances)]
-        self.node.batchRegister(self.client, service, parsed)
+        if len(instances) <= _SLICE or self.client.restoring:
+            # A resuming session's redo is applied as it comes.
+            parsed = [self._instance(v, f"instances[{i}]") for i, v in enumerate(instances)]
+            self.node.batchRegister(self.client, service, parsed)
+            return None
+        # Thousands of instances: read and registered a slice per turn.
+        return self.node.turns.run(self._batchInSlices(service, instances))
+
+    def _batchInSlices(self, service, instances):
+        parsed = []
+        for i, value in enumerate(instances):
+            parsed.append(self._instance(value, f"instances[{i}]"))
+            if i % _SLICE == _SLICE - 1:
+                yield
+        for _ in self.node.batchRegisterInSlices(self.client, service, parsed):
+            yield
+            if self._lost:
+                # Nobody waits for the answer, and the client goes.
+                return
 
     def query(self, message):
         service = self._service(message)
