@@ -698,6 +698,21 @@ class BatchInSlicesTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(self.steps, [])
         self.connection.ok("ping")
 
+    def test_failureAnsweredInternal(self):
+        """
+        A batch that fails midway for the node's own fault is answered
+        INTERNAL (and logged), and the frames after it are handled.
+        """
+        def broken(client, service, instances):
+            yield
+            raise RuntimeError("boom")
+
+        self.patch(self.harness.node, "batchRegisterInSlices", broken)
+        reply = self.connection.request("batch_register", service=service(), instances=self.batch(1000))
+        self.assertError(reply, "INTERNAL")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.connection.ok("ping")
+
     def test_connectionLostMidway(self):
         """
         A connection lost while its batch is applied stops it.

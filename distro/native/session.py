@@ -333,19 +333,29 @@ class ClientSession(FrameProtocol):
         self._answering = False
         if self._lost:
             return
-        self._reply(rid, result)
-        if not self.sendPaused and not self.closing:
-            self.resumeHandling()
+        try:
+            self._reply(rid, result)
+        finally:
+            self._handleWaiting()
 
     def _notAnswered(self, failure, rid, op):
         self._answering = False
         if self._lost:
             return
-        if failure.check(RequestError):
-            self.sendError(rid, failure.value.code, failure.value.message)
-        else:
-            self.log.failure("request {op} failed", failure, op=op)
-            self.sendError(rid, INTERNAL, "internal error")
+        try:
+            if failure.check(RequestError):
+                self.sendError(rid, failure.value.code, failure.value.message)
+            else:
+                self.log.failure("request {op} failed", failure, op=op)
+                self.sendError(rid, INTERNAL, "internal error")
+        finally:
+            self._handleWaiting()
+
+    def _handleWaiting(self):
+        """
+        The reply that came later went: the frames that waited for it are
+        handled (unless the client reads nothing, or the session ends).
+        """
         if not self.sendPaused and not self.closing:
             self.resumeHandling()
 
