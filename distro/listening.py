@@ -7,12 +7,7 @@ the start.
 
 from twisted.internet.endpoints import serverFromString
 
-
-def hostPort(host, port):
-    """
-    C{host:port}, an IPv6 host in brackets.
-    """
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+from distro.address import formatAddress
 
 
 def listenNow(reactor, description, factory):
@@ -29,4 +24,4 @@ def listenNow(reactor, description, factory):
         failures[0].raiseException()
     port = results[0]
     host = port.getHost()
-    return port, hostPort(host.host, host.port)
+    return port, formatAddress(host.host, host.port)

@@ -13,7 +13,7 @@ from distro.errors import BAD_REQUEST, LIMIT_EXCEEDED, BadRequest, LimitExceeded
 
 # The core: what every port uses, and nothing of a port.
 CORE = ["model", "clients", "registry", "hostlist", "push", "auth", "node", "turns", "admission",
-        "interfaces", "errors", "ratelog", "collector"]
+        "interfaces", "errors", "ratelog", "collector", "address"]
 PORTS = ("distro.wire", "distro.native", "distro.nacos", "distro.http", "distro.h2grpc", "distro.tap",
          "distro.cli", "distro.client")
 

@@ -11,6 +11,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro.address import formatAddress
+from distro.address import parseAddress as _parseAddress
 from distro.config import ConfigError
 from distro.interfaces import IMembership
 
@@ -21,23 +23,14 @@ DOWN = "DOWN"
 
 def parseAddress(text, where):
     """
-    C{host:port} or C{[v6]:port} as C{(host, port)}.
+    C{host:port} or C{[v6]:port} as C{(host, port)} (L{distro.address}).
 
     @raise ValueError: naming C{where}.
     """
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{where}: {text!r} is not host:port")
-    return host, int(port)
-
-
-def formatAddress(host, port):
-    """
-    The text form of C{(host, port)}, bracketing IPv6 literals.
-    """
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        return _parseAddress(text)
+    except ValueError as e:
+        raise ValueError(f"{where}: {text!r} is not host:port ({e})")
 
 
 def readClusterFile(path):

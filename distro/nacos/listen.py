@@ -3,6 +3,8 @@
 The C{nacos_listen} key: where the Nacos gRPC port binds.
 """
 
+from distro.address import formatAddress
+
 
 class NacosListenError(ValueError):
     """
@@ -31,7 +33,7 @@ def parseListen(value):
         if not rest.startswith("interface="):
             raise NacosListenError("the only option is interface=HOST")
         host = rest[len("interface="):]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return formatAddress(host, port)
 
 
 def endpoint(value, backlog=None):

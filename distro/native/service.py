@@ -13,7 +13,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.interfaces import IFrontEnd
-from distro.listening import hostPort, listenNow
+from distro.address import formatAddress
+from distro.listening import listenNow
 from distro.native.session import ClientPortFactory
 
 
@@ -60,7 +61,7 @@ class ClientPortService(Service):
         advertised = host.host
         if advertised in ("0.0.0.0", "::"):
             advertised = socket.gethostname()
-        self.node.clientPortBound(hostPort(advertised, host.port))
+        self.node.clientPortBound(formatAddress(advertised, host.port))
         self.log.info(
             "distro node {node} serving clients on {address}",
             node=self.node.nodeId,
