@@ -12,8 +12,8 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from distro.interfaces import IFrontEnd
 from distro.address import formatAddress
+from distro.interfaces import IFrontEnd
 from distro.listening import listenNow
 from distro.native.session import ClientPortFactory
 
