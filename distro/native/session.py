@@ -593,11 +593,10 @@ class ClientPortFactory(Factory):
         port); return why it is refused, or C{None}.
         """
         host = getattr(session.peer, "host", None)
-        refusal = self.node.admission.refusal(host)
-        if refusal is None:
-            self.node.admission.admit(host)
-            self.sessions.add(session)
-        return refusal
+        if not self.node.admission.admit(host):
+            return self.node.admission.refusal(host)
+        self.sessions.add(session)
+        return None
 
     def connectionEnded(self, session):
         """
