@@ -24,19 +24,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The tests' free ports: below the ephemeral range, where no outgoing
+# connection takes them before a node listens.
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests._ports import freePorts  # noqa: E402,F401
 
 from nonreader import request  # noqa: E402
 from register import Child  # noqa: E402
-
-
-def freePorts(count):
-    probes = [socket.socket() for _ in range(count)]
-    for probe in probes:
-        probe.bind(("127.0.0.1", 0))
-    ports = [probe.getsockname()[1] for probe in probes]
-    for probe in probes:
-        probe.close()
-    return ports
 
 
 def counted(host, port, prefix, token=None):

@@ -14,7 +14,6 @@ password, no credentials and a persistent instance are refused.
 
 import os
 import shutil
-import socket
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -53,17 +52,8 @@ def _nacosPorts():
     A free port P (gRPC) whose P - 1000 (HTTP, where SDKs log in) is free
     too.
     """
-    for _ in range(100):
-        (port,) = freePorts(1)
-        if port - GRPC_OFFSET < 1024:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port - GRPC_OFFSET))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free pair of ports P, P - 1000")
+    (http,) = freePorts(1, spacing=GRPC_OFFSET)
+    return http + GRPC_OFFSET
 
 
 class SecuredCluster:
