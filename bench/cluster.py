@@ -47,7 +47,6 @@ import collections
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from twisted.internet.error import ConnectionLost
 
 from distro.client import DistroClient
 from distro.wire import FrameProtocol
+from largeclient import freePorts
 from register import residentBytes
 
 ETC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc")
@@ -83,22 +83,6 @@ def now():
 
 def sleep(reactor, seconds):
     return task.deferLater(reactor, seconds, lambda: None)
-
-
-def freePorts(count):
-    """
-    C{count} distinct free ports of 127.0.0.1 (bound at once, then released).
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def percentile(ordered, fraction):

@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from largeclient import freePorts  # noqa: E402
 from register import Child, residentBytes  # noqa: E402
 
 _MIB = 1024 * 1024
@@ -35,12 +36,7 @@ def main(argv):
     parser.add_argument("--seconds", type=float, default=8.0)
     options = parser.parse_args(argv)
     directory = tempfile.mkdtemp(prefix="distro-unauth-")
-    ports = []
-    for _ in range(2):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        ports.append(probe.getsockname()[1])
-        probe.close()
+    ports = freePorts(2)
     peerAddress = ("127.0.0.1", ports[0])
     # A cluster of two whose other member never comes: the peer port listens.
     clusterConf = os.path.join(directory, "cluster.conf")

@@ -10,7 +10,6 @@ wait is bounded, and every process is ended in cleanup.
 
 import json
 import os
-import socket
 import sys
 
 from twisted.internet import defer, reactor
@@ -21,6 +20,7 @@ from distro.cli import EXIT_OK, EXIT_SERVER_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
 from distro.client import NotConnected, Service, connect
 from distro.client.blocking import BlockingClient
 
+from ._ports import freePorts
 from .test_process import NodeProcess, ProcessTestCase, waitFor
 
 CLI = [sys.executable, "-m", "distro.cli"]
@@ -75,15 +75,6 @@ class CommandProcess(NodeProcess):
             f"stdout:\n{self.stdout.decode('utf-8', 'replace')}\n"
             f"stderr:\n{self.stderr.decode('utf-8', 'replace')}"
         )
-
-
-def unusedPort():
-    """
-    A port of 127.0.0.1 that nothing listens on: bound, then released.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def hostIds(info):
@@ -331,7 +322,7 @@ class CommandTests(EndToEndTestCase):
         C{--timeout} is over, naming the address; a library client's
         C{connect} fails with L{NotConnected} likewise.
         """
-        server = f"127.0.0.1:{unusedPort()}"
+        server = f"127.0.0.1:{freePorts(1)[0]}"
         started = reactor.seconds()
         process = self.command(server, "--timeout", "1", "services")
         yield process.whenEnded(RUN_TIMEOUT)
