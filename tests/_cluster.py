@@ -641,6 +641,8 @@ class NodeSlot:
         self.members = list(members)
         self.overrides = {}  # this node's configuration over the cluster's
         self.secret = None  # None: the cluster's
+        # What it speaks on peer links (a Dialect Offer); None: all it can.
+        self.offer = None
         self.generation = 0
         self.alive = False
         self.stalled = False
@@ -672,6 +674,7 @@ class NodeSlot:
             self._listen,
             lambda address: _Endpoint(harness, self, generation, address),
             reread=self._reread,
+            offer=self.offer,
         )
         self.node.cluster = self.cluster
         self.alive = True

@@ -14,8 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from distro import wire
-from distro.cluster import peer
-from distro.cluster.peer import PEER_PROTOCOL_VERSION as PROTO
+from distro.cluster import dialect, peer
+from distro.cluster.dialect import LOWEST as PROTO
 from distro.cluster.service import Cluster
 from distro.config import Config
 from distro.interfaces import IReplicaSink
@@ -224,6 +224,60 @@ class InboundTests(SynchronousTestCase):
             self.hello(link, proto=proto)
             self.assertEqual(frames(transport.value())[0]["code"], wire.UNSUPPORTED_VERSION)
             self.assertTrue(transport.disconnecting)
+
+    def test_versionsOffered(self):
+        """
+        The challenge names the lowest version this node speaks as C{proto}
+        (what a member from before checks), the highest as C{proto_max} when
+        it is higher, and the capabilities as C{caps}.
+        """
+        link, transport = self.connect()
+        (challenge,) = frames(transport.value())
+        self.assertEqual(challenge["proto"], dialect.LOWEST)
+        self.assertEqual(challenge.get("proto_max", challenge["proto"]), dialect.HIGHEST)
+        self.assertEqual(challenge["caps"], sorted(dialect.CAPABILITIES))
+
+    def test_negotiated(self):
+        """
+        The link speaks the version the connector chose and the capabilities
+        both ends have; a connector from before capabilities (no C{caps})
+        gets a link that has none.
+        """
+        link, _ = self.connect()
+        self.hello(link, caps=[dialect.CLUSTER_DOTS, "from-the-future"])
+        self.assertEqual(link.dialect.version, PROTO)
+        self.assertEqual(link.dialect.capabilities, {dialect.CLUSTER_DOTS})
+        self.assertTrue(link.dialect.whole)
+        before, _ = self.connect()
+        self.hello(before)
+        self.assertEqual(before.dialect.capabilities, frozenset())
+        self.assertFalse(before.dialect.whole)
+
+    def test_versionNotSpoken(self):
+        """
+        A connector that chose a version this node does not speak (a later
+        one) is refused with C{UNSUPPORTED_VERSION}, naming both.
+        """
+        link, transport = self.connect()
+        self.hello(link, proto=dialect.HIGHEST + 1)
+        (error,) = frames(transport.value())
+        self.assertEqual(error["code"], wire.UNSUPPORTED_VERSION)
+        self.assertIn(f"not {dialect.HIGHEST + 1}", error["message"])
+        self.assertTrue(transport.disconnecting)
+        self.assertIsNone(link.nodeId)
+
+    def test_badCapabilities(self):
+        """
+        Capabilities that are not a short list of short strings are
+        C{BAD_REQUEST} naming C{caps}; the link is not opened.
+        """
+        for caps in ("cluster_dots", [1], ["x" * 65], ["c"] * 65):
+            link, transport = self.connect()
+            self.hello(link, caps=caps)
+            (error,) = frames(transport.value())
+            self.assertEqual(error["code"], wire.BAD_REQUEST)
+            self.assertIn("caps", error["message"])
+            self.assertIsNone(link.nodeId)
 
     def test_relayedChallengeRefused(self):
         """
@@ -646,12 +700,15 @@ class OutboundTests(SynchronousTestCase):
         self.link.makeConnection(self.transport)
         self.addCleanup(self.link.connectionLost, None)
 
-    def challenge(self, nonce=b"n" * 32, node="node-b"):
+    def challenge(self, nonce=b"n" * 32, node="node-b", **versions):
         """
-        Send the link a challenge; return its C{peer_hello}.
+        Send the link a challenge (C{proto} and C{caps} as a member from
+        before capabilities would, unless C{versions} say otherwise); return
+        its C{peer_hello}.
         """
+        versions.setdefault("proto", PROTO)
         self.link.dataReceived(
-            wire.encode({"op": "challenge", "nonce": nonce, "node": node, "proto": PROTO})
+            wire.encode(dict({"op": "challenge", "nonce": nonce, "node": node}, **versions))
         )
         (hello,) = frames(self.transport.value())
         self.transport.clear()
@@ -738,12 +795,63 @@ class OutboundTests(SynchronousTestCase):
         self.assertIsNone(self.feed.link)
         self.assertIsNone(self.cluster.membership.member("node-b"))
 
+    def test_highestCommonVersion(self):
+        """
+        Given a range, the connector answers with the highest version both
+        speak and its capabilities; once welcomed, the link has those both
+        ends have.
+        """
+        hello = self.challenge(
+            proto=dialect.LOWEST, proto_max=dialect.HIGHEST + 2,
+            caps=[dialect.CLUSTER_DOTS, "from-the-future"],
+        )
+        self.assertEqual(hello["proto"], dialect.HIGHEST)
+        self.assertEqual(hello["caps"], sorted(dialect.CAPABILITIES))
+        proof = peer.transcript("node-b", "node-a", b"n" * 32, hello["nonce"])
+        self.link.dataReceived(
+            wire.encode({"op": "peer_welcome", "mac": peer.welcomeMac(SECRET, proof)})
+        )
+        self.assertEqual(self.link.dialect.version, dialect.HIGHEST)
+        self.assertEqual(self.link.dialect.capabilities, {dialect.CLUSTER_DOTS})
+
+    def test_acceptorFromBefore(self):
+        """
+        An acceptor from before ranges and capabilities (only C{proto}) gets
+        that version; the link has no capability.
+        """
+        hello = self.challenge()
+        self.assertEqual(hello["proto"], PROTO)
+        proof = peer.transcript("node-b", "node-a", b"n" * 32, hello["nonce"])
+        self.link.dataReceived(
+            wire.encode({"op": "peer_welcome", "mac": peer.welcomeMac(SECRET, proof)})
+        )
+        self.assertEqual(self.link.dialect.capabilities, frozenset())
+
+    def test_noCommonVersion(self):
+        """
+        An acceptor whose versions are all later than this node's is not
+        answered: the link closes, saying why.
+        """
+        with capturedLogs() as events:
+            self.link.dataReceived(wire.encode({
+                "op": "challenge", "nonce": b"n" * 32, "node": "node-b",
+                "proto": dialect.HIGHEST + 1, "proto_max": dialect.HIGHEST + 3,
+            }))
+        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertTrue(any("speaks no version" in e.get("log_format", "") for e in events))
+
     def test_badChallenge(self):
         for challenge in (
             {"op": "challenge", "nonce": "text", "node": "node-b", "proto": PROTO},
             {"op": "challenge", "nonce": b"short", "node": "node-b", "proto": PROTO},
             {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 1},
             {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": 2},
+            {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": "3"},
+            {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": PROTO,
+             "proto_max": PROTO - 1},
+            {"op": "challenge", "nonce": b"n" * 32, "node": "node-b", "proto": PROTO,
+             "caps": "cluster_dots"},
         ):
             self.link.dataReceived(wire.encode(challenge))
             self.assertEqual(self.transport.value(), b"")

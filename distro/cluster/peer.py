@@ -24,8 +24,10 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
 from distro.cluster import records
+from distro.cluster.dialect import NoCommonVersion
 from distro.cluster.digest import BUCKETS
 from distro.wire import (
+    BAD_REQUEST,
     FORBIDDEN,
     UNAUTHORIZED,
     UNSUPPORTED_VERSION,
@@ -37,9 +39,6 @@ from distro.wire import (
 
 NONCE_BYTES = 32
 
-# The version of the peer protocol (PROTOCOL.md 5), sent in challenge and
-# peer_hello; a node refuses any other.
-PEER_PROTOCOL_VERSION = 3
 
 def _field(text):
     raw = text.encode("utf-8")
@@ -94,6 +93,8 @@ class _Link(FrameProtocol):
 
     log = Logger()
     nodeId = None
+    # What the link speaks (a Dialect), once its handshake is done.
+    dialect = None
     _watchdog = None
     _confirming = False
 
@@ -208,12 +209,10 @@ class InboundLink(_Link):
             return
         self.nonce = os.urandom(NONCE_BYTES)
         self.sendMessage(
-            {
-                "op": "challenge",
-                "nonce": self.nonce,
-                "node": self.cluster.nodeId,
-                "proto": PEER_PROTOCOL_VERSION,
-            }
+            dict(
+                {"op": "challenge", "nonce": self.nonce, "node": self.cluster.nodeId},
+                **self.cluster.offer.challenge(),
+            )
         )
 
     def messageReceived(self, message):
@@ -229,8 +228,13 @@ class InboundLink(_Link):
         if message.get("op") != "peer_hello":
             self.refuse(UNAUTHORIZED, "the first frame must be peer_hello")
             return
-        if message.get("proto") != PEER_PROTOCOL_VERSION:
-            self.refuse(UNSUPPORTED_VERSION, f"proto: this node speaks {PEER_PROTOCOL_VERSION}")
+        try:
+            dialect = self.cluster.offer.accept(message)
+        except NoCommonVersion as e:
+            self.refuse(UNSUPPORTED_VERSION, str(e))
+            return
+        except RequestError as e:
+            self.refuse(BAD_REQUEST, e.message)
             return
         node = message.get("node")
         address = message.get("address")
@@ -259,6 +263,7 @@ class InboundLink(_Link):
             return
         self.sendMessage({"op": "peer_welcome", "mac": welcomeMac(secret, proof)})
         self.nodeId = node
+        self.dialect = dialect
         self.member = member
         self.handshakeDone()
         self.cluster.inboundUp(self)
@@ -297,6 +302,7 @@ class OutboundLink(_Link):
 
     _proof = None
     _challenger = None
+    _dialect = None
 
     def __init__(self, cluster, feed):
         super().__init__(cluster)
@@ -371,11 +377,20 @@ class OutboundLink(_Link):
         )
 
     def _answer(self, challenge):
+        try:
+            fields, self._dialect = self.cluster.offer.answer(challenge)
+        except (NoCommonVersion, RequestError) as e:
+            self.log.warn(
+                "member {member} speaks no version of the peer protocol this node does: {why}",
+                member=self.feed.member.address,
+                why=e.message if isinstance(e, RequestError) else str(e),
+            )
+            self.closeConnection()
+            return
         nonce = challenge.get("nonce")
         node = challenge.get("node")
         if (
-            challenge.get("proto") != PEER_PROTOCOL_VERSION
-            or type(nonce) is not bytes
+            type(nonce) is not bytes
             or len(nonce) != NONCE_BYTES
             or type(node) is not str
             or not node
@@ -388,15 +403,17 @@ class OutboundLink(_Link):
         self._challenger = node
         self._proof = transcript(node, cluster.nodeId, nonce, ownNonce)
         self.sendMessage(
-            {
-                "op": "peer_hello",
-                "node": cluster.nodeId,
-                "address": cluster.membership.self.address,
-                "client_address": cluster.membership.self.clientAddress or "",
-                "proto": PEER_PROTOCOL_VERSION,
-                "nonce": ownNonce,
-                "mac": helloMac(cluster.secret, self._proof),
-            }
+            dict(
+                {
+                    "op": "peer_hello",
+                    "node": cluster.nodeId,
+                    "address": cluster.membership.self.address,
+                    "client_address": cluster.membership.self.clientAddress or "",
+                    "nonce": ownNonce,
+                    "mac": helloMac(cluster.secret, self._proof),
+                },
+                **fields,
+            )
         )
 
     def _welcome(self, message):
@@ -418,6 +435,7 @@ class OutboundLink(_Link):
             self.closeConnection()
             return
         self.nodeId = self._challenger
+        self.dialect = self._dialect
         self.authenticated = True
         self.handshakeDone()
         cluster.membership.heard(self.nodeId)

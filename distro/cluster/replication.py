@@ -91,6 +91,12 @@ class PeerFeed:
             self.dirty = {}
             self.snapshotting = False
 
+    def dialect(self):
+        """
+        What the current link speaks, or C{None} without one.
+        """
+        return self.link.dialect if self.link is not None else None
+
     def pause(self):
         self.paused = True
 
@@ -188,7 +194,9 @@ class PeerFeed:
 
     def _sendState(self, client):
         try:
-            frames = records.clientStateFrames(client, self.replicator.maxFrame)
+            frames = records.clientStateFrames(
+                client, self.replicator.maxFrame, self.link.dialect
+            )
         except records.RecordTooLarge as e:
             # Refused at start (config.validate); never half sent.
             self.log.error("not replicated: {error}", error=str(e))
@@ -250,11 +258,15 @@ class _Unsent:
         self.baseRevision = baseRevision
         self.changes = changes
 
-    def message(self):
+    def message(self, dialect=None):
+        """
+        The message of these changes, as a link speaking C{dialect} (by
+        default, every capability) carries them.
+        """
         client = self.client
         changes = self.changes
         if changes is None:
-            return records.clientState(client)
+            return records.clientState(client, dialect)
         if len(changes) == 1:
             change = changes[0]
             return records.delta(
@@ -262,6 +274,7 @@ class _Unsent:
                 self.baseRevision,
                 change.put,
                 [(s, iid) for s, iid, _ in change.remove],
+                dialect,
             )
         # The net effect: each instance's last word (within a change, its
         # removes come before its puts).
@@ -276,6 +289,7 @@ class _Unsent:
             self.baseRevision,
             [(s, i) for (s, _), i in net.items() if i is not None],
             [(s, iid) for (s, iid), i in net.items() if i is None],
+            dialect,
         )
 
 
@@ -356,8 +370,21 @@ class Replicator:
             # Digests tell the revision sent (a digest flushes first).
             index.put(clientId, changes.client.revision)
             frame = _once(changes.message)
+            narrowed = None
             for feed, out in feeds:
-                if feed.changed(clientId, frame, out):
+                dialect = feed.dialect()
+                if dialect is None or dialect.whole:
+                    framed = frame
+                else:
+                    # A link that lacks a capability (a member from before
+                    # it): its own encoding, one per set of capabilities.
+                    narrowed = narrowed if narrowed is not None else {}
+                    framed = narrowed.get(dialect.capabilities)
+                    if framed is None:
+                        framed = narrowed[dialect.capabilities] = _once(
+                            lambda d=dialect, c=changes: c.message(d)
+                        )
+                if feed.changed(clientId, framed, out):
                     draining.append(feed)
         for feed, out in feeds:
             feed.write(out)
@@ -485,6 +512,8 @@ class Receiver:
         self._orphans = {}
         self._orphanTimers = []
         self._pieces = {}
+        # node id -> what its current inbound link speaks.
+        self._dialects = {}
 
     # Index of synced clients by owner
 
@@ -578,9 +607,11 @@ class Receiver:
     # IReplicaSink
 
     def linkUp(self, link):
-        pass
+        self._dialects[link.nodeId] = link.dialect
 
     def linkDown(self, link):
+        if self._dialects.get(link.nodeId) is link.dialect:
+            del self._dialects[link.nodeId]
         self._snapshots.pop(link.nodeId, None)
         self._pieces.pop(link.nodeId, None)
 
@@ -668,7 +699,7 @@ class Receiver:
 
     def _clientState(self, sender, message):
         header, revision, tokenHash, services = records.parseClientState(
-            message, self.config.max_metadata_bytes
+            message, self.config.max_metadata_bytes, self._dialects.get(sender)
         )
         self._checkOwner(sender, header)
         more = message.get("more", False)
@@ -769,7 +800,7 @@ class Receiver:
 
     def _delta(self, sender, message):
         header, baseRevision, revision, put, remove = records.parseDelta(
-            message, self.config.max_metadata_bytes
+            message, self.config.max_metadata_bytes, self._dialects.get(sender)
         )
         self._checkOwner(sender, header)
         self._named(sender, header.clientId)

@@ -14,6 +14,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from distro.cluster.dialect import Offer
 from distro.cluster.members import Membership, findSelf, parseAddress, readClusterFile
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.replication import Receiver, Replicator
@@ -93,13 +94,19 @@ class Cluster(MultiService):
     @param secret: the cluster secret (bytes; empty for none).
     @param listen: C{(factory) -> Deferred(IListeningPort)}, the peer port.
     @param connector: C{(address) -> IStreamClientEndpoint} for a member.
+    @param offer: the L{Offer} of versions and capabilities this node makes
+        in handshakes (by default, all it speaks).
     """
 
     log = Logger()
 
-    def __init__(self, node, selfAddress, addresses, secret, listen, connector, reread=None):
+    def __init__(
+        self, node, selfAddress, addresses, secret, listen, connector, reread=None, offer=None
+    ):
         super().__init__()
         self.node = node
+        # What this node speaks on its links (versions and capabilities).
+        self.offer = offer if offer is not None else Offer()
         self.config = node.config
         self.clock = node.clock
         self.nodeId = node.nodeId
