@@ -174,67 +174,6 @@ class FrameProtocol(Protocol):
             del buffer[:end]
             self.frameReceived(body)
 
-    # The handshake: until it is done, small frames only and a deadline.
-
-    _handshakeDeadline = None
-    _fullMaxFrame = None
-
-    def awaitHandshake(self, clock, timeout, timedOut):
-        """
-        Until L{handshakeDone}, take frames of at most L{HANDSHAKE_MAX_FRAME}
-        (or C{maxFrame} if smaller), and call C{timedOut()} if it is not
-        done within C{timeout} seconds.
-        """
-        self._fullMaxFrame = self.maxFrame
-        self.maxFrame = min(HANDSHAKE_MAX_FRAME, self.maxFrame)
-        self._handshakeDeadline = clock.callLater(timeout, self._handshakeExpired, timedOut)
-
-    def _handshakeExpired(self, timedOut):
-        self._handshakeDeadline = None
-        timedOut()
-
-    def handshakeDone(self):
-        """
-        The handshake is done: the port's own frame limit applies, and the
-        deadline is gone.
-        """
-        if self._fullMaxFrame is not None:
-            self.maxFrame = self._fullMaxFrame
-        self.stopHandshakeDeadline()
-
-    def stopHandshakeDeadline(self):
-        """
-        Cancel the handshake's deadline; return whether it was still running
-        (the handshake was not done).
-        """
-        deadline, self._handshakeDeadline = self._handshakeDeadline, None
-        if deadline is not None and deadline.active():
-            deadline.cancel()
-            return True
-        return False
-
-    # Producing for the transport.
-
-    _producing = False
-
-    def produceForTransport(self):
-        """
-        Be told by the transport when its send buffer fills and drains
-        (C{pauseProducing}/C{resumeProducing}).
-        """
-        self.transport.registerProducer(self, True)
-        self._producing = True
-
-    def stopProducingForTransport(self):
-        """
-        Let go of the transport at the end of the connection: not every
-        transport forgets its producer when it closes (TLS does not), and a
-        closed connection would otherwise be a reference cycle.
-        """
-        if self._producing:
-            self._producing = False
-            self.transport.unregisterProducer()
-
     def pauseHandling(self):
         """
         Keep frames that arrive (or have arrived) without handling them.

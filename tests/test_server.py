@@ -16,6 +16,7 @@ from distro import wire
 from distro.interfaces import IClientManager, INode, IRegistry
 from distro.model import ServiceKey
 from distro.turns import Turns
+from distro.watchdog import Watchdog
 from tests._node import ADVERTISE, NODE_ID, NodeHarness, hostIds, instance, service
 from tests._turns import CostlySteps, SteppedTimer, nextTurn
 
@@ -1228,7 +1229,9 @@ def idleTimers(harness):
     """
     The idle timers of the connections still open on C{harness}.
     """
-    return [c for c in harness.clock.getDelayedCalls() if c.func.__name__ == "_idleCheck"]
+    return [
+        c for c in harness.clock.getDelayedCalls() if isinstance(getattr(c.func, "__self__", None), Watchdog)
+    ]
 
 
 class BadRequestTests(SynchronousTestCase, ErrorAssertions):

@@ -26,6 +26,8 @@ from twisted.internet.interfaces import IPushProducer
 from distro.cluster import records
 from distro.cluster.dialect import NoCommonVersion
 from distro.cluster.digest import BUCKETS
+from distro.handshake import HandshakeDeadline, ProducerRegistration
+from distro.watchdog import Watchdog
 from distro.wire import (
     BAD_REQUEST,
     FORBIDDEN,
@@ -82,35 +84,30 @@ def isLoopback(host):
 class _Link(FrameProtocol):
     """
     What both ends of a link share: framing at the peer limit and a
-    watchdog that drops the link after C{down_after_ms} of silence.
-
-    Silence is judged after reading what has arrived: when the watchdog
-    finds the link silent it looks again one reactor turn later, after the
-    reactor read its sockets. A node woken from a stop (or a long pause)
-    runs its overdue timers before it reads, and would otherwise drop links
-    whose data was waiting all along.
+    L{Watchdog} that drops the link after C{down_after_ms} of silence.
     """
 
     log = Logger()
     nodeId = None
     # What the link speaks (a Dialect), once its handshake is done.
     dialect = None
-    _watchdog = None
-    _confirming = False
+    handshake = None
 
     def __init__(self, cluster):
         super().__init__()
         self.cluster = cluster
         self.clock = cluster.clock
         self.maxFrame = cluster.config.peer_max_frame
-        self._lastSeen = 0.0
+        self.watchdog = Watchdog(
+            self.clock, cluster.config.down_after_ms / 1000.0, self._silent
+        )
 
     def connectionMade(self):
         noDelay(self.transport)
-        self._lastSeen = self.clock.seconds()
-        self._armWatchdog(self.cluster.config.down_after_ms / 1000.0)
-        self.awaitHandshake(
-            self.clock, self.cluster.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
+        self.watchdog.start()
+        self.handshake = HandshakeDeadline(
+            self, self.clock, self.cluster.config.handshake_timeout_ms / 1000.0,
+            self._handshakeTimedOut,
         )
 
     def sendMessage(self, message):
@@ -139,46 +136,21 @@ class _Link(FrameProtocol):
         )
         self.transport.abortConnection()
 
-    def _armWatchdog(self, delay):
-        self._watchdog = self.clock.callLater(delay, self._checkSilence)
-
-    def silentSince(self):
-        """
-        Since when the link has been silent in a way that counts against
-        the peer.
-        """
-        return self._lastSeen
-
-    def _checkSilence(self):
-        limit = self.cluster.config.down_after_ms / 1000.0
-        silent = self.clock.seconds() - self.silentSince()
-        if silent >= limit:
-            if not self._confirming:
-                self._confirming = True
-                self._armWatchdog(0)
-                return
-            self._watchdog = None
-            self.log.info(
-                "dropping the link with {peer}: silent for {silent:.1f}s",
-                peer=self.nodeId or str(self.transport.getPeer()),
-                silent=silent,
-            )
-            self.transport.abortConnection()
-            return
-        self._confirming = False
-        # Never less than a millisecond: a remainder below the clock's
-        # resolution would fire at the same instant forever.
-        self._armWatchdog(max(limit - silent, 0.001))
+    def _silent(self, silent):
+        self.log.info(
+            "dropping the link with {peer}: silent for {silent:.1f}s",
+            peer=self.nodeId or str(self.transport.getPeer()),
+            silent=silent,
+        )
+        self.transport.abortConnection()
 
     def frameReceived(self, body):
-        self._lastSeen = self.clock.seconds()
+        self.watchdog.heard()
         super().frameReceived(body)
 
     def connectionLost(self, reason):
-        if self._watchdog is not None and self._watchdog.active():
-            self._watchdog.cancel()
-        self._watchdog = None
-        if self.stopHandshakeDeadline():
+        self.watchdog.end()
+        if self.handshake is not None and self.handshake.cancel():
             # Say why a link never came up (a TLS handshake that failed, a
             # peer that went away): nothing else will.
             self.log.info(
@@ -265,7 +237,7 @@ class InboundLink(_Link):
         self.nodeId = node
         self.dialect = dialect
         self.member = member
-        self.handshakeDone()
+        self.handshake.done()
         self.cluster.inboundUp(self)
 
     def connectionLost(self, reason):
@@ -298,7 +270,7 @@ class OutboundLink(_Link):
     """
 
     _pinger = None
-    _unanswered = None
+    _producing = None
 
     _proof = None
     _challenger = None
@@ -309,24 +281,10 @@ class OutboundLink(_Link):
         self.feed = feed
         self.authenticated = False
 
-    def silentSince(self):
-        """
-        On this link the member only answers: its silence counts from our
-        first unanswered ping, not from before a pause of ours in which we
-        sent nothing to answer.
-        """
-        if self._unanswered is None:
-            return self._lastSeen
-        return max(self._lastSeen, self._unanswered)
-
-    def frameReceived(self, body):
-        self._unanswered = None
-        super().frameReceived(body)
-
     def connectionMade(self):
         super().connectionMade()
         self.feed.connected = True
-        self.produceForTransport()
+        self._producing = ProducerRegistration(self.transport, self)
 
     def messageReceived(self, message):
         op = message.get("op")
@@ -437,22 +395,25 @@ class OutboundLink(_Link):
         self.nodeId = self._challenger
         self.dialect = self._dialect
         self.authenticated = True
-        self.handshakeDone()
+        self.handshake.done()
         cluster.membership.heard(self.nodeId)
         self.feed.linkUp(self)
         cluster.outboundUp(self.feed)
         self._ping()
 
     def _ping(self):
-        if self._unanswered is None:
-            self._unanswered = self.clock.seconds()
+        # On this link the member only answers: its silence counts from our
+        # first unanswered ping, not from before a pause of ours in which
+        # we sent nothing to answer.
+        self.watchdog.expecting()
         self.sendMessage({"op": "ping"})
         interval = self.cluster.config.peer_timeout_ms / 3000.0
         self._pinger = self.clock.callLater(interval, self._ping)
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
-        self.stopProducingForTransport()
+        if self._producing is not None:
+            self._producing.end()
         if self._pinger is not None and self._pinger.active():
             self._pinger.cancel()
         self._pinger = None

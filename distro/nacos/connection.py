@@ -36,6 +36,7 @@ from distro.nacos.naming import (
 )
 from distro.nacos.payload import Payload
 from distro.ratelog import RateLimitedLog
+from distro.watchdog import Watchdog
 from distro.errors import LimitExceeded, RequestError
 
 # Pushes as the Nacos server makes them: a push not acked within
@@ -158,8 +159,10 @@ class NacosConnection:
         # Requests given up on (superseded, timed out) kept in their place
         # for a late answer: at most MAX_PLACEHOLDERS.
         self._placeholders = 0
-        self._lastActive = 0.0
-        self._idleCheck = None
+        # A connection silent for idle_timeout_ms (an SDK sends a health
+        # check every few seconds when it has nothing else to say) is asked
+        # whether it is there.
+        self.watchdog = Watchdog(node.clock, node.config.idle_timeout_ms / 1000.0, self._silent)
         self._detecting = False
         self._lastRefTime = 0
         # (ServiceKey, clusters tuple) -> the clusters string asked for
@@ -172,7 +175,7 @@ class NacosConnection:
         Answer one unary request: the response L{Payload}, or a L{Deferred}
         of it for a request answered over several turns (a large batch).
         """
-        self._lastActive = self.node.clock.seconds()
+        self.watchdog.heard()
         steps = self._answer(payload)
         try:
             next(steps)
@@ -348,7 +351,7 @@ class NacosConnection:
         """
         One payload arrived on the stream: the set up, or an ack.
         """
-        self._lastActive = self.node.clock.seconds()
+        self.watchdog.heard()
         if payload.type == "ConnectionSetupRequest":
             self._setUp(payload)
             return
@@ -378,7 +381,7 @@ class NacosConnection:
         # A session of the node: a native client, replicated like any.
         self.client, _, _ = self.node.sessionStarted(self)
         self.channel = self.node.pushChannel(self._push)
-        self._scheduleIdleCheck()
+        self.watchdog.start()
         self.log.info(
             "Nacos connection {id} from {ip} set up ({version}, module {module})",
             id=self.connectionId, ip=self.peerIp, version=self.clientVersion or "?",
@@ -403,9 +406,7 @@ class NacosConnection:
             if timer.active():
                 timer.cancel()
         self._retries.clear()
-        if self._idleCheck is not None and self._idleCheck.active():
-            self._idleCheck.cancel()
-        self._idleCheck = None
+        self.watchdog.end()
         if self.channel is not None:
             self.channel.close()
         if self.client is not None:
@@ -542,24 +543,14 @@ class NacosConnection:
 
     # Idle connections
 
-    def _scheduleIdleCheck(self):
-        self._idleCheck = self.node.clock.callLater(
-            self.node.config.idle_timeout_ms / 2000.0, self._checkIdle
-        )
-
-    def _checkIdle(self):
+    def _silent(self, silent):
         """
-        A connection silent for C{idle_timeout_ms} (an SDK sends a health
-        check every few seconds when it has nothing else to say) is asked
+        The connection was silent for C{idle_timeout_ms}: it is asked
         C{ClientDetectionRequest}; if it does not answer, it is closed.
         """
-        self._idleCheck = None
-        silent = self.node.clock.seconds() - self._lastActive
-        if silent >= self.node.config.idle_timeout_ms / 1000.0 and not self._detecting:
+        if not self._detecting:
             self._detecting = True
             self._ask("ClientDetectionRequest", {"module": "internal"}, self._detected)
-        if self.close is not None:
-            self._scheduleIdleCheck()
 
     def _detected(self, outcome):
         self._detecting = False
@@ -567,6 +558,8 @@ class NacosConnection:
             # Any answer, an error too, shows the SDK alive.
             self.log.info("Nacos connection {id} answers nothing; closing", id=self.connectionId)
             self.closeConnection()
+        elif not self._ended:
+            self.watchdog.start()
 
     # Pushes
 

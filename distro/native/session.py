@@ -14,7 +14,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro import model
+from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
+from distro.watchdog import Watchdog
 from distro.wire import (
     HELLO_REQUIRED,
     INTERNAL,
@@ -114,10 +116,10 @@ class ClientSession(FrameProtocol):
     resumed = False
     grant = None
     _bye = False
-    _idleTimer = None
-    _confirmingIdle = False
+    _closing = None
+    _handshake = None
+    _producing = None
     sendPaused = False
-    _pausedSince = 0.0
     _unsent = 0
 
     def __init__(self, node):
@@ -126,7 +128,11 @@ class ClientSession(FrameProtocol):
         self._seconds = node.clock.seconds
         self.maxFrame = node.config.max_frame
         self._seq = 0
-        self._lastSeen = 0.0
+        idle = node.config.idle_timeout_ms / 1000.0
+        self.watchdog = Watchdog(
+            node.clock, idle, self._silent,
+            stalledLimit=STALLED_IDLE_TIMEOUTS * idle, stalled=self._stalled,
+        )
         self.channel = None
         self._answering = False  # a reply comes later: frames wait for it
         self._lost = False
@@ -141,13 +147,13 @@ class ClientSession(FrameProtocol):
             self.sendError(None, LIMIT_EXCEEDED, refusal)
             self.closeConnection()
             return
-        self._lastSeen = self.node.clock.seconds()
         self.channel = self.node.pushChannel(self._sendPush)
-        self.produceForTransport()
-        self._scheduleIdleCheck(self.node.config.idle_timeout_ms / 1000.0)
+        self._producing = ProducerRegistration(self.transport, self)
+        self.watchdog.start()
         # Until hello succeeds, small frames only (PROTOCOL.md 1).
-        self.awaitHandshake(
-            self.node.clock, self.node.config.handshake_timeout_ms / 1000.0, self._handshakeTimedOut
+        self._handshake = HandshakeDeadline(
+            self, self.node.clock, self.node.config.handshake_timeout_ms / 1000.0,
+            self._handshakeTimedOut,
         )
 
     def _handshakeTimedOut(self):
@@ -156,11 +162,14 @@ class ClientSession(FrameProtocol):
 
     def connectionLost(self, reason):
         self._lost = True
-        if self._idleTimer is not None and self._idleTimer.active():
-            self._idleTimer.cancel()
-        self._idleTimer = None
-        self.stopHandshakeDeadline()
-        self.stopProducingForTransport()
+        self.watchdog.end()
+        if self._closing is not None and self._closing.active():
+            self._closing.cancel()
+        self._closing = None
+        if self._handshake is not None:
+            self._handshake.cancel()
+        if self._producing is not None:
+            self._producing.end()
         if self.channel is not None:
             self.channel.close()
         if self.client is not None:
@@ -170,8 +179,9 @@ class ClientSession(FrameProtocol):
     # IPushProducer: told by the transport when its send buffer fills/drains.
 
     def pauseProducing(self):
-        if not self.sendPaused:
-            self._pausedSince = self.node.clock.seconds()
+        # While the node is not reading, the client's silence is not
+        # counted (its heartbeats may be waiting in the socket).
+        self.watchdog.hold()
         self.sendPaused = True
         self.pauseHandling()
         self.channel.pause()
@@ -180,8 +190,7 @@ class ClientSession(FrameProtocol):
     def resumeProducing(self):
         self.sendPaused = False
         self._unsent = 0
-        # The client's silence counts only while the node reads.
-        self._lastSeen = max(self._lastSeen, self.node.clock.seconds())
+        self.watchdog.release()
         if self.closing:
             return
         self.transport.resumeProducing()
@@ -198,15 +207,16 @@ class ClientSession(FrameProtocol):
         # connection): not even a push for this client's own instances going.
         if self.channel is not None:
             self.channel.close()
-        self.stopHandshakeDeadline()
+        if self._handshake is not None:
+            self._handshake.cancel()
         super().closeConnection()
         # A client that does not read would keep what is unsent (and the
         # connection) forever: it gets the idle timeout to take it.
-        if self._idleTimer is not None and self._idleTimer.active():
-            self._idleTimer.cancel()
-        self._idleTimer = self.node.clock.callLater(
-            self.node.config.idle_timeout_ms / 1000.0, self.transport.abortConnection
-        )
+        self.watchdog.stop()
+        if self._closing is None:
+            self._closing = self.node.clock.callLater(
+                self.node.config.idle_timeout_ms / 1000.0, self.transport.abortConnection
+            )
 
     def _write(self, data):
         self.transport.write(data)
@@ -242,53 +252,22 @@ class ClientSession(FrameProtocol):
 
     # Liveness
 
-    def _scheduleIdleCheck(self, delay):
-        self._idleTimer = self.node.clock.callLater(delay, self._idleCheck)
+    def _silent(self, silent):
+        self.log.info("closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent)
+        self.transport.abortConnection()
 
-    def _idleCheck(self):
-        idle = self.node.config.idle_timeout_ms / 1000.0
-        if self.sendPaused:
-            # The node is not reading: the client's heartbeats may be
-            # waiting in the socket. Silence is judged after resuming; but
-            # a client that takes nothing for STALLED_IDLE_TIMEOUTS idle
-            # timeouts is hung (its kernel still holds the socket open).
-            self._confirmingIdle = False
-            stalled = self.node.clock.seconds() - self._pausedSince
-            limit = STALLED_IDLE_TIMEOUTS * idle
-            if stalled >= limit:
-                self._idleTimer = None
-                self.log.info(
-                    "closing {peer}: it read nothing for {stalled:.1f}s",
-                    peer=str(self.peer),
-                    stalled=stalled,
-                )
-                self.transport.abortConnection()
-                return
-            self._scheduleIdleCheck(max(min(idle, limit - stalled), 0.001))
-            return
-        silent = self.node.clock.seconds() - self._lastSeen
-        if silent >= idle:
-            if not self._confirmingIdle:
-                # Look again after the reactor read what has arrived (see
-                # distro.cluster.peer._Link): after a pause of this node,
-                # the client's heartbeats may be waiting in the socket.
-                self._confirmingIdle = True
-                self._scheduleIdleCheck(0)
-                return
-            self._idleTimer = None
-            self.log.info(
-                "closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent
-            )
-            self.transport.abortConnection()
-            return
-        self._confirmingIdle = False
-        # At least a millisecond: see distro.cluster.peer._Link._checkSilence.
-        self._scheduleIdleCheck(max(idle - silent, 0.001))
+    def _stalled(self, stalled):
+        # A client that takes nothing for STALLED_IDLE_TIMEOUTS idle
+        # timeouts is hung (its kernel still holds the socket open).
+        self.log.info(
+            "closing {peer}: it read nothing for {stalled:.1f}s", peer=str(self.peer), stalled=stalled
+        )
+        self.transport.abortConnection()
 
     # Requests
 
     def frameReceived(self, body):
-        self._lastSeen = self._seconds()
+        self.watchdog.heard()
         FrameProtocol.frameReceived(self, body)
 
     def messageReceived(self, message):
@@ -446,7 +425,7 @@ class ClientSession(FrameProtocol):
             resume = (resume["client_id"], resume["resume_token"], epoch)
         self.agent = agent
         self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
-        self.handshakeDone()
+        self._handshake.done()
         node = self.node
         return {
             "proto": PROTOCOL_VERSION,
