@@ -28,7 +28,8 @@ from twisted.internet.testing import StringTransport
 from distro import config, wire
 from distro.cluster import records
 from distro.cluster.members import Member
-from distro.cluster.replication import Receiver, Replicator
+from distro.cluster.receiving import Receiver
+from distro.cluster.sending import Replicator
 from distro.model import ServiceKey, parseInstance
 from distro.node import Node
 

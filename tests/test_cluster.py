@@ -6,7 +6,7 @@ on an in-process cluster of real nodes (L{tests._cluster}).
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.cluster import digest, records, replication
+from distro.cluster import digest, records, sending
 from distro import wire
 from distro.wire import NOT_READY
 from tests._cluster import DROP, HOLD, FakeCluster, instance, peerAddress
@@ -396,7 +396,7 @@ class BucketedDigestTests(DigestTests):
     """
 
     def setUp(self):
-        self.patch(replication, "LIST_AT_MOST", -1)  # hashes, even of no client
+        self.patch(sending, "LIST_AT_MOST", -1)  # hashes, even of no client
         super().setUp()
 
     def assertDigestNamed(self, digests, frames, clientId):

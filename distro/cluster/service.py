@@ -16,7 +16,8 @@ from twisted.logger import Logger
 
 from distro.cluster.members import Membership, findSelf, parseAddress, readClusterFile
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
-from distro.cluster.replication import Receiver, Replicator
+from distro.cluster.receiving import Receiver
+from distro.cluster.sending import Replicator
 from distro.cluster.sync import SyncBarrier
 from distro.tls import MutualTLSReactor, hostEndpoint
 
