@@ -36,6 +36,10 @@ class Receiver:
     Applies what other members replicate to this node's synced clients;
     what it keeps about each sender is in L{distro.cluster.senders}.
 
+    @param maxMetadataBytes: C{max_metadata_bytes}, what a record's
+        instances are checked against.
+    @param disconnectGraceMs: C{disconnect_grace_ms}, how long the clients
+        of a restarted sender's previous life are kept (5.4).
     @ivar loaded: called with a node id when that member's snapshot ended.
     @ivar barrier: the node's L{distro.interfaces.ISyncBarrier}.
     @ivar syncAsked: called with C{(nodeId, n)} when a member sends
@@ -50,15 +54,16 @@ class Receiver:
         self,
         manager,
         clock,
-        config,
         barrier,
+        *,
+        maxMetadataBytes,
+        disconnectGraceMs,
         loaded=lambda nodeId: None,
         syncAsked=lambda nodeId, n: None,
         syncAnswered=lambda nodeId, n, restoring: None,
     ):
         self.manager = manager
-        self.clock = clock
-        self.config = config
+        self.maxMetadataBytes = maxMetadataBytes
         self.barrier = barrier
         self.loaded = loaded
         self.syncAsked = syncAsked
@@ -66,7 +71,7 @@ class Receiver:
         self._owners = OwnerIndex()
         self._snapshots = Snapshots()
         self._suspects = Suspects(barrier, self._dropSuspects)
-        self._orphans = Orphans(clock, config.disconnect_grace_ms / 1000.0, self._orphansDue)
+        self._orphans = Orphans(clock, disconnectGraceMs / 1000.0, self._orphansDue)
         self._rejected = Rejected()
         self._pieces = Pieces(self._dropPieces)
 
@@ -198,7 +203,7 @@ class Receiver:
 
     def _clientState(self, sender, message):
         header, revision, tokenHash, services = records.parseClientState(
-            message, self.config.max_metadata_bytes
+            message, self.maxMetadataBytes
         )
         self._checkOwner(sender, header)
         more = message.get("more", False)
@@ -268,7 +273,7 @@ class Receiver:
 
     def _delta(self, sender, message):
         header, baseRevision, revision, put, remove = records.parseDelta(
-            message, self.config.max_metadata_bytes
+            message, self.maxMetadataBytes
         )
         self._checkOwner(sender, header)
         self._named(sender, header.clientId)

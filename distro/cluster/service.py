@@ -7,6 +7,7 @@ readiness, and re-reading C{cluster.conf} on SIGHUP.
 """
 
 import random
+from dataclasses import dataclass, fields
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
@@ -84,6 +85,31 @@ def _memberRetryPolicy(watched):
     return policy
 
 
+@dataclass(frozen=True)
+class ClusterSettings:
+    """
+    The keys of the node's configuration that the cluster side reads (its
+    links too), named as in L{distro.config}: not the whole configuration.
+    """
+
+    peer_max_frame: int
+    peer_timeout_ms: int
+    down_after_ms: int
+    handshake_timeout_ms: int
+    orphan_grace_ms: int
+    verify_interval_ms: int
+    load_timeout_ms: int
+    disconnect_grace_ms: int
+    max_metadata_bytes: int
+
+    @classmethod
+    def fromConfig(cls, config):
+        """
+        The settings of the node configuration C{config}.
+        """
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
 class Cluster(MultiService):
     """
     The cluster side of one node.
@@ -94,14 +120,19 @@ class Cluster(MultiService):
     @param secret: the cluster secret (bytes; empty for none).
     @param listen: C{(factory) -> Deferred(IListeningPort)}, the peer port.
     @param connector: C{(address) -> IStreamClientEndpoint} for a member.
+    @param reread: returns the lines of C{cluster.conf} anew (on SIGHUP).
+    @param settings: the L{ClusterSettings} of the node's configuration.
+    @ivar config: C{settings} (which peer links read too).
     """
 
     log = Logger()
 
-    def __init__(self, node, selfAddress, addresses, secret, listen, connector, reread=None):
+    def __init__(
+        self, node, selfAddress, addresses, secret, listen, connector, reread=None, *, settings
+    ):
         super().__init__()
         self.node = node
-        self.config = node.config
+        self.config = settings
         self.clock = node.clock
         self.nodeId = node.nodeId
         self.secret = secret
@@ -110,19 +141,25 @@ class Cluster(MultiService):
         self._reread = reread
         self.port = None
         self.membership = Membership(
-            selfAddress, self.nodeId, node.clientAddress, self.clock, self.config
+            selfAddress,
+            self.nodeId,
+            node.clientAddress,
+            self.clock,
+            peerTimeoutMs=settings.peer_timeout_ms,
+            downAfterMs=settings.down_after_ms,
         )
         self.membership.observers.append(self)
         self.replicator = Replicator(
             self.clock,
-            node.restoring, node.manager.ids.bootId, maxFrame=self.config.peer_max_frame
+            node.restoring, node.manager.ids.bootId, maxFrame=settings.peer_max_frame
         )
         self.barrier = SyncBarrier(self.membership.others, self._askSync)
         self.receiver = Receiver(
             node.manager,
             self.clock,
-            self.config,
             self.barrier,
+            maxMetadataBytes=settings.max_metadata_bytes,
+            disconnectGraceMs=settings.disconnect_grace_ms,
             loaded=self._loaded,
             syncAsked=self._syncAsked,
             syncAnswered=self._syncAnswered,
@@ -451,4 +488,5 @@ def clusterFromConfig(node, reactor, members, environ):
         listen,
         connector,
         reread=lambda: readClusterFile(config.cluster),
+        settings=ClusterSettings.fromConfig(config),
     )
