@@ -28,7 +28,8 @@ from twisted.internet.testing import StringTransport
 from distro import config, wire
 from distro.cluster import records
 from distro.cluster.members import Member
-from distro.cluster.replication import Receiver, Replicator
+from distro.cluster.receiving import Receiver
+from distro.cluster.sending import Replicator
 from distro.model import ServiceKey, parseInstance
 from distro.node import Node
 
@@ -66,7 +67,13 @@ def main(argv):
     b = Node(config.build(overrides=dict(settings, node_id="b")), Clock(), "boot-b")
     replicator = Replicator(a.clock, boot="boot-a")
     a.manager.addObserver(replicator)
-    receiver = Receiver(b.manager, b.clock, b.config, _Barrier())
+    receiver = Receiver(
+        b.manager,
+        b.clock,
+        _Barrier(),
+        maxMetadataBytes=b.config.max_metadata_bytes,
+        disconnectGraceMs=b.config.disconnect_grace_ms,
+    )
     b.manager.addObserver(receiver)
     service = ServiceKey("public", "DEFAULT_GROUP", "orders")
     clients = []

@@ -49,7 +49,7 @@ from zope.interface import implementer
 
 from distro import config as _config
 from distro import wire
-from distro.cluster.service import Cluster
+from distro.cluster.service import Cluster, ClusterSettings
 from distro.model import ServiceKey
 from distro.node import Node
 from distro.native.session import ClientPortFactory
@@ -675,6 +675,7 @@ class NodeSlot:
             lambda address: _Endpoint(harness, self, generation, address),
             reread=self._reread,
             offer=self.offer,
+            settings=ClusterSettings.fromConfig(self.config),
         )
         self.node.cluster = self.cluster
         self.alive = True

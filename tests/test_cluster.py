@@ -6,8 +6,9 @@ on an in-process cluster of real nodes (L{tests._cluster}).
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.cluster import digest, records, replication
-from distro import wire
+from distro.cluster import digest, records, sending
+from distro import config, wire
+from distro.cluster.service import ClusterSettings
 from distro.wire import NOT_READY
 from tests._cluster import DROP, HOLD, FakeCluster, instance, peerAddress
 from tests.test_cluster_property import digestProblems
@@ -396,7 +397,7 @@ class BucketedDigestTests(DigestTests):
     """
 
     def setUp(self):
-        self.patch(replication, "LIST_AT_MOST", -1)  # hashes, even of no client
+        self.patch(sending, "LIST_AT_MOST", -1)  # hashes, even of no client
         super().setUp()
 
     def assertDigestNamed(self, digests, frames, clientId):
@@ -1152,3 +1153,33 @@ class ReloadTests(ClusterTestCase):
         cluster.reload(0)
         self.assertEqual(len(cluster.slot(0).cluster.membership.members), 2)
         self.assertEqual(len(cluster.links(0, 1)), 2)
+
+
+class ClusterSettingsTests(SynchronousTestCase):
+    """
+    L{ClusterSettings}: the cluster side's slice of the node configuration.
+    """
+
+    def test_fromConfig(self):
+        """
+        Each setting is the configuration key of its name, as configured.
+        """
+        values = {"peer_timeout_ms": 700, "down_after_ms": 1400, "orphan_grace_ms": 9000}
+        settings = ClusterSettings.fromConfig(config.build(overrides=values))
+        self.assertEqual(
+            (settings.peer_timeout_ms, settings.down_after_ms, settings.orphan_grace_ms),
+            (700, 1400, 9000),
+        )
+        defaults = config.Config()
+        for name, value in vars(settings).items():
+            self.assertIn(name, config.KEYS)
+            if name not in values:
+                self.assertEqual(value, getattr(defaults, name))
+
+    def test_frozen(self):
+        """
+        The settings do not change once made.
+        """
+        settings = ClusterSettings.fromConfig(config.Config())
+        with self.assertRaises(AttributeError):
+            settings.down_after_ms = 1

@@ -144,8 +144,9 @@ class MembershipTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.config = Config(peer_timeout_ms=3000, down_after_ms=6000)
-        self.membership = Membership("a:1", "node-a", "a:9850", self.clock, self.config)
+        self.membership = Membership(
+            "a:1", "node-a", "a:9850", self.clock, peerTimeoutMs=3000, downAfterMs=6000
+        )
         self.recorder = Recorder()
         self.membership.observers.append(self.recorder)
         self.membership.update(["a:1", "b:1", "c:1"])

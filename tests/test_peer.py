@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from distro import wire
 from distro.cluster import dialect, peer
 from distro.cluster.dialect import LOWEST as PROTO
-from distro.cluster.service import Cluster
+from distro.cluster.service import Cluster, ClusterSettings
 from distro.config import Config
 from distro.interfaces import IReplicaSink
 from distro.model import ServiceKey
@@ -70,6 +70,7 @@ def makeCluster(secret=SECRET, clock=None, **settings):
         secret,
         listen=lambda factory: succeed(None),
         connector=lambda address: None,
+        settings=ClusterSettings.fromConfig(config),
     )
     node.cluster = cluster
     return node, cluster

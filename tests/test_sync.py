@@ -15,7 +15,7 @@ from distro.clients import Alone, Client, ClientChange
 from distro.cluster.dialect import CAPABILITIES, LOWEST, Dialect
 from distro.cluster.members import Member
 from distro.model import Instance, ServiceKey
-from distro.cluster.replication import PeerFeed, Replicator
+from distro.cluster.sending import PeerFeed, Replicator
 from distro.cluster.sync import SyncBarrier
 from distro.interfaces import ISyncBarrier
 

@@ -163,6 +163,8 @@ class Membership:
     Members are only added or removed by L{update} (the file), never for
     being down.
 
+    @param peerTimeoutMs: C{peer_timeout_ms}.
+    @param downAfterMs: C{down_after_ms}.
     @ivar observers: objects with C{memberUp(member)},
         C{memberDown(member)} and C{memberRemoved(member)}, told of each
         transition.
@@ -170,9 +172,10 @@ class Membership:
 
     log = Logger()
 
-    def __init__(self, selfAddress, nodeId, clientAddress, clock, config):
+    def __init__(self, selfAddress, nodeId, clientAddress, clock, *, peerTimeoutMs, downAfterMs):
         self.clock = clock
-        self.config = config
+        self.peerTimeoutMs = peerTimeoutMs
+        self.downAfterMs = downAfterMs
         self.self = Member(selfAddress, isSelf=True)
         self.self.nodeId = nodeId
         self.self.clientAddress = clientAddress
@@ -188,7 +191,7 @@ class Membership:
         Start watching liveness.
         """
         self._started = self.clock.seconds()
-        interval = min(self.config.peer_timeout_ms, self.config.down_after_ms) / 6000.0
+        interval = min(self.peerTimeoutMs, self.downAfterMs) / 6000.0
         self._check.start(interval, now=False)
 
     def stop(self):
@@ -266,9 +269,9 @@ class Membership:
         for member in self.others():
             since = member.lastHeard if member.lastHeard is not None else self._started
             silent = (now - since) * 1000
-            if silent >= self.config.down_after_ms:
+            if silent >= self.downAfterMs:
                 state = DOWN
-            elif silent >= self.config.peer_timeout_ms or member.lastHeard is None:
+            elif silent >= self.peerTimeoutMs or member.lastHeard is None:
                 # Never heard from: not UP, however recent the start.
                 state = SUSPICIOUS
             else:

@@ -7,6 +7,7 @@ readiness, and re-reading C{cluster.conf} on SIGHUP.
 """
 
 import random
+from dataclasses import dataclass, fields
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
@@ -17,7 +18,8 @@ from twisted.logger import Logger
 from distro.cluster.dialect import Offer
 from distro.cluster.members import Membership, findSelf, parseAddress, readClusterFile
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
-from distro.cluster.replication import Receiver, Replicator
+from distro.cluster.receiving import Receiver
+from distro.cluster.sending import Replicator
 from distro.cluster.sync import SyncBarrier
 from distro.tls import MutualTLSReactor, hostEndpoint
 
@@ -84,6 +86,31 @@ def _memberRetryPolicy(watched):
     return policy
 
 
+@dataclass(frozen=True)
+class ClusterSettings:
+    """
+    The keys of the node's configuration that the cluster side reads (its
+    links too), named as in L{distro.config}: not the whole configuration.
+    """
+
+    peer_max_frame: int
+    peer_timeout_ms: int
+    down_after_ms: int
+    handshake_timeout_ms: int
+    orphan_grace_ms: int
+    verify_interval_ms: int
+    load_timeout_ms: int
+    disconnect_grace_ms: int
+    max_metadata_bytes: int
+
+    @classmethod
+    def fromConfig(cls, config):
+        """
+        The settings of the node configuration C{config}.
+        """
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
 class Cluster(MultiService):
     """
     The cluster side of one node.
@@ -94,20 +121,33 @@ class Cluster(MultiService):
     @param secret: the cluster secret (bytes; empty for none).
     @param listen: C{(factory) -> Deferred(IListeningPort)}, the peer port.
     @param connector: C{(address) -> IStreamClientEndpoint} for a member.
+    @param reread: returns the lines of C{cluster.conf} anew (on SIGHUP).
     @param offer: the L{Offer} of versions and capabilities this node makes
         in handshakes (by default, all it speaks).
+    @param settings: the L{ClusterSettings} of the node's configuration.
+    @ivar config: C{settings} (which peer links read too).
     """
 
     log = Logger()
 
     def __init__(
-        self, node, selfAddress, addresses, secret, listen, connector, reread=None, offer=None
+        self,
+        node,
+        selfAddress,
+        addresses,
+        secret,
+        listen,
+        connector,
+        reread=None,
+        offer=None,
+        *,
+        settings,
     ):
         super().__init__()
         self.node = node
         # What this node speaks on its links (versions and capabilities).
         self.offer = offer if offer is not None else Offer()
-        self.config = node.config
+        self.config = settings
         self.clock = node.clock
         self.nodeId = node.nodeId
         self.secret = secret
@@ -116,19 +156,25 @@ class Cluster(MultiService):
         self._reread = reread
         self.port = None
         self.membership = Membership(
-            selfAddress, self.nodeId, node.clientAddress, self.clock, self.config
+            selfAddress,
+            self.nodeId,
+            node.clientAddress,
+            self.clock,
+            peerTimeoutMs=settings.peer_timeout_ms,
+            downAfterMs=settings.down_after_ms,
         )
         self.membership.observers.append(self)
         self.replicator = Replicator(
             self.clock,
-            node.restoring, node.manager.ids.bootId, maxFrame=self.config.peer_max_frame
+            node.restoring, node.manager.ids.bootId, maxFrame=settings.peer_max_frame
         )
         self.barrier = SyncBarrier(self.membership.others, self._askSync)
         self.receiver = Receiver(
             node.manager,
             self.clock,
-            self.config,
             self.barrier,
+            maxMetadataBytes=settings.max_metadata_bytes,
+            disconnectGraceMs=settings.disconnect_grace_ms,
             loaded=self._loaded,
             syncAsked=self._syncAsked,
             syncAnswered=self._syncAnswered,
@@ -457,4 +503,5 @@ def clusterFromConfig(node, reactor, members, environ):
         listen,
         connector,
         reread=lambda: readClusterFile(config.cluster),
+        settings=ClusterSettings.fromConfig(config),
     )
