@@ -18,7 +18,8 @@ from distro.cluster.members import Membership, findSelf, parseAddress, readClust
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.replication import Receiver, Replicator
 from distro.cluster.sync import SyncBarrier
-from distro.tls import MutualTLSReactor, hostEndpoint
+from distro.tls import hostEndpoint
+from distro.tlslisten import MutualTLSReactor
 
 
 class _Watched:
