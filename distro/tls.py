@@ -35,7 +35,7 @@ INSTALL_HINT = "pip install 'distro-registry[tls]'"
 _MODULES = (("OpenSSL", "pyOpenSSL"), ("service_identity", "service_identity"))
 
 
-class TLSUnavailable(Exception):
+class TLSUnavailable(ImportError):
     """
     TLS was asked for, but the packages it needs are not installed.
     """
@@ -81,7 +81,7 @@ def hostEndpoint(reactor, host, port, timeout, dialer=None):
     return endpoint if dialer is None else dialer.wrap(endpoint, host)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TLSOptions:
     """
     How a client dials TLS.

@@ -66,11 +66,12 @@ class BlockingClientTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.cluster = FakeCluster(self.clock, ADDRESSES)
-        client = DistroClient(ADDRESSES, self.clock, self.cluster.endpointFactory, start=0)
+        client = DistroClient(
+            ADDRESSES, clock=self.clock, endpoint_factory=self.cluster.endpointFactory, start_at=0)
         client.start()
         self.cluster.flush()
         self.reactor = InlineReactor(self.cluster)
-        self.client = BlockingClient.fromClient(client, self.reactor)
+        self.client = BlockingClient.from_client(client, self.reactor)
 
     def test_calls(self):
         """
@@ -85,7 +86,7 @@ class BlockingClientTests(SynchronousTestCase):
         self.assertTrue(inThread(self.client.deregister, "orders", "a", 1))
         self.assertEqual(len(inThread(self.client.members)), 1)
         self.assertIsNone(inThread(self.client.ping))
-        self.assertEqual(self.client.clientId, "client-1")
+        self.assertEqual(self.client.client_id, "client-1")
         self.assertNotIn(threading.main_thread(), self.reactor.threads)
 
     def test_errors(self):
@@ -104,7 +105,7 @@ class BlockingClientTests(SynchronousTestCase):
         inThread(self.client.subscribe, "orders", views.append)
         inThread(self.client.register, "orders", "a", 1)
         self.assertEqual([[h.ip for h in v.hosts] for v in views], [["a"]])
-        self.assertEqual(inThread(self.client.lastServiceInfo, "orders"), views[-1])
+        self.assertEqual(inThread(self.client.last_service_info, "orders"), views[-1])
         inThread(self.client.unsubscribe, "orders", views.append)
         inThread(self.client.batch_register, "orders", [])
         self.assertEqual(len(views), 1)
@@ -129,7 +130,9 @@ class BlockingClientTests(SynchronousTestCase):
 
         def connect(servers, **kwargs):
             calls.append((servers, kwargs))
-            client = DistroClient(servers, self.clock, self.cluster.endpointFactory, start=0)
+            client = DistroClient(
+                servers, clock=self.clock, endpoint_factory=self.cluster.endpointFactory, start_at=0
+            )
             return client.start()
 
         self.patch(blocking, "_runningReactor", lambda: self.reactor)
@@ -143,7 +146,7 @@ class BlockingClientTests(SynchronousTestCase):
              kwargs["cache_dir"]),
             ("dev", "t", 3, self.reactor, "views"),
         )
-        self.assertEqual(client.clientId, "client-2")
+        self.assertEqual(client.client_id, "client-2")
 
     def test_notFromReactorThread(self):
         """

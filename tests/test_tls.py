@@ -649,7 +649,7 @@ class ClientOverTLSTests(CertificatesMixin, ProcessTestCase):
         client = yield self.connectClient(tls=TLSOptions(ca=self.authority.ca))
         yield client.register(ORDERS, "10.0.0.1", 8080)
         info = yield client.query(ORDERS)
-        self.assertEqual([h.instanceId for h in info.hosts], [instanceId("10.0.0.1", 8080)])
+        self.assertEqual([h.instance_id for h in info.hosts], [instanceId("10.0.0.1", 8080)])
 
         def blocking():
             with BlockingClient(
@@ -658,7 +658,7 @@ class ClientOverTLSTests(CertificatesMixin, ProcessTestCase):
                 return other.query(ORDERS)
 
         info = yield threads.deferToThread(blocking)
-        self.assertEqual([h.instanceId for h in info.hosts], [instanceId("10.0.0.1", 8080)])
+        self.assertEqual([h.instance_id for h in info.hosts], [instanceId("10.0.0.1", 8080)])
 
         out, err, code = yield self.runCLI("--tls-ca", self.authority.ca, "instances", "orders")
         self.assertEqual(code, cli.EXIT_OK, err)
