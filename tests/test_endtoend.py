@@ -354,7 +354,7 @@ class ClientLibraryTests(EndToEndTestCase):
         node, server = yield self.startServer("--disconnect-grace-ms", "60000")
         publisher = yield self.client(server)
         subscriber = yield self.client(server)
-        self.assertNotEqual(publisher.clientId, subscriber.clientId)
+        self.assertNotEqual(publisher.client_id, subscriber.client_id)
         self.assertTrue(publisher.connected)
 
         pushes = defer.DeferredQueue()
@@ -371,7 +371,7 @@ class ClientLibraryTests(EndToEndTestCase):
         [host] = pushed.hosts
         self.assertEqual(host.instance_id, INSTANCE_ID)
         self.assertEqual((host.weight, host.metadata), (3.0, {"v": "1"}))
-        self.assertEqual(subscriber.lastServiceInfo("orders"), pushed)
+        self.assertEqual(subscriber.last_service_info("orders"), pushed)
 
         for client in (publisher, subscriber):
             queried = yield client.query("orders")
