@@ -426,16 +426,16 @@ async def failover(reactor, nodes):
     expected = {f"10.98.0.{i}#80#DEFAULT" for i in range(1, FAILOVER_INSTANCES + 1)}
     client = DistroClient(
         [a.address, b.address, c.address],
-        reactor,
-        lambda host, port: TCP4ClientEndpoint(reactor, host, port, timeout=5),
+        clock=reactor,
+        endpoint_factory=lambda host, port: TCP4ClientEndpoint(reactor, host, port, timeout=5),
         agent="bench/cluster",
         timeout=5.0,
-        start=0,
+        start_at=0,
     )
     await client.start()
     if client.node != a.nodeId:
         raise RuntimeError(f"the client went to {client.node}, not A")
-    clientId = client.clientId
+    clientId = client.client_id
     await client.batch_register(
         "bench-failover",
         [{"ip": f"10.98.0.{i}", "port": 80} for i in range(1, FAILOVER_INSTANCES + 1)],
@@ -481,7 +481,7 @@ async def failover(reactor, nodes):
     result = {
         "resumed": resumed,
         "node": client.node,
-        "sameId": client.clientId == clientId,
+        "sameId": client.client_id == clientId,
         "down": down,
         "watched": watchUntil - killed,
         "vanished": vanished,

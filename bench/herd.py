@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from register import Child  # noqa: E402
 
-from distro.client import ClientConnection  # noqa: E402
+from distro.client._protocol import ClientConnection  # noqa: E402
 
 
 def startNode(directory, backlog):

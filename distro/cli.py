@@ -38,21 +38,18 @@ from twisted.internet.task import react
 
 from distro.auth import hashPassword
 from distro.client import (
-    DEFAULT_GROUP,
-    DEFAULT_NAMESPACE,
-    DEFAULT_TIMEOUT,
     DistroError,
     Instance,
     NotConnected,
     RequestTimeout,
     Service,
-    TLSFileError,
     TLSOptions,
-    TLSUnavailable,
     connect,
-    formatAddress,
-    parseServers,
 )
+from distro.client._address import formatAddress, parseServers
+from distro.client._model import DEFAULT_GROUP, DEFAULT_NAMESPACE
+from distro.client._protocol import DEFAULT_TIMEOUT
+from distro.tls import TLSFileError, TLSUnavailable
 
 __all__ = [
     "EXIT_OK",
@@ -401,7 +398,7 @@ async def _instances(client, options, output, shutdown):
     info = await client.query(
         options.service, clusters=options.cluster, healthy_only=options.healthy_only
     )
-    output.emit(info.asWire(), formatServiceInfo(info))
+    output.emit(info.as_wire(), formatServiceInfo(info))
 
 
 async def _register(client, options, output, shutdown):
@@ -412,8 +409,8 @@ async def _register(client, options, output, shutdown):
         metadata=instance.metadata,
     )
     output.emit(
-        {"registered": {"service": options.service.asWire(), "instance": instance.asWire()}},
-        f"registered {instance.instanceId} in {options.service}; "
+        {"registered": {"service": options.service.as_wire(), "instance": instance.as_wire()}},
+        f"registered {instance.instance_id} in {options.service}; "
         "interrupt (Ctrl-C) to deregister",
     )
     await shutdown.whenRequested()
@@ -438,12 +435,12 @@ async def _watch(client, options, output, shutdown):
         if enough.called:
             return  # --count is reached: print no more
         pushes += 1
-        output.emit(info.asWire(), "\n" + formatServiceInfo(info))
+        output.emit(info.as_wire(), "\n" + formatServiceInfo(info))
         if options.count is not None and pushes >= options.count:
             enough.callback(None)
 
     info = await client.subscribe(options.service, changed, clusters=options.cluster)
-    output.emit(info.asWire(), formatServiceInfo(info))
+    output.emit(info.as_wire(), formatServiceInfo(info))
     if options.count == 0:
         return
     await race([enough, shutdown.whenRequested()])

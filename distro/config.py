@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 from twisted.internet.endpoints import serverFromString
 
-from distro import tls
+from distro import tls, tlslisten
 from distro.nacos.listen import NacosListenError, parseListen
 
 # Parsing an endpoint string does not touch the reactor it is given.
@@ -49,7 +49,7 @@ def _nonNegative(key, value):
 
 
 def _endpoint(key, value):
-    if tls.isTLSEndpoint(value):
+    if tlslisten.isTLSEndpoint(value):
         try:
             tls.requireTLS()
         except tls.TLSUnavailable as e:
@@ -313,7 +313,7 @@ class Config:
             or of a combination that cannot work.
         """
         keys = ("peer_tls_ca", "peer_tls_cert", "peer_tls_key")
-        if not tls.isTLSEndpoint(self.peer_listen):
+        if not tlslisten.isTLSEndpoint(self.peer_listen):
             for key in keys:
                 if getattr(self, key):
                     raise ConfigError(key, "is set, but peer_listen is not a TLS (ssl:) endpoint")

@@ -1,14 +1,13 @@
 # -*- test-case-name: tests.test_tls -*-
 """
-TLS for both ends of distro's connections: the options a client gives
-(L{TLSOptions}), the files they name read and checked (L{TLSDialer}), and
-client endpoints wrapped in TLS that verify the server's certificate against
-a CA and the host dialed.
+Dialing TLS: the options a client gives (L{TLSOptions}), the files they
+name read and checked (L{TLSDialer}), and client endpoints wrapped in TLS
+that verify the server's certificate against a CA and the host dialed.
 
-The node uses the same pieces to dial its members when the cluster's peer
-port is TLS (C{peer_listen} is an C{ssl:} endpoint), and
-L{MutualTLSReactor} to make its own TLS peer port ask members for
-certificates signed by that CA (mutual TLS).
+The client library dials its servers with these, and the node dials its
+members with them when the cluster's peer port is TLS (C{peer_listen} is an
+C{ssl:} endpoint). What only a listening node needs (telling a TLS endpoint
+string, requiring client certificates) is in L{distro.tlslisten}.
 
 TLS needs pyOpenSSL and service_identity (the C{tls} extra). This module
 imports them only when TLS is used: without them, L{requireTLS} raises
@@ -19,8 +18,6 @@ import importlib
 from dataclasses import dataclass
 
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IOpenSSLContextFactory
-from zope.interface import implementer
 
 __all__ = [
     "INSTALL_HINT",
@@ -28,9 +25,7 @@ __all__ = [
     "TLSFileError",
     "TLSOptions",
     "TLSUnavailable",
-    "MutualTLSReactor",
     "hostEndpoint",
-    "isTLSEndpoint",
     "requireTLS",
 ]
 
@@ -40,7 +35,7 @@ INSTALL_HINT = "pip install 'distro-registry[tls]'"
 _MODULES = (("OpenSSL", "pyOpenSSL"), ("service_identity", "service_identity"))
 
 
-class TLSUnavailable(Exception):
+class TLSUnavailable(ImportError):
     """
     TLS was asked for, but the packages it needs are not installed.
     """
@@ -77,13 +72,6 @@ def requireTLS():
             raise TLSUnavailable(distribution) from None
 
 
-def isTLSEndpoint(description):
-    """
-    Whether the server endpoint string C{description} listens with TLS.
-    """
-    return description.split(":", 1)[0].strip().lower() == "ssl"
-
-
 def hostEndpoint(reactor, host, port, timeout, dialer=None):
     """
     A client endpoint to C{host} and C{port}, giving up connecting after
@@ -93,7 +81,7 @@ def hostEndpoint(reactor, host, port, timeout, dialer=None):
     return endpoint if dialer is None else dialer.wrap(endpoint, host)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TLSOptions:
     """
     How a client dials TLS.
@@ -180,6 +168,10 @@ class TLSDialer:
     """
     Wraps client endpoints in TLS as L{TLSOptions} say, with the files they
     name read once, here.
+
+    @ivar verify: whether the server's certificate is checked.
+    @ivar authorities: the CA certificates of C{ca}, or L{None} for the
+        system's.
     """
 
     def __init__(self, options, names=None):
@@ -200,9 +192,9 @@ class TLSDialer:
             raise TLSFileError(names[missing], f"{names['cert']} and {names['key']} go together")
         requireTLS()
         self.verify = options.verify
-        self._authorities = None
+        self.authorities = None
         if options.ca is not None:
-            self._authorities = loadAuthorities(options.ca, names["ca"])
+            self.authorities = loadAuthorities(options.ca, names["ca"])
         self._identity = None
         if options.cert is not None:
             self._identity = loadIdentity(options.cert, options.key, names["cert"], names["key"])
@@ -224,8 +216,8 @@ class TLSDialer:
                 verify=False,
             )
         trustRoot = None
-        if self._authorities is not None:
-            trustRoot = trustRootFromCertificates(self._authorities)
+        if self.authorities is not None:
+            trustRoot = trustRootFromCertificates(self.authorities)
         return optionsForClientTLS(host, trustRoot=trustRoot, clientCertificate=self._identity)
 
     def wrap(self, endpoint, host):
@@ -233,58 +225,3 @@ class TLSDialer:
         C{endpoint} (a connection to C{host}) with TLS on it.
         """
         return wrapClientTLS(self.connectionCreator(host), endpoint)
-
-    def serverOptions(self, options):
-        """
-        The server context factory C{options} (for example that of an
-        C{ssl:} endpoint string) also requiring a client certificate signed
-        by this dialer's CA.
-        """
-        return _ClientCertificatesRequired(options, self._authorities)
-
-
-@implementer(IOpenSSLContextFactory)
-class _ClientCertificatesRequired:
-    """
-    A server context factory that asks every client for a certificate and
-    refuses the handshake without one signed by C{authorities}.
-    """
-
-    def __init__(self, options, authorities):
-        self._options = options
-        self._authorities = authorities
-        self._context = None
-
-    def getContext(self):
-        if self._context is None:
-            from OpenSSL import SSL
-
-            context = self._options.getContext()
-            store = context.get_cert_store()
-            for authority in self._authorities:
-                store.add_cert(authority.original)
-            context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
-            self._context = context
-        return self._context
-
-
-class MutualTLSReactor:
-    """
-    A reactor whose C{listenSSL} ports require client certificates signed
-    by a L{TLSDialer}'s CA: C{serverFromString(MutualTLSReactor(reactor,
-    dialer), "ssl:...")} listens as the string says, with mutual TLS (the
-    C{ssl:} endpoint listens through C{listenSSL}). Everything else is
-    C{reactor}'s.
-    """
-
-    def __init__(self, reactor, dialer):
-        self._reactor = reactor
-        self._dialer = dialer
-
-    def listenSSL(self, port, factory, contextFactory, backlog=50, interface=""):
-        return self._reactor.listenSSL(
-            port, factory, self._dialer.serverOptions(contextFactory), backlog, interface
-        )
-
-    def __getattr__(self, name):
-        return getattr(self._reactor, name)

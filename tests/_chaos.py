@@ -38,7 +38,9 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, Logger, formatEvent, globalLogPublisher
 
-from distro.client import ClientConnection, DistroClient, DistroError, NotConnected, SessionEvent
+from distro.client import DistroClient, DistroError, NotConnected
+from distro.client._events import SessionEvent
+from distro.client._protocol import ClientConnection
 
 from tests._oracle import Oracle
 from tests._ports import freePorts
@@ -273,10 +275,12 @@ class _Writer:
         servers = [n.clientAddress for n in run.nodes]
         self.client = DistroClient(
             servers,
-            reactor,
-            lambda host, port: HostnameEndpoint(reactor, host, port, timeout=CLIENT_TIMEOUT),
+            clock=reactor,
+            endpoint_factory=lambda host, port: HostnameEndpoint(
+                reactor, host, port, timeout=CLIENT_TIMEOUT
+            ),
             timeout=CLIENT_TIMEOUT,
-            start=run.rng.randrange(len(servers)),
+            start_at=run.rng.randrange(len(servers)),
         )
         self.client.add_session_listener(self._session)
         yield self.client.start()
@@ -284,7 +288,7 @@ class _Writer:
     def _session(self, event):
         oracle = self.run.oracle
         if event in (SessionEvent.CONNECTED, SessionEvent.RESUMED):
-            self.sessionId = self.client.clientId
+            self.sessionId = self.client.client_id
         self.run.note(f"writer {self.ip}: {event.name} ({self.sessionId})")
         if event == SessionEvent.LOST:
             self.run.event(f"session {self.sessionId} of {self.ip} lost")

@@ -161,7 +161,7 @@ class FormatTests(SynchronousTestCase):
         """
         A cluster filter shows in the title.
         """
-        info = ServiceInfo(Service("s"), (), "x", 1, ("A", "B"))
+        info = ServiceInfo(Service("s"), (), "x", 1, clusters=("A", "B"))
         self.assertEqual(
             cli.formatServiceInfo(info).splitlines()[0],
             "public/DEFAULT_GROUP/s  revision 1  checksum x  clusters A,B  0 hosts",
@@ -211,8 +211,9 @@ class CommandTests(SynchronousTestCase):
         """
         kwargs.pop("reactor", None)
         kwargs.pop("tls", None)
-        return DistroClient(servers, self.reactor, self.cluster.endpointFactory,
-                            start=0, retryPolicy=lambda failures: 1.0, **kwargs)
+        return DistroClient(servers, clock=self.reactor,
+                            endpoint_factory=self.cluster.endpointFactory,
+                            start_at=0, retry_policy=lambda failures: 1.0, **kwargs)
 
     def connect(self, servers, **kwargs):
         """

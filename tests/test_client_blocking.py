@@ -1,27 +1,25 @@
 # -*- test-case-name: tests.test_client_blocking -*-
 """
 Tests for L{distro.client.blocking.BlockingClient}, calling from a worker
-thread into a stand-in reactor that runs each call at once.
+thread into a stand-in reactor that runs each call at once, against a real
+node in memory (L{distro.client.testing.InMemoryCluster}).
 """
 
 import threading
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.client import DistroClient, DistroError, Service
+from distro.client import DistroError, Service
 from distro.client import blocking
 from distro.client.blocking import BlockingClient
-
-from ._fakecluster import FakeCluster
-
-ADDRESSES = ["10.0.0.1:9850"]
+from distro.client.testing import InMemoryCluster
 
 
 class InlineReactor:
     """
-    Runs what is handed to it from a thread at once, then moves the fake
-    cluster's bytes, so that the L{Deferred} of the call has fired.
+    Runs what is handed to it from a thread at once, then lets the
+    cluster's clock and bytes move on for a second (past the node's push
+    delay), so that the L{Deferred} of the call has fired.
     """
 
     def __init__(self, cluster):
@@ -30,11 +28,12 @@ class InlineReactor:
 
     def callFromThread(self, f, *args, **kwargs):
         """
-        Call C{f} now, in the calling thread, then move all bytes.
+        Call C{f} now, in the calling thread, then run the cluster for a
+        second.
         """
         self.threads.append(threading.current_thread())
         f(*args, **kwargs)
-        self.cluster.flush()
+        self.cluster.advance(1)
 
 
 def inThread(f, *args, **kwargs):
@@ -64,13 +63,11 @@ class BlockingClientTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.clock = Clock()
-        self.cluster = FakeCluster(self.clock, ADDRESSES)
-        client = DistroClient(ADDRESSES, self.clock, self.cluster.endpointFactory, start=0)
-        client.start()
-        self.cluster.flush()
+        self.cluster = InMemoryCluster(config={"max_instances_per_client": 1})
+        self.addCleanup(self.cluster.close)
+        client = self.cluster.client()
         self.reactor = InlineReactor(self.cluster)
-        self.client = BlockingClient.fromClient(client, self.reactor)
+        self.client = BlockingClient.from_client(client, self.reactor)
 
     def test_calls(self):
         """
@@ -85,16 +82,18 @@ class BlockingClientTests(SynchronousTestCase):
         self.assertTrue(inThread(self.client.deregister, "orders", "a", 1))
         self.assertEqual(len(inThread(self.client.members)), 1)
         self.assertIsNone(inThread(self.client.ping))
-        self.assertEqual(self.client.clientId, "client-1")
+        self.assertEqual(self.client.client_id, self.client.client.client_id)
+        self.assertIsInstance(self.client.client_id, str)
         self.assertNotIn(threading.main_thread(), self.reactor.threads)
 
     def test_errors(self):
         """
-        A refused request raises L{DistroError}.
+        A refused request raises L{DistroError}: here, a second instance
+        where the node takes one per client.
         """
-        self.cluster.node(0).refuse["register"] = ("BAD_REQUEST", "ip: bad")
-        error = self.assertRaises(DistroError, inThread, self.client.register, "s", "a", 1)
-        self.assertEqual(error.code, "BAD_REQUEST")
+        inThread(self.client.register, "s", "a", 1)
+        error = self.assertRaises(DistroError, inThread, self.client.register, "s", "b", 1)
+        self.assertEqual(error.code, "LIMIT_EXCEEDED")
 
     def test_subscribe(self):
         """
@@ -104,7 +103,7 @@ class BlockingClientTests(SynchronousTestCase):
         inThread(self.client.subscribe, "orders", views.append)
         inThread(self.client.register, "orders", "a", 1)
         self.assertEqual([[h.ip for h in v.hosts] for v in views], [["a"]])
-        self.assertEqual(inThread(self.client.lastServiceInfo, "orders"), views[-1])
+        self.assertEqual(inThread(self.client.last_service_info, "orders"), views[-1])
         inThread(self.client.unsubscribe, "orders", views.append)
         inThread(self.client.batch_register, "orders", [])
         self.assertEqual(len(views), 1)
@@ -118,7 +117,7 @@ class BlockingClientTests(SynchronousTestCase):
                 client.ping()
 
         inThread(use)
-        self.assertEqual(self.cluster.node(0).ops()[-1], "bye")
+        self.assertEqual(self.cluster.requests(0)[-1]["op"], "bye")
 
     def test_connect(self):
         """
@@ -129,21 +128,21 @@ class BlockingClientTests(SynchronousTestCase):
 
         def connect(servers, **kwargs):
             calls.append((servers, kwargs))
-            client = DistroClient(servers, self.clock, self.cluster.endpointFactory, start=0)
-            return client.start()
+            return self.cluster.connect(servers=servers)
 
         self.patch(blocking, "_runningReactor", lambda: self.reactor)
         self.patch(blocking, "connect", connect)
-        client = inThread(BlockingClient, ADDRESSES, namespace="dev", token="t", timeout=3,
+        servers = self.cluster.servers
+        client = inThread(BlockingClient, servers, namespace="dev", token="t", timeout=3,
                           cache_dir="views")
-        [(servers, kwargs)] = calls
-        self.assertEqual(servers, ADDRESSES)
+        [(given, kwargs)] = calls
+        self.assertEqual(given, servers)
         self.assertEqual(
             (kwargs["namespace"], kwargs["token"], kwargs["timeout"], kwargs["reactor"],
              kwargs["cache_dir"]),
             ("dev", "t", 3, self.reactor, "views"),
         )
-        self.assertEqual(client.clientId, "client-2")
+        self.assertNotEqual(client.client_id, self.client.client_id)
 
     def test_notFromReactorThread(self):
         """

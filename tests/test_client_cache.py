@@ -17,14 +17,13 @@ from distro.client import (
     DistroClient,
     DistroError,
     Instance,
-    IViewCache,
     NotConnected,
     RequestTimeout,
     Service,
     ServiceInfo,
-    ViewCache,
 )
 from distro.client import _cache
+from distro.client._cache import IViewCache, ViewCache
 
 from ._fakecluster import FakeCluster
 from ._tempfiles import TempPathMixin
@@ -42,7 +41,7 @@ def view(service=ORDERS, hosts=("a",), checksum="c1", revision=1, clusters=None)
         tuple(Instance(ip, 80, metadata={"zone": "z"}) for ip in hosts),
         checksum,
         revision,
-        clusters,
+        clusters=clusters,
     )
 
 
@@ -122,8 +121,8 @@ class ViewCacheTests(TempPathMixin, SynchronousTestCase):
         with open(os.path.join(self.directory, name), "rb") as f:
             document = json.load(f)
         self.assertEqual((document["format"], document["version"]), ("distro-view-cache", 1))
-        self.assertEqual(document["key"], {"service": ORDERS.asWire(), "clusters": ["C1"]})
-        self.assertEqual(document["service_info"], info.asWire())
+        self.assertEqual(document["key"], {"service": ORDERS.as_wire(), "clusters": ["C1"]})
+        self.assertEqual(document["service_info"], info.as_wire())
 
     def test_anyServiceName(self):
         """
@@ -299,17 +298,22 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.clock = Clock()
         self.cluster = FakeCluster(self.clock, ADDRESSES)
         self.directory = self.tempPath()
-        self.other = self.connect(cacheDir=None)
+        self.other = self.connect(cache_dir=None)
 
     def makeClient(self, **kwargs):
         """
         An unstarted client of the fake cluster with the cache directory.
         """
-        kwargs.setdefault("cacheDir", self.directory)
-        kwargs.setdefault("retryPolicy", lambda failures: 1.0)
+        kwargs.setdefault("cache_dir", self.directory)
+        kwargs.setdefault("retry_policy", lambda failures: 1.0)
         kwargs.setdefault("timeout", 5.0)
-        return DistroClient(ADDRESSES, self.clock, self.cluster.endpointFactory, start=0,
-                            **kwargs)
+        return DistroClient(
+            ADDRESSES,
+            clock=self.clock,
+            endpoint_factory=self.cluster.endpointFactory,
+            start_at=0,
+            **kwargs,
+        )
 
     def connect(self, **kwargs):
         """
@@ -354,7 +358,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.assertEqual(ips(self.stored()), ["a"])
         self.settle(self.other.register("orders", "b", 1))
         self.assertEqual(ips(self.stored()), ["a", "b"])
-        self.assertEqual(self.stored(), client.lastServiceInfo("orders"))
+        self.assertEqual(self.stored(), client.last_service_info("orders"))
 
     def test_queryViewsStored(self):
         """
@@ -384,7 +388,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.patch(_cache.ViewCache, "_replace", lambda self, *a: writes.append(a))
         self.cluster.changed(("public", "DEFAULT_GROUP", "orders"))
         self.settle()
-        self.assertEqual(client.lastServiceInfo("orders").revision, revision + 1)
+        self.assertEqual(client.last_service_info("orders").revision, revision + 1)
         self.assertEqual(writes, [])
         self.settle(self.other.register("orders", "b", 1))
         self.assertEqual(len(writes), 1)
@@ -392,7 +396,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
     def test_restartDuringOutage(self):
         """
         A client started with a cache directory while no node answers serves
-        the stored views: at once for C{lastServiceInfo}, C{query} and
+        the stored views: at once for C{last_service_info}, C{query} and
         C{subscribe}; its start succeeds after the timeout, and it keeps
         trying the servers. When a node answers, the subscription is sent and
         a view that changed meanwhile reaches the listener and the disk.
@@ -405,7 +409,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.allDown()
 
         client = self.makeClient()
-        self.assertEqual(ips(client.lastServiceInfo("orders")), ["a", "b"])
+        self.assertEqual(ips(client.last_service_info("orders")), ["a", "b"])
         started = client.start()
         self.assertEqual(ips(self.successResultOf(client.query("orders"))), ["a", "b"])
         only = self.successResultOf(client.query("orders", clusters=["C2"], healthy_only=True))
@@ -457,7 +461,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.settle(self.connect().query("orders"))
         self.settle(self.other.register("orders", "b", 1))
         client = self.connect()
-        self.assertEqual(ips(client.lastServiceInfo("orders")), ["a"])
+        self.assertEqual(ips(client.last_service_info("orders")), ["a"])
         views = []
         info = self.settle(client.subscribe("orders", views.append))
         self.assertEqual(ips(info), ["a", "b"])
@@ -498,7 +502,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         cluster fails the start, as before.
         """
         self.allDown()
-        client = self.makeClient(cacheDir=None)
+        client = self.makeClient(cache_dir=None)
         d = client.start()
         self.clock.pump([1] * 5)
         self.failureResultOf(d, NotConnected)
@@ -512,14 +516,14 @@ class ConnectTests(SynchronousTestCase):
 
     def test_cacheDir(self):
         """
-        C{cache_dir} becomes the client's C{cacheDir}.
+        C{cache_dir} becomes the client's C{cache_dir}.
         """
         from distro.client import _session
 
         made = []
 
         class Recorder:
-            def __init__(self, servers, clock, endpointFactory, **kwargs):
+            def __init__(self, servers, **kwargs):
                 made.append(kwargs)
 
             def start(self):
@@ -528,4 +532,4 @@ class ConnectTests(SynchronousTestCase):
         self.patch(_session, "DistroClient", Recorder)
         result = _session.connect(ADDRESSES, reactor=Clock(), cache_dir="views")
         self.assertEqual(result, "started")
-        self.assertEqual(made[0]["cacheDir"], "views")
+        self.assertEqual(made[0]["cache_dir"], "views")

@@ -15,11 +15,9 @@ from distro.client import (
     RequestTimeout,
     Service,
     ServiceInfo,
-    SessionEvent,
-    formatAddress,
-    parseAddress,
-    parseServers,
 )
+from distro.client._address import formatAddress, parseAddress, parseServers
+from distro.client._events import SessionEvent
 
 from ._fakecluster import FakeCluster
 
@@ -41,9 +39,13 @@ class SessionTestsMixin:
         Build an unstarted L{DistroClient} of the fake cluster, with a fixed
         retry delay of one second.
         """
-        kwargs.setdefault("retryPolicy", lambda failures: 1.0)
+        kwargs.setdefault("retry_policy", lambda failures: 1.0)
         return DistroClient(
-            ADDRESSES, self.clock, self.cluster.endpointFactory, start=start, **kwargs
+            ADDRESSES,
+            clock=self.clock,
+            endpoint_factory=self.cluster.endpointFactory,
+            start_at=start,
+            **kwargs,
         )
 
     def connectClient(self, start=0, **kwargs):
@@ -86,14 +88,15 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(node.ops(), ["hello"])
         self.assertEqual(node.received[0]["agent"], "tests/1")
         self.assertNotIn("resume", node.received[0])
-        self.assertEqual((client.node, client.clientId), ("node-1", "client-1"))
+        self.assertEqual((client.node, client.client_id), ("node-1", "client-1"))
         self.assertTrue(client.connected)
 
     def test_randomStart(self):
         """
         Without C{start}, the first server is one of the list.
         """
-        client = DistroClient(ADDRESSES, self.clock, self.cluster.endpointFactory)
+        client = DistroClient(
+            ADDRESSES, clock=self.clock, endpoint_factory=self.cluster.endpointFactory)
         client.start()
         self.assertIn(self.cluster.connectAttempts[0], ADDRESSES)
 
@@ -147,7 +150,10 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         The members a node announces join the server list.
         """
         client = DistroClient(
-            ["10.0.0.1:9850"], self.clock, self.cluster.endpointFactory, start=0
+            ["10.0.0.1:9850"],
+            clock=self.clock,
+            endpoint_factory=self.cluster.endpointFactory,
+            start_at=0,
         )
         client.start()
         self.settle()
@@ -262,7 +268,7 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         self.settle(d)
         self.assertEqual(self.hostIds(), ["a#1#DEFAULT", "b#2#C2"])
         self.assertEqual(
-            sorted(i.instanceId for i in self.client.registrations()[Service("orders")]),
+            sorted(i.instance_id for i in self.client.registrations()[Service("orders")]),
             ["a#1#DEFAULT", "b#2#C2"],
         )
 
@@ -275,7 +281,7 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         self.settle(self.client.register("orders", "b", 1, cluster="C2", healthy=False))
         info = self.settle(self.client.query("orders"))
         self.assertIsInstance(info, ServiceInfo)
-        self.assertEqual([h.instanceId for h in info.hosts], ["a#1#DEFAULT", "b#1#C2"])
+        self.assertEqual([h.instance_id for h in info.hosts], ["a#1#DEFAULT", "b#1#C2"])
         self.assertEqual(info.service, Service("orders"))
         filtered = self.settle(self.client.query("orders", clusters=["C2"], healthy_only=True))
         self.assertEqual(self.cluster.node(0).received[-1]["clusters"], ["C2"])
@@ -338,7 +344,7 @@ class SubscriptionTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.views, [])
         self.settle(self.other.register("orders", "b", 1))
         self.assertEqual([[h.ip for h in v.hosts] for v in self.views], [["a", "b"]])
-        self.assertEqual(self.client.lastServiceInfo("orders"), self.views[-1])
+        self.assertEqual(self.client.last_service_info("orders"), self.views[-1])
 
     def test_clusterFilter(self):
         """
@@ -350,7 +356,7 @@ class SubscriptionTests(SessionTestsMixin, SynchronousTestCase):
         self.settle(self.other.register("orders", "a", 1, cluster="C2"))
         self.assertEqual(self.views[-1].clusters, ("C2",))
         self.assertEqual(other[-1].clusters, None)
-        self.assertEqual(self.client.lastServiceInfo("orders", clusters=["C2"]), self.views[-1])
+        self.assertEqual(self.client.last_service_info("orders", clusters=["C2"]), self.views[-1])
 
     def test_failingListener(self):
         """
@@ -379,7 +385,7 @@ class SubscriptionTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual((len(self.views), len(second)), (0, 1))
         self.settle(self.client.unsubscribe("orders"))
         self.assertEqual(self.cluster.node(0).ops()[-1], "unsubscribe")
-        self.assertIsNone(self.client.lastServiceInfo("orders"))
+        self.assertIsNone(self.client.last_service_info("orders"))
 
     def test_refusedSubscribe(self):
         """
@@ -389,7 +395,7 @@ class SubscriptionTests(SessionTestsMixin, SynchronousTestCase):
         d = self.client.subscribe("orders", self.views.append)
         self.settle()
         self.failureResultOf(d, DistroError)
-        self.assertIsNone(self.client.lastServiceInfo("orders"))
+        self.assertIsNone(self.client.last_service_info("orders"))
 
 
 class FailoverTests(SessionTestsMixin, SynchronousTestCase):
@@ -429,7 +435,7 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
             {"orders": [("a", 1), ("b", 2)], "payments": [("c", 3)]},
         )
         self.assertEqual(batches["orders"][1]["metadata"], {"k": "v"})
-        self.assertEqual(self.client.clientId, "client-1")
+        self.assertEqual(self.client.client_id, "client-1")
         self.assertEqual(self.client.node, "node-1")
         self.assertEqual(self.views, [])
 
@@ -441,7 +447,7 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         """
         self.settle(self.client.batch_register("payments", []))
         self.assertNotIn(("public", "DEFAULT_GROUP", "payments"), {
-            tuple(s.asWire().values()) for s in self.client.registrations()
+            tuple(s.as_wire().values()) for s in self.client.registrations()
         })
         self.cluster.node(0).crash()
         self.settle()
@@ -481,7 +487,7 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.clock.advance(1)
         self.settle()
         self.assertEqual(self.client.node, "node-2")
-        self.assertEqual(self.client.clientId, "client-1")
+        self.assertEqual(self.client.client_id, "client-1")
         self.assertEqual(self.cluster.node(2).ops()[-1], "redo_done")
 
     def test_sessionEvents(self):
@@ -514,7 +520,7 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.cluster.node(0).crash()
         self.settle()
         self.assertEqual(self.client.node, "node-2")
-        self.assertEqual(self.client.clientId, "client-1")
+        self.assertEqual(self.client.client_id, "client-1")
         self.assertEqual(self.cluster.node(1).ops(), ["hello"])
 
     def test_notResumed(self):
@@ -530,8 +536,8 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.clock.advance(1)  # round the list: n1 and n2 decline, n0 is down
         self.settle()
         self.assertEqual(self.client.node, "node-1")
-        self.assertNotEqual(self.client.clientId, "client-1")
-        self.assertEqual(list(self.cluster.sessions), [self.client.clientId])
+        self.assertNotEqual(self.client.client_id, "client-1")
+        self.assertEqual(list(self.cluster.sessions), [self.client.client_id])
         self.assertEqual(self.hostIds(), ["a#1#DEFAULT", "b#2#DEFAULT"])
         self.assertEqual(self.hostIds(("public", "DEFAULT_GROUP", "payments")), ["c#3#DEFAULT"])
 
@@ -799,10 +805,10 @@ class ModelTests(SynchronousTestCase):
         An instance has the protocol's defaults and its id.
         """
         instance = Instance("10.0.0.1", 80)
-        self.assertEqual(instance.asWire(), {
+        self.assertEqual(instance.as_wire(), {
             "ip": "10.0.0.1", "port": 80, "cluster": "DEFAULT", "weight": 1.0,
             "healthy": True, "enabled": True, "metadata": {}})
-        self.assertEqual(instance.instanceId, "10.0.0.1#80#DEFAULT")
+        self.assertEqual(instance.instance_id, "10.0.0.1#80#DEFAULT")
 
     def test_instanceChecks(self):
         """
@@ -838,7 +844,7 @@ class ModelTests(SynchronousTestCase):
         self.assertRaises(ValueError, Service, "")
         self.assertRaises(ValueError, Service, "a\nb")
         self.assertRaises(ValueError, Service, "x" * 257)
-        self.assertEqual(str(Service("a", "g", "ns")), "ns/g/a")
+        self.assertEqual(str(Service("a", group="g", namespace="ns")), "ns/g/a")
 
     def test_serviceInfoRoundTrip(self):
         """
@@ -853,6 +859,6 @@ class ModelTests(SynchronousTestCase):
             "checksum": "abc",
             "revision": 4,
         }
-        info = ServiceInfo.fromWire(dict(wire, future="x"))
-        self.assertEqual(info.asWire(), wire)
-        self.assertEqual(info.healthyOnly().hosts, ())
+        info = ServiceInfo.from_wire(dict(wire, future="x"))
+        self.assertEqual(info.as_wire(), wire)
+        self.assertEqual(info.healthy_only().hosts, ())

@@ -268,7 +268,7 @@ class ClusterTestCase(ProcessTestCase):
         """
         The C{service_info} of C{service} on C{member}, failing on an error.
         """
-        reply = yield self.request(member, "query", service=service.asWire())
+        reply = yield self.request(member, "query", service=service.as_wire())
         self.assertEqual(reply["op"], "ok", f"query on {member}: {reply}")
         return reply["service_info"]
 
@@ -354,11 +354,13 @@ class ClusterTestCase(ProcessTestCase):
         """
         client = DistroClient(
             [m.address for m in members],
-            reactor,
-            lambda host, port: TCP4ClientEndpoint(reactor, host, port, timeout=CLIENT_TIMEOUT),
+            clock=reactor,
+            endpoint_factory=lambda host, port: TCP4ClientEndpoint(
+                reactor, host, port, timeout=CLIENT_TIMEOUT
+            ),
             agent="test_cluster_process/1",
             timeout=CLIENT_TIMEOUT,
-            start=start,
+            start_at=start,
             token=self.helloToken,
         )
         yield client.start()
@@ -419,7 +421,7 @@ class ClusterProcessTests(ClusterTestCase):
         n1, n2, n3 = yield self.startCluster(orphanGraceMs=orphanGraceMs)
         client = yield self.client(self.members, start=0)
         self.assertEqual(client.node, n1.nodeId)
-        clientId = client.clientId
+        clientId = client.client_id
         yield client.batch_register(
             ORDERS, [{"ip": "10.0.1.1", "port": 80}, {"ip": "10.0.1.2", "port": 80}]
         )
@@ -427,7 +429,7 @@ class ClusterProcessTests(ClusterTestCase):
         yield self.waitHosts([n2, n3], ORDERS, expected, "the instances on nodes 2 and 3")
 
         subscriber = yield self.connectObserver(n3)
-        reply = yield subscriber.request("subscribe", service=ORDERS.asWire())
+        reply = yield subscriber.request("subscribe", service=ORDERS.as_wire())
         self.assertEqual(hostIds(reply["service_info"]), expected)
 
         def vanished():
@@ -448,7 +450,7 @@ class ClusterProcessTests(ClusterTestCase):
             "the client to resume on node 2",
         )
         failover = reactor.seconds() - killed
-        self.assertEqual(client.clientId, clientId)
+        self.assertEqual(client.client_id, clientId)
         self.assertLess(failover, 5.0)
 
         yield self.waitStates(n2, {n1.nodeId: "DOWN", n2.nodeId: "UP", n3.nodeId: "UP"})
@@ -467,7 +469,7 @@ class ClusterProcessTests(ClusterTestCase):
         self.assertEqual([hostIds(i) for i in infos], [expected, expected])
         self.assertEqual(vanished(), [])
         self.assertTrue(subscriber.connected)
-        self.assertEqual((client.node, client.clientId), (n2.nodeId, clientId))
+        self.assertEqual((client.node, client.client_id), (n2.nodeId, clientId))
 
         # Restart node 1: it catches up from its peers.
         restarted = reactor.seconds()
@@ -481,7 +483,7 @@ class ClusterProcessTests(ClusterTestCase):
         for m in (n2, n3, n1):
             yield self.waitStates(m, {o.nodeId: "UP" for o in self.members})
         self.assertEqual(vanished(), [])
-        self.assertEqual((client.node, client.clientId), (n2.nodeId, clientId))
+        self.assertEqual((client.node, client.client_id), (n2.nodeId, clientId))
 
         yield client.close()
         yield self.waitHosts(self.members, ORDERS, [], "the instances gone everywhere")
@@ -518,13 +520,13 @@ class ClusterProcessTests(ClusterTestCase):
         # A client of node 3 itself, on a raw connection that stays open.
         local = yield self.connectObserver(n3)
         reply = yield local.request(
-            "register", service=STOCK.asWire(), instance={"ip": "10.0.2.5", "port": 80}
+            "register", service=STOCK.as_wire(), instance={"ip": "10.0.2.5", "port": 80}
         )
         self.assertEqual(reply["op"], "ok", reply)
         before = [instanceId(f"10.0.2.{i}", 80) for i in range(1, 6)]
         yield self.waitHosts(self.members, STOCK, before, "the first instances everywhere")
         subscriber = yield self.connectObserver(n3)
-        reply = yield subscriber.request("subscribe", service=STOCK.asWire())
+        reply = yield subscriber.request("subscribe", service=STOCK.as_wire())
         self.assertEqual(hostIds(reply["service_info"]), before)
 
         self.pause(n3)

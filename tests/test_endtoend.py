@@ -83,7 +83,7 @@ def hostIds(info):
     """
     if isinstance(info, dict):
         return [host["instance_id"] for host in info["hosts"]]
-    return [host.instanceId for host in info.hosts]
+    return [host.instance_id for host in info.hosts]
 
 
 class EndToEndTestCase(ProcessTestCase):
@@ -211,7 +211,7 @@ class CommandTests(EndToEndTestCase):
         # A service nobody registered is an empty view, not an error.
         empty = yield self.runJSON(server, "instances", "orders")
         self.assertEqual(hostIds(empty), [])
-        self.assertEqual(empty["service"], ORDERS.asWire())
+        self.assertEqual(empty["service"], ORDERS.as_wire())
 
         register = self.command(
             server, "--json", "register", "orders", "10.0.0.5", "8080",
@@ -229,7 +229,7 @@ class CommandTests(EndToEndTestCase):
         self.assertIs(host["healthy"], True)
         [line] = yield self.waitForLines(register, 1, "the registered line")
         self.assertEqual(
-            json.loads(line)["registered"]["service"], ORDERS.asWire(), register.describe()
+            json.loads(line)["registered"]["service"], ORDERS.as_wire(), register.describe()
         )
 
         listing = yield self.runJSON(server, "services")
@@ -262,7 +262,7 @@ class CommandTests(EndToEndTestCase):
             server, ["instances", "orders"], lambda view: not hostIds(view),
             "the registration to go",
         )
-        self.assertEqual(view["service"], ORDERS.asWire())
+        self.assertEqual(view["service"], ORDERS.as_wire())
         listing = yield self.runJSON(server, "services")
         self.assertEqual(listing, {"count": 0, "services": []})
         self.assertFalse(node.ended)
@@ -354,7 +354,7 @@ class ClientLibraryTests(EndToEndTestCase):
         node, server = yield self.startServer("--disconnect-grace-ms", "60000")
         publisher = yield self.client(server)
         subscriber = yield self.client(server)
-        self.assertNotEqual(publisher.clientId, subscriber.clientId)
+        self.assertNotEqual(publisher.client_id, subscriber.client_id)
         self.assertTrue(publisher.connected)
 
         pushes = defer.DeferredQueue()
@@ -369,9 +369,9 @@ class ClientLibraryTests(EndToEndTestCase):
         pushed = yield nextPush()
         self.assertEqual(pushed.service, ORDERS)
         [host] = pushed.hosts
-        self.assertEqual(host.instanceId, INSTANCE_ID)
+        self.assertEqual(host.instance_id, INSTANCE_ID)
         self.assertEqual((host.weight, host.metadata), (3.0, {"v": "1"}))
-        self.assertEqual(subscriber.lastServiceInfo("orders"), pushed)
+        self.assertEqual(subscriber.last_service_info("orders"), pushed)
 
         for client in (publisher, subscriber):
             queried = yield client.query("orders")

@@ -158,7 +158,7 @@ class SdkScenario(SecuredCluster):
         # A distro subscriber on the third node sees every push, empty ones
         # included (the Nacos SDK skips those).
         watcher = yield self.connectObserver(n3)
-        yield watcher.request("subscribe", service=ORDERS.asWire())
+        yield watcher.request("subscribe", service=ORDERS.as_wire())
         killed = reactor.seconds()
         yield self.kill(home)
         # Within the orphan grace (its instance is kept that long); the

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_tls -*-
 """
-Tests for L{distro.tls} and TLS wherever it is used: the peer-link keys of
+Tests for L{distro.tls}, L{distro.tlslisten} and TLS wherever it is used: the peer-link keys of
 the configuration, TLS handshakes over real sockets on 127.0.0.1 (verified,
 refused, mutual), the client library, the CLI and a cluster of real node
 processes whose peer ports are TLS, and the clear error given without
@@ -20,7 +20,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from distro import cli, config, tap, tls
+from distro import cli, config, tap, tls, tlslisten
 from distro.client import NotConnected, Service, TLSOptions, connect
 from distro.client.blocking import BlockingClient
 from distro.config import ConfigError
@@ -109,10 +109,10 @@ class RequireTLSTests(SynchronousTestCase):
         """
         Only C{ssl:} endpoint strings listen with TLS.
         """
-        self.assertTrue(tls.isTLSEndpoint("ssl:9849:privateKey=k.pem"))
-        self.assertTrue(tls.isTLSEndpoint("SSL:9849"))
-        self.assertFalse(tls.isTLSEndpoint("tcp:9849"))
-        self.assertFalse(tls.isTLSEndpoint("unix:/tmp/ssl"))
+        self.assertTrue(tlslisten.isTLSEndpoint("ssl:9849:privateKey=k.pem"))
+        self.assertTrue(tlslisten.isTLSEndpoint("SSL:9849"))
+        self.assertFalse(tlslisten.isTLSEndpoint("tcp:9849"))
+        self.assertFalse(tlslisten.isTLSEndpoint("unix:/tmp/ssl"))
 
 
 class DialerTests(CertificatesMixin, SynchronousTestCase):
@@ -490,14 +490,14 @@ class HandshakeTests(CertificatesMixin, TestCase):
     @defer.inlineCallbacks
     def test_mutual(self):
         """
-        A port listening through L{tls.MutualTLSReactor} takes clients that
+        A port listening through L{tlslisten.MutualTLSReactor} takes clients that
         present a certificate of the CA, and refuses the others.
         """
         cert, key = self.authority.member("self")
         dialer = tls.TLSDialer(TLSOptions(ca=self.authority.ca, cert=cert, key=key))
         port = yield self.listen(
             sslEndpoint(0, self.serverCert, self.serverKey),
-            tls.MutualTLSReactor(reactor, dialer),
+            tlslisten.MutualTLSReactor(reactor, dialer),
         )
         cert, key = self.authority.client()
         answer = yield self.roundTrip(port, ca=self.authority.ca, cert=cert, key=key)
@@ -649,7 +649,7 @@ class ClientOverTLSTests(CertificatesMixin, ProcessTestCase):
         client = yield self.connectClient(tls=TLSOptions(ca=self.authority.ca))
         yield client.register(ORDERS, "10.0.0.1", 8080)
         info = yield client.query(ORDERS)
-        self.assertEqual([h.instanceId for h in info.hosts], [instanceId("10.0.0.1", 8080)])
+        self.assertEqual([h.instance_id for h in info.hosts], [instanceId("10.0.0.1", 8080)])
 
         def blocking():
             with BlockingClient(
@@ -658,7 +658,7 @@ class ClientOverTLSTests(CertificatesMixin, ProcessTestCase):
                 return other.query(ORDERS)
 
         info = yield threads.deferToThread(blocking)
-        self.assertEqual([h.instanceId for h in info.hosts], [instanceId("10.0.0.1", 8080)])
+        self.assertEqual([h.instance_id for h in info.hosts], [instanceId("10.0.0.1", 8080)])
 
         out, err, code = yield self.runCLI("--tls-ca", self.authority.ca, "instances", "orders")
         self.assertEqual(code, cli.EXIT_OK, err)

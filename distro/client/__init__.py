@@ -1,11 +1,12 @@
-# -*- test-case-name: tests.test_client_session -*-
+# -*- test-case-name: tests.test_client_api -*-
 """
 The Python client of a distro cluster.
 
 Twisted programs use L{connect}, which gives a L{DistroClient} whose methods
 return L{Deferred}s. Programs without a reactor use
 L{distro.client.blocking.BlockingClient}, with the same methods returning
-plain values.
+plain values. Tests of programs that use the client run it against real
+nodes in memory: L{distro.client.testing.InMemoryCluster}.
 
     from distro.client import connect
 
@@ -14,50 +15,27 @@ plain values.
     info = await client.subscribe("payments", print)
 
 With C{cache_dir}, the last view of each subscription and query is kept in a
-directory (L{ViewCache}) and served while no node answers, after a restart
-too. With C{tls=TLSOptions(ca="ca.pem")}, servers are dialed over TLS.
+directory and served while no node answers, after a restart too. With
+C{tls=TLSOptions(ca="ca.pem")}, servers are dialed over TLS.
+
+The names below are the whole public API; the modules whose names start
+with an underscore are not, and may change.
 """
 
-from distro.tls import TLSFileError, TLSOptions, TLSUnavailable
+from distro.tls import TLSOptions
 
-from ._address import formatAddress, parseAddress, parseServers
-from ._cache import IViewCache, ViewCache
 from ._errors import DistroError, NotConnected, RequestTimeout
-from ._events import SessionEvent
-from ._model import (
-    DEFAULT_CLUSTER,
-    DEFAULT_GROUP,
-    DEFAULT_NAMESPACE,
-    Instance,
-    Service,
-    ServiceInfo,
-)
-from ._protocol import DEFAULT_TIMEOUT, ClientConnection, IConnectionObserver
-from ._session import DEFAULT_AGENT, DistroClient, connect
+from ._model import Instance, Service, ServiceInfo
+from ._session import DistroClient, connect
 
 __all__ = [
-    "DEFAULT_AGENT",
-    "DEFAULT_CLUSTER",
-    "DEFAULT_GROUP",
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_TIMEOUT",
-    "ClientConnection",
     "DistroClient",
     "DistroError",
-    "IConnectionObserver",
-    "IViewCache",
     "Instance",
     "NotConnected",
     "RequestTimeout",
     "Service",
     "ServiceInfo",
-    "SessionEvent",
-    "TLSFileError",
     "TLSOptions",
-    "TLSUnavailable",
-    "ViewCache",
     "connect",
-    "formatAddress",
-    "parseAddress",
-    "parseServers",
 ]

@@ -90,7 +90,7 @@ class IViewCache(Interface):
 
 
 def _keyWire(service, clusters):
-    return {"service": service.asWire(), "clusters": list(clusters) if clusters else None}
+    return {"service": service.as_wire(), "clusters": list(clusters) if clusters else None}
 
 
 def fileName(service, clusters):
@@ -194,9 +194,9 @@ class ViewCache:
             raise _BadEntry(f"unknown version {document.get('version')!r}")
         try:
             key = document["key"]
-            service = Service.fromWire(key["service"])
+            service = Service.from_wire(key["service"])
             clusters = _clusterFilter(key["clusters"])
-            info = ServiceInfo.fromWire(document["service_info"])
+            info = ServiceInfo.from_wire(document["service_info"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise _BadEntry(f"malformed entry ({type(e).__name__}: {e})") from None
         if fileName(service, clusters) != name:
@@ -231,7 +231,7 @@ class ViewCache:
             "version": CACHE_VERSION,
             "key": _keyWire(*key),
             "saved_at": time.time(),
-            "service_info": info.asWire(),
+            "service_info": info.as_wire(),
         }
         data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:

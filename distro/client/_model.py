@@ -9,7 +9,7 @@ that made it, before the client remembers it for later re-registration.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 
 from distro.model import normalHost
 
@@ -57,6 +57,7 @@ class Service:
     """
 
     name: str
+    _: KW_ONLY
     group: str = DEFAULT_GROUP
     namespace: str = DEFAULT_NAMESPACE
 
@@ -68,14 +69,14 @@ class Service:
     def __str__(self):
         return f"{self.namespace}/{self.group}/{self.name}"
 
-    def asWire(self):
+    def as_wire(self):
         """
         The wire form, C{{"namespace", "group", "name"}}.
         """
         return {"namespace": self.namespace, "group": self.group, "name": self.name}
 
     @classmethod
-    def fromWire(cls, key):
+    def from_wire(cls, key):
         """
         Read a wire service key; missing C{namespace} and C{group} take their
         defaults.
@@ -102,6 +103,7 @@ class Instance:
 
     ip: str
     port: int
+    _: KW_ONLY
     cluster: str = DEFAULT_CLUSTER
     weight: float = 1.0
     healthy: bool = True
@@ -139,13 +141,13 @@ class Instance:
         return (self.ip, self.port, self.cluster)
 
     @property
-    def instanceId(self):
+    def instance_id(self):
         """
         The text form of L{identity}, C{"ip#port#cluster"}.
         """
         return f"{self.ip}#{self.port}#{self.cluster}"
 
-    def asWire(self):
+    def as_wire(self):
         """
         The wire form of this instance.
         """
@@ -160,7 +162,7 @@ class Instance:
         }
 
     @classmethod
-    def fromWire(cls, value):
+    def from_wire(cls, value):
         """
         Read a wire instance (or host); unknown keys, such as a host's
         C{instance_id}, are ignored.
@@ -204,43 +206,44 @@ class ServiceInfo:
     hosts: tuple
     checksum: str
     revision: int
+    _: KW_ONLY
     clusters: tuple = None
 
     @classmethod
-    def fromWire(cls, value):
+    def from_wire(cls, value):
         """
         Read a wire ServiceInfo.
         """
         clusters = value.get("clusters")
         return cls(
-            service=Service.fromWire(value["service"]),
-            hosts=tuple(Instance.fromWire(host) for host in value.get("hosts", ())),
+            service=Service.from_wire(value["service"]),
+            hosts=tuple(Instance.from_wire(host) for host in value.get("hosts", ())),
             checksum=value["checksum"],
             revision=value["revision"],
             clusters=tuple(clusters) if clusters else None,
         )
 
-    def asWire(self):
+    def as_wire(self):
         """
         The wire form, which is also the form printed as JSON.
         """
         hosts = []
         for host in self.hosts:
-            wire = host.asWire()
-            wire["instance_id"] = host.instanceId
+            wire = host.as_wire()
+            wire["instance_id"] = host.instance_id
             hosts.append(wire)
         return {
-            "service": self.service.asWire(),
+            "service": self.service.as_wire(),
             "clusters": list(self.clusters) if self.clusters is not None else None,
             "hosts": hosts,
             "checksum": self.checksum,
             "revision": self.revision,
         }
 
-    def healthyOnly(self):
+    def healthy_only(self):
         """
         This view without its unhealthy hosts (C{checksum} and C{revision}
         still describe the whole view).
         """
         hosts = tuple(host for host in self.hosts if host.healthy)
-        return ServiceInfo(self.service, hosts, self.checksum, self.revision, self.clusters)
+        return replace(self, hosts=hosts)

@@ -91,36 +91,50 @@ class DistroClient:
     def __init__(
         self,
         servers,
+        *,
         clock,
-        endpointFactory,
+        endpoint_factory,
         namespace=DEFAULT_NAMESPACE,
         group=DEFAULT_GROUP,
         agent=DEFAULT_AGENT,
         token=None,
         timeout=DEFAULT_TIMEOUT,
-        retryPolicy=None,
-        start=None,
-        cacheDir=None,
+        retry_policy=None,
+        start_at=None,
+        cache_dir=None,
     ):
         """
-        @param servers: C{"host:port"} addresses, see
-            L{distro.client.parseServers}.
+        Build a client that has not connected yet: L{start} connects. Most
+        programs call L{connect} instead, which builds one with the
+        reactor's TCP (or TLS) endpoints and starts it; tests use
+        L{distro.client.testing.InMemoryCluster.client}.
+
+        @param servers: C{"host:port"} addresses (IPv6 as C{"[::1]:9850"}): a
+            list, or one string with commas.
         @param clock: an L{IReactorTime} provider.
-        @param endpointFactory: C{(host, port) -> IStreamClientEndpoint}.
-        @param retryPolicy: C{failures -> seconds}, the delay before the next
-            connection attempt after failed ones.
-        @param start: the index in C{servers} to connect to first; a random
-            one when L{None}.
-        @param cacheDir: a directory (created if missing) where the views of
-            subscriptions and queries are kept across restarts, see
-            L{distro.client.ViewCache}; they are read here, at once. With
-            one, L{start} does not give up when no node answers.
-        @raise OSError: if C{cacheDir} cannot be created.
+        @param endpoint_factory: C{(host, port) -> IStreamClientEndpoint}.
+        @param namespace: the default namespace of the client's services.
+        @param group: the default group of the client's services.
+        @param agent: C{"name/version"} of the program, sent in C{hello}.
+        @param token: an authentication token, if the cluster wants one.
+        @param timeout: seconds to wait for a connection, and for each
+            request.
+        @param retry_policy: C{failures -> seconds}, the delay before the next
+            connection attempt after failed ones; a bounded, jittered
+            backoff by default.
+        @param start_at: the index in C{servers} to connect to first; a
+            random one when L{None}.
+        @param cache_dir: a directory (created if missing) where the views of
+            subscriptions and queries are kept across restarts; they are
+            read here, at once. With one, L{start} does not give up when no
+            node answers.
+        @raise ValueError: if C{servers} holds a malformed address, or none.
+        @raise OSError: if C{cache_dir} cannot be created.
         """
         self._clock = clock
         self._cache = None
-        if cacheDir is not None:
-            self._cache = ViewCache(cacheDir)
+        if cache_dir is not None:
+            self._cache = ViewCache(cache_dir)
             self._cache.load()
         self.namespace = namespace
         self.group = group
@@ -128,14 +142,14 @@ class DistroClient:
         self._failover = Failover(
             servers,
             clock,
-            endpointFactory,
+            endpoint_factory,
             agent,
             onConnected=self._redo,
             onPush=self._pushReceived,
             token=token,
             timeout=timeout,
-            retryPolicy=retryPolicy,
-            start=start,
+            retryPolicy=retry_policy,
+            start=start_at,
         )
         self._registrations = {}
         self._unsynced = set()
@@ -150,7 +164,7 @@ class DistroClient:
         return self._failover.servers
 
     @property
-    def clientId(self):
+    def client_id(self):
         """
         The session's id, assigned by the node.
         """
@@ -172,10 +186,10 @@ class DistroClient:
 
     def add_session_listener(self, listener):
         """
-        Call C{listener(event)} at each change of the session, with a
-        L{SessionEvent}: C{CONNECTED} once a node first accepted it,
-        C{SUSPENDED} when a connection is lost, then C{RESUMED} (the new
-        node took it over with its identity) or C{LOST} (the cluster had
+        Call C{listener(event)} at each change of the session, with one of
+        these strings: C{"connected"} once a node first accepted it,
+        C{"suspended"} when a connection is lost, then C{"resumed"} (the new
+        node took it over with its identity) or C{"lost"} (the cluster had
         let it go: the registrations are sent again under a new identity).
         """
         self._failover.addListener(listener)
@@ -226,7 +240,7 @@ class DistroClient:
         A push arrived: hand its view to the subscription's listeners.
         """
         try:
-            info = ServiceInfo.fromWire(message["service_info"])
+            info = ServiceInfo.from_wire(message["service_info"])
         except (KeyError, TypeError, ValueError) as e:
             self.log.warn("ignoring a malformed push: {error}", error=e)
             return
@@ -250,8 +264,8 @@ class DistroClient:
         instances = list(self._registrations[service].values())
         d = connection.request(
             "batch_register",
-            service=service.asWire(),
-            instances=[instance.asWire() for instance in instances],
+            service=service.as_wire(),
+            instances=[instance.as_wire() for instance in instances],
         )
 
         def synced(reply):
@@ -274,7 +288,7 @@ class DistroClient:
 
         def subscribed(reply):
             if key in self._subscriptions:
-                self._viewArrived(key, ServiceInfo.fromWire(reply["service_info"]))
+                self._viewArrived(key, ServiceInfo.from_wire(reply["service_info"]))
 
         def failed(failure):
             if not failure.check(DistroError):
@@ -379,7 +393,7 @@ class DistroClient:
         return Service(service, group=self.group, namespace=self.namespace)
 
     def _viewFields(self, service, clusters):
-        fields = {"service": service.asWire()}
+        fields = {"service": service.as_wire()}
         if clusters is not None:
             fields["clusters"] = list(clusters)
         return fields
@@ -411,6 +425,7 @@ class DistroClient:
         service,
         ip,
         port,
+        *,
         cluster=DEFAULT_CLUSTER,
         weight=1.0,
         healthy=True,
@@ -425,11 +440,19 @@ class DistroClient:
         @return: a L{Deferred} firing with L{None}.
         """
         service = self._service(service)
-        instance = Instance(ip, port, cluster, weight, healthy, enabled, metadata or {})
+        instance = Instance(
+            ip,
+            port,
+            cluster=cluster,
+            weight=weight,
+            healthy=healthy,
+            enabled=enabled,
+            metadata=metadata or {},
+        )
         instances = self._registrations.setdefault(service, {})
         previous = instances.get(instance.identity)
         instances[instance.identity] = instance
-        d = self._call("register", {"service": service.asWire(), "instance": instance.asWire()})
+        d = self._call("register", {"service": service.as_wire(), "instance": instance.as_wire()})
         d.addCallbacks(
             lambda reply: None,
             self._restore,
@@ -437,7 +460,7 @@ class DistroClient:
         )
         return d
 
-    def deregister(self, service, ip, port, cluster=DEFAULT_CLUSTER):
+    def deregister(self, service, ip, port, *, cluster=DEFAULT_CLUSTER):
         """
         Remove an instance of this session.
 
@@ -451,7 +474,7 @@ class DistroClient:
         identity = (address, port, cluster)
         previous = self._registrations.get(service, {}).pop(identity, None)
         instance = {"ip": address, "port": port, "cluster": cluster}
-        d = self._call("deregister", {"service": service.asWire(), "instance": instance})
+        d = self._call("deregister", {"service": service.as_wire(), "instance": instance})
 
         def removed(reply):
             return bool(reply.get("removed")) or previous is not None
@@ -473,7 +496,7 @@ class DistroClient:
             mine[instance.identity] = instance
         previous = self._registrations.get(service)
         self._registrations[service] = mine
-        wire = [instance.asWire() for instance in mine.values()]
+        wire = [instance.as_wire() for instance in mine.values()]
 
         def refused(failure):
             if failure.check(DistroError) and self._registrations.get(service) is mine:
@@ -484,7 +507,7 @@ class DistroClient:
                 self._resync(service)
             return failure
 
-        d = self._call("batch_register", {"service": service.asWire(), "instances": wire})
+        d = self._call("batch_register", {"service": service.as_wire(), "instances": wire})
         d.addCallbacks(lambda reply: None, refused)
         return d
 
@@ -519,9 +542,9 @@ class DistroClient:
         if clusters is not None and view.clusters is None:
             hosts = tuple(host for host in view.hosts if host.cluster in clusters)
             view = replace(view, hosts=hosts, clusters=clusters)
-        return view.healthyOnly() if healthyOnly else view
+        return view.healthy_only() if healthyOnly else view
 
-    def query(self, service, clusters=None, healthy_only=False):
+    def query(self, service, *, clusters=None, healthy_only=False):
         """
         Ask for the current view of a service.
 
@@ -542,7 +565,7 @@ class DistroClient:
             fields["healthy_only"] = True
 
         def parse(reply):
-            info = ServiceInfo.fromWire(reply["service_info"])
+            info = ServiceInfo.from_wire(reply["service_info"])
             if not healthy_only:
                 # A healthy-only view is not the whole view: it is not kept.
                 self._keep((service, clusters), info)
@@ -555,7 +578,7 @@ class DistroClient:
             orElse=lambda: self._cachedView(service, clusters, healthy_only),
         )
 
-    def subscribe(self, service, listener, clusters=None):
+    def subscribe(self, service, listener, *, clusters=None):
         """
         Subscribe to a service: C{listener} is called with every view the node
         pushes, as a L{ServiceInfo}, and with a changed view found after a
@@ -589,13 +612,13 @@ class DistroClient:
         d = self._call(
             "subscribe",
             self._viewFields(service, clusters),
-            parse=lambda reply: ServiceInfo.fromWire(reply["service_info"]),
+            parse=lambda reply: ServiceInfo.from_wire(reply["service_info"]),
             orElse=lambda: subscription.last,
         )
         d.addCallbacks(lambda info: self._viewArrived(key, info, listener), refused)
         return d
 
-    def unsubscribe(self, service, listener=None, clusters=None):
+    def unsubscribe(self, service, listener=None, *, clusters=None):
         """
         Remove C{listener} (or every listener) from a subscription; the node is
         told once no listener is left.
@@ -620,7 +643,7 @@ class DistroClient:
         d = self._call("unsubscribe", self._viewFields(service, clusters))
         return d.addCallback(lambda reply: None)
 
-    def lastServiceInfo(self, service, clusters=None):
+    def last_service_info(self, service, *, clusters=None):
         """
         The last view received for a subscription, or L{None}.
 
@@ -630,7 +653,7 @@ class DistroClient:
         """
         return self._lastView((self._service(service), _clusterFilter(clusters)))
 
-    def services(self, namespace=None, group=None, page=1, size=100):
+    def services(self, *, namespace=None, group=None, page=1, size=100):
         """
         List services.
 
@@ -669,7 +692,7 @@ class DistroClient:
 def connect(
     servers,
     *,
-    reactor,
+    reactor=None,
     namespace=DEFAULT_NAMESPACE,
     group=DEFAULT_GROUP,
     agent=DEFAULT_AGENT,
@@ -689,26 +712,30 @@ def connect(
     @param agent: C{"name/version"} of the program, sent in C{hello}.
     @param token: an authentication token, if the cluster wants one.
     @param reactor: the reactor the client runs on (a program's entry
-        point, e.g. L{twisted.internet.task.react}, gives it).
+        point, e.g. L{twisted.internet.task.react}, gives it); the global
+        reactor when L{None}.
     @param timeout: seconds to wait for a connection, and for each request.
     @param cache_dir: a directory where the client keeps the last view of
         each subscription and query, so that they are served while no node
         answers, even after a restart. With one, the L{Deferred} fires with
         the client (still trying the servers) when no node answers within
         C{timeout}, instead of failing; see L{DistroClient.start}.
-    @param tls: a L{distro.tls.TLSOptions} to dial the servers over TLS
+    @param tls: a L{distro.client.TLSOptions} to dial the servers over TLS
         (their client port is an C{ssl:} endpoint), verifying each server's
         certificate against its CA and the host of its address; L{None}:
         plain TCP. Every server of the list, and every member the nodes
         announce, is dialed the same way.
     @return: a L{Deferred} firing with a connected L{DistroClient} (with
         C{cache_dir}, possibly one still waiting for a node).
+    @raise ValueError: at once, if C{servers} holds a malformed address or
+        none; if a file C{tls} names cannot be used (the error names the
+        option: C{ca}, C{cert} or C{key}).
     @raise OSError: if C{cache_dir} cannot be created.
-    @raise distro.tls.TLSFileError: at once, if a file C{tls} names cannot
-        be used (the error names the option: C{ca}, C{cert} or C{key}).
-    @raise distro.tls.TLSUnavailable: at once, if C{tls} is given but
-        pyOpenSSL is not installed.
+    @raise ImportError: at once, if C{tls} is given but pyOpenSSL is not
+        installed (the error says what to install).
     """
+    if reactor is None:
+        from twisted.internet import reactor
     dialer = None if tls is None else TLSDialer(tls)
 
     def endpointFactory(host, port):
@@ -716,13 +743,13 @@ def connect(
 
     client = DistroClient(
         servers,
-        reactor,
-        endpointFactory,
+        clock=reactor,
+        endpoint_factory=endpointFactory,
         namespace=namespace,
         group=group,
         agent=agent,
         token=token,
         timeout=timeout,
-        cacheDir=cache_dir,
+        cache_dir=cache_dir,
     )
     return client.start()

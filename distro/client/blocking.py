@@ -77,13 +77,13 @@ class BlockingClient:
     def __init__(
         self,
         servers,
+        *,
         namespace=DEFAULT_NAMESPACE,
         group=DEFAULT_GROUP,
         agent=DEFAULT_AGENT,
         token=None,
         timeout=DEFAULT_TIMEOUT,
         cache_dir=None,
-        *,
         tls=None,
     ):
         """
@@ -99,11 +99,11 @@ class BlockingClient:
         @raise distro.client.NotConnected: if no node could be reached (and
             there is no C{cache_dir}).
         @raise distro.client.DistroError: if a node refused the session.
+        @raise ValueError: if C{servers} holds a malformed address or none,
+            or a file C{tls} names cannot be used (naming the option).
         @raise OSError: if C{cache_dir} cannot be created.
-        @raise distro.client.TLSFileError: if a file C{tls} names cannot be
-            used.
-        @raise distro.client.TLSUnavailable: if C{tls} is given but
-            pyOpenSSL is not installed.
+        @raise ImportError: if C{tls} is given but pyOpenSSL is not
+            installed.
         """
         reactor = _runningReactor()
         client = self._callIn(
@@ -122,7 +122,7 @@ class BlockingClient:
         self._setUp(client, reactor)
 
     @classmethod
-    def fromClient(cls, client, reactor):
+    def from_client(cls, client, reactor):
         """
         Wrap a connected L{distro.client.DistroClient} whose C{reactor} runs
         in another thread.
@@ -154,13 +154,13 @@ class BlockingClient:
         return self._client
 
     @property
-    def clientId(self):
+    def client_id(self):
         """
         The session's id, assigned by the node.
         """
-        return self._client.clientId
+        return self._client.client_id
 
-    def register(self, service, ip, port, cluster=DEFAULT_CLUSTER, weight=1.0,
+    def register(self, service, ip, port, *, cluster=DEFAULT_CLUSTER, weight=1.0,
                  healthy=True, enabled=True, metadata=None):
         """
         Register an instance; see L{distro.client.DistroClient.register}.
@@ -168,7 +168,7 @@ class BlockingClient:
         self._call(self._client.register, service, ip, port, cluster=cluster, weight=weight,
                    healthy=healthy, enabled=enabled, metadata=metadata)
 
-    def deregister(self, service, ip, port, cluster=DEFAULT_CLUSTER):
+    def deregister(self, service, ip, port, *, cluster=DEFAULT_CLUSTER):
         """
         Remove an instance; return whether it was registered.
         """
@@ -186,34 +186,34 @@ class BlockingClient:
         """
         return self._call(self._client.registrations)
 
-    def query(self, service, clusters=None, healthy_only=False):
+    def query(self, service, *, clusters=None, healthy_only=False):
         """
         The current view of a service, a L{distro.client.ServiceInfo}.
         """
         return self._call(self._client.query, service, clusters=clusters,
                           healthy_only=healthy_only)
 
-    def subscribe(self, service, listener, clusters=None):
+    def subscribe(self, service, listener, *, clusters=None):
         """
         Subscribe C{listener} (called in the reactor thread) to a service;
         return the current view.
         """
         return self._call(self._client.subscribe, service, listener, clusters=clusters)
 
-    def unsubscribe(self, service, listener=None, clusters=None):
+    def unsubscribe(self, service, listener=None, *, clusters=None):
         """
         Remove C{listener}, or every listener, from a subscription.
         """
         self._call(self._client.unsubscribe, service, listener=listener, clusters=clusters)
 
-    def lastServiceInfo(self, service, clusters=None):
+    def last_service_info(self, service, *, clusters=None):
         """
         The last view received for a subscription (or, with a cache
         directory, stored there), or L{None}.
         """
-        return self._call(self._client.lastServiceInfo, service, clusters=clusters)
+        return self._call(self._client.last_service_info, service, clusters=clusters)
 
-    def services(self, namespace=None, group=None, page=1, size=100):
+    def services(self, *, namespace=None, group=None, page=1, size=100):
         """
         List services: C{{"count": int, "services": [...]}}.
         """

@@ -21,7 +21,8 @@ from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.receiving import Receiver
 from distro.cluster.sending import Replicator
 from distro.cluster.sync import SyncBarrier
-from distro.tls import MutualTLSReactor, hostEndpoint
+from distro.tls import hostEndpoint
+from distro.tlslisten import MutualTLSReactor
 
 
 class _Watched:
