@@ -317,17 +317,25 @@ class ITurns(Interface):
         """
 
 
-class INode(Interface):
+class INodeState(Interface):
     """
-    What a port asks of the node, and all it asks: every port (distro's
-    own, Nacos', HTTP) serves its clients through this, and touches none
-    of the node's parts.
+    What anything serving a node reads of it.
     """
 
     nodeId = Attribute("This node's id.")
     config = Attribute("The node's L{distro.config.Config}.")
     clock = Attribute("The node's clock (an L{IReactorTime}).")
     ready = Attribute("Whether reads are served: a clustered node once it loaded what the cluster holds.")
+    clientAddress = Attribute("The C{host:port} clients reach this node at, or C{None}.")
+
+
+class INode(INodeState):
+    """
+    What a port asks of the node, and all it asks: every port (distro's
+    own, Nacos', HTTP) serves its clients through this, and touches none
+    of the node's parts.
+    """
+
     authority = Attribute("The L{IAuthority} that judges every credential.")
     admission = Attribute("The L{distro.admission.Admission} of client connections, over every port.")
     turns = Attribute("The L{ITurns} the work of clients shares.")
@@ -396,8 +404,6 @@ class INode(Interface):
         The reverse of L{subscribe}.
         """
 
-    clientAddress = Attribute("The C{host:port} clients reach this node at (its client port's).")
-
     def clientPortBound(address):
         """
         distro's client port is bound, reachable at C{address}.
@@ -406,4 +412,56 @@ class INode(Interface):
     def members():
         """
         The members of the cluster, as C{[{"node", "address", "state", "self"}]}.
+        """
+
+
+class ICluster(Interface):
+    """
+    What the node asks of its cluster side, when it joins (L{IClusterHost}).
+    """
+
+    barrier = Attribute("The L{ISyncBarrier} that guards the node's removals (sync rounds).")
+
+    def clientObservers():
+        """
+        The L{IClientObserver}s that follow the node's clients (what is
+        replicated, what is received).
+        """
+
+    def loading():
+        """
+        Whether the node must load what members hold before it serves reads
+        (a cluster of more than one).
+        """
+
+    def describeMembers():
+        """
+        The members, as C{[{"node", "address", "state", "self"}]}.
+        """
+
+
+class IClusterHost(INodeState):
+    """
+    What the cluster side asks of its node, and all it asks (its
+    C{ready} it reads only: L{loaded} makes it so).
+    """
+
+    bootId = Attribute("This start's boot id (told in C{snapshot_begin}).")
+    manager = Attribute("The L{IClientManager} of the node's clients, native and synced.")
+
+    def restoring():
+        """
+        The ids of the clients whose sessions are resuming here right now.
+        """
+
+    def joinCluster(cluster):
+        """
+        The L{ICluster} joins the node: its barrier guards removals, its
+        observers follow the clients, it describes the members; while it is
+        L{ICluster.loading}, the node serves no reads until L{loaded}.
+        """
+
+    def loaded():
+        """
+        The cluster loaded what members hold: the node serves reads.
         """

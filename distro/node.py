@@ -12,13 +12,13 @@ from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
 from distro.errors import NOT_READY, RequestError
-from distro.interfaces import IClientObserver, INode
+from distro.interfaces import IClientObserver, IClusterHost, INode
 from distro.push import Pusher
 from distro.registry import Registry
 from distro.turns import Turns
 
 
-@implementer(IClientObserver, INode)
+@implementer(IClientObserver, INode, IClusterHost)
 class Node:
     """
     One registry node.
@@ -58,13 +58,33 @@ class Node:
         self.cluster = None
         self.manager.addObserver(self)
 
+    @property
+    def bootId(self):
+        return self.manager.ids.bootId
+
+    def joinCluster(self, cluster):
+        """
+        The cluster side joins: its barrier guards removals (sync rounds),
+        its observers follow the clients, it describes the members. A
+        cluster of more than one loads what members hold before the node
+        serves reads (L{loaded}).
+        """
+        self.cluster = cluster
+        self.manager.barrier = cluster.barrier
+        for observer in cluster.clientObservers():
+            self.manager.addObserver(observer)
+        if cluster.loading():
+            self.ready = False
+
     def loaded(self):
         """
-        The node has loaded what the cluster holds: that data is long-lived.
-        With C{freezeLoaded} (L{gc.freeze} in a running node), everything
-        alive now is moved out of the collector's generations, so that a full
-        collection no longer walks the whole registry.
+        The node has loaded what the cluster holds: it serves reads, and that
+        data is long-lived. With C{freezeLoaded} (L{gc.freeze} in a running
+        node), everything alive now is moved out of the collector's
+        generations, so that a full collection no longer walks the whole
+        registry.
         """
+        self.ready = True
         if self._freezeLoaded is not None:
             self._freezeLoaded()
 
@@ -220,7 +240,7 @@ class Node:
         The members of the cluster as the C{members} op shows them.
         """
         if self.cluster is not None:
-            return self.cluster.membership.describe()
+            return self.cluster.describeMembers()
         return [{"node": self.nodeId, "address": self.clientAddress, "state": "UP", "self": True}]
 
     # IClientObserver: a session whose client moved to another node ends.

@@ -244,7 +244,6 @@ def makeService(options, reactor=None, bootId=None, environ=None):
             cluster = clusterFromConfig(node, reactor, members, environ)
         except _config.ConfigError as e:
             raise usage.UsageError(str(e))
-        node.cluster = cluster
         cluster.setServiceParent(root)
         ReloadOnHangup(cluster, reactor).setServiceParent(root)
     return root

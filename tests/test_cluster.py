@@ -4,11 +4,18 @@ orphans, readiness, ownership moves and reloads (PROTOCOL.md 5.2 to 5.5),
 on an in-process cluster of real nodes (L{tests._cluster}).
 """
 
+import os
+import re
+
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+import distro
 
 from distro.cluster import digest, records, sending
 from distro import config, wire
 from distro.cluster.service import ClusterSettings
+from distro.interfaces import ICluster, IClusterHost
 from distro.wire import NOT_READY
 from tests._cluster import DROP, HOLD, FakeCluster, instance, peerAddress
 from tests.test_cluster_property import digestProblems
@@ -1183,3 +1190,48 @@ class ClusterSettingsTests(SynchronousTestCase):
         settings = ClusterSettings.fromConfig(config.Config())
         with self.assertRaises(AttributeError):
             settings.down_after_ms = 1
+
+
+class SeamTests(ClusterTestCase):
+    """
+    The cluster side and its node meet at two written interfaces.
+    """
+
+    def test_interfaces(self):
+        slot = self.cluster.slot(0)
+        self.assertTrue(verifyObject(IClusterHost, slot.node))
+        self.assertTrue(verifyObject(ICluster, slot.cluster))
+
+    def test_clusterAsksOnlyIClusterHost(self):
+        """
+        The cluster side asks its node only what L{IClusterHost} names, and
+        no code but the node's own assigns the node's attributes.
+        """
+        root = os.path.dirname(distro.__file__)
+        allowed = set(IClusterHost.names(all=True))
+        directory = os.path.join(root, "cluster")
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".py"):
+                with open(os.path.join(directory, name)) as f:
+                    used = set(re.findall(r"\bnode\.([a-z_][A-Za-z_]*)", f.read()))
+                self.assertEqual(used - allowed, set(), name)
+        for folder, _, files in os.walk(root):
+            for name in files:
+                path = os.path.join(folder, name)
+                if not name.endswith(".py") or path == os.path.join(root, "node.py"):
+                    continue
+                with open(path) as f:
+                    assigned = re.findall(r"\bnode\.([A-Za-z_]+)\s*=[^=]", f.read())
+                self.assertEqual(assigned, [], path)
+
+    def test_joinedClusterOfOneReady(self):
+        """
+        A cluster of one does not make its node wait for members.
+        """
+        cluster = FakeCluster(1)
+        self.addCleanup(cluster.close)
+        cluster.start()
+        self.addCleanup(cluster.stop)
+        self.assertTrue(cluster.node(0).ready)
+        self.assertIs(cluster.node(0).cluster, cluster.slot(0).cluster)
+        self.assertEqual([m["node"] for m in cluster.node(0).members()], ["n0"])

@@ -72,7 +72,6 @@ def makeCluster(secret=SECRET, clock=None, **settings):
         connector=lambda address: None,
         settings=ClusterSettings.fromConfig(config),
     )
-    node.cluster = cluster
     return node, cluster
 
 

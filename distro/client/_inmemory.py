@@ -680,8 +680,6 @@ class NodeSlot:
         self.config = _config.build(overrides=values)
         self.node = Node(self.config, self.clock, f"boot{self.generation}")
         self.clientFactory = ClientPortFactory(self.node)
-        if len(self.members) > 1:
-            self.node.ready = False
         generation = self.generation
         self.cluster = Cluster(
             self.node,
@@ -694,7 +692,6 @@ class NodeSlot:
             offer=self.offer,
             settings=ClusterSettings.fromConfig(self.config),
         )
-        self.node.cluster = self.cluster
         self.alive = True
         self.stalled = False
         self.silentlyDead = False

@@ -14,6 +14,7 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from distro.cluster.dialect import Offer
 from distro.cluster.members import Membership, findSelf, parseAddress, readClusterFile
@@ -21,6 +22,7 @@ from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.receiving import Receiver
 from distro.cluster.sending import Replicator
 from distro.cluster.sync import SyncBarrier
+from distro.interfaces import ICluster
 from distro.tls import hostEndpoint
 from distro.tlslisten import MutualTLSReactor
 
@@ -112,6 +114,7 @@ class ClusterSettings:
         return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
+@implementer(ICluster)
 class Cluster(MultiService):
     """
     The cluster side of one node.
@@ -166,8 +169,7 @@ class Cluster(MultiService):
         )
         self.membership.observers.append(self)
         self.replicator = Replicator(
-            self.clock,
-            node.restoring, node.manager.ids.bootId, maxFrame=settings.peer_max_frame
+            self.clock, node.restoring, node.bootId, maxFrame=settings.peer_max_frame
         )
         self.barrier = SyncBarrier(self.membership.others, self._askSync)
         self.receiver = Receiver(
@@ -180,9 +182,6 @@ class Cluster(MultiService):
             syncAsked=self._syncAsked,
             syncAnswered=self._syncAnswered,
         )
-        node.manager.barrier = self.barrier
-        node.manager.addObserver(self.replicator)
-        node.manager.addObserver(self.receiver)
         self.inbound = {}
         self._links = {}
         self._waiting = set()
@@ -192,11 +191,25 @@ class Cluster(MultiService):
         self._loadTimer = None
         self._digests = LoopingCall(self.replicator.sendDigests)
         self._digests.clock = self.clock
+        # A node of a cluster of more than one loads what members hold first.
+        self._loading = len(addresses) > 1
+        node.joinCluster(self)
         self.update(addresses)
         if not secret:
             self.log.warn(
                 "no cluster_secret: the peer port accepts loopback connections only"
             )
+
+    # ICluster
+
+    def clientObservers(self):
+        return [self.replicator, self.receiver]
+
+    def loading(self):
+        return self._loading
+
+    def describeMembers(self):
+        return self.membership.describe()
 
     # Members
 
@@ -396,7 +409,6 @@ class Cluster(MultiService):
         self._becomeReady(f"load_timeout_ms passed; still waiting for {sorted(self._waiting)}")
 
     def _becomeReady(self, why):
-        self.node.ready = True
         self.node.loaded()
         self._waiting.clear()
         if self._loadTimer is not None and self._loadTimer.active():
@@ -494,8 +506,6 @@ def clusterFromConfig(node, reactor, members, environ):
             listening = MutualTLSReactor(reactor, dialer)
         return serverFromString(listening, config.peer_listen).listen(factory)
 
-    if len(addresses) > 1:
-        node.ready = False
     return Cluster(
         node,
         selfAddress,
