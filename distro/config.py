@@ -8,15 +8,13 @@ with a message naming the key.
 import os
 import socket
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
-from twisted.internet.endpoints import serverFromString
-
-from distro import tls, tlslisten
-from distro.nacos.listen import NacosListenError, parseListen
-
-# Parsing an endpoint string does not touch the reactor it is given.
-_NO_REACTOR = object()
+from distro.cluster.keys import ClusterKeys
+from distro.http.keys import HttpKeys
+from distro.keys import ConfigError, keyField, nonNegative, positive
+from distro.nacos.keys import NacosKeys
+from distro.native.keys import NativeKeys
 
 
 # Bytes beyond its metadata that one instance can take in a frame: the
@@ -26,50 +24,6 @@ LARGEST_INSTANCE_OVERHEAD = 4096
 # The smallest peer frame limit: a digest of bucket hashes (PROTOCOL.md
 # 5.2.1) is 8 KiB and some.
 MIN_PEER_FRAME = 16384
-
-
-class ConfigError(Exception):
-    """
-    The configuration is wrong; the message names the key.
-    """
-
-    def __init__(self, key, problem):
-        super().__init__(f"configuration key {key!r}: {problem}")
-        self.key = key
-
-
-def _positive(key, value):
-    if value <= 0:
-        raise ConfigError(key, "must be greater than 0")
-
-
-def _nonNegative(key, value):
-    if value < 0:
-        raise ConfigError(key, "must not be negative")
-
-
-def _endpoint(key, value):
-    if tlslisten.isTLSEndpoint(value):
-        try:
-            tls.requireTLS()
-        except tls.TLSUnavailable as e:
-            raise ConfigError(key, str(e))
-    try:
-        serverFromString(_NO_REACTOR, value)
-    except Exception as e:
-        raise ConfigError(key, f"not a Twisted server endpoint string ({e})")
-
-
-def _optionalEndpoint(key, value):
-    if value:
-        _endpoint(key, value)
-
-
-def _nacosListen(key, value):
-    try:
-        parseListen(value)
-    except NacosListenError as e:
-        raise ConfigError(key, str(e))
 
 
 def _logFormat(key, value):
@@ -114,133 +68,87 @@ def _users(key, value):
             raise ConfigError(key, f"{where}: admin must be true or false")
 
 
-def _key(default, doc, check=None):
-    meta = {"doc": doc, "check": check, "default": default}
-    if isinstance(default, dict):
-        return field(default_factory=dict, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 @dataclass
-class Config:
+class CoreKeys:
     """
-    The configuration of one node. Keys and defaults follow PROTOCOL.md 7.
+    The keys of the node's core: its id, what every client connection may
+    do, logs, the garbage collector, auth.
     """
 
-    node_id: str = _key("", "This node's id; empty means the host name.")
-    listen: str = _key("tcp:9850", "Client port, as a Twisted server endpoint string.", _endpoint)
-    listen_backlog: int = _key(
+    node_id: str = keyField("", "This node's id; empty means the host name.")
+    listen_backlog: int = keyField(
         4096,
         "Pending connections the client port's kernel queue holds (unless listen names a "
         "backlog): the clients of a dead node all arrive at once.",
-        _positive,
+        positive,
     )
-    advertise: str = _key(
+    advertise: str = keyField(
         "", "The client-port address given to clients (host:port); empty means derived."
     )
-    port_file: str = _key("", "If set, the bound client address is written to this file.")
-    heartbeat_ms: int = _key(3000, "How often clients must send a frame.", _positive)
-    idle_timeout_ms: int = _key(10000, "Connections silent this long are closed.", _positive)
-    disconnect_grace_ms: int = _key(
-        2000, "How long a client's instances outlive its connection.", _nonNegative
+    idle_timeout_ms: int = keyField(10000, "Connections silent this long are closed.", positive)
+    disconnect_grace_ms: int = keyField(
+        2000, "How long a client's instances outlive its connection.", nonNegative
     )
-    push_delay_ms: int = _key(
+    push_delay_ms: int = keyField(
         0, "Minimum interval between two pushes of one subscription; 0: as soon as possible.",
-        _nonNegative,
+        nonNegative,
     )
-    max_frame: int = _key(8 * 1024 * 1024, "Largest client-port frame, in bytes.", _positive)
-    handshake_timeout_ms: int = _key(
+    max_frame: int = keyField(8 * 1024 * 1024, "Largest client-port frame, in bytes.", positive)
+    handshake_timeout_ms: int = keyField(
         10000,
         "A connection (client or peer port) that has not completed its handshake this long "
         "after connecting is dropped.",
-        _positive,
+        positive,
     )
-    max_unsent_bytes: int = _key(
+    max_unsent_bytes: int = keyField(
         16 * 1024 * 1024,
         "Bytes a client connection may have waiting past its send buffer; a reply that would "
         "not fit is refused, a push that would not fit closes the connection.",
-        _positive,
+        positive,
     )
-    max_instances_per_client: int = _key(10000, "Instances one client may publish.", _positive)
-    max_subscriptions_per_client: int = _key(10000, "Subscriptions one client may hold.", _positive)
-    max_connections_per_ip: int = _key(
-        0, "Connections per remote IP, to the client ports together; 0 is unlimited.", _nonNegative
+    max_instances_per_client: int = keyField(10000, "Instances one client may publish.", positive)
+    max_subscriptions_per_client: int = keyField(10000, "Subscriptions one client may hold.", positive)
+    max_connections_per_ip: int = keyField(
+        0, "Connections per remote IP, to the client ports together; 0 is unlimited.", nonNegative
     )
-    max_metadata_bytes: int = _key(8192, "Largest encoded metadata of one instance.", _positive)
-    log_format: str = _key("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
-    json_log: str = _key("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
-    log_rotate_bytes: int = _key(
+    max_metadata_bytes: int = keyField(8192, "Largest encoded metadata of one instance.", positive)
+    log_format: str = keyField("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
+    json_log: str = keyField("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
+    log_rotate_bytes: int = keyField(
         10_000_000, "twistd's log file is rotated past this size (with --logfile, or daemonized).",
-        _positive,
+        positive,
     )
-    log_max_files: int = _key(10, "Rotated log files kept; older ones are removed.", _positive)
-    cluster: str = _key(
-        "", "Path of cluster.conf (one host:peer_port per line); empty or one line: standalone."
-    )
-    peer_listen: str = _key("tcp:9849", "Peer port, as a Twisted server endpoint string.", _endpoint)
-    nacos_listen: str = _key(
-        "tcp:9848",
-        "Nacos gRPC port (where a Nacos SDK given host:8848 dials): tcp:PORT or "
-        "tcp:PORT:interface=HOST; empty disables it.",
-        _nacosListen,
-    )
-    http_listen: str = _key(
-        "tcp:8848",
-        "HTTP port (Nacos login and open API, /health, /ready), as a Twisted server endpoint "
-        "string; empty disables it.",
-        _optionalEndpoint,
-    )
-    peer_tls_ca: str = _key(
-        "",
-        "PEM file of the CA that signs the members' peer-port certificates; required when "
-        "peer_listen is ssl: (members are then dialed over TLS and verified), else empty.",
-    )
-    peer_tls_cert: str = _key(
-        "",
-        "PEM certificate (with peer_tls_key) this node presents when it dials members; its "
-        "TLS peer port then requires members to present one signed by peer_tls_ca.",
-    )
-    peer_tls_key: str = _key("", "PEM private key of peer_tls_cert.")
-    peer_advertise: str = _key(
-        "", "This node's own line in cluster.conf (host:port); empty means found by port."
-    )
-    cluster_secret: str = _key(
-        "", "Shared secret of peer links; else $DISTRO_CLUSTER_SECRET, else secret_file."
-    )
-    secret_file: str = _key("", "A file holding the cluster secret (first line).")
-    verify_interval_ms: int = _key(5000, "How often each node sends peers a digest.", _positive)
-    peer_timeout_ms: int = _key(
-        3000, "A member silent this long is SUSPICIOUS.", _positive
-    )
-    down_after_ms: int = _key(6000, "A member silent this long is DOWN.", _positive)
-    orphan_grace_ms: int = _key(
-        30000, "How long the clients of a DOWN member are kept for a resume.", _nonNegative
-    )
-    load_timeout_ms: int = _key(
-        10000, "A starting node serves reads after this long even if not loaded.", _nonNegative
-    )
-    peer_max_frame: int = _key(64 * 1024 * 1024, "Largest peer-port frame, in bytes.", _positive)
-    gc_freeze: bool = _key(
+    log_max_files: int = keyField(10, "Rotated log files kept; older ones are removed.", positive)
+    gc_freeze: bool = keyField(
         True,
         "Move what survives a full garbage collection, and what was loaded at start, out of "
         "the collector's generations: pauses stay short with a large registry.",
     )
-    auth_tokens: dict = _key(
+    auth_tokens: dict = keyField(
         {},
         "Client tokens: token = [namespace, ...] ('*' for all, '' is public). With neither "
         "these nor auth_users: no authentication.",
         _tokens,
     )
-    auth_users: dict = _key(
+    auth_users: dict = keyField(
         {},
         "Users who log in (Nacos SDKs' username/password): user = {password = scrypt hash "
         "(distro hash-password), namespaces = [...], admin = bool}. Needs the cluster secret, "
         "which signs their tokens.",
         _users,
     )
-    auth_token_ttl_ms: int = _key(
-        18000000, "How long a login token is valid (Nacos' tokenTtl, 5 h).", _positive
+    auth_token_ttl_ms: int = keyField(
+        18000000, "How long a login token is valid (Nacos' tokenTtl, 5 h).", positive
     )
+
+
+@dataclass
+class Config(NativeKeys, NacosKeys, HttpKeys, ClusterKeys, CoreKeys):
+    """
+    The configuration of one node: the keys of its core, its cluster side and
+    each of its ports, each declared where it is used. Keys and defaults
+    follow PROTOCOL.md 7.
+    """
 
     def validate(self):
         """
@@ -283,54 +191,6 @@ class Config:
             self.node_id = socket.gethostname()
         self.peerDialer()
         return self
-
-    def clusterSecret(self, environ):
-        """
-        The cluster secret as bytes (empty: none), from the key, else the
-        environment variable C{DISTRO_CLUSTER_SECRET}, else the file.
-        """
-        if self.cluster_secret:
-            return self.cluster_secret.encode("utf-8")
-        if environ.get("DISTRO_CLUSTER_SECRET"):
-            return environ["DISTRO_CLUSTER_SECRET"].encode("utf-8")
-        if self.secret_file:
-            try:
-                with open(self.secret_file, "rb") as f:
-                    secret = f.readline().strip()
-            except OSError as e:
-                raise ConfigError("secret_file", f"cannot read it: {e.strerror}")
-            if not secret:
-                raise ConfigError("secret_file", "the file is empty")
-            return secret
-        return b""
-
-    def peerDialer(self):
-        """
-        The L{tls.TLSDialer} members are dialed with, its files read; L{None}
-        when the peer port is not TLS.
-
-        @raise ConfigError: naming the key of a TLS file that cannot be used,
-            or of a combination that cannot work.
-        """
-        keys = ("peer_tls_ca", "peer_tls_cert", "peer_tls_key")
-        if not tlslisten.isTLSEndpoint(self.peer_listen):
-            for key in keys:
-                if getattr(self, key):
-                    raise ConfigError(key, "is set, but peer_listen is not a TLS (ssl:) endpoint")
-            return None
-        if not self.peer_tls_ca:
-            raise ConfigError(
-                "peer_tls_ca",
-                "peer_listen is a TLS (ssl:) endpoint, so members are dialed over TLS: "
-                "name the CA file that signs their certificates",
-            )
-        options = tls.TLSOptions(
-            ca=self.peer_tls_ca, cert=self.peer_tls_cert or None, key=self.peer_tls_key or None
-        )
-        try:
-            return tls.TLSDialer(options, dict(zip(("ca", "cert", "key"), keys)))
-        except tls.TLSFileError as e:
-            raise ConfigError(e.option, e.problem)
 
 
 KEYS = {f.name: f for f in fields(Config)}

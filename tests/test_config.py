@@ -613,3 +613,36 @@ class ClusterSampleTests(SynchronousTestCase):
                     ports.append((value.split(":")[1], f"node{n}.toml {key}"))
         numbers = [port for port, _ in ports]
         self.assertEqual(len(numbers), len(set(numbers)), ports)
+
+
+class OwnershipTests(SynchronousTestCase):
+    """
+    Each part of the node declares its own keys; the configuration is all
+    of them together.
+    """
+
+    def test_eachKeyDeclaredOnce(self):
+        from distro.cluster.keys import ClusterKeys
+        from distro.config import CoreKeys
+        from distro.http.keys import HttpKeys
+        from distro.nacos.keys import NacosKeys
+        from distro.native.keys import NativeKeys
+
+        parts = [CoreKeys, ClusterKeys, NativeKeys, NacosKeys, HttpKeys]
+        declared = [f.name for part in parts for f in fields(part)]
+        self.assertEqual(len(declared), len(set(declared)))
+        self.assertEqual(set(declared), set(config.KEYS))
+        self.assertEqual({f.name for f in fields(NacosKeys)}, {"nacos_listen"})
+        self.assertEqual({f.name for f in fields(HttpKeys)}, {"http_listen"})
+        self.assertIn("listen", {f.name for f in fields(NativeKeys)})
+        self.assertIn("peer_listen", {f.name for f in fields(ClusterKeys)})
+
+    def test_configImportsOnlyKeysOfPorts(self):
+        """
+        The configuration takes from each port its keys, nothing else.
+        """
+        with open(config.__file__) as f:
+            imported = re.findall(r"^from (distro\.[a-z.]+) import", f.read(), re.M)
+        for module in imported:
+            if module.split(".")[1] in ("native", "nacos", "http", "cluster"):
+                self.assertTrue(module.endswith(".keys"), module)

@@ -431,9 +431,10 @@ class BadConfigTests(ProcessTestCase):
     @defer.inlineCallbacks
     def test_portInUse(self):
         """
-        A client port that cannot be bound makes twistd exit non-zero.
+        A client port that cannot be bound makes twistd exit non-zero,
+        naming the key.
         """
         process, host, port = yield self.startNode()
         code, output = yield self.failedStart("--listen", f"tcp:{port}:interface=127.0.0.1")
         self.assertNotEqual(code, 0)
-        self.assertIn("CannotListenError", output)
+        self.assertIn(f"listen: cannot listen on tcp:{port}", output)

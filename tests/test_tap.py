@@ -25,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from distro import config, tap
 from distro.cluster.service import Cluster
+from distro.listening import CannotListen
 from distro.native.service import ClientPortService
 from distro.native.session import ClientPortFactory
 
@@ -244,6 +245,21 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         self.assertUsageError("no_such_key", "--config", path)
 
 
+class BusyPortReactor(BindingMemoryReactor):
+    """
+    A L{BindingMemoryReactor} on which one port is taken by another process.
+    """
+
+    def __init__(self, busy):
+        super().__init__()
+        self.busy = busy
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        if port == self.busy:
+            raise CannotListenError(interface, port, "Address already in use")
+        return super().listenTCP(port, factory, backlog, interface)
+
+
 class ThreadCallsMemoryReactor(BindingMemoryReactor):
     """
     A L{BindingMemoryReactor} that queues C{callFromThread} calls until
@@ -374,7 +390,32 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
         """
         reactor = RaisingMemoryReactor(listenException=CannotListenError("", 1, "in use"))
         service = tap.makeService(options("--listen", "tcp:1"), reactor)
-        self.assertRaises(CannotListenError, service.startService)
+        with self.assertRaises(CannotListen) as caught:
+            service.startService()
+        self.assertEqual(caught.exception.key, "listen")
+
+    def test_everyPortNamesItsKey(self):
+        """
+        Whichever port cannot listen, the start fails at once naming its
+        key and where it was to listen.
+        """
+        ports = {"--listen": "listen", "--http-listen": "http_listen",
+                 "--nacos-listen": "nacos_listen", "--peer-listen": "peer_listen"}
+        path = self.tempPath()
+        with open(path, "w") as f:
+            f.write("127.0.0.1:7001\n127.0.0.1:7777\n")
+        for flag, key in ports.items():
+            argv = ["--cluster", path]
+            for other in ports:
+                argv += [other, "tcp:7777:interface=127.0.0.1" if other == flag
+                         else "tcp:0:interface=127.0.0.1"]
+            argv += ["--peer-advertise", "127.0.0.1:7777"]
+            service = tap.makeService(options(*argv), BusyPortReactor(7777))
+            with self.assertRaises(CannotListen) as caught:
+                service.startService()
+            self.assertEqual(caught.exception.key, key)
+            self.assertIn("tcp:7777", str(caught.exception))
+            self.assertIn("Address already in use", str(caught.exception))
 
     def test_textLog(self):
         """

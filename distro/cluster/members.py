@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from distro.address import formatAddress
 from distro.address import parseAddress as _parseAddress
-from distro.config import ConfigError
+from distro.keys import ConfigError
 from distro.interfaces import IMembership
 
 UP = "UP"

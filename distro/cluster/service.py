@@ -23,6 +23,7 @@ from distro.cluster.receiving import Receiver
 from distro.cluster.sending import Replicator
 from distro.cluster.sync import SyncBarrier
 from distro.interfaces import ICluster
+from distro.listening import named
 from distro.tls import hostEndpoint
 from distro.tlslisten import MutualTLSReactor
 
@@ -504,7 +505,9 @@ def clusterFromConfig(node, reactor, members, environ):
         if config.peer_tls_cert:
             # This node shows members a certificate: so must they (mutual TLS).
             listening = MutualTLSReactor(reactor, dialer)
-        return serverFromString(listening, config.peer_listen).listen(factory)
+        return serverFromString(listening, config.peer_listen).listen(factory).addErrback(
+            named("peer_listen", config.peer_listen)
+        )
 
     return Cluster(
         node,

@@ -66,7 +66,9 @@ class HttpService(Service):
 
     def startService(self):
         super().startService()
-        self.port, self.address = listenNow(self.reactor, self.node.config.http_listen, self.site)
+        self.port, self.address = listenNow(
+            self.reactor, self.node.config.http_listen, self.site, key="http_listen"
+        )
         self.log.info("distro node {node} serving HTTP on {address}",
                       node=self.node.nodeId, address=self.address)
 

@@ -32,7 +32,6 @@ from distro.interfaces import IFrontEnd
 from distro.listening import listenNow
 from distro.nacos import naming
 from distro.nacos.connection import NacosConnection
-from distro.nacos.listen import NacosListenError
 from distro.nacos.payload import Payload, PayloadError, decode, encode
 from distro.ratelog import RateLimitedLog
 
@@ -147,11 +146,9 @@ class NacosService(Service):
 
     def startService(self):
         super().startService()
-        try:
-            self._port, self.address = listenNow(self.reactor, self.bindAddress, self.factory)
-        except Exception as e:
-            # Fail twistd's start, naming the key.
-            raise NacosListenError(f"nacos_listen: cannot bind {self.bindAddress} ({e})")
+        self._port, self.address = listenNow(
+            self.reactor, self.bindAddress, self.factory, key="nacos_listen"
+        )
         self.log.info("distro node {node} serving Nacos gRPC on {address}",
                       node=self.node.nodeId, address=self.address)
 

@@ -54,7 +54,8 @@ class ClientPortService(Service):
         super().startService()
         config = self.node.config
         self.port, self.address = listenNow(
-            self.reactor, withBacklog(config.listen, config.listen_backlog), self.factory
+            self.reactor, withBacklog(config.listen, config.listen_backlog), self.factory,
+            key="listen",
         )
         address = self.address
         host = self.port.getHost()
