@@ -234,9 +234,10 @@ class IMembership(Interface):
 class IFrontEnd(Interface):
     """
     A way in to the node for the clients of one protocol (distro's own
-    client port, the Nacos gRPC port): each of its connections is a native
-    client of the node, served by the same client manager, registry, pusher
-    and replication.
+    client port, the Nacos gRPC port, HTTP): each of its connections is a
+    native client of the node, served by the same client manager, registry,
+    pusher and replication. It tells the node when it opens and closes
+    (L{INode.portOpened}); the node's health lists it.
     """
 
     name = Attribute("A short name of the protocol, for logs.")
@@ -402,6 +403,21 @@ class INode(INodeState):
     def unsubscribe(client, channel, service, clusters):
         """
         The reverse of L{subscribe}.
+        """
+
+    def portOpened(frontEnd):
+        """
+        A port (an L{IFrontEnd}) listens.
+        """
+
+    def portClosed(frontEnd):
+        """
+        A port stopped listening.
+        """
+
+    def ports():
+        """
+        The L{IFrontEnd}s listening, in the order they opened.
         """
 
     def clientPortBound(address):

@@ -54,6 +54,7 @@ class Node:
         self.ready = True
         self.clientAddress = config.advertise or None
         self.sessions = {}
+        self._ports = []
         self._restoring = set()
         self.cluster = None
         self.manager.addObserver(self)
@@ -234,6 +235,16 @@ class Node:
         """
         if not self.config.advertise:
             self.clientAddress = address
+
+    def portOpened(self, frontEnd):
+        self._ports.append(frontEnd)
+
+    def portClosed(self, frontEnd):
+        if frontEnd in self._ports:
+            self._ports.remove(frontEnd)
+
+    def ports(self):
+        return list(self._ports)
 
     def members(self):
         """

@@ -127,6 +127,12 @@ class HealthTests(HttpTestCase):
 
     def test_health(self):
         self.assertEqual(self.document("GET", "/health")["status"], "UP")
+        self.node.portOpened(self.service)
+        # Each exchange is a connection kept open: this one and the first.
+        self.assertEqual(
+            self.document("GET", "/health")["ports"],
+            [{"name": "http", "address": None, "connections": 2}],
+        )
         self.assertEqual(self.document("GET", "/nacos/v1/ns/operator/metrics"), {"status": "UP"})
         self.assertEqual(self.document("GET", "/nacos/v3/admin/core/state/liveness")["data"], "ok")
 

@@ -394,6 +394,26 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
             service.startService()
         self.assertEqual(caught.exception.key, "listen")
 
+    def test_portsKnownToTheNode(self):
+        """
+        Each port tells the node when it listens and when it stops: the
+        node lists them (its health shows them).
+        """
+        service = self.makeService(
+            "--listen", "tcp:0:interface=127.0.0.1", "--nacos-listen", "tcp:0:interface=127.0.0.1",
+            "--http-listen", "tcp:0:interface=127.0.0.1",
+        )
+        node = service.node
+        self.assertEqual(node.ports(), [])
+        service.startService()
+        listed = [(p.name, p.address, p.connectionCount()) for p in node.ports()]
+        self.assertEqual([name for name, _, _ in listed], ["distro", "nacos", "http"])
+        for name, address, count in listed:
+            self.assertTrue(address.startswith("127.0.0.1:"), name)
+            self.assertEqual(count, 0)
+        service.stopService()
+        self.assertEqual(node.ports(), [])
+
     def test_everyPortNamesItsKey(self):
         """
         Whichever port cannot listen, the start fails at once naming its

@@ -158,7 +158,11 @@ class NodeResource(resource.Resource):
     # Health
 
     def _health(self, request):
-        return self._json(request, 200, {"status": "UP", "node": self.node.nodeId})
+        ports = [
+            {"name": port.name, "address": port.address, "connections": port.connectionCount()}
+            for port in self.node.ports()
+        ]
+        return self._json(request, 200, {"status": "UP", "node": self.node.nodeId, "ports": ports})
 
     def _ready(self, request):
         if not self.node.ready:

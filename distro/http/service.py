@@ -69,10 +69,12 @@ class HttpService(Service):
         self.port, self.address = listenNow(
             self.reactor, self.node.config.http_listen, self.site, key="http_listen"
         )
+        self.node.portOpened(self)
         self.log.info("distro node {node} serving HTTP on {address}",
                       node=self.node.nodeId, address=self.address)
 
     def stopService(self):
         super().stopService()
+        self.node.portClosed(self)
         if self.port is not None:
             return self.port.stopListening()

@@ -149,11 +149,13 @@ class NacosService(Service):
         self._port, self.address = listenNow(
             self.reactor, self.bindAddress, self.factory, key="nacos_listen"
         )
+        self.node.portOpened(self)
         self.log.info("distro node {node} serving Nacos gRPC on {address}",
                       node=self.node.nodeId, address=self.address)
 
     def stopService(self):
         super().stopService()
+        self.node.portClosed(self)
         for connection in list(self.factory.connections):
             connection.close()
         if self._port is not None:

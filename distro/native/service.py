@@ -57,6 +57,7 @@ class ClientPortService(Service):
             self.reactor, withBacklog(config.listen, config.listen_backlog), self.factory,
             key="listen",
         )
+        self.node.portOpened(self)
         address = self.address
         host = self.port.getHost()
         advertised = host.host
@@ -77,6 +78,7 @@ class ClientPortService(Service):
 
     def stopService(self):
         super().stopService()
+        self.node.portClosed(self)
         if self.node.config.port_file and self.port is not None:
             # A stale file would point the next reader at a dead port.
             try:
