@@ -14,9 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro import cli
 from distro.client import Instance, Service, ServiceInfo
-from distro.client.testing import InMemoryCluster
 
-from ._clientnetwork import ClientNetwork
+from ._memorycluster import ClusterTestMixin
 
 
 def parse(*argv, environ=None):
@@ -191,27 +190,23 @@ class FormatTests(SynchronousTestCase):
         )
 
 
-class CommandTests(SynchronousTestCase):
+class CommandTests(ClusterTestMixin, SynchronousTestCase):
     """
     Commands run against two real nodes in memory, with a stand-in reactor
     for the shutdown.
     """
 
+    nodes = 2
+
     def setUp(self):
         self.stdout = StringIO()
         self.stderr = StringIO()
+        self.reactor = MemoryReactorClock()
         self.useCluster()
         self.other = self.cluster.client()
 
     def useCluster(self, **config):
-        """
-        Make a new cluster (with the node configuration C{config}) the
-        test's.
-        """
-        self.reactor = MemoryReactorClock()
-        self.cluster = InMemoryCluster(2, config=config)
-        self.addCleanup(self.cluster.close)
-        self.network = ClientNetwork(self.cluster)
+        super().useCluster(**config)
         self.connects = []
 
     def connect(self, servers, **kwargs):
@@ -261,12 +256,6 @@ class CommandTests(SynchronousTestCase):
         for service, ip, port in instances:
             self.other.register(service, ip, port)
         self.cluster.flush()
-
-    def ops(self, index):
-        """
-        The ops node C{index} received, in order.
-        """
-        return [message["op"] for message in self.cluster.requests(index)]
 
     def test_services(self):
         """
@@ -422,9 +411,9 @@ class CommandTests(SynchronousTestCase):
         self.cluster.stop_node(0)
         self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "3", "members")
-        self.cluster.advance(2.9)
+        self.advance(2.9)
         self.assertNoResult(d)
-        self.cluster.advance(0.1)
+        self.advance(0.1)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
         self.assertIn("cannot connect", self.stderr.getvalue())
 
@@ -435,7 +424,7 @@ class CommandTests(SynchronousTestCase):
         self.cluster.pause_node(0)
         self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "2", "members")
-        self.cluster.advance(2)
+        self.advance(2)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
 
     def test_interruptedConnect(self):

@@ -19,36 +19,29 @@ from distro.client import (
 )
 from distro.client._address import formatAddress, parseAddress, parseServers
 from distro.client._events import SessionEvent
-from distro.client.testing import InMemoryCluster
 
-from ._clientnetwork import ClientNetwork
+from ._memorycluster import ClusterTestMixin
 
 # Metadata above the nodes' max_metadata_bytes: a write carrying it is refused.
 LIMIT = {"max_metadata_bytes": 64}
 LARGE = {"k": "x" * 100}
 
 
-class SessionTestsMixin:
+class SessionTestsMixin(ClusterTestMixin):
     """
     A cluster of three real nodes in memory, and a way to make clients of it
     through a L{ClientNetwork}.
     """
 
+    nodes = 3
     config = LIMIT
 
     def setUp(self):
         self.useCluster(**self.config)
 
     def useCluster(self, **config):
-        """
-        Make a new cluster (with the node configuration C{config}) the
-        test's.
-        """
-        self.cluster = InMemoryCluster(3, config=config)
-        self.addCleanup(self.cluster.close)
-        self.clock = self.cluster.clock
+        super().useCluster(**config)
         self.servers = self.cluster.servers
-        self.network = ClientNetwork(self.cluster)
 
     def makeClient(self, start=0, **kwargs):
         """
@@ -72,27 +65,6 @@ class SessionTestsMixin:
         return self.cluster.client(
             start_at=start, endpoint_factory=self.network.endpoint, **kwargs
         )
-
-    def settle(self, d=None):
-        """
-        Move the bytes; return C{d}'s result if it fired.
-        """
-        self.cluster.flush()
-        if d is not None:
-            return self.successResultOf(d)
-
-    def advance(self, *steps):
-        """
-        Move the clock by each of C{steps} seconds in turn.
-        """
-        for seconds in steps:
-            self.cluster.advance(seconds)
-
-    def ops(self, index):
-        """
-        The ops node C{index} received, in order.
-        """
-        return [message["op"] for message in self.cluster.requests(index)]
 
     def hostIds(self, index, name="orders"):
         """
