@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_cli -*-
 """
 Tests for L{distro.cli}: the command line, the output formats, and the
-commands run against the scripted nodes of L{tests._fakecluster}.
+commands run against real nodes in memory
+(L{distro.client.testing.InMemoryCluster}).
 """
 
 import json
@@ -12,11 +13,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro import cli
-from distro.client import DistroClient, Instance, Service, ServiceInfo
+from distro.client import Instance, Service, ServiceInfo
 
-from ._fakecluster import FakeCluster
-
-ADDRESSES = ["10.0.0.1:9850", "10.0.0.2:9850"]
+from ._memorycluster import ClusterTestMixin
 
 
 def parse(*argv, environ=None):
@@ -191,44 +190,45 @@ class FormatTests(SynchronousTestCase):
         )
 
 
-class CommandTests(SynchronousTestCase):
+class CommandTests(ClusterTestMixin, SynchronousTestCase):
     """
-    Commands run against a fake cluster on a fake reactor.
+    Commands run against two real nodes in memory, with a stand-in reactor
+    for the shutdown.
     """
+
+    nodes = 2
 
     def setUp(self):
-        self.reactor = MemoryReactorClock()
-        self.cluster = FakeCluster(self.reactor, ADDRESSES)
         self.stdout = StringIO()
         self.stderr = StringIO()
-        self.other = self.makeClient()
-        self.other.start()
-        self.cluster.flush()
+        self.reactor = MemoryReactorClock()
+        self.useCluster()
+        self.other = self.cluster.client()
 
-    def makeClient(self, servers=ADDRESSES, **kwargs):
-        """
-        A client of the fake cluster, first trying its first server.
-        """
-        kwargs.pop("reactor", None)
-        kwargs.pop("tls", None)
-        return DistroClient(servers, clock=self.reactor,
-                            endpoint_factory=self.cluster.endpointFactory,
-                            start_at=0, retry_policy=lambda failures: 1.0, **kwargs)
+    def useCluster(self, **config):
+        super().useCluster(**config)
+        self.connects = []
 
     def connect(self, servers, **kwargs):
         """
-        A stand-in for L{distro.client.connect}.
+        A stand-in for L{distro.client.connect}: a client of the cluster,
+        first trying its first server.
         """
-        return self.makeClient(servers, **kwargs).start()
+        self.connects.append(kwargs)
+        kwargs.pop("reactor")
+        kwargs.pop("tls")
+        return self.cluster.connect(
+            servers=servers, endpoint_factory=self.network.endpoint,
+            retry_policy=lambda failures: 1.0, **kwargs)
 
-    def runCommand(self, *argv):
+    def runCommand(self, *argv, environ=None):
         """
         Start the command line C{argv}; return the L{Deferred} of its exit
         code after moving all bytes.
         """
-        argv = ["--server", ",".join(ADDRESSES)] + list(argv)
+        argv = ["--server", ",".join(self.cluster.servers)] + list(argv)
         d = Deferred.fromCoroutine(
-            cli.run(self.reactor, argv, self.stdout, self.stderr, {}, self.connect)
+            cli.run(self.reactor, argv, self.stdout, self.stderr, environ or {}, self.connect)
         )
         self.cluster.flush()
         return d
@@ -276,10 +276,11 @@ class CommandTests(SynchronousTestCase):
         """
         self.other.register("orders", "a", 1, cluster="C1")
         self.other.register("orders", "b", 1, cluster="C2", healthy=False)
+        self.other.register("orders", "c", 1, cluster="C3")
         self.register()
         code = self.successResultOf(
             self.runCommand("--json", "instances", "orders", "--cluster", "C1", "--cluster", "C2",
-                     "--healthy-only")
+                            "--healthy-only")
         )
         self.assertEqual(code, cli.EXIT_OK)
         [document] = self.jsonLines()
@@ -294,12 +295,14 @@ class CommandTests(SynchronousTestCase):
         d = self.runCommand("register", "orders", "10.0.0.9", "80", "--metadata", "zone=a")
         self.assertNoResult(d)
         self.assertIn("registered 10.0.0.9#80#DEFAULT", self.stdout.getvalue())
-        [host] = self.cluster.view(("public", "DEFAULT_GROUP", "orders"))["hosts"]
-        self.assertEqual(host["metadata"], {"zone": "a"})
+        for index in (0, 1):
+            [host] = self.cluster.view(index, "orders").hosts
+            self.assertEqual(host.metadata, {"zone": "a"})
         self.assertTrue(self.shutDown())
         self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
-        self.assertEqual(self.cluster.node(0).ops()[-1], "bye")
-        self.assertEqual(self.cluster.view(("public", "DEFAULT_GROUP", "orders"))["hosts"], [])
+        self.assertEqual(self.ops(0)[-1], "bye")
+        for index in (0, 1):
+            self.assertEqual(self.cluster.view(index, "orders").hosts, ())
 
     def test_deregister(self):
         """
@@ -307,20 +310,26 @@ class CommandTests(SynchronousTestCase):
         """
         code = self.successResultOf(self.runCommand("--json", "deregister", "orders", "a", "1"))
         self.assertEqual((code, self.jsonLines()), (cli.EXIT_OK, [{"removed": False}]))
+        self.assertEqual(self.ops(0)[-2:], ["deregister", "bye"])
 
     def test_watchCount(self):
         """
         C{watch --count N} prints the view, then each pushed view, one JSON
-        line each, and exits after N pushes.
+        line each, and exits after N pushes: a push that came meanwhile is
+        not printed.
         """
+        other = self.cluster.client(start_at=1)
         d = self.runCommand("--json", "watch", "orders", "--count", "2")
         self.register(("orders", "a", 1))
         self.assertNoResult(d)
-        self.register(("orders", "b", 1), ("orders", "c", 1))
+        # Two pushes in a row: one of a local change, one of a replicated one.
+        other.register("orders", "b", 1)
+        self.register(("orders", "c", 1))
         self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
         views = [[h["ip"] for h in document["hosts"]] for document in self.jsonLines()]
-        self.assertEqual(views, [[], ["a"], ["a", "b"]])
-        self.assertEqual(self.cluster.node(0).ops()[-1], "bye")
+        self.assertEqual(views, [[], ["a"], ["a", "c"]])
+        self.assertEqual(self.ops(0)[-1], "bye")
+        self.assertEqual([h.ip for h in self.cluster.view(0, "orders").hosts], ["a", "b", "c"])
 
     def test_watchInterrupted(self):
         """
@@ -331,40 +340,42 @@ class CommandTests(SynchronousTestCase):
         self.assertTrue(self.shutDown())
         self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
         self.assertEqual(self.stdout.getvalue().count("public/DEFAULT_GROUP/orders"), 2)
+        self.assertEqual(self.ops(0)[-1], "bye")
 
     def test_members(self):
         """
         C{members} prints the members.
         """
         self.successResultOf(self.runCommand("members"))
-        self.assertIn("node-1  10.0.0.2:9850  UP", self.stdout.getvalue())
+        lines = self.stdout.getvalue().splitlines()
+        self.assertEqual(lines[0].split(), ["NODE", "ADDRESS", "STATE", "SELF"])
+        self.assertEqual(lines[1].split(), ["n0", self.cluster.servers[0], "UP", "*"])
+        self.assertEqual(lines[2].split(), ["n1", self.cluster.servers[1], "UP"])
 
     def test_serverError(self):
         """
-        A refused request exits with 1, its code and message on stderr.
+        A refused request (here, a namespace the token does not grant) exits
+        with 1, its code and message on stderr.
         """
-        self.cluster.node(0).refuse["services"] = ("FORBIDDEN", "not in this namespace")
-        self.assertEqual(self.successResultOf(self.runCommand("services")), cli.EXIT_SERVER_ERROR)
-        self.assertEqual(self.stderr.getvalue(), "distro: FORBIDDEN: not in this namespace\n")
+        self.useCluster(auth_tokens={"t": ["public"]})
+        code = self.successResultOf(self.runCommand("--token", "t", "--namespace", "dev", "services"))
+        self.assertEqual(code, cli.EXIT_SERVER_ERROR)
+        [line] = self.stderr.getvalue().splitlines()
+        self.assertTrue(line.startswith("distro: FORBIDDEN: "), line)
+        self.assertEqual(self.ops(0), ["hello", "services", "bye"])
 
     def test_token(self):
         """
         C{--token}, else C{$DISTRO_TOKEN}, is the token of the session's
         hello; none by default.
         """
-        seen = []
-
-        def connect(servers, **kwargs):
-            seen.append(kwargs["token"])
-            return self.connect(servers, **kwargs)
-
         for argv, environ in ((["--token", "t1"], {"DISTRO_TOKEN": "t2"}), ([], {"DISTRO_TOKEN": "t2"}),
                               ([], {})):
-            argv = ["--server", ",".join(ADDRESSES)] + argv + ["members"]
-            d = Deferred.fromCoroutine(cli.run(self.reactor, argv, self.stdout, self.stderr, environ, connect))
-            self.cluster.flush()
+            d = self.runCommand(*argv, "members", environ=environ)
             self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
-        self.assertEqual(seen, ["t1", "t2", None])
+        self.assertEqual([kwargs["token"] for kwargs in self.connects], ["t1", "t2", None])
+        hellos = [m for m in self.cluster.requests(0) if m["op"] == "hello"][1:]
+        self.assertEqual([m.get("token") for m in hellos], ["t1", "t2", None])
 
     def test_hashPassword(self):
         """
@@ -386,9 +397,10 @@ class CommandTests(SynchronousTestCase):
 
     def test_refusedHello(self):
         """
-        A refused session exits with 1.
+        A refused session (here, without the token the nodes want) exits
+        with 1.
         """
-        self.cluster.node(0).refuse["hello"] = ("UNAUTHORIZED", "token required")
+        self.useCluster(auth_tokens={"t": ["*"]})
         self.assertEqual(self.successResultOf(self.runCommand("members")), cli.EXIT_SERVER_ERROR)
         self.assertIn("UNAUTHORIZED", self.stderr.getvalue())
 
@@ -396,36 +408,40 @@ class CommandTests(SynchronousTestCase):
         """
         No reachable node within the timeout exits with 3.
         """
-        for node in self.cluster.nodes.values():
-            node.up = False
+        self.cluster.stop_node(0)
+        self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "3", "members")
-        self.reactor.pump([1] * 3)
+        self.advance(2.9)
+        self.assertNoResult(d)
+        self.advance(0.1)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
         self.assertIn("cannot connect", self.stderr.getvalue())
 
     def test_timeout(self):
         """
-        A node that does not answer a request exits with 3.
+        A node that does not answer (it is paused) exits with 3.
         """
-        self.cluster.node(0).silent = True
-        self.cluster.node(1).up = False
+        self.cluster.pause_node(0)
+        self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "2", "members")
-        self.reactor.advance(2)
+        self.advance(2)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
 
     def test_interruptedConnect(self):
         """
         An interruption while connecting ends the command at once.
         """
-        for node in self.cluster.nodes.values():
-            node.up = False
+        self.cluster.stop_node(0)
+        self.cluster.stop_node(1)
         d = self.runCommand("members")
         self.assertTrue(self.shutDown())
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
+        self.assertIn("interrupted", self.stderr.getvalue())
 
     def test_usage(self):
         """
         L{cli.run} returns 2 for a usage error, without connecting.
         """
         self.assertEqual(self.successResultOf(self.runCommand("register")), cli.EXIT_USAGE)
-        self.assertEqual(self.cluster.connectAttempts, ["10.0.0.1:9850"])
+        self.assertEqual((self.connects, self.network.attempts), ([], []))
+        self.assertEqual(self.ops(0), ["hello"])  # the other client's

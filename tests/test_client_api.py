@@ -66,6 +66,8 @@ POSITIONAL = {
     "InMemoryCluster.pause_node": ["index"],
     "InMemoryCluster.resume_node": ["index"],
     "InMemoryCluster.requests": ["index"],
+    "InMemoryCluster.view": ["index", "service"],
+    "InMemoryCluster.client_ids": ["index"],
 }
 
 SNAKE = re.compile(r"_?[a-z][a-z0-9]*(_[a-z0-9]+)*")

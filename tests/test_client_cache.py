@@ -25,7 +25,7 @@ from distro.client import (
 from distro.client import _cache
 from distro.client._cache import IViewCache, ViewCache
 
-from ._fakecluster import FakeCluster
+from ._memorycluster import ClusterTestMixin
 from ._tempfiles import TempPathMixin
 
 ADDRESSES = ["10.0.0.1:9850", "10.0.0.2:9850"]
@@ -288,29 +288,30 @@ class ViewCacheTests(TempPathMixin, SynchronousTestCase):
         self.assertEqual(synced, [])
 
 
-class CachedSessionTests(TempPathMixin, SynchronousTestCase):
+class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
     """
-    A L{DistroClient} with a cache directory, against the fake cluster of
-    L{tests._fakecluster}.
+    A L{DistroClient} with a cache directory, against two real nodes in
+    memory (L{distro.client.testing.InMemoryCluster}).
     """
 
+    nodes = 2
+
     def setUp(self):
-        self.clock = Clock()
-        self.cluster = FakeCluster(self.clock, ADDRESSES)
         self.directory = self.tempPath()
+        self.useCluster()
         self.other = self.connect(cache_dir=None)
 
     def makeClient(self, **kwargs):
         """
-        An unstarted client of the fake cluster with the cache directory.
+        An unstarted client of the cluster with the cache directory.
         """
         kwargs.setdefault("cache_dir", self.directory)
         kwargs.setdefault("retry_policy", lambda failures: 1.0)
         kwargs.setdefault("timeout", 5.0)
         return DistroClient(
-            ADDRESSES,
+            self.cluster.servers,
             clock=self.clock,
-            endpoint_factory=self.cluster.endpointFactory,
+            endpoint_factory=self.network.endpoint,
             start_at=0,
             **kwargs,
         )
@@ -325,14 +326,6 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.assertIs(self.successResultOf(d), client)
         return client
 
-    def settle(self, d=None):
-        """
-        Pump the connections; return C{d}'s result if it fired.
-        """
-        self.cluster.flush()
-        if d is not None:
-            return self.successResultOf(d)
-
     def stored(self, service=ORDERS, clusters=None):
         """
         The view on disk for a key, read by a fresh L{ViewCache}.
@@ -343,10 +336,12 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
 
     def allDown(self):
         """
-        Make every node unreachable, dropping their connections.
+        Make every node unreachable: node 0 stops (the connections to it
+        drop), node 1 runs on but refuses the clients, until
+        C{self.network.allow(1)}.
         """
-        for node in self.cluster.nodes.values():
-            node.crash()
+        self.network.refuse(1)
+        self.cluster.stop_node(0)
 
     def test_subscriptionViewsStored(self):
         """
@@ -378,19 +373,29 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
 
     def test_samePushNotRewritten(self):
         """
-        A push of a view with the checksum already stored writes nothing.
+        A push of a view with the checksum already stored (here, by a query
+        answered while the nodes' C{push_delay_ms} held the push back)
+        writes nothing, though the push is the subscription's last view.
         """
+        self.useCluster(push_delay_ms=1000)
+        self.other = self.connect(cache_dir=None)
         client = self.connect()
         self.settle(self.other.register("orders", "a", 1))
         self.settle(client.subscribe("orders", lambda info: None))
-        revision = self.stored().revision
+        self.settle(self.other.register("orders", "b", 1))  # pushed at once
+        self.assertEqual(ips(client.last_service_info("orders")), ["a", "b"])
+        self.settle(self.other.register("orders", "c", 1))  # pushed in a second
+        answer = self.settle(client.query("orders"))
+        self.assertEqual(ips(self.stored()), ["a", "b", "c"])
+        self.assertEqual(ips(client.last_service_info("orders")), ["a", "b"])
         writes = []
         self.patch(_cache.ViewCache, "_replace", lambda self, *a: writes.append(a))
-        self.cluster.changed(("public", "DEFAULT_GROUP", "orders"))
-        self.settle()
-        self.assertEqual(client.last_service_info("orders").revision, revision + 1)
+        self.advance(1)
+        self.assertEqual(client.last_service_info("orders").checksum, answer.checksum)
+        self.assertEqual(ips(client.last_service_info("orders")), ["a", "b", "c"])
         self.assertEqual(writes, [])
-        self.settle(self.other.register("orders", "b", 1))
+        self.other.register("orders", "d", 1)
+        self.advance(1)
         self.assertEqual(len(writes), 1)
 
     def test_restartDuringOutage(self):
@@ -422,7 +427,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.assertNoResult(started)
 
         with capturedLogs() as events:
-            self.clock.pump([1] * 5)
+            self.advance(*[1] * 5)
         self.assertIs(self.successResultOf(started), client)
         self.failureResultOf(unknown, RequestTimeout)
         self.assertIn("serving the 1 cached views", " ".join(warnings(events)))
@@ -430,12 +435,12 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
 
         # Another client drops an instance; both reconnect to node 1.
         removed = self.other.deregister("orders", "b", 1, cluster="C2")
-        self.cluster.node(1).up = True
-        self.clock.pump([1] * 2)
-        self.settle()
+        self.network.allow(1)
+        self.advance(1, 1)
         self.assertTrue(self.successResultOf(removed))
         self.assertTrue(client.connected)
-        self.assertIn("subscribe", self.cluster.node(1).ops())
+        self.assertEqual(client.node, "n1")
+        self.assertIn("subscribe", [m["op"] for m in self.cluster.requests(1)])
         self.assertEqual([ips(v) for v in views], [["a"]])
         self.assertEqual(ips(self.stored()), ["a"])
 
@@ -449,7 +454,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         client.start()
         d = client.query("orders")
         self.assertNoResult(d)
-        self.clock.pump([1] * 5)
+        self.advance(*[1] * 5)
         self.failureResultOf(d, RequestTimeout)
 
     def test_freshViewWins(self):
@@ -470,15 +475,17 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
 
     def test_refusedStillFails(self):
         """
-        With a cache directory, a node refusing the session still fails the
-        start and closes the client.
+        With a cache directory, a node refusing the session (here, for want
+        of a token) still fails the start and closes the client.
         """
-        self.cluster.node(0).refuse["hello"] = ("UNAUTHORIZED", "bad token")
+        self.useCluster(auth_tokens={"s3cret": ["*"]})
         client = self.makeClient()
         d = client.start()
         self.settle()
-        self.failureResultOf(d, DistroError)
+        self.assertEqual(self.failureResultOf(d, DistroError).value.code, "UNAUTHORIZED")
         self.failureResultOf(client.ping(), NotConnected)
+        self.advance(10)
+        self.assertEqual(self.network.attempts, self.cluster.servers[:1])
 
     def test_closedWhileStarting(self):
         """
@@ -489,10 +496,10 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         d = client.start()
         self.successResultOf(client.close())
         self.failureResultOf(d, NotConnected)
-        attempts = len(self.cluster.connectAttempts)
-        self.clock.pump([1] * 10)
+        attempts = len(self.network.attempts)
+        self.advance(*[1] * 10)
         self.assertEqual(
-            self.cluster.connectAttempts[attempts:].count(ADDRESSES[0]),
+            self.network.attempts[attempts:].count(self.cluster.servers[0]),
             5,  # the other client's only
         )
 
@@ -504,7 +511,7 @@ class CachedSessionTests(TempPathMixin, SynchronousTestCase):
         self.allDown()
         client = self.makeClient(cache_dir=None)
         d = client.start()
-        self.clock.pump([1] * 5)
+        self.advance(*[1] * 5)
         self.failureResultOf(d, NotConnected)
         self.assertFalse(os.path.exists(self.directory))
 

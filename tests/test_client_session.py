@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.test_client_session -*-
 """
 Tests for L{distro.client.DistroClient}: requests, subscriptions, failover,
-resume and redo, against the scripted nodes of L{tests._fakecluster}.
+resume and redo, against real nodes in memory
+(L{distro.client.testing.InMemoryCluster}).
 """
 
-from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.client import (
@@ -19,58 +20,66 @@ from distro.client import (
 from distro.client._address import formatAddress, parseAddress, parseServers
 from distro.client._events import SessionEvent
 
-from ._fakecluster import FakeCluster
+from ._memorycluster import ClusterTestMixin
 
-ADDRESSES = ["10.0.0.1:9850", "10.0.0.2:9850", "10.0.0.3:9850"]
-ORDERS = ("public", "DEFAULT_GROUP", "orders")
+# Metadata above the nodes' max_metadata_bytes: a write carrying it is refused.
+LIMIT = {"max_metadata_bytes": 64}
+LARGE = {"k": "x" * 100}
 
 
-class SessionTestsMixin:
+class SessionTestsMixin(ClusterTestMixin):
     """
-    A fake three-node cluster and a way to make clients of it.
+    A cluster of three real nodes in memory, and a way to make clients of it
+    through a L{ClientNetwork}.
     """
+
+    nodes = 3
+    config = LIMIT
 
     def setUp(self):
-        self.clock = Clock()
-        self.cluster = FakeCluster(self.clock, ADDRESSES)
+        self.useCluster(**self.config)
+
+    def useCluster(self, **config):
+        super().useCluster(**config)
+        self.servers = self.cluster.servers
 
     def makeClient(self, start=0, **kwargs):
         """
-        Build an unstarted L{DistroClient} of the fake cluster, with a fixed
+        Build an unstarted L{DistroClient} of the cluster, with a fixed
         retry delay of one second.
         """
         kwargs.setdefault("retry_policy", lambda failures: 1.0)
         return DistroClient(
-            ADDRESSES,
+            self.servers,
             clock=self.clock,
-            endpoint_factory=self.cluster.endpointFactory,
+            endpoint_factory=self.network.endpoint,
             start_at=start,
             **kwargs,
         )
 
     def connectClient(self, start=0, **kwargs):
         """
-        Build a client and wait until it is connected.
+        A client the node at index C{start} accepted.
         """
-        client = self.makeClient(start, **kwargs)
-        d = client.start()
-        self.cluster.flush()
-        self.assertIs(self.successResultOf(d), client)
-        return client
+        kwargs.setdefault("retry_policy", lambda failures: 1.0)
+        return self.cluster.client(
+            start_at=start, endpoint_factory=self.network.endpoint, **kwargs
+        )
 
-    def settle(self, d=None):
+    def hostIds(self, index, name="orders"):
         """
-        Pump the connections; return C{d}'s result if it fired.
+        The instance ids of node C{index}'s view of a service.
         """
-        self.cluster.flush()
-        if d is not None:
-            return self.successResultOf(d)
+        return [h.instance_id for h in self.cluster.view(index, name).hosts]
 
-    def hostIds(self, key=ORDERS):
+    def stopAll(self, last=0):
         """
-        The instance ids the cluster holds for a service.
+        Stop every node, node C{last} last: a client of it finds none.
         """
-        return [h["instance_id"] for h in self.cluster.view(key)["hosts"]]
+        for index in range(3):
+            if index != last:
+                self.cluster.stop_node(index)
+        self.cluster.stop_node(last)
 
 
 class ConnectTests(SessionTestsMixin, SynchronousTestCase):
@@ -81,14 +90,17 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
     def test_startAtGivenServer(self):
         """
         The first connection goes to the server at index C{start}, and begins
-        with C{hello} carrying the agent and no C{resume}.
+        with C{hello} carrying the agent and no C{resume}; the client takes
+        the node's name and the id the node gave it.
         """
         client = self.connectClient(start=1, agent="tests/1")
-        node = self.cluster.node(1)
-        self.assertEqual(node.ops(), ["hello"])
-        self.assertEqual(node.received[0]["agent"], "tests/1")
-        self.assertNotIn("resume", node.received[0])
-        self.assertEqual((client.node, client.client_id), ("node-1", "client-1"))
+        [hello] = self.cluster.requests(1)
+        self.assertEqual(hello["op"], "hello")
+        self.assertEqual(hello["agent"], "tests/1")
+        self.assertNotIn("resume", hello)
+        self.assertEqual(self.cluster.requests(0) + self.cluster.requests(2), [])
+        self.assertEqual(client.node, "n1")
+        self.assertEqual(self.cluster.client_ids(1), [client.client_id])
         self.assertTrue(client.connected)
 
     def test_randomStart(self):
@@ -96,28 +108,28 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         Without C{start}, the first server is one of the list.
         """
         client = DistroClient(
-            ADDRESSES, clock=self.clock, endpoint_factory=self.cluster.endpointFactory)
+            self.servers, clock=self.clock, endpoint_factory=self.network.endpoint)
         client.start()
-        self.assertIn(self.cluster.connectAttempts[0], ADDRESSES)
+        self.assertIn(self.network.attempts[0], self.servers)
 
     def test_token(self):
         """
-        A token is sent in C{hello}.
+        A token is sent in C{hello}: a node wanting it accepts the client.
         """
-        self.connectClient(token="s3cret")
-        self.assertEqual(self.cluster.node(0).received[0]["token"], "s3cret")
+        self.useCluster(auth_tokens={"s3cret": ["*"]})
+        self.assertTrue(self.connectClient(token="s3cret").connected)
+        self.assertEqual(self.cluster.requests(0)[0]["token"], "s3cret")
 
     def test_skipDownServers(self):
         """
         A refused connection moves on to the next server.
         """
-        self.cluster.node(0).up = False
+        self.cluster.stop_node(0)
         client = self.makeClient()
         d = client.start()
-        self.clock.advance(1)
-        self.settle()
+        self.advance(1)
         self.assertIs(self.successResultOf(d), client)
-        self.assertEqual(self.cluster.connectAttempts, ADDRESSES[:2])
+        self.assertEqual(self.network.attempts, self.servers[:2])
 
     def test_nothingAnswers(self):
         """
@@ -125,39 +137,40 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         fails with L{NotConnected} naming the servers, after trying them in
         turn, and stops trying.
         """
-        for node in self.cluster.nodes.values():
-            node.up = False
+        self.stopAll()
         client = self.makeClient(timeout=5.0)
         d = client.start()
-        self.clock.pump([1] * 5)
+        self.advance(*[1] * 5)
         error = self.failureResultOf(d, NotConnected).value
-        self.assertIn("10.0.0.2:9850", str(error))
-        self.assertEqual(self.cluster.connectAttempts, (ADDRESSES * 2)[:5])
+        self.assertIn(self.servers[1], str(error))
+        self.assertEqual(self.network.attempts, (self.servers * 2)[:5])
+        # The stopped nodes run no timer: these would be the client's.
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_refused(self):
         """
-        A node refusing C{hello} fails the start with its error, at once.
+        A node refusing C{hello} (here, for want of a token) fails the start
+        with its error, at once.
         """
-        self.cluster.node(0).refuse["hello"] = ("UNAUTHORIZED", "bad token")
+        self.useCluster(auth_tokens={"s3cret": ["*"]})
         d = self.makeClient().start()
         self.settle()
         self.assertEqual(self.failureResultOf(d, DistroError).value.code, "UNAUTHORIZED")
-        self.assertEqual(self.cluster.connectAttempts, ADDRESSES[:1])
+        self.assertEqual(self.network.attempts, self.servers[:1])
 
     def test_learnMembers(self):
         """
         The members a node announces join the server list.
         """
         client = DistroClient(
-            ["10.0.0.1:9850"],
+            self.servers[:1],
             clock=self.clock,
-            endpoint_factory=self.cluster.endpointFactory,
+            endpoint_factory=self.network.endpoint,
             start_at=0,
         )
         client.start()
         self.settle()
-        self.assertEqual(client.servers, ADDRESSES)
+        self.assertEqual(client.servers, self.servers)
 
 
 class RequestTests(SessionTestsMixin, SynchronousTestCase):
@@ -176,13 +189,14 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         """
         d = self.client.register("orders", "10.1.0.1", 8080, metadata={"zone": "a"})
         self.assertIsNone(self.settle(d))
-        message = self.cluster.node(0).received[-1]
+        message = self.cluster.requests(0)[-1]
         self.assertEqual(message["service"], {"namespace": "public",
                                               "group": "DEFAULT_GROUP", "name": "orders"})
         self.assertEqual(message["instance"], {
             "ip": "10.1.0.1", "port": 8080, "cluster": "DEFAULT", "weight": 1.0,
             "healthy": True, "enabled": True, "metadata": {"zone": "a"}})
-        self.assertEqual(self.hostIds(), ["10.1.0.1#8080#DEFAULT"])
+        self.assertEqual(self.hostIds(0), ["10.1.0.1#8080#DEFAULT"])
+        self.assertEqual(self.cluster.view(0, "orders").hosts[0].metadata, {"zone": "a"})
         self.assertEqual(
             self.client.registrations(),
             {Service("orders"): [Instance("10.1.0.1", 8080, metadata={"zone": "a"})]},
@@ -196,9 +210,10 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         client = self.connectClient(namespace="dev", group="web")
         self.settle(client.register(Service("a", group="g", namespace="ns"), "h", 1))
         self.settle(client.register("b", "h", 1))
-        first, second = self.cluster.node(0).received[-2:]
+        first, second = self.cluster.requests(0)[-2:]
         self.assertEqual(first["service"], {"namespace": "ns", "group": "g", "name": "a"})
         self.assertEqual(second["service"], {"namespace": "dev", "group": "web", "name": "b"})
+        self.assertEqual(len(self.cluster.view(0, Service("b", group="web", namespace="dev")).hosts), 1)
 
     def test_badInstance(self):
         """
@@ -210,16 +225,19 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
 
     def test_refusedRegister(self):
         """
-        A register the node refuses fails with the node's code and is
-        forgotten, so that no later redo repeats it.
+        A register the node refuses (here, metadata above its
+        C{max_metadata_bytes}) fails with the node's code and is forgotten,
+        so that no later redo repeats it.
         """
         self.settle(self.client.register("orders", "h", 1))
-        self.cluster.node(0).refuse["register"] = ("LIMIT_EXCEEDED", "max_instances")
-        d = self.client.register("orders", "h", 1, weight=5)
+        d = self.client.register("orders", "h", 1, weight=5, metadata=LARGE)
         self.settle()
         self.assertEqual(self.failureResultOf(d, DistroError).value.code, "LIMIT_EXCEEDED")
         [kept] = self.client.registrations()[Service("orders")]
-        self.assertEqual(kept.weight, 1.0)
+        self.assertEqual((kept.weight, kept.metadata), (1.0, {}))
+        self.cluster.stop_node(0)
+        [redo] = [m for m in self.cluster.requests(1) if m["op"] == "batch_register"]
+        self.assertEqual([(i["weight"], i["metadata"]) for i in redo["instances"]], [(1.0, {})])
 
     def test_deregister(self):
         """
@@ -227,7 +245,7 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         """
         self.settle(self.client.register("orders", "h", 1))
         self.assertTrue(self.settle(self.client.deregister("orders", "h", 1)))
-        self.assertEqual(self.hostIds(), [])
+        self.assertEqual(self.hostIds(0), [])
         self.assertFalse(self.settle(self.client.deregister("orders", "h", 1)))
         self.assertEqual(self.client.registrations(), {})
 
@@ -242,13 +260,15 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         self.settle(self.client.register("orders", "2001:DB8:0:0::1", 2))
         [first, second] = self.client.registrations()[Service("orders")]
         self.assertEqual((first.ip, second.ip), ("host.example", "2001:db8::1"))
+        self.assertEqual(self.hostIds(0), ["2001:db8::1#2#DEFAULT", "host.example#1#DEFAULT"])
         self.assertTrue(self.settle(self.client.deregister("orders", "host.example", 1)))
         self.assertTrue(self.settle(self.client.deregister("orders", "2001:db8::1", 2)))
         self.assertEqual(self.client.registrations(), {})
-        self.cluster.node(0).crash()
-        self.settle()
-        redo = [m for m in self.cluster.node(1).received if m.get("op") == "batch_register"]
+        self.cluster.stop_node(0)
+        self.assertEqual(self.client.node, "n1")
+        redo = [m for m in self.cluster.requests(1) if m.get("op") == "batch_register"]
         self.assertEqual([i for m in redo for i in m["instances"]], [])
+        self.assertEqual(self.hostIds(1), [])
 
     def test_deregisterBadAddress(self):
         """
@@ -266,7 +286,7 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
             "orders", [{"ip": "a", "port": 1}, Instance("b", 2, cluster="C2")]
         )
         self.settle(d)
-        self.assertEqual(self.hostIds(), ["a#1#DEFAULT", "b#2#C2"])
+        self.assertEqual(self.hostIds(0), ["a#1#DEFAULT", "b#2#C2"])
         self.assertEqual(
             sorted(i.instance_id for i in self.client.registrations()[Service("orders")]),
             ["a#1#DEFAULT", "b#2#C2"],
@@ -284,10 +304,12 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual([h.instance_id for h in info.hosts], ["a#1#DEFAULT", "b#1#C2"])
         self.assertEqual(info.service, Service("orders"))
         filtered = self.settle(self.client.query("orders", clusters=["C2"], healthy_only=True))
-        self.assertEqual(self.cluster.node(0).received[-1]["clusters"], ["C2"])
-        self.assertTrue(self.cluster.node(0).received[-1]["healthy_only"])
+        self.assertEqual(self.cluster.requests(0)[-1]["clusters"], ["C2"])
+        self.assertTrue(self.cluster.requests(0)[-1]["healthy_only"])
         self.assertEqual(filtered.hosts, ())
         self.assertEqual(filtered.clusters, ("C2",))
+        unhealthy = self.settle(self.client.query("orders", clusters=["C2"]))
+        self.assertEqual([h.instance_id for h in unhealthy.hosts], ["b#1#C2"])
 
     def test_servicesAndMembers(self):
         """
@@ -300,25 +322,27 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
             {"count": 1, "services": [{"group": "DEFAULT_GROUP", "name": "orders",
                                        "instances": 1}]},
         )
-        self.assertEqual(self.cluster.node(0).received[-1]["namespace"], "public")
+        self.assertEqual(self.cluster.requests(0)[-1]["namespace"], "public")
         members = self.settle(self.client.members())
-        self.assertEqual([m["address"] for m in members], ADDRESSES)
+        self.assertEqual([m["address"] for m in members], self.servers)
 
     def test_ping(self):
         """
         C{ping} fires with L{None} once the node answers.
         """
         self.assertIsNone(self.settle(self.client.ping()))
+        self.assertEqual(self.ops(0), ["hello", "ping"])
 
     def test_timeout(self):
         """
-        A request a node leaves unanswered fails with L{RequestTimeout} after
-        the client's timeout.
+        A request a node leaves unanswered (it is paused) fails with
+        L{RequestTimeout} after the client's timeout.
         """
-        self.cluster.node(0).silent = True
+        self.cluster.pause_node(0)
         d = self.client.members()
-        self.settle()
-        self.clock.advance(10)
+        self.advance(9.9)
+        self.assertNoResult(d)
+        self.advance(0.1)
         self.assertEqual(self.failureResultOf(d, RequestTimeout).value.op, "members")
 
 
@@ -329,6 +353,12 @@ class SubscriptionTests(SessionTestsMixin, SynchronousTestCase):
 
     def setUp(self):
         super().setUp()
+        self.connect()
+
+    def connect(self):
+        """
+        A client of node 0, another of node 1.
+        """
         self.client = self.connectClient()
         self.other = self.connectClient(start=1)
         self.views = []
@@ -357,6 +387,9 @@ class SubscriptionTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.views[-1].clusters, ("C2",))
         self.assertEqual(other[-1].clusters, None)
         self.assertEqual(self.client.last_service_info("orders", clusters=["C2"]), self.views[-1])
+        self.settle(self.other.register("orders", "b", 1, cluster="C3"))
+        self.assertEqual([[h.ip for h in v.hosts] for v in self.views], [["a"]])
+        self.assertEqual([h.ip for h in other[-1].hosts], ["a", "b"])
 
     def test_failingListener(self):
         """
@@ -380,22 +413,29 @@ class SubscriptionTests(SessionTestsMixin, SynchronousTestCase):
         self.settle(self.client.subscribe("orders", self.views.append))
         self.settle(self.client.subscribe("orders", second.append))
         self.settle(self.client.unsubscribe("orders", self.views.append))
-        self.assertEqual(self.cluster.node(0).ops()[-1], "subscribe")
+        self.assertEqual(self.ops(0)[-1], "subscribe")
         self.settle(self.other.register("orders", "a", 1))
         self.assertEqual((len(self.views), len(second)), (0, 1))
         self.settle(self.client.unsubscribe("orders"))
-        self.assertEqual(self.cluster.node(0).ops()[-1], "unsubscribe")
+        self.assertEqual(self.ops(0)[-1], "unsubscribe")
         self.assertIsNone(self.client.last_service_info("orders"))
+        self.settle(self.other.register("orders", "b", 1))
+        self.assertEqual((len(self.views), len(second)), (0, 1))
 
     def test_refusedSubscribe(self):
         """
-        A subscription the node refuses is forgotten.
+        A subscription the node refuses (here, one above its
+        C{max_subscriptions_per_client}) is forgotten.
         """
-        self.cluster.node(0).refuse["subscribe"] = ("LIMIT_EXCEEDED", "max_subscriptions")
+        self.useCluster(max_subscriptions_per_client=1)
+        self.connect()
+        self.settle(self.client.subscribe("payments", lambda info: None))
         d = self.client.subscribe("orders", self.views.append)
         self.settle()
-        self.failureResultOf(d, DistroError)
+        self.assertEqual(self.failureResultOf(d, DistroError).value.code, "LIMIT_EXCEEDED")
         self.assertIsNone(self.client.last_service_info("orders"))
+        self.settle(self.other.register("orders", "a", 1))
+        self.assertEqual(self.views, [])
 
 
 class FailoverTests(SessionTestsMixin, SynchronousTestCase):
@@ -406,11 +446,31 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
     def setUp(self):
         super().setUp()
         self.client = self.connectClient()
+        self.clientId = self.client.client_id
         self.settle(self.client.register("orders", "a", 1))
         self.settle(self.client.register("orders", "b", 2, metadata={"k": "v"}))
         self.settle(self.client.register("payments", "c", 3))
         self.views = []
         self.settle(self.client.subscribe("orders", self.views.append))
+
+    def restartLoading(self):
+        """
+        Restart node 1 while nodes 0 and 2 are paused: it knows none of
+        their clients, and is not ready (it waits for them) until node 2
+        resumes or its C{load_timeout_ms} passes.
+        """
+        self.cluster.pause_node(0)
+        self.cluster.pause_node(2)
+        self.cluster.start_node(1)
+
+    def restartWaiting(self):
+        """
+        Restart node 1 while node 2 is paused: it loads node 0's clients
+        (this one's) but is not ready (it waits for node 2) until node 2
+        resumes or its C{load_timeout_ms} passes.
+        """
+        self.cluster.pause_node(2)
+        self.cluster.start_node(1)
 
     def test_resume(self):
         """
@@ -418,26 +478,27 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         its session, and re-sends its registrations (one C{batch_register}
         per service) and its subscriptions.
         """
-        self.cluster.node(0).crash()
-        self.settle()
-        node = self.cluster.node(1)
-        hello = node.received[0]
+        self.cluster.stop_node(0)
+        hello = self.cluster.requests(1)[0]
+        resume = hello["resume"]
+        self.assertEqual(sorted(resume), ["client_id", "epoch", "resume_token"])
+        self.assertEqual((resume["client_id"], resume["epoch"]), (self.clientId, 1))
+        self.assertIsInstance(resume["resume_token"], str)
         self.assertEqual(
-            hello["resume"], {"client_id": "client-1", "resume_token": "token-1", "epoch": 1}
+            self.ops(1), ["hello", "batch_register", "batch_register", "subscribe", "redo_done"]
         )
-        self.assertEqual(
-            node.ops(), ["hello", "batch_register", "batch_register", "subscribe", "redo_done"]
-        )
-        batches = {m["service"]["name"]: m["instances"] for m in node.received[1:3]}
+        batches = {m["service"]["name"]: m["instances"] for m in self.cluster.requests(1)[1:3]}
         self.assertEqual(
             {name: [(i["ip"], i["port"]) for i in instances]
              for name, instances in batches.items()},
             {"orders": [("a", 1), ("b", 2)], "payments": [("c", 3)]},
         )
         self.assertEqual(batches["orders"][1]["metadata"], {"k": "v"})
-        self.assertEqual(self.client.client_id, "client-1")
-        self.assertEqual(self.client.node, "node-1")
+        # The node took the token: the session is the same.
+        self.assertEqual(self.client.client_id, self.clientId)
+        self.assertEqual(self.client.node, "n1")
         self.assertEqual(self.views, [])
+        self.assertEqual(self.hostIds(1), ["a#1#DEFAULT", "b#2#DEFAULT"])
 
     def test_emptiedServiceResent(self):
         """
@@ -446,100 +507,103 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         (say, across a partition) must drop what was deregistered.
         """
         self.settle(self.client.batch_register("payments", []))
-        self.assertNotIn(("public", "DEFAULT_GROUP", "payments"), {
-            tuple(s.as_wire().values()) for s in self.client.registrations()
-        })
-        self.cluster.node(0).crash()
-        self.settle()
-        node = self.cluster.node(1)
+        self.assertNotIn(Service("payments"), self.client.registrations())
+        self.cluster.stop_node(0)
         batches = {
             m["service"]["name"]: m["instances"]
-            for m in node.received if m.get("op") == "batch_register"
+            for m in self.cluster.requests(1) if m.get("op") == "batch_register"
         }
         self.assertEqual(batches["payments"], [])
         self.assertEqual([i["ip"] for i in batches["orders"]], ["a", "b"])
 
     def test_epochCarriedAcrossResumes(self):
         """
-        Each resume presents the last epoch the cluster gave the session (in
-        the hello reply, or the C{redo_done} reply), so that every new owner
-        ranks above the ones before it, whatever they hold.
+        Each resume presents the last epoch the cluster gave the session, so
+        that every new owner ranks above the ones before it: 1 for a new
+        session, then one more at each takeover.
         """
-        self.cluster.node(0).crash()
-        self.settle()
-        self.assertEqual(self.cluster.node(1).received[0]["resume"]["epoch"], 1)
-        self.assertEqual(self.cluster.sessions["client-1"].epoch, 2)
-        self.cluster.sessions["client-1"].epoch = 7  # raised again meanwhile
-        self.cluster.node(1).crash()
-        self.settle()
-        self.assertEqual(self.cluster.node(2).received[0]["resume"]["epoch"], 2)
+        self.cluster.stop_node(0)
+        self.assertEqual(self.cluster.requests(1)[0]["resume"]["epoch"], 1)
+        self.cluster.stop_node(1)
+        self.assertEqual(self.cluster.requests(2)[0]["resume"]["epoch"], 2)
+        self.cluster.start_node(0)
+        self.cluster.stop_node(2)
+        [hello] = [m for m in self.cluster.requests(0) if "resume" in m]
+        self.assertEqual(hello["resume"]["epoch"], 3)
+        self.assertEqual(
+            (self.client.node, self.client.client_id), ("n0", self.clientId)
+        )
 
     def test_resumeRefusedWhileLoading(self):
         """
-        A node that is still loading answers a resume with C{NOT_READY} and
-        closes: the client goes on to the next node and resumes there, with
-        its identity.
+        A node that is still loading, and does not know the session yet,
+        answers a resume with C{NOT_READY} and closes: the client goes on to
+        the next node and resumes there, with its identity.
         """
-        self.cluster.node(1).loading = True
-        self.cluster.node(0).crash()
-        self.settle()
-        self.assertEqual(self.cluster.node(1).ops(), ["hello"])
-        self.clock.advance(1)
-        self.settle()
-        self.assertEqual(self.client.node, "node-2")
-        self.assertEqual(self.client.client_id, "client-1")
-        self.assertEqual(self.cluster.node(2).ops()[-1], "redo_done")
+        self.restartLoading()
+        self.cluster.stop_node(0)
+        self.assertEqual(self.ops(1), ["hello"])
+        self.assertFalse(self.client.connected)
+        self.advance(1)  # the client waits for paused node 2
+        self.cluster.resume_node(2)
+        self.assertEqual(self.client.node, "n2")
+        self.assertEqual(self.client.client_id, self.clientId)
+        self.assertEqual(self.ops(1), ["hello"])
+        self.assertEqual(self.ops(2)[-1], "redo_done")
 
     def test_sessionEvents(self):
         """
         Session listeners hear of a lost connection, then of a resume, or of
-        a session that had to start over.
+        a session that had to start over (the nodes that held it are gone).
         """
         events = []
         self.client.add_session_listener(events.append)
-        self.cluster.node(0).crash()
-        self.settle()
+        self.cluster.stop_node(0)
         self.assertEqual(events, [SessionEvent.SUSPENDED, SessionEvent.RESUMED])
-        self.cluster.node(2).resumable = False
         del events[:]
-        self.cluster.node(1).crash()
-        self.settle()
-        for _ in range(2):  # round the list: n2 declines, n0 and n1 are down
-            self.clock.advance(1)
-            self.settle()
+        self.cluster.stop_node(2)
+        self.cluster.stop_node(1)
+        self.cluster.start_node(2)
+        # Round the list from n2, down at first: n0 and n1 are down, n2 (up
+        # again) does not know the session; n0, n1, then n2 again.
+        self.advance(*[1] * 6)
         self.assertEqual(events, [SessionEvent.SUSPENDED, SessionEvent.LOST])
-        self.assertEqual(self.cluster.node(2).ops()[-1], "subscribe")
+        self.assertEqual(self.ops(2)[-1], "subscribe")
+        self.assertNotEqual(self.client.client_id, self.clientId)
 
     def test_otherNodeResumes(self):
         """
-        A node that does not know the session (lagging, or cut off from the
-        one that did) is not taken at its word: the client tries the next
-        one, which resumes it with its identity.
+        A node that does not know the session (it restarted while the node
+        that had it was unreachable) is not taken at its word: the client
+        tries the next one, which resumes it with its identity.
         """
-        self.cluster.node(1).resumable = False
-        self.cluster.node(0).crash()
-        self.settle()
-        self.assertEqual(self.client.node, "node-2")
-        self.assertEqual(self.client.client_id, "client-1")
-        self.assertEqual(self.cluster.node(1).ops(), ["hello"])
+        self.cluster.pause_node(0)
+        self.cluster.start_node(1)
+        self.advance(10.5)  # n1 is ready past load_timeout_ms, without n0's clients
+        self.assertNotIn(self.clientId, self.cluster.client_ids(1))
+        self.cluster.stop_node(0)
+        self.assertEqual(self.client.node, "n2")
+        self.assertEqual(self.client.client_id, self.clientId)
+        self.assertEqual(self.ops(1), ["hello"])
+        self.assertEqual(self.ops(2)[-1], "redo_done")
 
     def test_notResumed(self):
         """
         A node that cannot resume the session gives a new identity; the redo
         registers everything again under it.
         """
-        self.cluster.node(1).resumable = False
-        self.cluster.node(2).resumable = False
-        self.cluster.node(0).crash()
-        del self.cluster.sessions["client-1"]
-        self.settle()
-        self.clock.advance(1)  # round the list: n1 and n2 decline, n0 is down
-        self.settle()
-        self.assertEqual(self.client.node, "node-1")
-        self.assertNotEqual(self.client.client_id, "client-1")
-        self.assertEqual(list(self.cluster.sessions), [self.client.client_id])
-        self.assertEqual(self.hostIds(), ["a#1#DEFAULT", "b#2#DEFAULT"])
-        self.assertEqual(self.hostIds(("public", "DEFAULT_GROUP", "payments")), ["c#3#DEFAULT"])
+        self.stopAll()
+        self.cluster.start_node(1)
+        self.cluster.start_node(2)
+        # Round the list: n2 and n1 do not know the session, n0 is down.
+        self.advance(*[1] * 4)
+        self.assertEqual(self.client.node, "n2")
+        self.assertNotEqual(self.client.client_id, self.clientId)
+        for index in (1, 2):
+            # Those the declined hellos made went with their connections.
+            self.assertEqual(self.cluster.client_ids(index), [self.client.client_id])
+            self.assertEqual(self.hostIds(index), ["a#1#DEFAULT", "b#2#DEFAULT"])
+            self.assertEqual(self.hostIds(index, "payments"), ["c#3#DEFAULT"])
 
     def test_changedViewAfterFailover(self):
         """
@@ -547,9 +611,13 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         after the reconnection; pushes then come from the new node.
         """
         other = self.connectClient(start=2)
-        self.cluster.node(0).crash()
+        self.network.refuse(1, 2)
+        self.cluster.stop_node(0)
         self.settle(other.register("orders", "z", 9))
-        self.settle()
+        self.assertEqual(self.views, [])
+        self.network.allow(1, 2)
+        self.advance(1)
+        self.assertEqual(self.client.node, "n2")
         self.assertEqual([h.ip for h in self.views[-1].hosts], ["a", "b", "z"])
         self.settle(other.deregister("orders", "z", 9))
         self.assertEqual([h.ip for h in self.views[-1].hosts], ["a", "b"])
@@ -559,50 +627,52 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         A request made while no node is reachable waits, and is sent once a
         node accepts the session; a write made meanwhile is part of the redo.
         """
-        for node in self.cluster.nodes.values():
-            node.up = False
-        self.cluster.node(0).crash()
+        self.network.refuse(1, 2)
+        self.cluster.stop_node(0)
         d = self.client.register("orders", "new", 7)
         self.settle()
         self.assertNoResult(d)
-        self.cluster.node(2).up = True
-        self.clock.advance(1)
-        self.settle()
+        self.network.allow(2)
+        self.advance(1)
         self.assertIsNone(self.successResultOf(d))
-        batch = self.cluster.node(2).received[1]
+        self.assertEqual(self.client.client_id, self.clientId)
+        [batch] = [m for m in self.cluster.requests(2)
+                   if m["op"] == "batch_register" and m["service"]["name"] == "orders"]
         self.assertIn("new", [i["ip"] for i in batch["instances"]])
-        self.assertEqual(self.cluster.node(2).ops()[-1], "register")
+        self.assertEqual(self.ops(2)[-1], "register")
+        self.assertEqual(self.hostIds(2), ["a#1#DEFAULT", "b#2#DEFAULT", "new#7#DEFAULT"])
 
     def test_waitingRequestTimesOut(self):
         """
         A request waiting for a node fails with L{RequestTimeout} after the
         timeout; a write stays remembered for the next redo.
         """
-        for node in self.cluster.nodes.values():
-            node.up = False
-        self.cluster.node(0).crash()
+        self.stopAll()
         d = self.client.register("orders", "new", 7)
-        self.clock.pump([1] * 10)
+        self.advance(9.9)
+        self.assertNoResult(d)
+        self.advance(0.1)
         self.failureResultOf(d, RequestTimeout)
         self.assertIn("new", [i.ip for i in self.client.registrations()[Service("orders")]])
 
     def test_timedOutDeregister(self):
         """
         A deregister that timed out while no node answered still applies: the
-        redo sends the service's remaining instances, here none.
+        redo sends the service's remaining instances, here none, and the
+        node that kept them drops them.
         """
         self.settle(self.client.deregister("orders", "b", 2))
-        for node in self.cluster.nodes.values():
-            node.up = False
-        self.cluster.node(0).crash()
+        self.network.refuse(1, 2)
+        self.cluster.stop_node(0)
         d = self.client.deregister("orders", "a", 1)
-        self.clock.pump([1] * 10)
+        self.advance(*[1] * 10)
         self.failureResultOf(d, RequestTimeout)
-        self.cluster.node(1).up = True
-        self.clock.pump([1] * 5)
-        self.settle()
-        self.assertEqual(self.cluster.node(1).received[1]["instances"], [])
-        self.assertEqual(self.hostIds(), [])
+        self.assertEqual(self.hostIds(1), ["a#1#DEFAULT"])
+        self.network.allow(1)
+        self.advance(*[1] * 5)
+        self.assertEqual(self.client.client_id, self.clientId)
+        self.assertEqual(self.cluster.requests(1)[1]["instances"], [])
+        self.assertEqual(self.hostIds(1), [])
         self.assertEqual(list(self.client.registrations()), [Service("payments")])
 
     def test_lostMidRequest(self):
@@ -610,106 +680,113 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         A request whose connection is lost before the reply is sent again on
         the next connection.
         """
-        self.cluster.node(0).silent = True
+        self.cluster.pause_node(0)
         d = self.client.services()
         self.settle()
-        self.cluster.node(0).crash()
-        self.settle()
+        self.assertNoResult(d)
+        self.cluster.stop_node(0)
         self.assertEqual(self.successResultOf(d)["count"], 2)
+        self.assertEqual(self.ops(1)[-1], "services")
 
     def test_queryFromLastView(self):
         """
         While no node answers, a query of a subscribed service is answered
         from the subscription's last view.
         """
-        for node in self.cluster.nodes.values():
-            node.up = False
-        self.cluster.node(0).crash()
+        self.stopAll()
         info = self.successResultOf(self.client.query("orders"))
         self.assertEqual([h.ip for h in info.hosts], ["a", "b"])
         only = self.successResultOf(self.client.query("orders", clusters=["OTHER"]))
         self.assertEqual((only.hosts, only.clusters), ((), ("OTHER",)))
-        self.assertNoResult(self.client.query("payments"))
+        unknown = self.client.query("payments")
+        self.assertNoResult(unknown)
+        self.successResultOf(self.client.close())
+        self.failureResultOf(unknown, NotConnected)
 
     def test_notReady(self):
         """
         A node that is not ready yet gets the query again after a pause, and
         the redo's subscriptions too.
         """
-        self.cluster.node(1).ready = False
-        self.cluster.node(0).crash()
-        self.settle()
+        self.restartWaiting()
+        self.cluster.stop_node(0)
+        self.assertEqual((self.client.node, self.client.client_id), ("n1", self.clientId))
         d = self.client.query("payments")
         self.settle()
         self.assertNoResult(d)
-        self.cluster.node(1).ready = True
-        self.clock.advance(0.5)
-        self.settle()
+        self.cluster.resume_node(2)  # n1 loads from it, and is ready
+        self.advance(0.5)
         self.assertEqual([h.ip for h in self.successResultOf(d).hosts], ["c"])
-        self.assertEqual(self.cluster.node(1).ops().count("subscribe"), 2)
+        self.assertEqual(self.ops(1).count("subscribe"), 2)
+        self.assertEqual(self.ops(1).count("query"), 2)
 
     def test_notReadyFromLastView(self):
         """
         A query a not-ready node refuses is answered from the last view, if
         there is one.
         """
-        self.cluster.node(1).ready = False
-        self.cluster.node(0).crash()
-        self.settle()
+        self.restartWaiting()
+        self.cluster.stop_node(0)
+        self.assertEqual(self.client.node, "n1")
         info = self.settle(self.client.query("orders"))
         self.assertEqual([h.ip for h in info.hosts], ["a", "b"])
+        self.assertEqual(self.ops(1)[-1], "query")
 
     def test_silentNode(self):
         """
-        A node that stops answering is given up when a heartbeat ping times
-        out, and the client moves to the next.
+        A node that stops answering (paused) is given up when a heartbeat
+        ping, due after C{heartbeat_ms} of silence, times out; the client
+        moves to the next.
         """
-        self.cluster.node(0).silent = True
-        self.clock.advance(3)
-        self.settle()
-        self.assertEqual(self.cluster.node(0).ops()[-1], "ping")
-        self.clock.advance(10)
-        self.settle()
-        self.assertEqual(self.client.node, "node-1")
-        self.assertEqual(self.cluster.node(1).ops()[0], "hello")
+        self.cluster.pause_node(0)
+        self.advance(12.9)  # the ping went at 3 s; it times out at 13 s
+        self.assertEqual(self.client.node, "n0")
+        self.assertEqual(self.cluster.requests(1), [])
+        self.advance(0.2)
+        self.assertEqual(self.client.node, "n1")
+        self.assertEqual(self.client.client_id, self.clientId)
+        self.assertEqual(self.ops(1)[0], "hello")
 
     def test_backoff(self):
         """
         Failed attempts walk the server list round robin, waiting as the retry
         policy says between them.
         """
-        for node in self.cluster.nodes.values():
-            node.up = False
-        self.cluster.node(0).crash()
-        self.assertEqual(self.cluster.connectAttempts[-1:], ["10.0.0.2:9850"])
-        self.clock.advance(0.9)
-        self.assertEqual(len(self.cluster.connectAttempts), 2)
-        self.clock.advance(0.1)
-        self.clock.advance(1)
-        self.assertEqual(self.cluster.connectAttempts[-2:], ["10.0.0.3:9850", "10.0.0.1:9850"])
+        self.stopAll()
+        self.assertEqual(self.network.attempts, self.servers[:2])
+        self.advance(0.9)
+        self.assertEqual(len(self.network.attempts), 2)
+        self.advance(0.1)
+        self.advance(1)
+        self.assertEqual(self.network.attempts[-2:], [self.servers[2], self.servers[0]])
 
     def test_refusedRedoRetried(self):
         """
         When a node refuses a service's redo, the client sends it again once
-        a refused write of that service was undone.
+        a refused write of that service was undone: here a write made while
+        no node answered, whose metadata no node takes, makes the redo of
+        its service refused; once the write itself is refused and undone,
+        the service's registrations are sent again, and taken.
         """
-        node = self.cluster.node(1)
-        node.resumable = self.cluster.node(2).resumable = False
-        node.refuse["batch_register"] = ("LIMIT_EXCEEDED", "max_instances")
-        self.cluster.node(0).crash()
-        del self.cluster.sessions["client-1"]
-        self.settle()
-        self.clock.advance(1)  # round the list: none resumes the session
-        self.settle()
-        self.assertEqual(self.client.node, "node-1")
-        self.assertEqual(self.hostIds(), [])
-        del node.refuse["batch_register"]
-        node.refuse["register"] = ("LIMIT_EXCEEDED", "max_instances")
-        d = self.client.register("orders", "extra", 1)
-        self.settle()
-        self.failureResultOf(d, DistroError)
-        self.assertEqual(node.ops()[-2:], ["register", "batch_register"])
-        self.assertEqual(self.hostIds(), ["a#1#DEFAULT", "b#2#DEFAULT"])
+        self.network.refuse(1, 2)
+        self.cluster.stop_node(0)
+        d = self.client.register("payments", "c", 3, metadata=LARGE)
+        self.network.allow(1, 2)
+        with capturedLogs() as events:
+            self.advance(1)
+        self.assertEqual(self.failureResultOf(d, DistroError).value.code, "LIMIT_EXCEEDED")
+        self.assertEqual((self.client.node, self.client.client_id), ("n2", self.clientId))
+        logged = " ".join(formatEvent(e) for e in events)
+        self.assertIn("node refused the registrations of public/DEFAULT_GROUP/payments", logged)
+        self.assertEqual(
+            self.ops(2),
+            ["hello", "batch_register", "batch_register", "subscribe", "redo_done",
+             "register", "batch_register"],
+        )
+        [kept] = self.client.registrations()[Service("payments")]
+        self.assertEqual(kept.metadata, {})
+        self.assertEqual(self.hostIds(2, "payments"), ["c#3#DEFAULT"])
+        self.assertEqual(self.hostIds(2), ["a#1#DEFAULT", "b#2#DEFAULT"])
 
 
 class CloseTests(SessionTestsMixin, SynchronousTestCase):
@@ -725,11 +802,12 @@ class CloseTests(SessionTestsMixin, SynchronousTestCase):
         client = self.connectClient()
         self.settle(client.register("orders", "a", 1))
         self.assertIsNone(self.settle(client.close()))
-        self.assertEqual(self.cluster.node(0).ops()[-1], "bye")
-        self.assertEqual(self.hostIds(), [])
+        self.assertEqual(self.ops(0)[-1], "bye")
+        self.assertEqual(self.hostIds(0), [])
+        self.assertEqual(self.cluster.client_ids(0), [])
         self.assertFalse(client.connected)
-        self.clock.advance(60)
-        self.assertEqual(self.cluster.connectAttempts, ADDRESSES[:1])
+        self.advance(60)
+        self.assertEqual(self.network.attempts, self.servers[:1])
         self.failureResultOf(client.ping(), NotConnected)
 
     def test_closeWhileDisconnected(self):
@@ -738,12 +816,11 @@ class CloseTests(SessionTestsMixin, SynchronousTestCase):
         stops the attempts.
         """
         client = self.connectClient()
-        for node in self.cluster.nodes.values():
-            node.up = False
-        self.cluster.node(0).crash()
+        self.stopAll()
         d = client.ping()
         self.successResultOf(client.close())
         self.failureResultOf(d, NotConnected)
+        # The stopped nodes run no timer: these would be the client's.
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_closeTwice(self):
@@ -753,7 +830,7 @@ class CloseTests(SessionTestsMixin, SynchronousTestCase):
         client = self.connectClient()
         self.settle(client.close())
         self.successResultOf(client.close())
-        self.assertEqual(self.cluster.node(0).ops().count("bye"), 1)
+        self.assertEqual(self.ops(0).count("bye"), 1)
 
 
 class AddressTests(SynchronousTestCase):

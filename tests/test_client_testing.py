@@ -223,6 +223,52 @@ class UserTests(ClusterTestsMixin, SynchronousTestCase):
         self.assertEqual(error.code, "UNAUTHORIZED")
         self.assertTrue(cluster.client(token="s3cret").connected)
 
+    def test_view(self):
+        """
+        L{InMemoryCluster.view} is a node's view of a service, as a query
+        would answer it, cluster filter included; every node has the changes
+        made on another once the bytes moved. Reading it sends no request.
+        """
+        cluster = self.cluster(2)
+        client = cluster.client()
+        self.done(client.register("orders", "10.0.0.5", 8080, cluster="C1", metadata={"a": "b"}))
+        self.done(client.register(Service("orders", group="g"), "10.0.0.6", 80))
+        asked = self.done(cluster.client(start_at=1).query("orders"))
+        requests = cluster.requests()
+        for index in (0, 1):
+            info = cluster.view(index, "orders")
+            self.assertEqual(info, asked)
+            self.assertEqual(info.hosts[0].metadata, {"a": "b"})
+        self.assertEqual(ips(cluster.view(1, Service("orders", group="g"))), ["10.0.0.6"])
+        filtered = cluster.view(0, "orders", clusters=["C2"])
+        self.assertEqual((filtered.hosts, filtered.clusters), ((), ("C2",)))
+        self.assertEqual(cluster.requests(), requests)
+        cluster.stop_node(0)
+        error = self.assertRaises(ValueError, cluster.view, 0, "orders")
+        self.assertIn("stopped", str(error))
+
+    def test_clientIds(self):
+        """
+        L{InMemoryCluster.client_ids} are the ids of the sessions a node
+        holds: its own, and those of the other node once they wrote; a
+        closed client's goes.
+        """
+        cluster = self.cluster(2)
+        first = cluster.client()
+        second = cluster.client(start_at=1)
+        self.assertEqual(cluster.client_ids(0), [first.client_id])
+        self.assertEqual(cluster.client_ids(1), [second.client_id])
+        self.done(first.register("orders", "10.0.0.5", 8080))
+        self.done(second.register("orders", "10.0.0.6", 8080))
+        both = sorted([first.client_id, second.client_id])
+        self.assertEqual(cluster.client_ids(0), both)
+        self.assertEqual(cluster.client_ids(1), both)
+        self.done(first.close())
+        self.assertEqual(cluster.client_ids(0), [second.client_id])
+        self.assertEqual(cluster.client_ids(1), [second.client_id])
+        cluster.stop_node(1)
+        self.assertRaises(ValueError, cluster.client_ids, 1)
+
     def test_readme(self):
         """
         The example of the README works.

@@ -32,9 +32,12 @@ the clock), or L{InMemoryCluster.advance} moved the clock, running timers
 and moving bytes on the way.
 """
 
+from distro import model
 from distro.client._errors import NotConnected
 from distro.client._inmemory import MemoryCluster
+from distro.client._model import Service, ServiceInfo
 from distro.client._session import DistroClient
+from distro.native.views import wireMap
 
 __all__ = ["InMemoryCluster"]
 
@@ -192,6 +195,41 @@ class InMemoryCluster:
             if index is None or to == index
         ]
 
+    def view(self, index, service, *, clusters=None):
+        """
+        Node C{index}'s current view of C{service}, read from the node itself
+        (no client asks: L{requests} does not show it), as a query without
+        C{healthy_only} would answer it. Nodes replicate to each other: after
+        L{flush}, a change made on one node is in the view of every node that
+        is not paused.
+
+        @param service: a service name (in the namespace C{public} and the
+            group C{DEFAULT_GROUP}), or a L{distro.client.Service}.
+        @param clusters: a list of cluster names to keep, or L{None} for all.
+        @return: a L{distro.client.ServiceInfo}.
+        @raise ValueError: if node C{index} is stopped (it holds nothing).
+        """
+        node = self._running(index).node
+        if not isinstance(service, Service):
+            service = Service(service)
+        key = model.parseService(service.as_wire())
+        clusterFilter = model.parseClusters(list(clusters)) if clusters is not None else None
+        return ServiceInfo.from_wire(wireMap(node.serviceInfo(key, clusterFilter)))
+
+    def client_ids(self, index):
+        """
+        The ids of the client sessions node C{index} holds, sorted: its own
+        (connected, or within their C{disconnect_grace_ms}), and those of the
+        other nodes that were replicated to it (a session is replicated from
+        its first write on, a register for example). A client's
+        C{client_id} is among those of its node once the node accepted it;
+        it goes from every node after C{close}.
+
+        @return: a list of strings.
+        @raise ValueError: if node C{index} is stopped (it holds nothing).
+        """
+        return sorted(self._running(index).node.manager.clients)
+
     def close(self):
         """
         Close every client made by L{client} or L{connect} (they say C{bye})
@@ -207,4 +245,10 @@ class InMemoryCluster:
         if type(index) is not int or not 0 <= index < len(self):
             raise ValueError(f"index must be a node index in 0..{len(self) - 1}: {index!r}")
         return self._harness.slots[index]
+
+    def _running(self, index):
+        slot = self._slot(index)
+        if not slot.alive:
+            raise ValueError(f"node {index} is stopped")
+        return slot
 
