@@ -4,7 +4,7 @@ End-to-end tests: a real C{twistd -n distro-node} process on 127.0.0.1,
 driven by the C{distro} command (run as a child process) and by the client
 library L{distro.client}.
 
-Node processes are started with the helpers of L{tests.test_process}. Every
+Node processes are started with the helpers of L{tests._process}. Every
 wait is bounded, and every process is ended in cleanup.
 """
 
@@ -21,7 +21,7 @@ from distro.client import NotConnected, Service, connect
 from distro.client.blocking import BlockingClient
 
 from ._ports import freePorts
-from .test_process import NodeProcess, ProcessTestCase, waitFor
+from ._process import NodeProcess, ProcessTestCase, waitFor
 
 CLI = [sys.executable, "-m", "distro.cli"]
 

@@ -22,7 +22,7 @@ from distro.http.service import HttpService
 from distro.interfaces import IFrontEnd
 
 from ._node import NodeHarness
-from .test_process import START_TIMEOUT, ProcessTestCase, waitFor
+from ._process import START_TIMEOUT, ProcessTestCase, waitFor
 
 USERS = {
     "app": {"password": hashPassword("app-pw", n=4), "namespaces": ["public"]},

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
 
 from ._tempfiles import TempPathMixin
-from .test_process import START_TIMEOUT, TWISTD, NodeProcess, ProcessTestCase, waitFor
+from ._process import START_TIMEOUT, TWISTD, NodeProcess, ProcessTestCase, waitFor
 
 
 class LogPathTests(SynchronousTestCase):

@@ -25,7 +25,7 @@ from distro.nacos.payload import Payload, decode, encode
 
 from ._h2client import H2Client, framed
 from ._node import NodeHarness
-from .test_process import START_TIMEOUT, ProcessTestCase, waitFor
+from ._process import START_TIMEOUT, ProcessTestCase, waitFor
 
 WAIT = 10.0  # seconds any one gRPC call or stream read may take
 

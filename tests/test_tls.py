@@ -27,8 +27,7 @@ from distro.config import ConfigError
 
 from ._tempfiles import TempPathMixin
 from ._tls import Authority, sslEndpoint
-from .test_cluster_process import ClusterTestCase, instanceId
-from .test_process import START_TIMEOUT, ProcessTestCase, waitFor
+from ._process import START_TIMEOUT, ClusterTestCase, ProcessTestCase, instanceId, waitFor
 
 ORDERS = Service("orders")
 # How long a TLS failure may take to show, at most.
