@@ -8,6 +8,7 @@ protocol too.
 import json
 import queue
 import re
+from functools import partial
 
 import grpc
 from twisted.internet import defer, threads
@@ -23,6 +24,7 @@ from distro.nacos.service import NacosService
 from distro.nacos.listen import NacosListenError, parseListen
 from distro.nacos.payload import Payload, decode, encode
 
+from . import _factories
 from ._h2client import H2Client, framed
 from ._node import NodeHarness
 from ._process import START_TIMEOUT, ProcessTestCase, waitFor
@@ -298,9 +300,7 @@ class NacosClient:
         self.channel.close()
 
 
-def instance(ip, port=8080, **fields):
-    return dict({"ip": ip, "port": port, "ephemeral": True, "healthy": True, "enabled": True,
-                 "weight": 1.0}, **fields)
+instance = partial(_factories.instance, ephemeral=True, healthy=True, enabled=True, weight=1.0)
 
 
 class NacosPortTests(ProcessTestCase):
