@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_process -*-
+# -*- test-case-name: tests.process.test_process -*-
 """
 Integration tests: a real C{twistd -n distro-node} process, spoken to over
 TCP on 127.0.0.1 with a minimal msgpack client written from PROTOCOL.md
@@ -11,7 +11,7 @@ import signal
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessTerminated
 
-from ._process import REPLY_TIMEOUT, STOP_TIMEOUT, ProcessTestCase
+from tests._process import REPLY_TIMEOUT, STOP_TIMEOUT, ProcessTestCase
 
 SERVICE = {"namespace": "public", "group": "DEFAULT_GROUP", "name": "orders"}
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cluster_process -*-
+# -*- test-case-name: tests.process.test_cluster_process -*-
 """
 Integration tests of a cluster: three real C{twistd -n distro-node}
 processes on 127.0.0.1, started from the sample configuration files
@@ -14,7 +14,7 @@ from twisted.internet.task import deferLater
 
 from distro.client import Service
 
-from ._process import (
+from tests._process import (
     CONVERGE_TIMEOUT,
     DOWN_AFTER_MS,
     ORDERS,

@@ -23,11 +23,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro.auth import hashPassword
 
-from ._interop import SDKS, SdkDriver, driverCommand, startDriver
-from ._ports import freePorts
+from tests._interop import SDKS, SdkDriver, driverCommand, startDriver
+from tests._ports import freePorts
 from distro.client import Service
 
-from ._process import (
+from tests._process import (
     CONVERGE_TIMEOUT,
     DOWN_AFTER_MS,
     ORDERS,
