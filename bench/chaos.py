@@ -1,6 +1,6 @@
 """
 The long chaos runs of distro: many random seeds of the fault schedule that
-C{tests/test_chaos.py} runs once, briefly, with a fixed seed.
+C{tests/process/test_chaos.py} runs once, briefly, with a fixed seed.
 
     python bench/chaos.py [--seeds 20] [--nodes 3] [--duration 60] [--clients 40]
                           [--seed N ...] [--keep]

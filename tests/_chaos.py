@@ -44,9 +44,9 @@ from distro.client._protocol import ClientConnection
 
 from tests._oracle import Oracle
 from tests._ports import freePorts
+from tests._process import TWISTD
 from tests._relay import Network, Relay, Timers
 
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 # Node settings: failure detection in seconds, orphans kept longer than any
 # fault lasts (dropping them is 5.4's rule, not a wrong removal).

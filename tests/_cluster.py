@@ -27,6 +27,7 @@ from distro.client._inmemory import (
     peerAddress,
 )
 from distro.model import ServiceKey
+from tests._factories import instance
 
 __all__ = [
     "DROP",
@@ -36,7 +37,6 @@ __all__ = [
     "FakeCluster",
     "SharedClock",
     "clientAddress",
-    "instance",
     "peerAddress",
     "serviceKey",
 ]
@@ -65,15 +65,6 @@ def serviceKey(name):
 
 def serviceWire(name):
     return {"name": name}
-
-
-def instance(ip="10.1.0.1", port=8080, **fields):
-    """
-    An instance map for a request.
-    """
-    result = {"ip": ip, "port": port}
-    result.update(fields)
-    return result
 
 
 # Test clients

@@ -27,15 +27,6 @@ SECRET = b"harness-cluster-secret"
 NODE_ID = "node-a"
 
 
-def instance(ip="10.1.0.1", port=8080, **fields):
-    """
-    An instance map for a request, with C{fields} added.
-    """
-    result = {"ip": ip, "port": port}
-    result.update(fields)
-    return result
-
-
 def service(name="orders", **fields):
     """
     A service key map for a request.

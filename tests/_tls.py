@@ -1,7 +1,9 @@
 """
 Throwaway certificates for TLS tests, made with C{cryptography}: a CA, and
 certificates it signs for servers (for 127.0.0.1 and localhost) and
-clients, written as PEM files to a temporary directory.
+clients, written as PEM files to a temporary directory; and
+L{CertificatesMixin}, which gives a test case its CAs and server
+certificate.
 """
 
 import datetime
@@ -12,6 +14,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests._tempfiles import TempPathMixin
+
+# How long a TLS failure may take to show, at most.
+FAILURE_TIMEOUT = 10.0
 
 LOOPBACK_NAMES = (x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"))
 
@@ -114,3 +121,23 @@ def sslEndpoint(port, certPath, keyPath):
     The server endpoint string of a TLS port on 127.0.0.1.
     """
     return f"ssl:{port}:interface=127.0.0.1:privateKey={keyPath}:certKey={certPath}"
+
+
+class CertificatesMixin(TempPathMixin):
+    """
+    A CA (C{authority}), another one nobody trusts (C{stranger}), and a
+    server certificate of each.
+    """
+
+    def makeCertificates(self):
+        directory = self.tempPath()
+        os.makedirs(directory)
+        self.authority = Authority(directory)
+        self.stranger = Authority(directory, "stranger CA")
+        self.serverCert, self.serverKey = self.authority.server()
+
+    def writeFile(self, content):
+        path = self.tempPath()
+        with open(path, "wb") as f:
+            f.write(content)
+        return path

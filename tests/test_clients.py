@@ -3,6 +3,8 @@
 Tests for L{distro.clients}: client records, ids and the change stream.
 """
 
+from functools import partial
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -11,17 +13,15 @@ from zope.interface.verify import verifyObject
 from distro.clients import ClientIds, ClientManager, hashResumeToken
 from distro.config import Config
 from distro.interfaces import IClientObserver
-from distro.model import ServiceKey, parseInstance
+from distro.model import ServiceKey
 from distro.errors import LIMIT_EXCEEDED, LimitExceeded, RequestError
+from tests._factories import modelInstance
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
 
 
-def inst(port):
-    """
-    An instance on 10.0.0.1:C{port}.
-    """
-    return parseInstance({"ip": "10.0.0.1", "port": port})
+# An instance on 10.0.0.1:PORT.
+inst = partial(modelInstance, "10.0.0.1")
 
 
 @implementer(IClientObserver)

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._cluster import FakeCluster, instance, serviceKey
+from tests._cluster import FakeCluster, serviceKey
+from tests._factories import instance
 from tests._oracle import Oracle
 
 NODES = 3

@@ -18,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro.collector import CollectorWatch
 from distro.native.session import ClientPortFactory
-from tests._node import NodeHarness, instance, service
+from tests._factories import instance
+from tests._node import NodeHarness, service
 from tests._tempfiles import TempPathMixin
 from tests._tls import Authority
 

@@ -14,11 +14,11 @@ from distro.cluster.dialect import (
     parseCapabilities,
 )
 from distro.errors import BadRequest
-from distro.model import Instance
+from tests._factories import modelInstance
 
 
 def instance(cluster="DEFAULT"):
-    return Instance("10.0.0.1", 80, cluster, 1.0, True, True, {})
+    return modelInstance("10.0.0.1", 80, cluster=cluster)
 
 
 class OfferTests(SynchronousTestCase):

@@ -10,7 +10,8 @@ instance whose client still holds it.
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.wire import NOT_READY
-from tests._cluster import HOLD, FakeCluster, instance
+from tests._cluster import HOLD, FakeCluster
+from tests._factories import instance
 
 ORDERS = "orders"
 ONE = "10.1.0.1#8080#DEFAULT"

@@ -19,7 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from distro import wire
 from distro.model import ServiceKey
 from distro.native import views
-from tests._node import NodeHarness, hostIds, instance, service
+from tests._factories import instance
+from tests._node import NodeHarness, hostIds, service
 
 _SETTINGS = settings(
     max_examples=250,

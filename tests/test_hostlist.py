@@ -14,14 +14,13 @@ from distro.hostlist import CHUNK, HostList
 from distro.model import ServiceKey, checksum, parseInstance
 from distro.native import views
 from distro.registry import ServiceInfo, ServiceView
+from tests._factories import modelInstance
 
 SERVICE = ServiceKey("public", "DEFAULT_GROUP", "orders")
 
 
 def instance(n, weight=1.0, **fields):
-    value = {"ip": f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", "port": 8080, "weight": weight}
-    value.update(fields)
-    return parseInstance(value)
+    return modelInstance(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", 8080, weight=weight, **fields)
 
 
 class ChecksumTests(SynchronousTestCase):

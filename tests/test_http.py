@@ -1,14 +1,13 @@
 """
 Tests for L{distro.http}: the HTTP port's requests, spoken byte by byte to
-its real site over a L{StringTransport} on the node's clock, and a real
-node process answering over a socket.
+its real site over a L{StringTransport} on the node's clock (a real node
+process answering over a socket: L{tests.process.test_http}).
 """
 
 import json
-import re
 import urllib.parse
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
@@ -22,7 +21,6 @@ from distro.http.service import HttpService
 from distro.interfaces import IFrontEnd
 
 from ._node import NodeHarness
-from .test_process import START_TIMEOUT, ProcessTestCase, waitFor
 
 USERS = {
     "app": {"password": hashPassword("app-pw", n=4), "namespaces": ["public"]},
@@ -375,50 +373,3 @@ class BoundsTests(HttpTestCase):
         first.channel.connectionLost(None)
         self.assertIsNotNone(Exchange(self.site).channel)
         self.assertEqual(second.request("GET", "/health")[0], 200)
-
-
-class HttpPortTests(ProcessTestCase):
-    """
-    A real node's HTTP port, over a socket.
-    """
-
-    @defer.inlineCallbacks
-    def test_healthAndLogin(self):
-        """
-        C{/health} answers over a real socket; an open node listening
-        beyond loopback says so once at start.
-        """
-        import urllib.error
-        import urllib.request
-
-        process, _, _ = yield self.startNode("--http-listen", "tcp:0:interface=127.0.0.1",
-                                             "--listen", "tcp:0")
-        pattern = re.compile(rb"serving HTTP on (127\.0\.0\.1:\d+)")
-        match = yield waitFor(lambda: pattern.search(process.output), START_TIMEOUT, "the HTTP port")
-        url = f"http://{match.group(1).decode()}"
-
-        def get(path, data=None):
-            try:
-                with urllib.request.urlopen(url + path, data=data, timeout=10) as response:
-                    return response.status, response.read()
-            except urllib.error.HTTPError as e:
-                return e.code, e.read()
-
-        for path, data, status, expected in (
-            ("/health", None, 200, b'"status":"UP"'),
-            ("/ready", None, 200, b'"status":"UP"'),
-            ("/nacos/v1/ns/operator/metrics", None, 200, b'{"status":"UP"}'),
-            ("/nacos/v3/admin/core/state/liveness", None, 200, b'"data":"ok"'),
-            ("/nacos/v3/admin/core/state/readiness", None, 200, b'"data":"ok"'),
-            ("/nacos/v1/auth/users/login", b"username=nacos&password=nacos", 200, b'"accessToken":"AUTH_DISABLED"'),
-            ("/nacos/v1/auth/login?username=nacos&password=nacos", b"", 200, b'"tokenTtl":18000'),
-            ("/nacos/v3/auth/user/login", b"username=nacos&password=nacos", 200, b'"globalAdmin":true'),
-            ("/nacos/v1/ns/instance", b"serviceName=a&ip=10.0.0.1&port=1&ephemeral=false", 400, b"ephemeral"),
-            ("/nacos/v1/auth/users/login", b"username=nacos", 400, b"password: is required"),
-            ("/nope", None, 404, b"no such path"),
-        ):
-            answer = yield threads.deferToThread(get, path, data)
-            self.assertEqual(answer[0], status, (path, answer))
-            self.assertIn(expected, answer[1], path)
-        self.assertEqual(process.output.count(b"listen beyond loopback"), 1)
-        self.assertIn(b"listen beyond loopback", process.output)

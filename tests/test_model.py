@@ -3,19 +3,17 @@
 Tests for L{distro.model}: validation and checksums.
 """
 
+from functools import partial
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro import model
 from distro.errors import BAD_REQUEST, LIMIT_EXCEEDED, RequestError
+from tests import _factories
 
 
-def instance(**fields):
-    """
-    A valid instance map with C{fields} changed.
-    """
-    value = {"ip": "10.0.0.1", "port": 8080}
-    value.update(fields)
-    return value
+# A valid instance map with FIELDS changed.
+instance = partial(_factories.instance, ip="10.0.0.1")
 
 
 class ServiceKeyTests(SynchronousTestCase):

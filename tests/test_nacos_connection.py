@@ -14,6 +14,7 @@ from distro.nacos import naming
 from distro.nacos.connection import NacosConnection
 from distro.nacos.payload import Payload
 from distro.turns import Turns
+from tests import _factories
 from tests._node import NodeHarness
 from tests._turns import CostlySteps, SteppedTimer, TickingTimer, nextTurn, settled
 
@@ -25,7 +26,7 @@ def request(type_, headers=None, **body):
 
 
 def instance(ip="10.0.0.7", port=8080, **fields):
-    return dict({"ip": ip, "port": port, "ephemeral": True}, **fields)
+    return _factories.instance(ip, port, **{"ephemeral": True, **fields})
 
 
 class ConnectionTestCase(SynchronousTestCase):

@@ -4,6 +4,8 @@ Tests for L{distro.cluster.peer}: the peer port's challenge (PROTOCOL.md
 answer, and the silence watchdog.
 """
 
+from functools import partial
+
 import msgpack
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
@@ -21,6 +23,7 @@ from distro.config import Config
 from distro.interfaces import IReplicaSink
 from distro.model import ServiceKey
 from distro.node import Node
+from tests import _factories
 
 SECRET = b"s3cret"
 SERVICE = {"namespace": "public", "group": "DEFAULT_GROUP", "name": "orders"}
@@ -38,11 +41,8 @@ def frames(data):
     return out
 
 
-def record(ip="10.0.0.1", port=80, writeTs=5):
-    """
-    An instance record (PROTOCOL.md 5.2).
-    """
-    return [ip, port, "DEFAULT", 1.0, True, True, {}, writeTs]
+# An instance record (PROTOCOL.md 5.2) of 10.0.0.1:80, written at 5.
+record = partial(_factories.record, ip="10.0.0.1", port=80, writeTs=5)
 
 
 def clientState(owner="node-b", clientId="node-b#x#1", epoch=1, revision=1):

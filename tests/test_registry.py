@@ -3,6 +3,8 @@
 Tests for L{distro.registry} fed through a real L{distro.clients.ClientManager}.
 """
 
+from functools import partial
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -11,18 +13,16 @@ from zope.interface.verify import verifyObject
 from distro.clients import ClientManager
 from distro.config import Config
 from distro.interfaces import IClientManager, IRegistry, IViewListener
-from distro.model import ServiceKey, parseInstance
+from distro.model import ServiceKey
 from distro.native import views
 from distro.registry import Registry
+from tests._factories import modelInstance
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
 
 
-def inst(port, **fields):
-    """
-    An instance on 10.0.0.1:C{port}.
-    """
-    return parseInstance(dict({"ip": "10.0.0.1", "port": port}, **fields))
+# An instance on 10.0.0.1:PORT, with FIELDS.
+inst = partial(modelInstance, "10.0.0.1")
 
 
 @implementer(IViewListener)

@@ -17,7 +17,8 @@ from distro.interfaces import IClientManager, INode, IRegistry
 from distro.model import ServiceKey
 from distro.turns import Turns
 from distro.watchdog import Watchdog
-from tests._node import ADVERTISE, NODE_ID, NodeHarness, hostIds, instance, service
+from tests._factories import instance
+from tests._node import ADVERTISE, NODE_ID, NodeHarness, hostIds, service
 from tests._turns import CostlySteps, SteppedTimer, nextTurn
 
 

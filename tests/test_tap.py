@@ -36,7 +36,7 @@ def options(*argv):
     """
     Parse C{argv} as the command line of C{twistd distro-node}, the Nacos
     gRPC port off unless C{argv} says otherwise (it needs the asyncio
-    reactor: tests/test_nacos_service.py runs it in real processes).
+    reactor: tests/process/test_nacos_service.py runs it in real processes).
     """
     o = tap.Options()
     o.parseOptions(["--nacos-listen", "", "--http-listen", "", *argv])

@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro.cluster import dialect
 from distro.cluster.dialect import Offer
-from tests._cluster import FakeCluster, instance
+from tests._cluster import FakeCluster
+from tests._factories import instance
 
 ORDERS = "orders"
 ONE = "10.1.0.1#8080#DEFAULT"

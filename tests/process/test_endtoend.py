@@ -1,10 +1,10 @@
-# -*- test-case-name: tests.test_endtoend -*-
+# -*- test-case-name: tests.process.test_endtoend -*-
 """
 End-to-end tests: a real C{twistd -n distro-node} process on 127.0.0.1,
 driven by the C{distro} command (run as a child process) and by the client
 library L{distro.client}.
 
-Node processes are started with the helpers of L{tests.test_process}. Every
+Node processes are started with the helpers of L{tests._process}. Every
 wait is bounded, and every process is ended in cleanup.
 """
 
@@ -20,8 +20,8 @@ from distro.cli import EXIT_OK, EXIT_SERVER_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
 from distro.client import NotConnected, Service, connect
 from distro.client.blocking import BlockingClient
 
-from ._ports import freePorts
-from .test_process import NodeProcess, ProcessTestCase, waitFor
+from tests._ports import freePorts
+from tests._process import NodeProcess, ProcessTestCase, waitFor
 
 CLI = [sys.executable, "-m", "distro.cli"]
 

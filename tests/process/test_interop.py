@@ -23,19 +23,20 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro.auth import hashPassword
 
-from ._interop import SDKS, SdkDriver, driverCommand, startDriver
-from ._ports import freePorts
+from tests._interop import SDKS, SdkDriver, driverCommand, startDriver
+from tests._ports import freePorts
 from distro.client import Service
 
-from .test_cluster_process import (
+from tests._process import (
     CONVERGE_TIMEOUT,
     DOWN_AFTER_MS,
     ORDERS,
     ClusterTestCase,
+    RawClient,
     hostIds,
     instanceId,
+    waitFor,
 )
-from .test_process import RawClient, waitFor
 
 # The SDK adds 1000 to the port it is given (where Nacos serves HTTP).
 GRPC_OFFSET = 1000

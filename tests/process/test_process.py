@@ -1,0 +1,169 @@
+# -*- test-case-name: tests.process.test_process -*-
+"""
+Integration tests: a real C{twistd -n distro-node} process, spoken to over
+TCP on 127.0.0.1 with a minimal msgpack client written from PROTOCOL.md
+(the helpers of L{tests._process}).
+"""
+
+import json
+import signal
+
+from twisted.internet import defer, reactor
+from twisted.internet.error import ProcessTerminated
+
+from tests._process import REPLY_TIMEOUT, STOP_TIMEOUT, ProcessTestCase
+
+SERVICE = {"namespace": "public", "group": "DEFAULT_GROUP", "name": "orders"}
+
+
+class NodeProcessTests(ProcessTestCase):
+    """
+    A node process serves clients over the protocol.
+    """
+
+    @defer.inlineCallbacks
+    def test_registerQuerySubscribe(self):
+        """
+        One client registers and queries; a second, subscribed client is
+        pushed each change; C{bye} removes the first client's instance.
+        """
+        process, host, port = yield self.startNode("--node-id", "proc-1")
+        self.assertEqual(host, "127.0.0.1")
+
+        publisher = yield self.connect(host, port)
+        welcome = yield self.hello(publisher)
+        self.assertEqual(welcome["proto"], 1)
+        self.assertEqual(welcome["re"], 1)
+        self.assertEqual(welcome["node"], "proc-1")
+        self.assertIsInstance(welcome["client_id"], str)
+        self.assertIsInstance(welcome["resume_token"], str)
+        self.assertIs(welcome["resumed"], False)
+        self.assertIs(welcome["ready"], True)
+        self.assertEqual((welcome["heartbeat_ms"], welcome["idle_timeout_ms"]), (3000, 10000))
+        self.assertEqual(welcome["members"], [f"127.0.0.1:{port}"])
+
+        subscriber = yield self.connect(host, port)
+        other = yield self.hello(subscriber)
+        self.assertNotEqual(other["client_id"], welcome["client_id"])
+        reply = yield subscriber.request("subscribe", service=SERVICE)
+        self.assertEqual(reply["op"], "ok", reply)
+        self.assertEqual(reply["service_info"]["hosts"], [])
+
+        instance = {"ip": "10.0.0.1", "port": 8080, "metadata": {"version": "1"}}
+        reply = yield publisher.request("register", service=SERVICE, instance=instance)
+        self.assertEqual(reply, {"op": "ok", "re": 2})
+
+        push = yield subscriber.nextPush()
+        self.assertEqual(push["seq"], 1)
+        [host1] = push["service_info"]["hosts"]
+        self.assertEqual(host1["instance_id"], "10.0.0.1#8080#DEFAULT")
+        self.assertEqual(host1["metadata"], {"version": "1"})
+        self.assertEqual(push["service_info"]["service"], SERVICE)
+
+        reply = yield publisher.request("query", service={"name": "orders"})
+        self.assertEqual(reply["op"], "ok", reply)
+        info = reply["service_info"]
+        self.assertEqual([h["instance_id"] for h in info["hosts"]], ["10.0.0.1#8080#DEFAULT"])
+        self.assertEqual(info["checksum"], push["service_info"]["checksum"])
+
+        reply = yield publisher.request("bye")
+        self.assertEqual(reply["op"], "ok", reply)
+        yield publisher.lost.addTimeout(REPLY_TIMEOUT, reactor)
+
+        push = yield subscriber.nextPush()
+        self.assertEqual(push["seq"], 2)
+        self.assertEqual(push["service_info"]["hosts"], [])
+        reply = yield subscriber.request("query", service=SERVICE)
+        self.assertEqual(reply["service_info"]["hosts"], [])
+        self.assertEqual(subscriber.unmatched, [])
+        self.assertFalse(process.ended)
+
+    @defer.inlineCallbacks
+    def test_helloRequired(self):
+        """
+        A request before C{hello} is refused and the connection closed, and the
+        node goes on serving others.
+        """
+        process, host, port = yield self.startNode()
+        rude = yield self.connect(host, port)
+        reply = yield rude.request("query", service=SERVICE)
+        self.assertEqual(reply["code"], "HELLO_REQUIRED")
+        yield rude.lost.addTimeout(REPLY_TIMEOUT, reactor)
+        polite = yield self.connect(host, port)
+        yield self.hello(polite)
+        reply = yield polite.request("ping")
+        self.assertEqual(reply, {"op": "ok", "re": 2})
+
+    @defer.inlineCallbacks
+    def test_sigterm(self):
+        """
+        SIGTERM shuts the node down cleanly: the reactor stops, and twistd
+        then ends itself with the same signal, as it does since Twisted 21.
+        """
+        process, host, port = yield self.startNode()
+        client = yield self.connect(host, port)
+        yield self.hello(client)
+        process.signal("TERM")
+        reason = yield process.whenEnded(STOP_TIMEOUT)
+        self.assertIsInstance(reason, ProcessTerminated)
+        self.assertEqual(reason.signal, signal.SIGTERM)
+        self.assertIn(b"Server Shut Down.", process.output)
+        yield client.lost.addTimeout(REPLY_TIMEOUT, reactor)
+
+    @defer.inlineCallbacks
+    def test_jsonLogToStdout(self):
+        """
+        With C{--log-format json}, standard output carries JSON lines of the
+        node's events, and a bounded amount of them (no feedback loop through
+        twistd's redirected C{sys.stdout}).
+        """
+        process, host, port = yield self.startNode("--log-format", "json")
+        client = yield self.connect(host, port)
+        yield self.hello(client)
+        yield process.stop()
+        output = process.output.decode("utf-8", "replace")
+        self.assertLess(len(output), 100_000)
+        events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        namespaces = {e.get("log_namespace") for e in events}
+        self.assertIn("distro.native.service.ClientPortService", namespaces)
+        self.assertNotIn("stdout", namespaces)
+
+
+class BadConfigTests(ProcessTestCase):
+    """
+    A wrong configuration stops twistd at once, naming the key.
+    """
+
+    @defer.inlineCallbacks
+    def test_negativeOption(self):
+        """
+        C{--heartbeat-ms -1} exits non-zero naming C{heartbeat_ms}.
+        """
+        code, output = yield self.failedStart("--heartbeat-ms", "-1")
+        self.assertNotEqual(code, 0)
+        self.assertIsNotNone(code)
+        self.assertIn("'heartbeat_ms'", output)
+
+    @defer.inlineCallbacks
+    def test_unknownKeyInFile(self):
+        """
+        A configuration file with an unknown key exits non-zero naming it.
+        """
+        path = self.tempPath()
+        with open(path, "w") as f:
+            f.write("heartbeat_ms = 1000\nbogus_key = 1\n")
+        code, output = yield self.failedStart("--config", path)
+        self.assertNotEqual(code, 0)
+        self.assertIsNotNone(code)
+        self.assertIn("'bogus_key'", output)
+
+    @defer.inlineCallbacks
+    def test_portInUse(self):
+        """
+        A client port that cannot be bound makes twistd exit non-zero,
+        naming the key.
+        """
+        process, host, port = yield self.startNode()
+        code, output = yield self.failedStart("--listen", f"tcp:{port}:interface=127.0.0.1")
+        self.assertNotEqual(code, 0)
+        self.assertIn(f"listen: cannot listen on tcp:{port}", output)
