@@ -342,3 +342,26 @@ class FakeCluster(MemoryCluster):
 
     def live(self):
         return [i for i, s in enumerate(self.slots) if s.alive]
+
+
+def digestProblems(cluster, name):
+    """
+    Where the digest hashes a node keeps up to date change by change (of
+    what it owns, and of what it holds from each member) differ from what
+    it holds: a list of descriptions.
+    """
+    problems = []
+    owned = {c.clientId: c.revision for c in cluster.replicator.owned.values()}
+    if cluster.replicator.index.revisions() != owned:
+        problems.append(f"{name}'s digest of its own clients is not what it owns")
+    bySender = {}
+    for clientId, client in cluster.node.manager.clients.items():
+        if not client.native:
+            bySender.setdefault(client.owner, {})[clientId] = client.revision
+    senders = set(bySender) | set(cluster.receiver.bySender)
+    for sender in senders:
+        index = cluster.receiver.digestOf(sender)
+        indexed = index.revisions() if index is not None else {}
+        if indexed != bySender.get(sender, {}):
+            problems.append(f"{name}'s digest of {sender}'s clients is not what it holds")
+    return problems

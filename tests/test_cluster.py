@@ -17,9 +17,9 @@ from distro import config, wire
 from distro.cluster.service import ClusterSettings
 from distro.interfaces import ICluster, IClusterHost
 from distro.wire import NOT_READY
-from tests._cluster import DROP, HOLD, FakeCluster, peerAddress
+from tests._cluster import DROP, HOLD, FakeCluster, digestProblems, peerAddress
 from tests._factories import instance
-from tests.test_cluster_property import digestProblems
+
 
 ORDERS = "orders"
 IID = "10.1.0.1#8080#DEFAULT"

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_fuzz -*-
+# -*- test-case-name: tests.property.test_fuzz -*-
 """
 Property tests for the client port: whatever bytes, msgpack values or
 near-valid requests a connection sends, the node answers each with C{ok} or

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._cluster import FakeCluster, serviceKey
+from tests._cluster import FakeCluster, digestProblems, serviceKey
 from tests._factories import instance
 from tests._oracle import Oracle
 
@@ -113,29 +113,6 @@ class ModelClient:
         held = self.instances.get(service, {})
         ports = held if ports is None else ports
         return [(self.key(service, p), str(held[p][1])) for p in ports]
-
-
-def digestProblems(cluster, name):
-    """
-    Where the digest hashes a node keeps up to date change by change (of
-    what it owns, and of what it holds from each member) differ from what
-    it holds: a list of descriptions.
-    """
-    problems = []
-    owned = {c.clientId: c.revision for c in cluster.replicator.owned.values()}
-    if cluster.replicator.index.revisions() != owned:
-        problems.append(f"{name}'s digest of its own clients is not what it owns")
-    bySender = {}
-    for clientId, client in cluster.node.manager.clients.items():
-        if not client.native:
-            bySender.setdefault(client.owner, {})[clientId] = client.revision
-    senders = set(bySender) | set(cluster.receiver.bySender)
-    for sender in senders:
-        index = cluster.receiver.digestOf(sender)
-        indexed = index.revisions() if index is not None else {}
-        if indexed != bySender.get(sender, {}):
-            problems.append(f"{name}'s digest of {sender}'s clients is not what it holds")
-    return problems
 
 
 class Run:
