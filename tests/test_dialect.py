@@ -1,27 +1,30 @@
 """
-Tests for L{distro.cluster.dialect}: the version two members choose, the
-capabilities a link has, and what a link without a capability may carry.
+Tests for L{distro.cluster.dialect}: the version two members choose and the
+capabilities a link has.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.cluster.dialect import (
     CAPABILITIES,
-    CLUSTER_DOTS,
-    Dialect,
+    HIGHEST,
+    LOWEST,
     NoCommonVersion,
     Offer,
     parseCapabilities,
 )
 from distro.errors import BadRequest
-from tests._factories import modelInstance
-
-
-def instance(cluster="DEFAULT"):
-    return modelInstance("10.0.0.1", 80, cluster=cluster)
 
 
 class OfferTests(SynchronousTestCase):
+    def test_thisRelease(self):
+        """
+        This release offers version 3 alone, with no capability: the
+        challenge a member from before ranges sends too.
+        """
+        self.assertEqual((LOWEST, HIGHEST, CAPABILITIES), (3, 3, frozenset()))
+        self.assertEqual(Offer().challenge(), {"proto": 3})
+
     def test_challengeFromBefore(self):
         """
         An offer of one version and no capability is exactly the challenge a
@@ -100,31 +103,3 @@ class OfferTests(SynchronousTestCase):
         self.assertEqual(parseCapabilities(["a", "a"]), {"a"})
         for bad in ("a", [""], ["x" * 65], ["a"] * 65, [None]):
             self.assertRaises(BadRequest, parseCapabilities, bad)
-
-
-class DialectTests(SynchronousTestCase):
-    def test_whole(self):
-        """
-        A link with every capability this code knows carries everything and
-        refuses nothing.
-        """
-        dialect = Dialect(3, CAPABILITIES)
-        self.assertTrue(dialect.whole)
-        self.assertTrue(dialect.carries(instance("eu.west")))
-        dialect.check([instance("eu.west")], "put")
-
-    def test_withoutDots(self):
-        """
-        A link without L{CLUSTER_DOTS} carries no record whose cluster name
-        has dots, and refuses one, naming it.
-        """
-        dialect = Dialect(3, ())
-        self.assertFalse(dialect.whole)
-        self.assertTrue(dialect.carries(instance("eu-west")))
-        self.assertFalse(dialect.carries(instance("eu.west")))
-        dialect.check([instance("a")], "put[0].instances")
-        with self.assertRaises(BadRequest) as caught:
-            dialect.check([instance("a"), instance("eu.west")], "put[0].instances")
-        self.assertEqual(caught.exception.field, "put[0].instances[1].cluster")
-        self.assertIn(CLUSTER_DOTS, caught.exception.message)
-        self.assertTrue(Dialect(3, {CLUSTER_DOTS}).carries(instance("eu.west")))

@@ -57,7 +57,7 @@ def clientState(owner="node-b", clientId="node-b#x#1", epoch=1, revision=1):
     }
 
 
-def makeCluster(secret=SECRET, clock=None, **settings):
+def makeCluster(secret=SECRET, clock=None, offer=None, **settings):
     clock = clock or Clock()
     values = {"peer_timeout_ms": 300, "down_after_ms": 600}
     values.update(settings)
@@ -70,6 +70,7 @@ def makeCluster(secret=SECRET, clock=None, **settings):
         secret,
         listen=lambda factory: succeed(None),
         connector=lambda address: None,
+        offer=offer,
         settings=ClusterSettings.fromConfig(config),
     )
     return node, cluster
@@ -228,14 +229,20 @@ class InboundTests(SynchronousTestCase):
     def test_versionsOffered(self):
         """
         The challenge names the lowest version this node speaks as C{proto}
-        (what a member from before checks), the highest as C{proto_max} when
-        it is higher, and the capabilities as C{caps}.
+        (what a member from before checks), the highest as C{proto_max} and
+        the capabilities as C{caps} when there are some: this release's is
+        what a member from before sends.
         """
         link, transport = self.connect()
         (challenge,) = frames(transport.value())
         self.assertEqual(challenge["proto"], dialect.LOWEST)
         self.assertEqual(challenge.get("proto_max", challenge["proto"]), dialect.HIGHEST)
-        self.assertEqual(challenge["caps"], sorted(dialect.CAPABILITIES))
+        self.assertEqual(challenge.get("caps", []), sorted(dialect.CAPABILITIES))
+        self.node, self.cluster = makeCluster(offer=dialect.Offer(3, 4, {"forward"}))
+        link, transport = self.connect()
+        (challenge,) = frames(transport.value())
+        self.assertEqual((challenge["proto"], challenge["proto_max"], challenge["caps"]),
+                         (3, 4, ["forward"]))
 
     def test_negotiated(self):
         """
@@ -243,15 +250,14 @@ class InboundTests(SynchronousTestCase):
         both ends have; a connector from before capabilities (no C{caps})
         gets a link that has none.
         """
+        self.node, self.cluster = makeCluster(offer=dialect.Offer(3, 3, {"forward", "other"}))
         link, _ = self.connect()
-        self.hello(link, caps=[dialect.CLUSTER_DOTS, "from-the-future"])
+        self.hello(link, caps=["forward", "from-the-future"])
         self.assertEqual(link.dialect.version, PROTO)
-        self.assertEqual(link.dialect.capabilities, {dialect.CLUSTER_DOTS})
-        self.assertTrue(link.dialect.whole)
+        self.assertEqual(link.dialect.capabilities, {"forward"})
         before, _ = self.connect()
         self.hello(before)
         self.assertEqual(before.dialect.capabilities, frozenset())
-        self.assertFalse(before.dialect.whole)
 
     def test_versionNotSpoken(self):
         """
@@ -801,18 +807,23 @@ class OutboundTests(SynchronousTestCase):
         speak and its capabilities; once welcomed, the link has those both
         ends have.
         """
-        hello = self.challenge(
-            proto=dialect.LOWEST, proto_max=dialect.HIGHEST + 2,
-            caps=[dialect.CLUSTER_DOTS, "from-the-future"],
+        self.node, self.cluster = makeCluster(
+            clock=self.clock, offer=dialect.Offer(3, 4, {"forward", "other"})
         )
-        self.assertEqual(hello["proto"], dialect.HIGHEST)
-        self.assertEqual(hello["caps"], sorted(dialect.CAPABILITIES))
+        self.feed = self.cluster.replicator.feeds["b:1"]
+        self.transport = StringTransport()
+        self.link = peer.OutboundFactory(self.cluster, self.feed).buildProtocol(None)
+        self.link.makeConnection(self.transport)
+        self.addCleanup(self.link.connectionLost, None)
+        hello = self.challenge(proto=3, proto_max=6, caps=["forward", "from-the-future"])
+        self.assertEqual(hello["proto"], 4)
+        self.assertEqual(hello["caps"], ["forward", "other"])
         proof = peer.transcript("node-b", "node-a", b"n" * 32, hello["nonce"])
         self.link.dataReceived(
             wire.encode({"op": "peer_welcome", "mac": peer.welcomeMac(SECRET, proof)})
         )
-        self.assertEqual(self.link.dialect.version, dialect.HIGHEST)
-        self.assertEqual(self.link.dialect.capabilities, {dialect.CLUSTER_DOTS})
+        self.assertEqual(self.link.dialect.version, 4)
+        self.assertEqual(self.link.dialect.capabilities, {"forward"})
 
     def test_acceptorFromBefore(self):
         """

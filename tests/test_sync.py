@@ -12,7 +12,6 @@ from zope.interface.verify import verifyObject
 
 from distro import wire
 from distro.clients import Alone, Client, ClientChange
-from distro.cluster.dialect import CAPABILITIES, LOWEST, Dialect
 from distro.cluster.members import Member
 from distro.model import Instance, ServiceKey
 from distro.cluster.sending import PeerFeed, Replicator
@@ -159,13 +158,12 @@ class SyncBarrierTests(SynchronousTestCase):
 class Link:
     """
     An outbound link keeping what is sent on it, messages and frames alike,
-    in order. It speaks every capability.
+    in order.
     """
 
     def __init__(self):
         self.sent = []
         self.transport = self
-        self.dialect = Dialect(LOWEST, CAPABILITIES)
 
     def sendMessage(self, message):
         self.sent.append(message)

@@ -1,9 +1,10 @@
 """
-A rolling upgrade (PROTOCOL.md 5.1): a member that speaks only the previous
-peer protocol (one version, no capabilities: the challenge and hello it
-always sent) beside current members, on the in-process cluster. Replication,
-digests and failover work across them; what a capability brings is never
-sent to it, and reaches it once it is upgraded.
+A rolling upgrade (PROTOCOL.md 5.1.1), on the in-process cluster: beside a
+current member, one that speaks what the previous release spoke (version 3
+alone, no capabilities: the challenge and hello it always sent) and one
+that speaks what a next release would (a range up to a later version, and
+a capability this release lacks). Every link settles on version 3 with no
+capability; replication, digests and failover work across them.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,21 +18,30 @@ ORDERS = "orders"
 ONE = "10.1.0.1#8080#DEFAULT"
 TWO = "10.1.0.2#8080#DEFAULT"
 DOTTED = "10.1.0.3#8080#eu.west"
-OLD = 2
+CURRENT, NEXT, PREVIOUS = 0, 1, 2
 
 
-def previousVersion():
+def previousRelease():
     """
-    What a member from before ranges and capabilities offers.
+    What a member of the previous release offers: version 3 alone.
     """
-    return Offer(dialect.LOWEST, dialect.LOWEST, ())
+    return Offer(3, 3, ())
+
+
+def nextRelease():
+    """
+    What a member of a next release might offer: up to version 5, with a
+    capability this release does not have.
+    """
+    return Offer(3, 5, {"forward"})
 
 
 class RollingUpgradeTests(SynchronousTestCase):
     def setUp(self):
         self.cluster = FakeCluster(3)
         self.addCleanup(self.cluster.close)
-        self.cluster.slots[OLD].offer = previousVersion()
+        self.cluster.slots[PREVIOUS].offer = previousRelease()
+        self.cluster.slots[NEXT].offer = nextRelease()
         self.frames = self.cluster.record()
         self.cluster.start()
         self.addCleanup(self.cluster.stop)
@@ -41,130 +51,79 @@ class RollingUpgradeTests(SynchronousTestCase):
 
     def test_handshakes(self):
         """
-        The old member's handshake frames are those it always sent (no
-        C{proto_max}, no C{caps}); every link with it speaks its version
-        without capabilities, the links between current members have them.
+        The previous release's member sends the handshake frames it always
+        sent (C{proto} alone); so does this release's. The next release's
+        offers its range and capability. Every link speaks version 3 with
+        no capability.
         """
-        sentByOld = [m for src, _, m in self.frames
-                     if src == OLD and m["op"] in ("challenge", "peer_hello")]
-        self.assertEqual(len(sentByOld), 4)
-        for message in sentByOld:
-            self.assertNotIn("caps", message)
-            self.assertNotIn("proto_max", message)
-            self.assertEqual(message["proto"], dialect.LOWEST)
+        sent = {}
+        for src, _, m in self.frames:
+            if m["op"] in ("challenge", "peer_hello"):
+                sent.setdefault(src, []).append(m)
+        for member in (CURRENT, PREVIOUS):
+            self.assertEqual(len(sent[member]), 4)
+            for message in sent[member]:
+                self.assertEqual(message["proto"], dialect.LOWEST)
+                self.assertNotIn("caps", message)
+                self.assertNotIn("proto_max", message)
+        challenges = [m for m in sent[NEXT] if m["op"] == "challenge"]
+        self.assertEqual({(m["proto"], m["proto_max"], tuple(m["caps"])) for m in challenges},
+                         {(3, 5, ("forward",))})
         for a in range(3):
             for b in range(3):
-                if a == b:
-                    continue
-                spoken = self.cluster.feed(a, b).link.dialect
-                self.assertEqual(spoken.version, dialect.LOWEST)
-                self.assertEqual(spoken.whole, OLD not in (a, b), (a, b))
+                if a != b:
+                    spoken = self.cluster.feed(a, b).link.dialect
+                    self.assertEqual((spoken.version, spoken.capabilities), (3, frozenset()))
 
-    def test_replicationBothWays(self):
+    def test_replicationEveryWay(self):
         """
-        A current member's client and the old member's client are seen
-        everywhere.
+        Each member's client is seen at every member, a cluster name with
+        dots included (version 3 carries them); no record is refused, and
+        the digests agree: nothing is asked again at any later interval.
         """
-        self.cluster.client(0).register(ORDERS, "10.1.0.1")
-        self.cluster.client(OLD).register(ORDERS, "10.1.0.2")
+        self.cluster.client(CURRENT).register(ORDERS, "10.1.0.1")
+        self.cluster.client(PREVIOUS).register(ORDERS, "10.1.0.2")
+        self.cluster.client(NEXT).register(ORDERS, "10.1.0.3", cluster="eu.west")
         self.cluster.flush()
-        self.assertEqual(self.hosts(), [[ONE, TWO]] * 3)
-
-    def test_capabilityNotSentToOld(self):
-        """
-        An instance whose cluster name has dots (the C{cluster_dots}
-        capability) reaches the current members but is never sent to the old
-        one, which holds the client at the same revision without it: no
-        record is refused, the digests agree (nothing is asked again at any
-        later interval), and removing it is seen everywhere.
-        """
-        cluster = self.cluster
-        client = cluster.client(0)
-        client.register(ORDERS, "10.1.0.1")
-        client.register(ORDERS, "10.1.0.3", cluster="eu.west")
-        cluster.flush()
-        self.assertEqual(self.hosts(), [[ONE, DOTTED], [ONE, DOTTED], [ONE]])
-        self.assertEqual(cluster.held(OLD, client.clientId).revision,
-                         cluster.held(0, client.clientId).revision)
+        self.assertEqual(self.hosts(), [[ONE, TWO, DOTTED]] * 3)
         del self.frames[:]
-        cluster.advance(5)  # five digest intervals
-        toOld = [m for src, dst, m in self.frames if dst == OLD]
-        self.assertFalse([m for m in toOld if any(
-            "eu.west" in repr(records) for _, records in m.get("put", m.get("services", [])))])
+        self.cluster.advance(5)  # five digest intervals
         repairs = [m["op"] for _, _, m in self.frames
                    if m["op"] in ("resend", "digest_ask", "error", "client_state")]
         self.assertEqual(repairs, [])
         for i in range(3):
-            self.assertEqual(cluster.slots[i].cluster.receiver.rejectedCount(), 0)
-        client.deregister(ORDERS, "10.1.0.3", cluster="eu.west")
-        client.deregister(ORDERS, "10.1.0.1")
-        cluster.flush()
-        self.assertEqual(self.hosts(), [[], [], []])
-
-    def test_wholeStateWithoutCapability(self):
-        """
-        A snapshot to the old member (its link came up again) leaves the
-        dotted instance out too.
-        """
-        cluster = self.cluster
-        client = cluster.client(0)
-        client.register(ORDERS, "10.1.0.1")
-        client.register(ORDERS, "10.1.0.3", cluster="eu.west")
-        cluster.cut(0, OLD)
-        cluster.restore(0, OLD)
-        cluster.advance(3)
-        self.assertEqual(self.hosts(), [[ONE, DOTTED], [ONE, DOTTED], [ONE]])
-        for i in range(3):
-            self.assertEqual(cluster.slots[i].cluster.receiver.rejectedCount(), 0)
-
-    def test_oldRefusesWhatItLacks(self):
-        """
-        A receiver refuses a record that its link's capabilities do not
-        allow (5.2 rule 6: C{BAD_REQUEST} naming the field), as a member
-        from before would: a sender that broke the rule is told.
-        """
-        cluster = self.cluster
-        client = cluster.client(0)
-        feed = cluster.feed(0, OLD)
-        feed.link.dialect = dialect.Dialect(dialect.LOWEST, dialect.CAPABILITIES)  # lies
-        client.register(ORDERS, "10.1.0.3", cluster="eu.west")
-        cluster.flush()
-        errors = [m for src, dst, m in self.frames if (src, dst) == (OLD, 0) and m["op"] == "error"]
-        self.assertEqual(len(errors), 1)
-        self.assertEqual(errors[0]["code"], "BAD_REQUEST")
-        self.assertIn("cluster: a cluster name with dots", errors[0]["message"])
-        self.assertEqual(cluster.hosts(OLD, ORDERS), [])
+            self.assertEqual(self.cluster.slots[i].cluster.receiver.rejectedCount(), 0)
 
     def test_failoverAcross(self):
         """
-        A client moves from a current member to the old one, and another
-        from the old one to a current one; subscribers on every member never
-        see their instances vanish. When a current member dies, the old one
-        keeps the clients taken over.
+        A client moves from the current member to the previous release's,
+        another from there to the next release's; subscribers never see
+        their instances vanish. When the current member dies, the others
+        keep the clients taken over.
         """
         cluster = self.cluster
         watchers = [cluster.client(i) for i in range(3)]
         for w in watchers:
             w.subscribe(ORDERS)
-        a = cluster.client(0)
+        a = cluster.client(CURRENT)
         a.register(ORDERS, "10.1.0.1")
-        b = cluster.client(OLD)
+        b = cluster.client(PREVIOUS)
         b.register(ORDERS, "10.1.0.2")
         cluster.flush()
         a.drop()
-        movedA = cluster.client(OLD, resume=a.identity)
+        movedA = cluster.client(PREVIOUS, resume=a.identity)
         self.assertTrue(movedA.helloReply["resumed"])
         movedA.redo({ORDERS: [instance("10.1.0.1")]})
         b.drop()
-        movedB = cluster.client(1, resume=b.identity)
+        movedB = cluster.client(NEXT, resume=b.identity)
         self.assertTrue(movedB.helloReply["resumed"])
         movedB.redo({ORDERS: [instance("10.1.0.2")]})
         cluster.advance(3)
-        self.assertEqual(cluster.held(1, a.clientId).owner, cluster.slots[OLD].nodeId)
-        self.assertEqual(cluster.held(0, b.clientId).owner, "n1")
-        cluster.crash(0)
+        self.assertEqual(cluster.held(NEXT, a.clientId).owner, cluster.slots[PREVIOUS].nodeId)
+        self.assertEqual(cluster.held(CURRENT, b.clientId).owner, cluster.slots[NEXT].nodeId)
+        cluster.crash(CURRENT)
         cluster.advance(10)  # past down_after_ms and orphan_grace_ms
-        self.assertEqual([cluster.hosts(i, ORDERS) for i in (1, OLD)], [[ONE, TWO]] * 2)
+        self.assertEqual([cluster.hosts(i, ORDERS) for i in (NEXT, PREVIOUS)], [[ONE, TWO]] * 2)
         for w in watchers[1:]:
             seen = set()
             for info in w.takePushes():
@@ -175,16 +134,16 @@ class RollingUpgradeTests(SynchronousTestCase):
 
     def test_upgraded(self):
         """
-        Once the old member is upgraded (restarted speaking everything), its
-        links have the capability and the snapshot brings what it lacked.
+        The previous release's member restarted as this release's (its
+        upgrade) gets everything back in its snapshots, and its links come
+        up as before.
         """
         cluster = self.cluster
-        client = cluster.client(0)
-        client.register(ORDERS, "10.1.0.3", cluster="eu.west")
+        cluster.client(CURRENT).register(ORDERS, "10.1.0.3", cluster="eu.west")
+        cluster.client(NEXT).register(ORDERS, "10.1.0.1")
         cluster.flush()
-        self.assertEqual(cluster.hosts(OLD, ORDERS), [])
-        cluster.slots[OLD].offer = None
-        cluster.restart(OLD)
+        cluster.slots[PREVIOUS].offer = None
+        cluster.restart(PREVIOUS)
         cluster.advance(2)
-        self.assertEqual(self.hosts(), [[DOTTED]] * 3)
-        self.assertTrue(cluster.feed(0, OLD).link.dialect.whole)
+        self.assertEqual(self.hosts(), [[ONE, DOTTED]] * 3)
+        self.assertEqual(cluster.feed(CURRENT, PREVIOUS).link.dialect.version, 3)

@@ -6,11 +6,10 @@ version, the highest both offer, and the capabilities both have.
 Each end of a handshake offers a range of versions and a set of
 capabilities; an end that offers no range speaks only the one version it
 names (a member from before ranges), one that names no capabilities has
-none. A record or an op that a capability brings is sent only on links
-where both ends have it, and a receiver refuses it on any other: what a
-record may hold widens only behind a capability, so that a member from
-before is never sent what it would refuse (and, refusing it, leave out of
-its digests' repairs).
+none. What a later version or a capability brings (an op, a field, a value
+a record may hold) is sent only on links that speak it, and a receiver
+refuses it on any other: so a member of an earlier release is never sent
+what it would refuse (and, refusing it, leave out of its digests' repairs).
 """
 
 from distro.errors import BadRequest
@@ -19,11 +18,9 @@ from distro.errors import BadRequest
 LOWEST = 3
 HIGHEST = 3
 
-# Records may carry cluster names with dots (Nacos' own names have them).
-CLUSTER_DOTS = "cluster_dots"
-
-# Everything this node can do beyond the lowest version.
-CAPABILITIES = frozenset({CLUSTER_DOTS})
+# What this node can do beyond what its lowest version says: nothing yet
+# (the first comes with writes forwarded between members).
+CAPABILITIES = frozenset()
 
 # What a handshake may name: more, or longer, capabilities are refused.
 MAX_CAPABILITIES = 64
@@ -42,38 +39,13 @@ class Dialect:
 
     @ivar version: the peer protocol's version on the link.
     @ivar capabilities: the capabilities both ends have.
-    @ivar whole: whether the link has every capability this code knows
-        (then nothing needs leaving out or refusing).
     """
 
-    __slots__ = ("version", "capabilities", "whole")
+    __slots__ = ("version", "capabilities")
 
     def __init__(self, version, capabilities):
         self.version = version
         self.capabilities = frozenset(capabilities)
-        self.whole = CAPABILITIES <= self.capabilities
-
-    def carries(self, instance):
-        """
-        Whether a record of C{instance} may go on this link.
-        """
-        return CLUSTER_DOTS in self.capabilities or "." not in instance.cluster
-
-    def check(self, instances, field):
-        """
-        Refuse records the link may not carry.
-
-        @param instances: L{Instance}s received on this link.
-        @raise BadRequest: naming C{field} and the record's index.
-        """
-        if self.whole:
-            return
-        for n, instance in enumerate(instances):
-            if not self.carries(instance):
-                raise BadRequest(
-                    f"{field}[{n}].cluster",
-                    f"a cluster name with dots needs the capability {CLUSTER_DOTS}",
-                )
 
     def __repr__(self):
         return f"<Dialect {self.version} {sorted(self.capabilities)}>"

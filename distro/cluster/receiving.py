@@ -74,8 +74,6 @@ class Receiver:
         self._orphans = Orphans(clock, disconnectGraceMs / 1000.0, self._orphansDue)
         self._rejected = Rejected()
         self._pieces = Pieces(self._dropPieces)
-        # node id -> what its current inbound link speaks.
-        self._dialects = {}
 
     @property
     def bySender(self):
@@ -132,11 +130,9 @@ class Receiver:
     # IReplicaSink
 
     def linkUp(self, link):
-        self._dialects[link.nodeId] = link.dialect
+        pass
 
     def linkDown(self, link):
-        if self._dialects.get(link.nodeId) is link.dialect:
-            del self._dialects[link.nodeId]
         self._snapshots.abandon(link.nodeId)
         self._pieces.forget(link.nodeId)
 
@@ -207,7 +203,7 @@ class Receiver:
 
     def _clientState(self, sender, message):
         header, revision, tokenHash, services = records.parseClientState(
-            message, self.maxMetadataBytes, self._dialects.get(sender)
+            message, self.maxMetadataBytes
         )
         self._checkOwner(sender, header)
         more = message.get("more", False)
@@ -277,7 +273,7 @@ class Receiver:
 
     def _delta(self, sender, message):
         header, baseRevision, revision, put, remove = records.parseDelta(
-            message, self.maxMetadataBytes, self._dialects.get(sender)
+            message, self.maxMetadataBytes
         )
         self._checkOwner(sender, header)
         self._named(sender, header.clientId)

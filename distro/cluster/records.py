@@ -27,21 +27,9 @@ class RecordTooLarge(Exception):
     """
 
 
-def _carried(instances, dialect):
+def clientState(client):
     """
-    The records of C{instances} that a link speaking C{dialect} carries
-    (PROTOCOL.md 5.1: what a capability brings goes only where both ends
-    have it).
-    """
-    if dialect is None or dialect.whole:
-        return [i.toRecord() for i in instances]
-    return [i.toRecord() for i in instances if dialect.carries(i)]
-
-
-def clientState(client, dialect=None):
-    """
-    The C{client_state} message of a whole client, as a link speaking
-    C{dialect} (by default, every capability) carries it.
+    The C{client_state} message of a whole client.
     """
     return {
         "op": "client_state",
@@ -51,22 +39,22 @@ def clientState(client, dialect=None):
         "revision": client.revision,
         "resume_token_hash": client.resumeTokenHash,
         "services": [
-            [service.toWire(), _carried(held.values(), dialect)]
+            [service.toWire(), [i.toRecord() for i in held.values()]]
             for service, held in client.services.items()
         ],
     }
 
 
-def clientStateFrames(client, maxFrame, dialect=None):
+def clientStateFrames(client, maxFrame):
     """
     The C{client_state} of a whole client as encoded frames, each within
     C{maxFrame} bytes: one frame if it fits, else pieces numbered by
     C{part} from 0, all but the last with C{more: true} (PROTOCOL.md 5.2
-    rule 7), to be sent consecutively on a link speaking C{dialect}.
+    rule 7), to be sent consecutively on the link.
 
     @raise RecordTooLarge: if one instance alone does not fit.
     """
-    message = clientState(client, dialect)
+    message = clientState(client)
     frame = encode(message)
     if len(frame) <= maxFrame:
         return [frame]
@@ -115,20 +103,14 @@ def _sized(instances):
     return [(len(msgpack.packb(i)), i) for i in instances]
 
 
-def delta(client, baseRevision, put, remove, dialect=None):
+def delta(client, baseRevision, put, remove):
     """
     The C{delta} message taking C{client} from C{baseRevision} to its
     current revision: C{put} is C{[(service, Instance)]}, C{remove}
-    C{[(service, instanceId)]}; both go grouped by service. On a link
-    speaking C{dialect} the puts it does not carry are left out (the
-    revisions stay: a member without them holds the client without those
-    instances).
+    C{[(service, instanceId)]}; both go grouped by service.
     """
     puts = {}
-    narrow = dialect is not None and not dialect.whole
     for service, instance in put:
-        if narrow and not dialect.carries(instance):
-            continue
         records = puts.get(service)
         if records is None:
             records = puts[service] = []
@@ -184,22 +166,18 @@ def _pair(value, field):
     return value
 
 
-def _records(values, field, maxMetadataBytes, dialect):
+def _records(values, field, maxMetadataBytes):
     """
-    The L{Instance}s of a list of instance records, each one a link
-    speaking C{dialect} may carry.
+    The L{Instance}s of a list of instance records.
     """
     values = _list(values, field)
     try:
-        instances = [parseRecord(v, field, maxMetadataBytes) for v in values]
+        return [parseRecord(v, field, maxMetadataBytes) for v in values]
     except RequestError:
         # Again, one by one, to name the record at fault.
         for m, value in enumerate(values):
             parseRecord(value, f"{field}[{m}]", maxMetadataBytes)
         raise
-    if dialect is not None:
-        dialect.check(instances, field)
-    return instances
 
 
 class Header:
@@ -215,10 +193,9 @@ class Header:
         self.epoch = _int(message, "epoch")
 
 
-def parseClientState(message, maxMetadataBytes, dialect=None):
+def parseClientState(message, maxMetadataBytes):
     """
-    Validate a C{client_state}, as received on a link speaking C{dialect}
-    (by default, every capability).
+    Validate a C{client_state}.
 
     @return: C{(header, revision, resumeTokenHash, services)} where
         C{services} maps L{ServiceKey} to C{{instanceId: Instance}}.
@@ -234,14 +211,14 @@ def parseClientState(message, maxMetadataBytes, dialect=None):
         service, instances = _pair(entry, field)
         key = parseService(service, f"{field}.service")
         held = services.setdefault(key, {})
-        for instance in _records(instances, f"{field}.instances", maxMetadataBytes, dialect):
+        for instance in _records(instances, f"{field}.instances", maxMetadataBytes):
             held[instance.instanceId] = instance
     return header, revision, tokenHash, services
 
 
-def parseDelta(message, maxMetadataBytes, dialect=None):
+def parseDelta(message, maxMetadataBytes):
     """
-    Validate a C{delta}, as received on a link speaking C{dialect}.
+    Validate a C{delta}.
 
     @return: C{(header, baseRevision, revision, put, remove)} with C{put}
         C{[(service, Instance)]} and C{remove} C{[(service, instanceId)]}.
@@ -256,7 +233,7 @@ def parseDelta(message, maxMetadataBytes, dialect=None):
         field = f"put[{n}]"
         service, instances = _pair(entry, field)
         key = parseService(service, f"{field}.service")
-        for instance in _records(instances, f"{field}.instances", maxMetadataBytes, dialect):
+        for instance in _records(instances, f"{field}.instances", maxMetadataBytes):
             put.append((key, instance))
     remove = []
     for n, entry in enumerate(_list(message.get("remove", []), "remove")):

@@ -86,12 +86,6 @@ class PeerFeed:
             self.dirty = {}
             self.snapshotting = False
 
-    def dialect(self):
-        """
-        What the current link speaks, or C{None} without one.
-        """
-        return self.link.dialect if self.link is not None else None
-
     def pause(self):
         self.paused = True
 
@@ -189,9 +183,7 @@ class PeerFeed:
 
     def _sendState(self, client):
         try:
-            frames = records.clientStateFrames(
-                client, self.replicator.maxFrame, self.link.dialect
-            )
+            frames = records.clientStateFrames(client, self.replicator.maxFrame)
         except records.RecordTooLarge as e:
             # Refused at start (config.validate); never half sent.
             self.log.error("not replicated: {error}", error=str(e))
@@ -253,15 +245,11 @@ class _Unsent:
         self.baseRevision = baseRevision
         self.changes = changes
 
-    def message(self, dialect=None):
-        """
-        The message of these changes, as a link speaking C{dialect} (by
-        default, every capability) carries them.
-        """
+    def message(self):
         client = self.client
         changes = self.changes
         if changes is None:
-            return records.clientState(client, dialect)
+            return records.clientState(client)
         if len(changes) == 1:
             change = changes[0]
             return records.delta(
@@ -269,7 +257,6 @@ class _Unsent:
                 self.baseRevision,
                 change.put,
                 [(s, iid) for s, iid, _ in change.remove],
-                dialect,
             )
         # The net effect: each instance's last word (within a change, its
         # removes come before its puts).
@@ -284,7 +271,6 @@ class _Unsent:
             self.baseRevision,
             [(s, i) for (s, _), i in net.items() if i is not None],
             [(s, iid) for (s, iid), i in net.items() if i is None],
-            dialect,
         )
 
 
@@ -365,21 +351,8 @@ class Replicator:
             # Digests tell the revision sent (a digest flushes first).
             index.put(clientId, changes.client.revision)
             frame = _once(changes.message)
-            narrowed = None
             for feed, out in feeds:
-                dialect = feed.dialect()
-                if dialect is None or dialect.whole:
-                    framed = frame
-                else:
-                    # A link that lacks a capability (a member from before
-                    # it): its own encoding, one per set of capabilities.
-                    narrowed = narrowed if narrowed is not None else {}
-                    framed = narrowed.get(dialect.capabilities)
-                    if framed is None:
-                        framed = narrowed[dialect.capabilities] = _once(
-                            lambda d=dialect, c=changes: c.message(d)
-                        )
-                if feed.changed(clientId, framed, out):
+                if feed.changed(clientId, frame, out):
                     draining.append(feed)
         for feed, out in feeds:
             feed.write(out)
