@@ -446,8 +446,9 @@ class ICluster(Interface):
 
     def loading():
         """
-        Whether the node must load what members hold before it serves reads
-        (a cluster of more than one).
+        Whether, when it joins, the node must load what members hold before
+        it serves reads (a cluster of more than one); asked once, by
+        L{IClusterHost.joinCluster}.
         """
 
     def describeMembers():

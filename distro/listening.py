@@ -21,30 +21,32 @@ class CannotListen(Exception):
         self.key = key
 
 
-def named(key, description):
+def named(key, value):
     """
-    An errback turning a failure to listen on C{description} into
-    L{CannotListen} naming C{key}.
+    An errback turning a failure to listen where C{value} (the value of the
+    configuration key C{key}) says into L{CannotListen} naming the key, its
+    cause chained.
     """
 
     def fail(failure):
-        raise CannotListen(key, description, failure.getErrorMessage())
+        raise CannotListen(key, value, failure.getErrorMessage()) from failure.value
 
     return fail
 
 
-def listenNow(reactor, description, factory, *, key):
+def listenNow(reactor, description, factory, *, key, value=None):
     """
-    Listen on the endpoint C{description} (the value of the configuration
-    key C{key}) with C{factory}; return the listening port and its
-    C{host:port}.
+    Listen on the endpoint C{description} with C{factory}; return the
+    listening port and its C{host:port}.
 
+    @param key: the configuration key saying where (C{value}, as given,
+        if C{description} adds to it).
     @raise CannotListen: naming C{key}, when it cannot listen (a node that
         cannot listen is useless: twistd's start fails).
     """
     results, failures = [], []
     d = serverFromString(reactor, description).listen(factory)
-    d.addErrback(named(key, description))
+    d.addErrback(named(key, description if value is None else value))
     d.addCallbacks(results.append, failures.append)
     if failures:
         failures[0].raiseException()

@@ -17,6 +17,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.collector import CollectorWatch
+from distro.nacos.connection import NacosConnection
+from distro.nacos.payload import Payload
 from distro.native.session import ClientPortFactory
 from tests._factories import instance
 from tests._node import NodeHarness, service
@@ -120,6 +122,19 @@ class NoCyclesTests(TempPathMixin, SynchronousTestCase):
         del connection
         self.assertIsNone(session())
         self.assertIsNone(channel())
+
+    def test_unsetNacosConnectionFreed(self):
+        """
+        A Nacos connection made to answer a request before the stream is
+        set up (every SDK's server check) is freed once answered.
+        """
+        harness = NodeHarness()
+        connection = NacosConnection(harness.node, "c-1", "10.0.0.7")
+        reply = connection.request(Payload("ServerCheckRequest", {}, "", b"{}"))
+        self.assertEqual(reply.type, "ServerCheckResponse")
+        freed = weakref.ref(connection)
+        del connection
+        self.assertIsNone(freed())
 
     def test_closedTLSSessionFreed(self):
         """

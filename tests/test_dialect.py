@@ -44,6 +44,7 @@ class OfferTests(SynchronousTestCase):
             ((3, 5), {"proto": 3}, 3),
             ((3, 3), {"proto": 3, "proto_max": 9}, 3),
             ((4, 6), {"proto": 2, "proto_max": 5}, 5),
+            ((3, 5), {"proto": 3, "proto_max": None}, 3),  # nil: absent
         ]
         for (lowest, highest), challenge, chosen in cases:
             fields, dialect = Offer(lowest, highest, ()).answer(challenge)

@@ -134,6 +134,15 @@ class HealthTests(HttpTestCase):
         self.assertEqual(self.document("GET", "/nacos/v1/ns/operator/metrics"), {"status": "UP"})
         self.assertEqual(self.document("GET", "/nacos/v3/admin/core/state/liveness")["data"], "ok")
 
+    def test_healthWithAuthListsNoPorts(self):
+        """
+        On a node with auth, health (which anyone may ask) does not say where
+        the ports are nor how busy.
+        """
+        self.start(auth_tokens={"s3cret": ["public"]})
+        self.node.portOpened(self.service)
+        self.assertEqual(self.document("GET", "/health"), {"status": "UP", "node": self.node.nodeId})
+
     def test_ready(self):
         """
         While the node loads cluster data, C{/ready} is 503 with the reason

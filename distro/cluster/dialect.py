@@ -113,8 +113,8 @@ class Offer:
             malformed.
         """
         lowest = _version(challenge.get("proto"), "proto")
-        highest = challenge.get("proto_max", lowest)
-        highest = _version(highest, "proto_max")
+        highest = challenge.get("proto_max")
+        highest = lowest if highest is None else _version(highest, "proto_max")
         if highest < lowest:
             raise BadRequest("proto_max", "must be at least proto")
         theirs = parseCapabilities(challenge.get("caps"))

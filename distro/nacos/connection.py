@@ -159,10 +159,11 @@ class NacosConnection:
         # Requests given up on (superseded, timed out) kept in their place
         # for a late answer: at most MAX_PLACEHOLDERS.
         self._placeholders = 0
-        # A connection silent for idle_timeout_ms (an SDK sends a health
-        # check every few seconds when it has nothing else to say) is asked
-        # whether it is there.
-        self.watchdog = Watchdog(node.clock, node.config.idle_timeout_ms / 1000.0, self._silent)
+        # Once set up, a connection silent for idle_timeout_ms (an SDK sends
+        # a health check every few seconds when it has nothing else to say)
+        # is asked whether it is there. One that is never set up (a server
+        # check before the stream) has none: nothing refers back to it.
+        self.watchdog = None
         self._detecting = False
         self._lastRefTime = 0
         # (ServiceKey, clusters tuple) -> the clusters string asked for
@@ -175,7 +176,8 @@ class NacosConnection:
         Answer one unary request: the response L{Payload}, or a L{Deferred}
         of it for a request answered over several turns (a large batch).
         """
-        self.watchdog.heard()
+        if self.watchdog is not None:
+            self.watchdog.heard()
         steps = self._answer(payload)
         try:
             next(steps)
@@ -351,7 +353,8 @@ class NacosConnection:
         """
         One payload arrived on the stream: the set up, or an ack.
         """
-        self.watchdog.heard()
+        if self.watchdog is not None:
+            self.watchdog.heard()
         if payload.type == "ConnectionSetupRequest":
             self._setUp(payload)
             return
@@ -381,6 +384,9 @@ class NacosConnection:
         # A session of the node: a native client, replicated like any.
         self.client, _, _ = self.node.sessionStarted(self)
         self.channel = self.node.pushChannel(self._push)
+        self.watchdog = Watchdog(
+            self.node.clock, self.node.config.idle_timeout_ms / 1000.0, self._silent
+        )
         self.watchdog.start()
         self.log.info(
             "Nacos connection {id} from {ip} set up ({version}, module {module})",
@@ -406,7 +412,8 @@ class NacosConnection:
             if timer.active():
                 timer.cancel()
         self._retries.clear()
-        self.watchdog.end()
+        if self.watchdog is not None:
+            self.watchdog.end()
         if self.channel is not None:
             self.channel.close()
         if self.client is not None:

@@ -147,7 +147,8 @@ class NacosService(Service):
     def startService(self):
         super().startService()
         self._port, self.address = listenNow(
-            self.reactor, self.bindAddress, self.factory, key="nacos_listen"
+            self.reactor, self.bindAddress, self.factory, key="nacos_listen",
+            value=self.node.config.nacos_listen,
         )
         self.node.portOpened(self)
         self.log.info("distro node {node} serving Nacos gRPC on {address}",

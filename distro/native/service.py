@@ -55,7 +55,7 @@ class ClientPortService(Service):
         config = self.node.config
         self.port, self.address = listenNow(
             self.reactor, withBacklog(config.listen, config.listen_backlog), self.factory,
-            key="listen",
+            key="listen", value=config.listen,
         )
         self.node.portOpened(self)
         address = self.address
