@@ -191,6 +191,9 @@ class ClientManager:
         self.ids = ids or ClientIds(nodeId)
         self.barrier = Alone()
         self.clients = {}
+        # How many of them are native (the rest are synced), kept as they
+        # change: counting them would walk every client.
+        self.nativeCount = 0
         self._observers = []
 
     def addObserver(self, observer):
@@ -214,6 +217,7 @@ class ClientManager:
         token = secrets.token_urlsafe(18)
         client = Client(self.ids.next(), True, self.nodeId, resumeTokenHash=hashResumeToken(token))
         self.clients[client.clientId] = client
+        self.nativeCount += 1
         return client, token
 
     def resume(self, clientId, token, epoch=0):
@@ -264,11 +268,13 @@ class ClientManager:
             # Removed meanwhile (its old owner's grace ran out): the session
             # brings it back, at an epoch above the removal's.
             self.clients[clientId] = state
+            self.nativeCount += 1
             state.revision = 1
             put = [(s, i) for s, instances in state.services.items() for i in instances.values()]
             self._announce(state, 0, put, [])
             return state
         self._cancelExpiry(held)
+        self.nativeCount += not held.native
         held.native = held.connected = True
         held.owner = self.nodeId
         held.epoch = max(state.epoch, held.epoch + 1)
@@ -337,6 +343,7 @@ class ClientManager:
         client = self.clients.pop(clientId, None)
         if client is None:
             return None
+        self.nativeCount -= client.native
         self._cancelExpiry(client)
         for observer in self._observers:
             observer.clientRemoved(client)
@@ -367,6 +374,7 @@ class ClientManager:
         moved = client.native or client.owner != owner or client.epoch != epoch
         if client.native:
             self._cancelExpiry(client)
+            self.nativeCount -= 1
             client.native = client.connected = False
             client.subscriptions.clear()
         client.owner, client.epoch = owner, epoch

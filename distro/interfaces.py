@@ -430,6 +430,12 @@ class INode(INodeState):
         The members of the cluster, as C{[{"node", "address", "state", "self"}]}.
         """
 
+    def counts():
+        """
+        What the node holds, counted as it changes: C{{"native_clients",
+        "synced_clients", "services", "instances", "subscriptions"}}.
+        """
+
 
 class ICluster(Interface):
     """

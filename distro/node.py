@@ -246,6 +246,21 @@ class Node:
     def ports(self):
         return list(self._ports)
 
+    def counts(self):
+        """
+        What this node holds, counted as it changes (nothing is walked):
+        C{{"native_clients", "synced_clients", "services", "instances",
+        "subscriptions"}}.
+        """
+        manager = self.manager
+        return {
+            "native_clients": manager.nativeCount,
+            "synced_clients": len(manager.clients) - manager.nativeCount,
+            "services": len(self.registry.views),
+            "instances": self.registry.instanceCount,
+            "subscriptions": self.pusher.subscriptionCount,
+        }
+
     def members(self):
         """
         The members of the cluster as the C{members} op shows them.

@@ -190,6 +190,8 @@ class Pusher:
         self.clock = clock
         self.delay = delayMs / 1000.0
         self._subscribers = {}
+        # Every connection's subscriptions, counted as they come and go.
+        self.subscriptionCount = 0
         registry.addViewListener(self)
 
     def channel(self, send):
@@ -209,6 +211,7 @@ class Pusher:
             subscription = Subscription(channel, service, clusters, checksum)
             channel.subscriptions[key] = subscription
             self._subscribers.setdefault(service, set()).add(subscription)
+            self.subscriptionCount += 1
         else:
             subscription.lastChecksum = checksum
         return subscription
@@ -224,8 +227,9 @@ class Pusher:
 
     def _unindex(self, subscription):
         subscribers = self._subscribers.get(subscription.service)
-        if subscribers is not None:
+        if subscribers is not None and subscription in subscribers:
             subscribers.discard(subscription)
+            self.subscriptionCount -= 1
             if not subscribers:
                 del self._subscribers[subscription.service]
 

@@ -283,6 +283,8 @@ class Registry:
     def __init__(self):
         self.views = {}
         self.revision = 0
+        # The instance ids over every view, counted as they come and go.
+        self.instanceCount = 0
         self._listed = {}
         self._revisions = itertools.count(1)
         self._listeners = []
@@ -322,12 +324,17 @@ class Registry:
         touched = {}
         for service, instance in change.put:
             view = self._view(service)
+            before = len(view.publishers)
             if view.put(clientId, instance):
                 touched[service] = view
+            self.instanceCount += len(view.publishers) - before
         for service, instanceId, _ in change.remove:
             view = self.views.get(service)
-            if view is not None and view.remove(clientId, instanceId):
-                touched[service] = view
+            if view is not None:
+                before = len(view.publishers)
+                if view.remove(clientId, instanceId):
+                    touched[service] = view
+                self.instanceCount += len(view.publishers) - before
         for view in touched.values():
             self._changed(view)
 
@@ -338,9 +345,11 @@ class Registry:
             view = self.views.get(service)
             if view is None:
                 continue
+            before = len(view.publishers)
             for instanceId in instances:
                 if view.remove(clientId, instanceId):
                     touched[service] = view
+            self.instanceCount += len(view.publishers) - before
         for view in touched.values():
             self._changed(view)
 

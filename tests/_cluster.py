@@ -365,3 +365,23 @@ def digestProblems(cluster, name):
         if indexed != bySender.get(sender, {}):
             problems.append(f"{name}'s digest of {sender}'s clients is not what it holds")
     return problems
+
+
+def walked(node):
+    """
+    The counts, by walking what the node holds.
+    """
+    clients = list(node.manager.clients.values())
+    native = sum(1 for c in clients if c.native)
+    views = node.registry.views
+    return {
+        "native_clients": native,
+        "synced_clients": len(clients) - native,
+        "services": len(views),
+        "instances": sum(len(v.publishers) for v in views.values()),
+        # Every session's subscriptions, to services with instances or not.
+        "subscriptions": sum(
+            len(session.channel.subscriptions)
+            for session in node.sessions.values() if session.channel is not None
+        ),
+    }

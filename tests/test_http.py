@@ -8,10 +8,8 @@ import json
 import urllib.parse
 
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -20,57 +18,13 @@ from distro.http.channel import MAX_BODY
 from distro.http.service import HttpService
 from distro.interfaces import IFrontEnd
 
+from ._http import Exchange
 from ._node import NodeHarness
 
 USERS = {
     "app": {"password": hashPassword("app-pw", n=4), "namespaces": ["public"]},
     "root": {"password": hashPassword("root-pw", n=4), "namespaces": ["*"], "admin": True},
 }
-
-
-class Exchange:
-    """
-    One HTTP connection to the site: raw bytes in, responses out.
-    """
-
-    def __init__(self, site, ip="10.0.0.7"):
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 40000))
-        self.channel = site.buildProtocol(IPv4Address("TCP", ip, 40000))
-        if self.channel is not None:
-            self.channel.makeConnection(self.transport)
-
-    def send(self, data):
-        self.channel.dataReceived(data)
-
-    def request(self, method, path, body=b"", headers=()):
-        head = [f"{method} {path} HTTP/1.1", "Host: node"] + list(headers)
-        if body or method in ("POST", "PUT"):
-            head += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
-        self.send(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        return self.response()
-
-    def response(self):
-        """
-        C{(status, headers, body)} of the response written so far.
-        """
-        raw = self.transport.value()
-        self.transport.clear()
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = dict(line.split(": ", 1) for line in lines[1:])
-        length = headers.get("Content-Length")
-        if length is not None:
-            body = rest[:int(length)]
-        else:  # chunked
-            body, chunks = b"", rest
-            while chunks:
-                size, _, chunks = chunks.partition(b"\r\n")
-                if not int(size, 16):
-                    break
-                body += chunks[:int(size, 16)]
-                chunks = chunks[int(size, 16) + 2:]
-        return status, headers, body
 
 
 class HttpTestCase(SynchronousTestCase):

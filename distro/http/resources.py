@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from distro.auth import normalNamespace
+from distro.http.metrics import CONTENT_TYPE, Metrics
 from distro.nacos.naming import PERSISTENT_REFUSED
 from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, RequestError
 
@@ -92,7 +93,10 @@ class NodeResource(resource.Resource):
             b"/nacos/v3/admin/core/state/liveness": {b"GET": self._liveness},
             b"/nacos/v3/admin/core/state/readiness": {b"GET": self._readiness},
             b"/nacos/v1/ns/instance": {b"POST": self._instanceV1, b"PUT": self._instanceV1},
+            b"/metrics": {b"GET": self._prometheus},
+            b"/nacos/actuator/prometheus": {b"GET": self._nacosPrometheus},
         }
+        self._exposition = Metrics(node)
 
     def render(self, request):
         methods = self._routes.get(request.path.rstrip(b"/") or b"/")
@@ -211,6 +215,32 @@ class NodeResource(resource.Resource):
 
         return self._later(request, self.node.authority.login(username, password).addBoth(done),
                            _loginDocument)
+
+    # Prometheus
+
+    def _metricsAllowed(self, request):
+        """
+        On a node with auth, metrics (counts over every namespace) are for a
+        credential granted every namespace, or an admin's.
+        """
+        if not self.node.authority.enabled:
+            return
+        grant = self.node.authority.grant(_credential(request))
+        if not (grant.admin or grant.namespaces is None):
+            raise RequestError(FORBIDDEN, "metrics: need a grant of every namespace ('*') or admin")
+
+    def _text(self, request, body):
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", CONTENT_TYPE)
+        return body
+
+    def _prometheus(self, request):
+        self._metricsAllowed(request)
+        return self._text(request, self._exposition.distro())
+
+    def _nacosPrometheus(self, request):
+        self._metricsAllowed(request)
+        return self._text(request, self._exposition.nacos())
 
     # Nacos' v1 instances
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._cluster import FakeCluster, digestProblems, serviceKey
+from tests._cluster import FakeCluster, digestProblems, serviceKey, walked
 from tests._factories import instance
 from tests._oracle import Oracle
 
@@ -429,6 +429,8 @@ class Run:
             if not cluster.node(i).ready:
                 problems.append(f"n{i} is not ready")
             problems.extend(digestProblems(cluster.slots[i].cluster, f"n{i}"))
+            if cluster.node(i).counts() != walked(cluster.node(i)):
+                problems.append(f"n{i}'s counts {cluster.node(i).counts()} are not what it holds: {walked(cluster.node(i))}")
         for name in SERVICES:
             key = serviceKey(name)
             owners = set()

@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+The node's metrics in Prometheus' text format: C{GET /metrics} (distro's
+own, C{distro_} names) and C{GET /nacos/actuator/prometheus} (the gauges a
+Nacos server shows as C{nacos_monitor}, for dashboards made for Nacos).
+
+A scrape reads counts the node keeps as it changes (L{INode.counts}) and
+each port's connection count: it walks no registry and no client.
+"""
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+# What a scraper is told it reads: Prometheus' text format 0.0.4.
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class NodeCollector:
+    """
+    distro's gauges of one node.
+    """
+
+    def __init__(self, node):
+        self.node = node
+
+    def collect(self):
+        node = self.node
+        counts = node.counts()
+        connections = GaugeMetricFamily(
+            "distro_connections", "Client connections open, by port.", labels=["port"]
+        )
+        for port in node.ports():
+            connections.add_metric([port.name], port.connectionCount())
+        yield connections
+        clients = GaugeMetricFamily(
+            "distro_clients",
+            "Clients held: native (sessions of this node, connected or in their disconnect "
+            "grace) and synced (replicated from the member that owns them).",
+            labels=["kind"],
+        )
+        clients.add_metric(["native"], counts["native_clients"])
+        clients.add_metric(["synced"], counts["synced_clients"])
+        yield clients
+        yield GaugeMetricFamily(
+            "distro_services", "Services with at least one instance.", value=counts["services"]
+        )
+        yield GaugeMetricFamily(
+            "distro_instances", "Instances held, every client's (one per instance id and service).",
+            value=counts["instances"],
+        )
+        yield GaugeMetricFamily(
+            "distro_subscriptions", "Subscriptions of this node's connections.",
+            value=counts["subscriptions"],
+        )
+        yield GaugeMetricFamily(
+            "distro_ready", "1 while the node serves reads, 0 while it loads.", value=int(node.ready)
+        )
+
+
+class NacosMonitorCollector:
+    """
+    The naming gauges of a Nacos server (C{nacos_monitor{module="naming",
+    name=...}}), of this node's counts.
+    """
+
+    def __init__(self, node):
+        self.node = node
+
+    def collect(self):
+        counts = self.node.counts()
+        monitor = GaugeMetricFamily(
+            "nacos_monitor", "Nacos' naming gauges, of this node.", labels=["module", "name"]
+        )
+        monitor.add_metric(["naming", "serviceCount"], counts["services"])
+        monitor.add_metric(["naming", "ipCount"], counts["instances"])
+        monitor.add_metric(["naming", "subscriberCount"], counts["subscriptions"])
+        yield monitor
+
+
+class Metrics:
+    """
+    The two expositions of one node.
+    """
+
+    def __init__(self, node):
+        self._distro = CollectorRegistry(auto_describe=False)
+        self._distro.register(NodeCollector(node))
+        # The process' CPU, memory and descriptors, as process_* gauges.
+        ProcessCollector(registry=self._distro)
+        self._nacos = CollectorRegistry(auto_describe=False)
+        self._nacos.register(NacosMonitorCollector(node))
+
+    def distro(self):
+        """
+        C{GET /metrics}: the text of distro's metrics.
+        """
+        return generate_latest(self._distro)
+
+    def nacos(self):
+        """
+        C{GET /nacos/actuator/prometheus}: the text of Nacos' naming gauges.
+        """
+        return generate_latest(self._nacos)

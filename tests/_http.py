@@ -1,0 +1,51 @@
+"""
+HTTP exchanges with a node's HTTP port in memory, for tests.
+"""
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+
+class Exchange:
+    """
+    One HTTP connection to the site: raw bytes in, responses out.
+    """
+
+    def __init__(self, site, ip="10.0.0.7"):
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 40000))
+        self.channel = site.buildProtocol(IPv4Address("TCP", ip, 40000))
+        if self.channel is not None:
+            self.channel.makeConnection(self.transport)
+
+    def send(self, data):
+        self.channel.dataReceived(data)
+
+    def request(self, method, path, body=b"", headers=()):
+        head = [f"{method} {path} HTTP/1.1", "Host: node"] + list(headers)
+        if body or method in ("POST", "PUT"):
+            head += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+        self.send(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        return self.response()
+
+    def response(self):
+        """
+        C{(status, headers, body)} of the response written so far.
+        """
+        raw = self.transport.value()
+        self.transport.clear()
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        length = headers.get("Content-Length")
+        if length is not None:
+            body = rest[:int(length)]
+        else:  # chunked
+            body, chunks = b"", rest
+            while chunks:
+                size, _, chunks = chunks.partition(b"\r\n")
+                if not int(size, 16):
+                    break
+                body += chunks[:int(size, 16)]
+                chunks = chunks[int(size, 16) + 2:]
+        return status, headers, body
