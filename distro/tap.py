@@ -222,7 +222,8 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
                 secret=secret, admission=Admission.forProcess(config.max_connections_per_ip))
     root.node = node
-    CollectorService(CollectorWatch(freeze=config.gc_freeze)).setServiceParent(root)
+    collector = CollectorWatch(freeze=config.gc_freeze)
+    CollectorService(collector).setServiceParent(root)
     if config.log_format == "json":
         JsonLogService(config.json_log).setServiceParent(root)
     NodeService(node).setServiceParent(root)
@@ -231,7 +232,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     if nacosEndpoint is not None:
         NacosService(node, nacosEndpoint, reactor).setServiceParent(root)
     if config.http_listen:
-        HttpService(node, reactor).setServiceParent(root)
+        HttpService(node, reactor, collector=collector).setServiceParent(root)
     exposed = exposedPorts(config)
     if exposed and not node.authority.enabled:
         log.warn(

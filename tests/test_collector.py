@@ -21,32 +21,10 @@ from distro.nacos.connection import NacosConnection
 from distro.nacos.payload import Payload
 from distro.native.session import ClientPortFactory
 from tests._factories import instance
+from tests._gc import Clock, FakeCollector
 from tests._node import NodeHarness, service
 from tests._tempfiles import TempPathMixin
 from tests._tls import Authority
-
-
-class FakeCollector:
-    def __init__(self):
-        self.callbacks = []
-        self.freezes = 0
-
-    def freeze(self):
-        self.freezes += 1
-
-    def collect(self, generation, seconds, clock):
-        for callback in list(self.callbacks):
-            callback("start", {"generation": generation})
-        clock.now += seconds
-        for callback in list(self.callbacks):
-            callback("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
-
-
-class Clock:
-    now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 class CollectorWatchTests(SynchronousTestCase):
@@ -75,6 +53,23 @@ class CollectorWatchTests(SynchronousTestCase):
         self.watch(freeze=False)
         self.collector.collect(2, 0.003, self.clock)
         self.assertEqual(self.collector.freezes, 0)
+
+    def test_pausesCounted(self):
+        """
+        Each pause is counted in its generation's buckets, with their sum;
+        the cumulative counts are what a histogram shows.
+        """
+        watch = self.watch()
+        self.collector.collect(0, 0.0004, self.clock)
+        self.collector.collect(0, 0.003, self.clock)
+        self.collector.collect(2, 2.5, self.clock)
+        young, full = watch.pauses[0], watch.pauses[2]
+        self.assertAlmostEqual(young.total, 0.0034)
+        cumulative = dict(young.cumulative())
+        self.assertEqual((cumulative[0.0005], cumulative[0.002], cumulative[0.005]), (1, 1, 2))
+        self.assertEqual(cumulative[float("inf")], 2)
+        self.assertEqual(full.cumulative()[-2:], [(1.0, 0), (float("inf"), 1)])
+        self.assertNotIn(1, watch.pauses)
 
     def test_pausesTimedAndSlowOnesLogged(self):
         """

@@ -8,9 +8,11 @@ a walk of what the node holds.
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
+from distro.collector import CollectorWatch
 from distro.http.service import HttpService
 from tests._cluster import FakeCluster, walked
 from tests._factories import instance
+from tests._gc import Clock, FakeCollector
 from tests._http import Exchange
 from tests._node import NodeHarness, service
 
@@ -140,6 +142,25 @@ class ExpositionTests(SynchronousTestCase):
         self.assertEqual(found[("distro_ready",)], 1)
         self.assertEqual(found[("distro_connections", ("port", "http"))], 1)
         self.assertIn(("process_resident_memory_bytes",), found)
+
+    def test_gcPauses(self):
+        """
+        With the process' collector watch, C{/metrics} shows its pauses as
+        a histogram per generation.
+        """
+        collector, clock = FakeCollector(), Clock()
+        watch = CollectorWatch(freeze=False, collector=collector, now=clock)
+        watch.start()
+        self.harness = NodeHarness()
+        self.node = self.harness.node
+        self.service = HttpService(self.node, None, collector=watch)
+        collector.collect(0, 0.0004, clock)
+        collector.collect(2, 0.03, clock)
+        found = samples(self.get("/metrics")[2])
+        self.assertEqual(found[("distro_gc_pause_seconds_count", ("generation", "0"))], 1)
+        self.assertEqual(found[("distro_gc_pause_seconds_bucket", ("generation", "2"), ("le", "0.02"))], 0)
+        self.assertEqual(found[("distro_gc_pause_seconds_bucket", ("generation", "2"), ("le", "0.05"))], 1)
+        self.assertAlmostEqual(found[("distro_gc_pause_seconds_sum", ("generation", "2"))], 0.03)
 
     def test_nacosMonitor(self):
         """

@@ -4,6 +4,7 @@ Tests for L{distro.tap}: the command line, the service tree, the port file,
 the JSON log and the twistd plugin.
 """
 
+import gc
 import io
 import json
 import os
@@ -25,10 +26,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from distro import config, tap
 from distro.cluster.service import Cluster
+from distro.http.service import HttpService
 from distro.listening import CannotListen
 from distro.native.service import ClientPortService
 from distro.native.session import ClientPortFactory
 
+from ._http import Exchange
 from ._tempfiles import TempPathMixin
 
 
@@ -413,6 +416,23 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
             self.assertEqual(count, 0)
         service.stopService()
         self.assertEqual(node.ports(), [])
+
+    def test_metricsShowThisProcessCollections(self):
+        """
+        The HTTP port's metrics show the pauses the node's collector watch
+        timed, once the node runs.
+        """
+        # Without freezing: this test's process is not a node's.
+        service = self.makeService("--listen", "tcp:0:interface=127.0.0.1",
+                                   "--http-listen", "tcp:0:interface=127.0.0.1",
+                                   "--gc-freeze", "false")
+        service.startService()
+        self.addCleanup(service.stopService)
+        [http] = [s for s in service if isinstance(s, HttpService)]
+        gc.collect()
+        status, _, body = Exchange(http.site).request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn(b'distro_gc_pause_seconds_count{generation="2"}', body)
 
     def test_everyPortNamesItsKey(self):
         """

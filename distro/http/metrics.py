@@ -9,7 +9,7 @@ each port's connection count: it walks no registry and no client.
 """
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 # What a scraper is told it reads: Prometheus' text format 0.0.4.
@@ -78,14 +78,39 @@ class NacosMonitorCollector:
         yield monitor
 
 
-class Metrics:
+class PauseCollector:
     """
-    The two expositions of one node.
+    The garbage collector's pauses, per generation, as a histogram (of a
+    L{distro.collector.CollectorWatch}'s L{distro.collector.Pauses}).
     """
 
-    def __init__(self, node):
+    def __init__(self, watch):
+        self.watch = watch
+
+    def collect(self):
+        histogram = HistogramMetricFamily(
+            "distro_gc_pause_seconds",
+            "How long the garbage collector's collections paused the node, per generation.",
+            labels=["generation"],
+        )
+        for generation, pauses in sorted(self.watch.pauses.items()):
+            buckets = [("+Inf" if bound == float("inf") else repr(bound), count)
+                       for bound, count in pauses.cumulative()]
+            histogram.add_metric([str(generation)], buckets, pauses.total)
+        yield histogram
+
+
+class Metrics:
+    """
+    The two expositions of one node (with C{collector}, the process'
+    L{distro.collector.CollectorWatch}, its collections' pauses too).
+    """
+
+    def __init__(self, node, *, collector=None):
         self._distro = CollectorRegistry(auto_describe=False)
         self._distro.register(NodeCollector(node))
+        if collector is not None:
+            self._distro.register(PauseCollector(collector))
         # The process' CPU, memory and descriptors, as process_* gauges.
         ProcessCollector(registry=self._distro)
         self._nacos = CollectorRegistry(auto_describe=False)

@@ -78,7 +78,7 @@ class NodeResource(resource.Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, node):
+    def __init__(self, node, *, collector=None):
         super().__init__()
         self.node = node
         # address -> its logins being checked
@@ -96,7 +96,7 @@ class NodeResource(resource.Resource):
             b"/metrics": {b"GET": self._prometheus},
             b"/nacos/actuator/prometheus": {b"GET": self._nacosPrometheus},
         }
-        self._exposition = Metrics(node)
+        self._exposition = Metrics(node, collector=collector)
 
     def render(self, request):
         methods = self._routes.get(request.path.rstrip(b"/") or b"/")

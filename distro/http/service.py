@@ -49,15 +49,18 @@ class BoundedSite(server.Site):
 class HttpService(Service):
     """
     The HTTP port (C{http_listen}).
+
+    @param collector: the process' L{distro.collector.CollectorWatch}, whose
+        pauses the metrics show, if it has one.
     """
 
     log = Logger()
     name = "http"
 
-    def __init__(self, node, reactor):
+    def __init__(self, node, reactor, *, collector=None):
         self.node = node
         self.reactor = reactor
-        self.site = BoundedSite(NodeResource(node), node)
+        self.site = BoundedSite(NodeResource(node, collector=collector), node)
         self.port = None
         self.address = None
 

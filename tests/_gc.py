@@ -1,0 +1,35 @@
+"""
+A garbage collector a test drives: collections of a given length, on a
+clock the test owns.
+"""
+
+
+class FakeCollector:
+    """
+    Calls what is in C{callbacks} as C{gc} does around a collection.
+    """
+
+    def __init__(self):
+        self.callbacks = []
+        self.freezes = 0
+
+    def freeze(self):
+        self.freezes += 1
+
+    def collect(self, generation, seconds, clock):
+        for callback in list(self.callbacks):
+            callback("start", {"generation": generation})
+        clock.now += seconds
+        for callback in list(self.callbacks):
+            callback("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
+
+
+class Clock:
+    """
+    A C{time.perf_counter} that moves when a collection says.
+    """
+
+    now = 100.0
+
+    def __call__(self):
+        return self.now
