@@ -18,44 +18,17 @@ longest is logged when the node stops, and every pause is counted in the
 buckets of L{PAUSE_BUCKETS} per generation (the metrics' histogram).
 """
 
-import bisect
 import gc
 import time
 
 from twisted.logger import Logger
 
+from distro.histogram import Histogram
+
 SLOW_PAUSE = 0.020
 
 # The upper bounds of the pause histogram's buckets, in seconds.
 PAUSE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-class Pauses:
-    """
-    The pauses of one generation's collections: how many fell in each
-    bucket of L{PAUSE_BUCKETS} (and above the last), and their sum.
-    """
-
-    __slots__ = ("counts", "total")
-
-    def __init__(self):
-        self.counts = [0] * (len(PAUSE_BUCKETS) + 1)
-        self.total = 0.0
-
-    def add(self, pause):
-        self.counts[bisect.bisect_left(PAUSE_BUCKETS, pause)] += 1
-        self.total += pause
-
-    def cumulative(self):
-        """
-        C{[(upper bound, pauses at most that long)]}, the last bound
-        C{inf}: what a Prometheus histogram shows.
-        """
-        result, running = [], 0
-        for bound, count in zip(PAUSE_BUCKETS + (float("inf"),), self.counts):
-            running += count
-            result.append((bound, running))
-        return result
 
 
 class CollectorWatch:
@@ -65,7 +38,7 @@ class CollectorWatch:
 
     @ivar longest: the longest pause seen, in seconds.
     @ivar collections: how many collections were timed.
-    @ivar pauses: generation -> its L{Pauses}.
+    @ivar pauses: generation -> the L{Histogram} of its collections' pauses.
     """
 
     log = Logger()
@@ -104,7 +77,7 @@ class CollectorWatch:
         generation = info.get("generation")
         pauses = self.pauses.get(generation)
         if pauses is None:
-            pauses = self.pauses[generation] = Pauses()
+            pauses = self.pauses[generation] = Histogram(PAUSE_BUCKETS)
         pauses.add(pause)
         if generation == 2 and self.freeze:
             self._gc.freeze()

@@ -436,6 +436,18 @@ class INode(INodeState):
         "synced_clients", "services", "instances", "subscriptions"}}.
         """
 
+    def pushFailed():
+        """
+        A port could not deliver a push (the subscriber could not take the
+        view, or did not acknowledge it).
+        """
+
+    def pushStats():
+        """
+        The node's L{distro.push.PushStats}: pushes sent, coalesced and
+        failed, and their latency.
+        """
+
 
 class ICluster(Interface):
     """

@@ -261,6 +261,12 @@ class Node:
             "subscriptions": self.pusher.subscriptionCount,
         }
 
+    def pushFailed(self):
+        self.pusher.stats.failed += 1
+
+    def pushStats(self):
+        return self.pusher.stats
+
     def members(self):
         """
         The members of the cluster as the C{members} op shows them.

@@ -16,7 +16,12 @@ import itertools
 
 from zope.interface import implementer
 
+from distro.histogram import Histogram
 from distro.interfaces import IViewListener
+
+# The upper bounds of the push latency histogram's buckets, in seconds: from
+# a view's change to its push written.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 def _closed(info):
@@ -31,7 +36,7 @@ class Subscription:
     filter, with what was last pushed and when.
     """
 
-    __slots__ = ("channel", "service", "clusters", "lastPushAt", "lastChecksum", "due")
+    __slots__ = ("channel", "service", "clusters", "lastPushAt", "lastChecksum", "due", "changedAt")
 
     def __init__(self, channel, service, clusters, checksum):
         self.channel = channel
@@ -40,6 +45,8 @@ class Subscription:
         self.lastPushAt = float("-inf")
         self.lastChecksum = checksum
         self.due = None
+        # When the first change the next push carries happened.
+        self.changedAt = None
 
 
 class PushChannel:
@@ -67,8 +74,10 @@ class PushChannel:
         The view behind C{subscription} changed.
         """
         if subscription.due is not None:
+            self.pusher.stats.coalesced += 1
             return
         now = self.pusher.clock.seconds()
+        subscription.changedAt = now
         # Pushed at the end of this reactor turn (every change of the turn
         # in one push), or of its minimum interval since the last push.
         subscription.due = due = max(now, subscription.lastPushAt + self.pusher.delay)
@@ -100,6 +109,11 @@ class PushChannel:
             return
         subscription.lastChecksum = info.checksum
         subscription.lastPushAt = now
+        stats = self.pusher.stats
+        stats.sent += 1
+        if subscription.changedAt is not None:
+            stats.latency.add(now - subscription.changedAt)
+            subscription.changedAt = None
         self._send(info)
 
     def _next(self):
@@ -178,6 +192,27 @@ class PushChannel:
         self._send = _closed
 
 
+class PushStats:
+    """
+    What the pushes of a node came to, counted as they happen.
+
+    @ivar sent: pushes written to a connection.
+    @ivar coalesced: changes that joined a push already due (one push for
+        several changes).
+    @ivar failed: pushes a port could not deliver (the subscriber could not
+        take the view, or never acknowledged it).
+    @ivar latency: the L{Histogram} of a view's change to its push, seconds.
+    """
+
+    __slots__ = ("sent", "coalesced", "failed", "latency")
+
+    def __init__(self):
+        self.sent = 0
+        self.coalesced = 0
+        self.failed = 0
+        self.latency = Histogram(LATENCY_BUCKETS)
+
+
 @implementer(IViewListener)
 class Pusher:
     """
@@ -192,6 +227,7 @@ class Pusher:
         self._subscribers = {}
         # Every connection's subscriptions, counted as they come and go.
         self.subscriptionCount = 0
+        self.stats = PushStats()
         registry.addViewListener(self)
 
     def channel(self, send):

@@ -162,6 +162,39 @@ class ExpositionTests(SynchronousTestCase):
         self.assertEqual(found[("distro_gc_pause_seconds_bucket", ("generation", "2"), ("le", "0.05"))], 1)
         self.assertAlmostEqual(found[("distro_gc_pause_seconds_sum", ("generation", "2"))], 0.03)
 
+    def test_pushes(self):
+        """
+        Pushes sent, changes coalesced into a push already due, pushes a
+        port could not deliver, and the latency from change to push; the
+        same in Nacos' gauges (costs in milliseconds).
+        """
+        self.start(push_delay_ms=100)
+        watcher = self.harness.client()
+        watcher.ok("subscribe", service=service("orders"))
+        publisher = self.harness.client()
+        publisher.ok("register", service=service("orders"), instance=instance("10.0.0.1", 80))
+        self.harness.clock.advance(0)  # pushed at the end of the turn
+        publisher.ok("register", service=service("orders"), instance=instance("10.0.0.2", 80))
+        publisher.ok("register", service=service("orders"), instance=instance("10.0.0.3", 80))
+        self.harness.clock.advance(0.1)  # one push for both, after push_delay_ms
+        self.assertEqual(len(watcher.takePushes()), 2)
+        self.node.pushFailed()
+        found = samples(self.get("/metrics")[2])
+        self.assertEqual(found[("distro_pushes_total",)], 2)
+        self.assertEqual(found[("distro_push_changes_coalesced_total",)], 1)
+        self.assertEqual(found[("distro_pushes_failed_total",)], 1)
+        self.assertEqual(found[("distro_push_latency_seconds_count",)], 2)
+        self.assertEqual(found[("distro_push_latency_seconds_bucket", ("le", "0.0005"))], 1)
+        self.assertEqual(found[("distro_push_latency_seconds_bucket", ("le", "0.1"))], 2)
+        self.assertAlmostEqual(found[("distro_push_latency_seconds_sum",)], 0.1)
+        nacos = samples(self.get("/nacos/actuator/prometheus")[2])
+        self.assertEqual(nacos[("nacos_monitor", ("module", "naming"), ("name", "totalPush"))], 2)
+        self.assertEqual(nacos[("nacos_monitor", ("module", "naming"), ("name", "failedPush"))], 1)
+        self.assertAlmostEqual(
+            nacos[("nacos_monitor", ("module", "naming"), ("name", "avgPushCost"))], 50)
+        self.assertAlmostEqual(
+            nacos[("nacos_monitor", ("module", "naming"), ("name", "maxPushCost"))], 100)
+
     def test_nacosMonitor(self):
         """
         C{GET /nacos/actuator/prometheus} shows Nacos' naming gauges.
@@ -173,7 +206,9 @@ class ExpositionTests(SynchronousTestCase):
         found = samples(body)
         naming = {labels[1][1]: value for (name, *labels), value in found.items()
                   if name == "nacos_monitor"}
-        self.assertEqual(naming, {"serviceCount": 1, "ipCount": 1, "subscriberCount": 0})
+        self.assertEqual(naming, {"serviceCount": 1, "ipCount": 1, "subscriberCount": 0,
+                                  "totalPush": 0, "failedPush": 0,
+                                  "avgPushCost": -1, "maxPushCost": -1})
         self.assertEqual({labels[0] for (name, *labels) in found if name == "nacos_monitor"},
                          {("module", "naming")})
 

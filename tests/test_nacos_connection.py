@@ -545,9 +545,12 @@ class PushTests(ConnectionTestCase):
             ((_, push),) = self.pushes()
             self.assertEqual([h["ip"] for h in push["serviceInfo"]["hosts"]], ["10.0.0.1"])
         self.assertFalse(self.connection.closed)
+        failed = self.node.pushStats().failed
+        self.assertEqual(failed, 5)  # each unacked push is a failed one, as Nacos counts
         self.ack(push)
         self.advance(nacos.PUSH_ACK_TIMEOUT + nacos.PUSH_RETRY_DELAY)
         self.assertEqual(self.pushes(), [])
+        self.assertEqual(self.node.pushStats().failed, failed)
 
     def test_newerViewNotHeld(self):
         """

@@ -1934,6 +1934,7 @@ class FlowControlTests(SynchronousTestCase, ErrorAssertions):
         (error,) = subscriber.frames()
         self.assertError(error, wire.LIMIT_EXCEEDED, "max_unsent_bytes:", re=None)
         self.assertTrue(subscriber.closing)
+        self.assertEqual(self.harness.node.pushStats().failed, 1)
 
     def test_notSilentWhileNotRead(self):
         """

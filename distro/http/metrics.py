@@ -9,11 +9,20 @@ each port's connection count: it walks no registry and no client.
 """
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 # What a scraper is told it reads: Prometheus' text format 0.0.4.
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def _buckets(histogram):
+    """
+    The cumulative buckets of a L{distro.histogram.Histogram}, as
+    C{prometheus_client} takes them.
+    """
+    return [("+Inf" if bound == float("inf") else repr(bound), count)
+            for bound, count in histogram.cumulative()]
 
 
 class NodeCollector:
@@ -56,6 +65,26 @@ class NodeCollector:
         yield GaugeMetricFamily(
             "distro_ready", "1 while the node serves reads, 0 while it loads.", value=int(node.ready)
         )
+        pushes = node.pushStats()
+        yield CounterMetricFamily(
+            "distro_pushes", "Pushes written to subscribers' connections.", value=pushes.sent
+        )
+        yield CounterMetricFamily(
+            "distro_push_changes_coalesced",
+            "Changes of a view that joined a push already due (one push for several changes).",
+            value=pushes.coalesced,
+        )
+        yield CounterMetricFamily(
+            "distro_pushes_failed",
+            "Pushes a port could not deliver (the subscriber could not take the view, or did "
+            "not acknowledge it).",
+            value=pushes.failed,
+        )
+        latency = HistogramMetricFamily(
+            "distro_push_latency_seconds", "From a view's change to its push written."
+        )
+        latency.add_metric([], _buckets(pushes.latency), pushes.latency.total)
+        yield latency
 
 
 class NacosMonitorCollector:
@@ -75,13 +104,24 @@ class NacosMonitorCollector:
         monitor.add_metric(["naming", "serviceCount"], counts["services"])
         monitor.add_metric(["naming", "ipCount"], counts["instances"])
         monitor.add_metric(["naming", "subscriberCount"], counts["subscriptions"])
+        pushes = self.node.pushStats()
+        latency = pushes.latency
+        monitor.add_metric(["naming", "totalPush"], pushes.sent)
+        monitor.add_metric(["naming", "failedPush"], pushes.failed)
+        # In milliseconds, -1 before the first push, as Nacos shows them.
+        monitor.add_metric(
+            ["naming", "avgPushCost"], latency.total / latency.count * 1000 if latency.count else -1
+        )
+        monitor.add_metric(
+            ["naming", "maxPushCost"], latency.largest * 1000 if latency.count else -1
+        )
         yield monitor
 
 
 class PauseCollector:
     """
     The garbage collector's pauses, per generation, as a histogram (of a
-    L{distro.collector.CollectorWatch}'s L{distro.collector.Pauses}).
+    L{distro.collector.CollectorWatch}'s L{distro.histogram.Histogram}s).
     """
 
     def __init__(self, watch):
@@ -94,9 +134,7 @@ class PauseCollector:
             labels=["generation"],
         )
         for generation, pauses in sorted(self.watch.pauses.items()):
-            buckets = [("+Inf" if bound == float("inf") else repr(bound), count)
-                       for bound, count in pauses.cumulative()]
-            histogram.add_metric([str(generation)], buckets, pauses.total)
+            histogram.add_metric([str(generation)], _buckets(pauses), pauses.total)
         yield histogram
 
 

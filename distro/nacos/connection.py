@@ -640,6 +640,7 @@ class NacosConnection:
         self._pushing.pop(key, None)
         if outcome is ACKED or key not in self._subscriptions:
             return
+        self.node.pushFailed()
         if outcome is TIMED_OUT:
             self.log.debug(
                 "Nacos connection {id} acked no push of {service} in time; sending it again",

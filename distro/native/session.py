@@ -371,6 +371,7 @@ class ClientSession(FrameProtocol):
             # The subscriber cannot be given this view: rather than let it
             # believe an older one, it is told and disconnected.
             error = self._tooLarge("a push", size)
+            self.node.pushFailed()
             self.sendError(None, error.code, error.message)
             self.closeConnection()
             return
