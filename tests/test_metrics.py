@@ -90,6 +90,23 @@ class ClusterCountsTests(SynchronousTestCase):
         self.assertEqual(counts, walked(node))
         return counts["native_clients"], counts["synced_clients"], counts["instances"]
 
+    def test_memberStates(self):
+        """
+        Each node's metrics show every member's state as it sees it: a
+        crashed member goes DOWN.
+        """
+        service = HttpService(self.cluster.node(0), None)
+
+        def states():
+            found = samples(Exchange(service.site).request("GET", "/metrics")[2])
+            return {labels[0][1]: labels[1][1] for (name, *labels), value in found.items()
+                    if name == "distro_member_state" and value == 1}
+
+        self.assertEqual(states(), {"n0": "UP", "n1": "UP"})
+        self.cluster.crash(1)
+        self.cluster.advance(3)
+        self.assertEqual(states(), {"n0": "UP", "n1": "DOWN"})
+
     def test_syncedAndMoved(self):
         """
         A client is native where it connected and synced elsewhere; it

@@ -12,6 +12,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
+# What a member may be (PROTOCOL.md 5.3).
+MEMBER_STATES = ("UP", "SUSPICIOUS", "DOWN")
+
 # What a scraper is told it reads: Prometheus' text format 0.0.4.
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -65,6 +68,16 @@ class NodeCollector:
         yield GaugeMetricFamily(
             "distro_ready", "1 while the node serves reads, 0 while it loads.", value=int(node.ready)
         )
+        members = GaugeMetricFamily(
+            "distro_member_state",
+            "Each member of the cluster as this node sees it (itself included): 1 for its "
+            "state, 0 for the others.",
+            labels=["member", "state"],
+        )
+        for member in node.members():
+            for state in MEMBER_STATES:
+                members.add_metric([member["node"] or "", state], int(member["state"] == state))
+        yield members
         pushes = node.pushStats()
         yield CounterMetricFamily(
             "distro_pushes", "Pushes written to subscribers' connections.", value=pushes.sent
