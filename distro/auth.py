@@ -154,6 +154,16 @@ class Grant:
         if not self.allows(namespace):
             raise RequestError(FORBIDDEN, f"{field}: not granted {namespace!r}"[:300])
 
+    def checkEvery(self, field):
+        """
+        What spans every namespace (metrics, counts of all) is for a grant
+        of every namespace, or an admin's.
+
+        @raise RequestError: C{FORBIDDEN}, naming C{field}, otherwise.
+        """
+        if not (self.admin or self.namespaces is None):
+            raise RequestError(FORBIDDEN, f"{field}: need a grant of every namespace ('*') or admin")
+
     def __repr__(self):
         return f"<Grant {self.subject!r} namespaces={self.namespaces!r} admin={self.admin}>"
 

@@ -45,7 +45,8 @@ class Subscription:
         self.lastPushAt = float("-inf")
         self.lastChecksum = checksum
         self.due = None
-        # When the first change the next push carries happened.
+        # When the first change the next push carries happened (set with
+        # due).
         self.changedAt = None
 
 
@@ -111,9 +112,7 @@ class PushChannel:
         subscription.lastPushAt = now
         stats = self.pusher.stats
         stats.sent += 1
-        if subscription.changedAt is not None:
-            stats.latency.add(now - subscription.changedAt)
-            subscription.changedAt = None
+        stats.latency.add(now - subscription.changedAt)
         self._send(info)
 
     def _next(self):

@@ -97,6 +97,17 @@ class TokenTests(AuthorityTestCase):
         everything = self.tokens.grant("all")
         self.assertTrue(everything.allows("payments") and everything.admin)
 
+    def test_every(self):
+        """
+        What spans every namespace is for a grant of every namespace (or an
+        admin's), refused to one of some namespaces, naming the field.
+        """
+        self.tokens.grant("all").checkEvery("metrics")
+        message = self.refused(FORBIDDEN, self.tokens.grant("s3cret").checkEvery, "metrics")
+        self.assertIn("metrics: need a grant of every namespace", message)
+        admin = auth.Grant(frozenset({"public"}), True, "root")
+        admin.checkEvery("metrics")
+
 
 class LoginTests(AuthorityTestCase):
     def setUp(self):

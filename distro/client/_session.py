@@ -692,7 +692,7 @@ class DistroClient:
 def connect(
     servers,
     *,
-    reactor=None,
+    reactor,
     namespace=DEFAULT_NAMESPACE,
     group=DEFAULT_GROUP,
     agent=DEFAULT_AGENT,
@@ -712,8 +712,7 @@ def connect(
     @param agent: C{"name/version"} of the program, sent in C{hello}.
     @param token: an authentication token, if the cluster wants one.
     @param reactor: the reactor the client runs on (a program's entry
-        point, e.g. L{twisted.internet.task.react}, gives it); the global
-        reactor when L{None}.
+        point, e.g. L{twisted.internet.task.react}, gives it).
     @param timeout: seconds to wait for a connection, and for each request.
     @param cache_dir: a directory where the client keeps the last view of
         each subscription and query, so that they are served while no node
@@ -734,8 +733,6 @@ def connect(
     @raise ImportError: at once, if C{tls} is given but pyOpenSSL is not
         installed (the error says what to install).
     """
-    if reactor is None:
-        from twisted.internet import reactor
     dialer = None if tls is None else TLSDialer(tls)
 
     def endpointFactory(host, port):

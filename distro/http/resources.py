@@ -225,9 +225,7 @@ class NodeResource(resource.Resource):
         """
         if not self.node.authority.enabled:
             return
-        grant = self.node.authority.grant(_credential(request))
-        if not (grant.admin or grant.namespaces is None):
-            raise RequestError(FORBIDDEN, "metrics: need a grant of every namespace ('*') or admin")
+        self.node.authority.grant(_credential(request)).checkEvery("metrics")
 
     def _text(self, request, body):
         request.setResponseCode(200)
