@@ -194,7 +194,7 @@ class LoginTests(HttpTestCase):
         At most C{MAX_LOGINS_PER_IP} logins of one address are checked at
         once; past it 503, while other addresses log in.
         """
-        from distro.http.resources import MAX_LOGINS_PER_IP
+        from distro.http.logins import MAX_LOGINS_PER_IP
 
         self.startHashingLater(auth_users=USERS)
         login = (b"POST /nacos/v1/auth/users/login?username=app&password=x HTTP/1.1\r\n"

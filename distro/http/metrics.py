@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
+from distro.http.answers import credential, text
+
 # What a member may be (PROTOCOL.md 5.3).
 MEMBER_STATES = ("UP", "SUSPICIOUS", "DOWN")
 
@@ -178,3 +180,31 @@ class Metrics:
         C{GET /nacos/actuator/prometheus}: the text of Nacos' naming gauges.
         """
         return generate_latest(self._nacos)
+
+
+class Scrapes:
+    """
+    The routes of the two expositions. On a node with auth, metrics (counts
+    over every namespace) are for a credential granted every namespace, or
+    an admin's.
+    """
+
+    def __init__(self, node, *, collector=None):
+        self.node = node
+        self.metrics = Metrics(node, collector=collector)
+        self.routes = {
+            b"/metrics": {b"GET": self._distro},
+            b"/nacos/actuator/prometheus": {b"GET": self._nacos},
+        }
+
+    def _allowed(self, request):
+        if self.node.authority.enabled:
+            self.node.authority.grant(credential(request)).checkEvery("metrics")
+
+    def _distro(self, request):
+        self._allowed(request)
+        return text(request, 200, self.metrics.distro(), CONTENT_TYPE)
+
+    def _nacos(self, request):
+        self._allowed(request)
+        return text(request, 200, self.metrics.nacos(), CONTENT_TYPE)
