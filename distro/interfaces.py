@@ -80,6 +80,19 @@ class IClientManager(Interface):
         kept.
         """
 
+    def heartbeatClient(clientId, epoch):
+        """
+        Create a native client with no session (a heartbeat client), owned
+        here at C{epoch}, and return it.
+        """
+
+    def takeOver(clientId):
+        """
+        Make the synced client C{clientId} native, owned here at an epoch
+        above its owner's, its instances unchanged (announced as a move).
+        Return it.
+        """
+
     def clientDisconnected(clientId, orderly):
         """
         The connection of a native client ended. If C{orderly} (the client said
@@ -448,6 +461,17 @@ class INode(INodeState):
         failed, and their latency.
         """
 
+    def heartbeatWrite(write):
+        """
+        A write of a heartbeat client (a L{distro.heartbeats.Write}, its
+        credential already checked): applied here if this node is its
+        responsible member, else forwarded to that member.
+
+        @return: a L{Deferred} of what it returns (for a beat, C{(code,
+            intervalMs)}), failing with L{distro.errors.RequestError}
+            (C{UNAVAILABLE} when the responsible member cannot be reached).
+        """
+
 
 class ICluster(Interface):
     """
@@ -472,6 +496,21 @@ class ICluster(Interface):
     def describeMembers():
         """
         The members, as C{[{"node", "address", "state", "self"}]}.
+        """
+
+    def responsibleFor(clientId):
+        """
+        The node id of the member responsible for the heartbeat client
+        C{clientId} (PROTOCOL.md 5.6), or C{None} when it is this node.
+        """
+
+    def forward(nodeId, write):
+        """
+        Send the heartbeat client's C{write} to member C{nodeId} to apply.
+
+        @return: a L{Deferred} of its result, failing with
+            L{distro.errors.RequestError} as the member refused it, or
+            C{UNAVAILABLE} when it cannot be reached or does not answer.
         """
 
 
@@ -499,4 +538,19 @@ class IClusterHost(INodeState):
     def loaded():
         """
         The cluster loaded what members hold: the node serves reads.
+        """
+
+    def applyForwarded(write):
+        """
+        Apply a heartbeat client's C{write} that a member forwarded (it
+        judged this node responsible): here, never forwarded again.
+
+        @return: what L{INode.heartbeatWrite} gives.
+        @raise distro.errors.RequestError: the write refused.
+        """
+
+    def membersChanged():
+        """
+        A member came up, went down or left, or one was added: this node
+        takes over the heartbeat clients it is now responsible for.
         """

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.cluster import records
+from distro.cluster.forwarding import FORWARD, forwardedMessage, parseForward
 from distro.cluster.digest import BUCKETS, DigestIndex, bucketOf, isPackedHashes
 from distro.cluster.senders import Orphans, OwnerIndex, Pieces, Rejected, Snapshots, Suspects
 from distro.interfaces import IClientObserver, IReplicaSink
@@ -46,6 +47,8 @@ class Receiver:
         C{sync}.
     @ivar syncAnswered: called with C{(nodeId, n, restoring)} when a
         member sends C{synced}.
+    @ivar applyForwarded: applies a heartbeat client's write a member
+        forwarded (L{distro.interfaces.IClusterHost.applyForwarded}).
     """
 
     log = Logger()
@@ -61,6 +64,7 @@ class Receiver:
         loaded=lambda nodeId: None,
         syncAsked=lambda nodeId, n: None,
         syncAnswered=lambda nodeId, n, restoring: None,
+        applyForwarded=None,
     ):
         self.manager = manager
         self.maxMetadataBytes = maxMetadataBytes
@@ -68,6 +72,7 @@ class Receiver:
         self.loaded = loaded
         self.syncAsked = syncAsked
         self.syncAnswered = syncAnswered
+        self.applyForwarded = applyForwarded
         self._owners = OwnerIndex()
         self._snapshots = Snapshots()
         self._suspects = Suspects(barrier, self._dropSuspects)
@@ -138,6 +143,9 @@ class Receiver:
 
     def received(self, link, message):
         op = message.get("op")
+        if op == "forward":
+            # Not part of the replication stream: it interrupts nothing.
+            return self._forward(link, message)
         if op != "client_state" and op != "ping":
             self._pieces.interrupt(link.nodeId, op)
         handler = self._handlers.get(op) if type(op) is str else None
@@ -159,6 +167,26 @@ class Receiver:
             self.log.failure("failed to apply {op} from {peer}", op=op, peer=link.nodeId)
             self._reject(link.nodeId, message)
             return errorMessage(None, INTERNAL, f"{op}: internal error applying it")
+
+    def _forward(self, link, message):
+        """
+        A member forwarded a heartbeat client's write (5.6): apply it and
+        answer C{forwarded}, with its result or its refusal.
+        """
+        if link.dialect is None or FORWARD not in link.dialect.capabilities:
+            return errorMessage(None, BAD_REQUEST, "op: forward needs the forward capability")
+        try:
+            n, write = parseForward(message, self.maxMetadataBytes)
+        except RequestError as e:
+            return errorMessage(None, e.code, e.message)
+        try:
+            result = self.applyForwarded(write)
+        except RequestError as e:
+            return forwardedMessage(n, error=e)
+        except Exception:
+            self.log.failure("failed to apply a write forwarded by {peer}", peer=link.nodeId)
+            return forwardedMessage(n, error=RequestError(INTERNAL, "internal error applying it"))
+        return forwardedMessage(n, result)
 
     def _dropPieces(self, sender, clientId, cause):
         self.log.warn(
