@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from distro.errors import NOT_FOUND, BadRequest, LimitExceeded, RequestError
@@ -54,6 +55,10 @@ CHECK_EVERY = 0.5
 # both may judge themselves responsible; they take it from each other at
 # most this often until their views agree.
 RETAKE_AFTER = 5.0
+
+# The clients one slice of a takeover sweep looks at (each a hash per
+# member): a few ms.
+SWEEP_SLICE = 512
 
 # What a write may be.
 KINDS = ("register", "update", "deregister", "beat")
@@ -135,15 +140,22 @@ class Heartbeats:
     @param responsible: C{(clientId) -> bool}, whether this node is the
         client's responsible member now.
     @param maxClients: how many heartbeat clients this node may own.
+    @param turns: the node's L{distro.interfaces.ITurns}, which a takeover
+        sweep shares (it looks at every heartbeat client another member
+        owns).
     """
 
     log = Logger()
 
-    def __init__(self, manager, clock, responsible, *, maxClients):
+    def __init__(self, manager, clock, responsible, *, maxClients, turns):
         self.manager = manager
         self.clock = clock
         self.responsible = responsible
         self.maxClients = maxClients
+        self.turns = turns
+        # Whether a takeover sweep runs, and whether another is due after it.
+        self._sweeping = False
+        self._sweepAgain = False
         # Ids of every heartbeat client held (native or synced).
         self.held = set()
         # Ids of those owned here.
@@ -299,9 +311,31 @@ class Heartbeats:
     def takeOver(self):
         """
         The members changed: take over the heartbeat clients this node is
-        now responsible for that another member owns.
+        now responsible for that another member owns, in slices over the
+        coming turns (one sweep at a time; a change during a sweep makes
+        another follow it).
         """
-        self._take(sorted(self.held - self.owned))
+        if self._sweeping:
+            self._sweepAgain = True
+            return
+        self._sweeping = True
+        self.turns.run(self._sweep()).addBoth(self._swept)
+
+    def _sweep(self):
+        candidates = sorted(self.held - self.owned)
+        for n in range(0, len(candidates), SWEEP_SLICE):
+            if n:
+                yield
+            self._take(candidates[n:n + SWEEP_SLICE])
+
+    def _swept(self, result):
+        if isinstance(result, Failure):
+            self.log.failure("takeover sweep failed", result)
+        self._sweeping = False
+        if self._sweepAgain:
+            self._sweepAgain = False
+            self.takeOver()
+        return None
 
     def _take(self, clientIds):
         taken = 0

@@ -62,7 +62,8 @@ class Node:
         self.manager.addObserver(self)
         # The clients registered over HTTP, kept alive by beats.
         self.heartbeats = Heartbeats(
-            self.manager, clock, self._responsible, maxClients=config.max_heartbeat_clients
+            self.manager, clock, self._responsible, maxClients=config.max_heartbeat_clients,
+            turns=self.turns,
         )
         self.manager.addObserver(self.heartbeats)
 

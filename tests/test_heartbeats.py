@@ -204,3 +204,59 @@ class HeartbeatTests(SynchronousTestCase):
         self.write("register", ip="10.0.0.2", instance=instance("10.0.0.2", cluster="b"))
         self.write("deregister", ip="10.0.0.1")
         self.write("register", ip="10.0.0.3", instance=instance("10.0.0.3"))
+
+
+class TakeoverTests(SynchronousTestCase):
+    """
+    L{Heartbeats.takeOver}: the synced heartbeat clients this node is now
+    responsible for become its own; the others, and sessions' clients,
+    stay their owners'.
+    """
+
+    def setUp(self):
+        self.harness = NodeHarness()
+        self.node = self.harness.node
+        self.addCleanup(self.node.stop)
+        self.mine = set()
+        self.node.heartbeats.responsible = lambda clientId: clientId in self.mine
+
+    def synced(self, clientId, ip=None):
+        published = instance(ip or clientId.split(":")[0])
+        return self.node.manager.syncState(clientId, "node-b", 3, 1, "",
+                                           {ORDERS: {published.instanceId: published}})
+
+    def test_sweep(self):
+        ids = [f"10.0.{n // 250}.{n % 250 + 1}:8080" for n in range(1200)]
+        self.node.heartbeats.responsible = lambda clientId: False  # none taken as they arrive
+        for clientId in ids:
+            self.synced(clientId)
+        self.synced("node-b#boot#1", "10.9.9.9")
+        self.mine = set(ids[::2]) | {"node-b#boot#1"}
+        self.node.heartbeats.responsible = lambda clientId: clientId in self.mine
+        self.node.heartbeats.takeOver()
+        # A sweep runs in slices over the coming turns.
+        for _ in range(100):
+            self.harness.clock.advance(0)
+        clients = self.node.manager.clients
+        self.assertEqual({c for c in ids if clients[c].native}, set(ids[::2]))
+        self.assertEqual({clients[c].epoch for c in ids[::2]}, {4})
+        self.assertFalse(clients["node-b#boot#1"].native)
+        self.assertEqual(self.node.heartbeats.owned, set(ids[::2]))
+        self.assertEqual(len(self.node.serviceInfo(ORDERS).hosts), 1201)
+
+    def test_takenOnArrival(self):
+        """
+        A record of a client this node is responsible for (sent to a
+        member that restarted) is taken over in the next turn; not again
+        within L{RETAKE_AFTER} of a takeover.
+        """
+        self.mine = {"10.0.0.1:8080"}
+        self.synced("10.0.0.1:8080")
+        self.assertFalse(self.node.manager.clients["10.0.0.1:8080"].native)
+        self.harness.clock.advance(0)
+        self.assertTrue(self.node.manager.clients["10.0.0.1:8080"].native)
+        # Another member takes it back at once (its view differs): left to it.
+        self.node.manager.syncState("10.0.0.1:8080", "node-b", 9, 1, "",
+                                    {ORDERS: {"10.0.0.1#8080#DEFAULT": instance()}})
+        self.harness.clock.advance(0)
+        self.assertFalse(self.node.manager.clients["10.0.0.1:8080"].native)
