@@ -137,8 +137,9 @@ class Heartbeats:
     those it has become responsible for.
 
     @param manager: the node's L{distro.interfaces.IClientManager}.
-    @param responsible: C{(clientId) -> bool}, whether this node is the
-        client's responsible member now.
+    @param responsible: C{(clientId, excluding=None) -> bool}, whether
+        this node is the client's responsible member now (with
+        C{excluding}, a node id: as if that member were down).
     @param maxClients: how many heartbeat clients this node may own.
     @param turns: the node's L{distro.interfaces.ITurns}, which a takeover
         sweep shares (it looks at every heartbeat client another member
@@ -337,12 +338,22 @@ class Heartbeats:
             self.takeOver()
         return None
 
-    def _take(self, clientIds):
+    def orphaned(self, nodeId, clientIds):
+        """
+        Member C{nodeId} restarted without C{clientIds}: its heartbeat
+        clients would go with its previous life, though it is responsible
+        for them again. The member responsible for them without it takes
+        them over now, and the restarted member takes them back when their
+        records reach it.
+        """
+        self._take([c for c in clientIds if isHeartbeatClient(c)], excluding=nodeId)
+
+    def _take(self, clientIds, excluding=None):
         taken = 0
         now = self.clock.seconds()
         for clientId in clientIds:
             client = self.manager.clients.get(clientId)
-            if client is None or client.native or not self.responsible(clientId):
+            if client is None or client.native or not self.responsible(clientId, excluding):
                 continue
             if len(self.owned) >= self.maxClients:
                 self.log.warn("not taking over heartbeat clients: max_heartbeat_clients reached")

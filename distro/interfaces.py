@@ -498,15 +498,17 @@ class ICluster(Interface):
         The members, as C{[{"node", "address", "state", "self"}]}.
         """
 
-    def responsibleFor(clientId):
+    def responsibleFor(clientId, excluding=None):
         """
-        The node id of the member responsible for the heartbeat client
-        C{clientId} (PROTOCOL.md 5.6), or C{None} when it is this node.
+        The member (its address) responsible for the heartbeat client
+        C{clientId} (PROTOCOL.md 5.6), or C{None} when it is this node;
+        with C{excluding} (a node id), as if that member were down.
         """
 
-    def forward(nodeId, write):
+    def forward(member, write):
         """
-        Send the heartbeat client's C{write} to member C{nodeId} to apply.
+        Send the heartbeat client's C{write} to C{member} (an address
+        L{responsibleFor} gave) to apply.
 
         @return: a L{Deferred} of its result, failing with
             L{distro.errors.RequestError} as the member refused it, or
@@ -547,6 +549,14 @@ class IClusterHost(INodeState):
 
         @return: what L{INode.heartbeatWrite} gives.
         @raise distro.errors.RequestError: the write refused.
+        """
+
+    def clientsOrphaned(nodeId, clientIds):
+        """
+        Member C{nodeId} restarted, and its new life does not hold
+        C{clientIds} (the clients of its previous life): the heartbeat
+        clients among them are taken over by the member responsible for
+        them without it, which hands them back (PROTOCOL.md 5.6).
         """
 
     def membersChanged():

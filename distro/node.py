@@ -271,8 +271,8 @@ class Node:
 
     # Heartbeat clients (distro.heartbeats)
 
-    def _responsible(self, clientId):
-        return self.cluster is None or self.cluster.responsibleFor(clientId) is None
+    def _responsible(self, clientId, excluding=None):
+        return self.cluster is None or self.cluster.responsibleFor(clientId, excluding) is None
 
     def heartbeatWrite(self, write):
         """
@@ -296,6 +296,9 @@ class Node:
 
     def membersChanged(self):
         self.heartbeats.takeOver()
+
+    def clientsOrphaned(self, nodeId, clientIds):
+        self.heartbeats.orphaned(nodeId, clientIds)
 
     def pushFailed(self):
         self.pusher.stats.failed += 1

@@ -181,6 +181,24 @@ class ForwardingTests(SynchronousTestCase):
         self.assertFalse(self.cluster.held(1, f"{ip}:8080").native)
         self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
 
+    def test_quickRestart(self):
+        """
+        The responsible member restarts before anyone finds it down (a
+        rolling restart): it lost its clients, which its new life's
+        snapshot does not name. The member responsible without it takes
+        them over at once, and the restarted member takes them back: no
+        member ever stops showing the instance.
+        """
+        self.start()
+        ip = self.ipAt(2)
+        self.send(0, register(ip))
+        self.cluster.restart(2, settle=False)
+        for _ in range(60):
+            self.cluster.advance(0.05)
+            self.assertEqual(self.hosts()[:2], [[(ip, True)]] * 2)
+        self.assertTrue(self.cluster.held(2, f"{ip}:8080").native)
+        self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
+
     def test_noAnswer(self):
         """
         A forward whose answer does not come in time fails C{UNAVAILABLE};

@@ -49,6 +49,8 @@ class Receiver:
         member sends C{synced}.
     @ivar applyForwarded: applies a heartbeat client's write a member
         forwarded (L{distro.interfaces.IClusterHost.applyForwarded}).
+    @ivar orphaned: called with C{(nodeId, clientIds)} when a restarted
+        member's snapshot ends without the clients of its previous life.
     """
 
     log = Logger()
@@ -65,6 +67,7 @@ class Receiver:
         syncAsked=lambda nodeId, n: None,
         syncAnswered=lambda nodeId, n, restoring: None,
         applyForwarded=None,
+        orphaned=lambda nodeId, clientIds: None,
     ):
         self.manager = manager
         self.maxMetadataBytes = maxMetadataBytes
@@ -73,6 +76,7 @@ class Receiver:
         self.syncAsked = syncAsked
         self.syncAnswered = syncAnswered
         self.applyForwarded = applyForwarded
+        self.orphaned = orphaned
         self._owners = OwnerIndex()
         self._snapshots = Snapshots()
         self._suspects = Suspects(barrier, self._dropSuspects)
@@ -222,6 +226,7 @@ class Receiver:
     def _named(self, sender, clientId):
         self._snapshots.name(sender, clientId)
         self._suspects.clear(sender, clientId)
+        self._orphans.forget(sender, clientId)
 
     def _snapshotBegin(self, sender, message):
         boot = message.get("boot")
@@ -285,6 +290,7 @@ class Receiver:
             # lost session has to resume; then they go, but for those taken
             # over or being resumed (5.4).
             self._orphans.schedule(sender, unnamed)
+            self.orphaned(sender, unnamed)
         else:
             self._suspects.add(sender, unnamed, "not in its snapshot")
         self.loaded(sender)

@@ -184,6 +184,7 @@ class Cluster(MultiService):
             syncAsked=self._syncAsked,
             syncAnswered=self._syncAnswered,
             applyForwarded=node.applyForwarded,
+            orphaned=node.clientsOrphaned,
         )
         self.forwarding = Forwarding(self.clock, settings.peer_timeout_ms / 1000.0)
         # Member address -> whether its links speak FORWARD, once known.
@@ -217,18 +218,19 @@ class Cluster(MultiService):
     def describeMembers(self):
         return self.membership.describe()
 
-    def responsibleFor(self, clientId):
+    def responsibleFor(self, clientId, excluding=None):
         """
         The address of the member responsible for the heartbeat client
         C{clientId}, or C{None} for this node: of the members not down
-        whose links speak L{FORWARD} (or are not known yet not to), the
-        one L{responsible} picks, the same on every member that sees the
-        same.
+        whose links speak L{FORWARD} (or are not known yet not to), but
+        the member C{excluding} (a node id), the one L{responsible} picks,
+        the same on every member that sees the same.
         """
         selfAddress = self.membership.self.address
         candidates = [
             m.address for m in self.membership.members.values()
-            if m.isSelf or (m.state != DOWN and self._forwards.get(m.address, True))
+            if m.isSelf or (m.state != DOWN and self._forwards.get(m.address, True)
+                            and m.nodeId != excluding)
         ]
         chosen = responsible(clientId, candidates)
         return None if chosen == selfAddress else chosen
