@@ -1,0 +1,36 @@
+# -*- test-case-name: tests.test_http_api -*-
+"""
+A view as distro's JSON API writes it (docs/http.md): the fields of
+distro's own protocol (PROTOCOL.md 3) in JSON. The JSON of each group of
+hosts (a chunk of the view) is made once and kept with the group, so that
+every answer and event of a view shares it, and a change re-encodes its
+chunk, not the view.
+"""
+
+import json
+
+_KEY = "json"
+
+
+def dumps(value):
+    """
+    Compact JSON, UTF-8 left as it is (as the port's other answers).
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _hostsJson(group):
+    return dumps([host.host() for host in group.hosts])[1:-1]
+
+
+def viewJson(info):
+    """
+    The JSON text of C{info} (a L{distro.registry.ServiceInfo}):
+    C{{"service", "clusters", "hosts", "checksum", "revision"}}.
+    """
+    hosts = ",".join(group.encoded(_KEY, _hostsJson) for group in info.hostGroups() if group.hosts)
+    clusters = list(info.clusters) if info.clusters is not None else None
+    return (
+        f'{{"service":{dumps(info.service.toWire())},"clusters":{dumps(clusters)},'
+        f'"hosts":[{hosts}],"checksum":{dumps(info.checksum)},"revision":{info.revision}}}'
+    )
