@@ -198,10 +198,11 @@ class ServicesTests(ApiTestCase):
         Each bad parameter is a 400 naming it.
         """
         for params, named in (
-            ({"page": "0"}, "page: must be an integer 1.."),
-            ({"page": "x"}, "page: must be an integer 1.."),
-            ({"page": "-1"}, "page: must be an integer 1.."),
-            ({"page": str(2**31 + 1)}, "page: must be an integer 1.."),
+            ({"page": "0"}, "page: must be a positive integer"),
+            ({"page": "x"}, "page: must be a positive integer"),
+            ({"page": "-1"}, "page: must be a positive integer"),
+            ({"page": "١"}, "page: must be a positive integer"),
+            ({"page": str(2**31 + 1)}, "page: must be a positive integer"),
             ({"size": "0"}, "size: must be an integer 1..1000"),
             ({"size": "1001"}, "size: must be an integer 1..1000"),
             ({"namespace": "n" * 300}, "namespace: longer than 256 bytes"),
@@ -290,6 +291,8 @@ class InstancesTests(ApiTestCase):
              "namespace: longer than 256 bytes"),
             (ORDERS + "/watch", {"index": "x"}, "index: must be an integer >= 0"),
             (ORDERS + "/watch", {"index": "-1"}, "index: must be an integer >= 0"),
+            (ORDERS + "/watch", {"index": "٣"}, "index: must be an integer >= 0"),
+            (ORDERS + "/watch", {"index": str(2**63)}, "index: must be an integer >= 0"),
             (ORDERS + "/watch", {"index": "1", "wait": "soon"}, "wait: must be a duration"),
             (ORDERS + "/watch", {"index": "1", "wait": "5d"}, "wait: must be a duration"),
             (ORDERS + "/watch", {"stream": "websocket"}, "stream: must be sse"),
@@ -543,6 +546,8 @@ class BlockingQueryTests(ApiTestCase):
         self.assertEqual(code, 200, body)
         view = json.loads(body)
         self.assertEqual(headers["X-Distro-Index"], str(view["revision"]))
+        # Held or not, the answer says its length (a held one is not chunked).
+        self.assertEqual(headers["Content-Length"], str(len(body)))
         return view
 
     def test_atOnce(self):

@@ -61,12 +61,23 @@ def parseWait(value):
     return min(float(match.group(1)) * _UNITS[match.group(2)], MAX_WAIT)
 
 
-def _integer(request, name, default, largest, smallest=1):
+def _digits(value):
+    """
+    Whether C{value} is ASCII digits (C{str.isdigit} takes any script's).
+    """
+    return value.isascii() and value.isdigit()
+
+
+def _integer(request, name, default, largest, expected):
+    """
+    An optional integer parameter 1..C{largest}; C{expected} says what it
+    must be, when it is not.
+    """
     value = param(request, name, required=False)
     if value is None or value == "":
         return default
-    if not value.isdigit() or not smallest <= int(value) <= largest:
-        raise HttpError(400, f"{name}: must be an integer {smallest}..{largest}")
+    if not _digits(value) or not 1 <= int(value) <= largest:
+        raise HttpError(400, f"{name}: must be {expected}")
     return int(value)
 
 
@@ -138,8 +149,8 @@ class JsonApi:
         except BadRequest as e:
             raise HttpError(400, e.message)
         grant.check(namespace, "namespace", self.node.clock.seconds())
-        page = _integer(request, "page", 1, MAX_PAGE)
-        size = _integer(request, "size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        page = _integer(request, "page", 1, MAX_PAGE, "a positive integer")
+        size = _integer(request, "size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, f"an integer 1..{MAX_PAGE_SIZE}")
         count, entries = self.node.services(namespace, group, page, size)
         return document(request, 200, {
             "count": count,
@@ -177,7 +188,7 @@ class JsonApi:
         if stream is not None and stream != "sse":
             raise HttpError(400, "stream: must be sse")
         index = _optional(request, "index")
-        if index is not None and (not index.isdigit() or int(index) >= 2**63):
+        if index is not None and (not _digits(index) or int(index) >= 2**63):
             raise HttpError(400, "index: must be an integer >= 0 (a view's revision)")
         wait = _optional(request, "wait")
         wait = DEFAULT_WAIT if wait is None else parseWait(wait)
@@ -317,6 +328,7 @@ class BlockingQuery(_Watch):
         body = _answerView(self.request, info)
         self.end()
         if not self._gone:
+            self.request.setHeader(b"Content-Length", b"%d" % len(body))
             self.request.write(body)
             self.request.finish()
 
