@@ -612,6 +612,23 @@ class BlockingQueryTests(ApiTestCase):
         self.clock.advance(0.2)
         self.assertEqual(self.answer(exchange)["revision"], view["revision"])
 
+    def test_tokenExpires(self):
+        """
+        A query held with a login token is answered, at the latest, when
+        the token expires.
+        """
+        users = {"app": {"password": hashPassword("pw", n=4), "namespaces": ["public"]}}
+        self.start(auth_users=users, auth_token_ttl_ms=20000)
+        token = self.successResultOf(self.node.authority.login("app", "pw")).token
+        self.clock.advance(10)
+        revision = self.document("GET", ORDERS + "/instances", accessToken=token)["revision"]
+        exchange = self.hold(index=revision, wait="1m", accessToken=token)
+        self.clock.advance(9.9)
+        self.assertIsNone(self.answer(exchange))
+        self.clock.advance(0.1)
+        self.assertEqual(self.answer(exchange)["hosts"], [])
+        self.assertEqual(self.subscriptions(), 0)
+
     def test_filteredChange(self):
         """
         A change the filters hide does not answer a held query.

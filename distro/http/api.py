@@ -309,11 +309,13 @@ class _Watch:
 class BlockingQuery(_Watch):
     """
     A blocking query held open: answered with the view when it changes, or
-    when its wait ends.
+    when its wait ends (at the latest when its login token expires).
     """
 
     def start(self, info, grant, wait):
         super().start(info, grant, wait)
+        if grant.expires is not None:
+            wait = min(wait, max(0.0, grant.expires - self.node.clock.seconds()))
         self.later(wait, self._waited)
 
     def _waited(self):
