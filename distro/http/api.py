@@ -364,7 +364,7 @@ class EventStream(_Watch):
 
     def _event(self, info):
         self.request.write(
-            b"event: view\nid: %d\ndata: %s\n\n" % (info.revision, viewJson(info).encode("utf-8"))
+            b"event: view\nid: %d\ndata: %s\n\n" % (info.revision, viewJson(info))
         )
 
     def changed(self, info):
