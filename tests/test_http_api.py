@@ -12,13 +12,17 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from distro import model
 from distro.auth import hashPassword
 from distro.http.api import KEEPALIVE, MAX_WAIT, parseWait
 from distro.http.answers import HttpError
+from distro.model import ServiceKey
+from distro.turns import Turns
 
 from ._factories import instance
 from ._http import Exchange
 from ._node import ADVERTISE, NODE_ID, service
+from ._turns import TickingTimer, nextTurn
 from .test_http import HttpTestCase
 
 ORDERS = "/v1/services/public/DEFAULT_GROUP/orders"
@@ -685,3 +689,121 @@ class LimitTests(ApiTestCase):
         self.assertEqual(held.response()[0], 200)
         self.assertEqual(self.stream().status, 200)
         self.assertEqual(self.stream().status, 429)
+
+
+class EncodedOverTurnsTests(ApiTestCase):
+    """
+    A view changed much is encoded a chunk per reactor turn, for an answer
+    as for a push (each slice here costs more than a turn's budget).
+    """
+
+    def setUp(self):
+        self.start(turns=lambda clock: Turns(clock, timer=TickingTimer(0.003)))
+        self.owner = self.harness.client(host="10.9.9.9").session.client
+
+    def stream(self, path=ORDERS + "/watch", ip="10.0.0.7", **kwargs):
+        """
+        A stream read without running the clock (the test runs the turns).
+        """
+        return Stream(self.site, path, ip, **kwargs)
+
+    def publish(self, count, first=0):
+        """
+        The owner's instances become C{count} new ones, in one step.
+        """
+        self.node.batchRegister(self.owner, ServiceKey("public", "DEFAULT_GROUP", "orders"), [
+            model.parseInstance({"ip": f"10.2.{i // 250}.{i % 250}", "port": 80})
+            for i in range(first, first + count)])
+
+    def turnsUntil(self, written):
+        """
+        Run turns until C{written()} is true; return how many it took.
+        """
+        for turns in range(1, 50):
+            nextTurn(self.clock)
+            if written():
+                return turns
+        self.fail("never written")
+
+    def test_answer(self):
+        self.publish(3000)
+        exchange = Exchange(self.site)
+        exchange.send(f"GET {ORDERS}/instances HTTP/1.1\r\nHost: n\r\n\r\n".encode())
+        self.assertEqual(exchange.transport.value(), b"")
+        self.assertGreater(self.turnsUntil(exchange.transport.value), 3)
+        code, headers, body = exchange.response()
+        self.assertEqual((code, len(json.loads(body)["hosts"])), (200, 3000))
+        self.assertEqual(headers["Content-Length"], str(len(body)))
+
+    def test_clientLeftWhileEncoded(self):
+        """
+        A client that left while its answer was encoded is written
+        nothing, and opens no watch.
+        """
+        for first, path in ((0, "/instances"), (3000, "/watch?stream=sse")):
+            self.publish(3000, first)
+            exchange = Exchange(self.site)
+            exchange.send(f"GET {ORDERS}{path} HTTP/1.1\r\nHost: n\r\n\r\n".encode())
+            nextTurn(self.clock)
+            exchange.channel.connectionLost(Failure(ConnectionDone()))
+            for _ in range(20):
+                nextTurn(self.clock)
+            self.assertEqual(exchange.transport.value(), b"")
+        self.assertEqual(self.subscriptions(), 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_push(self):
+        stream = self.stream()
+        self.assertEqual(len(stream.views()), 1)
+        before = stream.body()
+        self.publish(3000)
+        self.assertGreater(self.turnsUntil(lambda: stream.body() != before), 3)
+        [view] = stream.views()
+        self.assertEqual(len(view["hosts"]), 3000)
+
+    def test_newerViewSupersedes(self):
+        """
+        A view given while an older one is encoded is the one sent, alone.
+        """
+        stream = self.stream()
+        stream.views()
+        self.publish(3000)
+        nextTurn(self.clock)
+        nextTurn(self.clock)
+        self.assertEqual(stream.items(), [])
+        before = stream.body()
+        self.publish(600, first=3000)
+        self.turnsUntil(lambda: stream.body() != before)
+        [view] = stream.views()
+        ips = sorted(h["ip"] for h in view["hosts"])
+        self.assertEqual((len(ips), ips[0]), (600, "10.2.12.0"))
+        for _ in range(20):
+            nextTurn(self.clock)
+        self.assertEqual(stream.items(), [])
+
+    def test_blockingQuery(self):
+        revision = self.document("GET", ORDERS + "/instances")["revision"]
+        exchange = Exchange(self.site)
+        exchange.send(f"GET {ORDERS}/watch?index={revision} HTTP/1.1\r\nHost: n\r\n\r\n".encode())
+        self.publish(3000)
+        self.assertGreater(self.turnsUntil(exchange.transport.value), 3)
+        code, _, body = exchange.response()
+        self.assertEqual((code, len(json.loads(body)["hosts"])), (200, 3000))
+        self.assertEqual(self.subscriptions(), 0)
+
+    def test_streamEndsWhileEncoded(self):
+        """
+        A stream whose client leaves while a push is encoded writes
+        nothing more.
+        """
+        stream = self.stream()
+        stream.views()
+        self.publish(3000)
+        nextTurn(self.clock)
+        nextTurn(self.clock)
+        stream.leave()
+        before = stream.exchange.transport.value()
+        for _ in range(20):
+            nextTurn(self.clock)
+        self.assertEqual(stream.exchange.transport.value(), before)
+        self.assertEqual(self.subscriptions(), 0)

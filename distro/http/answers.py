@@ -115,7 +115,8 @@ def refused(request, error):
 def later(request, d, answer):
     """
     Answer C{request} when C{d} fires: C{answer(request, result)} writes
-    the body; a refusal becomes its error, anything else a 500 (logged).
+    the body (or answers later still: L{server.NOT_DONE_YET}); a refusal
+    becomes its error, anything else a 500 (logged).
     """
     gone = []
     request.notifyFinish().addErrback(gone.append)  # the client left
@@ -132,6 +133,8 @@ def later(request, d, answer):
                 body = refusal(request, 500, "internal error")
         else:
             body = answer(request, result)
+            if body is server.NOT_DONE_YET:
+                return
         request.write(body)
         request.finish()
 

@@ -25,8 +25,8 @@ from zope.interface import implementer
 
 from distro import model
 from distro.errors import NOT_READY, BadRequest, RequestError
-from distro.http.answers import HttpError, credential, document, param, text
-from distro.http.views import dumps, viewJson
+from distro.http.answers import HttpError, credential, document, later, param, refused, text
+from distro.http.views import dumps, isEncoded, viewJson, viewJsonInSlices
 
 PREFIX = b"/v1/services/"
 MAX_PAGE = 2**31
@@ -112,8 +112,11 @@ def _service(request):
 
 
 def _answerView(request, info):
-    request.setHeader(INDEX_HEADER, str(info.revision).encode())
-    return text(request, 200, viewJson(info), b"application/json; charset=utf-8")
+    body = viewJson(info)
+    request.setHeader(INDEX_HEADER, b"%d" % info.revision)
+    # Written now or later (once encoded, or held), never chunked.
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    return text(request, 200, body, b"application/json; charset=utf-8")
 
 
 class JsonApi:
@@ -172,32 +175,42 @@ class JsonApi:
             raise HttpError(400, "healthy: must be true or false")
         healthy = healthy == "true"
         if action == b"instances":
-            return self._instances(request, service, clusters, healthy)
-        return self._watch(request, grant, service, clusters, healthy)
+            def answer():
+                return _answerView(request, self.node.serviceInfo(service, clusters, healthy))
+        else:
+            how = _watchParameters(request)
+
+            def answer():
+                return self._watch(request, grant, service, clusters, healthy, *how)
+        self._ready()
+        return self._encodedFirst(request, self.node.serviceInfo(service, clusters, healthy), answer)
 
     def _ready(self):
         if not self.node.ready:
             raise RequestError(NOT_READY, "node: still loading cluster data; ask another node")
 
-    def _instances(self, request, service, clusters, healthy):
-        self._ready()
-        return _answerView(request, self.node.serviceInfo(service, clusters, healthy))
+    def _encodedFirst(self, request, info, answer):
+        """
+        C{answer()} once the JSON of C{info} is made: at once when it is
+        (nearly always), else after it is made over turns (a large view
+        changed much), the request then answered as if it came then.
+        """
+        if isEncoded(info):
+            return answer()
 
-    def _watch(self, request, grant, service, clusters, healthy):
-        stream = _optional(request, "stream")
-        if stream is not None and stream != "sse":
-            raise HttpError(400, "stream: must be sse")
-        index = _optional(request, "index")
-        if index is not None and (not _digits(index) or int(index) >= 2**63):
-            raise HttpError(400, "index: must be an integer >= 0 (a view's revision)")
-        wait = _optional(request, "wait")
-        wait = DEFAULT_WAIT if wait is None else parseWait(wait)
-        sse = stream is not None or EVENT_STREAM in (request.getHeader(b"accept") or b"")
-        self._ready()
+        def answerNow(request, _):
+            try:
+                return answer()
+            except (HttpError, RequestError) as e:
+                return refused(request, e)
+
+        return later(request, self.node.turns.run(viewJsonInSlices(info)), answerNow)
+
+    def _watch(self, request, grant, service, clusters, healthy, sse, index, wait):
         info = self.node.serviceInfo(service, clusters, healthy)
         if request.method == b"HEAD" or not (sse or index is not None):
             return _answerView(request, info)
-        if not sse and (int(index) != info.revision or wait == 0):
+        if not sse and (index != info.revision or wait == 0):
             return _answerView(request, info)
         self._admit(request)
         watch = (EventStream if sse else BlockingQuery)(self, request, service, clusters, healthy)
@@ -223,6 +236,25 @@ class JsonApi:
             del self.watches[address]
 
 
+def _watchParameters(request):
+    """
+    How a watch is asked for: C{(sse, index, wait)}, whether as an event
+    stream, the blocking query's index (or C{None}) and wait.
+    """
+    stream = _optional(request, "stream")
+    if stream is not None and stream != "sse":
+        raise HttpError(400, "stream: must be sse")
+    index = _optional(request, "index")
+    if index is not None:
+        if not _digits(index) or int(index) >= 2**63:
+            raise HttpError(400, "index: must be an integer >= 0 (a view's revision)")
+        index = int(index)
+    wait = _optional(request, "wait")
+    wait = DEFAULT_WAIT if wait is None else parseWait(wait)
+    sse = stream is not None or EVENT_STREAM in (request.getHeader(b"accept") or b"")
+    return sse, index, wait
+
+
 def _address(request):
     return getattr(request.getClientAddress(), "host", None)
 
@@ -244,6 +276,8 @@ class _Watch:
         self.clusters = clusters
         self.healthy = healthy
         self.checksum = None
+        # The newest view to send, while its JSON is made over turns.
+        self._encoding = None
         self.ended = False
         self._gone = False
         self._timers = []
@@ -271,9 +305,30 @@ class _Watch:
         if info.checksum == self.checksum:
             return
         self.checksum = info.checksum
-        self.changed(info)
+        if self._encoding is None and isEncoded(info):
+            self.changed(info)
+            return
+        # A view changed much: its JSON is made over turns, then the newest
+        # view given meanwhile is sent.
+        running, self._encoding = self._encoding is not None, info
+        if not running:
+            self.node.turns.run(self._encode()).addErrback(
+                lambda failure: self.log.failure("HTTP watch push failed", failure))
+
+    def _encode(self):
+        while not self.ended:
+            info = self._encoding
+            yield from viewJsonInSlices(info)
+            if self._encoding is info:
+                self._encoding = None
+                if not self.ended:
+                    self.changed(info)
+                return
 
     def changed(self, info):
+        """
+        The view is now C{info} (its JSON made): tell the client.
+        """
         raise NotImplementedError()
 
     def _left(self, reason):
@@ -330,7 +385,6 @@ class BlockingQuery(_Watch):
         body = _answerView(self.request, info)
         self.end()
         if not self._gone:
-            self.request.setHeader(b"Content-Length", b"%d" % len(body))
             self.request.write(body)
             self.request.finish()
 

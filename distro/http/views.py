@@ -4,7 +4,9 @@ A view as distro's JSON API writes it (docs/http.md): the fields of
 distro's own protocol (PROTOCOL.md 3) in JSON. The JSON of each group of
 hosts (a chunk of the view) is made once and kept with the group, so that
 every answer and event of a view shares it, and a change re-encodes its
-chunk, not the view; the whole view's JSON is kept with its info.
+chunk, not the view; the whole view's JSON is kept with its info. A view
+changed much is encoded over reactor turns, a chunk at a time
+(L{viewJsonInSlices}).
 """
 
 import json
@@ -40,3 +42,26 @@ def viewJson(info):
     shares (a change pushed to a thousand watches is encoded once).
     """
     return info.encoded(_KEY, _viewJson)
+
+
+def isEncoded(info):
+    """
+    Whether L{viewJson} of C{info} costs no more than a join: its JSON, or
+    that of every group of its hosts, is made.
+    """
+    return info.isEncoded(_KEY) or all(
+        group.isEncoded(_KEY) for group in info.hostGroups() if group.hosts
+    )
+
+
+def viewJsonInSlices(info):
+    """
+    Make the JSON of C{info}'s groups of hosts not made yet, one group (a
+    chunk of the view, a few hundred hosts) per C{next()}: a generator (for
+    L{distro.interfaces.ITurns.run}) after which L{viewJson} only joins. A
+    view of ten thousand changed hosts is then never encoded in one turn.
+    """
+    for group in info.hostGroups():
+        if group.hosts and not group.isEncoded(_KEY):
+            group.encoded(_KEY, _hostsJson)
+            yield
