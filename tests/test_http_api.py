@@ -109,6 +109,11 @@ def hostIds(view):
 
 
 class ApiTestCase(HttpTestCase):
+    """
+    A node's HTTP port in memory, instances registered through distro's
+    own port of the node.
+    """
+
     def start(self, **config):
         super().start(**config)
         self.clock = self.harness.clock
@@ -161,6 +166,10 @@ class ApiTestCase(HttpTestCase):
 
 
 class MembersTests(ApiTestCase):
+    """
+    C{GET /v1/members}.
+    """
+
     def test_members(self):
         """
         C{GET /v1/members}: the members as the node sees them.
@@ -172,6 +181,10 @@ class MembersTests(ApiTestCase):
 
 
 class ServicesTests(ApiTestCase):
+    """
+    C{GET /v1/services}.
+    """
+
     def test_services(self):
         """
         C{GET /v1/services}: a namespace's services with their instance
@@ -218,6 +231,10 @@ class ServicesTests(ApiTestCase):
 
 
 class InstancesTests(ApiTestCase):
+    """
+    C{GET /v1/services/{namespace}/{group}/{name}/instances}.
+    """
+
     def test_view(self):
         """
         A service's instances: the view's hosts (every field of the model,
@@ -326,6 +343,11 @@ class AuthTests(ApiTestCase):
         self.start(auth_tokens={"s3cret": ["public"], "ops": ["*"]})
 
     def test_refused(self):
+        """
+        Without a credential, with one not accepted, or with one not granted
+        the namespace, every route is 403 naming what is wrong, and opens no
+        watch.
+        """
         for path, params in (
             ("/v1/members", {}),
             ("/v1/services", {}),
@@ -343,6 +365,10 @@ class AuthTests(ApiTestCase):
         self.assertEqual(self.subscriptions(), 0)
 
     def test_granted(self):
+        """
+        A credential granted the namespace reads it: as a parameter, an
+        C{accessToken} header or a bearer header, for every route.
+        """
         self.assertEqual(len(self.document("GET", "/v1/members", accessToken="s3cret")["members"]), 1)
         self.assertEqual(self.document("GET", "/v1/services", accessToken="s3cret")["count"], 0)
         self.assertEqual(self.document("GET", "/v1/services", namespace="dev", accessToken="ops")["count"], 0)
@@ -356,6 +382,10 @@ class AuthTests(ApiTestCase):
 
 
 class WaitTests(SynchronousTestCase):
+    """
+    A blocking query's C{wait}.
+    """
+
     def test_parseWait(self):
         """
         A wait is milliseconds, seconds, minutes, hours or bare seconds,
@@ -670,6 +700,11 @@ class LimitTests(ApiTestCase):
         self.start(max_watches_per_ip=2)
 
     def test_limit(self):
+        """
+        Past C{max_watches_per_ip} open watches of an address (streams and
+        held queries together), a watch is refused with 429 naming the
+        limit; another address is not; a watch ending frees its place.
+        """
         revision = self.nativeView()["revision"]
         first = self.stream()
         held = Exchange(self.site)
@@ -726,6 +761,10 @@ class EncodedOverTurnsTests(ApiTestCase):
         self.fail("never written")
 
     def test_answer(self):
+        """
+        A service's instances, its view changed much, are answered once
+        encoded, over several turns.
+        """
         self.publish(3000)
         exchange = Exchange(self.site)
         exchange.send(f"GET {ORDERS}/instances HTTP/1.1\r\nHost: n\r\n\r\n".encode())
@@ -753,6 +792,9 @@ class EncodedOverTurnsTests(ApiTestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_push(self):
+        """
+        A change of many hosts is an event once encoded, over several turns.
+        """
         stream = self.stream()
         self.assertEqual(len(stream.views()), 1)
         before = stream.body()
@@ -782,6 +824,10 @@ class EncodedOverTurnsTests(ApiTestCase):
         self.assertEqual(stream.items(), [])
 
     def test_blockingQuery(self):
+        """
+        A held query is answered with a view changed much once it is
+        encoded, over several turns.
+        """
         revision = self.document("GET", ORDERS + "/instances")["revision"]
         exchange = Exchange(self.site)
         exchange.send(f"GET {ORDERS}/watch?index={revision} HTTP/1.1\r\nHost: n\r\n\r\n".encode())

@@ -295,6 +295,9 @@ class _Watch:
         self.node.watch(self.channel, self.service, self.clusters, pushed)
 
     def later(self, seconds, f, *args):
+        """
+        Call C{f(*args)} in C{seconds}, unless the watch ended by then.
+        """
         self._timers.append(self.node.clock.callLater(seconds, f, *args))
 
     def _pushed(self, info):
@@ -368,6 +371,10 @@ class BlockingQuery(_Watch):
     """
 
     def start(self, info, grant, wait):
+        """
+        Hold the query until the view changes from C{info}, or C{wait}
+        passes.
+        """
         super().start(info, grant, wait)
         if grant.expires is not None:
             wait = min(wait, max(0.0, grant.expires - self.node.clock.seconds()))
@@ -377,6 +384,9 @@ class BlockingQuery(_Watch):
         self._answer(self.node.serviceInfo(self.service, self.clusters, self.healthy))
 
     def changed(self, info):
+        """
+        The view changed: answer it.
+        """
         self._answer(info)
 
     def _answer(self, info):
@@ -403,6 +413,9 @@ class EventStream(_Watch):
     _stalled = None
 
     def start(self, info, grant, wait):
+        """
+        Answer the stream, C{info} its first event.
+        """
         request = self.request
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
@@ -422,6 +435,9 @@ class EventStream(_Watch):
         )
 
     def changed(self, info):
+        """
+        The view changed: an event of it.
+        """
         self._event(info)
 
     def _keepAlive(self):
@@ -441,6 +457,10 @@ class EventStream(_Watch):
     # IPushProducer: the connection's send buffer.
 
     def pauseProducing(self):
+        """
+        The connection cannot take more: pushes wait in the pusher, and the
+        client has C{idle_timeout_ms} to read.
+        """
         if self.ended or self._stalled is not None:
             return
         self.channel.pause()
@@ -450,6 +470,9 @@ class EventStream(_Watch):
         self._timers.append(self._stalled)
 
     def resumeProducing(self):
+        """
+        The connection takes data again: what is due is sent.
+        """
         if self._stalled is None:
             return
         if self._stalled.active():
@@ -459,6 +482,9 @@ class EventStream(_Watch):
             self.channel.resume()
 
     def stopProducing(self):
+        """
+        The connection is going: the watch ends.
+        """
         self.end()
 
     def _stall(self):
