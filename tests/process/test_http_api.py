@@ -134,7 +134,7 @@ class JsonApiClusterTests(ClusterTestCase):
         self.assertEqual((first["event"], first["data"]["hosts"]), ("view", []))
 
         view = yield self.document(n1, "/v1/services/public/DEFAULT_GROUP/orders/instances")
-        held = self.get(n1, WATCH, index=str(view["revision"]), wait="20s")
+        held = self.get(n1, WATCH, index=str(view["revision"]), wait="10s")
         # Held: had it been answered at once, it would show no hosts.
         self.assertFalse(held.called)
 
