@@ -837,6 +837,27 @@ class EncodedOverTurnsTests(ApiTestCase):
         self.assertEqual((code, len(json.loads(body)["hosts"])), (200, 3000))
         self.assertEqual(self.subscriptions(), 0)
 
+    def test_waitEndsWhileEncoded(self):
+        """
+        A held query whose wait ends while a change is encoded is answered
+        with the changed view once encoded, once.
+        """
+        revision = self.document("GET", ORDERS + "/instances")["revision"]
+        exchange = Exchange(self.site)
+        exchange.send(f"GET {ORDERS}/watch?index={revision}&wait=1s HTTP/1.1\r\nHost: n\r\n\r\n".encode())
+        self.publish(3000)
+        nextTurn(self.clock)
+        # The wait ends: its timer is due in the next turn, with a slice.
+        self.clock.rightNow += 1
+        nextTurn(self.clock)
+        self.assertEqual(exchange.transport.value(), b"")
+        self.assertGreater(self.turnsUntil(exchange.transport.value), 2)
+        code, _, body = exchange.response()
+        self.assertEqual((code, len(json.loads(body)["hosts"])), (200, 3000))
+        for _ in range(20):
+            nextTurn(self.clock)
+        self.assertEqual(exchange.transport.value(), b"")
+
     def test_streamEndsWhileEncoded(self):
         """
         A stream whose client leaves while a push is encoded writes

@@ -381,6 +381,8 @@ class BlockingQuery(_Watch):
         self.later(wait, self._waited)
 
     def _waited(self):
+        if self._encoding is not None:
+            return  # a change is being encoded: its view answers, next turns
         self._answer(self.node.serviceInfo(self.service, self.clusters, self.healthy))
 
     def changed(self, info):
