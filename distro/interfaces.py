@@ -418,6 +418,15 @@ class INode(INodeState):
         The reverse of L{subscribe}.
         """
 
+    def watch(channel, service, clusters, info):
+        """
+        A watch without a client (an HTTP request held open): C{channel}
+        (from L{pushChannel}) is pushed C{service}'s view (C{clusters}
+        filtering) when it changes from C{info}, the view just given, as a
+        subscription is; it counts as one. It ends when C{channel} is
+        closed.
+        """
+
     def portOpened(frontEnd):
         """
         A port (an L{IFrontEnd}) listens.

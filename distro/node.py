@@ -235,6 +235,14 @@ class Node:
         self.manager.unsubscribe(client, service, clusters)
         self.pusher.unsubscribe(channel, service, clusters)
 
+    def watch(self, channel, service, clusters, info):
+        """
+        C{channel} watches C{service} (C{clusters} filtering), whose C{info}
+        it was just given, without a client: a subscription of the pusher
+        alone, until C{channel} is closed.
+        """
+        self.pusher.subscribe(channel, service, clusters, info.checksum)
+
     def clientPortBound(self, address):
         """
         distro's client port is bound, reachable at C{address}

@@ -23,6 +23,7 @@ SAMPLE = FilePath(__file__).parent().sibling("etc").child("distro.toml")
 # Integer keys where 0 is wrong, and where 0 is allowed (but not negatives).
 POSITIVE = {
     "auth_token_ttl_ms",
+    "max_watches_per_ip",
     "log_rotate_bytes",
     "log_max_files",
     "listen_backlog",
@@ -634,7 +635,7 @@ class OwnershipTests(SynchronousTestCase):
         self.assertEqual(len(declared), len(set(declared)))
         self.assertEqual(set(declared), set(config.KEYS))
         self.assertEqual({f.name for f in fields(NacosKeys)}, {"nacos_listen"})
-        self.assertEqual({f.name for f in fields(HttpKeys)}, {"http_listen"})
+        self.assertEqual({f.name for f in fields(HttpKeys)}, {"http_listen", "max_watches_per_ip"})
         self.assertIn("listen", {f.name for f in fields(NativeKeys)})
         self.assertIn("peer_listen", {f.name for f in fields(ClusterKeys)})
 

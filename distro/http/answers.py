@@ -11,7 +11,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, NOT_FOUND, UNAUTHORIZED, UNAVAILABLE, RequestError
+from distro.errors import (
+    FORBIDDEN,
+    LIMIT_EXCEEDED,
+    NOT_FOUND,
+    NOT_READY,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    RequestError,
+)
 
 log = Logger()
 
@@ -93,14 +101,15 @@ def refusal(request, status, message):
 def status(error):
     """
     The HTTP status of a L{RequestError}: 403 for credentials (as Nacos
-    answers), 404 for what is not held, 503 for a limit or a member that
-    cannot be reached (a Nacos client tries another node), else 400.
+    answers), 404 for what is not held, 503 for a limit, a node still
+    loading or a member that cannot be reached (a Nacos client tries
+    another node), else 400.
     """
     if error.code in (UNAUTHORIZED, FORBIDDEN):
         return 403
     if error.code == NOT_FOUND:
         return 404
-    if error.code in (LIMIT_EXCEEDED, UNAVAILABLE):
+    if error.code in (LIMIT_EXCEEDED, NOT_READY, UNAVAILABLE):
         return 503
     return 400
 
@@ -118,7 +127,8 @@ def refused(request, error):
 def later(request, d, answer):
     """
     Answer C{request} when C{d} fires: C{answer(request, result)} writes
-    the body; a refusal becomes its error, anything else a 500 (logged).
+    the body (or answers later still: L{server.NOT_DONE_YET}); a refusal
+    becomes its error, anything else a 500 (logged).
     """
     gone = []
     request.notifyFinish().addErrback(gone.append)  # the client left
@@ -135,6 +145,8 @@ def later(request, d, answer):
                 body = refusal(request, 500, "internal error")
         else:
             body = answer(request, result)
+            if body is server.NOT_DONE_YET:
+                return
         request.write(body)
         request.finish()
 

@@ -2,7 +2,8 @@
 """
 What the HTTP port serves (docs/http.md, docs/nacos.md): one resource
 routing each request by path and method to a group of routes, each group a
-module of its own (health, logins, metrics, Nacos' open API).
+module of its own (health, logins, metrics, Nacos' open API, distro's JSON
+API).
 
 Every answer is JSON but Nacos' v1 errors, which are text as Nacos writes
 them, and the metrics' text. A bad parameter is a 4xx naming it.
@@ -12,6 +13,7 @@ from twisted.web import resource
 
 from distro.errors import RequestError
 from distro.http.answers import HttpError, document, refused
+from distro.http.api import JsonApi
 from distro.http.health import Health
 from distro.http.logins import Logins
 from distro.http.metrics import Scrapes
@@ -36,7 +38,8 @@ class NodeResource(resource.Resource):
         self.node = node
         self._routes = {}
         self._prefixes = []
-        for group in (Health(node), Logins(node), Scrapes(node, collector=collector), OpenApi(node)):
+        for group in (Health(node), Logins(node), Scrapes(node, collector=collector), OpenApi(node),
+                      JsonApi(node)):
             self._routes.update(group.routes)
             self._prefixes.extend(getattr(group, "prefixes", {}).items())
 
