@@ -418,6 +418,22 @@ class INode(INodeState):
         The reverse of L{subscribe}.
         """
 
+    def watch(channel, service, clusters, info):
+        """
+        C{channel} (of L{pushChannel}) follows the view of C{service}
+        (C{clusters} filtering) without a client, its reader having just
+        been given C{info}: a reader the port itself bounds and expires (a
+        UDP push target of a Nacos v1 client, a watch over HTTP). Like
+        every subscription it is this node's alone, never replicated; it
+        ends with L{unwatch} or the channel's C{close}. Watching again
+        takes C{info} as what the reader has.
+        """
+
+    def unwatch(channel, service, clusters):
+        """
+        The reverse of L{watch}.
+        """
+
     def portOpened(frontEnd):
         """
         A port (an L{IFrontEnd}) listens.

@@ -235,6 +235,19 @@ class Node:
         self.manager.unsubscribe(client, service, clusters)
         self.pusher.unsubscribe(channel, service, clusters)
 
+    def watch(self, channel, service, clusters, info):
+        """
+        C{channel} follows C{service}'s view without a client (a reader
+        the port bounds itself), its reader having been given C{info}.
+        """
+        self.pusher.subscribe(channel, service, clusters, info.checksum)
+
+    def unwatch(self, channel, service, clusters):
+        """
+        The reverse of L{watch}.
+        """
+        self.pusher.unsubscribe(channel, service, clusters)
+
     def clientPortBound(self, address):
         """
         distro's client port is bound, reachable at C{address}
