@@ -5,7 +5,7 @@ The configuration keys of the HTTP port.
 
 from dataclasses import dataclass
 
-from distro.keys import keyField, optionalEndpoint
+from distro.keys import keyField, nonNegative, optionalEndpoint, positive
 
 
 @dataclass
@@ -19,4 +19,17 @@ class HttpKeys:
         "HTTP port (Nacos login and open API, /health, /ready), as a Twisted server endpoint "
         "string; empty disables it.",
         optionalEndpoint,
+    )
+
+    udp_push_max_targets: int = keyField(
+        10000,
+        "Nacos' UDP push: at most this many push targets (a v1 client's udpPort and a view it "
+        "lists) on this node; past it, a list is answered but pushes nothing. 0 turns UDP push off.",
+        nonNegative,
+    )
+    udp_push_expiry_ms: int = keyField(
+        30000,
+        "Nacos' UDP push: a target not listing its view again for this long is forgotten "
+        "(Nacos 2 forgets such a client after 30 s).",
+        positive,
     )
