@@ -420,18 +420,12 @@ class INode(INodeState):
 
     def watch(channel, service, clusters, info):
         """
-        C{channel} (of L{pushChannel}) follows the view of C{service}
-        (C{clusters} filtering) without a client, its reader having just
-        been given C{info}: a reader the port itself bounds and expires (a
-        UDP push target of a Nacos v1 client, a watch over HTTP). Like
-        every subscription it is this node's alone, never replicated; it
-        ends with L{unwatch} or the channel's C{close}. Watching again
-        takes C{info} as what the reader has.
-        """
-
-    def unwatch(channel, service, clusters):
-        """
-        The reverse of L{watch}.
+        A watch without a client (an HTTP request held open, a Nacos v1
+        client's UDP push target): C{channel} (from L{pushChannel}) is
+        pushed C{service}'s view (C{clusters} filtering) when it changes
+        from C{info}, the view just given, as a subscription is; it counts
+        as one, is this node's alone (never replicated), and ends when
+        C{channel} is closed. Watching again takes C{info} as given.
         """
 
     def portOpened(frontEnd):

@@ -237,16 +237,11 @@ class Node:
 
     def watch(self, channel, service, clusters, info):
         """
-        C{channel} follows C{service}'s view without a client (a reader
-        the port bounds itself), its reader having been given C{info}.
+        C{channel} watches C{service} (C{clusters} filtering), whose C{info}
+        it was just given, without a client: a subscription of the pusher
+        alone, until C{channel} is closed.
         """
         self.pusher.subscribe(channel, service, clusters, info.checksum)
-
-    def unwatch(self, channel, service, clusters):
-        """
-        The reverse of L{watch}.
-        """
-        self.pusher.unsubscribe(channel, service, clusters)
 
     def clientPortBound(self, address):
         """

@@ -144,9 +144,9 @@ class Naming:
         if not name:
             raise Missing("Param 'serviceName' is required.")
         if "@@" in name:
-            parts = [part for part in name.split("@@")]
+            parts = name.split("@@")
             while parts and not parts[-1]:
-                parts.pop()  # as Java's split
+                parts.pop()  # as Java's split, which Nacos checks it with
             if len(parts) <= 1:
                 raise HttpError(400, "Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'")
             if not parts[0]:

@@ -45,16 +45,17 @@ MAX_DATAGRAM = 65507
 
 class _Target:
     """
-    One address pushed to: its push channel, and each view it follows
-    (C{(service, clusters)} -> C{[clusters as listed, expiry timer]}).
+    One address pushed to and one view it follows: its push channel (a
+    channel per target, so that one expires by closing it), the cluster
+    filter as the client listed it, and its expiry timer.
     """
 
-    __slots__ = ("address", "channel", "views")
+    __slots__ = ("channel", "clusters", "expiry")
 
-    def __init__(self, address, channel):
-        self.address = address
+    def __init__(self, channel, clusters, expiry):
         self.channel = channel
-        self.views = {}
+        self.clusters = clusters
+        self.expiry = expiry
 
 
 @dataclass(slots=True, eq=False)
@@ -88,9 +89,8 @@ class UdpPush(DatagramProtocol):
         self.maxTargets = node.config.udp_push_max_targets
         self.expiry = node.config.udp_push_expiry_ms / 1000.0
         self.notices = RateLimitedLog(self.clock)
-        # address -> _Target
+        # (address, (service, clusters)) -> _Target
         self._targets = {}
-        self.count = 0  # views followed, over every address
         # (ip, port, lastRefTime) -> _Push, and (address, view) -> its newest
         self._waiting = {}
         self._newest = {}
@@ -125,65 +125,58 @@ class UdpPush(DatagramProtocol):
             return False
         if (":" in address[0]) != isinstance(self.transport.getHost(), IPv6Address):
             return False  # an address the socket cannot send to
-        key = (info.service, info.clusters)
-        target = self._targets.get(address)
-        view = target.views.get(key) if target is not None else None
-        if view is None:
-            if self.count >= self.maxTargets:
+        target = (address, (info.service, info.clusters))
+        held = self._targets.get(target)
+        if held is None:
+            if len(self._targets) >= self.maxTargets:
                 self.notices.warn(
                     "udp push targets",
                     "UDP push: {address} not pushed to: the node holds udp_push_max_targets ({limit}) targets",
                     address=f"{address[0]}:{address[1]}", limit=self.maxTargets)
                 return False
-            if target is None:
-                target = self._targets[address] = _Target(
-                    address, self.node.pushChannel(lambda info: self._push(address, info)))
-            target.views[key] = [clusters, self.clock.callLater(self.expiry, self._expire, address, key)]
-            self.count += 1
+            held = self._targets[target] = _Target(
+                self.node.pushChannel(lambda info: self._push(target, info)), clusters,
+                self.clock.callLater(self.expiry, self._expire, target))
         else:
-            view[0] = clusters
-            view[1].reset(self.expiry)
-        self.node.watch(target.channel, info.service, info.clusters, info)
+            held.clusters = clusters
+            held.expiry.reset(self.expiry)
+        self.node.watch(held.channel, info.service, info.clusters, info)
         return True
 
-    def _expire(self, address, key):
+    def _expire(self, target):
         """
-        The target at C{address} stopped listing the view C{key}.
+        C{target} (an address and a view) did not list its view again.
         """
-        target = self._targets[address]
-        del target.views[key]
-        self.count -= 1
-        self.node.unwatch(target.channel, *key)
-        self._forget(self._newest.pop((address, key), None))
-        if not target.views:
-            target.channel.close()
-            del self._targets[address]
+        self._targets.pop(target).channel.close()
+        self._forget(self._newest.get(target))
 
     def targets(self):
         """
         The addresses pushed to, each with the views it follows:
         C{{(ip, port): {(service, clusters), ...}}}.
         """
-        return {address: set(target.views) for address, target in self._targets.items()}
+        addresses = {}
+        for address, view in self._targets:
+            addresses.setdefault(address, set()).add(view)
+        return addresses
 
     # Pushes
 
-    def _push(self, address, info):
+    def _push(self, target, info):
         """
-        The pusher's send for the target at C{address}: push C{info}.
+        The pusher's send for C{target}: push C{info}.
         """
-        target = self._targets.get(address)
-        key = (info.service, info.clusters)
-        view = target.views.get(key) if target is not None else None
-        if view is None or self.transport is None:
+        held = self._targets.get(target)
+        if held is None or self.transport is None:
             return
+        address, key = target
         lastRefTime = self._nanos()
         datagram = json.dumps(
-            {"type": "dom", "data": serviceBody(info, view[0], self.refTime()), "lastRefTime": lastRefTime},
+            {"type": "dom", "data": serviceBody(info, held.clusters, self.refTime()), "lastRefTime": lastRefTime},
             separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if len(datagram) >= COMPRESS_FROM:
             datagram = gzip.compress(datagram, compresslevel=6, mtime=0)
-        self._forget(self._newest.pop((address, key), None))
+        self._forget(self._newest.get(target))
         if len(datagram) > MAX_DATAGRAM:
             self.node.pushFailed()
             self.notices.warn(
@@ -213,8 +206,6 @@ class UdpPush(DatagramProtocol):
             self._send(push)
             return
         self._forget(push)
-        if self._newest.get((push.address, push.view)) is push:
-            del self._newest[(push.address, push.view)]
         self.node.pushFailed()
 
     def _forget(self, push):
@@ -224,6 +215,8 @@ class UdpPush(DatagramProtocol):
         if push is None:
             return
         self._waiting.pop((push.address[0], push.address[1], push.lastRefTime), None)
+        if self._newest.get((push.address, push.view)) is push:
+            del self._newest[(push.address, push.view)]
         if push.timer is not None and push.timer.active():
             push.timer.cancel()
         push.timer = None
@@ -251,8 +244,6 @@ class UdpPush(DatagramProtocol):
                               address=f"{address[0]}:{address[1]}")
             return
         self._forget(push)
-        if self._newest.get((push.address, push.view)) is push:
-            del self._newest[(push.address, push.view)]
 
     def stop(self):
         """
@@ -261,10 +252,8 @@ class UdpPush(DatagramProtocol):
         for push in list(self._waiting.values()):
             self._forget(push)
         self._newest.clear()
-        for target in self._targets.values():
-            for _, timer in target.views.values():
-                if timer.active():
-                    timer.cancel()
-            target.channel.close()
+        for held in self._targets.values():
+            if held.expiry.active():
+                held.expiry.cancel()
+            held.channel.close()
         self._targets.clear()
-        self.count = 0
