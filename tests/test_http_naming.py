@@ -160,6 +160,19 @@ class InstanceListTests(NamingTestCase):
             self.assertEqual([h["ip"] for h in body["hosts"]], [ip], params)
             self.assertEqual(body["hosts"][0]["serviceName"], name, params)
 
+    def test_heartbeatClientListed(self):
+        """
+        An instance registered over HTTP (a heartbeat client) is listed
+        like any other, its heartbeat settings from its metadata.
+        """
+        code, _, body = self.exchange(DETAIL, method="POST", body=urllib.parse.urlencode({
+            "serviceName": "g@@orders", "ip": "10.0.0.8", "port": "80",
+            "metadata": json.dumps({"preserved.heart.beat.interval": "2000"})}).encode())
+        self.assertEqual((code, body), (200, b"ok"))
+        [host] = self.read(LIST, serviceName="orders", groupName="g")["hosts"]
+        self.assertEqual(host, nacosHost("10.0.0.8", 80, grouped="g@@orders", interval=2000, generator=None,
+                                         metadata={"preserved.heart.beat.interval": "2000"}))
+
     def test_unknownService(self):
         """
         A service nobody publishes is an empty list, not an error.
