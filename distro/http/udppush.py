@@ -82,6 +82,7 @@ class UdpPush(DatagramProtocol):
     """
 
     log = Logger()
+    noisy = False  # no "Starting protocol" line of its own
 
     def __init__(self, node):
         self.node = node
