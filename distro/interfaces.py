@@ -420,11 +420,12 @@ class INode(INodeState):
 
     def watch(channel, service, clusters, info):
         """
-        A watch without a client (an HTTP request held open): C{channel}
-        (from L{pushChannel}) is pushed C{service}'s view (C{clusters}
-        filtering) when it changes from C{info}, the view just given, as a
-        subscription is; it counts as one. It ends when C{channel} is
-        closed.
+        A watch without a client (an HTTP request held open, a Nacos v1
+        client's UDP push target): C{channel} (from L{pushChannel}) is
+        pushed C{service}'s view (C{clusters} filtering) when it changes
+        from C{info}, the view just given, as a subscription is; it counts
+        as one, is this node's alone (never replicated), and ends when
+        C{channel} is closed. Watching again takes C{info} as given.
         """
 
     def portOpened(frontEnd):

@@ -40,6 +40,7 @@ POSITIVE = {
     "peer_timeout_ms",
     "down_after_ms",
     "peer_max_frame",
+    "udp_push_expiry_ms",
 }
 NON_NEGATIVE = {
     "disconnect_grace_ms",
@@ -47,6 +48,7 @@ NON_NEGATIVE = {
     "max_connections_per_ip",
     "orphan_grace_ms",
     "load_timeout_ms",
+    "udp_push_max_targets",
 }
 
 
@@ -635,7 +637,8 @@ class OwnershipTests(SynchronousTestCase):
         self.assertEqual(len(declared), len(set(declared)))
         self.assertEqual(set(declared), set(config.KEYS))
         self.assertEqual({f.name for f in fields(NacosKeys)}, {"nacos_listen"})
-        self.assertEqual({f.name for f in fields(HttpKeys)}, {"http_listen", "max_watches_per_ip"})
+        self.assertEqual({f.name for f in fields(HttpKeys)},
+                         {"http_listen", "max_watches_per_ip", "udp_push_max_targets", "udp_push_expiry_ms"})
         self.assertIn("listen", {f.name for f in fields(NativeKeys)})
         self.assertIn("peer_listen", {f.name for f in fields(ClusterKeys)})
 

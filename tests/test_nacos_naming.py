@@ -299,6 +299,32 @@ class ResponseTests(SynchronousTestCase):
         self.assertEqual(same.count(False), 1)  # one chunk changed
         self.assertEqual(json.loads(naming.hostsJson(second)), fresh(second))
 
+    def test_httpHost(self):
+        """
+        The HTTP form of a host adds what Nacos' HTTP answers show (its
+        Instance's getters): the heartbeat settings from the C{preserved.*}
+        metadata (all digits, else Nacos' defaults) and the id generator;
+        the gRPC form is unchanged, and each form is kept apart.
+        """
+        service = model.ServiceKey("public", "DEFAULT_GROUP", "orders")
+        plain = model.parseInstance({"ip": "10.0.0.1", "port": 80})
+        tuned = model.parseInstance({"ip": "10.0.0.2", "port": 80, "metadata": {
+            "preserved.heart.beat.interval": "1000", "preserved.heart.beat.timeout": "-1",
+            "preserved.ip.delete.timeout": "9" * 19}})
+        self.assertEqual(naming.httpHost(plain, "DEFAULT_GROUP@@orders"), dict(
+            naming.host(plain, "DEFAULT_GROUP@@orders"), instanceHeartBeatInterval=5000,
+            instanceHeartBeatTimeOut=15000, ipDeleteTimeout=30000, instanceIdGenerator="simple"))
+        host = naming.httpHost(tuned, "g@@orders")
+        self.assertEqual([host[k] for k in ("instanceHeartBeatInterval", "instanceHeartBeatTimeOut",
+                                            "ipDeleteTimeout")], [1000, 15000, 30000])
+        self.assertNotIn("instanceIdGenerator", host)
+        info = ServiceInfo.ofHosts(service, None, [plain, tuned], 1)
+        grpc = json.loads(naming.hostsJson(info))
+        http = json.loads(naming.hostsJson(info, naming.httpHost))
+        self.assertEqual(grpc, [naming.host(i, "DEFAULT_GROUP@@orders") for i in info.hosts])
+        self.assertEqual(http, [naming.httpHost(i, "DEFAULT_GROUP@@orders") for i in info.hosts])
+        self.assertTrue(naming.hostsEncoded(info, naming.httpHost))
+
     def test_rawJsonInBodies(self):
         body = {"a": 1, "b": {"c": naming.RawJSON('[{"x":"]"}]'), "d": "e"}}
         self.assertEqual(json.loads(naming.encodeBody(body)), {"a": 1, "b": {"c": [{"x": "]"}], "d": "e"}})

@@ -25,15 +25,16 @@ class BoundedRequest(server.Request):
     """
     A request whose body may not pass L{MAX_BODY}, whatever its framing,
     and whose form body is read into C{args} whatever its method (Nacos'
-    clients send forms with C{PUT} and C{DELETE} too; twisted.web reads
-    C{POST}'s only).
+    clients send forms with C{PUT} and C{DELETE} too, and scripts even
+    with C{GET}, which a Nacos server, a servlet, reads; twisted.web reads
+    C{POST}'s only), after the query string's values.
     """
 
     _received = 0
 
     def process(self):
         # The base has read the query string and, for POST, the form body.
-        if self.method not in (b"POST", b"GET", b"HEAD"):
+        if self.method != b"POST":
             self._readForm()
         super().process()
 

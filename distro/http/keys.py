@@ -5,7 +5,7 @@ The configuration keys of the HTTP port.
 
 from dataclasses import dataclass
 
-from distro.keys import keyField, optionalEndpoint, positive
+from distro.keys import keyField, nonNegative, optionalEndpoint, positive
 
 
 @dataclass
@@ -24,5 +24,17 @@ class HttpKeys:
         256,
         "Watches (Server-Sent Events streams and blocking queries held open) of the JSON API one "
         "remote IP may hold at once; past it a watch is refused with 429.",
+        positive,
+    )
+    udp_push_max_targets: int = keyField(
+        10000,
+        "Nacos' UDP push: at most this many push targets (a v1 client's udpPort and a view it "
+        "lists) on this node; past it, a list is answered but pushes nothing. 0 turns UDP push off.",
+        nonNegative,
+    )
+    udp_push_expiry_ms: int = keyField(
+        30000,
+        "Nacos' UDP push: a target not listing its view again for this long is forgotten "
+        "(Nacos 2 forgets such a client after 30 s).",
         positive,
     )

@@ -2,8 +2,8 @@
 """
 What the HTTP port serves (docs/http.md, docs/nacos.md): one resource
 routing each request by path and method to a group of routes, each group a
-module of its own (health, logins, metrics, Nacos' open API, distro's JSON
-API).
+module of its own (health, logins, metrics, Nacos' open API writes and
+reads, distro's JSON API).
 
 Every answer is JSON but Nacos' v1 errors, which are text as Nacos writes
 them, and the metrics' text. A bad parameter is a 4xx naming it.
@@ -17,7 +17,9 @@ from distro.http.api import JsonApi
 from distro.http.health import Health
 from distro.http.logins import Logins
 from distro.http.metrics import Scrapes
+from distro.http.naming import Naming
 from distro.http.openapi import OpenApi
+from distro.http.udppush import UdpPush
 
 
 class NodeResource(resource.Resource):
@@ -28,19 +30,25 @@ class NodeResource(resource.Resource):
     C{prefixes} (a path prefix ending in C{/} -> method -> handler, for the
     paths below it). A handler takes the request and returns its body, or
     L{twisted.web.server.NOT_DONE_YET}; it refuses by raising L{HttpError}
-    or L{RequestError}.
+    or L{RequestError}. Groups may serve other methods of one path.
+
+    @param pushes: the port's L{UdpPush} (one that never listens, if not
+        given: nothing is pushed).
     """
 
     isLeaf = True
 
-    def __init__(self, node, *, collector=None):
+    def __init__(self, node, *, collector=None, pushes=None):
         super().__init__()
         self.node = node
         self._routes = {}
         self._prefixes = []
-        for group in (Health(node), Logins(node), Scrapes(node, collector=collector), OpenApi(node),
-                      JsonApi(node)):
-            self._routes.update(group.routes)
+        pushes = UdpPush(node) if pushes is None else pushes
+        groups = (Health(node), Logins(node), Scrapes(node, collector=collector), OpenApi(node),
+                  Naming(node, pushes), JsonApi(node))
+        for group in groups:
+            for path, methods in group.routes.items():
+                self._routes.setdefault(path, {}).update(methods)
             self._prefixes.extend(getattr(group, "prefixes", {}).items())
 
     def _methods(self, path):

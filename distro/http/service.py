@@ -5,13 +5,17 @@ resources, listening on C{http_listen}.
 """
 
 from twisted.application.service import Service
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorUDP
 from twisted.logger import Logger
 from twisted.web import server
 from zope.interface import implementer
 
+from distro.address import formatAddress
 from distro.admission import PortConnections
 from distro.http.channel import BoundedChannel, BoundedRequest
 from distro.http.resources import NodeResource
+from distro.http.udppush import UdpPush
 from distro.interfaces import IFrontEnd
 from distro.listening import listenNow
 
@@ -48,7 +52,9 @@ class BoundedSite(server.Site):
 @implementer(IFrontEnd)
 class HttpService(Service):
     """
-    The HTTP port (C{http_listen}).
+    The HTTP port (C{http_listen}), and the UDP socket of its Nacos pushes
+    (an ephemeral port on the same interface; none if
+    C{udp_push_max_targets} is 0).
 
     @param collector: the process' L{distro.collector.CollectorWatch}, whose
         pauses the metrics show, if it has one.
@@ -60,8 +66,10 @@ class HttpService(Service):
     def __init__(self, node, reactor, *, collector=None):
         self.node = node
         self.reactor = reactor
-        self.site = BoundedSite(NodeResource(node, collector=collector), node)
+        self.pushes = UdpPush(node)
+        self.site = BoundedSite(NodeResource(node, collector=collector, pushes=self.pushes), node)
         self.port = None
+        self.udpPort = None
         self.address = None
 
     def connectionCount(self):
@@ -75,9 +83,28 @@ class HttpService(Service):
         self.node.portOpened(self)
         self.log.info("distro node {node} serving HTTP on {address}",
                       node=self.node.nodeId, address=self.address)
+        self._listenUdp()
+
+    def _listenUdp(self):
+        interface = getattr(self.port.getHost(), "host", None)
+        if not self.node.config.udp_push_max_targets or interface is None or not IReactorUDP.providedBy(self.reactor):
+            return
+        try:
+            self.udpPort = self.reactor.listenUDP(0, self.pushes, interface=interface)
+        except CannotListenError as e:
+            # Pushes are a v1 client's extra: the port serves without them.
+            self.log.warn("Nacos UDP push off: cannot open a UDP socket on {interface}: {error}",
+                          interface=interface, error=e)
+            return
+        host = self.udpPort.getHost()
+        self.log.info("Nacos UDP pushes from {address}", address=formatAddress(host.host, host.port))
 
     def stopService(self):
         super().stopService()
         self.node.portClosed(self)
+        self.pushes.stop()
+        if self.udpPort is not None:
+            self.udpPort.stopListening()
+            self.udpPort = None
         if self.port is not None:
             return self.port.stopListening()

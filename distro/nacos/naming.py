@@ -375,10 +375,47 @@ def host(instance, grouped):
     }
 
 
-def serviceInfo(info, clusters, lastRefTime):
+# What Nacos' HTTP answers show of an instance's heartbeat settings (its
+# Instance getters, which Jackson writes): the preserved metadata key and
+# Nacos' default, in milliseconds.
+HEARTBEAT_SETTINGS = (
+    ("instanceHeartBeatInterval", "preserved.heart.beat.interval", 5000),
+    ("instanceHeartBeatTimeOut", "preserved.heart.beat.timeout", 15000),
+    ("ipDeleteTimeout", "preserved.ip.delete.timeout", 30000),
+)
+INSTANCE_ID_GENERATOR = "preserved.instance.id.generator"
+
+
+def _millis(value, default):
+    # Nacos reads a setting that is all ASCII digits; anything else is
+    # its default (and more digits than a long holds would fail there).
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return default
+
+
+def httpHost(instance, grouped):
+    """
+    The Nacos instance object of Nacos' HTTP answers: L{host} with the
+    heartbeat settings (C{preserved.*} metadata, else Nacos' defaults) and
+    C{instanceIdGenerator}: the metadata's, C{simple} when the metadata is
+    empty, absent when it is not and lacks it (Nacos' getter gives null
+    then, which it does not write).
+    """
+    value = host(instance, grouped)
+    metadata = instance.metadata
+    for name, key, default in HEARTBEAT_SETTINGS:
+        value[name] = _millis(metadata.get(key), default)
+    generator = metadata.get(INSTANCE_ID_GENERATOR) if metadata else "simple"
+    if generator is not None:
+        value["instanceIdGenerator"] = generator
+    return value
+
+
+def serviceInfo(info, clusters, lastRefTime, form=host):
     """
     The Nacos C{ServiceInfo} of a L{distro.registry.ServiceInfo}, with its
-    C{hosts} as L{RawJSON} (see L{hostsJson}).
+    C{hosts} as L{RawJSON} (see L{hostsJson}; C{form} makes each).
 
     @param clusters: the cluster string the client asked for (C{""}: all).
     @param lastRefTime: milliseconds; a client drops a push whose
@@ -390,7 +427,7 @@ def serviceInfo(info, clusters, lastRefTime):
         "groupName": service.group,
         "clusters": clusters,
         "cacheMillis": CACHE_MILLIS,
-        "hosts": RawJSON(hostsJson(info)),
+        "hosts": RawJSON(hostsJson(info, form)),
         "lastRefTime": lastRefTime,
         "checksum": info.checksum,
         "allIPs": False,
@@ -405,42 +442,47 @@ class RawJSON(str):
     """
 
 
-def _hostsEncoder(info):
+# The key each form of a host keeps its encodings by.
+_FORMS = {host: "nacos", httpHost: "nacos-http"}
+
+
+def _hostsEncoder(info, form):
     grouped = groupedName(info.service)
 
     def encode(group):
-        return _dumps([host(i, grouped) for i in group.hosts])[1:-1]
+        return _dumps([form(i, grouped) for i in group.hosts])[1:-1]
 
-    return ("nacos", grouped), encode
+    return (_FORMS[form], grouped), encode
 
 
-def hostsJson(info):
+def hostsJson(info, form=host):
     """
-    The JSON array of C{info}'s hosts, Nacos instance objects: the JSON of
-    each group of hosts (a chunk of the view) is made once and kept with
-    the group, so that a change re-encodes its chunk, not the view.
+    The JSON array of C{info}'s hosts, Nacos instance objects (C{form}:
+    L{host}, or L{httpHost} for the HTTP port): the JSON of each group of
+    hosts (a chunk of the view) is made once and kept with the group, so
+    that a change re-encodes its chunk, not the view.
     """
-    key, encode = _hostsEncoder(info)
+    key, encode = _hostsEncoder(info, form)
     parts = [group.encoded(key, encode) for group in info.hostGroups() if group.hosts]
     return "[" + ",".join(parts) + "]"
 
 
-def hostsEncoded(info):
+def hostsEncoded(info, form=host):
     """
     Whether the JSON of every group of C{info}'s hosts is made.
     """
-    key, _ = _hostsEncoder(info)
+    key, _ = _hostsEncoder(info, form)
     return all(group.isEncoded(key) for group in info.hostGroups() if group.hosts)
 
 
-def hostsJsonInSlices(info):
+def hostsJsonInSlices(info, form=host):
     """
     Make the JSON of C{info}'s groups of hosts not made yet, one group (a
     few hundred hosts, about a ms) per C{next()}: a generator (for
     L{distro.interfaces.ITurns.run}) after which L{hostsJson} only joins.
     A view of ten thousand changed hosts is then never encoded in one turn.
     """
-    key, encode = _hostsEncoder(info)
+    key, encode = _hostsEncoder(info, form)
     for group in info.hostGroups():
         if group.hosts and not group.isEncoded(key):
             group.encoded(key, encode)

@@ -1,0 +1,321 @@
+# -*- test-case-name: tests.test_http_naming -*-
+"""
+Nacos' open API reads over HTTP (docs/nacos.md): the instances of a
+service (v1, which a v1 client polls and may list with a C{udpPort} to be
+pushed to, and the v3 client API), one instance, and a page of service
+names, in Nacos' bodies.
+
+Nacos' v1 paths read C{serviceName} as C{group@@name}, or as a name in
+C{groupName}; they answer a refusal in text, and their texts where Nacos
+has one (C{Param 'serviceName' is required.}). The v3 client API answers
+Nacos 3's C{Result}, C{{"code", "message", "data"}}, refusals too.
+"""
+
+import ipaddress
+import re
+
+from distro import model
+from distro.auth import normalNamespace
+from distro.errors import RequestError
+from distro.http.answers import HttpError, credential, document, later, param, status, text
+from distro.nacos import naming
+from distro.nacos.naming import NacosError, httpHost
+
+V1 = b"/nacos/v1/ns"
+V3 = b"/nacos/v3/client/ns"
+
+# Nacos 3's Result codes (ErrorCode) for what the v3 client API refuses.
+_V3_CODES = {
+    400: (20002, "parameter validate error"),
+    403: (10001, "access denied"),
+    404: (20004, "resource not found"),
+}
+_V3_MISSING = (10000, "parameter missing")
+_V3_SERVER = (30000, "server error")
+
+
+class Missing(HttpError):
+    """
+    A required parameter absent, with Nacos' text.
+    """
+
+    def __init__(self, text):
+        super().__init__(400, text)
+
+
+def serviceBody(info, clusters, lastRefTime):
+    """
+    The JSON text of the v1 C{ServiceInfo} of C{info} (what C{instance/list}
+    answers and a UDP push carries): C{name} as C{group@@name} (Nacos'
+    adaptation for v1 clients), beside C{groupName}; each host with its
+    heartbeat settings.
+
+    @param clusters: the cluster filter as the client gave it.
+    """
+    body = naming.serviceInfo(info, clusters, lastRefTime, httpHost)
+    body["name"] = naming.groupedName(info.service)
+    return naming.encodeBody(body).decode("utf-8")
+
+
+def _flag(request, name):
+    """
+    A boolean as Nacos reads it (Java's C{parseBoolean}): C{true} in any
+    case; anything else, or nothing, is false.
+    """
+    return (param(request, name, required=False) or "").strip().lower() == "true"
+
+
+def _optional(request, name):
+    """
+    A parameter, C{None} when absent or blank (Nacos' C{optional}).
+    """
+    value = param(request, name, required=False)
+    if value is None or not value.strip():
+        return None
+    return value
+
+
+# An integer as Java's parseInt reads one (and fits in one).
+_INTEGER = re.compile(r"[-+]?[0-9]{1,10}\Z")
+
+
+def _integer(request, name, default, message=None):
+    """
+    An integer parameter, C{default} when absent or blank.
+
+    @raise HttpError: 400 with C{message} (else one naming it) for
+        anything else.
+    """
+    value = _optional(request, name)
+    if value is None:
+        return default
+    value = value.strip()
+    if not _INTEGER.match(value) or not -2**31 <= int(value) < 2**31:
+        raise HttpError(400, message or f"{name}: must be an integer")
+    return int(value)
+
+
+def _nacos(error):
+    """
+    The L{HttpError} of a L{NacosError} from the Nacos port's parsing.
+    """
+    return HttpError(400, error.message)
+
+
+class Naming:
+    """
+    The routes of Nacos' open API reads.
+
+    @param pushes: the port's L{distro.http.udppush.UdpPush}, which a
+        listing with a C{udpPort} makes a push target.
+    """
+
+    def __init__(self, node, pushes):
+        self.node = node
+        self.pushes = pushes
+        self.routes = {
+            V1 + b"/instance/list": {b"GET": self._list},
+            V1 + b"/instance": {b"GET": self._instance},
+            V1 + b"/service/list": {b"GET": self._services},
+            V3 + b"/instance/list": {b"GET": self._listV3},
+        }
+
+    # What every read checks first: the credential, readiness.
+
+    def _namespace(self, request):
+        """
+        The namespace a request names (C{namespaceId}, blank meaning
+        C{public}), once the request's credential is found to grant it.
+        """
+        grant = self.node.authority.grant(credential(request))
+        namespace = normalNamespace((_optional(request, "namespaceId") or "").strip())
+        grant.check(namespace, "namespaceId")
+        if not self.node.ready:
+            raise HttpError(503, "server is not ready: loading cluster data; try again later")
+        return namespace
+
+    def _service(self, request, namespace):
+        """
+        The service a v1 request names: C{serviceName} as C{group@@name},
+        or a name in C{groupName} (blank: C{DEFAULT_GROUP}), as Nacos'
+        service name filter makes it.
+        """
+        name = (param(request, "serviceName", required=False) or "").strip()
+        if not name:
+            raise Missing("Param 'serviceName' is required.")
+        if "@@" in name:
+            parts = name.split("@@")
+            while parts and not parts[-1]:
+                parts.pop()  # as Java's split, which Nacos checks it with
+            if len(parts) <= 1:
+                raise HttpError(400, "Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'")
+            if not parts[0]:
+                raise HttpError(400, "Param 'serviceName' is illegal, groupName can't be empty")
+        group = _optional(request, "groupName") or model.DEFAULT_GROUP
+        try:
+            return naming.serviceKey({"namespace": namespace, "groupName": group, "serviceName": name})
+        except NacosError as e:
+            raise _nacos(e)
+
+    def _whenEncoded(self, request, info, answer):
+        """
+        Answer C{answer()} once the JSON of C{info}'s hosts is made: now,
+        or over turns for a view changed much (as the Nacos port does).
+        """
+        if naming.hostsEncoded(info, httpHost):
+            return answer()
+        d = self.node.turns.run(naming.hostsJsonInSlices(info, httpHost))
+        return later(request, d, lambda request, _: answer())
+
+    # GET /nacos/v1/ns/instance/list
+
+    def _list(self, request):
+        """
+        The instances of a service, enabled ones only, as Nacos' v1
+        C{ServiceInfo}. With a C{udpPort}, the client (at C{clientIP}, by
+        default the request's address) is pushed the view's changes until
+        it stops listing it.
+        """
+        namespace = self._namespace(request)
+        service = self._service(request, namespace)
+        try:
+            clusters, clustersText = naming.parseClusters(_optional(request, "clusters"))
+        except NacosError as e:
+            raise _nacos(e)
+        healthyOnly = _flag(request, "healthyOnly")
+        udpPort = _integer(request, "udpPort", 0)
+        if udpPort > 65535:
+            raise HttpError(400, "udpPort: must be in 0..65535")
+        clientIp = (_optional(request, "clientIP") or "").strip()
+        if clientIp:
+            try:
+                clientIp = ipaddress.ip_address(clientIp).compressed
+            except ValueError:
+                raise HttpError(400, "clientIP: must be an IP address")
+        else:
+            clientIp = request.getClientAddress().host
+        info = self.node.serviceInfo(service, clusters, healthyOnly)
+
+        def answer():
+            if udpPort > 0:
+                # Pushed what changes from the view it is answered (what a
+                # push carries: all hosts, healthy or not, as Nacos).
+                watched = info if not healthyOnly else self.node.serviceInfo(service, clusters)
+                self.pushes.listed((clientIp, udpPort), watched, clustersText)
+            body = serviceBody(info, clustersText, self.pushes.refTime())
+            return text(request, 200, body, b"application/json; charset=utf-8")
+
+        return self._whenEncoded(request, info, answer)
+
+    # GET /nacos/v1/ns/instance
+
+    def _instance(self, request):
+        """
+        One instance of a service, found by C{ip}, C{port} and
+        C{clusterName} (default C{DEFAULT}), in Nacos' body; 404 with
+        Nacos' text when the service has no instance, or not that one.
+        """
+        namespace = self._namespace(request)
+        service = self._service(request, namespace)
+        cluster = (_optional(request, "clusterName") or model.DEFAULT_CLUSTER).strip()
+        ip = (param(request, "ip", required=False) or "").strip()
+        if not ip:
+            raise Missing("Param 'ip' is required.")
+        if not (param(request, "port", required=False) or ""):
+            raise Missing("Param 'port' is required.")
+        illegal = "Param 'port' is illegal, the value should be between 0 and 65535."
+        port = _integer(request, "port", 0, illegal)
+        if not 0 <= port <= 65535:
+            raise HttpError(400, illegal)
+        try:
+            model.parseCluster(cluster, "clusterName")
+        except RequestError as e:
+            raise HttpError(400, e.message)
+        grouped = naming.groupedName(service)
+        info = self.node.serviceInfo(service)
+        if not info.count:
+            raise HttpError(404, f"no ips found for cluster {cluster} in service {grouped}")
+        address = model.normalHost(ip)
+        for instance in info.hosts:
+            if instance.cluster == cluster and instance.ip == address and instance.port == port:
+                return document(request, 200, {
+                    "service": grouped,
+                    "ip": ip,
+                    "port": port,
+                    "clusterName": cluster,
+                    "weight": instance.weight,
+                    "healthy": instance.healthy,
+                    "instanceId": f"{instance.instanceId}#{grouped}",
+                    "metadata": instance.metadata,
+                })
+        raise HttpError(404, "no matched ip found!")
+
+    # GET /nacos/v1/ns/service/list
+
+    def _services(self, request):
+        """
+        One page of a group's service names, C{{"count", "doms"}}: Nacos'
+        paging (a page number of 0 or less is the first page, a size of 0
+        an empty page).
+        """
+        namespace = self._namespace(request)
+        for name in ("pageNo", "pageSize"):
+            if not param(request, name, required=False):
+                raise Missing(f"Param '{name}' is required.")
+        page = _integer(request, "pageNo", 1)
+        size = _integer(request, "pageSize", 10)
+        if size < 0:
+            raise HttpError(400, "pageSize: must not be negative")
+        group = _optional(request, "groupName") or model.DEFAULT_GROUP
+        try:
+            group = model.parseGroup(group, "groupName")
+        except RequestError as e:
+            raise HttpError(400, e.message)
+        if size == 0:
+            count, entries = self.node.services(namespace, group, 1, 1)[0], []
+        else:
+            count, entries = self.node.services(namespace, group, max(page, 1), size)
+        return document(request, 200, {"count": count, "doms": [name for _, name, _ in entries]})
+
+    # GET /nacos/v3/client/ns/instance/list
+
+    def _listV3(self, request):
+        """
+        The v3 client API's list: the enabled instances of a service in
+        Nacos 3's C{Result}. Its C{clusterName} defaults to C{DEFAULT}, as
+        Nacos 3 fills it in: a list without one shows that cluster only.
+        """
+        try:
+            namespace = self._namespace(request)
+            name = (param(request, "serviceName", required=False) or "").strip()
+            if not name:
+                raise Missing("Required parameter 'serviceName' type String is not present")
+            group = _optional(request, "groupName") or model.DEFAULT_GROUP
+            clustersText = _optional(request, "clusterName") or model.DEFAULT_CLUSTER
+            try:
+                service = naming.serviceKey({"namespace": namespace, "groupName": group, "serviceName": name})
+                clusters, _ = naming.parseClusters(clustersText, "clusterName")
+            except NacosError as e:
+                raise _nacos(e)
+        except (HttpError, RequestError) as e:
+            return self._refusedV3(request, e)
+        info = self.node.serviceInfo(service, clusters, _flag(request, "healthyOnly"))
+
+        def answer():
+            hosts = naming.RawJSON(naming.hostsJson(info, httpHost))
+            body = naming.encodeBody({"code": 0, "message": "success", "data": hosts})
+            return text(request, 200, body, b"application/json; charset=utf-8")
+
+        return self._whenEncoded(request, info, answer)
+
+    def _refusedV3(self, request, error):
+        """
+        A refusal as Nacos 3 writes it: C{{"code", "message", "data"}},
+        with the reason in C{data}.
+        """
+        code = error.status if isinstance(error, HttpError) else status(error)
+        if isinstance(error, Missing):
+            reason = _V3_MISSING
+        else:
+            reason = _V3_CODES.get(code, _V3_SERVER)
+        return document(request, code, {"code": reason[0], "message": reason[1], "data": error.message})
