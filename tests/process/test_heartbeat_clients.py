@@ -61,10 +61,11 @@ class HeartbeatClientTests(SecuredCluster, ClusterTestCase):
         for client in ("b", "c"):
             answer = yield listed(client)
             self.assertEqual(answer["hosts"], [[ip, 8080, True]])
+        # The SDK sends its unset cluster as "None", which Nacos keeps.
         self.assertEqual(answer["body"]["hosts"][0]["instanceId"],
-                         f"{ip}#8080#DEFAULT#DEFAULT_GROUP@@orders")
+                         f"{ip}#8080#None#DEFAULT_GROUP@@orders")
         # distro's own protocol sees it too, owned by node 3.
-        yield self.waitHosts(members, ORDERS, [instanceId(ip, 8080)], "every node sees it")
+        yield self.waitHosts(members, ORDERS, [instanceId(ip, 8080, "None")], "every node sees it")
 
         # A subscriber at node 2 sees a change made at node 1.
         yield publisher.command("subscribe", client="b", service="orders", interval=1)
@@ -83,7 +84,7 @@ class HeartbeatClientTests(SecuredCluster, ClusterTestCase):
             answer = yield listed("b")
             self.assertIn([ip, 8080, True], answer["hosts"])
             yield deferLater(reactor, 0.2, lambda: None)
-        vanished = [p for p in watcher.seen if instanceId(ip, 8080) not in hostIds(p["service_info"])]
+        vanished = [p for p in watcher.seen if instanceId(ip, 8080, "None") not in hostIds(p["service_info"])]
         self.assertEqual(vanished, [])
         self.assertIn(b"took over", n1.process.output + n2.process.output)
 
