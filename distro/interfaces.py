@@ -318,6 +318,40 @@ class ITurns(Interface):
         """
 
 
+class IPortRequests(Interface):
+    """
+    Where one port records each request it answered, once, at its
+    dispatch.
+    """
+
+    def record(op, code, seconds):
+        """
+        A request of C{op} was answered with C{code} (the port's own: an
+        error code, a Nacos C{errorCode}, an HTTP status; the port's success
+        code for a success) after C{seconds}. An C{op} outside the port's
+        set counts as C{unknown}.
+        """
+
+
+class IRequestStats(Interface):
+    """
+    The requests every port of a node served: counts by port, op and code,
+    and each op's durations (L{distro.requeststats}).
+    """
+
+    def port(name, ops):
+        """
+        The L{IPortRequests} of the port C{name}, whose ops are C{ops} (a
+        port asks once; the same name gives the same object).
+        """
+
+    def served():
+        """
+        C{[(port, op, {code: count}, durations)]} of every op served so far,
+        C{durations} a L{distro.histogram.Histogram} of seconds.
+        """
+
+
 class INodeState(Interface):
     """
     What anything serving a node reads of it.
@@ -340,6 +374,7 @@ class INode(INodeState):
     authority = Attribute("The L{IAuthority} that judges every credential.")
     admission = Attribute("The L{distro.admission.Admission} of client connections, over every port.")
     turns = Attribute("The L{ITurns} the work of clients shares.")
+    requests = Attribute("The L{IRequestStats} each port records its requests in.")
 
     def sessionStarted(session, resume=None):
         """

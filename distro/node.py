@@ -15,6 +15,7 @@ from distro.errors import NOT_READY, RequestError
 from distro.interfaces import IClientObserver, IClusterHost, INode
 from distro.push import Pusher
 from distro.registry import Registry
+from distro.requeststats import RequestStats
 from distro.turns import Turns
 
 
@@ -30,6 +31,7 @@ class Node:
         standalone.
     @ivar turns: the L{distro.interfaces.ITurns} the work of clients shares.
     @ivar authority: the L{distro.interfaces.IAuthority} every port asks.
+    @ivar requests: the L{distro.interfaces.IRequestStats} of every port.
     """
 
     log = Logger()
@@ -43,6 +45,8 @@ class Node:
         self.authority = Authority(config, clock, secret) if authority is None else authority
         # The reactor's time, shared by the work clients cause on every port.
         self.turns = Turns(clock) if turns is None else turns
+        # What every port served, by op and code, counted as it answers.
+        self.requests = RequestStats()
         self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id
         self.manager = ClientManager(

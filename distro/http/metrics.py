@@ -102,6 +102,36 @@ class NodeCollector:
         yield latency
 
 
+class RequestCollector:
+    """
+    The requests every port served (L{distro.interfaces.IRequestStats}):
+    counts by port, op and code, and each op's durations as a histogram.
+    """
+
+    def __init__(self, requests):
+        self.requests = requests
+
+    def collect(self):
+        served = CounterMetricFamily(
+            "distro_requests",
+            "Requests answered, by port (distro, nacos, http), op (the request's op, Nacos "
+            "request type or HTTP route; unknown for any other) and code (OK or the error code; "
+            "Nacos' errorCode, 200 for a success; the HTTP status).",
+            labels=["port", "op", "code"],
+        )
+        durations = HistogramMetricFamily(
+            "distro_request_duration_seconds",
+            "From a request read to its answer written, by port and op.",
+            labels=["port", "op"],
+        )
+        for port, op, codes, histogram in self.requests.served():
+            for code, count in sorted(codes.items(), key=lambda item: str(item[0])):
+                served.add_metric([port, op, str(code)], count)
+            durations.add_metric([port, op], _buckets(histogram), histogram.total)
+        yield served
+        yield durations
+
+
 class NacosMonitorCollector:
     """
     The naming gauges of a Nacos server (C{nacos_monitor{module="naming",
@@ -162,6 +192,7 @@ class Metrics:
     def __init__(self, node, *, collector=None):
         self._distro = CollectorRegistry(auto_describe=False)
         self._distro.register(NodeCollector(node))
+        self._distro.register(RequestCollector(node.requests))
         if collector is not None:
             self._distro.register(PauseCollector(collector))
         # The process' CPU, memory and descriptors, as process_* gauges.
