@@ -471,6 +471,18 @@ class INode(INodeState):
         "synced_clients", "services", "instances", "subscriptions"}}.
         """
 
+    def peerLinks():
+        """
+        The links with the other members (L{ICluster.links}); none when
+        standalone.
+        """
+
+    def replication():
+        """
+        What replication did (L{ICluster.replication}); empty when
+        standalone.
+        """
+
     def pushFailed():
         """
         A port could not deliver a push (the subscriber could not take the
@@ -507,6 +519,24 @@ class ICluster(Interface):
     def describeMembers():
         """
         The members, as C{[{"node", "address", "state", "self"}]}.
+        """
+
+    def links():
+        """
+        The links with every other member, counted as they carry frames
+        (nothing is walked): C{[{"member"} (its node id), "outbound",
+        "inbound" (whether each link is up), "sent_bytes", "sent_frames",
+        "received_bytes", "received_frames" (over both links),
+        "backlog" (its clients waiting to be sent), "behind_seconds"
+        (for how long it has lacked something this node wrote: 0 while
+        it has everything)}]}.
+        """
+
+    def replication():
+        """
+        What replication did, counted as it happened: C{{"snapshots_sent",
+        "snapshots_received", "digest_mismatches", "digest_repairs",
+        "digest_repaired_clients"}} (L{distro.cluster.stats}).
         """
 
 

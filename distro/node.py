@@ -265,6 +265,12 @@ class Node:
             "subscriptions": self.pusher.subscriptionCount,
         }
 
+    def peerLinks(self):
+        return self.cluster.links() if self.cluster is not None else []
+
+    def replication(self):
+        return self.cluster.replication() if self.cluster is not None else {}
+
     def pushFailed(self):
         self.pusher.stats.failed += 1
 

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from distro.cluster import records
 from distro.cluster.digest import BUCKETS, DigestIndex, bucketOf, isPackedHashes
 from distro.cluster.senders import Orphans, OwnerIndex, Pieces, Rejected, Snapshots, Suspects
+from distro.cluster.stats import ReplicationStats
 from distro.interfaces import IClientObserver, IReplicaSink
 from distro.wire import BAD_REQUEST, INTERNAL, UNKNOWN_OP, RequestError, errorMessage
 
@@ -46,6 +47,8 @@ class Receiver:
         C{sync}.
     @ivar syncAnswered: called with C{(nodeId, n, restoring)} when a
         member sends C{synced}.
+    @ivar stats: the cluster's L{ReplicationStats} (snapshots loaded,
+        digests that found differences).
     """
 
     log = Logger()
@@ -61,8 +64,10 @@ class Receiver:
         loaded=lambda nodeId: None,
         syncAsked=lambda nodeId, n: None,
         syncAnswered=lambda nodeId, n, restoring: None,
+        stats=None,
     ):
         self.manager = manager
+        self.stats = ReplicationStats() if stats is None else stats
         self.maxMetadataBytes = maxMetadataBytes
         self.barrier = barrier
         self.loaded = loaded
@@ -247,6 +252,7 @@ class Receiver:
         if ended is None:
             return None
         named, restarted = ended
+        self.stats.snapshotsReceived += 1
         # Not named: removed by the sender, or moved on to another member,
         # whose record may still be on its way (a snapshot is no stricter
         # than a digest).
@@ -315,6 +321,7 @@ class Receiver:
             index = self._owners.digestOf(sender) or DigestIndex()
             differing = index.differing(hashes)
             if differing:
+                self.stats.digestMismatches += 1
                 return {"op": "digest_ask", "buckets": differing}
             return None
         digest = records.parseDigest(message)
@@ -340,6 +347,8 @@ class Receiver:
         missing = self._orphans.excluding(sender, [c for c in held if c not in digest])
         self._suspects.add(sender, missing, "not in its digest")
         if wanted:
+            self.stats.digestRepairs += 1
+            self.stats.digestRepairedClients += len(wanted)
             return {"op": "resend", "client_ids": wanted}
         return None
 
