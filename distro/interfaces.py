@@ -339,10 +339,11 @@ class IRequestStats(Interface):
     and each op's durations (L{distro.requeststats}).
     """
 
-    def port(name, ops):
+    def port(name, ops, success):
         """
-        The L{IPortRequests} of the port C{name}, whose ops are C{ops} (a
-        port asks once; the same name gives the same object).
+        The L{IPortRequests} of the port C{name}, whose ops are C{ops} and
+        whose code of a success is C{success} (a port asks once; the same
+        name gives the same object).
         """
 
     def served():

@@ -30,14 +30,25 @@ DURATION_BUCKETS = (
 
 class _Op:
     """
-    What one op of one port served: a count per code, and the durations.
+    What one op of one port served: its durations (one per request), and a
+    count per code but the success code (those are the rest).
     """
 
-    __slots__ = ("codes", "durations")
+    __slots__ = ("others", "durations")
 
     def __init__(self):
-        self.codes = {}
+        self.others = {}
         self.durations = Histogram(DURATION_BUCKETS)
+
+    def codes(self, success):
+        """
+        C{{code: count}}, successes under C{success}.
+        """
+        codes = dict(self.others)
+        answered = self.durations.count - sum(codes.values())
+        if answered:
+            codes[success] = answered
+        return codes
 
 
 @implementer(IPortRequests)
@@ -46,10 +57,12 @@ class PortRequests:
     The requests of one port.
 
     @ivar name: the port's name (C{distro}, C{nacos}, C{http}).
+    @ivar success: the code of a success (counted without a dictionary).
     """
 
-    def __init__(self, name, ops):
+    def __init__(self, name, ops, success):
         self.name = name
+        self.success = success
         self._known = frozenset(ops) | {UNKNOWN}
         self._ops = {}
 
@@ -57,8 +70,9 @@ class PortRequests:
         entry = self._ops.get(op)
         if entry is None:
             entry = self._add(op)
-        codes = entry.codes
-        codes[code] = codes.get(code, 0) + 1
+        if code != self.success:
+            others = entry.others
+            others[code] = others.get(code, 0) + 1
         entry.durations.add(seconds)
 
     def _add(self, op):
@@ -73,7 +87,8 @@ class PortRequests:
         """
         C{[(op, {code: count}, durations)]} of every op served so far.
         """
-        return [(op, dict(entry.codes), entry.durations) for op, entry in sorted(self._ops.items())]
+        return [(op, entry.codes(self.success), entry.durations)
+                for op, entry in sorted(self._ops.items())]
 
 
 @implementer(IRequestStats)
@@ -85,10 +100,10 @@ class RequestStats:
     def __init__(self):
         self._ports = {}
 
-    def port(self, name, ops):
+    def port(self, name, ops, success):
         ports = self._ports.get(name)
         if ports is None:
-            ports = self._ports[name] = PortRequests(name, ops)
+            ports = self._ports[name] = PortRequests(name, ops, success)
         return ports
 
     def served(self):

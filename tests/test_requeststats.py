@@ -31,7 +31,7 @@ class RequestStatsTests(SynchronousTestCase):
         """
         stats = RequestStats()
         self.assertTrue(verifyObject(IRequestStats, stats))
-        self.assertTrue(verifyObject(IPortRequests, stats.port("distro", {"register"})))
+        self.assertTrue(verifyObject(IPortRequests, stats.port("distro", {"register"}, "OK")))
         self.assertTrue(verifyObject(IRequestStats, NodeHarness().node.requests))
 
     def test_countsAndDurations(self):
@@ -39,8 +39,8 @@ class RequestStatsTests(SynchronousTestCase):
         Each op counts its codes, and its durations fill one histogram.
         """
         stats = RequestStats()
-        port = stats.port("distro", {"register", "query"})
-        self.assertIs(stats.port("distro", {"other"}), port)
+        port = stats.port("distro", {"register", "query"}, "OK")
+        self.assertIs(stats.port("distro", {"other"}, "OK"), port)
         port.record("register", "OK", 0.00002)
         port.record("register", "OK", 0.003)
         port.record("register", "BAD_REQUEST", 0.00001)
@@ -58,7 +58,7 @@ class RequestStatsTests(SynchronousTestCase):
         Ops outside the port's set, however many, count as one: C{unknown}.
         """
         stats = RequestStats()
-        port = stats.port("distro", {"register"})
+        port = stats.port("distro", {"register"}, "OK")
         for n in range(1000):
             port.record(f"op{n}", "UNKNOWN_OP", 0.0)
         port.record(UNKNOWN, "BAD_FRAME", 0.0)

@@ -47,7 +47,7 @@ class NodeResource(resource.Resource):
         # "*"): a path that is no route counts as unknown.
         self._ops = {path: path.decode("utf-8") for path in self._routes}
         self._ops.update((prefix, prefix.decode("utf-8") + "*") for prefix, _ in self._prefixes)
-        self._requests = node.requests.port(PORT, self._ops.values())
+        self._requests = node.requests.port(PORT, self._ops.values(), 200)
 
     def _route(self, path):
         """

@@ -149,7 +149,7 @@ class NacosConnection:
         self.node = node
         # Lines a client's messages cause, rate-limited (shared by the port).
         self.notices = notices if notices is not None else RateLimitedLog(node.clock)
-        self._requests = node.requests.port(PORT, OPS)
+        self._requests = node.requests.port(PORT, OPS, SUCCESS)
         self.connectionId = connectionId
         self.peerIp = peerIp
         self.client = None

@@ -208,7 +208,7 @@ class NacosService(Service):
             payload = decode(data)
         except PayloadError as e:
             # Not a request anyone can name: counted as an unknown type.
-            self.node.requests.port(PORT, OPS).record(UNKNOWN, naming.BAD_GATEWAY, 0.0)
+            self.node.requests.port(PORT, OPS, naming.SUCCESS).record(UNKNOWN, naming.BAD_GATEWAY, 0.0)
             return encode(errorPayload(naming.BAD_GATEWAY, f"payload: {e}"))
         grpcConnection = call.connection
         connection = grpcConnection.state.servingStream()

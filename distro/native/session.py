@@ -132,7 +132,7 @@ class ClientSession(FrameProtocol):
         super().__init__()
         self.node = node
         self._seconds = node.clock.seconds
-        self._requests = node.requests.port(PORT, OPS)
+        self._requests = node.requests.port(PORT, OPS, OK)
         self.maxFrame = node.config.max_frame
         self._seq = 0
         idle = node.config.idle_timeout_ms / 1000.0
