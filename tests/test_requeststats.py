@@ -13,10 +13,12 @@ from zope.interface.verify import verifyObject
 from distro.http.service import HttpService
 from distro.interfaces import IPortRequests, IRequestStats
 from distro.nacos.connection import NacosConnection
-from distro.nacos.payload import Payload
+from distro.nacos.payload import Payload, encode
+from distro.nacos.service import NacosService
 from distro.requeststats import UNKNOWN, RequestStats
 from distro.turns import Turns
 from tests._factories import instance
+from tests._h2client import H2Client
 from tests._http import Exchange
 from tests._node import NodeHarness, service
 from tests._turns import TickingTimer, settled
@@ -214,6 +216,22 @@ class NacosPortTests(_Scraped, SynchronousTestCase):
             (UNKNOWN, "302"): 1,
         })
         self.assertEqual(self.durations("nacos", "InstanceRequest")[0], 4)
+
+
+class NacosServiceTests(_Scraped, SynchronousTestCase):
+    def test_undecodablePayload(self):
+        """
+        A unary call whose payload cannot be read (no request type to name)
+        is counted as C{unknown}, with C{BAD_GATEWAY} (502, as Nacos
+        answers it); a request read through the same service counts under
+        its type.
+        """
+        self.start()
+        service = NacosService(self.node, "tcp:0:interface=127.0.0.1", None)
+        client = H2Client(service.factory)
+        client.unary("/Request/request", b"\x0anot a payload")
+        client.unary("/Request/request", encode(_payload("ServerCheckRequest")))
+        self.assertEqual(self.requests("nacos"), {(UNKNOWN, "502"): 1, ("ServerCheckRequest", "200"): 1})
 
 
 class HttpPortTests(_Scraped, SynchronousTestCase):
