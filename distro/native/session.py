@@ -16,8 +16,8 @@ from zope.interface import implementer
 from distro import model
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
-from distro.watchdog import Watchdog
 from distro.requeststats import UNKNOWN
+from distro.watchdog import Watchdog
 from distro.wire import (
     FRAME_TOO_LARGE,
     HELLO_REQUIRED,
@@ -348,7 +348,7 @@ class ClientSession(FrameProtocol):
         if self._lost:
             return
         try:
-            if code != INTERNAL:
+            if failure.check(RequestError):
                 self.sendError(rid, failure.value.code, failure.value.message)
             else:
                 self.log.failure("request {op} failed", failure, op=op)
