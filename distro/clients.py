@@ -289,6 +289,38 @@ class ClientManager:
         self._moved(held)
         return held
 
+    def heartbeatClient(self, clientId, epoch):
+        """
+        A new native client with no session (a heartbeat client,
+        L{distro.heartbeats}), owned here at C{epoch}: it lives as long as
+        its owner keeps it, and has no resume token.
+        """
+        client = Client(clientId, True, self.nodeId, epoch=epoch)
+        self.clients[clientId] = client
+        self.nativeCount += 1
+        return client
+
+    def takeOver(self, clientId):
+        """
+        This node takes over the synced client C{clientId}, with its
+        instances unchanged, at an epoch above its owner's (a heartbeat
+        client whose responsible member this node has become): announced
+        as a move, as a resumed session's takeover is.
+
+        @return: the L{Client}, now native.
+        """
+        held = self.clients[clientId]
+        if held.native:
+            return held
+        self.nativeCount += 1
+        held.native = True
+        held.connected = False
+        held.owner = self.nodeId
+        held.epoch += 1
+        self.log.info("client {client} taken over at epoch {epoch}", client=clientId, epoch=held.epoch)
+        self._moved(held)
+        return held
+
     def _cancelExpiry(self, client):
         if client.expiry is not None and client.expiry.active():
             client.expiry.cancel()

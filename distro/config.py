@@ -112,6 +112,12 @@ class CoreKeys:
         0, "Connections per remote IP, to the client ports together; 0 is unlimited.", nonNegative
     )
     max_metadata_bytes: int = keyField(8192, "Largest encoded metadata of one instance.", positive)
+    max_heartbeat_clients: int = keyField(
+        100000,
+        "Heartbeat clients (instances registered over HTTP, one client per ip:port) this node "
+        "owns at most; past it their registrations are refused.",
+        positive,
+    )
     log_format: str = keyField("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
     json_log: str = keyField("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
     log_rotate_bytes: int = keyField(

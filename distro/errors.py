@@ -14,6 +14,8 @@ __all__ = [
     "LIMIT_EXCEEDED",
     "NOT_READY",
     "INTERNAL",
+    "NOT_FOUND",
+    "UNAVAILABLE",
     "DOMAIN_CODES",
     "RequestError",
     "BadRequest",
@@ -26,8 +28,12 @@ FORBIDDEN = "FORBIDDEN"  # a credential that does not grant what is asked
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"  # a configured limit would be exceeded
 NOT_READY = "NOT_READY"  # the node is still loading what the cluster holds
 INTERNAL = "INTERNAL"  # the node failed; nothing the request did
+NOT_FOUND = "NOT_FOUND"  # a change of something that is not held (an instance to update)
+UNAVAILABLE = "UNAVAILABLE"  # the member that must apply it cannot be reached now: try again
 
-DOMAIN_CODES = frozenset([BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, LIMIT_EXCEEDED, NOT_READY, INTERNAL])
+DOMAIN_CODES = frozenset(
+    [BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, LIMIT_EXCEEDED, NOT_READY, INTERNAL, NOT_FOUND, UNAVAILABLE]
+)
 
 
 class RequestError(Exception):

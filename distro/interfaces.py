@@ -80,6 +80,19 @@ class IClientManager(Interface):
         kept.
         """
 
+    def heartbeatClient(clientId, epoch):
+        """
+        Create a native client with no session (a heartbeat client), owned
+        here at C{epoch}, and return it.
+        """
+
+    def takeOver(clientId):
+        """
+        Make the synced client C{clientId} native, owned here at an epoch
+        above its owner's, its instances unchanged (announced as a move).
+        Return it.
+        """
+
     def clientDisconnected(clientId, orderly):
         """
         The connection of a native client ended. If C{orderly} (the client said
@@ -496,6 +509,17 @@ class INode(INodeState):
         failed, and their latency.
         """
 
+    def heartbeatWrite(write):
+        """
+        A write of a heartbeat client (a L{distro.heartbeats.Write}, its
+        credential already checked): applied here if this node is its
+        responsible member, else forwarded to that member.
+
+        @return: a L{Deferred} of what it returns (for a beat, C{(code,
+            intervalMs)}), failing with L{distro.errors.RequestError}
+            (C{UNAVAILABLE} when the responsible member cannot be reached).
+        """
+
 
 class ICluster(Interface):
     """
@@ -540,6 +564,23 @@ class ICluster(Interface):
         "digest_repaired_clients"}} (L{distro.cluster.stats}).
         """
 
+    def responsibleFor(clientId, excluding=None):
+        """
+        The member (its address) responsible for the heartbeat client
+        C{clientId} (PROTOCOL.md 5.6), or C{None} when it is this node;
+        with C{excluding} (a node id), as if that member were down.
+        """
+
+    def forward(member, write):
+        """
+        Send the heartbeat client's C{write} to C{member} (an address
+        L{responsibleFor} gave) to apply.
+
+        @return: a L{Deferred} of its result, failing with
+            L{distro.errors.RequestError} as the member refused it, or
+            C{UNAVAILABLE} when it cannot be reached or does not answer.
+        """
+
 
 class IClusterHost(INodeState):
     """
@@ -565,4 +606,27 @@ class IClusterHost(INodeState):
     def loaded():
         """
         The cluster loaded what members hold: the node serves reads.
+        """
+
+    def applyForwarded(write):
+        """
+        Apply a heartbeat client's C{write} that a member forwarded (it
+        judged this node responsible): here, never forwarded again.
+
+        @return: what L{INode.heartbeatWrite} gives.
+        @raise distro.errors.RequestError: the write refused.
+        """
+
+    def clientsOrphaned(nodeId, clientIds):
+        """
+        Member C{nodeId} restarted, and its new life does not hold
+        C{clientIds} (the clients of its previous life): the heartbeat
+        clients among them are taken over by the member responsible for
+        them without it, which hands them back (PROTOCOL.md 5.6).
+        """
+
+    def membersChanged():
+        """
+        A member came up, went down or left, or one was added: this node
+        takes over the heartbeat clients it is now responsible for.
         """

@@ -5,6 +5,7 @@ process, wired together, and what its client sessions ask of it (identity,
 authorisation, membership).
 """
 
+from twisted.internet.defer import fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -12,6 +13,7 @@ from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
 from distro.errors import NOT_READY, RequestError
+from distro.heartbeats import Heartbeats
 from distro.interfaces import IClientObserver, IClusterHost, INode
 from distro.push import Pusher
 from distro.registry import Registry
@@ -62,6 +64,12 @@ class Node:
         self._restoring = set()
         self.cluster = None
         self.manager.addObserver(self)
+        # The clients registered over HTTP, kept alive by beats.
+        self.heartbeats = Heartbeats(
+            self.manager, clock, self._responsible, maxClients=config.max_heartbeat_clients,
+            turns=self.turns,
+        )
+        self.manager.addObserver(self.heartbeats)
 
     @property
     def bootId(self):
@@ -271,6 +279,37 @@ class Node:
     def replication(self):
         return self.cluster.replication() if self.cluster is not None else {}
 
+    # Heartbeat clients (distro.heartbeats)
+
+    def _responsible(self, clientId, excluding=None):
+        return self.cluster is None or self.cluster.responsibleFor(clientId, excluding) is None
+
+    def heartbeatWrite(self, write):
+        """
+        Apply a heartbeat client's C{write} here if this node is its
+        responsible member, else forward it to that member.
+        """
+        member = None if self.cluster is None else self.cluster.responsibleFor(write.clientId)
+        if member is not None:
+            return self.cluster.forward(member, write)
+        try:
+            return succeed(self.heartbeats.apply(write))
+        except RequestError:
+            return fail()
+
+    def applyForwarded(self, write):
+        """
+        A member forwarded C{write}, judging this node responsible: it is
+        applied here whatever this node judges (a write is forwarded once).
+        """
+        return self.heartbeats.apply(write)
+
+    def membersChanged(self):
+        self.heartbeats.takeOver()
+
+    def clientsOrphaned(self, nodeId, clientIds):
+        self.heartbeats.orphaned(nodeId, clientIds)
+
     def pushFailed(self):
         self.pusher.stats.failed += 1
 
@@ -307,4 +346,5 @@ class Node:
         """
         The node is shutting down: cancel its timers.
         """
+        self.heartbeats.stop()
         self.manager.stop()

@@ -27,6 +27,8 @@ SDKS = {
     # name: (the driver's command under .interop/, the clientVersion its
     # connections announce, up to the version: "Nacos-Java-Client:v2.5.1")
     "python": (["python", "bin", "python"], "Nacos-Python-Client"),
+    # nacos-sdk-python 1.0.0's v1 client: Nacos' HTTP open API, with beats.
+    "pythonv1": (["pythonv1", "bin", "python"], "Nacos-Python-Client"),
     "go": (["go", "driver"], "Nacos-Go-Client"),
     "java": (["java", "driver.jar"], "Nacos-Java-Client"),
     # nacos-client 3.1.1: the same driver source, built against 3.x.
@@ -37,7 +39,7 @@ SDKS = {
 }
 
 # The drivers that run on the Python of their SDK's own environment.
-PYTHON_DRIVERS = {"python": "python_driver.py", "rust": "rust_driver.py"}
+PYTHON_DRIVERS = {"python": "python_driver.py", "pythonv1": "python_v1_driver.py", "rust": "rust_driver.py"}
 
 
 def driverCommand(sdk, directory="."):

@@ -34,6 +34,7 @@ POSITIVE = {
     "max_instances_per_client",
     "max_subscriptions_per_client",
     "max_metadata_bytes",
+    "max_heartbeat_clients",
     "verify_interval_ms",
     "peer_timeout_ms",
     "down_after_ms",

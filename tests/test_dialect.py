@@ -19,11 +19,11 @@ from distro.errors import BadRequest
 class OfferTests(SynchronousTestCase):
     def test_thisRelease(self):
         """
-        This release offers version 3 alone, with no capability: the
-        challenge a member from before ranges sends too.
+        This release offers version 3 alone, with one capability: writes
+        forwarded between members (5.6).
         """
-        self.assertEqual((LOWEST, HIGHEST, CAPABILITIES), (3, 3, frozenset()))
-        self.assertEqual(Offer().challenge(), {"proto": 3})
+        self.assertEqual((LOWEST, HIGHEST, CAPABILITIES), (3, 3, frozenset(["forward"])))
+        self.assertEqual(Offer().challenge(), {"proto": 3, "caps": ["forward"]})
 
     def test_challengeFromBefore(self):
         """

@@ -230,52 +230,6 @@ class LoginTests(HttpTestCase):
         self.assertEqual(staying.response()[0], 200)
 
 
-class InstanceTests(HttpTestCase):
-    """
-    C{POST /nacos/v1/ns/instance}: where an SDK sends a persistent
-    instance.
-    """
-
-    PATH = "/nacos/v1/ns/instance"
-
-    def setUp(self):
-        self.start(auth_tokens={"s3cret": ["public"]})
-
-    def test_persistentRefused(self):
-        code, _, body = self.ask("POST", self.PATH, serviceName="orders", ip="10.0.0.1", port="80",
-                                 ephemeral="false", accessToken="s3cret")
-        self.assertEqual(code, 400)
-        self.assertIn(b"ephemeral: distro holds ephemeral instances only", body)
-
-    def test_badParameters(self):
-        good = dict(serviceName="orders", ip="10.0.0.1", port="80", ephemeral="false", accessToken="s3cret")
-        for change, named in (
-            ({"accessToken": None}, b"accessToken"), ({"accessToken": "nope"}, b"accessToken"),
-            ({"namespaceId": "dev"}, b"namespaceId"), ({"serviceName": None}, b"serviceName"),
-            ({"serviceName": ""}, b"serviceName"), ({"ip": None}, b"ip"), ({"port": "x"}, b"port"),
-            ({"port": "70000"}, b"port"), ({"ephemeral": "maybe"}, b"ephemeral"),
-        ):
-            params = {k: v for k, v in dict(good, **change).items() if v is not None}
-            code, _, body = self.ask("POST", self.PATH, **params)
-            self.assertIn(code, (400, 403), (change, body))
-            self.assertIn(named, body, change)
-        self.assertEqual(self.node.registry.services("public", None, 1, 10), (0, []))
-
-    def test_headerToken(self):
-        """
-        The token may come as an C{accessToken} or a bearer header.
-        """
-        body = b"serviceName=orders&ip=10.0.0.1&port=80&ephemeral=false"
-        for header in ("accessToken: s3cret", "Authorization: Bearer s3cret"):
-            self.assertEqual(Exchange(self.site).request("POST", self.PATH, body, [header])[0], 400)
-
-    def test_ephemeralOverHttp(self):
-        code, _, body = self.ask("POST", self.PATH, serviceName="orders", ip="10.0.0.1", port="80",
-                                 accessToken="s3cret")
-        self.assertEqual(code, 501)
-        self.assertIn(b"gRPC", body)
-
-
 class BoundsTests(HttpTestCase):
     """
     Nothing a client sends makes the port hold memory or a connection

@@ -213,6 +213,22 @@ class OrphansTests(SynchronousTestCase):
         self.assertEqual(self.orphans.excluding("node-b", ["c1", "c2"]), ["c1", "c2"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_forgotten(self):
+        """
+        An orphan its sender's new life names (taken back there) is no
+        orphan: it is not handed over; nor is anything when none is left.
+        """
+        self.orphans.schedule("node-b", ["c1", "c2"])
+        self.orphans.forget("node-b", "c1")
+        self.orphans.forget("node-c", "c2")
+        self.assertEqual(self.orphans.excluding("node-b", ["c1", "c2"]), ["c1"])
+        self.clock.advance(2.0)
+        self.assertEqual(self.due, [("node-b", ["c2"])])
+        self.orphans.schedule("node-b", ["c3"])
+        self.orphans.forget("node-b", "c3")
+        self.clock.advance(2.0)
+        self.assertEqual(self.due, [("node-b", ["c2"])])
+
     def test_graceNotRestarted(self):
         """
         An orphan scheduled again during its grace keeps its first grace;

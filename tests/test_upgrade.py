@@ -3,8 +3,10 @@ A rolling upgrade (PROTOCOL.md 5.1.1), on the in-process cluster: beside a
 current member, one that speaks what the previous release spoke (version 3
 alone, no capabilities: the challenge and hello it always sent) and one
 that speaks what a next release would (a range up to a later version, and
-a capability this release lacks). Every link settles on version 3 with no
-capability; replication, digests and failover work across them.
+a capability this release lacks). Every link settles on version 3; the
+links between this release and the next speak C{forward} (5.6), those of
+the previous release none; replication, digests and failover work across
+them.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -33,7 +35,7 @@ def nextRelease():
     What a member of a next release might offer: up to version 5, with a
     capability this release does not have.
     """
-    return Offer(3, 5, {"forward"})
+    return Offer(3, 5, {"forward", "later"})
 
 
 class RollingUpgradeTests(SynchronousTestCase):
@@ -52,28 +54,30 @@ class RollingUpgradeTests(SynchronousTestCase):
     def test_handshakes(self):
         """
         The previous release's member sends the handshake frames it always
-        sent (C{proto} alone); so does this release's. The next release's
-        offers its range and capability. Every link speaks version 3 with
-        no capability.
+        sent (C{proto} alone); this release's adds its capability. The next
+        release's offers its range and capabilities. Every link speaks
+        version 3; C{forward} between this release and the next only.
         """
         sent = {}
         for src, _, m in self.frames:
             if m["op"] in ("challenge", "peer_hello"):
                 sent.setdefault(src, []).append(m)
-        for member in (CURRENT, PREVIOUS):
+        for member, caps in ((CURRENT, ["forward"]), (PREVIOUS, None)):
             self.assertEqual(len(sent[member]), 4)
             for message in sent[member]:
                 self.assertEqual(message["proto"], dialect.LOWEST)
-                self.assertNotIn("caps", message)
+                self.assertEqual(message.get("caps"), caps)
                 self.assertNotIn("proto_max", message)
         challenges = [m for m in sent[NEXT] if m["op"] == "challenge"]
         self.assertEqual({(m["proto"], m["proto_max"], tuple(m["caps"])) for m in challenges},
-                         {(3, 5, ("forward",))})
+                         {(3, 5, ("forward", "later"))})
         for a in range(3):
             for b in range(3):
                 if a != b:
                     spoken = self.cluster.feed(a, b).link.dialect
-                    self.assertEqual((spoken.version, spoken.capabilities), (3, frozenset()))
+                    forward = {a, b} == {CURRENT, NEXT}
+                    self.assertEqual((spoken.version, spoken.capabilities),
+                                     (3, frozenset(["forward"] if forward else [])))
 
     def test_replicationEveryWay(self):
         """

@@ -18,9 +18,10 @@ from distro.errors import BadRequest
 LOWEST = 3
 HIGHEST = 3
 
-# What this node can do beyond what its lowest version says: nothing yet
-# (the first comes with writes forwarded between members).
-CAPABILITIES = frozenset()
+# What this node can do beyond what its lowest version says: carry the
+# writes of heartbeat clients forwarded between members (5.6; the name is
+# distro.cluster.forwarding.FORWARD).
+CAPABILITIES = frozenset(["forward"])
 
 # What a handshake may name: more, or longer, capabilities are refused.
 MAX_CAPABILITIES = 64

@@ -337,7 +337,7 @@ class OutboundLink(_Link):
                 )
                 self.closeConnection()
             return
-        if op in ("pong", "resend", "digest_ask"):
+        if op in ("pong", "resend", "digest_ask", "forwarded"):
             # Only answers prove that the member hears us (5.3: UP while
             # its link answers pings).
             self.cluster.membership.heard(self.nodeId)
@@ -356,6 +356,8 @@ class OutboundLink(_Link):
                 return
             if buckets:
                 self.feed.digestAsked(sorted(buckets))
+        elif op == "forwarded":
+            self.cluster.forwarding.answered(message)
         elif op == "error":
             self._error(message)
 
@@ -452,6 +454,7 @@ class OutboundLink(_Link):
         self._pinger = None
         self.feed.connected = False
         self.feed.linkDown(self)
+        self.cluster.forwarding.linkDown(self)
 
     # IPushProducer: the transport tells us when the peer stops reading.
 

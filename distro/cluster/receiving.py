@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.cluster import records
+from distro.cluster.forwarding import FORWARD, forwardedMessage, parseForward
 from distro.cluster.digest import BUCKETS, DigestIndex, bucketOf, isPackedHashes
 from distro.cluster.senders import Orphans, OwnerIndex, Pieces, Rejected, Snapshots, Suspects
 from distro.cluster.stats import ReplicationStats
@@ -49,6 +50,10 @@ class Receiver:
         member sends C{synced}.
     @ivar stats: the cluster's L{ReplicationStats} (snapshots loaded,
         digests that found differences).
+    @ivar applyForwarded: applies a heartbeat client's write a member
+        forwarded (L{distro.interfaces.IClusterHost.applyForwarded}).
+    @ivar orphaned: called with C{(nodeId, clientIds)} when a restarted
+        member's snapshot ends without the clients of its previous life.
     """
 
     log = Logger()
@@ -65,6 +70,8 @@ class Receiver:
         syncAsked=lambda nodeId, n: None,
         syncAnswered=lambda nodeId, n, restoring: None,
         stats=None,
+        applyForwarded=None,
+        orphaned=lambda nodeId, clientIds: None,
     ):
         self.manager = manager
         self.stats = ReplicationStats() if stats is None else stats
@@ -73,6 +80,8 @@ class Receiver:
         self.loaded = loaded
         self.syncAsked = syncAsked
         self.syncAnswered = syncAnswered
+        self.applyForwarded = applyForwarded
+        self.orphaned = orphaned
         self._owners = OwnerIndex()
         self._snapshots = Snapshots()
         self._suspects = Suspects(barrier, self._dropSuspects)
@@ -143,6 +152,9 @@ class Receiver:
 
     def received(self, link, message):
         op = message.get("op")
+        if op == "forward":
+            # Not part of the replication stream: it interrupts nothing.
+            return self._forward(link, message)
         if op != "client_state" and op != "ping":
             self._pieces.interrupt(link.nodeId, op)
         handler = self._handlers.get(op) if type(op) is str else None
@@ -164,6 +176,26 @@ class Receiver:
             self.log.failure("failed to apply {op} from {peer}", op=op, peer=link.nodeId)
             self._reject(link.nodeId, message)
             return errorMessage(None, INTERNAL, f"{op}: internal error applying it")
+
+    def _forward(self, link, message):
+        """
+        A member forwarded a heartbeat client's write (5.6): apply it and
+        answer C{forwarded}, with its result or its refusal.
+        """
+        if link.dialect is None or FORWARD not in link.dialect.capabilities:
+            return errorMessage(None, BAD_REQUEST, "op: forward needs the forward capability")
+        try:
+            n, write = parseForward(message, self.maxMetadataBytes)
+        except RequestError as e:
+            return errorMessage(None, e.code, e.message)
+        try:
+            result = self.applyForwarded(write)
+        except RequestError as e:
+            return forwardedMessage(n, error=e)
+        except Exception:
+            self.log.failure("failed to apply a write forwarded by {peer}", peer=link.nodeId)
+            return forwardedMessage(n, error=RequestError(INTERNAL, "internal error applying it"))
+        return forwardedMessage(n, result)
 
     def _dropPieces(self, sender, clientId, cause):
         self.log.warn(
@@ -199,6 +231,7 @@ class Receiver:
     def _named(self, sender, clientId):
         self._snapshots.name(sender, clientId)
         self._suspects.clear(sender, clientId)
+        self._orphans.forget(sender, clientId)
 
     def _snapshotBegin(self, sender, message):
         boot = message.get("boot")
@@ -263,6 +296,7 @@ class Receiver:
             # lost session has to resume; then they go, but for those taken
             # over or being resumed (5.4).
             self._orphans.schedule(sender, unnamed)
+            self.orphaned(sender, unnamed)
         else:
             self._suspects.add(sender, unnamed, "not in its snapshot")
         self.loaded(sender)

@@ -205,6 +205,15 @@ class Orphans:
         orphans.update(fresh)
         self._timers.append(self._clock.callLater(self._grace, self._graceOver, sender, fresh))
 
+    def forget(self, sender, clientId):
+        """
+        C{sender}'s new life named C{clientId} (it resumed there, or was
+        taken back): it is no orphan.
+        """
+        orphans = self._bySender.get(sender)
+        if orphans:
+            orphans.discard(clientId)
+
     def excluding(self, sender, clientIds):
         """
         C{clientIds} but for the orphans of C{sender}, in order.
@@ -224,10 +233,12 @@ class Orphans:
     def _graceOver(self, sender, clientIds):
         self._timers = [c for c in self._timers if c.active()]
         orphans = self._bySender.get(sender, set())
-        orphans.difference_update(clientIds)
+        due = [c for c in clientIds if c in orphans]
+        orphans.difference_update(due)
         if not orphans:
             self._bySender.pop(sender, None)
-        self._due(sender, clientIds)
+        if due:
+            self._due(sender, due)
 
 
 class Rejected:

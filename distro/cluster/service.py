@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.cluster.dialect import Offer
-from distro.cluster.members import Membership, findSelf, parseAddress, readClusterFile
+from distro.cluster.forwarding import FORWARD, Forwarding, responsible
+from distro.cluster.members import DOWN, Membership, findSelf, parseAddress, readClusterFile
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.receiving import Receiver
 from distro.cluster.sending import Replicator
@@ -187,7 +188,12 @@ class Cluster(MultiService):
             syncAsked=self._syncAsked,
             syncAnswered=self._syncAnswered,
             stats=self.stats,
+            applyForwarded=node.applyForwarded,
+            orphaned=node.clientsOrphaned,
         )
+        self.forwarding = Forwarding(self.clock, settings.peer_timeout_ms / 1000.0)
+        # Member address -> whether its links speak FORWARD, once known.
+        self._forwards = {}
         self.inbound = {}
         self._links = {}
         self._waiting = set()
@@ -240,6 +246,33 @@ class Cluster(MultiService):
     def replication(self):
         return self.stats.counts()
 
+    def responsibleFor(self, clientId, excluding=None):
+        """
+        The address of the member responsible for the heartbeat client
+        C{clientId}, or C{None} for this node: of the members not down
+        whose links speak L{FORWARD} (or are not known yet not to), but
+        the member C{excluding} (a node id), the one L{responsible} picks,
+        the same on every member that sees the same.
+        """
+        selfAddress = self.membership.self.address
+        candidates = [
+            m.address for m in self.membership.members.values()
+            if m.isSelf or (m.state != DOWN and self._forwards.get(m.address, True)
+                            and m.nodeId != excluding)
+        ]
+        chosen = responsible(clientId, candidates)
+        return None if chosen == selfAddress else chosen
+
+    def forward(self, address, write):
+        feed = self.replicator.feeds.get(address)
+        return self.forwarding.send(feed.link if feed is not None else None, write)
+
+    def _dialectKnown(self, member, dialect):
+        speaks = FORWARD in dialect.capabilities
+        if self._forwards.get(member.address) != speaks:
+            self._forwards[member.address] = speaks
+            self.node.membersChanged()
+
     # Members
 
     def update(self, addresses):
@@ -271,6 +304,7 @@ class Cluster(MultiService):
             self.log.info(
                 "members: {members}", members=sorted(self.membership.members)
             )
+            self.node.membersChanged()
         self._checkReady()
 
     def reload(self):
@@ -289,11 +323,13 @@ class Cluster(MultiService):
         if timer is not None and timer.active():
             timer.cancel()
         self.barrier.alive(member)
+        self.node.membersChanged()
 
     def memberDown(self, member):
         self._mourn(member)
         self._waiting.discard(member.address)
         self._checkReady()
+        self.node.membersChanged()
 
     def memberRemoved(self, member):
         link = self.inbound.get(member.nodeId)
@@ -303,6 +339,7 @@ class Cluster(MultiService):
             link.transport.abortConnection()
         self.barrier.presumedDead(member)
         self._mourn(member)
+        self._forwards.pop(member.address, None)
 
     def _mourn(self, member):
         """
@@ -338,6 +375,7 @@ class Cluster(MultiService):
         Our link to C{feed}'s member carries its snapshot from now on.
         """
         self.barrier.linkUp(feed.member)
+        self._dialectKnown(feed.member, feed.link.dialect)
 
     def _syncAsked(self, nodeId, n):
         member = self.membership.member(nodeId)
@@ -487,6 +525,7 @@ class Cluster(MultiService):
         self._deathTimers.clear()
         self.receiver.stop()
         self.replicator.stop()
+        self.forwarding.stop()
         d = super().stopService()
         for link in list(self.inbound.values()):
             link.transport.abortConnection()

@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 
-from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, RequestError
+from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, NOT_FOUND, UNAUTHORIZED, UNAVAILABLE, RequestError
 
 log = Logger()
 
@@ -93,11 +93,14 @@ def refusal(request, status, message):
 def status(error):
     """
     The HTTP status of a L{RequestError}: 403 for credentials (as Nacos
-    answers), 503 for a limit, else 400.
+    answers), 404 for what is not held, 503 for a limit or a member that
+    cannot be reached (a Nacos client tries another node), else 400.
     """
     if error.code in (UNAUTHORIZED, FORBIDDEN):
         return 403
-    if error.code == LIMIT_EXCEEDED:
+    if error.code == NOT_FOUND:
+        return 404
+    if error.code in (LIMIT_EXCEEDED, UNAVAILABLE):
         return 503
     return 400
 

@@ -7,6 +7,8 @@ keep-alive connection is closed after C{idle_timeout_ms}, and
 C{max_connections_per_ip} holds as on the other ports.
 """
 
+from urllib.parse import parse_qs
+
 from twisted.logger import Logger
 from twisted.web import http, server
 
@@ -21,10 +23,28 @@ _TOO_LARGE = (
 
 class BoundedRequest(server.Request):
     """
-    A request whose body may not pass L{MAX_BODY}, whatever its framing.
+    A request whose body may not pass L{MAX_BODY}, whatever its framing,
+    and whose form body is read into C{args} whatever its method (Nacos'
+    clients send forms with C{PUT} and C{DELETE} too; twisted.web reads
+    C{POST}'s only).
     """
 
     _received = 0
+
+    def process(self):
+        # The base has read the query string and, for POST, the form body.
+        if self.method not in (b"POST", b"GET", b"HEAD"):
+            self._readForm()
+        super().process()
+
+    def _readForm(self):
+        ctype = self.requestHeaders.getRawHeaders(b"Content-Type")
+        if not ctype or ctype[0].split(b";")[0].strip().lower() != b"application/x-www-form-urlencoded":
+            return
+        self.content.seek(0, 0)
+        for key, values in parse_qs(self.content.read(), keep_blank_values=True).items():
+            self.args.setdefault(key, []).extend(values)
+        self.content.seek(0, 0)
 
     def gotLength(self, length):
         if length is not None and length > MAX_BODY:

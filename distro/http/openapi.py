@@ -1,49 +1,273 @@
-# -*- test-case-name: tests.test_http -*-
+# -*- test-case-name: tests.test_http_openapi -*-
 """
-Nacos' open API for naming over HTTP (v1, and the v3 client API): what
-heartbeat clients and scripts ask of a Nacos server.
+Nacos' open API for the writes of heartbeat clients (docs/nacos.md): v1's
+C{/nacos/v1/ns/instance} (register, deregister, update) and
+C{/nacos/v1/ns/instance/beat}, and the v3 client API's
+C{/nacos/v3/client/ns/instance} (register, or a beat with
+C{heartBeat=true}; deregister).
+
+Each becomes a L{distro.heartbeats.Write} of the client C{ip:port}, which
+the node applies or forwards to the member responsible for it. Parameters
+come from the query string or a form body, on every method, read as
+Nacos' server reads them: C{serviceName} may be C{group@@name}, booleans
+are Nacos' (C{true}, C{on}, C{yes}, C{y}, C{t}, any case), C{enabled} may
+be spelled C{enable}, C{clusterName} may be C{cluster} and defaults to
+C{DEFAULT}, C{metadata} is a JSON object or C{k=v,k=v}.
 """
 
+import json
+
+from distro import model
 from distro.auth import normalNamespace
-from distro.http.answers import HttpError, credential, param
+from distro.heartbeats import BEAT_NOT_FOUND, BEAT_OK, Write
+from distro.http.answers import HttpError, credential, document, later, param, text
 from distro.nacos.naming import PERSISTENT_REFUSED
+
+_TRUE = frozenset(["true", "on", "yes", "y", "t", "1"])
+_FALSE = frozenset(["false", "off", "no", "n", "f", "0"])
+
+# Nacos 3's code for a beat of an instance it does not hold (the caller
+# registers again), in its Result.
+INSTANCE_NOT_FOUND = 21003
+
+
+def flag(request, name, default, *spellings):
+    """
+    The boolean parameter C{name} (or the first of C{spellings} given), as
+    Nacos reads it; C{default} when absent or empty.
+
+    @raise HttpError: 400 naming it, for anything but Nacos' words.
+    """
+    for spelling in (name, *spellings):
+        value = param(request, spelling, required=False)
+        if value:
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise HttpError(400, f"{spelling}: must be true or false")
+    return default
+
+
+def serviceOf(request, field="serviceName"):
+    """
+    The L{model.ServiceKey} of a request: C{namespaceId}, C{groupName} and
+    C{serviceName} (which may be C{group@@name}).
+    """
+    name = param(request, field)
+    group = param(request, "groupName", required=False) or model.DEFAULT_GROUP
+    if "@@" in name:
+        group, name = name.split("@@", 1)
+    namespace = normalNamespace(param(request, "namespaceId", required=False) or "")
+    return model.parseService({"namespace": namespace, "group": group, "name": name}, "serviceName")
+
+
+def _port(text, field="port"):
+    if text is None or not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise HttpError(400, f"{field}: must be an integer 1..65535")
+    return int(text)
+
+
+def metadataOf(text):
+    """
+    Nacos' metadata parameter: a JSON object (values taken as text), or
+    C{k=v,k=v}; empty when absent.
+    """
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    metadata = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise HttpError(400, "metadata: must be a JSON object or k=v,k=v")
+        metadata[key.strip()] = value.strip()
+    return metadata
+
+
+def _weight(request):
+    text = param(request, "weight", required=False)
+    if not text:
+        return 1.0
+    try:
+        return float(text)
+    except ValueError:
+        raise HttpError(400, "weight: must be a number")
+
+
+def _ephemeral(request):
+    if not flag(request, "ephemeral", True):
+        raise HttpError(400, PERSISTENT_REFUSED)
+
+
+def _cluster(request):
+    return (param(request, "clusterName", required=False)
+            or param(request, "cluster", required=False)
+            or model.DEFAULT_CLUSTER)
 
 
 class OpenApi:
     """
-    The routes of Nacos' naming open API.
+    The routes of Nacos' open API for heartbeat clients' writes.
     """
 
     def __init__(self, node):
         self.node = node
+        v1 = {b"POST": self._register, b"PUT": self._update, b"DELETE": self._deregister}
         self.routes = {
-            b"/nacos/v1/ns/instance": {b"POST": self._instanceV1, b"PUT": self._instanceV1},
+            b"/nacos/v1/ns/instance": v1,
+            b"/nacos/v1/ns/instance/beat": {b"PUT": self._beat},
+            b"/nacos/v3/client/ns/instance": {b"POST": self._registerV3, b"DELETE": self._deregisterV3},
         }
 
-    def _instanceV1(self, request):
-        """
-        C{POST /nacos/v1/ns/instance}: what an SDK sends over HTTP is a
-        persistent instance (ephemeral ones go over gRPC), which distro
-        does not hold; an ephemeral one needs the heartbeats of an HTTP
-        client, which this port does not serve yet.
-        """
+    # Reading a write
+
+    def _authorised(self, request, service):
         grant = self.node.authority.grant(credential(request))
-        namespace = normalNamespace(param(request, "namespaceId", required=False) or "")
-        grant.check(namespace, "namespaceId")
-        name = param(request, "serviceName")
-        if not name:
-            raise HttpError(400, "serviceName: is required")
-        param(request, "ip")
-        port = param(request, "port")
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise HttpError(400, "port: must be an integer 1..65535")
-        ephemeral = (param(request, "ephemeral", required=False) or "true").lower()
-        if ephemeral not in ("true", "false"):
-            raise HttpError(400, "ephemeral: must be true or false")
-        if ephemeral == "false":
-            raise HttpError(400, PERSISTENT_REFUSED)
-        raise HttpError(
-            501,
-            "ephemeral: instances registered over HTTP (heartbeat clients) are not served yet; "
-            "use a Nacos 2.x/3.x SDK, which registers over gRPC",
+        grant.check(service.namespace, "namespaceId")
+
+    def _instance(self, request, service):
+        """
+        The L{model.Instance} a register or update names.
+        """
+        ip = param(request, "ip")
+        port = _port(param(request, "port"))
+        return model.parseInstance(
+            {
+                "ip": ip,
+                "port": port,
+                "cluster": _cluster(request),
+                "weight": _weight(request),
+                "healthy": flag(request, "healthy", True),
+                "enabled": flag(request, "enabled", True, "enable"),
+                "metadata": metadataOf(param(request, "metadata", required=False)),
+            },
+            "instance",
+            self.node.config.max_metadata_bytes,
         )
+
+    def _write(self, request, kind):
+        """
+        The L{Write} of C{kind} a request names, its credential checked.
+        """
+        service = serviceOf(request)
+        self._authorised(request, service)
+        if kind in ("register", "update"):
+            instance = self._instance(request, service)
+            write = Write(kind, instance.ip, instance.port, service, instance)
+        else:
+            ip = model.parseIp(param(request, "ip"), "ip")
+            write = Write(kind, ip, _port(param(request, "port")), service)
+        _ephemeral(request)
+        return write
+
+    # v1
+
+    def _register(self, request):
+        return self._send(request, self._write(request, "register"), _ok)
+
+    def _update(self, request):
+        return self._send(request, self._write(request, "update"), _ok)
+
+    def _deregister(self, request):
+        return self._send(request, self._write(request, "deregister"), _ok)
+
+    def _beat(self, request):
+        """
+        C{PUT /nacos/v1/ns/instance/beat}: a beat, with the instance it
+        keeps alive in C{beat} (JSON, as Nacos' clients send it; an
+        instance the client does not hold is registered from it), or a
+        light beat naming C{ip} and C{port} alone.
+        """
+        beat = param(request, "beat", required=False)
+        if beat:
+            try:
+                info = json.loads(beat)
+            except ValueError:
+                info = None
+            if not isinstance(info, dict):
+                raise HttpError(400, "beat: must be a JSON object")
+            write = self._beatOf(request, info)
+        else:
+            write = self._write(request, "beat")
+        return self._send(request, write, _beatAnswer)
+
+    def _beatOf(self, request, info):
+        """
+        The beat C{Write} of a beat's JSON: its C{ip}, C{port}, C{cluster},
+        C{weight} and C{metadata}; its service the request's, or the
+        beat's C{serviceName}.
+        """
+        if param(request, "serviceName", required=False):
+            service = serviceOf(request)
+        else:
+            name = info.get("serviceName")
+            if not isinstance(name, str) or not name:
+                raise HttpError(400, "serviceName: is required")
+            group, _, rest = name.rpartition("@@")
+            namespace = normalNamespace(param(request, "namespaceId", required=False) or "")
+            service = model.parseService({"namespace": namespace, "group": group or model.DEFAULT_GROUP,
+                                          "name": rest}, "serviceName")
+        self._authorised(request, service)
+        if info.get("ephemeral") is False:
+            raise HttpError(400, PERSISTENT_REFUSED)
+        metadata = info.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise HttpError(400, "beat.metadata: must be an object")
+        instance = model.parseInstance(
+            {
+                "ip": info.get("ip"),
+                "port": info.get("port"),
+                "cluster": info.get("cluster") or _cluster(request),
+                "weight": info.get("weight", 1.0),
+                "healthy": True,
+                "enabled": True,
+                "metadata": {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()},
+            },
+            "beat",
+            self.node.config.max_metadata_bytes,
+        )
+        return Write("beat", instance.ip, instance.port, service, instance)
+
+    # v3 (the client API): Nacos 3's Result
+
+    def _registerV3(self, request):
+        if flag(request, "heartBeat", False):
+            return self._send(request, self._write(request, "beat"), _beatResultV3)
+        return self._send(request, self._write(request, "register"), _okV3)
+
+    def _deregisterV3(self, request):
+        return self._send(request, self._write(request, "deregister"), _okV3)
+
+    # Sending
+
+    def _send(self, request, write, answer):
+        return later(request, self.node.heartbeatWrite(write), answer)
+
+
+def _ok(request, result):
+    return text(request, 200, "ok")
+
+
+def _okV3(request, result):
+    return document(request, 200, {"code": 0, "message": "success", "data": "ok"})
+
+
+def _beatAnswer(request, result):
+    code, interval = result
+    return document(request, 200, {"clientBeatInterval": interval, "code": code, "lightBeatEnabled": True})
+
+
+def _beatResultV3(request, result):
+    code, _ = result
+    if code == BEAT_OK:
+        return _okV3(request, result)
+    assert code == BEAT_NOT_FOUND
+    return document(request, 200, {"code": INSTANCE_NOT_FOUND, "message": "instance not found", "data": None})
+

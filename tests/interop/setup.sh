@@ -9,6 +9,9 @@ cd "$(dirname "$0")/../.."
 python3 -m venv .interop/python
 .interop/python/bin/pip install -q -r tests/interop/python-requirements.txt
 echo "interop: nacos-sdk-python in .interop/python"
+python3 -m venv .interop/pythonv1
+.interop/pythonv1/bin/pip install -q -r tests/interop/python-v1-requirements.txt
+echo "interop: nacos-sdk-python 1.0 (the v1 HTTP client) in .interop/pythonv1"
 python3 -m venv .interop/rust
 .interop/rust/bin/pip install -q --only-binary=:all: -r tests/interop/rust-requirements.txt
 echo "interop: nacos-sdk-rust (nacos-sdk-rust-binding-py) in .interop/rust"
