@@ -170,3 +170,30 @@ class ReplicationMetricsTests(_Metrics, SynchronousTestCase):
         self.assertEqual((repaired["digest_repairs"], repaired["digest_repaired_clients"]), (1, 1))
         self.assertEqual(self.replication(2)["digest_repairs"], 0)
         self.assertEqual(self.replication(0)["digest_repairs"], 0)
+
+
+class ForwardedRequestTests(_Metrics, SynchronousTestCase):
+    def test_answeredLater(self):
+        """
+        An HTTP registration taken by a member not responsible for its
+        client is answered once the responsible member applied it: counted
+        then, once, with its status.
+        """
+        taker = self.cluster.node(0)
+        ip = next(f"10.1.0.{n}" for n in range(1, 250)
+                  if taker.cluster.responsibleFor(f"10.1.0.{n}:8080") is not None)
+        exchange = Exchange(HttpService(taker, None).site)
+        exchange.send(b"POST /nacos/v1/ns/instance?serviceName=orders&ip=" + ip.encode()
+                      + b"&port=8080 HTTP/1.1\r\nHost: node\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(exchange.transport.value(), b"")  # forwarded, not answered yet
+
+        def registrations():
+            return {tuple(labels): value for (name, *labels), value in self.scrape(0).items()
+                    if name == "distro_requests_total" and ("op", "/nacos/v1/ns/instance") in labels}
+
+        self.assertEqual(registrations(), {})
+        self.cluster.flush()
+        self.assertEqual(exchange.response()[:1], (200,))
+        self.assertEqual(registrations(), {(("code", "200"), ("op", "/nacos/v1/ns/instance"),
+                                            ("port", "http")): 1})
+
