@@ -331,6 +331,41 @@ class ITurns(Interface):
         """
 
 
+class IPortRequests(Interface):
+    """
+    Where one port records each request it answered, once, at its
+    dispatch.
+    """
+
+    def record(op, code, seconds):
+        """
+        A request of C{op} was answered with C{code} (the port's own: an
+        error code, a Nacos C{errorCode}, an HTTP status; the port's success
+        code for a success) after C{seconds}. An C{op} outside the port's
+        set counts as C{unknown}.
+        """
+
+
+class IRequestStats(Interface):
+    """
+    The requests every port of a node served: counts by port, op and code,
+    and each op's durations (L{distro.requeststats}).
+    """
+
+    def port(name, ops, success):
+        """
+        The L{IPortRequests} of the port C{name}, whose ops are C{ops} and
+        whose code of a success is C{success} (a port asks once; the same
+        name gives the same object).
+        """
+
+    def served():
+        """
+        C{[(port, op, {code: count}, durations)]} of every op served so far,
+        C{durations} a L{distro.histogram.Histogram} of seconds.
+        """
+
+
 class INodeState(Interface):
     """
     What anything serving a node reads of it.
@@ -353,6 +388,7 @@ class INode(INodeState):
     authority = Attribute("The L{IAuthority} that judges every credential.")
     admission = Attribute("The L{distro.admission.Admission} of client connections, over every port.")
     turns = Attribute("The L{ITurns} the work of clients shares.")
+    requests = Attribute("The L{IRequestStats} each port records its requests in.")
 
     def sessionStarted(session, resume=None):
         """
@@ -459,6 +495,18 @@ class INode(INodeState):
         "synced_clients", "services", "instances", "subscriptions"}}.
         """
 
+    def peerLinks():
+        """
+        The links with the other members (L{ICluster.links}); none when
+        standalone.
+        """
+
+    def replication():
+        """
+        What replication did (L{ICluster.replication}); empty when
+        standalone.
+        """
+
     def pushFailed():
         """
         A port could not deliver a push (the subscriber could not take the
@@ -506,6 +554,24 @@ class ICluster(Interface):
     def describeMembers():
         """
         The members, as C{[{"node", "address", "state", "self"}]}.
+        """
+
+    def links():
+        """
+        The links with every other member, counted as they carry frames
+        (nothing is walked): C{[{"member"} (its node id), "outbound",
+        "inbound" (whether each link is up), "sent_bytes", "sent_frames",
+        "received_bytes", "received_frames" (over both links),
+        "backlog" (its clients waiting to be sent), "behind_seconds"
+        (for how long it has lacked something this node wrote: 0 while
+        it has everything)}]}.
+        """
+
+    def replication():
+        """
+        What replication did, counted as it happened: C{{"snapshots_sent",
+        "snapshots_received", "digest_mismatches", "digest_repairs",
+        "digest_repaired_clients"}} (L{distro.cluster.stats}).
         """
 
     def responsibleFor(clientId, excluding=None):

@@ -17,6 +17,7 @@ from distro.heartbeats import Heartbeats
 from distro.interfaces import IClientObserver, IClusterHost, INode
 from distro.push import Pusher
 from distro.registry import Registry
+from distro.requeststats import RequestStats
 from distro.turns import Turns
 
 
@@ -32,6 +33,7 @@ class Node:
         standalone.
     @ivar turns: the L{distro.interfaces.ITurns} the work of clients shares.
     @ivar authority: the L{distro.interfaces.IAuthority} every port asks.
+    @ivar requests: the L{distro.interfaces.IRequestStats} of every port.
     """
 
     log = Logger()
@@ -45,6 +47,8 @@ class Node:
         self.authority = Authority(config, clock, secret) if authority is None else authority
         # The reactor's time, shared by the work clients cause on every port.
         self.turns = Turns(clock) if turns is None else turns
+        # What every port served, by op and code, counted as it answers.
+        self.requests = RequestStats()
         self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id
         self.manager = ClientManager(
@@ -276,6 +280,12 @@ class Node:
             "instances": self.registry.instanceCount,
             "subscriptions": self.pusher.subscriptionCount,
         }
+
+    def peerLinks(self):
+        return self.cluster.links() if self.cluster is not None else []
+
+    def replication(self):
+        return self.cluster.replication() if self.cluster is not None else {}
 
     # Heartbeat clients (distro.heartbeats)
 

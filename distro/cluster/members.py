@@ -130,6 +130,19 @@ def findSelf(members, config):
     return candidates[0]
 
 
+class Traffic:
+    """
+    What went between this node and one member over their links (both
+    directions of both links), counted as it is written and read.
+    """
+
+    __slots__ = ("sentBytes", "sentFrames", "receivedBytes", "receivedFrames")
+
+    def __init__(self):
+        self.sentBytes = self.sentFrames = 0
+        self.receivedBytes = self.receivedFrames = 0
+
+
 class Member:
     """
     One member of the cluster.
@@ -140,10 +153,12 @@ class Member:
     @ivar clientAddress: its client-port address, learned when it connects.
     @ivar lastHeard: when something last arrived from it, or C{None}.
     @ivar state: L{UP}, L{SUSPICIOUS} or L{DOWN}.
+    @ivar traffic: the L{Traffic} of its links (kept across links).
     """
 
     def __init__(self, address, isSelf=False):
         self.address = address
+        self.traffic = Traffic()
         self.nodeId = address
         self.clientAddress = None
         self.isSelf = isSelf

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IPushProducer
 from distro.cluster import records
 from distro.cluster.dialect import NoCommonVersion
 from distro.cluster.digest import BUCKETS
+from distro.cluster.members import Traffic
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.watchdog import Watchdog
 from distro.wire import (
@@ -81,14 +82,21 @@ def isLoopback(host):
         return False
 
 
+# Where a link counts its traffic until it knows its member (an inbound
+# link's handshake): nobody reads it.
+_UNCOUNTED = Traffic()
+
+
 class _Link(FrameProtocol):
     """
-    What both ends of a link share: framing at the peer limit and a
-    L{Watchdog} that drops the link after C{down_after_ms} of silence.
+    What both ends of a link share: framing at the peer limit, a
+    L{Watchdog} that drops the link after C{down_after_ms} of silence, and
+    the count of what it writes and reads (its member's L{Traffic}).
     """
 
     log = Logger()
     nodeId = None
+    traffic = _UNCOUNTED
     # What the link speaks (a Dialect), once its handshake is done.
     dialect = None
     handshake = None
@@ -127,7 +135,25 @@ class _Link(FrameProtocol):
                 limit=limit,
             )
             return
+        self.write(frame)
+
+    def write(self, frame):
+        """
+        Write one encoded frame.
+        """
+        traffic = self.traffic
+        traffic.sentBytes += len(frame)
+        traffic.sentFrames += 1
         self.transport.write(frame)
+
+    def writeSequence(self, frames):
+        """
+        Write encoded frames in one go.
+        """
+        traffic = self.traffic
+        traffic.sentBytes += sum(map(len, frames))
+        traffic.sentFrames += len(frames)
+        self.transport.writeSequence(frames)
 
     def _handshakeTimedOut(self):
         self.log.info(
@@ -144,8 +170,13 @@ class _Link(FrameProtocol):
         )
         self.transport.abortConnection()
 
+    def dataReceived(self, data):
+        self.traffic.receivedBytes += len(data)
+        super().dataReceived(data)
+
     def frameReceived(self, body):
         self.watchdog.heard()
+        self.traffic.receivedFrames += 1
         super().frameReceived(body)
 
     def connectionLost(self, reason):
@@ -233,6 +264,7 @@ class InboundLink(_Link):
         if member is None:
             self.refuse(FORBIDDEN, f"address: {address} is not a member of this cluster"[:200])
             return
+        self.traffic = member.traffic
         self.sendMessage({"op": "peer_welcome", "mac": welcomeMac(secret, proof)})
         self.nodeId = node
         self.dialect = dialect
@@ -279,6 +311,7 @@ class OutboundLink(_Link):
     def __init__(self, cluster, feed):
         super().__init__(cluster)
         self.feed = feed
+        self.traffic = feed.member.traffic
         self.authenticated = False
 
     def connectionMade(self):

@@ -20,6 +20,7 @@ from distro.cluster import records
 from distro.cluster.forwarding import FORWARD, forwardedMessage, parseForward
 from distro.cluster.digest import BUCKETS, DigestIndex, bucketOf, isPackedHashes
 from distro.cluster.senders import Orphans, OwnerIndex, Pieces, Rejected, Snapshots, Suspects
+from distro.cluster.stats import ReplicationStats
 from distro.interfaces import IClientObserver, IReplicaSink
 from distro.wire import BAD_REQUEST, INTERNAL, UNKNOWN_OP, RequestError, errorMessage
 
@@ -47,6 +48,8 @@ class Receiver:
         C{sync}.
     @ivar syncAnswered: called with C{(nodeId, n, restoring)} when a
         member sends C{synced}.
+    @ivar stats: the cluster's L{ReplicationStats} (snapshots loaded,
+        digests that found differences).
     @ivar applyForwarded: applies a heartbeat client's write a member
         forwarded (L{distro.interfaces.IClusterHost.applyForwarded}).
     @ivar orphaned: called with C{(nodeId, clientIds)} when a restarted
@@ -66,10 +69,12 @@ class Receiver:
         loaded=lambda nodeId: None,
         syncAsked=lambda nodeId, n: None,
         syncAnswered=lambda nodeId, n, restoring: None,
+        stats=None,
         applyForwarded=None,
         orphaned=lambda nodeId, clientIds: None,
     ):
         self.manager = manager
+        self.stats = ReplicationStats() if stats is None else stats
         self.maxMetadataBytes = maxMetadataBytes
         self.barrier = barrier
         self.loaded = loaded
@@ -280,6 +285,7 @@ class Receiver:
         if ended is None:
             return None
         named, restarted = ended
+        self.stats.snapshotsReceived += 1
         # Not named: removed by the sender, or moved on to another member,
         # whose record may still be on its way (a snapshot is no stricter
         # than a digest).
@@ -349,6 +355,7 @@ class Receiver:
             index = self._owners.digestOf(sender) or DigestIndex()
             differing = index.differing(hashes)
             if differing:
+                self.stats.digestMismatches += 1
                 return {"op": "digest_ask", "buckets": differing}
             return None
         digest = records.parseDigest(message)
@@ -374,6 +381,8 @@ class Receiver:
         missing = self._orphans.excluding(sender, [c for c in held if c not in digest])
         self._suspects.add(sender, missing, "not in its digest")
         if wanted:
+            self.stats.digestRepairs += 1
+            self.stats.digestRepairedClients += len(wanted)
             return {"op": "resend", "client_ids": wanted}
         return None
 

@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from distro.cluster import records
 from distro.cluster.digest import LIST_AT_MOST, DigestIndex
+from distro.cluster.stats import ReplicationStats
 from distro.interfaces import IClientObserver
 from distro.wire import encode
 
@@ -41,6 +42,9 @@ class PeerFeed:
     @ivar paused: whether the link's transport asked us to stop writing.
     @ivar connected: whether a connection to the member exists (perhaps not
         yet authenticated).
+    @ivar behindSince: since when the member has lacked something of ours
+        (no link, a snapshot under way, dirty clients), or C{None} while it
+        has everything this node wrote (its replication lag).
     """
 
     log = Logger()
@@ -56,6 +60,16 @@ class PeerFeed:
         self.owed = 0
         self._answered = 0
         self._snapshotCount = 0
+        # Until a snapshot reached it, the member lacks what we own.
+        self.behindSince = replicator.clock.seconds()
+
+    def _behind(self):
+        """
+        Something of ours is not written to the member's link: it is behind
+        from now, unless it already was.
+        """
+        if self.behindSince is None:
+            self.behindSince = self.replicator.clock.seconds()
 
     def linkUp(self, link):
         """
@@ -73,6 +87,7 @@ class PeerFeed:
         self.owed = max(self.owed, self._answered)
         self.dirty = dict.fromkeys(self.replicator.owned, _STATE)
         self.snapshotting = True
+        self._behind()
         self._snapshotCount = 0
         link.sendMessage({"op": "snapshot_begin", "boot": self.replicator.boot})
         self.drain()
@@ -85,6 +100,7 @@ class PeerFeed:
             self.link = None
             self.dirty = {}
             self.snapshotting = False
+            self._behind()
 
     def pause(self):
         self.paused = True
@@ -110,9 +126,11 @@ class PeerFeed:
             # Too large for one frame (a big batch): the whole client
             # goes instead, in pieces.
             self.dirty[clientId] = _STATE
+            self._behind()
             return True
         if self.link is not None:
             self.dirty[clientId] = _STATE
+            self._behind()
         return False
 
     def write(self, frames):
@@ -120,7 +138,7 @@ class PeerFeed:
         Write C{frames} (from L{changed}) to the link, in one go.
         """
         if frames and self.link is not None:
-            self.link.transport.writeSequence(frames)
+            self.link.writeSequence(frames)
 
     def removed(self, client, frame):
         """
@@ -129,9 +147,10 @@ class PeerFeed:
         """
         clientId = client.clientId
         if self._writable(clientId):
-            self.link.transport.write(frame())
+            self.link.write(frame())
         elif self.link is not None:
             self.dirty[clientId] = (client.owner, client.epoch)
+            self._behind()
 
     def owe(self, n):
         """
@@ -150,6 +169,7 @@ class PeerFeed:
         if self.link is None:
             return
         self.dirty[clientId] = _STATE
+        self._behind()
         self.drain()
 
     def drain(self):
@@ -175,6 +195,9 @@ class PeerFeed:
         if self.link is not None and self.snapshotting and not dirty:
             self.snapshotting = False
             self.link.sendMessage({"op": "snapshot_end", "count": self._snapshotCount})
+            self.replicator.stats.snapshotsSent += 1
+        if self.link is not None and not dirty and not self.snapshotting:
+            self.behindSince = None  # caught up
         if self.link is not None and not self.paused and not dirty and self.owed:
             self.link.sendMessage(
                 {"op": "synced", "n": self.owed, "restoring": self.replicator.restoring()}
@@ -188,7 +211,7 @@ class PeerFeed:
             # Refused at start (config.validate); never half sent.
             self.log.error("not replicated: {error}", error=str(e))
             return
-        write = self.link.transport.write
+        write = self.link.write
         for frame in frames:
             write(frame)
 
@@ -201,7 +224,7 @@ class PeerFeed:
         snapshot or a backlog says more than a digest would).
         """
         if self._idle():
-            self.link.transport.write(frame())
+            self.link.write(frame())
 
     def digestAsked(self, buckets):
         """
@@ -212,7 +235,7 @@ class PeerFeed:
         self.replicator.flush()
         if self._idle():
             for frame in self.replicator.listingFrames(buckets):
-                self.link.transport.write(frame)
+                self.link.write(frame)
 
 
 def _once(message):
@@ -288,10 +311,12 @@ class Replicator:
     @ivar boot: this node's boot id, told in C{snapshot_begin}.
     @ivar maxFrame: the largest frame a member takes (C{peer_max_frame}):
         a client larger than that is sent in pieces.
+    @ivar stats: the cluster's L{ReplicationStats} (snapshots sent).
     """
 
-    def __init__(self, clock, restoring=list, boot="", maxFrame=64 * 1024 * 1024):
+    def __init__(self, clock, restoring=list, boot="", maxFrame=64 * 1024 * 1024, stats=None):
         self.clock = clock
+        self.stats = ReplicationStats() if stats is None else stats
         self.owned = {}
         self.index = DigestIndex()
         self.feeds = {}

@@ -22,6 +22,7 @@ from distro.cluster.members import DOWN, Membership, findSelf, parseAddress, rea
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.receiving import Receiver
 from distro.cluster.sending import Replicator
+from distro.cluster.stats import ReplicationStats
 from distro.cluster.sync import SyncBarrier
 from distro.interfaces import ICluster
 from distro.listening import named
@@ -170,8 +171,11 @@ class Cluster(MultiService):
             downAfterMs=settings.down_after_ms,
         )
         self.membership.observers.append(self)
+        # Snapshots and digest repairs, counted by both sides.
+        self.stats = ReplicationStats()
         self.replicator = Replicator(
-            self.clock, node.restoring, node.bootId, maxFrame=settings.peer_max_frame
+            self.clock, node.restoring, node.bootId, maxFrame=settings.peer_max_frame,
+            stats=self.stats,
         )
         self.barrier = SyncBarrier(self.membership.others, self._askSync)
         self.receiver = Receiver(
@@ -183,6 +187,7 @@ class Cluster(MultiService):
             loaded=self._loaded,
             syncAsked=self._syncAsked,
             syncAnswered=self._syncAnswered,
+            stats=self.stats,
             applyForwarded=node.applyForwarded,
             orphaned=node.clientsOrphaned,
         )
@@ -217,6 +222,29 @@ class Cluster(MultiService):
 
     def describeMembers(self):
         return self.membership.describe()
+
+    def links(self):
+        now = self.clock.seconds()
+        described = []
+        for member in self.membership.others():
+            feed = self.replicator.feeds.get(member.address)
+            traffic = member.traffic
+            behind = feed.behindSince if feed is not None else None
+            described.append({
+                "member": member.nodeId,
+                "outbound": feed is not None and feed.link is not None,
+                "inbound": self.inbound.get(member.nodeId) is not None,
+                "sent_bytes": traffic.sentBytes,
+                "sent_frames": traffic.sentFrames,
+                "received_bytes": traffic.receivedBytes,
+                "received_frames": traffic.receivedFrames,
+                "backlog": len(feed.dirty) if feed is not None else 0,
+                "behind_seconds": max(0.0, now - behind) if behind is not None else 0.0,
+            })
+        return described
+
+    def replication(self):
+        return self.stats.counts()
 
     def responsibleFor(self, clientId, excluding=None):
         """

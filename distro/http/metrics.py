@@ -102,6 +102,116 @@ class NodeCollector:
         yield latency
 
 
+class RequestCollector:
+    """
+    The requests every port served (L{distro.interfaces.IRequestStats}):
+    counts by port, op and code, and each op's durations as a histogram.
+    """
+
+    def __init__(self, requests):
+        self.requests = requests
+
+    def collect(self):
+        served = CounterMetricFamily(
+            "distro_requests",
+            "Requests answered, by port (distro, nacos, http), op (the request's op, Nacos "
+            "request type or HTTP route; unknown for any other) and code (OK or the error code; "
+            "Nacos' errorCode, 200 for a success; the HTTP status).",
+            labels=["port", "op", "code"],
+        )
+        durations = HistogramMetricFamily(
+            "distro_request_duration_seconds",
+            "From a request read to its answer written, by port and op.",
+            labels=["port", "op"],
+        )
+        for port, op, codes, histogram in self.requests.served():
+            for code, count in sorted(codes.items(), key=lambda item: str(item[0])):
+                served.add_metric([port, op, str(code)], count)
+            durations.add_metric([port, op], _buckets(histogram), histogram.total)
+        yield served
+        yield durations
+
+
+class PeerCollector:
+    """
+    The links with the other members (L{distro.interfaces.ICluster.links})
+    and what replication did (snapshots, digest repairs), counted where
+    they happen.
+    """
+
+    # (name, help, key) of the per member counters.
+    TRAFFIC = (
+        ("distro_peer_sent_bytes", "Bytes written to the member, over both links.", "sent_bytes"),
+        ("distro_peer_sent_frames", "Frames written to the member, over both links.", "sent_frames"),
+        ("distro_peer_received_bytes", "Bytes read from the member, over both links.",
+         "received_bytes"),
+        ("distro_peer_received_frames", "Frames read from the member, over both links.",
+         "received_frames"),
+    )
+
+    # (name, help, key) of the replication counters.
+    REPLICATION = (
+        ("distro_digest_mismatches",
+         "Members' digests whose bucket hashes differed from this node's copy (their listing "
+         "was asked).", "digest_mismatches"),
+        ("distro_digest_repairs",
+         "Members' digests that found clients missing here or at another revision (asked "
+         "again with resend).", "digest_repairs"),
+        ("distro_digest_repaired_clients", "The clients those digests asked again.",
+         "digest_repaired_clients"),
+    )
+
+    def __init__(self, node):
+        self.node = node
+
+    def collect(self):
+        links = self.node.peerLinks()
+        up = GaugeMetricFamily(
+            "distro_peer_link_up",
+            "Whether this node's link to the member (outbound: it carries this node's "
+            "replication) and the member's to this node (inbound) are up.",
+            labels=["member", "direction"],
+        )
+        for link in links:
+            up.add_metric([link["member"], "outbound"], int(link["outbound"]))
+            up.add_metric([link["member"], "inbound"], int(link["inbound"]))
+        yield up
+        for name, documentation, key in self.TRAFFIC:
+            family = CounterMetricFamily(name, documentation, labels=["member"])
+            for link in links:
+                family.add_metric([link["member"]], link[key])
+            yield family
+        backlog = GaugeMetricFamily(
+            "distro_peer_backlog_clients",
+            "Clients of this node waiting to be sent to the member (changed while its link "
+            "could not take them, or not sent yet by a snapshot).",
+            labels=["member"],
+        )
+        behind = GaugeMetricFamily(
+            "distro_peer_behind_seconds",
+            "Replication lag: for how long the member has lacked something this node wrote "
+            "(its link down, a snapshot or changes waiting); 0 while it has everything.",
+            labels=["member"],
+        )
+        for link in links:
+            backlog.add_metric([link["member"]], link["backlog"])
+            behind.add_metric([link["member"]], link["behind_seconds"])
+        yield backlog
+        yield behind
+        replication = self.node.replication()
+        snapshots = CounterMetricFamily(
+            "distro_snapshots",
+            "Snapshots streamed whole to members (sent), and members' snapshots loaded here "
+            "(received).",
+            labels=["direction"],
+        )
+        snapshots.add_metric(["sent"], replication.get("snapshots_sent", 0))
+        snapshots.add_metric(["received"], replication.get("snapshots_received", 0))
+        yield snapshots
+        for name, documentation, key in self.REPLICATION:
+            yield CounterMetricFamily(name, documentation, value=replication.get(key, 0))
+
+
 class NacosMonitorCollector:
     """
     The naming gauges of a Nacos server (C{nacos_monitor{module="naming",
@@ -162,6 +272,8 @@ class Metrics:
     def __init__(self, node, *, collector=None):
         self._distro = CollectorRegistry(auto_describe=False)
         self._distro.register(NodeCollector(node))
+        self._distro.register(RequestCollector(node.requests))
+        self._distro.register(PeerCollector(node))
         if collector is not None:
             self._distro.register(PauseCollector(collector))
         # The process' CPU, memory and descriptors, as process_* gauges.

@@ -9,7 +9,7 @@ Every answer is JSON but Nacos' v1 errors, which are text as Nacos writes
 them, and the metrics' text. A bad parameter is a 4xx naming it.
 """
 
-from twisted.web import resource
+from twisted.web import resource, server
 
 from distro.errors import RequestError
 from distro.http.answers import HttpError, document, refused
@@ -20,6 +20,10 @@ from distro.http.metrics import Scrapes
 from distro.http.naming import Naming
 from distro.http.openapi import OpenApi
 from distro.http.udppush import UdpPush
+from distro.requeststats import UNKNOWN
+
+# The port's name in its request metrics.
+PORT = "http"
 
 
 class NodeResource(resource.Resource):
@@ -50,18 +54,46 @@ class NodeResource(resource.Resource):
             for path, methods in group.routes.items():
                 self._routes.setdefault(path, {}).update(methods)
             self._prefixes.extend(getattr(group, "prefixes", {}).items())
+        # Each request is counted by its route (its path, or a prefix and
+        # "*"): a path that is no route counts as unknown.
+        self._ops = {path: path.decode("utf-8") for path in self._routes}
+        self._ops.update((prefix, prefix.decode("utf-8") + "*") for prefix, _ in self._prefixes)
+        self._requests = node.requests.port(PORT, self._ops.values(), 200)
 
-    def _methods(self, path):
-        methods = self._routes.get(path.rstrip(b"/") or b"/")
+    def _route(self, path):
+        """
+        C{(route, methods)} of C{path}, or C{(None, None)}.
+        """
+        route = path.rstrip(b"/") or b"/"
+        methods = self._routes.get(route)
         if methods is not None:
-            return methods
+            return route, methods
         for prefix, methods in self._prefixes:
             if path.startswith(prefix):
-                return methods
-        return None
+                return prefix, methods
+        return None, None
 
     def render(self, request):
-        methods = self._methods(request.path)
+        # Every request is counted here, once, with its status and
+        # duration: one answered later when it finishes.
+        started = self.node.clock.seconds()
+        route, methods = self._route(request.path)
+        op = self._ops.get(route, UNKNOWN)
+        try:
+            body = self._answer(request, methods)
+        except Exception:
+            # twisted.web answers 500 (and logs it).
+            self._requests.record(op, 500, self.node.clock.seconds() - started)
+            raise
+        if body is not server.NOT_DONE_YET or request.finished:
+            self._requests.record(op, request.code, self.node.clock.seconds() - started)
+        else:
+            request.notifyFinish().addBoth(
+                lambda _: self._requests.record(op, request.code, self.node.clock.seconds() - started)
+            )
+        return body
+
+    def _answer(self, request, methods):
         if methods is None:
             return document(request, 404, {"code": 404, "message": "no such path"})
         # HEAD as GET (load balancers' probes); twisted.web sends no body.

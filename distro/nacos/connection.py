@@ -31,6 +31,7 @@ from distro.nacos.naming import (
     NO_HANDLER,
     NO_RIGHT,
     OVER_THRESHOLD,
+    SUCCESS,
     UN_REGISTER,
     NacosError,
 )
@@ -115,8 +116,19 @@ def _labels(value):
     return kept
 
 
+def errorPayload(code, message):
+    """
+    An C{ErrorResponse} with Nacos' C{errorCode} C{code}.
+    """
+    return Payload("ErrorResponse", {}, "", naming.encodeBody(naming.errorResponse(code, message)))
+
+
 def _serverTime(clock):
     return int(clock.seconds() * 1000)
+
+
+# The port's name in its request metrics.
+PORT = "nacos"
 
 
 class NacosConnection:
@@ -137,6 +149,7 @@ class NacosConnection:
         self.node = node
         # Lines a client's messages cause, rate-limited (shared by the port).
         self.notices = notices if notices is not None else RateLimitedLog(node.clock)
+        self._requests = node.requests.port(PORT, OPS, SUCCESS)
         self.connectionId = connectionId
         self.peerIp = peerIp
         self.client = None
@@ -178,18 +191,26 @@ class NacosConnection:
         """
         if self.watchdog is not None:
             self.watchdog.heard()
+        # Every request is counted here, once, with its errorCode (SUCCESS
+        # for a success) and duration: one answered over turns when it is.
+        started = self.node.clock.seconds()
         steps = self._answer(payload)
         try:
             next(steps)
         except StopIteration as e:
-            return e.value
-        return self.node.turns.run(steps)
+            return self._served(e.value, payload.type, started)
+        return self.node.turns.run(steps).addCallback(self._served, payload.type, started)
+
+    def _served(self, answer, requestType, started):
+        response, code = answer
+        self._requests.record(requestType, code, self.node.clock.seconds() - started)
+        return response
 
     def _answer(self, payload):
         """
         The answer to one request, as a generator (of one step but for a
         batch, whose parse, checks and registration are spread over turns):
-        its return value is the response L{Payload}.
+        its return value is the response L{Payload} and its code.
         """
         try:
             if not self.node.ready:
@@ -221,7 +242,7 @@ class NacosConnection:
                     # As Nacos refuses: the handler's own response type, with
                     # errorCode NO_RIGHT (the Java SDK then logs in again).
                     return Payload(_RESPONSE_TYPES[payload.type], {}, "", naming.encodeBody(
-                        naming.errorResponse(NO_RIGHT, e.message)))
+                        naming.errorResponse(NO_RIGHT, e.message))), NO_RIGHT
             answer = handler(self, body)
             if type(answer) is GeneratorType:
                 answer = yield from answer
@@ -238,10 +259,10 @@ class NacosConnection:
             return self._error(naming.SERVER_ERROR, "internal error")
 
     def _respond(self, responseType, fields):
-        return Payload(responseType, {}, "", naming.encodeBody(naming.response(fields)))
+        return Payload(responseType, {}, "", naming.encodeBody(naming.response(fields))), SUCCESS
 
     def _error(self, code, message):
-        return Payload("ErrorResponse", {}, "", naming.encodeBody(naming.errorResponse(code, message)))
+        return errorPayload(code, message), code
 
     def _maxMetadata(self):
         return self.node.config.max_metadata_bytes
@@ -664,3 +685,7 @@ class NacosConnection:
         if key not in self._pushing and self.channel is not None:
             # Through the channel: it respects a full stream.
             self.channel.again(*key)
+
+
+# The request types the port serves (any other counts as unknown).
+OPS = frozenset(NacosConnection._handlers) | {"ServerCheckRequest"}

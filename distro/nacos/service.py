@@ -31,9 +31,10 @@ from distro.h2grpc import GrpcFactory, IGrpcService
 from distro.interfaces import IFrontEnd
 from distro.listening import listenNow
 from distro.nacos import naming
-from distro.nacos.connection import NacosConnection
-from distro.nacos.payload import Payload, PayloadError, decode, encode
+from distro.nacos.connection import OPS, PORT, NacosConnection, errorPayload
+from distro.nacos.payload import PayloadError, decode, encode
 from distro.ratelog import RateLimitedLog
+from distro.requeststats import UNKNOWN
 
 # The largest message of a connection not set up yet (a server check, the
 # set up itself), as before distro's hello: no more is decoded or kept for
@@ -206,8 +207,9 @@ class NacosService(Service):
         try:
             payload = decode(data)
         except PayloadError as e:
-            return encode(Payload("ErrorResponse", {}, "", naming.encodeBody(
-                naming.errorResponse(naming.BAD_GATEWAY, f"payload: {e}"))))
+            # Not a request anyone can name: counted as an unknown type.
+            self.node.requests.port(PORT, OPS, naming.SUCCESS).record(UNKNOWN, naming.BAD_GATEWAY, 0.0)
+            return encode(errorPayload(naming.BAD_GATEWAY, f"payload: {e}"))
         grpcConnection = call.connection
         connection = grpcConnection.state.servingStream()
         if connection is None:

@@ -16,8 +16,10 @@ from zope.interface import implementer
 from distro import model
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
+from distro.requeststats import UNKNOWN
 from distro.watchdog import Watchdog
 from distro.wire import (
+    FRAME_TOO_LARGE,
     HELLO_REQUIRED,
     INTERNAL,
     LIMIT_EXCEEDED,
@@ -52,6 +54,10 @@ _EMPTY_REPLY_HEAD = b"\x82" + msgpack.packb("op") + msgpack.packb("ok") + msgpac
 _EMPTY_REPLY_FRAME_HEAD = _PREFIX.pack(len(_EMPTY_REPLY_HEAD) + 5) + _EMPTY_REPLY_HEAD + b"\xce"
 _UINT32 = struct.Struct("!I")
 _SERVICE_INFO_KEY = msgpack.packb("service_info")
+
+# The port's name in its request metrics, and the code a success counts as.
+PORT = "distro"
+OK = "OK"
 
 
 def _requestId(message):
@@ -126,6 +132,7 @@ class ClientSession(FrameProtocol):
         super().__init__()
         self.node = node
         self._seconds = node.clock.seconds
+        self._requests = node.requests.port(PORT, OPS, OK)
         self.maxFrame = node.config.max_frame
         self._seq = 0
         idle = node.config.idle_timeout_ms / 1000.0
@@ -271,18 +278,32 @@ class ClientSession(FrameProtocol):
         FrameProtocol.frameReceived(self, body)
 
     def messageReceived(self, message):
-        rid = _requestId(message)
+        # Every request is counted here, once, with its code and duration
+        # (one answered later, when it is).
+        started = self._seconds()
         op = message.get("op")
+        if type(op) is not str:
+            op = UNKNOWN
+        code = self._handle(message, op, started)
+        if code is not None:
+            self._requests.record(op, code, self._seconds() - started)
+
+    def _handle(self, message, op, started):
+        """
+        Answer one request: return the code it was answered with (C{OK} for
+        a success), or C{None} for one answered later.
+        """
+        rid = _requestId(message)
         if self.client is None and op != "hello":
             self.sendError(rid, HELLO_REQUIRED, "the first frame must be hello")
             self.closeConnection()
-            return
-        handler = self._handlers.get(op) if type(op) is str else None
+            return HELLO_REQUIRED
+        handler = self._handlers.get(op)
         try:
             if rid is None:
                 raise BadRequest("id", "must be an integer > 0")
             if handler is None:
-                raise RequestError(UNKNOWN_OP, f"unknown op {op!r}"[:200])
+                raise RequestError(UNKNOWN_OP, f"unknown op {message.get('op')!r}"[:200])
             result = handler(self, message)
         except RequestError as e:
             self.sendError(rid, e.code, e.message)
@@ -291,25 +312,28 @@ class ClientSession(FrameProtocol):
             ):
                 # The client has to go elsewhere (or give up).
                 self.closeConnection()
-            return
+            return e.code
         except Exception:
             self.log.failure("request {op} failed", op=op)
             self.sendError(rid, INTERNAL, "internal error")
-            return
+            return INTERNAL
         if isinstance(result, Deferred):
             # Answered over several turns (a large batch): the frames after
             # it wait, so that replies keep their order.
             self._answering = True
             self.pauseHandling()
-            result.addCallbacks(self._answered, self._notAnswered, (rid,), None, (rid, op))
-            return
+            result.addCallbacks(self._answered, self._notAnswered, (rid, op, started), None,
+                                (rid, op, started))
+            return None
         self._reply(rid, result)
         if self._bye:
             self.closeConnection()
             self.node.sessionEnded(self, orderly=True)
+        return OK
 
-    def _answered(self, result, rid):
+    def _answered(self, result, rid, op, started):
         self._answering = False
+        self._requests.record(op, OK, self._seconds() - started)
         if self._lost:
             return
         try:
@@ -317,8 +341,10 @@ class ClientSession(FrameProtocol):
         finally:
             self._handleWaiting()
 
-    def _notAnswered(self, failure, rid, op):
+    def _notAnswered(self, failure, rid, op, started):
         self._answering = False
+        code = failure.value.code if failure.check(RequestError) else INTERNAL
+        self._requests.record(op, code, self._seconds() - started)
         if self._lost:
             return
         try:
@@ -329,6 +355,15 @@ class ClientSession(FrameProtocol):
                 self.sendError(rid, INTERNAL, "internal error")
         finally:
             self._handleWaiting()
+
+    def badFrame(self, error):
+        # Not a request anyone can name: counted as an unknown op.
+        self._requests.record(UNKNOWN, error.code, 0.0)
+        FrameProtocol.badFrame(self, error)
+
+    def lengthLimitExceeded(self, length):
+        self._requests.record(UNKNOWN, FRAME_TOO_LARGE, 0.0)
+        FrameProtocol.lengthLimitExceeded(self, length)
 
     def _handleWaiting(self):
         """
@@ -548,6 +583,10 @@ class ClientSession(FrameProtocol):
         "redo_done": redo_done,
         "bye": bye,
     }
+
+
+# The ops a request may name (any other counts as unknown).
+OPS = frozenset(ClientSession._handlers)
 
 
 class ClientPortFactory(Factory):
