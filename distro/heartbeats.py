@@ -137,9 +137,8 @@ class Heartbeats:
     those it has become responsible for.
 
     @param manager: the node's L{distro.interfaces.IClientManager}.
-    @param responsible: C{(clientId, excluding=None) -> bool}, whether
-        this node is the client's responsible member now (with
-        C{excluding}, a node id: as if that member were down).
+    @param responsible: C{(clientId) -> bool}, whether this node is the
+        client's responsible member now.
     @param maxClients: how many heartbeat clients this node may own.
     @param turns: the node's L{distro.interfaces.ITurns}, which a takeover
         sweep shares (it looks at every heartbeat client another member
@@ -342,18 +341,25 @@ class Heartbeats:
         """
         Member C{nodeId} restarted without C{clientIds}: its heartbeat
         clients would go with its previous life, though it is responsible
-        for them again. The member responsible for them without it takes
-        them over now, and the restarted member takes them back when their
-        records reach it.
+        for them again, and it cannot get them back (a member is sent only
+        the clients others own). Every member holding one takes it over now
+        (the highest C{(epoch, owner)} of their takeovers wins everywhere,
+        5.2), and the member responsible takes it back when the winner's
+        record reaches it.
         """
-        self._take([c for c in clientIds if isHeartbeatClient(c)], excluding=nodeId)
+        self._take([c for c in clientIds if isHeartbeatClient(c)], lambda clientId: True)
 
-    def _take(self, clientIds, excluding=None):
+    def _take(self, clientIds, judge=None):
+        """
+        Take over those of C{clientIds} held here, synced, that C{judge}
+        (by default: whether this node is responsible) says to.
+        """
+        judge = judge or self.responsible
         taken = 0
         now = self.clock.seconds()
         for clientId in clientIds:
             client = self.manager.clients.get(clientId)
-            if client is None or client.native or not self.responsible(clientId, excluding):
+            if client is None or client.native or not judge(clientId):
                 continue
             if len(self.owned) >= self.maxClients:
                 self.log.warn("not taking over heartbeat clients: max_heartbeat_clients reached")

@@ -574,11 +574,10 @@ class ICluster(Interface):
         "digest_repaired_clients"}} (L{distro.cluster.stats}).
         """
 
-    def responsibleFor(clientId, excluding=None):
+    def responsibleFor(clientId):
         """
         The member (its address) responsible for the heartbeat client
-        C{clientId} (PROTOCOL.md 5.6), or C{None} when it is this node;
-        with C{excluding} (a node id), as if that member were down.
+        C{clientId} (PROTOCOL.md 5.6), or C{None} when it is this node.
         """
 
     def forward(member, write):
@@ -631,8 +630,8 @@ class IClusterHost(INodeState):
         """
         Member C{nodeId} restarted, and its new life does not hold
         C{clientIds} (the clients of its previous life): the heartbeat
-        clients among them are taken over by the member responsible for
-        them without it, which hands them back (PROTOCOL.md 5.6).
+        clients among them are taken over here, and taken back by the
+        member responsible for them (PROTOCOL.md 5.6).
         """
 
     def membersChanged():

@@ -289,8 +289,8 @@ class Node:
 
     # Heartbeat clients (distro.heartbeats)
 
-    def _responsible(self, clientId, excluding=None):
-        return self.cluster is None or self.cluster.responsibleFor(clientId, excluding) is None
+    def _responsible(self, clientId):
+        return self.cluster is None or self.cluster.responsibleFor(clientId) is None
 
     def heartbeatWrite(self, write):
         """

@@ -199,6 +199,26 @@ class ForwardingTests(SynchronousTestCase):
         self.assertTrue(self.cluster.held(2, f"{ip}:8080").native)
         self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
 
+    def test_twoQuickRestarts(self):
+        """
+        Two members restart at once, one of them the responsible member:
+        the third, the only one holding the client, takes it over (whoever
+        would be responsible without the restarted member may have lost
+        it too), and the member responsible takes it back.
+        """
+        self.start()
+        ip = self.ipAt(1)
+        self.send(2, register(ip))
+        self.cluster.crash(0)
+        self.cluster.crash(1)
+        self.cluster.restart(0, settle=False)
+        self.cluster.restart(1, settle=False)
+        for _ in range(60):
+            self.cluster.advance(0.05)
+            self.assertEqual(self.hosts()[2], [(ip, True)])
+        self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
+        self.assertTrue(self.cluster.held(self.responsibleIndex(ip), f"{ip}:8080").native)
+
     def test_noAnswer(self):
         """
         A forward whose answer does not come in time fails C{UNAVAILABLE};

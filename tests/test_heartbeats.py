@@ -218,7 +218,7 @@ class TakeoverTests(SynchronousTestCase):
         self.node = self.harness.node
         self.addCleanup(self.node.stop)
         self.mine = set()
-        self.node.heartbeats.responsible = lambda clientId, excluding=None: clientId in self.mine
+        self.node.heartbeats.responsible = lambda clientId: clientId in self.mine
 
     def synced(self, clientId, ip=None):
         published = instance(ip or clientId.split(":")[0])
@@ -227,12 +227,12 @@ class TakeoverTests(SynchronousTestCase):
 
     def test_sweep(self):
         ids = [f"10.0.{n // 250}.{n % 250 + 1}:8080" for n in range(1200)]
-        self.node.heartbeats.responsible = lambda clientId, excluding=None: False  # none taken as they arrive
+        self.node.heartbeats.responsible = lambda clientId: False  # none taken as they arrive
         for clientId in ids:
             self.synced(clientId)
         self.synced("node-b#boot#1", "10.9.9.9")
         self.mine = set(ids[::2]) | {"node-b#boot#1"}
-        self.node.heartbeats.responsible = lambda clientId, excluding=None: clientId in self.mine
+        self.node.heartbeats.responsible = lambda clientId: clientId in self.mine
         self.node.heartbeats.takeOver()
         # A sweep runs in slices over the coming turns.
         for _ in range(100):

@@ -246,19 +246,18 @@ class Cluster(MultiService):
     def replication(self):
         return self.stats.counts()
 
-    def responsibleFor(self, clientId, excluding=None):
+    def responsibleFor(self, clientId):
         """
         The address of the member responsible for the heartbeat client
         C{clientId}, or C{None} for this node: of the members not down
-        whose links speak L{FORWARD} (or are not known yet not to), but
-        the member C{excluding} (a node id), the one L{responsible} picks,
-        the same on every member that sees the same.
+        whose links speak L{FORWARD} (or are not known yet not to), the
+        one L{responsible} picks, the same on every member that sees the
+        same.
         """
         selfAddress = self.membership.self.address
         candidates = [
             m.address for m in self.membership.members.values()
-            if m.isSelf or (m.state != DOWN and self._forwards.get(m.address, True)
-                            and m.nodeId != excluding)
+            if m.isSelf or (m.state != DOWN and self._forwards.get(m.address, True))
         ]
         chosen = responsible(clientId, candidates)
         return None if chosen == selfAddress else chosen

@@ -2,9 +2,12 @@
 Properties of heartbeat clients (PROTOCOL.md 5.6), whatever happens to
 nodes and links while their beats go on:
 
-  - while it happens, every live node that serves reads shows every
-    heartbeat client's instance (healthy or not: beats may not reach the
-    owner across a partition), never without it;
+  - while it happens, every node that has served reads since the start
+    shows every heartbeat client's instance (healthy or not: beats may not
+    reach the owner across a partition), never without it (a node that
+    restarted loads each member's own clients; those of a member that
+    died meanwhile reach it once they are taken over, or registered again
+    by their beats);
   - once the network heals and the clock passes every grace, each client is
     owned by exactly one live member, the one every member judges
     responsible, every member holds the same record of it, and its instance
@@ -65,6 +68,12 @@ class Run:
         slot = self.cluster.slots[index]
         return slot.alive and not slot.stalled and slot.node.ready
 
+    def servedThroughout(self, index):
+        """
+        Whether node C{index} has served since the start, never restarted.
+        """
+        return self.serving(index) and self.cluster.slots[index].generation == 1
+
     def send(self, ip, kind):
         """
         C{ip}'s write to its node, as the SDK sends it: on to the next node
@@ -102,7 +111,7 @@ class Run:
 
     def check(self):
         for index in range(NODES):
-            if not self.serving(index):
+            if not self.servedThroughout(index):
                 continue
             shown = {h.ip for h in self.cluster.view(index, ORDERS).hosts}
             missing = sorted(set(CLIENTS) - shown)
