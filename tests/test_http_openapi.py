@@ -142,7 +142,8 @@ class V1Tests(OpenApiTestCase):
         for change, named in (
             ({"serviceName": None}, b"serviceName"), ({"serviceName": ""}, b"serviceName"),
             ({"ip": None}, b"ip"), ({"ip": "300.1.1.1"}, b"ip"), ({"port": "x"}, b"port"),
-            ({"port": "70000"}, b"port"), ({"port": None}, b"port"), ({"weight": "heavy"}, b"weight"),
+            ({"port": "70000"}, b"port"), ({"port": None}, b"port"), ({"port": "\u0661"}, b"port"),
+            ({"weight": "heavy"}, b"weight"),
             ({"weight": "-1"}, b"weight"), ({"healthy": "maybe"}, b"healthy"),
             ({"enabled": "2"}, b"enabled"), ({"ephemeral": "maybe"}, b"ephemeral"),
             ({"ephemeral": "false"}, b"ephemeral"), ({"metadata": "[1,2]"}, b"metadata"),

@@ -12,12 +12,12 @@ Nacos 3's C{Result}, C{{"code", "message", "data"}}, refusals too.
 """
 
 import ipaddress
-import re
 
 from distro import model
 from distro.auth import normalNamespace
 from distro.errors import RequestError
 from distro.http.answers import HttpError, credential, document, later, param, status, text
+from distro.http.nacosparams import Missing, integer, nacosError, optional, parseBoolean, serviceOf
 from distro.nacos import naming
 from distro.nacos.naming import NacosError, httpHost
 
@@ -34,15 +34,6 @@ _V3_MISSING = (10000, "parameter missing")
 _V3_SERVER = (30000, "server error")
 
 
-class Missing(HttpError):
-    """
-    A required parameter absent, with Nacos' text.
-    """
-
-    def __init__(self, text):
-        super().__init__(400, text)
-
-
 def serviceBody(info, clusters, lastRefTime):
     """
     The JSON text of the v1 C{ServiceInfo} of C{info} (what C{instance/list}
@@ -55,51 +46,6 @@ def serviceBody(info, clusters, lastRefTime):
     body = naming.serviceInfo(info, clusters, lastRefTime, httpHost)
     body["name"] = naming.groupedName(info.service)
     return naming.encodeBody(body).decode("utf-8")
-
-
-def _flag(request, name):
-    """
-    A boolean as Nacos reads it (Java's C{parseBoolean}): C{true} in any
-    case; anything else, or nothing, is false.
-    """
-    return (param(request, name, required=False) or "").strip().lower() == "true"
-
-
-def _optional(request, name):
-    """
-    A parameter, C{None} when absent or blank (Nacos' C{optional}).
-    """
-    value = param(request, name, required=False)
-    if value is None or not value.strip():
-        return None
-    return value
-
-
-# An integer as Java's parseInt reads one (and fits in one).
-_INTEGER = re.compile(r"[-+]?[0-9]{1,10}\Z")
-
-
-def _integer(request, name, default, message=None):
-    """
-    An integer parameter, C{default} when absent or blank.
-
-    @raise HttpError: 400 with C{message} (else one naming it) for
-        anything else.
-    """
-    value = _optional(request, name)
-    if value is None:
-        return default
-    value = value.strip()
-    if not _INTEGER.match(value) or not -2**31 <= int(value) < 2**31:
-        raise HttpError(400, message or f"{name}: must be an integer")
-    return int(value)
-
-
-def _nacos(error):
-    """
-    The L{HttpError} of a L{NacosError} from the Nacos port's parsing.
-    """
-    return HttpError(400, error.message)
 
 
 class Naming:
@@ -128,34 +74,11 @@ class Naming:
         C{public}), once the request's credential is found to grant it.
         """
         grant = self.node.authority.grant(credential(request))
-        namespace = normalNamespace((_optional(request, "namespaceId") or "").strip())
+        namespace = normalNamespace((optional(request, "namespaceId") or "").strip())
         grant.check(namespace, "namespaceId")
         if not self.node.ready:
             raise HttpError(503, "server is not ready: loading cluster data; try again later")
         return namespace
-
-    def _service(self, request, namespace):
-        """
-        The service a v1 request names: C{serviceName} as C{group@@name},
-        or a name in C{groupName} (blank: C{DEFAULT_GROUP}), as Nacos'
-        service name filter makes it.
-        """
-        name = (param(request, "serviceName", required=False) or "").strip()
-        if not name:
-            raise Missing("Param 'serviceName' is required.")
-        if "@@" in name:
-            parts = name.split("@@")
-            while parts and not parts[-1]:
-                parts.pop()  # as Java's split, which Nacos checks it with
-            if len(parts) <= 1:
-                raise HttpError(400, "Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName'")
-            if not parts[0]:
-                raise HttpError(400, "Param 'serviceName' is illegal, groupName can't be empty")
-        group = _optional(request, "groupName") or model.DEFAULT_GROUP
-        try:
-            return naming.serviceKey({"namespace": namespace, "groupName": group, "serviceName": name})
-        except NacosError as e:
-            raise _nacos(e)
 
     def _whenEncoded(self, request, info, answer):
         """
@@ -177,16 +100,16 @@ class Naming:
         it stops listing it.
         """
         namespace = self._namespace(request)
-        service = self._service(request, namespace)
+        service = serviceOf(request, namespace)
         try:
-            clusters, clustersText = naming.parseClusters(_optional(request, "clusters"))
+            clusters, clustersText = naming.parseClusters(optional(request, "clusters"))
         except NacosError as e:
-            raise _nacos(e)
-        healthyOnly = _flag(request, "healthyOnly")
-        udpPort = _integer(request, "udpPort", 0)
+            raise nacosError(e)
+        healthyOnly = parseBoolean(request, "healthyOnly")
+        udpPort = integer(request, "udpPort", 0)
         if udpPort > 65535:
             raise HttpError(400, "udpPort: must be in 0..65535")
-        clientIp = (_optional(request, "clientIP") or "").strip()
+        clientIp = (optional(request, "clientIP") or "").strip()
         if clientIp:
             try:
                 clientIp = ipaddress.ip_address(clientIp).compressed
@@ -216,15 +139,15 @@ class Naming:
         Nacos' text when the service has no instance, or not that one.
         """
         namespace = self._namespace(request)
-        service = self._service(request, namespace)
-        cluster = (_optional(request, "clusterName") or model.DEFAULT_CLUSTER).strip()
+        service = serviceOf(request, namespace)
+        cluster = (optional(request, "clusterName") or model.DEFAULT_CLUSTER).strip()
         ip = (param(request, "ip", required=False) or "").strip()
         if not ip:
             raise Missing("Param 'ip' is required.")
         if not (param(request, "port", required=False) or ""):
             raise Missing("Param 'port' is required.")
         illegal = "Param 'port' is illegal, the value should be between 0 and 65535."
-        port = _integer(request, "port", 0, illegal)
+        port = integer(request, "port", 0, illegal)
         if not 0 <= port <= 65535:
             raise HttpError(400, illegal)
         try:
@@ -262,11 +185,11 @@ class Naming:
         for name in ("pageNo", "pageSize"):
             if not param(request, name, required=False):
                 raise Missing(f"Param '{name}' is required.")
-        page = _integer(request, "pageNo", 1)
-        size = _integer(request, "pageSize", 10)
+        page = integer(request, "pageNo", 1)
+        size = integer(request, "pageSize", 10)
         if size < 0:
             raise HttpError(400, "pageSize: must not be negative")
-        group = _optional(request, "groupName") or model.DEFAULT_GROUP
+        group = optional(request, "groupName") or model.DEFAULT_GROUP
         try:
             group = model.parseGroup(group, "groupName")
         except RequestError as e:
@@ -290,16 +213,16 @@ class Naming:
             name = (param(request, "serviceName", required=False) or "").strip()
             if not name:
                 raise Missing("Required parameter 'serviceName' type String is not present")
-            group = _optional(request, "groupName") or model.DEFAULT_GROUP
-            clustersText = _optional(request, "clusterName") or model.DEFAULT_CLUSTER
+            group = optional(request, "groupName") or model.DEFAULT_GROUP
+            clustersText = optional(request, "clusterName") or model.DEFAULT_CLUSTER
             try:
                 service = naming.serviceKey({"namespace": namespace, "groupName": group, "serviceName": name})
                 clusters, _ = naming.parseClusters(clustersText, "clusterName")
             except NacosError as e:
-                raise _nacos(e)
+                raise nacosError(e)
         except (HttpError, RequestError) as e:
             return self._refusedV3(request, e)
-        info = self.node.serviceInfo(service, clusters, _flag(request, "healthyOnly"))
+        info = self.node.serviceInfo(service, clusters, parseBoolean(request, "healthyOnly"))
 
         def answer():
             hosts = naming.RawJSON(naming.hostsJson(info, httpHost))

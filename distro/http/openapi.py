@@ -21,52 +21,21 @@ from distro import model
 from distro.auth import normalNamespace
 from distro.heartbeats import BEAT_NOT_FOUND, BEAT_OK, Write
 from distro.http.answers import HttpError, credential, document, later, param, text
+from distro.http.nacosparams import flag, integer, optional, serviceOf
 from distro.nacos.naming import PERSISTENT_REFUSED
-
-_TRUE = frozenset(["true", "on", "yes", "y", "t", "1"])
-_FALSE = frozenset(["false", "off", "no", "n", "f", "0"])
 
 # Nacos 3's code for a beat of an instance it does not hold (the caller
 # registers again), in its Result.
 INSTANCE_NOT_FOUND = 21003
 
 
-def flag(request, name, default, *spellings):
-    """
-    The boolean parameter C{name} (or the first of C{spellings} given), as
-    Nacos reads it; C{default} when absent or empty.
-
-    @raise HttpError: 400 naming it, for anything but Nacos' words.
-    """
-    for spelling in (name, *spellings):
-        value = param(request, spelling, required=False)
-        if value:
-            lowered = value.strip().lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise HttpError(400, f"{spelling}: must be true or false")
-    return default
-
-
-def serviceOf(request, field="serviceName"):
-    """
-    The L{model.ServiceKey} of a request: C{namespaceId}, C{groupName} and
-    C{serviceName} (which may be C{group@@name}).
-    """
-    name = param(request, field)
-    group = param(request, "groupName", required=False) or model.DEFAULT_GROUP
-    if "@@" in name:
-        group, name = name.split("@@", 1)
-    namespace = normalNamespace(param(request, "namespaceId", required=False) or "")
-    return model.parseService({"namespace": namespace, "group": group, "name": name}, "serviceName")
-
-
-def _port(text, field="port"):
-    if text is None or not text.strip().isdigit() or not 1 <= int(text) <= 65535:
-        raise HttpError(400, f"{field}: must be an integer 1..65535")
-    return int(text)
+def _port(request):
+    port = integer(request, "port", None, "port: must be an integer 1..65535")
+    if port is None:
+        raise HttpError(400, "port: is required")
+    if not 1 <= port <= 65535:
+        raise HttpError(400, "port: must be an integer 1..65535")
+    return port
 
 
 def metadataOf(text):
@@ -128,16 +97,21 @@ class OpenApi:
 
     # Reading a write
 
-    def _authorised(self, request, service):
-        grant = self.node.authority.grant(credential(request))
-        grant.check(service.namespace, "namespaceId")
+    def _namespace(self, request):
+        """
+        The namespace a request names (C{namespaceId}, blank meaning
+        C{public}), once its credential is found to grant it.
+        """
+        namespace = normalNamespace((optional(request, "namespaceId") or "").strip())
+        self.node.authority.grant(credential(request)).check(namespace, "namespaceId")
+        return namespace
 
-    def _instance(self, request, service):
+    def _instance(self, request):
         """
         The L{model.Instance} a register or update names.
         """
         ip = param(request, "ip")
-        port = _port(param(request, "port"))
+        port = _port(request)
         return model.parseInstance(
             {
                 "ip": ip,
@@ -156,14 +130,13 @@ class OpenApi:
         """
         The L{Write} of C{kind} a request names, its credential checked.
         """
-        service = serviceOf(request)
-        self._authorised(request, service)
+        named = serviceOf(request, self._namespace(request))
         if kind in ("register", "update"):
-            instance = self._instance(request, service)
-            write = Write(kind, instance.ip, instance.port, service, instance)
+            instance = self._instance(request)
+            write = Write(kind, instance.ip, instance.port, named, instance)
         else:
             ip = model.parseIp(param(request, "ip"), "ip")
-            write = Write(kind, ip, _port(param(request, "port")), service)
+            write = Write(kind, ip, _port(request), named)
         _ephemeral(request)
         return write
 
@@ -204,17 +177,16 @@ class OpenApi:
         C{weight} and C{metadata}; its service the request's, or the
         beat's C{serviceName}.
         """
-        if param(request, "serviceName", required=False):
-            service = serviceOf(request)
+        namespace = self._namespace(request)
+        if optional(request, "serviceName"):
+            named = serviceOf(request, namespace)
         else:
             name = info.get("serviceName")
             if not isinstance(name, str) or not name:
                 raise HttpError(400, "serviceName: is required")
             group, _, rest = name.rpartition("@@")
-            namespace = normalNamespace(param(request, "namespaceId", required=False) or "")
-            service = model.parseService({"namespace": namespace, "group": group or model.DEFAULT_GROUP,
-                                          "name": rest}, "serviceName")
-        self._authorised(request, service)
+            named = model.parseService({"namespace": namespace, "group": group or model.DEFAULT_GROUP,
+                                        "name": rest}, "serviceName")
         if info.get("ephemeral") is False:
             raise HttpError(400, PERSISTENT_REFUSED)
         metadata = info.get("metadata") or {}
@@ -233,7 +205,7 @@ class OpenApi:
             "beat",
             self.node.config.max_metadata_bytes,
         )
-        return Write("beat", instance.ip, instance.port, service, instance)
+        return Write("beat", instance.ip, instance.port, named, instance)
 
     # v3 (the client API): Nacos 3's Result
 
