@@ -400,7 +400,7 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         overridden; on the command line it takes true/false, yes/no or 1/0.
         """
         keys = [key for key, default in defaults().items() if type(default) is bool]
-        self.assertEqual(keys, ["gc_freeze"])
+        self.assertEqual(sorted(keys), ["gc_freeze", "udp_push_to_any_ip"])
         for key in keys:
             self.assertConfigError(key, None, {key: "yes"})
             self.assertConfigError(key, None, {key: 1})
@@ -638,7 +638,8 @@ class OwnershipTests(SynchronousTestCase):
         self.assertEqual(set(declared), set(config.KEYS))
         self.assertEqual({f.name for f in fields(NacosKeys)}, {"nacos_listen"})
         self.assertEqual({f.name for f in fields(HttpKeys)},
-                         {"http_listen", "max_watches_per_ip", "udp_push_max_targets", "udp_push_expiry_ms"})
+                         {"http_listen", "max_watches_per_ip", "udp_push_max_targets", "udp_push_to_any_ip",
+                          "udp_push_expiry_ms"})
         self.assertIn("listen", {f.name for f in fields(NativeKeys)})
         self.assertIn("peer_listen", {f.name for f in fields(ClusterKeys)})
 

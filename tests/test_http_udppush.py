@@ -54,6 +54,9 @@ def decode(datagram):
 
 class UdpPushTestCase(NamingTestCase):
     def start(self, **config):
+        # The tests' client lists from 10.0.0.7 and names its own
+        # addresses (as a client behind a proxy): allowed here.
+        config.setdefault("udp_push_to_any_ip", True)
         super().start(**config)
         self.pushes = self.service.pushes
         self.udp = FakeDatagramTransport()
@@ -126,6 +129,21 @@ class PushTests(UdpPushTestCase):
         [(push, _)] = self.pushed()
         self.assertEqual(push["data"]["clusters"], "a")
         self.assertEqual([(h["ip"], h["healthy"]) for h in push["data"]["hosts"]], [("10.0.0.3", False)])
+
+    def test_onlyTheRequestsAddress(self):
+        """
+        By default a C{clientIP} other than the request's address is no
+        target (the node aims no datagram at a third party); the request's
+        own, given or not (an IPv4-mapped form too), is.
+        """
+        self.start(udp_push_to_any_ip=False)
+        self.assertEqual(self.listen(("10.9.9.9", 4000))["name"], "DEFAULT_GROUP@@orders")
+        self.assertEqual(self.pushes.targets(), {})
+        self.listen(("::ffff:10.0.0.7", 4000))
+        self.listen(("10.0.0.7", 4001))
+        self.read(LIST, serviceName="orders", udpPort="4002")
+        self.assertEqual(sorted(self.pushes.targets()), [("10.0.0.7", 4000), ("10.0.0.7", 4001),
+                                                         ("10.0.0.7", 4002)])
 
     def test_clientAddress(self):
         """

@@ -148,6 +148,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "max_frame": "16384",
             "peer_max_frame": "16384",
             "gc_freeze": "false",
+            "udp_push_to_any_ip": "true",
             "cluster": self.tempPath(),
         }
         with open(values["cluster"], "w") as f:

@@ -32,6 +32,12 @@ class HttpKeys:
         "lists) on this node; past it, a list is answered but pushes nothing. 0 turns UDP push off.",
         nonNegative,
     )
+    udp_push_to_any_ip: bool = keyField(
+        False,
+        "Nacos' UDP push: whether a v1 client's clientIP may name an address other than the one "
+        "its request comes from. Off: such a list is answered but pushes nothing, so that nobody "
+        "who reaches the HTTP port aims the node's datagrams at a third party.",
+    )
     udp_push_expiry_ms: int = keyField(
         30000,
         "Nacos' UDP push: a target not listing its view again for this long is forgotten "

@@ -48,6 +48,18 @@ def serviceBody(info, clusters, lastRefTime):
     return naming.encodeBody(body).decode("utf-8")
 
 
+def _address(text):
+    """
+    The one spelling of an IP address (an IPv4-mapped IPv6 address as the
+    IPv4 one).
+
+    @raise ValueError: if C{text} is no IP address.
+    """
+    address = ipaddress.ip_address(text)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).compressed
+
+
 class Naming:
     """
     The routes of Nacos' open API reads.
@@ -109,18 +121,23 @@ class Naming:
         udpPort = integer(request, "udpPort", 0)
         if udpPort > 65535:
             raise HttpError(400, "udpPort: must be in 0..65535")
+        source = _address(request.getClientAddress().host)
         clientIp = (optional(request, "clientIP") or "").strip()
         if clientIp:
             try:
-                clientIp = ipaddress.ip_address(clientIp).compressed
+                clientIp = _address(clientIp)
             except ValueError:
                 raise HttpError(400, "clientIP: must be an IP address")
         else:
-            clientIp = request.getClientAddress().host
+            clientIp = source
+        # Pushed to the address the request comes from only, unless the
+        # node allows any (udp_push_to_any_ip): no one aims its datagrams
+        # at a third party.
+        pushed = udpPort > 0 and (clientIp == source or self.node.config.udp_push_to_any_ip)
         info = self.node.serviceInfo(service, clusters, healthyOnly)
 
         def answer():
-            if udpPort > 0:
+            if pushed:
                 # Pushed what changes from the view it is answered (what a
                 # push carries: all hosts, healthy or not, as Nacos).
                 watched = info if not healthyOnly else self.node.serviceInfo(service, clusters)
