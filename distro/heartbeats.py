@@ -120,10 +120,12 @@ class _Beats:
     settings (seconds).
     """
 
-    __slots__ = ("last", "interval", "timeout", "delete")
+    __slots__ = ("last", "interval", "timeout", "delete", "due")
 
     def __init__(self, last, metadata):
         self.last = last
+        # When its one check is due (None: none waits).
+        self.due = None
         self.interval = _setting(metadata, INTERVAL_KEY, BEAT_INTERVAL_MS) / 1000.0
         self.timeout = _setting(metadata, TIMEOUT_KEY, BEAT_TIMEOUT_MS) / 1000.0
         self.delete = _setting(metadata, DELETE_KEY, DELETE_TIMEOUT_MS) / 1000.0
@@ -256,15 +258,35 @@ class Heartbeats:
     # Beats
 
     def _track(self, clientId, service, instance):
-        beats = _Beats(self.clock.seconds(), instance.metadata)
-        self._beats[(clientId, service)] = beats
-        self._schedule(beats.last + beats.timeout, clientId, service)
+        """
+        Count the beats of C{client}'s C{instance} in C{service} from now,
+        with the instance's settings; the check already waiting for it, if
+        any, is kept (an earlier one is scheduled if the settings need it).
+        """
+        key = (clientId, service)
+        previous = self._beats.get(key)
+        beats = self._beats[key] = _Beats(self.clock.seconds(), instance.metadata)
+        beats.due = previous.due if previous is not None else None
+        self._schedule(beats, beats.last + beats.timeout, clientId, service)
         return beats
+
+    def pendingChecks(self):
+        """
+        How many instances' checks wait.
+        """
+        return sum(1 for beats in self._beats.values() if beats.due is not None)
 
     def _forget(self, clientId, service):
         self._beats.pop((clientId, service), None)
 
-    def _schedule(self, due, clientId, service):
+    def _schedule(self, beats, due, clientId, service):
+        """
+        Check C{beats} at C{due}, unless a check of them waits for earlier
+        (it looks again then): one check per instance waits at a time.
+        """
+        if beats.due is not None and beats.due <= due:
+            return
+        beats.due = due
         self._n += 1
         heapq.heappush(self._due, (due, self._n, clientId, service))
         if not self._check.running:
@@ -279,10 +301,13 @@ class Heartbeats:
         now = self.clock.seconds()
         due = self._due
         while due and due[0][0] <= now:
-            _, _, clientId, service = heapq.heappop(due)
+            when, _, clientId, service = heapq.heappop(due)
             beats = self._beats.get((clientId, service))
+            if beats is None or beats.due != when:
+                continue  # forgotten, or replaced by an earlier check
+            beats.due = None
             client = self.manager.clients.get(clientId)
-            if beats is None or client is None or not client.native:
+            if client is None or not client.native:
                 continue
             held = client.instances(service)
             if not held:
@@ -300,9 +325,9 @@ class Heartbeats:
                 instance = next(iter(held.values()))
                 if instance.healthy:
                     self.manager.batchRegister(client, service, [_withHealth(instance, False)])
-                self._schedule(beats.last + beats.delete, clientId, service)
+                self._schedule(beats, beats.last + beats.delete, clientId, service)
             else:
-                self._schedule(beats.last + beats.timeout, clientId, service)
+                self._schedule(beats, beats.last + beats.timeout, clientId, service)
         if not due and self._check.running:
             self._check.stop()
 

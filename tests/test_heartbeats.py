@@ -183,6 +183,39 @@ class HeartbeatTests(SynchronousTestCase):
         self.assertNotIn("10.0.0.1:8080", self.node.manager.clients)
         self.assertEqual((self.node.heartbeats.held, self.node.heartbeats.owned), (set(), set()))
 
+    def test_oneCheckPerInstance(self):
+        """
+        However often an instance is registered again, updated or beaten,
+        one check of it at a time waits (the checks do not pile up).
+        """
+        self.write("register", instance=instance())
+        for _ in range(200):
+            self.wait(1)
+            self.write("register", instance=instance())
+            self.write("update", instance=instance())
+            self.write("beat")
+        self.assertEqual(self.node.heartbeats.pendingChecks(), 1)
+        self.assertEqual(self.hosts(), [("10.0.0.1#8080#DEFAULT", True)])
+        self.wait(16)
+        self.assertEqual(self.hosts(), [("10.0.0.1#8080#DEFAULT", False)])
+        self.wait(15)
+        self.assertEqual(self.hosts(), [])
+        self.assertEqual(self.node.heartbeats.pendingChecks(), 0)
+
+    def test_refusedRegistration(self):
+        """
+        A registration refused by a limit changes nothing the client holds.
+        """
+        harness = NodeHarness(max_instances_per_client=1)
+        self.addCleanup(harness.node.stop)
+        self.node = harness.node
+        self.write("register", instance=instance())
+        e = self.assertRaises(RequestError, self.write, "register", service=PAYMENTS, instance=instance())
+        self.assertEqual(e.code, LIMIT_EXCEEDED)
+        self.assertEqual(self.hosts(), [("10.0.0.1#8080#DEFAULT", True)])
+        self.write("deregister")
+        self.assertEqual(self.node.manager.clients, {})
+
     def test_badKind(self):
         e = self.assertRaises(RequestError, self.write, "poke")
         self.assertEqual((e.code, e.field), (BAD_REQUEST, "kind"))
