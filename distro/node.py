@@ -12,7 +12,7 @@ from zope.interface import implementer
 from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
-from distro.errors import NOT_READY, RequestError
+from distro.errors import NOT_READY, UNAVAILABLE, RequestError
 from distro.heartbeats import Heartbeats
 from distro.interfaces import IClientObserver, IClusterHost, INode
 from distro.push import Pusher
@@ -301,7 +301,7 @@ class Node:
         if member is not None:
             return self.cluster.forward(member, write)
         try:
-            return succeed(self.heartbeats.apply(write))
+            return succeed(self._applyHeartbeat(write))
         except RequestError:
             return fail()
 
@@ -310,6 +310,18 @@ class Node:
         A member forwarded C{write}, judging this node responsible: it is
         applied here whatever this node judges (a write is forwarded once).
         """
+        return self._applyHeartbeat(write)
+
+    def _applyHeartbeat(self, write):
+        """
+        Apply C{write}, once this node has loaded what members hold: before
+        that, the client's record may not have come yet (a deregister would
+        miss it, a register outrank it with only one service).
+
+        @raise RequestError: C{UNAVAILABLE} while loading.
+        """
+        if not self.ready:
+            raise RequestError(UNAVAILABLE, "this node is still loading cluster data; try again")
         return self.heartbeats.apply(write)
 
     def membersChanged(self):

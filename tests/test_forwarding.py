@@ -9,11 +9,14 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.cluster.dialect import Offer
-from distro.cluster.forwarding import FORWARD, forwardMessage, parseForward, responsible
-from distro.errors import BAD_REQUEST, UNAVAILABLE, RequestError
+from twisted.internet.task import Clock
+
+from distro.cluster.dialect import Dialect
+from distro.cluster.forwarding import FORWARD, Forwarding, forwardMessage, parseForward, responsible
+from distro.errors import BAD_REQUEST, INTERNAL, UNAVAILABLE, RequestError
 from distro.heartbeats import BEAT_OK, Write
 from distro.model import Instance
-from tests._cluster import DROP, FakeCluster, peerAddress, serviceKey
+from tests._cluster import DROP, HOLD, FakeCluster, peerAddress, serviceKey
 
 ORDERS = "orders"
 
@@ -66,6 +69,69 @@ class ForwardMessageTests(SynchronousTestCase):
             e = self.assertRaises(RequestError, parseForward, message, 8192)
             self.assertEqual(e.code, BAD_REQUEST)
             self.assertIn(field, e.message)
+
+
+class _Link:
+    """
+    A link that speaks L{FORWARD} and keeps what is sent on it.
+    """
+
+    dialect = Dialect(3, [FORWARD])
+
+    def __init__(self):
+        self.sent = []
+
+    def sendMessage(self, message):
+        self.sent.append(message)
+
+
+class PendingTests(SynchronousTestCase):
+    """
+    L{Forwarding}: the forwards sent, awaiting their answers.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.forwarding = Forwarding(self.clock, 3.0)
+        self.link = _Link()
+
+    def sent(self, write):
+        results = []
+        self.forwarding.send(self.link, write).addBoth(results.append)
+        return results
+
+    def test_answers(self):
+        """
+        A beat's answer is its C{(code, interval)}; another write's is
+        nothing; a refusal is its error; a result of the wrong form is an
+        C{INTERNAL} error, not what the member sent.
+        """
+        beating, registering, refused = [self.sent(beat("10.0.0.1")), self.sent(register("10.0.0.1")),
+                                         self.sent(beat("10.0.0.2"))]
+        ids = [m["id"] for m in self.link.sent]
+        self.forwarding.answered({"op": "forwarded", "id": ids[0], "result": [10200, 5000]})
+        self.forwarding.answered({"op": "forwarded", "id": ids[1], "result": None})
+        self.forwarding.answered({"op": "forwarded", "id": ids[2], "code": BAD_REQUEST, "message": "port: no"})
+        self.assertEqual(beating, [(10200, 5000)])
+        self.assertEqual(registering, [None])
+        self.assertEqual((refused[0].value.code, refused[0].value.message), (BAD_REQUEST, "port: no"))
+        for write, result in ((beat("10.0.0.1"), None), (beat("10.0.0.1"), [7, 5000]),
+                              (beat("10.0.0.1"), [10200, "5000"]), (register("10.0.0.1"), [10200, 5000])):
+            results = self.sent(write)
+            self.forwarding.answered({"op": "forwarded", "id": self.link.sent[-1]["id"], "result": result})
+            self.assertEqual(results[0].value.code, INTERNAL, result)
+        self.assertEqual(self.forwarding.pendingCount(), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop(self):
+        """
+        Stopping fails every forward waiting, several on one link too.
+        """
+        results = self.sent(register("10.0.0.1")) + self.sent(register("10.0.0.2"))
+        waiting = [self.sent(beat("10.0.0.1")), self.sent(beat("10.0.0.2"))]
+        self.forwarding.stop()
+        self.assertEqual([r[0].value.code for r in waiting], [UNAVAILABLE, UNAVAILABLE])
+        self.assertEqual((results, self.forwarding.pendingCount(), self.clock.getDelayedCalls()), ([], 0, []))
 
 
 class ForwardingTests(SynchronousTestCase):
@@ -218,6 +284,47 @@ class ForwardingTests(SynchronousTestCase):
             self.assertEqual(self.hosts()[2], [(ip, True)])
         self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
         self.assertTrue(self.cluster.held(self.responsibleIndex(ip), f"{ip}:8080").native)
+
+    def test_loadingMemberRefuses(self):
+        """
+        A member still loading answers a forward C{UNAVAILABLE} (the
+        client's record may not have come yet: a deregister would miss it,
+        a registration outrank it with one service of its several).
+        """
+        self.start()
+        ip = self.ipAt(2)
+        self.send(0, register(ip))
+        self.cluster.crash(2)
+        self.cluster.advance(1.0)  # down: node 0 or 1 took it over
+        taker = next(i for i in (0, 1) if self.cluster.held(i, f"{ip}:8080").native)
+        other = 1 - taker
+        release = self.cluster.intercept(
+            lambda src, dst, m: HOLD if (src, dst) == (taker, 2) and m.get("op") == "snapshot_begin" else None)
+        self.cluster.restart(2, settle=False)
+        self.cluster.flush()
+        self.assertFalse(self.cluster.node(2).ready)
+        self.assertEqual(self.cluster.node(other).cluster.responsibleFor(f"{ip}:8080"), peerAddress(2))
+        e = self.assertRaises(RequestError, self.send, other, Write("deregister", ip, 8080, serviceKey(ORDERS)))
+        self.assertEqual(e.code, UNAVAILABLE)
+        release()
+        self.cluster.advance(1.0)
+        self.assertTrue(self.cluster.node(2).ready)
+        self.assertIsNone(self.send(other, Write("deregister", ip, 8080, serviceKey(ORDERS))))
+        self.assertEqual(self.hosts(), [[]] * 3)
+
+    def test_malformedForwardAnswered(self):
+        """
+        A malformed C{forward} with an id is answered C{forwarded} with
+        the refusal (its sender fails it at once, naming the field).
+        """
+        self.start()
+        frames = self.cluster.record()
+        self.cluster.feed(0, 1).link.sendMessage(dict(forwardMessage(99, register("10.1.0.1")), port=0))
+        self.cluster.flush()
+        answers = [m for _, _, m in frames if m.get("op") == "forwarded" and m.get("id") == 99]
+        self.assertEqual(len(answers), 1)
+        self.assertEqual(answers[0]["code"], BAD_REQUEST)
+        self.assertIn("port", answers[0]["message"])
 
     def test_noAnswer(self):
         """

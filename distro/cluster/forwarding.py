@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
 from distro.errors import DOMAIN_CODES, INTERNAL, UNAVAILABLE, BadRequest, RequestError
-from distro.heartbeats import KINDS, Write
+from distro.heartbeats import BEAT_NOT_FOUND, BEAT_OK, KINDS, Write
 from distro.model import parsePort, parseRecord, parseService
 
 # The capability of a link that carries forwarded writes.
@@ -117,7 +117,7 @@ class Forwarding:
         n = next(self._numbers)
         d = Deferred()
         timer = self.clock.callLater(self.timeout, self._timedOut, n)
-        self._pending[n] = (d, timer, link)
+        self._pending[n] = (d, timer, link, write.kind)
         link.sendMessage(forwardMessage(n, write))
         return d
 
@@ -125,7 +125,7 @@ class Forwarding:
         return len(self._pending)
 
     def _timedOut(self, n):
-        d, _, _ = self._pending.pop(n)
+        d = self._pending.pop(n)[0]
         d.errback(RequestError(UNAVAILABLE, "the responsible member did not answer in time; try again"))
 
     def answered(self, message):
@@ -136,7 +136,7 @@ class Forwarding:
         entry = self._pending.pop(n, None) if type(n) is int else None
         if entry is None:
             return  # timed out, or not ours
-        d, timer, _ = entry
+        d, timer, _, kind = entry
         timer.cancel()
         code = message.get("code")
         if code is not None:
@@ -144,18 +144,43 @@ class Forwarding:
             d.errback(RequestError(code if code in DOMAIN_CODES else INTERNAL,
                                    text if type(text) is str else "refused by the responsible member"))
             return
-        result = message.get("result")
-        d.callback(tuple(result) if type(result) is list else None)
+        result = _result(kind, message.get("result"))
+        if result is _MALFORMED:
+            d.errback(RequestError(INTERNAL, "the responsible member answered a malformed result"))
+        else:
+            d.callback(result)
 
     def linkDown(self, link):
         """
-        C{link} ended: what was sent on it gets no answer.
+        C{link} ended: what was sent on it gets no answer. (It may have
+        been applied: every write is safe to send again.)
         """
-        for n in [n for n, (_, _, on) in self._pending.items() if on is link]:
-            d, timer, _ = self._pending.pop(n)
+        for n in [n for n, entry in self._pending.items() if entry[2] is link]:
+            d, timer = self._pending.pop(n)[:2]
             timer.cancel()
             d.errback(RequestError(UNAVAILABLE, "the link to the responsible member was lost; try again"))
 
     def stop(self):
-        for n in list(self._pending):
-            self.linkDown(self._pending[n][2])
+        """
+        Fail every forward waiting (the node is shutting down).
+        """
+        pending, self._pending = self._pending, {}
+        for d, timer, _, _ in pending.values():
+            timer.cancel()
+            d.errback(RequestError(UNAVAILABLE, "this node is shutting down"))
+
+
+_MALFORMED = object()
+
+
+def _result(kind, result):
+    """
+    The result of a forwarded write of C{kind} as its answer gives it, or
+    L{_MALFORMED}: a beat's C{(code, intervalMs)}, nothing for the others.
+    """
+    if kind != "beat":
+        return None if result is None else _MALFORMED
+    if (type(result) is not list or len(result) != 2 or result[0] not in (BEAT_OK, BEAT_NOT_FOUND)
+            or type(result[1]) is not int or result[1] <= 0):
+        return _MALFORMED
+    return tuple(result)

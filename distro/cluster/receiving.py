@@ -184,9 +184,12 @@ class Receiver:
         """
         if link.dialect is None or FORWARD not in link.dialect.capabilities:
             return errorMessage(None, BAD_REQUEST, "op: forward needs the forward capability")
+        n = message.get("id")
         try:
             n, write = parseForward(message, self.maxMetadataBytes)
         except RequestError as e:
+            if type(n) is int and n >= 0:
+                return forwardedMessage(n, error=e)  # its sender fails it at once
             return errorMessage(None, e.code, e.message)
         try:
             result = self.applyForwarded(write)
