@@ -523,7 +523,8 @@ class INode(INodeState):
         """
         A write of a heartbeat client (a L{distro.heartbeats.Write}, its
         credential already checked): applied here if this node is its
-        responsible member, else forwarded to that member.
+        responsible member, or if that member cannot be reached now (this
+        node holds the client meanwhile), else forwarded to it.
 
         @return: a L{Deferred} of what it returns (for a beat, C{(code,
             intervalMs)}), failing with L{distro.errors.RequestError}
@@ -578,6 +579,12 @@ class ICluster(Interface):
         """
         The member (its address) responsible for the heartbeat client
         C{clientId} (PROTOCOL.md 5.6), or C{None} when it is this node.
+        """
+
+    def reachable(member):
+        """
+        Whether this node's link to C{member} (an address) is up and
+        carries forwarded writes.
         """
 
     def forward(member, write):

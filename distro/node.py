@@ -295,11 +295,15 @@ class Node:
     def heartbeatWrite(self, write):
         """
         Apply a heartbeat client's C{write} here if this node is its
-        responsible member, else forward it to that member.
+        responsible member or that member cannot be reached now, else
+        forward it to that member.
         """
         member = None if self.cluster is None else self.cluster.responsibleFor(write.clientId)
-        if member is not None:
+        if member is not None and self.cluster.reachable(member):
             return self.cluster.forward(member, write)
+        # Responsible, or the responsible member cannot be reached now (it
+        # is not yet found down): this node holds the client meanwhile, and
+        # the member responsible takes it over when it is back (5.6).
         try:
             return succeed(self._applyHeartbeat(write))
         except RequestError:

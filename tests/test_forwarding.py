@@ -230,6 +230,29 @@ class ForwardingTests(SynchronousTestCase):
             self.cluster.advance(5)
         self.assertEqual(self.hosts(), [[(ip, True)]] * 2)
 
+    def test_responsibleUnreachable(self):
+        """
+        While the responsible member cannot be reached (crashed, not yet
+        found down), a member takes its writes itself, holding the client
+        meanwhile: the SDK's registration does not fail. Once the member
+        is down, the member now responsible owns it; restarted, the first
+        takes it back.
+        """
+        self.start()
+        ip = self.ipAt(2)
+        self.cluster.crash(2)
+        self.assertIsNone(self.send(0, register(ip)))
+        self.assertTrue(self.cluster.held(0, f"{ip}:8080").native)
+        self.assertEqual(self.hosts(), [[(ip, True)]] * 2)
+        self.cluster.advance(1.0)  # down_after_ms
+        now = self.responsibleIndex(ip)
+        self.assertTrue(self.cluster.held(now, f"{ip}:8080").native)
+        self.assertFalse(self.cluster.held(1 - now, f"{ip}:8080").native)
+        self.cluster.restart(2)
+        self.cluster.advance(1.0)
+        self.assertTrue(self.cluster.held(2, f"{ip}:8080").native)
+        self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
+
     def test_restartedMemberTakesItBack(self):
         """
         A member that restarts is responsible again for its clients: it

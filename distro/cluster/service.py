@@ -262,6 +262,15 @@ class Cluster(MultiService):
         chosen = responsible(clientId, candidates)
         return None if chosen == selfAddress else chosen
 
+    def reachable(self, address):
+        """
+        Whether this node's link to member C{address} is up and carries
+        forwarded writes.
+        """
+        feed = self.replicator.feeds.get(address)
+        link = feed.link if feed is not None else None
+        return link is not None and FORWARD in link.dialect.capabilities
+
     def forward(self, address, write):
         feed = self.replicator.feeds.get(address)
         return self.forwarding.send(feed.link if feed is not None else None, write)
