@@ -169,6 +169,10 @@ class Heartbeats:
         self._n = 0
         # clientId -> when this node last took it over.
         self._taken = {}
+        # clientId -> {service: its last beat here}, of the clients this
+        # node gave up (a newer owner's record came): if it takes one back,
+        # the beats it had count.
+        self._given = {}
         # Ids of synced clients to look at in the next turn.
         self._arrived = set()
         self._looking = None
@@ -390,10 +394,32 @@ class Heartbeats:
                 self.log.warn("not taking over heartbeat clients: max_heartbeat_clients reached")
                 break
             self._taken[clientId] = now
-            self.manager.takeOver(clientId)
+            client = self.manager.takeOver(clientId)
+            self._restore(client)
             taken += 1
         if taken:
             self.log.info("took over {count} heartbeat clients", count=taken)
+
+    def _restore(self, client):
+        """
+        C{client}, taken back, had beats here before it was given up: they
+        count (a member cut off took it over, and marked it unhealthy for
+        want of the beats that came here): an instance whose last beat here
+        is within its timeout is healthy.
+        """
+        given = self._given.pop(client.clientId, None)
+        if not given:
+            return
+        now = self.clock.seconds()
+        for service, last in given.items():
+            beats = self._beats.get((client.clientId, service))
+            held = client.instances(service)
+            if beats is None or not held or now - last >= beats.timeout:
+                continue
+            beats.last = last
+            instance = next(iter(held.values()))
+            if not instance.healthy:
+                self.manager.batchRegister(client, service, [_withHealth(instance, True)])
 
     def _arrive(self, clientId):
         """
@@ -434,6 +460,7 @@ class Heartbeats:
             self.held.discard(clientId)
             self.owned.discard(clientId)
             self._taken.pop(clientId, None)
+            self._given.pop(clientId, None)
             self._arrived.discard(clientId)
             for service in client.services:
                 self._forget(clientId, service)
@@ -450,10 +477,15 @@ class Heartbeats:
                 for instance in held.values():
                     self._track(clientId, service, instance)
         else:
-            # Its new owner counts its beats.
+            # Its new owner counts its beats (kept, should it come back).
             self.owned.discard(clientId)
+            given = {}
             for service in client.services:
-                self._forget(clientId, service)
+                beats = self._beats.pop((clientId, service), None)
+                if beats is not None:
+                    given[service] = beats.last
+            if given:
+                self._given[clientId] = given
             self._arrive(clientId)
 
 

@@ -253,6 +253,56 @@ class ForwardingTests(SynchronousTestCase):
         self.assertTrue(self.cluster.held(2, f"{ip}:8080").native)
         self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
 
+    def test_healedPartition(self):
+        """
+        A member cut off for longer than the beat timeout took the client
+        over and, getting no beats, marked it unhealthy. Once healed, its
+        takeover outranks the owner's; the owner, responsible and beaten
+        all along, takes it back with its own beats' health at once: it
+        never shows the instance unhealthy, and a third member only until
+        the takeback reaches it (0.2 s here), not until the next beat.
+        """
+        self.start()
+        ip = self.ipAt(1)
+        self.send(1, register(ip))
+        self.cluster.isolate(0)
+        for step in range(200):
+            self.cluster.advance(0.1)
+            if step % 50 == 0:
+                self.send(1, beat(ip))
+        self.assertEqual(self.hosts()[1:], [[(ip, True)]] * 2)
+        self.assertEqual(self.hosts()[0], [(ip, False)])
+        self.cluster.heal()
+        unhealthy = []
+        for step in range(30):
+            self.cluster.advance(0.1)
+            hosts = self.hosts()
+            self.assertEqual(hosts[1], [(ip, True)], step)
+            unhealthy.append(hosts[2] != [(ip, True)])
+        self.assertLessEqual(sum(unhealthy), 2)
+        self.assertEqual(self.hosts(), [[(ip, True)]] * 3)
+        self.assertTrue(self.cluster.held(1, f"{ip}:8080").native)
+
+    def test_sweepsOnlyWhenCandidatesChange(self):
+        """
+        A member that goes SUSPICIOUS and comes back UP changes no one's
+        responsibility: no takeover sweep; one that goes DOWN does.
+        """
+        self.start()
+        told = []
+        node = self.cluster.node(0)
+        node.membersChanged = lambda: told.append(self.cluster.slots[0].clock.seconds())
+        self.cluster.stall(2)
+        self.cluster.advance(0.45)  # past peer_timeout_ms, short of down_after_ms
+        self.assertEqual(node.cluster.membership.state(self.cluster.slots[2].nodeId), "SUSPICIOUS")
+        self.cluster.unstall(2)
+        self.cluster.advance(0.3)
+        self.assertEqual(node.cluster.membership.state(self.cluster.slots[2].nodeId), "UP")
+        self.assertEqual(told, [])
+        self.cluster.crash(2)
+        self.cluster.advance(1.0)
+        self.assertEqual(len(told), 1)
+
     def test_restartedMemberTakesItBack(self):
         """
         A member that restarts is responsible again for its clients: it

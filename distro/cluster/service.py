@@ -194,6 +194,8 @@ class Cluster(MultiService):
         self.forwarding = Forwarding(self.clock, settings.peer_timeout_ms / 1000.0)
         # Member address -> whether its links speak FORWARD, once known.
         self._forwards = {}
+        # The members that may be responsible, as the node was last told.
+        self._candidates = None
         self.inbound = {}
         self._links = {}
         self._waiting = set()
@@ -254,13 +256,27 @@ class Cluster(MultiService):
         one L{responsible} picks, the same on every member that sees the
         same.
         """
-        selfAddress = self.membership.self.address
-        candidates = [
+        chosen = responsible(clientId, self._candidatesNow())
+        return None if chosen == self.membership.self.address else chosen
+
+    def _candidatesNow(self):
+        """
+        The members that may be responsible for a heartbeat client now.
+        """
+        return [
             m.address for m in self.membership.members.values()
             if m.isSelf or (m.state != DOWN and self._forwards.get(m.address, True))
         ]
-        chosen = responsible(clientId, candidates)
-        return None if chosen == selfAddress else chosen
+
+    def _membersChanged(self):
+        """
+        Tell the node when the members that may be responsible changed (a
+        member SUSPICIOUS and UP again changes nothing: no sweep).
+        """
+        candidates = frozenset(self._candidatesNow())
+        if candidates != self._candidates:
+            self._candidates = candidates
+            self.node.membersChanged()
 
     def reachable(self, address):
         """
@@ -279,7 +295,7 @@ class Cluster(MultiService):
         speaks = FORWARD in dialect.capabilities
         if self._forwards.get(member.address) != speaks:
             self._forwards[member.address] = speaks
-            self.node.membersChanged()
+            self._membersChanged()
 
     # Members
 
@@ -312,7 +328,7 @@ class Cluster(MultiService):
             self.log.info(
                 "members: {members}", members=sorted(self.membership.members)
             )
-            self.node.membersChanged()
+            self._membersChanged()
         self._checkReady()
 
     def reload(self):
@@ -331,13 +347,13 @@ class Cluster(MultiService):
         if timer is not None and timer.active():
             timer.cancel()
         self.barrier.alive(member)
-        self.node.membersChanged()
+        self._membersChanged()
 
     def memberDown(self, member):
         self._mourn(member)
         self._waiting.discard(member.address)
         self._checkReady()
-        self.node.membersChanged()
+        self._membersChanged()
 
     def memberRemoved(self, member):
         link = self.inbound.get(member.nodeId)
