@@ -248,7 +248,9 @@ class Heartbeats:
             )
         if client is None:
             return self.manager.heartbeatClient(clientId, int(self.clock.seconds() * 1000))
-        return self.manager.takeOver(clientId)
+        client = self.manager.takeOver(clientId)
+        self._restore(client)
+        return client
 
     def _put(self, client, service, instance):
         self.manager.batchRegister(client, service, [instance])

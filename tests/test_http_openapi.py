@@ -188,9 +188,22 @@ class V3Tests(OpenApiTestCase):
         self.assertEqual(self.hosts(), [])
 
     def test_badParameters(self):
-        code, body = self.ask("POST", V3, serviceName="orders", ip="10.0.0.1")
-        self.assertEqual(code, 400)
-        self.assertEqual(json.loads(body)["message"], "port: is required")
+        """
+        A refusal is Nacos 3's, the reason in C{data}: a parameter missing,
+        one not valid, a credential refused.
+        """
+        for params, status, expected in (
+            (dict(serviceName="orders", ip="10.0.0.1"), 400,
+             {"code": 10000, "message": "parameter missing", "data": "Param 'port' is required."}),
+            (dict(serviceName="orders", ip="10.0.0.1", port="x"), 400,
+             {"code": 20002, "message": "parameter validate error", "data": "port: must be an integer 1..65535"}),
+            (dict(serviceName="orders", ip="10.0.0.1", port="1", namespaceId="dev"), 200, None),
+        ):
+            for method in ("POST", "DELETE"):
+                code, body = self.ask(method, V3, **params)
+                self.assertEqual(code, status, body)
+                if expected is not None:
+                    self.assertEqual(json.loads(body), expected)
 
 
 class AuthTests(OpenApiTestCase):

@@ -124,11 +124,12 @@ def refused(request, error):
     return refusal(request, status(error), error.message)
 
 
-def later(request, d, answer):
+def later(request, d, answer, refuse=refused):
     """
     Answer C{request} when C{d} fires: C{answer(request, result)} writes
     the body (or answers later still: L{server.NOT_DONE_YET}); a refusal
-    becomes its error, anything else a 500 (logged).
+    becomes its error (written by C{refuse(request, error)}), anything
+    else a 500 (logged).
     """
     gone = []
     request.notifyFinish().addErrback(gone.append)  # the client left
@@ -139,7 +140,7 @@ def later(request, d, answer):
         if isinstance(result, Failure):
             error = result.value
             if isinstance(error, (RequestError, HttpError)):
-                body = refused(request, error)
+                body = refuse(request, error)
             else:
                 log.failure("HTTP {path} failed", result, path=request.path[:100])
                 body = refusal(request, 500, "internal error")

@@ -9,9 +9,18 @@ Nacos' service name filter makes them.
 import re
 
 from distro import model
-from distro.http.answers import HttpError, param
+from distro.http.answers import HttpError, document, param, status
 from distro.nacos import naming
 from distro.nacos.naming import NacosError
+
+# Nacos 3's Result codes (ErrorCode) for what the v3 client API refuses.
+_V3_CODES = {
+    400: (20002, "parameter validate error"),
+    403: (10001, "access denied"),
+    404: (20004, "resource not found"),
+}
+_V3_MISSING = (10000, "parameter missing")
+_V3_SERVER = (30000, "server error")
 
 # Commons-lang's C{BooleanUtils.toBoolean} words (Nacos' writes), and
 # their opposites; anything else is refused.
@@ -26,6 +35,18 @@ class Missing(HttpError):
 
     def __init__(self, text):
         super().__init__(400, text)
+
+
+def required(request, name):
+    """
+    A parameter that must be given (not blank), as text.
+
+    @raise Missing: with Nacos' text, when it is not.
+    """
+    value = optional(request, name)
+    if value is None:
+        raise Missing(f"Param '{name}' is required.")
+    return value
 
 
 def parseBoolean(request, name):
@@ -115,3 +136,17 @@ def serviceOf(request, namespace):
         return naming.serviceKey({"namespace": namespace, "groupName": group, "serviceName": name})
     except NacosError as e:
         raise nacosError(e)
+
+
+def refusedV3(request, error):
+    """
+    A refusal (an L{HttpError} or a L{distro.errors.RequestError}) as
+    Nacos 3's client API writes it: C{{"code", "message", "data"}}, with
+    the reason in C{data}.
+    """
+    code = error.status if isinstance(error, HttpError) else status(error)
+    if isinstance(error, Missing):
+        reason = _V3_MISSING
+    else:
+        reason = _V3_CODES.get(code, _V3_SERVER)
+    return document(request, code, {"code": reason[0], "message": reason[1], "data": error.message})

@@ -16,22 +16,13 @@ import ipaddress
 from distro import model
 from distro.auth import normalNamespace
 from distro.errors import RequestError
-from distro.http.answers import HttpError, credential, document, later, param, status, text
-from distro.http.nacosparams import Missing, integer, nacosError, optional, parseBoolean, serviceOf
+from distro.http.answers import HttpError, credential, document, later, param, text
+from distro.http.nacosparams import Missing, integer, nacosError, optional, parseBoolean, refusedV3, serviceOf
 from distro.nacos import naming
 from distro.nacos.naming import NacosError, httpHost
 
 V1 = b"/nacos/v1/ns"
 V3 = b"/nacos/v3/client/ns"
-
-# Nacos 3's Result codes (ErrorCode) for what the v3 client API refuses.
-_V3_CODES = {
-    400: (20002, "parameter validate error"),
-    403: (10001, "access denied"),
-    404: (20004, "resource not found"),
-}
-_V3_MISSING = (10000, "parameter missing")
-_V3_SERVER = (30000, "server error")
 
 
 def serviceBody(info, clusters, lastRefTime):
@@ -238,7 +229,7 @@ class Naming:
             except NacosError as e:
                 raise nacosError(e)
         except (HttpError, RequestError) as e:
-            return self._refusedV3(request, e)
+            return refusedV3(request, e)
         info = self.node.serviceInfo(service, clusters, parseBoolean(request, "healthyOnly"))
 
         def answer():
@@ -247,15 +238,3 @@ class Naming:
             return text(request, 200, body, b"application/json; charset=utf-8")
 
         return self._whenEncoded(request, info, answer)
-
-    def _refusedV3(self, request, error):
-        """
-        A refusal as Nacos 3 writes it: C{{"code", "message", "data"}},
-        with the reason in C{data}.
-        """
-        code = error.status if isinstance(error, HttpError) else status(error)
-        if isinstance(error, Missing):
-            reason = _V3_MISSING
-        else:
-            reason = _V3_CODES.get(code, _V3_SERVER)
-        return document(request, code, {"code": reason[0], "message": reason[1], "data": error.message})

@@ -19,9 +19,10 @@ import json
 
 from distro import model
 from distro.auth import normalNamespace
-from distro.heartbeats import BEAT_NOT_FOUND, BEAT_OK, Write
-from distro.http.answers import HttpError, credential, document, later, param, text
-from distro.http.nacosparams import flag, integer, optional, serviceOf
+from distro.heartbeats import BEAT_NOT_FOUND, Write
+from distro.http.answers import HttpError, credential, document, later, param, refused, text
+from distro.errors import RequestError
+from distro.http.nacosparams import flag, integer, optional, refusedV3, required, serviceOf
 from distro.nacos.naming import PERSISTENT_REFUSED
 
 # Nacos 3's code for a beat of an instance it does not hold (the caller
@@ -30,9 +31,8 @@ INSTANCE_NOT_FOUND = 21003
 
 
 def _port(request):
+    required(request, "port")
     port = integer(request, "port", None, "port: must be an integer 1..65535")
-    if port is None:
-        raise HttpError(400, "port: is required")
     if not 1 <= port <= 65535:
         raise HttpError(400, "port: must be an integer 1..65535")
     return port
@@ -110,7 +110,7 @@ class OpenApi:
         """
         The L{model.Instance} a register or update names.
         """
-        ip = param(request, "ip")
+        ip = required(request, "ip")
         port = _port(request)
         return model.parseInstance(
             {
@@ -135,7 +135,7 @@ class OpenApi:
             instance = self._instance(request)
             write = Write(kind, instance.ip, instance.port, named, instance)
         else:
-            ip = model.parseIp(param(request, "ip"), "ip")
+            ip = model.parseIp(required(request, "ip"), "ip")
             write = Write(kind, ip, _port(request), named)
         _ephemeral(request)
         return write
@@ -210,17 +210,24 @@ class OpenApi:
     # v3 (the client API): Nacos 3's Result
 
     def _registerV3(self, request):
-        if flag(request, "heartBeat", False):
-            return self._send(request, self._write(request, "beat"), _beatResultV3)
-        return self._send(request, self._write(request, "register"), _okV3)
+        try:
+            beat = flag(request, "heartBeat", False)
+            write = self._write(request, "beat" if beat else "register")
+        except (HttpError, RequestError) as e:
+            return refusedV3(request, e)
+        return self._send(request, write, _beatResultV3 if beat else _okV3, refusedV3)
 
     def _deregisterV3(self, request):
-        return self._send(request, self._write(request, "deregister"), _okV3)
+        try:
+            write = self._write(request, "deregister")
+        except (HttpError, RequestError) as e:
+            return refusedV3(request, e)
+        return self._send(request, write, _okV3, refusedV3)
 
     # Sending
 
-    def _send(self, request, write, answer):
-        return later(request, self.node.heartbeatWrite(write), answer)
+    def _send(self, request, write, answer, refuse=refused):
+        return later(request, self.node.heartbeatWrite(write), answer, refuse)
 
 
 def _ok(request, result):
@@ -238,8 +245,7 @@ def _beatAnswer(request, result):
 
 def _beatResultV3(request, result):
     code, _ = result
-    if code == BEAT_OK:
-        return _okV3(request, result)
-    assert code == BEAT_NOT_FOUND
-    return document(request, 200, {"code": INSTANCE_NOT_FOUND, "message": "instance not found", "data": None})
+    if code == BEAT_NOT_FOUND:
+        return document(request, 200, {"code": INSTANCE_NOT_FOUND, "message": "instance not found", "data": None})
+    return _okV3(request, result)
 
