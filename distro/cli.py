@@ -36,6 +36,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from twisted.internet.defer import CancelledError, Deferred, race, succeed
 from twisted.internet.task import react
 
+from distro import __version__
 from distro.auth import hashPassword
 from distro.client import (
     DistroError,
@@ -139,6 +140,7 @@ def _buildParser():
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"distro {__version__}")
     parser.add_argument(
         "--server", action="append", metavar="HOST:PORT",
         help="a node's client address; repeatable or comma-separated "

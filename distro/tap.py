@@ -17,6 +17,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
 from twisted.python import usage
 
+from distro import __version__
 from distro import config as _config
 from distro.admission import Admission
 from distro.cluster.service import clusterFromConfig, readMembers
@@ -50,6 +51,13 @@ class Options(usage.Options):
         if key not in _config.FILE_ONLY
     ]
     longdesc = "Run a distro service registry node. With no options: a standalone node on tcp:9850."
+
+    def opt_version(self):
+        """
+        Print distro's version and exit.
+        """
+        print(f"distro {__version__}")
+        sys.exit(0)
 
     def postOptions(self):
         overrides = {}

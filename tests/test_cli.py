@@ -121,6 +121,22 @@ class ParseTests(SynchronousTestCase):
         self.assertIn("DISTRO_SERVERS", stdout.getvalue())
 
 
+    def test_version(self):
+        """
+        C{--version} prints distro's version (the package's, one source)
+        and exits with 0.
+        """
+        import distro
+
+        stdout = StringIO()
+        error = self.assertRaises(
+            cli.UsageExit, cli.parseArguments, ["--version"], {}, stdout, StringIO()
+        )
+        self.assertEqual(error.code, cli.EXIT_OK)
+        self.assertEqual(stdout.getvalue(), f"distro {distro.__version__}\n")
+        self.assertRegex(distro.__version__, r"^[0-9]+\.[0-9]+\.[0-9]+")
+
+
 class FormatTests(SynchronousTestCase):
     """
     The text output.

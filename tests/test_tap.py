@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+from contextlib import redirect_stdout
 
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet import defer
@@ -19,11 +20,12 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
-from twisted.logger import Logger
+from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+import distro
 from distro import config, tap
 from distro.cluster.service import Cluster
 from distro.http.service import HttpService
@@ -32,6 +34,7 @@ from distro.native.service import ClientPortService
 from distro.native.session import ClientPortFactory
 
 from ._http import Exchange
+from ._node import NodeHarness
 from ._tempfiles import TempPathMixin
 
 
@@ -85,6 +88,33 @@ class BindingMemoryReactor(MemoryReactorClock):
         bound = _FakeBoundPort(IPv4Address("TCP", interface or "0.0.0.0", port or self.ephemeral))
         self.ports = getattr(self, "ports", []) + [bound]
         return bound
+
+
+class VersionTests(SynchronousTestCase):
+    """
+    Which distro runs: C{--version}, and the log at start.
+    """
+
+    def test_option(self):
+        """
+        C{twistd distro-node --version} prints distro's version, not
+        Twisted's.
+        """
+        out = io.StringIO()
+        with redirect_stdout(out):
+            error = self.assertRaises(SystemExit, tap.Options().parseOptions, ["--version"])
+        self.assertEqual((error.code, out.getvalue()), (0, f"distro {distro.__version__}\n"))
+
+    def test_logged(self):
+        """
+        The client port says at start which version of distro serves.
+        """
+        service = ClientPortService(NodeHarness(listen="tcp:0:interface=127.0.0.1").node, MemoryReactorClock())
+        with capturedLogs() as events:
+            service.startService()
+        self.addCleanup(service.stopService)
+        lines = [formatEvent(e) for e in events]
+        self.assertTrue(any(line.startswith(f"distro {distro.__version__} node ") for line in lines), lines)
 
 
 class OptionsTests(TempPathMixin, SynchronousTestCase):

@@ -12,6 +12,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro import __version__
 from distro.address import formatAddress
 from distro.interfaces import IFrontEnd
 from distro.listening import listenNow
@@ -65,7 +66,8 @@ class ClientPortService(Service):
             advertised = socket.gethostname()
         self.node.clientPortBound(formatAddress(advertised, host.port))
         self.log.info(
-            "distro node {node} serving clients on {address}",
+            "distro {version} node {node} serving clients on {address}",
+            version=__version__,
             node=self.node.nodeId,
             address=address,
         )
