@@ -133,14 +133,14 @@ def _keyValue(text):
     return key, value
 
 
-def _buildParser():
-    parser = argparse.ArgumentParser(
-        prog="distro",
-        description="Look at and change a distro service registry.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"distro {__version__}")
+def _addGlobalOptions(parser, suppress=False):
+    """
+    The options of every command: on the main parser with their defaults,
+    and (C{suppress}) on each command's, without (given there, they win).
+    """
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
     parser.add_argument(
         "--server", action="append", metavar="HOST:PORT",
         help="a node's client address; repeatable or comma-separated "
@@ -149,15 +149,15 @@ def _buildParser():
     parser.add_argument("--token", metavar="TOKEN",
                         help="the token the nodes require (default: $DISTRO_TOKEN); "
                         "$DISTRO_TOKEN keeps it out of the process list")
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE,
-                        help="namespace (default: %(default)s)")
+    parser.add_argument("--namespace", default=default(DEFAULT_NAMESPACE),
+                        help=f"namespace (default: {DEFAULT_NAMESPACE})")
     parser.add_argument("--group", help=f"group (default: {DEFAULT_GROUP}; "
                         "for services: the node's default)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON, one document per line")
-    parser.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=_positive, default=default(DEFAULT_TIMEOUT),
                         metavar="SECONDS", help="connect and request timeout "
-                        "(default: %(default)g)")
+                        f"(default: {DEFAULT_TIMEOUT:g})")
     tls = parser.add_argument_group("TLS (for nodes whose client port is ssl:)")
     tls.add_argument("--tls", action="store_true", dest="use_tls",
                      help="dial the nodes over TLS, trusting the system's CAs")
@@ -170,21 +170,37 @@ def _buildParser():
     tls.add_argument("--tls-no-verify", action="store_true",
                      help="UNSAFE: do not check the nodes' certificates (anyone on "
                      "the path can read and change the traffic); for tests only")
+
+
+def _buildParser():
+    parser = argparse.ArgumentParser(
+        prog="distro",
+        description="Look at and change a distro service registry.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"distro {__version__}")
+    _addGlobalOptions(parser)
+    # The global options are taken after the command too (distro services
+    # --json), given there they win.
+    globalOptions = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _addGlobalOptions(globalOptions, suppress=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    services = commands.add_parser("services", help="list services")
+    services = commands.add_parser("services", help="list services", parents=[globalOptions])
     services.add_argument("--page", type=_positiveCount, default=1,
                           help="1-based (default: %(default)s)")
     services.add_argument("--size", type=_positiveCount, default=100,
                           help="services per page, at most 1000 (default: %(default)s)")
 
-    instances = commands.add_parser("instances", help="show a service's instances")
+    instances = commands.add_parser("instances", help="show a service's instances", parents=[globalOptions])
     instances.add_argument("service", metavar="SERVICE")
     instances.add_argument("--cluster", action="append", help="keep this cluster; repeatable")
     instances.add_argument("--healthy-only", action="store_true", help="leave out unhealthy")
 
     register = commands.add_parser(
-        "register", help="register an instance until SIGINT or SIGTERM, then say bye")
+        "register", help="register an instance until SIGINT or SIGTERM, then say bye",
+        parents=[globalOptions])
     register.add_argument("service", metavar="SERVICE")
     register.add_argument("ip", metavar="IP")
     register.add_argument("port", metavar="PORT", type=_port)
@@ -195,23 +211,25 @@ def _buildParser():
     register.add_argument("--unhealthy", action="store_true")
     register.add_argument("--disabled", action="store_true")
 
-    deregister = commands.add_parser("deregister", help="remove an instance")
+    deregister = commands.add_parser("deregister", help="remove an instance", parents=[globalOptions])
     deregister.add_argument("service", metavar="SERVICE")
     deregister.add_argument("ip", metavar="IP")
     deregister.add_argument("port", metavar="PORT", type=_port)
     deregister.add_argument("--cluster", default="DEFAULT")
 
-    watch = commands.add_parser("watch", help="print a service's view and each change")
+    watch = commands.add_parser("watch", help="print a service's view and each change",
+                                parents=[globalOptions])
     watch.add_argument("service", metavar="SERVICE")
     watch.add_argument("--cluster", action="append", help="keep this cluster; repeatable")
     watch.add_argument("--count", type=_count, metavar="N",
                        help="exit after N changes")
 
-    commands.add_parser("members", help="list the cluster's members")
+    commands.add_parser("members", help="list the cluster's members", parents=[globalOptions])
     commands.add_parser(
         "hash-password",
         help="read a password (a prompt, or the first line of standard input) and print "
         "its hash for auth_users; no node is asked",
+        parents=[globalOptions],
     )
     return parser
 

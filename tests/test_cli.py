@@ -121,6 +121,25 @@ class ParseTests(SynchronousTestCase):
         self.assertIn("DISTRO_SERVERS", stdout.getvalue())
 
 
+    def test_globalOptionsAnywhere(self):
+        """
+        The global options are taken after the command as before it
+        (C{distro services --json}); given after it, they win.
+        """
+        def parsed(*argv):
+            return cli.parseArguments(list(argv), {}, StringIO(), StringIO())
+
+        for argv in (["services", "--json"], ["--json", "services"]):
+            self.assertTrue(parsed(*argv).json, argv)
+        self.assertFalse(parsed("services").json)
+        options = parsed("--namespace", "a", "instances", "orders", "--namespace", "b", "--timeout", "2",
+                         "--server", "127.0.0.1:1", "--token", "t", "--tls-no-verify")
+        self.assertEqual((options.namespace, options.timeout, options.servers, options.token),
+                         ("b", 2.0, ["127.0.0.1:1"], "t"))
+        options = parsed("--namespace", "a", "--server", "h:1", "members")
+        self.assertEqual((options.namespace, options.servers), ("a", ["h:1"]))
+        self.assertIn("--timeout", self.usageError("services", "--timeout", "0"))
+
     def test_version(self):
         """
         C{--version} prints distro's version (the package's, one source)
