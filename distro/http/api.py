@@ -24,6 +24,7 @@ from twisted.web import server
 from zope.interface import implementer
 
 from distro import model
+from distro.admission import Admission
 from distro.errors import NOT_READY, BadRequest, RequestError
 from distro.http.answers import HttpError, credential, document, later, param, refused, text
 from distro.http.views import dumps, isEncoded, viewJson, viewJsonInSlices
@@ -123,12 +124,13 @@ class JsonApi:
     """
     The routes of distro's JSON API.
 
-    @ivar watches: remote address -> how many watches it holds open.
+    @ivar watches: the L{Admission} of the watches held open, per remote
+        address.
     """
 
     def __init__(self, node):
         self.node = node
-        self.watches = {}
+        self.watches = Admission(node.config.max_watches_per_ip)
         self.routes = {
             b"/v1/members": {b"GET": self._members},
             b"/v1/services": {b"GET": self._services},
@@ -218,22 +220,15 @@ class JsonApi:
         return server.NOT_DONE_YET
 
     def _admit(self, request):
-        address = _address(request)
-        limit = self.node.config.max_watches_per_ip
-        if self.watches.get(address, 0) >= limit:
+        if not self.watches.admit(_address(request)):
+            limit = self.watches.maxPerIp
             raise HttpError(429, f"max_watches_per_ip: {limit} watches already open from this address")
-        self.watches[address] = self.watches.get(address, 0) + 1
 
     def released(self, request):
         """
         A watch of C{request} ended.
         """
-        address = _address(request)
-        left = self.watches[address] - 1
-        if left:
-            self.watches[address] = left
-        else:
-            del self.watches[address]
+        self.watches.release(_address(request))
 
 
 def _watchParameters(request):

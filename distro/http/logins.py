@@ -4,6 +4,7 @@ Nacos' logins (v1 and v3 paths): a user's password checked by the node's
 authority, a token given back as Nacos gives it.
 """
 
+from distro.admission import Admission
 from distro.http.answers import HttpError, document, later, param
 
 # Logins of one address checked at once, at most (each costs a password
@@ -18,8 +19,8 @@ class Logins:
 
     def __init__(self, node):
         self.node = node
-        # address -> its logins being checked
-        self._logins = {}
+        # The logins being checked, per address.
+        self._logins = Admission(MAX_LOGINS_PER_IP)
         self.routes = {
             b"/nacos/v1/auth/users/login": {b"POST": self._login},
             b"/nacos/v1/auth/login": {b"POST": self._login},
@@ -34,16 +35,11 @@ class Logins:
         username = param(request, "username")
         password = param(request, "password")
         ip = request.getClientAddress().host
-        if self._logins.get(ip, 0) >= MAX_LOGINS_PER_IP:
+        if not self._logins.admit(ip):
             raise HttpError(503, "logins: too many at once from this address, try again")
-        self._logins[ip] = self._logins.get(ip, 0) + 1
 
         def done(result):
-            left = self._logins[ip] - 1
-            if left:
-                self._logins[ip] = left
-            else:
-                del self._logins[ip]
+            self._logins.release(ip)
             return result
 
         return later(request, self.node.authority.login(username, password).addBoth(done), _loginDocument)

@@ -38,6 +38,14 @@ def _port(request):
     return port
 
 
+def _asText(metadata):
+    """
+    A metadata object with its values as text (Nacos' are strings; a
+    number or an object is taken as its JSON).
+    """
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+
+
 def metadataOf(text):
     """
     Nacos' metadata parameter: a JSON object (values taken as text), or
@@ -50,7 +58,7 @@ def metadataOf(text):
     except ValueError:
         value = None
     if isinstance(value, dict):
-        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return _asText(value)
     metadata = {}
     for pair in text.split(","):
         key, sep, value = pair.partition("=")
@@ -200,7 +208,7 @@ class OpenApi:
                 "weight": info.get("weight", 1.0),
                 "healthy": True,
                 "enabled": True,
-                "metadata": {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()},
+                "metadata": _asText(metadata),
             },
             "beat",
             self.node.config.max_metadata_bytes,
