@@ -317,7 +317,7 @@ class ClientManager:
         held.connected = False
         held.owner = self.nodeId
         held.epoch += 1
-        self.log.info("client {client} taken over at epoch {epoch}", client=clientId, epoch=held.epoch)
+        self.log.debug("client {client} taken over at epoch {epoch}", client=clientId, epoch=held.epoch)
         self._moved(held)
         return held
 

@@ -176,6 +176,10 @@ class Heartbeats:
         # Ids of synced clients to look at in the next turn.
         self._arrived = set()
         self._looking = None
+        # How many clients this turn took over, and why, logged in one
+        # line at the turn's end.
+        self._tookOver = {}
+        self._telling = None
         self._check = LoopingCall(self.check)
         self._check.clock = clock
 
@@ -184,8 +188,9 @@ class Heartbeats:
         Stop checking (the node is shutting down).
         """
         self._due.clear()
-        if self._looking is not None and self._looking.active():
-            self._looking.cancel()
+        for call in (self._looking, self._telling):
+            if call is not None and call.active():
+                call.cancel()
         if self._check.running:
             self._check.stop()
 
@@ -250,6 +255,7 @@ class Heartbeats:
             return self.manager.heartbeatClient(clientId, int(self.clock.seconds() * 1000))
         client = self.manager.takeOver(clientId)
         self._restore(client)
+        self._tell("a write came while its responsible member is unreachable")
         return client
 
     def _put(self, client, service, instance):
@@ -354,10 +360,13 @@ class Heartbeats:
 
     def _sweep(self):
         candidates = sorted(self.held - self.owned)
+        taken = 0
         for n in range(0, len(candidates), SWEEP_SLICE):
             if n:
                 yield
-            self._take(candidates[n:n + SWEEP_SLICE])
+            taken += self._take(candidates[n:n + SWEEP_SLICE])
+        if taken:
+            self._tell("this member is responsible for them now", taken)
 
     def _swept(self, result):
         if isinstance(result, Failure):
@@ -378,12 +387,16 @@ class Heartbeats:
         5.2), and the member responsible takes it back when the winner's
         record reaches it.
         """
-        self._take([c for c in clientIds if isHeartbeatClient(c)], lambda clientId: True)
+        taken = self._take([c for c in clientIds if isHeartbeatClient(c)], lambda clientId: True)
+        if taken:
+            self._tell(f"their owner {nodeId} restarted without them", taken)
 
     def _take(self, clientIds, judge=None):
         """
         Take over those of C{clientIds} held here, synced, that C{judge}
         (by default: whether this node is responsible) says to.
+
+        @return: how many were taken over.
         """
         judge = judge or self.responsible
         taken = 0
@@ -399,8 +412,23 @@ class Heartbeats:
             client = self.manager.takeOver(clientId)
             self._restore(client)
             taken += 1
-        if taken:
-            self.log.info("took over {count} heartbeat clients", count=taken)
+        return taken
+
+    def _tell(self, why, count=1):
+        """
+        Count C{count} clients taken over for C{why}, logged at the end of
+        the turn in one line per reason (a member's death can move
+        thousands).
+        """
+        self._tookOver[why] = self._tookOver.get(why, 0) + count
+        if self._telling is None:
+            self._telling = self.clock.callLater(0, self._told)
+
+    def _told(self):
+        self._telling = None
+        tookOver, self._tookOver = self._tookOver, {}
+        for why, count in sorted(tookOver.items()):
+            self.log.info("took over {count} heartbeat clients: {why}", count=count, why=why)
 
     def _restore(self, client):
         """
@@ -440,7 +468,9 @@ class Heartbeats:
     def _lookAtArrived(self):
         self._looking = None
         arrived, self._arrived = self._arrived, set()
-        self._take(sorted(arrived))
+        taken = self._take(sorted(arrived))
+        if taken:
+            self._tell("their records came to this member, responsible for them", taken)
 
     # IClientObserver: follow which heartbeat clients are held and owned.
 

@@ -4,6 +4,7 @@ writes, beats, health and removal, limits, takeovers); across a cluster:
 L{tests.test_forwarding}.
 """
 
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -239,6 +240,10 @@ class HeartbeatTests(SynchronousTestCase):
         self.write("register", ip="10.0.0.3", instance=instance("10.0.0.3"))
 
 
+def infos(events):
+    return [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+
+
 class TakeoverTests(SynchronousTestCase):
     """
     L{Heartbeats.takeOver}: the synced heartbeat clients this node is now
@@ -264,12 +269,16 @@ class TakeoverTests(SynchronousTestCase):
         for clientId in ids:
             self.synced(clientId)
         self.synced("node-b#boot#1", "10.9.9.9")
+        self.harness.clock.advance(0)
         self.mine = set(ids[::2]) | {"node-b#boot#1"}
         self.node.heartbeats.responsible = lambda clientId: clientId in self.mine
-        self.node.heartbeats.takeOver()
-        # A sweep runs in slices over the coming turns.
-        for _ in range(100):
-            self.harness.clock.advance(0)
+        with capturedLogs() as events:
+            self.node.heartbeats.takeOver()
+            # A sweep runs in slices over the coming turns.
+            for _ in range(100):
+                self.harness.clock.advance(0)
+        # Told once, at info, however many slices it took.
+        self.assertEqual(infos(events), ["took over 600 heartbeat clients: this member is responsible for them now"])
         clients = self.node.manager.clients
         self.assertEqual({c for c in ids if clients[c].native}, set(ids[::2]))
         self.assertEqual({clients[c].epoch for c in ids[::2]}, {4})
@@ -293,3 +302,21 @@ class TakeoverTests(SynchronousTestCase):
                                     {ORDERS: {"10.0.0.1#8080#DEFAULT": instance()}})
         self.harness.clock.advance(0)
         self.assertFalse(self.node.manager.clients["10.0.0.1:8080"].native)
+
+    def test_takenByAWrite(self):
+        """
+        A write for a client another member owns, applied here because that
+        member is unreachable, takes it over, told at info in one line per
+        turn however many came in it.
+        """
+        for n in (1, 2):
+            self.synced(f"10.0.0.{n}:8080")
+        with capturedLogs() as events:
+            for n in (1, 2):
+                self.node.heartbeats.apply(Write("beat", f"10.0.0.{n}", 8080, ORDERS, None))
+            self.assertEqual(infos(events), [])
+            self.harness.clock.advance(0)
+        self.assertTrue(self.node.manager.clients["10.0.0.1:8080"].native)
+        self.assertEqual(infos(events), [
+            "took over 2 heartbeat clients: a write came while its responsible member is unreachable"
+        ])
