@@ -6,6 +6,78 @@ declare them with C{@implementer}; tests check them with C{verifyObject}.
 from zope.interface import Attribute, Interface
 
 
+class IOverrideObserver(Interface):
+    """
+    Told of every change of the node's operator overrides (L{IOverrides}).
+    """
+
+    def overrideChanged(override, written):
+        """
+        The entry of C{override.key} is now C{override} (a cleared one when
+        it was cleared). C{written}: written at this node (an operator's
+        write, or an expiry), not merged from a member or disk.
+        """
+
+    def overridesForgotten(keys):
+        """
+        The tombstones of C{keys} were forgotten (past
+        C{override_expiry_ms}).
+        """
+
+
+class IOverrides(Interface):
+    """
+    The node's replicated map of operator overrides (PROTOCOL.md 5.7).
+    """
+
+    entries = Attribute("C{(service, instance id)} -> L{distro.overrides.Override}, tombstones included.")
+    digest = Attribute("The XOR of every entry's hash (5.7): equal on members holding the same entries.")
+
+    def addObserver(observer):
+        """
+        Tell the L{IOverrideObserver} C{observer} of every change.
+        """
+
+    def live():
+        """
+        The overrides in force, sorted by key.
+        """
+
+    def of(service):
+        """
+        C{{instance id: Override}} of the overrides in force in C{service},
+        or C{None}.
+        """
+
+    def merge(override):
+        """
+        A member's or disk's entry: applied if it outranks the one held.
+        Return whether it was.
+        """
+
+    def write(service, instanceId, changes, *, who, why):
+        """
+        An operator's write here; return the new entry.
+        """
+
+    def clear(service, instanceId, *, who, why):
+        """
+        Clear an override; return the tombstone, or C{None} if none was in
+        force.
+        """
+
+    def expire(published):
+        """
+        Expire the overrides of instances gone for C{override_expiry_ms},
+        forget tombstones that old; return the keys forgotten.
+        """
+
+    def ofWire(value, field="override"):
+        """
+        Parse an entry's map form.
+        """
+
+
 class IClientObserver(Interface):
     """
     A consumer of the change stream: every change to any client's data, native

@@ -7,6 +7,9 @@ Each service's L{ServiceView} indexes its publishers per instance id, so a
 change costs work in proportion to what changed, never a scan of all clients;
 the ServiceInfo of a view is built once per change (and per filter asked for)
 and shared by every reply and push until the next change.
+
+Views show the operators' overrides (L{distro.overrides}) over what clients
+publish: an override changes its one instance's place in its one view.
 """
 
 import bisect
@@ -15,7 +18,7 @@ import itertools
 from zope.interface import implementer
 
 from distro.hostlist import Encoded, HostGroup, HostList
-from distro.interfaces import IRegistry
+from distro.interfaces import IOverrideObserver, IRegistry
 from distro.model import ServiceKey, checksum
 
 _MAX_CACHED_FILTERS = 64
@@ -109,10 +112,12 @@ class ServiceView:
         as changes come).
     """
 
-    __slots__ = ("service", "publishers", "revision", "shown", "_filtered", "_infos")
+    __slots__ = ("service", "publishers", "revision", "shown", "overrides", "_filtered", "_infos")
 
-    def __init__(self, service):
+    def __init__(self, service, overrides=None):
         self.service = service
+        # Instance id -> the Override in force, or None when none is.
+        self.overrides = overrides
         self.publishers = {}
         self.revision = 0
         self.shown = HostList()
@@ -134,12 +139,30 @@ class ServiceView:
 
     def chosen(self):
         """
-        The instance the dedup rule picked, for each instance id.
+        The instance the dedup rule picked, for each instance id, as shown
+        (under its override; none removed by one).
         """
+        overrides = self.overrides
         for entry in self.publishers.values():
-            yield entry[1] if type(entry) is tuple else entry.winner
+            instance = entry[1] if type(entry) is tuple else entry.winner
+            if overrides:
+                override = overrides.get(instance.instanceId)
+                if override is not None:
+                    instance = override.apply(instance)
+                    if instance is None:
+                        continue
+            yield instance
 
     def _show(self, instance):
+        overrides = self.overrides
+        if overrides:
+            override = overrides.get(instance.instanceId)
+            if override is not None:
+                shown = override.apply(instance)
+                if shown is None:
+                    self._hide(instance.instanceId)
+                    return
+                instance = shown
         if instance.enabled:
             self.shown.put(instance)
         else:
@@ -199,6 +222,17 @@ class ServiceView:
             self.publishers[instanceId] = (other, instance)
             return self._shown(instance, entry.winner)
         return self._choose(entry)
+
+    def overridden(self, instanceId):
+        """
+        The override of C{instanceId} changed: show it anew; return whether
+        the view holds it.
+        """
+        entry = self.publishers.get(instanceId)
+        if entry is None:
+            return False
+        self._show(entry[1] if type(entry) is tuple else entry.winner)
+        return True
 
     def _choose(self, entry):
         byClient = entry.byClient
@@ -269,7 +303,7 @@ class _SortedNames:
             del self.byGroup[group]
 
 
-@implementer(IRegistry)
+@implementer(IRegistry, IOverrideObserver)
 class Registry:
     """
     Service views over all native and synced clients of a node.
@@ -277,10 +311,15 @@ class Registry:
     View revisions come from one node-wide counter, so a view's revision keeps
     increasing even when an empty view is dropped and made again.
 
+    @param overrides: the node's L{distro.interfaces.IOverrides}, shown over
+        what clients publish (none without).
     @ivar revision: the latest revision given to any view.
     """
 
-    def __init__(self):
+    def __init__(self, overrides=None):
+        self.overrides = overrides
+        if overrides is not None:
+            overrides.addObserver(self)
         self.views = {}
         self.revision = 0
         # The instance ids over every view, counted as they come and go.
@@ -295,12 +334,15 @@ class Registry:
     def _view(self, service):
         view = self.views.get(service)
         if view is None:
-            view = self.views[service] = ServiceView(service)
+            view = self.views[service] = ServiceView(service, self._overridesOf(service))
             names = self._listed.get(service.namespace)
             if names is None:
                 names = self._listed[service.namespace] = _SortedNames()
             names.add(service.group, service.name)
         return view
+
+    def _overridesOf(self, service):
+        return self.overrides.of(service) if self.overrides is not None else None
 
     def _changed(self, view):
         self.revision = next(self._revisions)
@@ -356,6 +398,27 @@ class Registry:
     def clientMoved(self, client):
         # Ownership does not change what a view holds.
         pass
+
+    # IOverrideObserver
+
+    def overrideChanged(self, override, written):
+        view = self.views.get(override.service)
+        if view is None:
+            return  # shown when a client publishes in the service
+        view.overrides = self._overridesOf(override.service)
+        if view.overridden(override.instanceId):
+            self._changed(view)
+
+    def overridesForgotten(self, keys):
+        pass  # tombstones: nothing shown changes
+
+    def published(self, service, instanceId):
+        """
+        Whether a client publishes C{instanceId} in C{service} (whatever
+        an override shows of it).
+        """
+        view = self.views.get(service)
+        return view is not None and instanceId in view.publishers
 
     # Reads
 
