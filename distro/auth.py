@@ -18,6 +18,7 @@ tokens made with the old one.
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
@@ -178,6 +179,30 @@ def _grantOf(namespaces, admin, subject, expires=None):
     return Grant(frozenset(normalNamespace(n) for n in namespaces), admin, subject, expires)
 
 
+def parseNetworks(text):
+    """
+    The networks of C{admin_from}: comma-separated addresses or CIDRs.
+
+    @raise ValueError: naming the one that is neither.
+    """
+    networks = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an address or a network (CIDR)")
+    return tuple(networks)
+
+
+def _isLoopback(address):
+    return address.is_loopback or (
+        address.version == 6 and address.ipv4_mapped is not None and address.ipv4_mapped.is_loopback
+    )
+
+
 class LoginResult:
     """
     A successful login: C{token}, its lifetime C{ttl} in seconds, and
@@ -239,6 +264,7 @@ class Authority:
         if self._users and not secret:
             raise ValueError("auth_users needs the cluster secret to sign login tokens")
         self.enabled = bool(self._tokens or self._users)
+        self._adminFrom = parseNetworks(getattr(config, "admin_from", ""))
         self._hasher = _hasherFor(clock) if hasher is None else hasher
         self._pending = 0
         self._verified = {}
@@ -251,6 +277,25 @@ class Authority:
         self._unknown = (SCRYPT_N, SCRYPT_R, SCRYPT_P, secrets.token_bytes(16), secrets.token_bytes(32))
 
     # IAuthority
+
+    def checkOperator(self, grant, host, field):
+        if self.enabled:
+            if not grant.admin:
+                raise RequestError(FORBIDDEN, f"{field}: needs a credential with an admin grant")
+            return
+        try:
+            address = ipaddress.ip_address((host or "").split("%")[0])
+        except ValueError:
+            address = None
+        if address is not None and (
+            _isLoopback(address) or any(address in network for network in self._adminFrom)
+        ):
+            return
+        raise RequestError(
+            FORBIDDEN,
+            f"{field}: without auth_tokens or auth_users, operators' actions are taken from "
+            "loopback only, or from the networks of admin_from",
+        )
 
     def grant(self, credential):
         if not self.enabled:

@@ -43,6 +43,15 @@ def _tokens(key, value):
             raise ConfigError(key, f"token {token[:4]}...: must list namespace names or '*'")
 
 
+def _networks(key, value):
+    from distro.auth import parseNetworks
+
+    try:
+        parseNetworks(value)
+    except ValueError as e:
+        raise ConfigError(key, str(e))
+
+
 def _users(key, value):
     from distro.auth import PasswordHashError, parsePasswordHash
 
@@ -145,6 +154,28 @@ class CoreKeys:
     )
     auth_token_ttl_ms: int = keyField(
         18000000, "How long a login token is valid (Nacos' tokenTtl, 5 h).", positive
+    )
+    admin_from: str = keyField(
+        "",
+        "Without auth_tokens or auth_users, the networks operators' actions (overrides) are taken "
+        "from besides loopback: comma-separated addresses or CIDRs, e.g. 10.0.0.0/8. With "
+        "tokens or users, those need an admin grant instead.",
+        _networks,
+    )
+    data_dir: str = keyField(
+        "distro-data",
+        "Directory of this node's durable data (the operators' overrides), relative to where "
+        "twistd runs; one per node. Empty: kept in memory only (members still hold them).",
+    )
+    max_overrides: int = keyField(
+        10000, "Operator overrides the cluster holds at most (cleared ones count until forgotten).",
+        positive,
+    )
+    override_expiry_ms: int = keyField(
+        7 * 24 * 3600 * 1000,
+        "An override whose instance no client published for this long is cleared; a cleared "
+        "one is forgotten this long after.",
+        positive,
     )
 
 

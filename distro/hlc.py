@@ -33,6 +33,13 @@ class HybridClock:
     def _wall(self):
         return int(self.clock.seconds() * 1000)
 
+    def last(self):
+        """
+        C{(ms, counter)} of the last stamp made or witnessed (what is kept
+        on disk, so that a restarted node's stamps follow its last ones).
+        """
+        return (self.ms, self.counter)
+
     def now(self):
         """
         A new stamp, above every stamp made or witnessed here.
@@ -44,16 +51,16 @@ class HybridClock:
             self.counter += 1
         return (self.ms, self.counter, self.node)
 
-    def witness(self, stamp):
+    def witness(self, stamp, *, own=False):
         """
-        C{stamp} was seen (a member's, or one read back from disk): the
-        stamps made from now on order after it. A stamp more than
-        L{MAX_AHEAD_MS} ahead of this node's clock moves it no further than
-        that.
+        C{stamp} was seen: the stamps made from now on order after it. A
+        member's stamp (not C{own}, this node's own read back from disk)
+        more than L{MAX_AHEAD_MS} ahead of this node's clock moves it no
+        further than that.
         """
         ms, counter = stamp[0], stamp[1]
         ceiling = self._wall() + MAX_AHEAD_MS
-        if ms > ceiling:
+        if ms > ceiling and not own:
             ms, counter = ceiling, 0
         if (ms, counter) > (self.ms, self.counter):
             self.ms, self.counter = ms, counter

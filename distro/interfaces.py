@@ -361,6 +361,16 @@ class IAuthority(Interface):
         node without credentials every login succeeds with an empty token.
         """
 
+    def checkOperator(grant, host, field):
+        """
+        Whether C{grant}, from a client at C{host} (an address, or C{None}
+        when unknown), may take an operator's action (overrides): with
+        credentials configured, a grant with C{admin}; without, a client on
+        loopback or in C{admin_from}.
+
+        @raise distro.errors.RequestError: C{FORBIDDEN} naming C{field}.
+        """
+
 
 class ITurns(Interface):
     """
@@ -678,6 +688,7 @@ class IClusterHost(INodeState):
 
     bootId = Attribute("This start's boot id (told in C{snapshot_begin}).")
     manager = Attribute("The L{IClientManager} of the node's clients, native and synced.")
+    overrides = Attribute("The L{IOverrides} of the operators, which the cluster replicates (5.7).")
 
     def restoring():
         """

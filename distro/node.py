@@ -6,15 +6,18 @@ authorisation, membership).
 """
 
 from twisted.internet.defer import fail, succeed
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
-from distro.errors import NOT_READY, UNAVAILABLE, RequestError
+from distro.errors import NOT_READY, UNAVAILABLE, BadRequest, RequestError
 from distro.heartbeats import Heartbeats
+from distro.hlc import HybridClock
 from distro.interfaces import IClientObserver, IClusterHost, INode
+from distro.overrides import MAX_WHY_CHARS, Overrides
 from distro.push import Pusher
 from distro.registry import Registry
 from distro.requeststats import RequestStats
@@ -54,7 +57,15 @@ class Node:
         self.manager = ClientManager(
             self.nodeId, clock, config, ClientIds(self.nodeId, bootId)
         )
-        self.registry = Registry()
+        # The operators' overrides, replicated (PROTOCOL.md 5.7) and shown
+        # over what clients publish.
+        self.overrides = Overrides(
+            HybridClock(clock, self.nodeId), maxOverrides=config.max_overrides,
+            expiryMs=config.override_expiry_ms, maxMetadataBytes=config.max_metadata_bytes,
+        )
+        self._expiring = LoopingCall(self.expireOverrides)
+        self._expiring.clock = clock
+        self.registry = Registry(self.overrides)
         self.manager.addObserver(self.registry)
         self.pusher = Pusher(self.registry, clock, config.push_delay_ms)
         self.ready = True
@@ -287,6 +298,62 @@ class Node:
     def replication(self):
         return self.cluster.replication() if self.cluster is not None else {}
 
+    # Operators' overrides (distro.overrides)
+
+    def writeOverride(self, grant, host, service, instanceId, changes, why):
+        """
+        An operator's write of the override of C{instanceId} in C{service}
+        (C{changes} from L{distro.overrides.parseChanges}), from a client
+        at C{host}; return the entry written.
+
+        @raise RequestError: C{FORBIDDEN} for anyone but an operator
+            (L{distro.interfaces.IAuthority.checkOperator}), C{BAD_REQUEST}
+            for a write that changes nothing, C{LIMIT_EXCEEDED} past
+            C{max_overrides}.
+        """
+        self.authority.checkOperator(grant, host, "override")
+        grant.check(service.namespace, "service.namespace", self.clock.seconds())
+        if not changes:
+            raise BadRequest("override", "names nothing to change: enabled, weight, metadata or removed")
+        override = self.overrides.write(service, instanceId, changes, who=self._who(grant, host),
+                                        why=_why(why))
+        self.log.info(
+            "override of {service} {instance} by {who}: {changes} ({why})", service=str(service),
+            instance=instanceId, who=override.who, changes=override.changes() or "cleared",
+            why=override.why or "no reason given",
+        )
+        return override
+
+    def clearOverride(self, grant, host, service, instanceId, why):
+        """
+        An operator clears the override of C{instanceId}: views show what
+        its client publishes. Return the tombstone, or C{None} when no
+        override was in force.
+        """
+        self.authority.checkOperator(grant, host, "override")
+        grant.check(service.namespace, "service.namespace", self.clock.seconds())
+        cleared = self.overrides.clear(service, instanceId, who=self._who(grant, host), why=_why(why))
+        if cleared is not None:
+            self.log.info("override of {service} {instance} cleared by {who} ({why})", service=str(service),
+                          instance=instanceId, who=cleared.who, why=cleared.why or "no reason given")
+        return cleared
+
+    def listOverrides(self, grant, namespace=None):
+        """
+        The overrides in force, of C{namespace} or (for a grant of every
+        namespace) of all.
+        """
+        now = self.clock.seconds()
+        if namespace is None:
+            grant.checkEvery("namespace")
+        else:
+            grant.check(namespace, "namespace", now)
+        return [o for o in self.overrides.live() if namespace is None or o.service.namespace == namespace]
+
+    @staticmethod
+    def _who(grant, host):
+        return grant.subject if grant.subject != "anonymous" or not host else f"anonymous@{host}"
+
     # Heartbeat clients (distro.heartbeats)
 
     def _responsible(self, clientId):
@@ -366,9 +433,35 @@ class Node:
             self.log.info("client {client} moved to {owner}", client=client.clientId, owner=client.owner)
             session.closeConnection()
 
+    def start(self):
+        """
+        The node runs: look for overrides to expire every tenth of
+        C{override_expiry_ms} (at most every minute).
+        """
+        interval = min(self.config.override_expiry_ms / 10.0, 60_000) / 1000.0
+        self._expiring.start(interval, now=False)
+
+    def expireOverrides(self):
+        self.overrides.expire(self.registry.published)
+
     def stop(self):
         """
         The node is shutting down: cancel its timers.
         """
+        if self._expiring.running:
+            self._expiring.stop()
         self.heartbeats.stop()
         self.manager.stop()
+
+
+def _why(value):
+    """
+    An operator's reason, checked.
+    """
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise BadRequest("why", "must be a string")
+    if len(value) > MAX_WHY_CHARS:
+        raise BadRequest("why", f"must be at most {MAX_WHY_CHARS} characters")
+    return value

@@ -27,6 +27,7 @@ from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
 from distro.nacos import listen as nacosListen
 from distro.nacos.service import NacosService
 from distro.node import Node
+from distro.overridefile import OverrideFile, OverrideSaver, StoredDataError
 from distro.native.service import ClientPortService
 
 
@@ -124,9 +125,40 @@ class NodeService(Service):
     def __init__(self, node):
         self.node = node
 
+    def startService(self):
+        super().startService()
+        self.node.start()
+
     def stopService(self):
         super().stopService()
         self.node.stop()
+
+
+class OverridesService(Service):
+    """
+    Keeps the node's overrides under C{data_dir} (L{distro.overridefile}):
+    locked and loaded when made, so that a wrong file stops the node before
+    it starts, saved as they change, unlocked when the node stops.
+
+    @raise usage.UsageError: naming the file, when it cannot be used.
+    """
+
+    def __init__(self, node, dataDir, clock):
+        self.saver = OverrideSaver(OverrideFile(os.path.abspath(dataDir)), node.overrides, clock)
+        try:
+            self.saver.file.lock()
+            try:
+                loaded = self.saver.load()
+            except BaseException:
+                self.saver.file.unlock()
+                raise
+        except StoredDataError as e:
+            raise usage.UsageError(str(e))
+        log.info("{count} overrides loaded from {path}", count=loaded, path=self.saver.file.path)
+
+    def stopService(self):
+        super().stopService()
+        self.saver.stop()
 
 
 class JsonLogService(Service):
@@ -230,6 +262,9 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
                 secret=secret, admission=Admission.forProcess(config.max_connections_per_ip))
     root.node = node
+    if config.data_dir:
+        # Before anything can change them: the overrides as last saved.
+        OverridesService(node, config.data_dir, reactor).setServiceParent(root)
     collector = CollectorWatch(freeze=config.gc_freeze)
     CollectorService(collector).setServiceParent(root)
     if config.log_format == "json":

@@ -23,6 +23,8 @@ SAMPLE = FilePath(__file__).parent().sibling("etc").child("distro.toml")
 # Integer keys where 0 is wrong, and where 0 is allowed (but not negatives).
 POSITIVE = {
     "auth_token_ttl_ms",
+    "max_overrides",
+    "override_expiry_ms",
     "max_watches_per_ip",
     "log_rotate_bytes",
     "log_max_files",

@@ -19,11 +19,11 @@ from distro.errors import BadRequest
 class OfferTests(SynchronousTestCase):
     def test_thisRelease(self):
         """
-        This release offers version 3 alone, with one capability: writes
-        forwarded between members (5.6).
+        This release offers version 3 alone, with two capabilities: writes
+        forwarded between members (5.6) and the operators' overrides (5.7).
         """
-        self.assertEqual((LOWEST, HIGHEST, CAPABILITIES), (3, 3, frozenset(["forward"])))
-        self.assertEqual(Offer().challenge(), {"proto": 3, "caps": ["forward"]})
+        self.assertEqual((LOWEST, HIGHEST, CAPABILITIES), (3, 3, frozenset(["forward", "overrides"])))
+        self.assertEqual(Offer().challenge(), {"proto": 3, "caps": ["forward", "overrides"]})
 
     def test_challengeFromBefore(self):
         """

@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.logger import Logger, capturedLogs, formatEvent
 from twisted.plugin import getPlugins
@@ -42,12 +42,24 @@ def options(*argv):
     """
     Parse C{argv} as the command line of C{twistd distro-node}, the Nacos
     gRPC port off unless C{argv} says otherwise (it needs the asyncio
-    reactor: tests/process/test_nacos_service.py runs it in real processes).
+    reactor: tests/process/test_nacos_service.py runs it in real processes),
+    and no C{data_dir} unless it says so (L{DataDirTests}).
     """
     o = tap.Options()
-    o.parseOptions(["--nacos-listen", "", "--http-listen", "", *argv])
+    o.parseOptions(["--nacos-listen", "", "--http-listen", "", "--data-dir", "", *argv])
     return o
 
+
+
+class _RaisingReactor(Clock, RaisingMemoryReactor):
+    """
+    A reactor whose ports cannot listen, with a clock (the node's timers
+    start before its ports).
+    """
+
+    def __init__(self, **kwargs):
+        Clock.__init__(self)
+        RaisingMemoryReactor.__init__(self, **kwargs)
 
 class _FakeBoundPort:
     """
@@ -179,6 +191,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "peer_max_frame": "16384",
             "gc_freeze": "false",
             "udp_push_to_any_ip": "true",
+            "admin_from": "10.0.0.0/8",
             "cluster": self.tempPath(),
         }
         with open(values["cluster"], "w") as f:
@@ -422,7 +435,7 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
         """
         A port that cannot be bound fails the start, so twistd exits.
         """
-        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 1, "in use"))
+        reactor = _RaisingReactor(listenException=CannotListenError("", 1, "in use"))
         service = tap.makeService(options("--listen", "tcp:1"), reactor)
         with self.assertRaises(CannotListen) as caught:
             service.startService()

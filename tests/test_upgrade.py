@@ -56,13 +56,14 @@ class RollingUpgradeTests(SynchronousTestCase):
         The previous release's member sends the handshake frames it always
         sent (C{proto} alone); this release's adds its capability. The next
         release's offers its range and capabilities. Every link speaks
-        version 3; C{forward} between this release and the next only.
+        version 3; C{forward} between this release and the next only
+        (which does not have C{overrides}).
         """
         sent = {}
         for src, _, m in self.frames:
             if m["op"] in ("challenge", "peer_hello"):
                 sent.setdefault(src, []).append(m)
-        for member, caps in ((CURRENT, ["forward"]), (PREVIOUS, None)):
+        for member, caps in ((CURRENT, ["forward", "overrides"]), (PREVIOUS, None)):
             self.assertEqual(len(sent[member]), 4)
             for message in sent[member]:
                 self.assertEqual(message["proto"], dialect.LOWEST)

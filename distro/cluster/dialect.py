@@ -20,8 +20,9 @@ HIGHEST = 3
 
 # What this node can do beyond what its lowest version says: carry the
 # writes of heartbeat clients forwarded between members (5.6; the name is
-# distro.cluster.forwarding.FORWARD).
-CAPABILITIES = frozenset(["forward"])
+# distro.cluster.forwarding.FORWARD), and the operators' overrides (5.7;
+# distro.cluster.overridesync.OVERRIDES).
+CAPABILITIES = frozenset(["forward", "overrides"])
 
 # What a handshake may name: more, or longer, capabilities are refused.
 MAX_CAPABILITIES = 64

@@ -337,7 +337,7 @@ class OutboundLink(_Link):
                 )
                 self.closeConnection()
             return
-        if op in ("pong", "resend", "digest_ask", "forwarded"):
+        if op in ("pong", "resend", "digest_ask", "forwarded", "override_ask"):
             # Only answers prove that the member hears us (5.3: UP while
             # its link answers pings).
             self.cluster.membership.heard(self.nodeId)
@@ -358,6 +358,8 @@ class OutboundLink(_Link):
                 self.feed.digestAsked(sorted(buckets))
         elif op == "forwarded":
             self.cluster.forwarding.answered(message)
+        elif op == "override_ask":
+            self.cluster.overrideSync.sendAll(self)
         elif op == "error":
             self._error(message)
 

@@ -54,6 +54,8 @@ class Receiver:
         forwarded (L{distro.interfaces.IClusterHost.applyForwarded}).
     @ivar orphaned: called with C{(nodeId, clientIds)} when a restarted
         member's snapshot ends without the clients of its previous life.
+    @ivar overridesReceived: called with C{(link, message)} for the
+        operators' overrides a member sends (5.7); returns the answer.
     """
 
     log = Logger()
@@ -72,6 +74,7 @@ class Receiver:
         stats=None,
         applyForwarded=None,
         orphaned=lambda nodeId, clientIds: None,
+        overridesReceived=lambda link, message: None,
     ):
         self.manager = manager
         self.stats = ReplicationStats() if stats is None else stats
@@ -82,6 +85,7 @@ class Receiver:
         self.syncAnswered = syncAnswered
         self.applyForwarded = applyForwarded
         self.orphaned = orphaned
+        self.overridesReceived = overridesReceived
         self._owners = OwnerIndex()
         self._snapshots = Snapshots()
         self._suspects = Suspects(barrier, self._dropSuspects)
@@ -155,6 +159,9 @@ class Receiver:
         if op == "forward":
             # Not part of the replication stream: it interrupts nothing.
             return self._forward(link, message)
+        if op == "overrides" or op == "override_digest":
+            # Nor are the operators' overrides (5.7).
+            return self.overridesReceived(link, message)
         if op != "client_state" and op != "ping":
             self._pieces.interrupt(link.nodeId, op)
         handler = self._handlers.get(op) if type(op) is str else None

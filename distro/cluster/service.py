@@ -19,6 +19,7 @@ from zope.interface import implementer
 from distro.cluster.dialect import Offer
 from distro.cluster.forwarding import FORWARD, Forwarding, responsible
 from distro.cluster.members import DOWN, Membership, findSelf, parseAddress, readClusterFile
+from distro.cluster.overridesync import OverrideSync
 from distro.cluster.peer import OutboundFactory, PeerPortFactory
 from distro.cluster.receiving import Receiver
 from distro.cluster.sending import Replicator
@@ -190,7 +191,9 @@ class Cluster(MultiService):
             stats=self.stats,
             applyForwarded=node.applyForwarded,
             orphaned=node.clientsOrphaned,
+            overridesReceived=lambda link, message: self.overrideSync.received(link, message),
         )
+        self.overrideSync = OverrideSync(node.overrides, self._linksUp, settings.peer_max_frame)
         self.forwarding = Forwarding(self.clock, settings.peer_timeout_ms / 1000.0)
         # Member address -> whether its links speak FORWARD, once known.
         self._forwards = {}
@@ -203,7 +206,7 @@ class Cluster(MultiService):
         self._loadTimePassed = False
         self._deathTimers = {}
         self._loadTimer = None
-        self._digests = LoopingCall(self.replicator.sendDigests)
+        self._digests = LoopingCall(self._sendDigests)
         self._digests.clock = self.clock
         # A node of a cluster of more than one loads what members hold first.
         self._loading = len(addresses) > 1
@@ -277,6 +280,13 @@ class Cluster(MultiService):
         if candidates != self._candidates:
             self._candidates = candidates
             self.node.membersChanged()
+
+    def _linksUp(self):
+        return [feed.link for feed in self.replicator.feeds.values() if feed.link is not None]
+
+    def _sendDigests(self):
+        self.replicator.sendDigests()
+        self.overrideSync.sendDigests()
 
     def reachable(self, address):
         """
@@ -400,6 +410,7 @@ class Cluster(MultiService):
         """
         self.barrier.linkUp(feed.member)
         self._dialectKnown(feed.member, feed.link.dialect)
+        self.overrideSync.sendAll(feed.link)
 
     def _syncAsked(self, nodeId, n):
         member = self.membership.member(nodeId)

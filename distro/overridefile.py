@@ -1,0 +1,260 @@
+# -*- test-case-name: tests.test_overridefile -*-
+"""
+The operator overrides on disk (PROTOCOL.md 5.7): one file under
+C{data_dir}, written whole to a temporary file, fsynced and renamed over
+the last (so that a crash at any moment leaves one whole version or the
+other), and loaded at start, before the node takes any request; members
+then bring what it missed, and it brings them what they missed.
+
+The file is C{MAGIC}, then a msgpack map C{{"version": 1, "clock": [ms,
+counter], "entries": [entry]}} (each entry as on peer links), then the
+8-byte BLAKE2b of that map. A file that is not one (another program's, a
+newer version's) or whose bytes do not match their hash stops the node,
+saying which file and why: overrides are never dropped silently.
+
+C{data_dir} is locked while a node runs (C{flock} on C{data_dir/lock}): two
+nodes started on one directory would overwrite each other's files.
+"""
+
+import errno
+import fcntl
+import hashlib
+import os
+
+import msgpack
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from distro.errors import RequestError
+from distro.interfaces import IOverrideObserver
+
+MAGIC = b"distro overrides\n"
+VERSION = 1
+FILE_NAME = "overrides.msgpack"
+LOCK_NAME = "lock"
+_HASH_BYTES = 8
+
+
+class StoredDataError(Exception):
+    """
+    The data under C{data_dir} cannot be used; the message names the file
+    and what to do.
+    """
+
+
+def _hash(body):
+    return hashlib.blake2b(body, digest_size=_HASH_BYTES).digest()
+
+
+def encodeFile(clock, entries):
+    """
+    The bytes of a file holding C{entries} (maps, L{distro.overrides.Override.toWire})
+    and the hybrid clock's C{(ms, counter)}.
+    """
+    body = msgpack.packb({"version": VERSION, "clock": list(clock), "entries": entries},
+                         use_bin_type=True)
+    return MAGIC + body + _hash(body)
+
+
+def decodeFile(path, data):
+    """
+    C{(clock, entries)} of a file's bytes.
+
+    @raise StoredDataError: naming C{path}: not a file of ours, or corrupt.
+    """
+    if not data.startswith(MAGIC):
+        raise StoredDataError(
+            f"{path} is not a distro overrides file (it does not start with {MAGIC!r}); "
+            "move it out of data_dir"
+        )
+    body, digest = data[len(MAGIC):-_HASH_BYTES], data[-_HASH_BYTES:]
+    corrupt = (f"{path} is corrupt ({{}}); move it out of data_dir to start without it "
+               "(the other members hold the overrides too)")
+    if len(data) < len(MAGIC) + _HASH_BYTES or _hash(body) != digest:
+        raise StoredDataError(corrupt.format("its checksum does not match"))
+    try:
+        content = msgpack.unpackb(body, raw=False)
+    except Exception as e:
+        raise StoredDataError(corrupt.format(f"unreadable: {e}"))
+    if type(content) is not dict:
+        raise StoredDataError(corrupt.format("not a map"))
+    version = content.get("version")
+    if version != VERSION:
+        raise StoredDataError(
+            f"{path} is of version {version!r}, this distro reads version {VERSION}: "
+            "a newer release wrote it; run that release, or move the file out of data_dir"
+        )
+    clock, entries = content.get("clock"), content.get("entries")
+    if (type(clock) is not list or len(clock) != 2 or not all(type(n) is int and n >= 0 for n in clock)
+            or type(entries) is not list):
+        raise StoredDataError(corrupt.format("clock or entries malformed"))
+    return (clock[0], clock[1]), entries
+
+
+class OverrideFile:
+    """
+    The overrides file of a node, in directory C{dataDir}.
+    """
+
+    def __init__(self, dataDir):
+        self.dataDir = dataDir
+        self.path = os.path.join(dataDir, FILE_NAME)
+        self._lock = None
+
+    def lock(self):
+        """
+        Make C{data_dir} if need be and lock it for this process.
+
+        @raise StoredDataError: it cannot be made, or another node holds it.
+        """
+        try:
+            os.makedirs(self.dataDir, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(self.dataDir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise StoredDataError(f"data_dir {self.dataDir}: {e.strerror}")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise StoredDataError(
+                    f"data_dir {self.dataDir} is in use by another node (pid {holder or 'unknown'}): "
+                    "give each node its own data_dir"
+                )
+            raise StoredDataError(f"data_dir {self.dataDir}: cannot lock it: {e.strerror}")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._lock = fd
+
+    def unlock(self):
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def load(self):
+        """
+        C{(clock, entries)} as last saved; C{((0, 0), [])} when there is no
+        file yet.
+
+        @raise StoredDataError: naming the file.
+        """
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return (0, 0), []
+        except OSError as e:
+            raise StoredDataError(f"{self.path}: {e.strerror}")
+        return decodeFile(self.path, data)
+
+    def save(self, clock, entries):
+        """
+        Write C{entries} and C{clock} durably: a temporary file, fsynced,
+        renamed over the last, and the directory fsynced.
+
+        @raise OSError: the disk refused (the caller logs it and retries).
+        """
+        data = encodeFile(clock, entries)
+        temporary = self.path + ".tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.path)
+        directory = os.open(self.dataDir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+@implementer(IOverrideObserver)
+class OverrideSaver:
+    """
+    Keeps a node's overrides in its L{OverrideFile}: loaded once at start,
+    then saved after every change. An operator's write is saved before its
+    answer goes (it is durable once answered); what members send is saved
+    once per reactor turn, however many entries came in it.
+
+    @param file: the locked L{OverrideFile}.
+    @param overrides: the node's L{distro.interfaces.IOverrides}.
+    @param clock: the node's clock.
+    """
+
+    log = Logger()
+
+    # After a failed save (a full disk), the next try.
+    RETRY_AFTER = 5.0
+
+    def __init__(self, file, overrides, clock):
+        self.file = file
+        self.overrides = overrides
+        self.clock = clock
+        self._pending = None
+
+    def load(self):
+        """
+        Load the file into the map, then follow the map's changes.
+
+        @return: how many entries were loaded.
+        @raise StoredDataError: naming the file.
+        """
+        (ms, counter), entries = self.file.load()
+        parsed = []
+        for i, value in enumerate(entries):
+            try:
+                parsed.append(self.overrides.ofWire(value, f"entries[{i}]"))
+            except RequestError as e:
+                raise StoredDataError(
+                    f"{self.file.path} is corrupt ({e.message}); move it out of data_dir to start "
+                    "without it (the other members hold the overrides too)"
+                )
+        self.overrides.hlc.witness((ms, counter, ""), own=True)
+        for override in parsed:
+            self.overrides.merge(override)
+        self.overrides.addObserver(self)
+        return len(parsed)
+
+    def overrideChanged(self, override, written):
+        if written:
+            self.save()
+        else:
+            self._later(0)
+
+    def overridesForgotten(self, keys):
+        self._later(0)
+
+    def _later(self, delay):
+        if self._pending is None:
+            self._pending = self.clock.callLater(delay, self.save)
+
+    def save(self):
+        """
+        Save the whole map now.
+        """
+        if self._pending is not None:
+            if self._pending.active():
+                self._pending.cancel()
+            self._pending = None
+        entries = [o.toWire() for o in self.overrides.entries.values()]
+        try:
+            self.file.save(self.overrides.hlc.last(), entries)
+        except OSError as e:
+            self.log.error("overrides not saved to {path}: {error}; trying again in {delay:.0f} s",
+                           path=self.file.path, error=e.strerror or str(e), delay=self.RETRY_AFTER)
+            self._later(self.RETRY_AFTER)
+
+    def stop(self):
+        """
+        The node stops: save what waits, and unlock C{data_dir}.
+        """
+        if self._pending is not None:
+            self.save()
+            if self._pending is not None and self._pending.active():
+                self._pending.cancel()
+        self.file.unlock()

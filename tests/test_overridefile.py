@@ -1,0 +1,183 @@
+"""
+Tests for L{distro.overridefile}: the operators' overrides on disk.
+"""
+
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from distro.hlc import HybridClock
+from distro.model import ServiceKey
+from distro.overridefile import (
+    FILE_NAME,
+    MAGIC,
+    OverrideFile,
+    OverrideSaver,
+    StoredDataError,
+    encodeFile,
+)
+from distro.overrides import Overrides
+
+ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
+IID = "10.0.0.1#8080#DEFAULT"
+
+
+def overrides(clock, node="n1"):
+    return Overrides(HybridClock(clock, node), maxOverrides=100, expiryMs=86_400_000,
+                     maxMetadataBytes=1024)
+
+
+class OverrideFileTests(SynchronousTestCase):
+    def setUp(self):
+        self.dir = self.mktemp()
+        self.file = OverrideFile(self.dir)
+        self.file.lock()
+        self.addCleanup(self.file.unlock)
+
+    def write(self, data):
+        with open(os.path.join(self.dir, FILE_NAME), "wb") as f:
+            f.write(data)
+
+    def test_none(self):
+        self.assertEqual(self.file.load(), ((0, 0), []))
+
+    def test_roundTrip(self):
+        entry = overrides(Clock()).write(ORDERS, IID, {"enabled": False}, who="ops", why="x").toWire()
+        self.file.save((5, 2), [entry])
+        self.assertEqual(self.file.load(), ((5, 2), [entry]))
+        self.assertEqual(sorted(os.listdir(self.dir)), sorted([FILE_NAME, "lock"]))  # no temporary left
+        self.file.save((6, 0), [])
+        self.assertEqual(self.file.load(), ((6, 0), []))
+
+    def assertRefused(self, data, *words):
+        self.write(data)
+        with self.assertRaises(StoredDataError) as e:
+            self.file.load()
+        message = str(e.exception)
+        self.assertIn(os.path.join(self.dir, FILE_NAME), message)
+        for word in words:
+            self.assertIn(word, message)
+        self.assertNotIn("\n", message)
+
+    def test_foreign(self):
+        self.assertRefused(b'{"json": true}', "not a distro overrides file")
+
+    def test_corrupt(self):
+        good = encodeFile((1, 0), [])
+        self.assertRefused(good[:-1] + bytes([good[-1] ^ 1]), "corrupt", "checksum")
+        self.assertRefused(good[: len(MAGIC) + 3], "corrupt")
+        self.assertRefused(MAGIC, "corrupt")
+
+    def test_newerVersion(self):
+        import msgpack
+        from distro.overridefile import _hash
+
+        body = msgpack.packb({"version": 2, "clock": [0, 0], "entries": []})
+        self.assertRefused(MAGIC + body + _hash(body), "version 2")
+
+    def test_locked(self):
+        """
+        A second node on the same C{data_dir} is refused, told the pid of
+        the one holding it.
+        """
+        other = OverrideFile(self.dir)
+        with self.assertRaises(StoredDataError) as e:
+            other.lock()
+        self.assertIn(f"in use by another node (pid {os.getpid()})", str(e.exception))
+        self.file.unlock()
+        other.lock()
+        other.unlock()
+
+    def test_notADirectory(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("x")
+        with self.assertRaises(StoredDataError) as e:
+            OverrideFile(path).lock()
+        self.assertIn(path, str(e.exception))
+
+
+class OverrideSaverTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.dir = self.mktemp()
+        self.map = overrides(self.clock)
+        self.saver = self.start(self.map)
+
+    def start(self, map):
+        file = OverrideFile(self.dir)
+        file.lock()
+        saver = OverrideSaver(file, map, self.clock)
+        self.addCleanup(file.unlock)
+        saver.load()
+        return saver
+
+    def reload(self):
+        self.saver.stop()
+        self.map = overrides(self.clock)
+        self.saver = self.start(self.map)
+        return self.map
+
+    def test_writeSavedAtOnce(self):
+        """
+        An operator's write is on disk before it is answered: nothing waits
+        for the next turn.
+        """
+        self.map.write(ORDERS, IID, {"enabled": False}, who="ops", why="disk")
+        (clock, entries) = OverrideFile(self.dir).load()
+        self.assertEqual([e["enabled"] for e in entries], [False])
+        self.assertEqual(clock, self.map.hlc.last())
+
+    def test_mergedSavedPerTurn(self):
+        other = overrides(self.clock, "n2")
+        entries = [other.write(ORDERS, f"10.0.0.{n}#8080#DEFAULT", {"weight": n}, who="ops", why="")
+                   for n in range(1, 4)]
+        for entry in entries:
+            self.map.merge(entry)
+        self.assertEqual(OverrideFile(self.dir).load()[1], [])
+        self.clock.advance(0)
+        self.assertEqual(len(OverrideFile(self.dir).load()[1]), 3)
+
+    def test_restart(self):
+        """
+        What was saved is loaded, tombstones too, and the clock goes on
+        after the stamps saved.
+        """
+        self.map.write(ORDERS, IID, {"weight": 3}, who="ops", why="")
+        tombstone = self.map.write(ORDERS, "10.0.0.2#8080#DEFAULT", {"removed": True}, who="ops", why="")
+        tombstone = self.map.clear(ORDERS, "10.0.0.2#8080#DEFAULT", who="ops", why="")
+        self.clock.rightNow -= 500  # the machine's clock stepped back meanwhile
+        loaded = self.reload()
+        self.assertEqual([o.weight for o in loaded.live()], [3.0])
+        self.assertTrue(loaded.get(ORDERS, "10.0.0.2#8080#DEFAULT").cleared)
+        self.assertGreater(loaded.hlc.now(), tombstone.stamp)
+
+    def test_stopSavesWhatWaits(self):
+        other = overrides(self.clock, "n2")
+        self.map.merge(other.write(ORDERS, IID, {"weight": 2}, who="ops", why=""))
+        self.assertEqual([o.weight for o in self.reload().live()], [2.0])
+
+    def test_badEntry(self):
+        self.saver.stop()
+        file = OverrideFile(self.dir)
+        file.save((0, 0), [{"service": {"name": "orders"}, "instance_id": "nope"}])
+        file.lock()
+        self.addCleanup(file.unlock)
+        with self.assertRaises(StoredDataError) as e:
+            OverrideSaver(file, overrides(self.clock), self.clock).load()
+        self.assertIn("corrupt (entries[0].instance_id", str(e.exception))
+
+    def test_saveFails(self):
+        """
+        A save that fails is logged and tried again until it succeeds.
+        """
+        os.makedirs(os.path.join(self.dir, FILE_NAME + ".tmp"))  # the disk refuses
+        self.map.write(ORDERS, IID, {"weight": 3}, who="ops", why="")
+        errors = self.flushLoggedErrors()
+        self.assertEqual(errors, [])
+        self.assertEqual(OverrideFile(self.dir).load()[1], [])
+        os.rmdir(os.path.join(self.dir, FILE_NAME + ".tmp"))
+        self.clock.advance(OverrideSaver.RETRY_AFTER)
+        self.assertEqual(len(OverrideFile(self.dir).load()[1]), 1)
