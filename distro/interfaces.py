@@ -571,6 +571,30 @@ class INode(INodeState):
         The members of the cluster, as C{[{"node", "address", "state", "self"}]}.
         """
 
+    def writeOverride(grant, host, service, instanceId, changes, why):
+        """
+        An operator's write of an instance's override (PROTOCOL.md 5.7),
+        from a client at C{host}: C{changes} from
+        L{distro.overrides.parseChanges}, C{why} the reason (a string or
+        C{None}). Return the L{distro.overrides.Override} written.
+
+        @raise distro.errors.RequestError: C{FORBIDDEN} unless an operator
+            (L{IAuthority.checkOperator}); C{BAD_REQUEST} naming the field;
+            C{LIMIT_EXCEEDED} past C{max_overrides}.
+        """
+
+    def clearOverride(grant, host, service, instanceId, why):
+        """
+        An operator clears an instance's override: return the tombstone,
+        or C{None} when none was in force.
+        """
+
+    def listOverrides(grant, namespace=None):
+        """
+        The overrides in force, of C{namespace} (one C{grant} allows) or of
+        all (a grant of every namespace).
+        """
+
     def counts():
         """
         What the node holds, counted as it changes: C{{"native_clients",

@@ -246,7 +246,7 @@ def parseOverride(value, maxMetadataBytes, field="override"):
     )
 
 
-def _hash(override):
+def entryHash(override):
     """
     What an entry adds to the digest: BLAKE2b-64 of its key and stamp (an
     entry's stamp names its content: one write made it).
@@ -308,9 +308,9 @@ class Overrides:
         key = override.key
         previous = self.entries.get(key)
         if previous is not None:
-            self.digest ^= _hash(previous)
+            self.digest ^= entryHash(previous)
         self.entries[key] = override
-        self.digest ^= _hash(override)
+        self.digest ^= entryHash(override)
         shown = self.byService.get(override.service)
         if override.cleared:
             if shown is not None:
@@ -406,7 +406,7 @@ class Overrides:
             if override.cleared:
                 if self._forgettable(override, now):
                     del self.entries[key]
-                    self.digest ^= _hash(override)
+                    self.digest ^= entryHash(override)
                     forgotten.append(key)
                 continue
             if published(*key):

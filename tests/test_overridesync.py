@@ -217,3 +217,15 @@ class ReceivedTests(SynchronousTestCase):
 
     def serviceKey(self):
         return ServiceKey("public", "DEFAULT_GROUP", "orders")
+
+
+class DigestExampleTests(SynchronousTestCase):
+    def test_protocolExample(self):
+        """
+        PROTOCOL.md 5.7's example digest.
+        """
+        from distro.overrides import Override, entryHash
+
+        entry = Override(ServiceKey("public", "DEFAULT_GROUP", "orders"), "10.0.0.1#8080#DEFAULT",
+                         weight=1.0, who="ops", why="", stamp=(1700000000000, 0, "127.0.0.1:9849"))
+        self.assertEqual(entryHash(entry).to_bytes(8, "big").hex(), "61316b536a7585ec")

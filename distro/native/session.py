@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro import model
+from distro.overrides import parseChanges, parseInstanceId
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
 from distro.requeststats import UNKNOWN
@@ -554,6 +555,35 @@ class ClientSession(FrameProtocol):
     def members(self, message):
         return {"members": self.node.members()}
 
+    def _overridden(self, message):
+        """
+        The service and instance id an override op names: C{instance} as
+        in C{deregister}, or C{instance_id}.
+        """
+        service = model.parseService(message.get("service"))
+        if "instance_id" in message:
+            return service, parseInstanceId(message["instance_id"])
+        return service, model.parseInstanceRef(message.get("instance"), "instance")
+
+    def override(self, message):
+        service, instanceId = self._overridden(message)
+        changes = parseChanges(message, self.node.config.max_metadata_bytes)
+        written = self.node.writeOverride(self.grant, getattr(self.peer, "host", None), service,
+                                          instanceId, changes, message.get("why"))
+        return {"override": written.toWire()}
+
+    def override_clear(self, message):
+        service, instanceId = self._overridden(message)
+        cleared = self.node.clearOverride(self.grant, getattr(self.peer, "host", None), service,
+                                          instanceId, message.get("why"))
+        return {"cleared": cleared is not None}
+
+    def overrides(self, message):
+        namespace = message.get("namespace")
+        if namespace is not None:
+            namespace = model.parseNamespace(namespace)
+        return {"overrides": [o.toWire() for o in self.node.listOverrides(self.grant, namespace)]}
+
     def ping(self, message):
         return None
 
@@ -579,6 +609,9 @@ class ClientSession(FrameProtocol):
         "unsubscribe": unsubscribe,
         "services": services,
         "members": members,
+        "override": override,
+        "override_clear": override_clear,
+        "overrides": overrides,
         "ping": ping,
         "redo_done": redo_done,
         "bye": bye,
