@@ -20,6 +20,8 @@ EXPORTS = {
     "DistroError",
     "Instance",
     "NotConnected",
+    "Override",
+    "RESET",
     "RequestTimeout",
     "Service",
     "ServiceInfo",
@@ -40,6 +42,10 @@ POSITIONAL = {
     "DistroClient.unsubscribe": ["service", "listener"],
     "DistroClient.last_service_info": ["service"],
     "DistroClient.add_session_listener": ["listener"],
+    "DistroClient.set_override": ["service", "ip", "port"],
+    "DistroClient.clear_override": ["service", "ip", "port"],
+    "Override": ["service", "instance_id"],
+    "Override.from_wire": ["value"],
     "Service": ["name"],
     "Instance": ["ip", "port"],
     "Instance.from_wire": ["value"],
@@ -53,6 +59,8 @@ POSITIONAL = {
     "BlockingClient.from_client": ["client", "reactor"],
     "BlockingClient.register": ["service", "ip", "port"],
     "BlockingClient.deregister": ["service", "ip", "port"],
+    "BlockingClient.set_override": ["service", "ip", "port"],
+    "BlockingClient.clear_override": ["service", "ip", "port"],
     "BlockingClient.batch_register": ["service", "instances"],
     "BlockingClient.query": ["service"],
     "BlockingClient.subscribe": ["service", "listener"],
@@ -143,11 +151,17 @@ class NamingTests(SynchronousTestCase):
 
     def test_exportedNames(self):
         """
-        Exported classes are CapWords; functions are snake_case.
+        Exported classes are CapWords; functions are snake_case; constants
+        UPPER_CASE.
         """
         for name in distro.client.__all__:
             value = getattr(distro.client, name)
-            pattern = CLASS if inspect.isclass(value) else SNAKE
+            if inspect.isclass(value):
+                pattern = CLASS
+            elif callable(value):
+                pattern = SNAKE
+            else:
+                pattern = re.compile(r"[A-Z][A-Z0-9_]*")
             self.assertTrue(pattern.fullmatch(name), name)
 
     def test_members(self):

@@ -25,7 +25,7 @@ with an underscore are not, and may change.
 from distro.tls import TLSOptions
 
 from ._errors import DistroError, NotConnected, RequestTimeout
-from ._model import Instance, Service, ServiceInfo
+from ._model import RESET, Instance, Override, Service, ServiceInfo
 from ._session import DistroClient, connect
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "DistroError",
     "Instance",
     "NotConnected",
+    "Override",
+    "RESET",
     "RequestTimeout",
     "Service",
     "ServiceInfo",

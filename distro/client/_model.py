@@ -20,6 +20,8 @@ __all__ = [
     "Service",
     "Instance",
     "ServiceInfo",
+    "Override",
+    "RESET",
 ]
 
 DEFAULT_NAMESPACE = "public"
@@ -247,3 +249,93 @@ class ServiceInfo:
         """
         hosts = tuple(host for host in self.hosts if host.healthy)
         return replace(self, hosts=hosts)
+
+
+class _Reset:
+    """
+    The type of L{RESET}.
+    """
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "RESET"
+
+
+# Given for a field of L{distro.client.DistroClient.set_override}: that field
+# is removed from the override (views show what the instance's client
+# publishes for it again).
+RESET = _Reset()
+
+
+@dataclass(frozen=True)
+class Override:
+    """
+    An operator's override of one instance (PROTOCOL.md 5.7): what views
+    show of it instead of what its client publishes.
+
+    @ivar service: the L{Service}.
+    @ivar instance_id: C{"ip#port#cluster"}.
+    @ivar enabled: shown enabled or not, or L{None} (as published).
+    @ivar weight: the weight shown, or L{None}.
+    @ivar metadata: a patch of the metadata shown (a value of L{None}
+        hides that key), or L{None}.
+    @ivar removed: whether the instance is shown nowhere.
+    @ivar who: who set it.
+    @ivar why: the reason given (C{""} for none).
+    @ivar at: when it was set, seconds since the epoch.
+    @ivar cleared: whether it was cleared (sets nothing).
+    """
+
+    service: Service
+    instance_id: str
+    _: KW_ONLY
+    enabled: bool = None
+    weight: float = None
+    metadata: dict = None
+    removed: bool = False
+    who: str = ""
+    why: str = ""
+    at: float = 0.0
+    cleared: bool = False
+
+    @classmethod
+    def from_wire(cls, value):
+        """
+        Read a wire entry.
+        """
+        return cls(
+            service=Service.from_wire(value["service"]),
+            instance_id=value["instance_id"],
+            enabled=value.get("enabled"),
+            weight=value.get("weight"),
+            metadata=value.get("metadata"),
+            removed=bool(value.get("removed", False)),
+            who=value.get("who", ""),
+            why=value.get("why", ""),
+            at=value["stamp"][0] / 1000.0,
+            cleared=bool(value.get("cleared", False)),
+        )
+
+    def changes(self):
+        """
+        The fields it sets, C{{name: value}}.
+        """
+        found = {name: getattr(self, name) for name in ("enabled", "weight", "metadata")
+                 if getattr(self, name) is not None}
+        if self.removed:
+            found["removed"] = True
+        return found
+
+    def as_json(self):
+        """
+        The form printed as JSON: the service, C{instance_id}, the fields
+        set, C{who}, C{why}, C{at}.
+        """
+        return dict(service=self.service.as_wire(), instance_id=self.instance_id, who=self.who,
+                    why=self.why, at=self.at, **self.changes())

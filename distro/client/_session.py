@@ -34,7 +34,9 @@ from ._model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
     DEFAULT_NAMESPACE,
+    RESET,
     Instance,
+    Override,
     Service,
     ServiceInfo,
     _clusterFilter,
@@ -687,6 +689,62 @@ class DistroClient:
         @return: a L{Deferred} firing with L{None}.
         """
         return self._call("ping", {}, parse=lambda reply: None)
+
+    # Operators' overrides (PROTOCOL.md 5.7): of any instance, cluster-wide.
+
+    def _overridden(self, service, ip, port, cluster):
+        service = self._service(service)
+        address = normalHost(ip)
+        if address is None:
+            raise ValueError(f"ip must be an IP address or a DNS host name: {ip!r}")
+        return {"service": service.as_wire(), "instance": {"ip": address, "port": port, "cluster": cluster}}
+
+    def set_override(self, service, ip, port, *, cluster=DEFAULT_CLUSTER, enabled=None, weight=None,
+                     metadata=None, removed=None, why=None):
+        """
+        Set an operator's override of any instance, on every node and
+        through restarts: views show it C{enabled} or not, with C{weight},
+        with C{metadata} patched (a value of L{None} hides that key), or
+        nowhere (C{removed}), whatever its client publishes. A field left
+        L{None} stays as the override had it; L{RESET} removes it. Needs an
+        operator (an admin token; without tokens, a client on loopback or in
+        the node's C{admin_from}).
+
+        @return: a L{Deferred} firing with the L{Override} written.
+        """
+        fields = self._overridden(service, ip, port, cluster)
+        for name, value in (("enabled", enabled), ("weight", weight), ("metadata", metadata),
+                            ("removed", removed)):
+            if value is RESET:
+                fields[name] = None
+            elif value is not None:
+                fields[name] = value
+        if why is not None:
+            fields["why"] = why
+        return self._call("override", fields, parse=lambda reply: Override.from_wire(reply["override"]))
+
+    def clear_override(self, service, ip, port, *, cluster=DEFAULT_CLUSTER, why=None):
+        """
+        Clear the override of an instance: views show what its client
+        publishes again.
+
+        @return: a L{Deferred} firing with whether one was in force.
+        """
+        fields = self._overridden(service, ip, port, cluster)
+        if why is not None:
+            fields["why"] = why
+        return self._call("override_clear", fields, parse=lambda reply: bool(reply["cleared"]))
+
+    def overrides(self, *, namespace=None):
+        """
+        The overrides in force, of C{namespace}, or of every namespace
+        (L{None}; needs a grant of every namespace).
+
+        @return: a L{Deferred} firing with a list of L{Override}.
+        """
+        fields = {} if namespace is None else {"namespace": namespace}
+        return self._call("overrides", fields,
+                          parse=lambda reply: [Override.from_wire(o) for o in reply["overrides"]])
 
 
 def connect(

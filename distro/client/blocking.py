@@ -232,6 +232,26 @@ class BlockingClient:
         """
         self._call(self._client.ping)
 
+    def set_override(self, service, ip, port, **options):
+        """
+        Set an operator's override of any instance
+        (L{distro.client.DistroClient.set_override}); return the
+        L{distro.client.Override} written.
+        """
+        return self._call(self._client.set_override, service, ip, port, **options)
+
+    def clear_override(self, service, ip, port, **options):
+        """
+        Clear the override of an instance; return whether one was in force.
+        """
+        return self._call(self._client.clear_override, service, ip, port, **options)
+
+    def overrides(self, *, namespace=None):
+        """
+        The overrides in force: a list of L{distro.client.Override}.
+        """
+        return self._call(self._client.overrides, namespace=namespace)
+
     def close(self):
         """
         End the session, sending C{bye}.
