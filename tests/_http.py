@@ -27,7 +27,9 @@ class Exchange:
         """
         head = [f"{method} {path} HTTP/1.1", "Host: node"] + list(headers)
         if body or method in ("POST", "PUT"):
-            head += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+            if not any(h.lower().startswith("content-type:") for h in headers):
+                head.append("Content-Type: application/x-www-form-urlencoded")
+            head.append(f"Content-Length: {len(body)}")
         self.send(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         if clock is not None:
             for _ in range(1000):

@@ -7,7 +7,11 @@ C{/nacos/v3/client/ns/instance} (register, or a beat with
 C{heartBeat=true}; deregister).
 
 Each becomes a L{distro.heartbeats.Write} of the client C{ip:port}, which
-the node applies or forwards to the member responsible for it. Parameters
+the node applies or forwards to the member responsible for it; but an
+update by an operator is an operator's override (PROTOCOL.md 5.7), of any
+instance, however registered: what Nacos 2 makes of it too (its instance
+metadata), and an update of its own instance by a v1 client that is no
+operator stays the update of its heartbeat client. Parameters
 come from the query string or a form body, on every method, read as
 Nacos' server reads them: C{serviceName} may be C{group@@name}, booleans
 are Nacos' (C{true}, C{on}, C{yes}, C{y}, C{t}, any case), C{enabled} may
@@ -21,9 +25,10 @@ from distro import model
 from distro.auth import normalNamespace
 from distro.heartbeats import BEAT_NOT_FOUND, Write
 from distro.http.answers import HttpError, credential, document, later, param, refused, text
-from distro.errors import RequestError
+from distro.errors import BadRequest, RequestError
 from distro.http.nacosparams import flag, integer, optional, refusedV3, required, serviceOf
 from distro.nacos.naming import PERSISTENT_REFUSED
+from distro.overrides import parseChanges
 
 # Nacos 3's code for a beat of an instance it does not hold (the caller
 # registers again), in its Result.
@@ -154,7 +159,37 @@ class OpenApi:
         return self._send(request, self._write(request, "register"), _ok)
 
     def _update(self, request):
-        return self._send(request, self._write(request, "update"), _ok)
+        grant = self.node.authority.grant(credential(request))
+        host = getattr(request.getClientAddress(), "host", None)
+        try:
+            self.node.authority.checkOperator(grant, host, "override")
+        except RequestError:
+            return self._send(request, self._write(request, "update"), _ok)
+        return self._override(request, grant, host)
+
+    def _override(self, request, grant, host):
+        """
+        An operator's update: the override of the instance named, with
+        the fields given (C{weight}, C{enabled} or C{enable}, C{metadata}
+        as a patch).
+        """
+        named = serviceOf(request, self._namespace(request))
+        try:
+            instanceId = model.parseInstanceRef(
+                {"ip": required(request, "ip"), "port": _port(request), "cluster": _cluster(request)})
+        except BadRequest as e:
+            raise HttpError(400, e.message.removeprefix("instance."))
+        changes = {}
+        if param(request, "weight", required=False):
+            changes["weight"] = _weight(request)
+        if optional(request, "enabled") is not None or optional(request, "enable") is not None:
+            changes["enabled"] = flag(request, "enabled", True, "enable")
+        metadata = param(request, "metadata", required=False)
+        if metadata:
+            changes["metadata"] = metadataOf(metadata)
+        changes = parseChanges(changes, self.node.config.max_metadata_bytes)
+        self.node.writeOverride(grant, host, named, instanceId, changes, optional(request, "reason"))
+        return text(request, 200, "ok")
 
     def _deregister(self, request):
         return self._send(request, self._write(request, "deregister"), _ok)

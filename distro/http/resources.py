@@ -3,7 +3,7 @@
 What the HTTP port serves (docs/http.md, docs/nacos.md): one resource
 routing each request by path and method to a group of routes, each group a
 module of its own (health, logins, metrics, Nacos' open API writes and
-reads, distro's JSON API).
+reads, distro's JSON API, the operators' overrides).
 
 Every answer is JSON but Nacos' v1 errors, which are text as Nacos writes
 them, and the metrics' text. A bad parameter is a 4xx naming it.
@@ -19,6 +19,7 @@ from distro.http.logins import Logins
 from distro.http.metrics import Scrapes
 from distro.http.naming import Naming
 from distro.http.openapi import OpenApi
+from distro.http.overrides import OverrideRoutes
 from distro.http.udppush import UdpPush
 from distro.requeststats import UNKNOWN
 
@@ -49,7 +50,7 @@ class NodeResource(resource.Resource):
         self._prefixes = []
         pushes = UdpPush(node) if pushes is None else pushes
         groups = (Health(node), Logins(node), Scrapes(node, collector=collector), OpenApi(node),
-                  Naming(node, pushes), JsonApi(node))
+                  Naming(node, pushes), JsonApi(node), OverrideRoutes(node))
         for group in groups:
             for path, methods in group.routes.items():
                 self._routes.setdefault(path, {}).update(methods)
