@@ -9,9 +9,18 @@ The C{distro} command: look at and change a distro cluster from a shell.
     services                       list services and their instance counts
     instances SERVICE              show a service's view
     register SERVICE IP PORT       register an instance until interrupted
-    deregister SERVICE IP PORT     remove an instance
     watch SERVICE                  print the view and every change of it
     members                        list the cluster's members
+
+An operator's overrides of any instance, on every node and through restarts
+(an admin's token; on a node without tokens, from loopback or admin_from):
+
+    drain SERVICE IP PORT          take an instance out of rotation
+    undrain SERVICE IP PORT        put it back
+    weight SERVICE IP PORT W       show it with weight W ("reset": its own)
+    remove SERVICE IP PORT         show it nowhere (deregister is its old name)
+    clear SERVICE IP PORT          clear its override: shown as its client says
+    overrides                      list the overrides in force
 
 Servers come from C{--server} (repeatable, or comma-separated), else from the
 C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9850}. With C{--json}
@@ -31,6 +40,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 
 from twisted.internet.defer import CancelledError, Deferred, race, succeed
@@ -39,6 +49,7 @@ from twisted.internet.task import react
 from distro import __version__
 from distro.auth import hashPassword
 from distro.client import (
+    RESET,
     DistroError,
     Instance,
     NotConnected,
@@ -211,11 +222,7 @@ def _buildParser():
     register.add_argument("--unhealthy", action="store_true")
     register.add_argument("--disabled", action="store_true")
 
-    deregister = commands.add_parser("deregister", help="remove an instance", parents=[globalOptions])
-    deregister.add_argument("service", metavar="SERVICE")
-    deregister.add_argument("ip", metavar="IP")
-    deregister.add_argument("port", metavar="PORT", type=_port)
-    deregister.add_argument("--cluster", default="DEFAULT")
+    _addOperatorCommands(commands, globalOptions)
 
     watch = commands.add_parser("watch", help="print a service's view and each change",
                                 parents=[globalOptions])
@@ -232,6 +239,46 @@ def _buildParser():
         parents=[globalOptions],
     )
     return parser
+
+
+# The operators' commands: what each sets of an override (PROTOCOL.md 5.7).
+_OPERATOR_COMMANDS = {
+    "drain": ("take an instance out of rotation, on every node", {"enabled": False}),
+    "undrain": ("put a drained instance back into rotation", {"enabled": RESET}),
+    "weight": ("show an instance with another weight, on every node", None),
+    "remove": ("show an instance nowhere, whatever its client publishes", {"removed": True}),
+    "clear": ("clear an instance's override: shown as its client publishes it", None),
+}
+
+
+def _weightOrReset(text):
+    if text == "reset":
+        return RESET
+    try:
+        weight = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'reset': {text!r}")
+    if not 0 <= weight <= 10000:
+        raise argparse.ArgumentTypeError(f"must be in 0..10000: {text!r}")
+    return weight
+
+
+def _addOperatorCommands(commands, globalOptions):
+    for name, (summary, _) in _OPERATOR_COMMANDS.items():
+        command = commands.add_parser(name, help=summary, parents=[globalOptions],
+                                      aliases=["deregister"] if name == "remove" else [])
+        command.add_argument("service", metavar="SERVICE")
+        command.add_argument("ip", metavar="IP")
+        command.add_argument("port", metavar="PORT", type=_port)
+        if name == "weight":
+            command.add_argument("weight", metavar="WEIGHT", type=_weightOrReset,
+                                 help="0..10000, or 'reset' for the instance's own")
+        command.add_argument("--cluster", default="DEFAULT")
+        command.add_argument("--why", help="the reason, kept with the override")
+    overrides = commands.add_parser("overrides", help="list the operators' overrides in force",
+                                    parents=[globalOptions])
+    overrides.add_argument("--all-namespaces", action="store_true",
+                           help="of every namespace (needs a grant of every namespace)")
 
 
 def parseArguments(argv, environ=None, stdout=None, stderr=None):
@@ -277,6 +324,9 @@ def _complete(options, environ):
             metadata=dict(options.metadata),
         )
     if options.command == "deregister":
+        options.command = "remove"
+        options.renamed = True
+    if options.command in _OPERATOR_COMMANDS:
         Instance(options.ip, options.port, cluster=options.cluster)
     options.tls = None
     if options.tls_cert is not None and options.tls_key is None:
@@ -436,13 +486,57 @@ async def _register(client, options, output, shutdown):
     await shutdown.whenRequested()
 
 
-async def _deregister(client, options, output, shutdown):
-    removed = await client.deregister(options.service, options.ip, options.port,
-                                      cluster=options.cluster)
+def _by(override):
+    return f"by {override.who}" + (f": {override.why}" if override.why else "")
+
+
+async def _override(client, options, output, shutdown):
+    """
+    drain, undrain, weight, remove: an operator's override, said back.
+    """
+    changes = _OPERATOR_COMMANDS[options.command][1] or {"weight": options.weight}
+    override = await client.set_override(options.service, options.ip, options.port, cluster=options.cluster,
+                                         why=options.why, **changes)
+    instance = f"{override.instance_id} in {options.service}"
+    undo = f"distro clear {options.service.name} {options.ip} {options.port}"
+    said = {
+        "drain": f"drained {instance} on every node, {_by(override)}; undo: distro undrain",
+        "undrain": f"undrained {instance}: in rotation again, as its client publishes it",
+        "weight": f"{instance} shown with weight {override.weight} on every node, {_by(override)}"
+        if override.weight is not None else f"{instance} shown with the weight its client publishes",
+        "remove": f"removed {instance} from every view on every node, {_by(override)}; it stays "
+                  f"removed while its client publishes it, until: {undo}",
+    }[options.command]
+    if override.cleared:
+        said += " (no override left)"
+    elif options.command in ("undrain", "weight"):
+        said += f"; its override still sets {_described(override)}"
+    output.emit(override.as_json(), said)
+
+
+def _described(override):
+    return ", ".join(f"{name}={value}" for name, value in override.changes().items())
+
+
+async def _clear(client, options, output, shutdown):
+    cleared = await client.clear_override(options.service, options.ip, options.port, cluster=options.cluster,
+                                          why=options.why)
     instanceId = f"{options.ip}#{options.port}#{options.cluster}"
     output.emit(
-        {"removed": removed},
-        f"removed {instanceId}" if removed else f"{instanceId} was not registered",
+        {"cleared": cleared},
+        f"cleared the override of {instanceId} in {options.service}: shown as its client publishes it"
+        if cleared else f"{instanceId} in {options.service} had no override",
+    )
+
+
+async def _overrides(client, options, output, shutdown):
+    listed = await client.overrides(namespace=None if options.all_namespaces else options.namespace)
+    rows = [[str(o.service), o.instance_id, _described(o), o.who, o.why,
+             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(o.at))] for o in listed]
+    output.emit(
+        {"overrides": [o.as_json() for o in listed]},
+        formatTable(["SERVICE", "INSTANCE", "SETS", "WHO", "WHY", "SINCE (UTC)"], rows)
+        if rows else "no overrides",
     )
 
 
@@ -475,7 +569,12 @@ _COMMANDS = {
     "services": _services,
     "instances": _instances,
     "register": _register,
-    "deregister": _deregister,
+    "drain": _override,
+    "undrain": _override,
+    "weight": _override,
+    "remove": _override,
+    "clear": _clear,
+    "overrides": _overrides,
     "watch": _watch,
     "members": _members,
 }
@@ -517,6 +616,10 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
     def problem(text):
         stderr.write(f"distro: {text}\n")
         stderr.flush()
+
+    if getattr(options, "renamed", False):
+        problem("deregister is now remove: an operator's override, on every node (a session of its own "
+                "could never remove another's instance)")
 
     try:
         try:

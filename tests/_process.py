@@ -348,8 +348,10 @@ class Member:
     process (replaced when restarted).
     """
 
-    def __init__(self, index, clientPort, peerPort):
+    def __init__(self, index, clientPort, peerPort, dataDir=""):
         self.index = index
+        # Kept across its restarts (each process runs in a new directory).
+        self.dataDir = dataDir
         self.config = os.path.join(ETC, f"node{index}.toml")
         self.clientPort = clientPort
         self.peerPort = peerPort
@@ -391,6 +393,7 @@ class ClusterTestCase(ProcessTestCase):
             "--peer-listen", f"tcp:{member.peerPort}:interface=127.0.0.1",
             "--cluster", self.clusterFile,
             "--port-file", portFile,
+            "--data-dir", member.dataDir,
             "--peer-timeout-ms", str(PEER_TIMEOUT_MS),
             "--down-after-ms", str(DOWN_AFTER_MS),
             "--disconnect-grace-ms", str(DISCONNECT_GRACE_MS),
@@ -428,7 +431,7 @@ class ClusterTestCase(ProcessTestCase):
         # they ended: their whole output is there.
         self.addCleanup(self.checkOutputs)
         ports = freePorts(2 * count)
-        self.members = [Member(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(count)]
+        self.members = [Member(i + 1, ports[2 * i], ports[2 * i + 1], self.tempPath()) for i in range(count)]
         self.clusterFile = self.tempPath()
         with open(self.clusterFile, "w") as f:
             f.write("# written by tests/_process.py\n")

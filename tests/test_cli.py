@@ -339,13 +339,90 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
         for index in (0, 1):
             self.assertEqual(self.cluster.view(index, "orders").hosts, ())
 
-    def test_deregister(self):
+    def operators(self):
         """
-        C{deregister} reports whether the instance was there.
+        A cluster whose nodes take operators' actions from the in-memory
+        clients' address, with C{orders 10.1.0.1:1} registered.
         """
-        code = self.successResultOf(self.runCommand("--json", "deregister", "orders", "a", "1"))
-        self.assertEqual((code, self.jsonLines()), (cli.EXIT_OK, [{"removed": False}]))
-        self.assertEqual(self.ops(0)[-2:], ["deregister", "bye"])
+        self.useCluster(admin_from="10.0.0.0/8")
+        self.other = self.cluster.client()
+        self.register(("orders", "10.1.0.1", 1))
+
+    def shown(self, index=1):
+        return [(h.ip, h.weight) for h in self.cluster.view(index, "orders").hosts]
+
+    def test_deregisterIsRemove(self):
+        """
+        C{deregister}, which could never remove another session's instance,
+        is C{remove}, the operator's override, and says so.
+        """
+        self.operators()
+        code = self.successResultOf(self.runCommand("--json", "deregister", "orders", "10.1.0.1", "1"))
+        self.assertEqual(code, cli.EXIT_OK, self.stderr.getvalue())
+        (document,) = self.jsonLines()
+        self.assertEqual((document["instance_id"], document["removed"]), ("10.1.0.1#1#DEFAULT", True))
+        self.assertIn("deregister is now remove", self.stderr.getvalue())
+        self.cluster.flush()
+        self.assertEqual(self.shown(0) + self.shown(1), [])
+        self.assertEqual(self.ops(0)[-2:], ["override", "bye"])
+
+    def test_drainUndrain(self):
+        self.operators()
+        code = self.successResultOf(self.runCommand("drain", "orders", "10.1.0.1", "1", "--why", "disk"))
+        self.assertEqual(code, cli.EXIT_OK, self.stderr.getvalue())
+        self.assertEqual(self.stdout.getvalue(),
+                         "drained 10.1.0.1#1#DEFAULT in public/DEFAULT_GROUP/orders on every node, "
+                         "by anonymous@10.0.0.1: disk; undo: distro undrain\n")
+        self.cluster.flush()
+        self.assertEqual(self.shown(), [])
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.successResultOf(self.runCommand("undrain", "orders", "10.1.0.1", "1"))
+        self.assertEqual(self.stdout.getvalue(), "undrained 10.1.0.1#1#DEFAULT in public/DEFAULT_GROUP/orders: "
+                         "in rotation again, as its client publishes it (no override left)\n")
+        self.cluster.flush()
+        self.assertEqual(self.shown(), [("10.1.0.1", 1.0)])
+
+    def test_weightAndList(self):
+        self.operators()
+        self.successResultOf(self.runCommand("weight", "orders", "10.1.0.1", "1", "0.5"))
+        self.successResultOf(self.runCommand("drain", "orders", "10.1.0.1", "1"))
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.successResultOf(self.runCommand("weight", "orders", "10.1.0.1", "1", "reset"))
+        self.assertIn("its override still sets enabled=False", self.stdout.getvalue())
+        self.successResultOf(self.runCommand("undrain", "orders", "10.1.0.1", "1"))
+        self.successResultOf(self.runCommand("weight", "orders", "10.1.0.1", "1", "2"))
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.successResultOf(self.runCommand("overrides"))
+        lines = self.stdout.getvalue().splitlines()
+        self.assertEqual(lines[0].split(), ["SERVICE", "INSTANCE", "SETS", "WHO", "WHY", "SINCE", "(UTC)"])
+        self.assertEqual(lines[1].split()[:4], ["public/DEFAULT_GROUP/orders", "10.1.0.1#1#DEFAULT", "weight=2.0",
+                                                "anonymous@10.0.0.1"])
+        self.cluster.flush()
+        self.assertEqual(self.shown(), [("10.1.0.1", 2.0)])
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.successResultOf(self.runCommand("--json", "clear", "orders", "10.1.0.1", "1"))
+        self.successResultOf(self.runCommand("--json", "overrides"))
+        self.assertEqual(self.jsonLines(), [{"cleared": True}, {"overrides": []}])
+
+    def test_badWeight(self):
+        for weight in ("heavy", "-1", "10001"):
+            with self.assertRaises(cli.UsageExit):
+                cli.parseArguments(["weight", "orders", "10.1.0.1", "1", weight], {}, StringIO(), StringIO())
+
+    def test_operatorsOnly(self):
+        """
+        A node without credentials takes overrides from loopback and
+        admin_from only: refused, saying so, exit 1.
+        """
+        self.register(("orders", "10.1.0.1", 1))
+        code = self.successResultOf(self.runCommand("drain", "orders", "10.1.0.1", "1"))
+        self.assertEqual(code, cli.EXIT_SERVER_ERROR)
+        self.assertIn("FORBIDDEN: override: without auth_tokens or auth_users", self.stderr.getvalue())
+        self.assertEqual(len(self.stderr.getvalue().splitlines()), 1)
 
     def test_watchCount(self):
         """
