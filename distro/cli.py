@@ -50,6 +50,7 @@ from distro.client import (
 from distro.client._address import formatAddress, parseServers
 from distro.client._model import DEFAULT_GROUP, DEFAULT_NAMESPACE
 from distro.client._protocol import DEFAULT_TIMEOUT
+from distro.client._reasons import NOT_TLS, SILENT_CLOSE, SPEAKS_TLS
 from distro.tls import TLSFileError, TLSUnavailable
 
 __all__ = [
@@ -481,6 +482,19 @@ _COMMANDS = {
 }
 
 
+def _connectHint(error, options):
+    """
+    What to change, when the reasons no node could be reached say it: a
+    plain dial at a TLS port, or a TLS dial at a plain one.
+    """
+    reasons = set(getattr(error, "reasons", {}).values())
+    if options.tls is None and reasons & {SILENT_CLOSE, SPEAKS_TLS}:
+        return " (if the port is TLS, give --tls-ca FILE or --tls)"
+    if options.tls is not None and NOT_TLS in reasons:
+        return " (if the port is plain TCP, leave out the --tls options)"
+    return ""
+
+
 def _hashPassword(stdin, stdout, stderr):
     """
     C{distro hash-password}: the C{auth_users} hash of a password read
@@ -539,7 +553,7 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
             problem("interrupted while connecting")
             return EXIT_UNREACHABLE
         except (NotConnected, RequestTimeout) as e:
-            problem(f"cannot connect: {e}")
+            problem(f"cannot connect: {e}{_connectHint(e, options)}")
             return EXIT_UNREACHABLE
         except DistroError as e:
             problem(f"{e.code}: {e.message}")

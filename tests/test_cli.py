@@ -441,33 +441,38 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
 
     def test_unreachable(self):
         """
-        No reachable node within the timeout exits with 3.
+        When every node refuses the connection, the command exits with 3 at
+        once, in one line naming each address and why.
         """
         self.cluster.stop_node(0)
         self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "3", "members")
-        self.advance(2.9)
-        self.assertNoResult(d)
-        self.advance(0.1)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
-        self.assertIn("cannot connect", self.stderr.getvalue())
+        [line] = self.stderr.getvalue().splitlines()
+        self.assertTrue(line.startswith("distro: cannot connect: "), line)
+        for server in self.cluster.servers:
+            self.assertIn(f"{server}: connection refused", line)
 
     def test_timeout(self):
         """
-        A node that does not answer (it is paused) exits with 3.
+        A node that does not answer (it is paused) exits with 3 after the
+        timeout, naming it.
         """
         self.cluster.pause_node(0)
         self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "2", "members")
-        self.advance(2)
+        self.advance(1.9)
+        self.assertNoResult(d)
+        self.advance(0.1)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
+        self.assertIn(f"{self.cluster.servers[0]}: timed out", self.stderr.getvalue())
 
     def test_interruptedConnect(self):
         """
         An interruption while connecting ends the command at once.
         """
-        self.cluster.stop_node(0)
-        self.cluster.stop_node(1)
+        self.cluster.pause_node(0)
+        self.cluster.pause_node(1)
         d = self.runCommand("members")
         self.assertTrue(self.shutDown())
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)

@@ -131,21 +131,45 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         self.assertIs(self.successResultOf(d), client)
         self.assertEqual(self.network.attempts, self.servers[:2])
 
-    def test_nothingAnswers(self):
+    def test_everyServerRefused(self):
         """
-        When no server can be reached within the timeout, L{DistroClient.start}
-        fails with L{NotConnected} naming the servers, after trying them in
-        turn, and stops trying.
+        When every server refused the connection, L{DistroClient.start}
+        fails at once (the first round of attempts waits for no backoff),
+        with L{NotConnected} naming each server and why, and stops trying.
         """
         self.stopAll()
-        client = self.makeClient(timeout=5.0)
+        client = self.makeClient(timeout=10.0)
         d = client.start()
-        self.advance(*[1] * 5)
+        self.settle()
         error = self.failureResultOf(d, NotConnected).value
-        self.assertIn(self.servers[1], str(error))
-        self.assertEqual(self.network.attempts, (self.servers * 2)[:5])
+        self.assertEqual(error.reasons, {server: "connection refused" for server in self.servers})
+        for server in self.servers:
+            self.assertIn(f"{server}: connection refused", str(error))
+        self.assertEqual(self.network.attempts, self.servers)
         # The stopped nodes run no timer: these would be the client's.
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_nothingAnswers(self):
+        """
+        When a server does not answer (node 1 is paused) and the others
+        refuse, L{DistroClient.start} fails after the timeout with
+        L{NotConnected} naming each server and why, after trying them in
+        turn.
+        """
+        self.cluster.stop_node(0)
+        self.cluster.stop_node(2)
+        self.cluster.pause_node(1)
+        client = self.makeClient(timeout=5.0)
+        d = client.start()
+        self.advance(*[1] * 4)
+        self.assertNoResult(d)
+        self.advance(1)
+        error = self.failureResultOf(d, NotConnected).value
+        self.assertEqual(error.reasons, {self.servers[0]: "connection refused",
+                                         self.servers[1]: "timed out",
+                                         self.servers[2]: "not tried"})
+        self.assertIn(f"{self.servers[1]}: timed out", str(error))
+        self.assertEqual(self.network.attempts, self.servers[:2])
 
     def test_refused(self):
         """

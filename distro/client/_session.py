@@ -200,10 +200,12 @@ class DistroClient:
 
         @return: a L{Deferred} firing with this client once a node accepted
             it, or failing (and closing the client) when no node did within
-            the timeout (L{NotConnected}) or a node refused it (L{DistroError},
-            for example C{UNAUTHORIZED}).
+            the timeout, or as soon as every server was tried and none could
+            be reached (L{NotConnected}, whose C{reasons} say why for each),
+            or a node refused it (L{DistroError}, for example
+            C{UNAUTHORIZED}).
 
-            With a cache directory, no node answering within the timeout is
+            With a cache directory, no node answering is
             not a failure: the L{Deferred} then fires with this client, which
             goes on trying the servers and meanwhile answers C{query} and
             C{subscribe} from the cached views (other requests wait for a
