@@ -335,27 +335,31 @@ def formatServiceInfo(info):
     return f"{title}\n{table}"
 
 
-def formatServices(result):
+def formatServices(page):
     """
-    A services listing as a table and a count.
+    A L{ServicePage} as a table and a count.
     """
-    rows = [[s["group"], s["name"], s["instances"]] for s in result["services"]]
+    rows = [[s.service.group, s.service.name, s.instances] for s in page.services]
     table = formatTable(["GROUP", "NAME", "INSTANCES"], rows, (2,))
-    return f"{table}\n{result['count']} service{'' if result['count'] == 1 else 's'}"
+    return f"{table}\n{page.count} service{'' if page.count == 1 else 's'}"
 
 
 def formatMembers(members):
     """
-    The members as a table; the node answering is marked in the SELF column.
+    The L{Member}s as a table; the node answering is marked in the SELF
+    column.
     """
-    rows = [[m["node"], m["address"], m["state"], "*" if m.get("self") else ""]
-            for m in members]
+    rows = [[m.node, m.address, m.state, "*" if m.is_self else ""] for m in members]
     return formatTable(["NODE", "ADDRESS", "STATE", "SELF"], rows)
 
 
 class _Output:
     """
     Where a command's results go: text, or one JSON document per line.
+
+    Every document is an object, in the names of the protocol and of the
+    HTTP JSON API (docs/http.md): snake_case, a view as the HTTP API's, an
+    instance with its C{instance_id}, a list under its name.
     """
 
     def __init__(self, stream, asJSON):
@@ -409,10 +413,10 @@ class _Shutdown:
 
 
 async def _services(client, options, output, shutdown):
-    result = await client.services(
+    page = await client.services(
         namespace=options.namespace, group=options.group, page=options.page, size=options.size
     )
-    output.emit(result, formatServices(result))
+    output.emit(page.as_wire(), formatServices(page))
 
 
 async def _instances(client, options, output, shutdown):
@@ -430,7 +434,7 @@ async def _register(client, options, output, shutdown):
         metadata=instance.metadata,
     )
     output.emit(
-        {"registered": {"service": options.service.as_wire(), "instance": instance.as_wire()}},
+        {"registered": {"service": options.service.as_wire(), "instance": instance.as_host()}},
         f"registered {instance.instance_id} in {options.service}; "
         "interrupt (Ctrl-C) to deregister",
     )
@@ -469,7 +473,7 @@ async def _watch(client, options, output, shutdown):
 
 async def _members(client, options, output, shutdown):
     members = await client.members()
-    output.emit(members, formatMembers(members))
+    output.emit({"members": [m.as_wire() for m in members]}, formatMembers(members))
 
 
 _COMMANDS = {

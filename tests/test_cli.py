@@ -6,6 +6,7 @@ commands run against real nodes in memory
 """
 
 import json
+import re
 from io import StringIO
 
 from twisted.internet.defer import Deferred
@@ -13,9 +14,28 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro import cli
-from distro.client import Instance, Service, ServiceInfo
+from distro.client import Instance, Member, Service, ServiceInfo, ServicePage, ServiceSummary
 
 from ._memorycluster import ClusterTestMixin
+
+
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+
+
+def camelCaseKeys(document):
+    """
+    The keys of a JSON document (metadata's aside: they are the user's)
+    that are not snake_case.
+    """
+    if isinstance(document, list):
+        return [key for item in document for key in camelCaseKeys(item)]
+    if not isinstance(document, dict):
+        return []
+    bad = [key for key in document if not _SNAKE.fullmatch(key)]
+    for key, value in document.items():
+        if key != "metadata":
+            bad += camelCaseKeys(value)
+    return bad
 
 
 def parse(*argv, environ=None):
@@ -205,7 +225,7 @@ class FormatTests(SynchronousTestCase):
         """
         Services print as a table and a count.
         """
-        result = {"count": 1, "services": [{"group": "G", "name": "orders", "instances": 3}]}
+        result = ServicePage(1, (ServiceSummary(Service("orders", group="G"), 3),))
         self.assertEqual(
             cli.formatServices(result),
             "GROUP  NAME    INSTANCES\nG      orders          3\n1 service",
@@ -215,10 +235,7 @@ class FormatTests(SynchronousTestCase):
         """
         Members print as a table; the answering node is starred.
         """
-        members = [
-            {"node": "n1", "address": "a:1", "state": "UP", "self": True},
-            {"node": "node-2", "address": "b:1", "state": "DOWN", "self": False},
-        ]
+        members = (Member("n1", "a:1", "UP", is_self=True), Member("node-2", "b:1", "DOWN"))
         self.assertEqual(
             cli.formatMembers(members),
             "NODE    ADDRESS  STATE  SELF\nn1      a:1      UP     *\nnode-2  b:1      DOWN",
@@ -386,6 +403,48 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
         self.assertEqual(lines[0].split(), ["NODE", "ADDRESS", "STATE", "SELF"])
         self.assertEqual(lines[1].split(), ["n0", self.cluster.servers[0], "UP", "*"])
         self.assertEqual(lines[2].split(), ["n1", self.cluster.servers[1], "UP"])
+
+    def test_jsonShapes(self):
+        """
+        With C{--json} every command prints JSON objects, one per line (a
+        list is a field of one: C{members} too), in the names of the
+        protocol and of the HTTP JSON API: snake_case, an instance always
+        with its C{instance_id}.
+        """
+        self.register(("orders", "10.0.0.1", 80))
+
+        def documents(*argv):
+            self.stdout.seek(0)
+            self.stdout.truncate()
+            self.runCommand("--json", *argv)
+            lines = self.jsonLines()
+            for document in lines:
+                self.assertIsInstance(document, dict, argv)
+                self.assertEqual(camelCaseKeys(document), [], argv)
+            return lines
+
+        [members] = documents("members")
+        self.assertEqual(members, {"members": [
+            {"node": "n0", "address": self.cluster.servers[0], "state": "UP", "self": True},
+            {"node": "n1", "address": self.cluster.servers[1], "state": "UP", "self": False},
+        ]})
+        [services] = documents("services")
+        self.assertEqual(services, {"count": 1, "services": [
+            {"group": "DEFAULT_GROUP", "name": "orders", "instances": 1}]})
+        [view] = documents("instances", "orders")
+        self.assertEqual([h["instance_id"] for h in view["hosts"]], ["10.0.0.1#80#DEFAULT"])
+        self.assertEqual(sorted(view), ["checksum", "clusters", "hosts", "revision", "service"])
+        [watched] = documents("watch", "orders", "--count", "0")
+        self.assertEqual(watched, view)
+        documents("register", "orders", "10.0.0.2", "81", "--metadata", "someKey=v")
+        [registered] = self.jsonLines()
+        self.assertEqual(registered, {"registered": {
+            "service": {"namespace": "public", "group": "DEFAULT_GROUP", "name": "orders"},
+            "instance": {"ip": "10.0.0.2", "port": 81, "cluster": "DEFAULT", "weight": 1.0,
+                         "healthy": True, "enabled": True, "metadata": {"someKey": "v"},
+                         "instance_id": "10.0.0.2#81#DEFAULT"}}})
+        self.assertTrue(self.shutDown())
+        self.assertEqual(documents("deregister", "orders", "10.0.0.1", "80"), [{"removed": False}])
 
     def test_serverError(self):
         """

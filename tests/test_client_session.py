@@ -12,10 +12,13 @@ from distro.client import (
     DistroClient,
     DistroError,
     Instance,
+    Member,
     NotConnected,
     RequestTimeout,
     Service,
     ServiceInfo,
+    ServicePage,
+    ServiceSummary,
 )
 from distro.client._address import formatAddress, parseAddress, parseServers
 from distro.client._events import SessionEvent
@@ -337,18 +340,34 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
 
     def test_servicesAndMembers(self):
         """
-        C{services} returns the count and the list; C{members} the members.
+        C{services} returns a L{ServicePage}: the count and the page's
+        L{ServiceSummary}s, each with its whole L{Service} key (to query it
+        with); C{members} a tuple of L{Member}s. Their wire forms are the
+        node's.
         """
         self.settle(self.client.register("orders", "a", 1))
-        result = self.settle(self.client.services())
+        self.settle(self.client.register(Service("users", group="G", namespace="dev"), "b", 1))
+        page = self.settle(self.client.services())
+        self.assertEqual(page, ServicePage(1, (ServiceSummary(Service("orders"), 1),),
+                                           namespace="public"))
         self.assertEqual(
-            result,
+            page.as_wire(),
             {"count": 1, "services": [{"group": "DEFAULT_GROUP", "name": "orders",
                                        "instances": 1}]},
         )
         self.assertEqual(self.cluster.requests(0)[-1]["namespace"], "public")
+        [summary] = self.settle(self.client.services(namespace="dev")).services
+        self.assertEqual(summary.service, Service("users", group="G", namespace="dev"))
+        self.assertEqual(self.settle(self.client.query(summary.service)).hosts[0].ip, "b")
+
         members = self.settle(self.client.members())
-        self.assertEqual([m["address"] for m in members], self.servers)
+        self.assertIsInstance(members, tuple)
+        self.assertEqual(members[0], Member("n0", self.servers[0], "UP", is_self=True))
+        self.assertEqual([(m.address, m.is_self) for m in members],
+                         [(self.servers[0], True), (self.servers[1], False),
+                          (self.servers[2], False)])
+        self.assertEqual(members[1].as_wire(), {"node": "n1", "address": self.servers[1],
+                                                "state": "UP", "self": False})
 
     def test_ping(self):
         """
@@ -709,7 +728,7 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.settle()
         self.assertNoResult(d)
         self.cluster.stop_node(0)
-        self.assertEqual(self.successResultOf(d)["count"], 2)
+        self.assertEqual(self.successResultOf(d).count, 2)
         self.assertEqual(self.ops(1)[-1], "services")
 
     def test_queryFromLastView(self):

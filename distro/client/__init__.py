@@ -25,17 +25,20 @@ with an underscore are not, and may change.
 from distro.tls import TLSOptions
 
 from ._errors import DistroError, NotConnected, RequestTimeout
-from ._model import Instance, Service, ServiceInfo
+from ._model import Instance, Member, Service, ServiceInfo, ServicePage, ServiceSummary
 from ._session import DistroClient, connect
 
 __all__ = [
     "DistroClient",
     "DistroError",
     "Instance",
+    "Member",
     "NotConnected",
     "RequestTimeout",
     "Service",
     "ServiceInfo",
+    "ServicePage",
+    "ServiceSummary",
     "TLSOptions",
     "connect",
 ]

@@ -35,8 +35,10 @@ from ._model import (
     DEFAULT_GROUP,
     DEFAULT_NAMESPACE,
     Instance,
+    Member,
     Service,
     ServiceInfo,
+    ServicePage,
     _clusterFilter,
 )
 from ._protocol import DEFAULT_TIMEOUT
@@ -661,8 +663,7 @@ class DistroClient:
 
         @param namespace: the client's namespace when L{None}.
         @param group: left to the node when L{None}.
-        @return: a L{Deferred} firing with C{{"count": int, "services":
-            [{"group", "name", "instances"}]}}.
+        @return: a L{Deferred} firing with a L{ServicePage}.
         """
         fields = {"namespace": namespace or self.namespace, "page": page, "size": size}
         if group is not None:
@@ -670,17 +671,19 @@ class DistroClient:
         return self._call(
             "services",
             fields,
-            parse=lambda reply: {"count": reply["count"], "services": reply["services"]},
+            parse=lambda reply: ServicePage.from_wire(reply, namespace=fields["namespace"]),
         )
 
     def members(self):
         """
         The cluster's members.
 
-        @return: a L{Deferred} firing with a list of C{{"node", "address",
-            "state", "self"}}.
+        @return: a L{Deferred} firing with a tuple of L{Member}s.
         """
-        return self._call("members", {}, parse=lambda reply: reply["members"])
+        return self._call(
+            "members", {},
+            parse=lambda reply: tuple(Member.from_wire(m) for m in reply["members"]),
+        )
 
     def ping(self):
         """

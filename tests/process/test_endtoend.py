@@ -16,7 +16,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from distro.cli import EXIT_OK, EXIT_SERVER_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
-from distro.client import NotConnected, Service, connect
+from distro.client import NotConnected, Service, ServiceSummary, connect
 from distro.client.blocking import BlockingClient
 
 from tests._ports import freePorts
@@ -313,6 +313,26 @@ class CommandTests(EndToEndTestCase):
         self.assertRegex(output, r"10\.0\.0\.5\s+8080\s+DEFAULT")
 
     @defer.inlineCallbacks
+    def test_jsonObjects(self):
+        """
+        With C{--json}, every command prints objects: C{members} its list
+        under C{"members"}, as the HTTP API's C{GET /v1/members}; the
+        registered instance has its C{instance_id}, as a view's hosts.
+        """
+        node, server = yield self.startServer()
+        members = yield self.runJSON(server, "members")
+        self.assertEqual(members, {"members": [
+            {"node": members["members"][0]["node"], "address": server, "state": "UP",
+             "self": True}]})
+        register = self.command(server, "--json", "register", "orders", "10.0.0.5", "8080")
+        [line] = yield self.waitForLines(register, 1, "the registered line")
+        self.assertEqual(json.loads(line)["registered"]["instance"]["instance_id"], INSTANCE_ID)
+        watched = yield self.runJSON(server, "watch", "orders", "--count", "0")
+        self.assertEqual(hostIds(watched), [INSTANCE_ID])
+        listing = yield self.runJSON(server, "services")
+        self.assertEqual(listing["services"][0]["instances"], 1)
+
+    @defer.inlineCallbacks
     def test_unreachable(self):
         """
         Against ports nothing listens on, a command exits 3 at once, not
@@ -379,8 +399,7 @@ class ClientLibraryTests(EndToEndTestCase):
             self.assertEqual(hostIds(queried), [INSTANCE_ID])
             self.assertEqual(queried.checksum, pushed.checksum)
         listing = yield subscriber.services()
-        self.assertEqual(listing["services"],
-                         [{"group": "DEFAULT_GROUP", "name": "orders", "instances": 1}])
+        self.assertEqual(listing.services, (ServiceSummary(ORDERS, 1),))
         self.assertEqual(list(publisher.registrations()), [ORDERS])
 
         removed = yield publisher.deregister("orders", "10.0.0.5", 8080)
@@ -402,8 +421,8 @@ class ClientLibraryTests(EndToEndTestCase):
         self.assertEqual(pushed.hosts, ())
         yield self.assertFailure(publisher.ping(), NotConnected)
 
-        members = yield subscriber.members()
-        self.assertEqual([m["address"] for m in members], [server])
+        [member] = yield subscriber.members()
+        self.assertEqual((member.address, member.is_self), (server, True))
         self.assertFalse(node.ended)
 
     @defer.inlineCallbacks
