@@ -3,8 +3,8 @@
 The C{distro} command: look at and change a distro cluster from a shell.
 
     distro [--server HOST:PORT]... [--namespace NS] [--group GROUP] [--json]
-           [--timeout SECONDS] [--tls] [--tls-ca FILE] [--tls-cert FILE
-           --tls-key FILE] [--tls-no-verify] COMMAND ...
+           [--timeout SECONDS] [--cache-dir DIR] [--tls] [--tls-ca FILE]
+           [--tls-cert FILE --tls-key FILE] [--tls-no-verify] COMMAND ...
 
     services                       list services and their instance counts
     instances SERVICE              show a service's view
@@ -14,7 +14,10 @@ The C{distro} command: look at and change a distro cluster from a shell.
     members                        list the cluster's members
 
 Servers come from C{--server} (repeatable, or comma-separated), else from the
-C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9850}. With C{--json}
+C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9850}. What happens
+to the session (lost, resumed, started over, views served from what the
+client holds: with C{--cache-dir DIR}, the views kept there) is said on
+stderr, one line each. With C{--json}
 every output is one JSON document on one line (in C{watch}, one per view).
 Any C{--tls*} option dials the nodes over TLS (their client port is C{ssl:}).
 
@@ -48,6 +51,7 @@ from distro.client import (
     connect,
 )
 from distro.client._address import formatAddress, parseServers
+from distro.client._events import SessionEvent
 from distro.client._model import DEFAULT_GROUP, DEFAULT_NAMESPACE
 from distro.client._protocol import DEFAULT_TIMEOUT
 from distro.client._reasons import NOT_TLS, SILENT_CLOSE, SPEAKS_TLS
@@ -159,6 +163,9 @@ def _addGlobalOptions(parser, suppress=False):
     parser.add_argument("--timeout", type=_positive, default=default(DEFAULT_TIMEOUT),
                         metavar="SECONDS", help="connect and request timeout "
                         f"(default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="keep the views read in DIR, and show them while no node "
+                        "answers (instances, watch)")
     tls = parser.add_argument_group("TLS (for nodes whose client port is ssl:)")
     tls.add_argument("--tls", action="store_true", dest="use_tls",
                      help="dial the nodes over TLS, trusting the system's CAs")
@@ -499,6 +506,33 @@ def _connectHint(error, options):
     return ""
 
 
+# What a session that the cluster let go does again, as the command says it.
+_AGAIN = {"register": "registered again", "watch": "subscribed again"}
+
+
+def _sessionReporter(client, options, problem):
+    """
+    A session listener that says, in one line on stderr each, that the
+    session was lost, resumed or started over, or that views are served
+    from what the client holds while no node answers.
+    """
+    def report(event):
+        if event == SessionEvent.SUSPENDED:
+            problem(f"lost node {client.node}; trying the servers again")
+        elif event == SessionEvent.RESUMED:
+            problem(f"resumed the session on node {client.node}")
+        elif event == SessionEvent.LOST:
+            again = _AGAIN.get(options.command, "started a new session")
+            problem(f"the cluster had let the session go: {again} on node {client.node}")
+        elif event == SessionEvent.OFFLINE:
+            if options.cache_dir is not None:
+                problem(f"no node answers; serving the views cached in {options.cache_dir}")
+            else:
+                problem("no node answers; serving the last view received")
+
+    return report
+
+
 def _hashPassword(stdin, stdout, stderr):
     """
     C{distro hash-password}: the C{auth_users} hash of a password read
@@ -542,12 +576,16 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
                 options.servers, namespace=options.namespace,
                 group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
                 timeout=options.timeout, tls=options.tls, token=options.token,
+                cache_dir=options.cache_dir,
             )
         except TLSFileError as e:
             problem(f"--tls-{e.option}: {e.problem}")
             return EXIT_USAGE
         except TLSUnavailable as e:
             problem(str(e))
+            return EXIT_USAGE
+        except OSError as e:
+            problem(f"--cache-dir: {e}")
             return EXIT_USAGE
         # An interruption while connecting gives up at once.
         shutdown.whenRequested().addCallback(lambda _: connecting.cancel())
@@ -562,6 +600,12 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
         except DistroError as e:
             problem(f"{e.code}: {e.message}")
             return EXIT_SERVER_ERROR
+        report = _sessionReporter(client, options, problem)
+        client.add_session_listener(report)
+        if not client.connected:
+            # Started from the cache directory: its start said so before
+            # anyone could listen.
+            report(SessionEvent.OFFLINE)
         try:
             await _COMMANDS[options.command](client, options, output, shutdown)
         except DistroError as e:

@@ -446,6 +446,67 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
         self.assertTrue(self.shutDown())
         self.assertEqual(documents("deregister", "orders", "10.0.0.1", "80"), [{"removed": False}])
 
+    def test_cacheDirUnusable(self):
+        """
+        A C{--cache-dir} that cannot be made is a usage error naming it.
+        """
+        path = self.mktemp()
+        open(path, "w").close()
+        self.assertEqual(self.successResultOf(self.runCommand("--cache-dir", path, "members")),
+                         cli.EXIT_USAGE)
+        self.assertIn("--cache-dir: ", self.stderr.getvalue())
+
+    def test_sessionLines(self):
+        """
+        C{register} says on stderr, one line each, that the session was
+        lost, resumed at another node, and, when the cluster had let it go,
+        registered again.
+        """
+        d = self.runCommand("register", "orders", "10.0.0.9", "80")
+        self.assertEqual(self.stderr.getvalue(), "")
+        self.cluster.stop_node(0)
+        self.advance(1)
+        self.assertEqual(self.stderr.getvalue().splitlines(), [
+            "distro: lost node n0; trying the servers again",
+            "distro: resumed the session on node n1",
+        ])
+        self.cluster.stop_node(1)
+        self.cluster.start_node(0)
+        self.advance(*[1] * 5)
+        self.assertEqual(self.stderr.getvalue().splitlines()[2:], [
+            "distro: lost node n1; trying the servers again",
+            "distro: the cluster had let the session go: registered again on node n0",
+        ])
+        self.assertEqual([h.ip for h in self.cluster.view(0, "orders").hosts], ["10.0.0.9"])
+        self.assertTrue(self.shutDown())
+        self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+
+    def test_watchFromCache(self):
+        """
+        With C{--cache-dir}, C{watch} started while no node answers prints
+        the view cached there, says on stderr that it is served from the
+        cache, and prints the node's view once one answers.
+        """
+        directory = self.mktemp()
+        self.register(("orders", "10.0.0.1", 80))
+        self.successResultOf(self.runCommand("--cache-dir", directory, "instances", "orders"))
+        self.assertEqual(self.stderr.getvalue(), "")
+        self.stdout.seek(0)
+        self.stdout.truncate()
+        self.cluster.stop_node(0)
+        self.cluster.stop_node(1)
+        d = self.runCommand("--json", "--cache-dir", directory, "watch", "orders", "--count", "1")
+        [cached] = self.jsonLines()
+        self.assertEqual([h["ip"] for h in cached["hosts"]], ["10.0.0.1"])
+        self.assertEqual(self.stderr.getvalue().splitlines(), [
+            f"distro: no node answers; serving the views cached in {directory}",
+        ])
+        self.cluster.start_node(1)
+        self.cluster.client(start_at=1).register("orders", "10.0.0.2", 80)
+        self.advance(*[1] * 5)
+        self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+        self.assertIn("10.0.0.2", [h["ip"] for h in self.jsonLines()[-1]["hosts"]])
+
     def test_serverError(self):
         """
         A refused request (here, a namespace the token does not grant) exits

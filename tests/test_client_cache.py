@@ -403,7 +403,8 @@ class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
         A client started with a cache directory while no node answers serves
         the stored views: at once for C{last_service_info}, C{query} and
         C{subscribe}; its start succeeds as soon as every server refused
-        it, and it keeps trying the servers. When a node answers, the
+        it (telling the session's listeners C{"offline"}), and it keeps
+        trying the servers. When a node answers, the
         subscription is sent and a view that changed meanwhile reaches the
         listener and the disk.
         """
@@ -416,8 +417,11 @@ class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
 
         client = self.makeClient()
         self.assertEqual(ips(client.last_service_info("orders")), ["a", "b"])
+        told = []
+        client.add_session_listener(told.append)
         with capturedLogs() as events:
             started = client.start()
+        self.assertEqual(told, ["offline"])
         self.assertIn("serving the 1 cached views", " ".join(warnings(events)))
         self.assertIn("connection refused", " ".join(warnings(events)))
         self.assertEqual(ips(self.successResultOf(client.query("orders"))), ["a", "b"])

@@ -614,6 +614,26 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ops(2)[-1], "subscribe")
         self.assertNotEqual(self.client.client_id, self.clientId)
 
+    def test_offlineEvent(self):
+        """
+        While no node answers, the first query answered from what the
+        client holds (the subscription's last view) tells the listeners
+        C{"offline"}, once, until a node takes the session again.
+        """
+        events = []
+        self.client.add_session_listener(events.append)
+        self.stopAll()
+        self.assertEqual(events, [SessionEvent.SUSPENDED])
+        for _ in range(2):
+            self.successResultOf(self.client.query("orders"))
+        self.assertEqual(events, [SessionEvent.SUSPENDED, SessionEvent.OFFLINE])
+        self.cluster.start_node(1)
+        self.advance(*[1] * 6)
+        self.assertEqual(events[2:], [SessionEvent.LOST])
+        self.stopAll()
+        self.successResultOf(self.client.query("orders"))
+        self.assertEqual(events[3:], [SessionEvent.SUSPENDED, SessionEvent.OFFLINE])
+
     def test_otherNodeResumes(self):
         """
         A node that does not know the session (it restarted while the node

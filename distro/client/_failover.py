@@ -268,6 +268,13 @@ class Failover:
         """
         self._listeners.append(listener)
 
+    def tell(self, event):
+        """
+        Tell the listeners of an event the session's user saw (it serves
+        views while offline).
+        """
+        self._tell(event)
+
     def _tell(self, event):
         for listener in list(self._listeners):
             try:

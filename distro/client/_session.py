@@ -29,6 +29,7 @@ from distro.wire import NOT_READY
 
 from ._cache import ViewCache
 from ._errors import DistroError, NotConnected, RequestTimeout
+from ._events import SessionEvent
 from ._failover import Failover
 from ._model import (
     DEFAULT_CLUSTER,
@@ -156,6 +157,9 @@ class DistroClient:
         self._registrations = {}
         self._unsynced = set()
         self._subscriptions = {}
+        # Whether listeners heard "offline" since a node last took the session.
+        self._offline = False
+        self._failover.addListener(self._sessionChanged)
 
     @property
     def servers(self):
@@ -192,9 +196,26 @@ class DistroClient:
         these strings: C{"connected"} once a node first accepted it,
         C{"suspended"} when a connection is lost, then C{"resumed"} (the new
         node took it over with its identity) or C{"lost"} (the cluster had
-        let it go: the registrations are sent again under a new identity).
+        let it go: the registrations are sent again under a new identity);
+        C{"offline"} when, no node answering, the client first serves a view
+        it holds (a subscription's last, or its cache directory's) until a
+        node takes the session again.
         """
         self._failover.addListener(listener)
+
+    def _sessionChanged(self, event):
+        if event in (SessionEvent.CONNECTED, SessionEvent.RESUMED, SessionEvent.LOST):
+            self._offline = False
+
+    def _servedOffline(self, view):
+        """
+        C{view}, if any, held by the client, answers while no node does:
+        say so, once.
+        """
+        if view is not None and not self._offline:
+            self._offline = True
+            self._failover.tell(SessionEvent.OFFLINE)
+        return view
 
     def start(self):
         """
@@ -227,6 +248,7 @@ class DistroClient:
             error=failure.value,
             count=len(self._cache.views()),
         )
+        self._servedOffline(self._cache)
         return None
 
     def close(self):
@@ -371,7 +393,7 @@ class DistroClient:
     async def _send(self, op, fields, deadline, parse, orElse):
         while True:
             if self._failover.current() is None and orElse is not None:
-                fallback = orElse()
+                fallback = self._servedOffline(orElse())
                 if fallback is not None:
                     return fallback
             connection = await self._failover.whenConnected()
@@ -384,7 +406,7 @@ class DistroClient:
             except DistroError as e:
                 if e.code != NOT_READY:
                     raise
-                fallback = orElse() if orElse is not None else None
+                fallback = self._servedOffline(orElse()) if orElse is not None else None
                 if fallback is not None:
                     return fallback
                 if self._clock.seconds() + NOT_READY_PAUSE >= deadline:

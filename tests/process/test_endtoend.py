@@ -333,6 +333,44 @@ class CommandTests(EndToEndTestCase):
         self.assertEqual(listing["services"][0]["instances"], 1)
 
     @defer.inlineCallbacks
+    def test_registerSaysWhatHappens(self):
+        """
+        C{distro register} says on stderr, one line each, that it lost its
+        node (killed), and that it registered again once the node is back
+        (restarted, it does not know the session); meanwhile C{distro
+        --cache-dir DIR instances} shows the view cached there, saying so.
+        """
+        port = freePorts(1)[0]
+        listen = ("--listen", f"tcp:{port}:interface=127.0.0.1", "--node-id", "n1")
+        node, server = yield self.startServer(*listen)
+        cache = self.tempPath()
+        register = self.command(server, "register", "orders", "10.0.0.5", "8080")
+        yield self.waitForLines(register, 1, "the registered line")
+        view = yield self.runJSON(server, "--cache-dir", cache, "instances", "orders")
+        self.assertEqual(hostIds(view), [INSTANCE_ID])
+
+        node.signal("KILL")
+        yield node.whenEnded(RUN_TIMEOUT)
+        yield waitFor(lambda: b"lost node" in register.stderr, POLL_TIMEOUT, "the lost line")
+        self.assertEqual(register.stderr.decode().splitlines(),
+                         ["distro: lost node n1; trying the servers again"])
+        cached = yield self.runCommand(server, "--json", "--cache-dir", cache, "instances", "orders")
+        self.assertEqual(hostIds(json.loads(cached.lines()[0])), [INSTANCE_ID])
+        self.assertEqual(cached.stderr.decode(),
+                         f"distro: no node answers; serving the views cached in {cache}\n")
+
+        node, server = yield self.startServer(*listen)
+        yield waitFor(lambda: b"registered again" in register.stderr, 2 * POLL_TIMEOUT,
+                      "the registered-again line")
+        self.assertEqual(register.stderr.decode().splitlines()[-1],
+                         "distro: the cluster had let the session go: registered again on node n1")
+        view = yield self.runJSON(server, "instances", "orders")
+        self.assertEqual(hostIds(view), [INSTANCE_ID])
+        register.signal("TERM")
+        yield register.whenEnded(RUN_TIMEOUT)
+        self.assertEqual(register.exitCode, EXIT_OK, register.describe())
+
+    @defer.inlineCallbacks
     def test_unreachable(self):
         """
         Against ports nothing listens on, a command exits 3 at once, not
