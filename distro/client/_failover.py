@@ -123,10 +123,8 @@ class Failover:
         self._attempt = None
         self._retryCall = None
         self._failures = 0
-        # Why each server failed since the last session a node accepted,
-        # and those that answered NOT_READY meanwhile.
+        # Why each server failed since the last session a node accepted.
         self._reasons = {}
-        self._unready = set()
         self._attemptReason = None
         self._attemptAddress = None
         self._startup = None
@@ -156,7 +154,6 @@ class Failover:
             C{UNAUTHORIZED}).
         """
         self._reasons = {}
-        self._unready = set()
         startup = self._startup = Deferred()
         startup.addTimeout(self.timeout, self.clock, self._startupTimedOut)
         startup.addErrback(self._startupFailed, keepTrying)
@@ -176,12 +173,12 @@ class Failover:
 
     def _unreachable(self):
         """
-        During the start, once every server failed (and none is loading),
-        fail the start now rather than at its timeout (the attempts go on if
-        the start said to keep trying).
+        During the start, once every server failed, fail the start now
+        rather than at its timeout (the attempts go on if the start said to
+        keep trying).
         """
         servers = self.servers
-        if self._unready or not all(address in self._reasons for address in servers):
+        if not all(address in self._reasons for address in servers):
             return
         reasons = {address: self._reasons[address] for address in servers}
         startup, self._startup = self._startup, None
@@ -322,7 +319,6 @@ class Failover:
         self._declined = set()
         self._failures = 0
         self._reasons = {}
-        self._unready = set()
         self._connection = connection
         previous = self.clientId
         self.clientId = reply.get("client_id")
@@ -375,8 +371,6 @@ class Failover:
             error = RequestTimeout("connect", self.timeout)
         self._reasons[address] = self._attemptReason or describe(failure)
         self._attemptReason = None
-        if failure.check(DistroError) and failure.value.code == NOT_READY:
-            self._unready.add(address)
         self.log.info(
             "client {clientId}: cannot use {address}: {error}",
             clientId=self.clientId,
