@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client_session -*-
+# -*- test-case-name: tests.test_client_reasons -*-
 """
 Why a connection attempt to a server failed, in a few words a person acts
 on: C{"connection refused"}, C{"timed out"}, C{"TLS handshake failed:
