@@ -17,6 +17,7 @@ from distro import cli
 from distro.client import Instance, Member, Service, ServiceInfo, ServicePage, ServiceSummary
 
 from ._memorycluster import ClusterTestMixin
+from ._tempfiles import TempPathMixin
 
 
 _SNAKE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
@@ -242,7 +243,7 @@ class FormatTests(SynchronousTestCase):
         )
 
 
-class CommandTests(ClusterTestMixin, SynchronousTestCase):
+class CommandTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
     """
     Commands run against two real nodes in memory, with a stand-in reactor
     for the shutdown.
@@ -450,7 +451,7 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
         """
         A C{--cache-dir} that cannot be made is a usage error naming it.
         """
-        path = self.mktemp()
+        path = self.tempPath()
         open(path, "w").close()
         self.assertEqual(self.successResultOf(self.runCommand("--cache-dir", path, "members")),
                          cli.EXIT_USAGE)
@@ -487,7 +488,7 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
         the view cached there, says on stderr that it is served from the
         cache, and prints the node's view once one answers.
         """
-        directory = self.mktemp()
+        directory = self.tempPath()
         self.register(("orders", "10.0.0.1", 80))
         self.successResultOf(self.runCommand("--cache-dir", directory, "instances", "orders"))
         self.assertEqual(self.stderr.getvalue(), "")
