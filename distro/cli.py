@@ -3,8 +3,8 @@
 The C{distro} command: look at and change a distro cluster from a shell.
 
     distro [--server HOST:PORT]... [--namespace NS] [--group GROUP] [--json]
-           [--timeout SECONDS] [--tls] [--tls-ca FILE] [--tls-cert FILE
-           --tls-key FILE] [--tls-no-verify] COMMAND ...
+           [--timeout SECONDS] [--cache-dir DIR] [--tls] [--tls-ca FILE]
+           [--tls-cert FILE --tls-key FILE] [--tls-no-verify] COMMAND ...
 
     services                       list services and their instance counts
     instances SERVICE              show a service's view
@@ -23,7 +23,10 @@ An operator's overrides of any instance, on every node and through restarts
     overrides                      list the overrides in force
 
 Servers come from C{--server} (repeatable, or comma-separated), else from the
-C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9850}. With C{--json}
+C{DISTRO_SERVERS} environment variable, else C{127.0.0.1:9850}. What happens
+to the session (lost, resumed, started over, views served from what the
+client holds: with C{--cache-dir DIR}, the views kept there) is said on
+stderr, one line each. With C{--json}
 every output is one JSON document on one line (in C{watch}, one per view).
 Any C{--tls*} option dials the nodes over TLS (their client port is C{ssl:}).
 
@@ -59,8 +62,10 @@ from distro.client import (
     connect,
 )
 from distro.client._address import formatAddress, parseServers
+from distro.client._events import SessionEvent
 from distro.client._model import DEFAULT_GROUP, DEFAULT_NAMESPACE
 from distro.client._protocol import DEFAULT_TIMEOUT
+from distro.client._reasons import NOT_TLS, SILENT_CLOSE, SPEAKS_TLS
 from distro.tls import TLSFileError, TLSUnavailable
 
 __all__ = [
@@ -169,6 +174,9 @@ def _addGlobalOptions(parser, suppress=False):
     parser.add_argument("--timeout", type=_positive, default=default(DEFAULT_TIMEOUT),
                         metavar="SECONDS", help="connect and request timeout "
                         f"(default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="keep the views read in DIR, and show them while no node "
+                        "answers (instances, watch)")
     tls = parser.add_argument_group("TLS (for nodes whose client port is ssl:)")
     tls.add_argument("--tls", action="store_true", dest="use_tls",
                      help="dial the nodes over TLS, trusting the system's CAs")
@@ -384,27 +392,31 @@ def formatServiceInfo(info):
     return f"{title}\n{table}"
 
 
-def formatServices(result):
+def formatServices(page):
     """
-    A services listing as a table and a count.
+    A L{ServicePage} as a table and a count.
     """
-    rows = [[s["group"], s["name"], s["instances"]] for s in result["services"]]
+    rows = [[s.service.group, s.service.name, s.instances] for s in page.services]
     table = formatTable(["GROUP", "NAME", "INSTANCES"], rows, (2,))
-    return f"{table}\n{result['count']} service{'' if result['count'] == 1 else 's'}"
+    return f"{table}\n{page.count} service{'' if page.count == 1 else 's'}"
 
 
 def formatMembers(members):
     """
-    The members as a table; the node answering is marked in the SELF column.
+    The L{Member}s as a table; the node answering is marked in the SELF
+    column.
     """
-    rows = [[m["node"], m["address"], m["state"], "*" if m.get("self") else ""]
-            for m in members]
+    rows = [[m.node, m.address, m.state, "*" if m.is_self else ""] for m in members]
     return formatTable(["NODE", "ADDRESS", "STATE", "SELF"], rows)
 
 
 class _Output:
     """
     Where a command's results go: text, or one JSON document per line.
+
+    Every document is an object, in the names of the protocol and of the
+    HTTP JSON API (docs/http.md): snake_case, a view as the HTTP API's, an
+    instance with its C{instance_id}, a list under its name.
     """
 
     def __init__(self, stream, asJSON):
@@ -458,10 +470,10 @@ class _Shutdown:
 
 
 async def _services(client, options, output, shutdown):
-    result = await client.services(
+    page = await client.services(
         namespace=options.namespace, group=options.group, page=options.page, size=options.size
     )
-    output.emit(result, formatServices(result))
+    output.emit(page.as_wire(), formatServices(page))
 
 
 async def _instances(client, options, output, shutdown):
@@ -479,7 +491,7 @@ async def _register(client, options, output, shutdown):
         metadata=instance.metadata,
     )
     output.emit(
-        {"registered": {"service": options.service.as_wire(), "instance": instance.as_wire()}},
+        {"registered": {"service": options.service.as_wire(), "instance": instance.as_host()}},
         f"registered {instance.instance_id} in {options.service}; "
         "interrupt (Ctrl-C) to deregister",
     )
@@ -562,7 +574,7 @@ async def _watch(client, options, output, shutdown):
 
 async def _members(client, options, output, shutdown):
     members = await client.members()
-    output.emit(members, formatMembers(members))
+    output.emit({"members": [m.as_wire() for m in members]}, formatMembers(members))
 
 
 _COMMANDS = {
@@ -578,6 +590,46 @@ _COMMANDS = {
     "watch": _watch,
     "members": _members,
 }
+
+
+def _connectHint(error, options):
+    """
+    What to change, when the reasons no node could be reached say it: a
+    plain dial at a TLS port, or a TLS dial at a plain one.
+    """
+    reasons = set(getattr(error, "reasons", {}).values())
+    if options.tls is None and reasons & {SILENT_CLOSE, SPEAKS_TLS}:
+        return " (if the port is TLS, give --tls-ca FILE or --tls)"
+    if options.tls is not None and NOT_TLS in reasons:
+        return " (if the port is plain TCP, leave out the --tls options)"
+    return ""
+
+
+# What a session that the cluster let go does again, as the command says it.
+_AGAIN = {"register": "registered again", "watch": "subscribed again"}
+
+
+def _sessionReporter(client, options, problem):
+    """
+    A session listener that says, in one line on stderr each, that the
+    session was lost, resumed or started over, or that views are served
+    from what the client holds while no node answers.
+    """
+    def report(event):
+        if event == SessionEvent.SUSPENDED:
+            problem(f"lost node {client.node}; trying the servers again")
+        elif event == SessionEvent.RESUMED:
+            problem(f"resumed the session on node {client.node}")
+        elif event == SessionEvent.LOST:
+            again = _AGAIN.get(options.command, "started a new session")
+            problem(f"the cluster had let the session go: {again} on node {client.node}")
+        elif event == SessionEvent.OFFLINE:
+            if options.cache_dir is not None:
+                problem(f"no node answers; serving the views cached in {options.cache_dir}")
+            else:
+                problem("no node answers; serving the last view received")
+
+    return report
 
 
 def _hashPassword(stdin, stdout, stderr):
@@ -627,12 +679,16 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
                 options.servers, namespace=options.namespace,
                 group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
                 timeout=options.timeout, tls=options.tls, token=options.token,
+                cache_dir=options.cache_dir,
             )
         except TLSFileError as e:
             problem(f"--tls-{e.option}: {e.problem}")
             return EXIT_USAGE
         except TLSUnavailable as e:
             problem(str(e))
+            return EXIT_USAGE
+        except OSError as e:
+            problem(f"--cache-dir: {e}")
             return EXIT_USAGE
         # An interruption while connecting gives up at once.
         shutdown.whenRequested().addCallback(lambda _: connecting.cancel())
@@ -642,11 +698,17 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
             problem("interrupted while connecting")
             return EXIT_UNREACHABLE
         except (NotConnected, RequestTimeout) as e:
-            problem(f"cannot connect: {e}")
+            problem(f"cannot connect: {e}{_connectHint(e, options)}")
             return EXIT_UNREACHABLE
         except DistroError as e:
             problem(f"{e.code}: {e.message}")
             return EXIT_SERVER_ERROR
+        report = _sessionReporter(client, options, problem)
+        client.add_session_listener(report)
+        if not client.connected:
+            # Started from the cache directory: its start said so before
+            # anyone could listen.
+            report(SessionEvent.OFFLINE)
         try:
             await _COMMANDS[options.command](client, options, output, shutdown)
         except DistroError as e:

@@ -17,7 +17,13 @@ L{TLSUnavailable}, which says what to install.
 import importlib
 from dataclasses import dataclass
 
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
 
 __all__ = [
     "INSTALL_HINT",
@@ -76,8 +82,16 @@ def hostEndpoint(reactor, host, port, timeout, dialer=None):
     """
     A client endpoint to C{host} and C{port}, giving up connecting after
     C{timeout} seconds; in TLS if a L{TLSDialer} is given.
+
+    An IP address is dialed as it is: L{HostnameEndpoint}, for a name's
+    addresses, reports a refused connection only some 0.3 s later.
     """
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if isIPAddress(host):
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    elif isIPv6Address(host):
+        endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    else:
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     return endpoint if dialer is None else dialer.wrap(endpoint, host)
 
 

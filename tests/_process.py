@@ -35,6 +35,8 @@ from ._ports import freePorts
 from ._tempfiles import TempPathMixin
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+# The console script the installation made, beside the interpreter.
+DISTRO = os.path.join(os.path.dirname(sys.executable), "distro")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 REPLY_TIMEOUT = 5.0

@@ -6,6 +6,7 @@ commands run against real nodes in memory
 """
 
 import json
+import re
 from io import StringIO
 
 from twisted.internet.defer import Deferred
@@ -13,9 +14,29 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro import cli
-from distro.client import Instance, Service, ServiceInfo
+from distro.client import Instance, Member, Service, ServiceInfo, ServicePage, ServiceSummary
 
 from ._memorycluster import ClusterTestMixin
+from ._tempfiles import TempPathMixin
+
+
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+
+
+def camelCaseKeys(document):
+    """
+    The keys of a JSON document (metadata's aside: they are the user's)
+    that are not snake_case.
+    """
+    if isinstance(document, list):
+        return [key for item in document for key in camelCaseKeys(item)]
+    if not isinstance(document, dict):
+        return []
+    bad = [key for key in document if not _SNAKE.fullmatch(key)]
+    for key, value in document.items():
+        if key != "metadata":
+            bad += camelCaseKeys(value)
+    return bad
 
 
 def parse(*argv, environ=None):
@@ -205,7 +226,7 @@ class FormatTests(SynchronousTestCase):
         """
         Services print as a table and a count.
         """
-        result = {"count": 1, "services": [{"group": "G", "name": "orders", "instances": 3}]}
+        result = ServicePage(1, (ServiceSummary(Service("orders", group="G"), 3),))
         self.assertEqual(
             cli.formatServices(result),
             "GROUP  NAME    INSTANCES\nG      orders          3\n1 service",
@@ -215,17 +236,14 @@ class FormatTests(SynchronousTestCase):
         """
         Members print as a table; the answering node is starred.
         """
-        members = [
-            {"node": "n1", "address": "a:1", "state": "UP", "self": True},
-            {"node": "node-2", "address": "b:1", "state": "DOWN", "self": False},
-        ]
+        members = (Member("n1", "a:1", "UP", is_self=True), Member("node-2", "b:1", "DOWN"))
         self.assertEqual(
             cli.formatMembers(members),
             "NODE    ADDRESS  STATE  SELF\nn1      a:1      UP     *\nnode-2  b:1      DOWN",
         )
 
 
-class CommandTests(ClusterTestMixin, SynchronousTestCase):
+class CommandTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
     """
     Commands run against two real nodes in memory, with a stand-in reactor
     for the shutdown.
@@ -464,6 +482,109 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
         self.assertEqual(lines[1].split(), ["n0", self.cluster.servers[0], "UP", "*"])
         self.assertEqual(lines[2].split(), ["n1", self.cluster.servers[1], "UP"])
 
+    def test_jsonShapes(self):
+        """
+        With C{--json} every command prints JSON objects, one per line (a
+        list is a field of one: C{members} too), in the names of the
+        protocol and of the HTTP JSON API: snake_case, an instance always
+        with its C{instance_id}.
+        """
+        self.register(("orders", "10.0.0.1", 80))
+
+        def documents(*argv):
+            self.stdout.seek(0)
+            self.stdout.truncate()
+            self.runCommand("--json", *argv)
+            lines = self.jsonLines()
+            for document in lines:
+                self.assertIsInstance(document, dict, argv)
+                self.assertEqual(camelCaseKeys(document), [], argv)
+            return lines
+
+        [members] = documents("members")
+        self.assertEqual(members, {"members": [
+            {"node": "n0", "address": self.cluster.servers[0], "state": "UP", "self": True},
+            {"node": "n1", "address": self.cluster.servers[1], "state": "UP", "self": False},
+        ]})
+        [services] = documents("services")
+        self.assertEqual(services, {"count": 1, "services": [
+            {"group": "DEFAULT_GROUP", "name": "orders", "instances": 1}]})
+        [view] = documents("instances", "orders")
+        self.assertEqual([h["instance_id"] for h in view["hosts"]], ["10.0.0.1#80#DEFAULT"])
+        self.assertEqual(sorted(view), ["checksum", "clusters", "hosts", "revision", "service"])
+        [watched] = documents("watch", "orders", "--count", "0")
+        self.assertEqual(watched, view)
+        documents("register", "orders", "10.0.0.2", "81", "--metadata", "someKey=v")
+        [registered] = self.jsonLines()
+        self.assertEqual(registered, {"registered": {
+            "service": {"namespace": "public", "group": "DEFAULT_GROUP", "name": "orders"},
+            "instance": {"ip": "10.0.0.2", "port": 81, "cluster": "DEFAULT", "weight": 1.0,
+                         "healthy": True, "enabled": True, "metadata": {"someKey": "v"},
+                         "instance_id": "10.0.0.2#81#DEFAULT"}}})
+        self.assertTrue(self.shutDown())
+        self.assertEqual(documents("overrides"), [{"overrides": []}])
+
+    def test_cacheDirUnusable(self):
+        """
+        A C{--cache-dir} that cannot be made is a usage error naming it.
+        """
+        path = self.tempPath()
+        open(path, "w").close()
+        self.assertEqual(self.successResultOf(self.runCommand("--cache-dir", path, "members")),
+                         cli.EXIT_USAGE)
+        self.assertIn("--cache-dir: ", self.stderr.getvalue())
+
+    def test_sessionLines(self):
+        """
+        C{register} says on stderr, one line each, that the session was
+        lost, resumed at another node, and, when the cluster had let it go,
+        registered again.
+        """
+        d = self.runCommand("register", "orders", "10.0.0.9", "80")
+        self.assertEqual(self.stderr.getvalue(), "")
+        self.cluster.stop_node(0)
+        self.advance(1)
+        self.assertEqual(self.stderr.getvalue().splitlines(), [
+            "distro: lost node n0; trying the servers again",
+            "distro: resumed the session on node n1",
+        ])
+        self.cluster.stop_node(1)
+        self.cluster.start_node(0)
+        self.advance(*[1] * 5)
+        self.assertEqual(self.stderr.getvalue().splitlines()[2:], [
+            "distro: lost node n1; trying the servers again",
+            "distro: the cluster had let the session go: registered again on node n0",
+        ])
+        self.assertEqual([h.ip for h in self.cluster.view(0, "orders").hosts], ["10.0.0.9"])
+        self.assertTrue(self.shutDown())
+        self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+
+    def test_watchFromCache(self):
+        """
+        With C{--cache-dir}, C{watch} started while no node answers prints
+        the view cached there, says on stderr that it is served from the
+        cache, and prints the node's view once one answers.
+        """
+        directory = self.tempPath()
+        self.register(("orders", "10.0.0.1", 80))
+        self.successResultOf(self.runCommand("--cache-dir", directory, "instances", "orders"))
+        self.assertEqual(self.stderr.getvalue(), "")
+        self.stdout.seek(0)
+        self.stdout.truncate()
+        self.cluster.stop_node(0)
+        self.cluster.stop_node(1)
+        d = self.runCommand("--json", "--cache-dir", directory, "watch", "orders", "--count", "1")
+        [cached] = self.jsonLines()
+        self.assertEqual([h["ip"] for h in cached["hosts"]], ["10.0.0.1"])
+        self.assertEqual(self.stderr.getvalue().splitlines(), [
+            f"distro: no node answers; serving the views cached in {directory}",
+        ])
+        self.cluster.start_node(1)
+        self.cluster.client(start_at=1).register("orders", "10.0.0.2", 80)
+        self.advance(*[1] * 5)
+        self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
+        self.assertIn("10.0.0.2", [h["ip"] for h in self.jsonLines()[-1]["hosts"]])
+
     def test_serverError(self):
         """
         A refused request (here, a namespace the token does not grant) exits
@@ -518,33 +639,38 @@ class CommandTests(ClusterTestMixin, SynchronousTestCase):
 
     def test_unreachable(self):
         """
-        No reachable node within the timeout exits with 3.
+        When every node refuses the connection, the command exits with 3 at
+        once, in one line naming each address and why.
         """
         self.cluster.stop_node(0)
         self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "3", "members")
-        self.advance(2.9)
-        self.assertNoResult(d)
-        self.advance(0.1)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
-        self.assertIn("cannot connect", self.stderr.getvalue())
+        [line] = self.stderr.getvalue().splitlines()
+        self.assertTrue(line.startswith("distro: cannot connect: "), line)
+        for server in self.cluster.servers:
+            self.assertIn(f"{server}: connection refused", line)
 
     def test_timeout(self):
         """
-        A node that does not answer (it is paused) exits with 3.
+        A node that does not answer (it is paused) exits with 3 after the
+        timeout, naming it.
         """
         self.cluster.pause_node(0)
         self.cluster.stop_node(1)
         d = self.runCommand("--timeout", "2", "members")
-        self.advance(2)
+        self.advance(1.9)
+        self.assertNoResult(d)
+        self.advance(0.1)
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)
+        self.assertIn(f"{self.cluster.servers[0]}: timed out", self.stderr.getvalue())
 
     def test_interruptedConnect(self):
         """
         An interruption while connecting ends the command at once.
         """
-        self.cluster.stop_node(0)
-        self.cluster.stop_node(1)
+        self.cluster.pause_node(0)
+        self.cluster.pause_node(1)
         d = self.runCommand("members")
         self.assertTrue(self.shutDown())
         self.assertEqual(self.successResultOf(d), cli.EXIT_UNREACHABLE)

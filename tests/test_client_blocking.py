@@ -9,7 +9,7 @@ import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.client import DistroError, Service
+from distro.client import DistroError, Member, Service, ServiceSummary
 from distro.client import blocking
 from distro.client.blocking import BlockingClient
 from distro.client.testing import InMemoryCluster
@@ -71,16 +71,20 @@ class BlockingClientTests(SynchronousTestCase):
 
     def test_calls(self):
         """
-        Each method returns its result instead of a L{Deferred}, and runs in
-        the reactor's thread.
+        Each method returns its result instead of a L{Deferred}, the same
+        objects as L{DistroClient}'s (C{services} a L{ServicePage},
+        C{members} L{Member}s), and runs in the reactor's thread.
         """
         self.assertIsNone(inThread(self.client.register, "orders", "a", 1))
         info = inThread(self.client.query, "orders")
         self.assertEqual([h.ip for h in info.hosts], ["a"])
-        self.assertEqual(inThread(self.client.services)["count"], 1)
+        page = inThread(self.client.services)
+        self.assertEqual(page.services, (ServiceSummary(Service("orders"), 1),))
         self.assertEqual(list(inThread(self.client.registrations)), [Service("orders")])
         self.assertTrue(inThread(self.client.deregister, "orders", "a", 1))
-        self.assertEqual(len(inThread(self.client.members)), 1)
+        [member] = inThread(self.client.members)
+        self.assertIsInstance(member, Member)
+        self.assertTrue(member.is_self)
         self.assertIsNone(inThread(self.client.ping))
         self.assertEqual(self.client.client_id, self.client.client.client_id)
         self.assertIsInstance(self.client.client_id, str)

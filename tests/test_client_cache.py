@@ -308,10 +308,10 @@ class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
         kwargs.setdefault("cache_dir", self.directory)
         kwargs.setdefault("retry_policy", lambda failures: 1.0)
         kwargs.setdefault("timeout", 5.0)
+        kwargs.setdefault("endpoint_factory", self.network.endpoint)
         return DistroClient(
             self.cluster.servers,
             clock=self.clock,
-            endpoint_factory=self.network.endpoint,
             start_at=0,
             **kwargs,
         )
@@ -402,9 +402,11 @@ class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
         """
         A client started with a cache directory while no node answers serves
         the stored views: at once for C{last_service_info}, C{query} and
-        C{subscribe}; its start succeeds after the timeout, and it keeps
-        trying the servers. When a node answers, the subscription is sent and
-        a view that changed meanwhile reaches the listener and the disk.
+        C{subscribe}; its start succeeds as soon as every server refused
+        it (telling the session's listeners C{"offline"}), and it keeps
+        trying the servers. When a node answers, the
+        subscription is sent and a view that changed meanwhile reaches the
+        listener and the disk.
         """
         first = self.connect()
         self.settle(self.other.register("orders", "a", 1, cluster="C1"))
@@ -415,7 +417,13 @@ class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
 
         client = self.makeClient()
         self.assertEqual(ips(client.last_service_info("orders")), ["a", "b"])
-        started = client.start()
+        told = []
+        client.add_session_listener(told.append)
+        with capturedLogs() as events:
+            started = client.start()
+        self.assertEqual(told, ["offline"])
+        self.assertIn("serving the 1 cached views", " ".join(warnings(events)))
+        self.assertIn("connection refused", " ".join(warnings(events)))
         self.assertEqual(ips(self.successResultOf(client.query("orders"))), ["a", "b"])
         only = self.successResultOf(client.query("orders", clusters=["C2"], healthy_only=True))
         self.assertEqual((ips(only), only.clusters), (["b"], ("C2",)))
@@ -424,13 +432,10 @@ class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
         self.assertEqual(ips(info), ["a", "b"])
         unknown = client.query("payments")
         self.assertNoResult(unknown)
-        self.assertNoResult(started)
-
-        with capturedLogs() as events:
-            self.advance(*[1] * 5)
         self.assertIs(self.successResultOf(started), client)
+
+        self.advance(*[1] * 5)
         self.failureResultOf(unknown, RequestTimeout)
-        self.assertIn("serving the 1 cached views", " ".join(warnings(events)))
         self.assertFalse(client.connected)
 
         # Another client drops an instance; both reconnect to node 1.
@@ -489,19 +494,26 @@ class CachedSessionTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
 
     def test_closedWhileStarting(self):
         """
-        Closing a client that waits for its first node fails the start.
+        Closing a client that waits for its first node (node 0 does not
+        answer, node 1 refuses) fails the start, and it tries no more.
         """
-        self.allDown()
-        client = self.makeClient()
+        self.network.refuse(1)
+        self.cluster.pause_node(0)
+        attempts = []
+
+        def endpoint(host, port):
+            attempts.append(port)
+            return self.network.endpoint(host, port)
+
+        client = self.makeClient(endpoint_factory=endpoint)
         d = client.start()
+        self.advance(1)
+        self.assertNoResult(d)
         self.successResultOf(client.close())
         self.failureResultOf(d, NotConnected)
-        attempts = len(self.network.attempts)
+        tried = len(attempts)
         self.advance(*[1] * 10)
-        self.assertEqual(
-            self.network.attempts[attempts:].count(self.cluster.servers[0]),
-            5,  # the other client's only
-        )
+        self.assertEqual(len(attempts), tried)
 
     def test_withoutCacheDirectory(self):
         """

@@ -12,10 +12,13 @@ from distro.client import (
     DistroClient,
     DistroError,
     Instance,
+    Member,
     NotConnected,
     RequestTimeout,
     Service,
     ServiceInfo,
+    ServicePage,
+    ServiceSummary,
 )
 from distro.client._address import formatAddress, parseAddress, parseServers
 from distro.client._events import SessionEvent
@@ -131,21 +134,45 @@ class ConnectTests(SessionTestsMixin, SynchronousTestCase):
         self.assertIs(self.successResultOf(d), client)
         self.assertEqual(self.network.attempts, self.servers[:2])
 
-    def test_nothingAnswers(self):
+    def test_everyServerRefused(self):
         """
-        When no server can be reached within the timeout, L{DistroClient.start}
-        fails with L{NotConnected} naming the servers, after trying them in
-        turn, and stops trying.
+        When every server refused the connection, L{DistroClient.start}
+        fails at once (the first round of attempts waits for no backoff),
+        with L{NotConnected} naming each server and why, and stops trying.
         """
         self.stopAll()
-        client = self.makeClient(timeout=5.0)
+        client = self.makeClient(timeout=10.0)
         d = client.start()
-        self.advance(*[1] * 5)
+        self.settle()
         error = self.failureResultOf(d, NotConnected).value
-        self.assertIn(self.servers[1], str(error))
-        self.assertEqual(self.network.attempts, (self.servers * 2)[:5])
+        self.assertEqual(error.reasons, {server: "connection refused" for server in self.servers})
+        for server in self.servers:
+            self.assertIn(f"{server}: connection refused", str(error))
+        self.assertEqual(self.network.attempts, self.servers)
         # The stopped nodes run no timer: these would be the client's.
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_nothingAnswers(self):
+        """
+        When a server does not answer (node 1 is paused) and the others
+        refuse, L{DistroClient.start} fails after the timeout with
+        L{NotConnected} naming each server and why, after trying them in
+        turn.
+        """
+        self.cluster.stop_node(0)
+        self.cluster.stop_node(2)
+        self.cluster.pause_node(1)
+        client = self.makeClient(timeout=5.0)
+        d = client.start()
+        self.advance(*[1] * 4)
+        self.assertNoResult(d)
+        self.advance(1)
+        error = self.failureResultOf(d, NotConnected).value
+        self.assertEqual(error.reasons, {self.servers[0]: "connection refused",
+                                         self.servers[1]: "timed out",
+                                         self.servers[2]: "not tried"})
+        self.assertIn(f"{self.servers[1]}: timed out", str(error))
+        self.assertEqual(self.network.attempts, self.servers[:2])
 
     def test_refused(self):
         """
@@ -313,18 +340,34 @@ class RequestTests(SessionTestsMixin, SynchronousTestCase):
 
     def test_servicesAndMembers(self):
         """
-        C{services} returns the count and the list; C{members} the members.
+        C{services} returns a L{ServicePage}: the count and the page's
+        L{ServiceSummary}s, each with its whole L{Service} key (to query it
+        with); C{members} a tuple of L{Member}s. Their wire forms are the
+        node's.
         """
         self.settle(self.client.register("orders", "a", 1))
-        result = self.settle(self.client.services())
+        self.settle(self.client.register(Service("users", group="G", namespace="dev"), "b", 1))
+        page = self.settle(self.client.services())
+        self.assertEqual(page, ServicePage(1, (ServiceSummary(Service("orders"), 1),),
+                                           namespace="public"))
         self.assertEqual(
-            result,
+            page.as_wire(),
             {"count": 1, "services": [{"group": "DEFAULT_GROUP", "name": "orders",
                                        "instances": 1}]},
         )
         self.assertEqual(self.cluster.requests(0)[-1]["namespace"], "public")
+        [summary] = self.settle(self.client.services(namespace="dev")).services
+        self.assertEqual(summary.service, Service("users", group="G", namespace="dev"))
+        self.assertEqual(self.settle(self.client.query(summary.service)).hosts[0].ip, "b")
+
         members = self.settle(self.client.members())
-        self.assertEqual([m["address"] for m in members], self.servers)
+        self.assertIsInstance(members, tuple)
+        self.assertEqual(members[0], Member("n0", self.servers[0], "UP", is_self=True))
+        self.assertEqual([(m.address, m.is_self) for m in members],
+                         [(self.servers[0], True), (self.servers[1], False),
+                          (self.servers[2], False)])
+        self.assertEqual(members[1].as_wire(), {"node": "n1", "address": self.servers[1],
+                                                "state": "UP", "self": False})
 
     def test_ping(self):
         """
@@ -571,6 +614,26 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ops(2)[-1], "subscribe")
         self.assertNotEqual(self.client.client_id, self.clientId)
 
+    def test_offlineEvent(self):
+        """
+        While no node answers, the first query answered from what the
+        client holds (the subscription's last view) tells the listeners
+        C{"offline"}, once, until a node takes the session again.
+        """
+        events = []
+        self.client.add_session_listener(events.append)
+        self.stopAll()
+        self.assertEqual(events, [SessionEvent.SUSPENDED])
+        for _ in range(2):
+            self.successResultOf(self.client.query("orders"))
+        self.assertEqual(events, [SessionEvent.SUSPENDED, SessionEvent.OFFLINE])
+        self.cluster.start_node(1)
+        self.advance(*[1] * 6)
+        self.assertEqual(events[2:], [SessionEvent.LOST])
+        self.stopAll()
+        self.successResultOf(self.client.query("orders"))
+        self.assertEqual(events[3:], [SessionEvent.SUSPENDED, SessionEvent.OFFLINE])
+
     def test_otherNodeResumes(self):
         """
         A node that does not know the session (it restarted while the node
@@ -685,7 +748,7 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
         self.settle()
         self.assertNoResult(d)
         self.cluster.stop_node(0)
-        self.assertEqual(self.successResultOf(d)["count"], 2)
+        self.assertEqual(self.successResultOf(d).count, 2)
         self.assertEqual(self.ops(1)[-1], "services")
 
     def test_queryFromLastView(self):

@@ -25,19 +25,22 @@ with an underscore are not, and may change.
 from distro.tls import TLSOptions
 
 from ._errors import DistroError, NotConnected, RequestTimeout
-from ._model import RESET, Instance, Override, Service, ServiceInfo
+from ._model import RESET, Instance, Member, Override, Service, ServiceInfo, ServicePage, ServiceSummary
 from ._session import DistroClient, connect
 
 __all__ = [
     "DistroClient",
     "DistroError",
     "Instance",
+    "Member",
     "NotConnected",
     "Override",
     "RESET",
     "RequestTimeout",
     "Service",
     "ServiceInfo",
+    "ServicePage",
+    "ServiceSummary",
     "TLSOptions",
     "connect",
 ]

@@ -40,4 +40,12 @@ class NotConnected(Exception):
     """
     There is no connection to a node to carry the request: it was lost while
     the request was outstanding, it could not be made, or the client is closed.
+
+    @ivar reasons: when no server could be reached, why, for each:
+        C{{"host:port": "connection refused"}} (C{"timed out"}, C{"TLS
+        handshake failed: certificate verify failed"}, ...); empty otherwise.
     """
+
+    def __init__(self, *args, reasons=None):
+        super().__init__(*args)
+        self.reasons = dict(reasons or {})

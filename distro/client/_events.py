@@ -25,3 +25,8 @@ class SessionEvent(str, Enum):
     #: new one took its place and the registrations were sent again under
     #: a new identity; meanwhile they may have been gone.
     LOST = "lost"
+    #: No node answers, and a query or subscription was answered from the
+    #: last view the client holds (a subscription's, or the cache
+    #: directory's), or the client started without a node, serving its
+    #: cache directory. Told once until a node takes the session again.
+    OFFLINE = "offline"

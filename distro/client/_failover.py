@@ -32,6 +32,7 @@ from ._address import formatAddress, parseAddress, parseServers
 from ._errors import DistroError, NotConnected, RequestTimeout
 from ._events import SessionEvent
 from ._protocol import ClientConnection, IConnectionObserver
+from ._reasons import TIMED_OUT, describe
 
 __all__ = ["defaultRetryPolicy", "Failover"]
 
@@ -122,7 +123,10 @@ class Failover:
         self._attempt = None
         self._retryCall = None
         self._failures = 0
-        self._lastError = None
+        # Why each server failed since the last session a node accepted.
+        self._reasons = {}
+        self._attemptReason = None
+        self._attemptAddress = None
         self._startup = None
         self._waiters = []
         self._declined = set()
@@ -143,23 +147,43 @@ class Failover:
             timeout, fail the returned L{Deferred} but go on trying, as after
             the loss of a connection, instead of closing.
         @return: a L{Deferred} firing once a node accepted the session, or
-            failing (and closing this) when no node did within the timeout
-            (L{NotConnected}) or a node refused it (L{DistroError}, for
-            example C{UNAUTHORIZED}).
+            failing (and closing this) when no node did within the timeout,
+            or at once when every server was tried and none could be
+            reached (refused, not TLS...) (L{NotConnected}, with the
+            C{reasons}), or a node refused it (L{DistroError}, for example
+            C{UNAUTHORIZED}).
         """
-        self._startup = Deferred()
-        self._startup.addTimeout(self.timeout, self.clock, self._startupTimedOut)
-        self._startup.addErrback(self._startupFailed, keepTrying)
+        self._reasons = {}
+        startup = self._startup = Deferred()
+        startup.addTimeout(self.timeout, self.clock, self._startupTimedOut)
+        startup.addErrback(self._startupFailed, keepTrying)
         self._scheduleConnect()
-        return self._startup
+        return startup
 
     def _startupTimedOut(self, result, timeout):
-        if self._lastError is None:
-            raise NotConnected(f"no node answered within {timeout:g} s")
-        address, error = self._lastError
+        reasons = {
+            address: self._reasons.get(
+                address, TIMED_OUT if address == self._attemptAddress else "not tried"
+            )
+            for address in self.servers
+        }
         raise NotConnected(
-            f"no node of {', '.join(self.servers)} answered within {timeout:g} s "
-            f"(last error, from {address}: {error})"
+            f"no node answered within {timeout:g} s: {_listReasons(reasons)}", reasons=reasons
+        )
+
+    def _unreachable(self):
+        """
+        During the start, once every server failed, fail the start now
+        rather than at its timeout (the attempts go on if the start said to
+        keep trying).
+        """
+        servers = self.servers
+        if not all(address in self._reasons for address in servers):
+            return
+        reasons = {address: self._reasons[address] for address in servers}
+        startup, self._startup = self._startup, None
+        startup.errback(
+            NotConnected(f"no node could be reached: {_listReasons(reasons)}", reasons=reasons)
         )
 
     def _startupFailed(self, failure, keepTrying=False):
@@ -195,11 +219,22 @@ class Failover:
     def _scheduleConnect(self):
         if self.closed or self._attempt or self._retryCall or self._connection:
             return
-        if self._failures == 0:
+        if self._failures == 0 or self._firstRound():
             self._connectNext()
         else:
             delay = self._retryPolicy(self._failures - 1)
             self._retryCall = self.clock.callLater(delay, self._connectNext)
+
+    def _firstRound(self):
+        """
+        Whether the start waits for a server not tried yet: the first round
+        goes without backoff, so that a cluster that refuses everything is
+        known in a moment.
+        """
+        if self._startup is None:
+            return False
+        host, port = self._servers[self._next]
+        return formatAddress(host, port) not in self._reasons
 
     def _connectNext(self):
         """
@@ -210,6 +245,8 @@ class Failover:
         self._next = (self._next + 1) % len(self._servers)
         address = formatAddress(host, port)
         self.log.debug("connecting to {address}", address=address)
+        self._attemptReason = None
+        self._attemptAddress = address
         attempt = maybeDeferred(
             lambda: self._endpointFactory(host, port).connect(_ConnectionFactory(self))
         )
@@ -228,6 +265,13 @@ class Failover:
         """
         self._listeners.append(listener)
 
+    def tell(self, event):
+        """
+        Tell the listeners of an event the session's user saw (it serves
+        views while offline).
+        """
+        self._tell(event)
+
     def _tell(self, event):
         for listener in list(self._listeners):
             try:
@@ -243,6 +287,7 @@ class Failover:
                 resume["epoch"] = self.epoch
 
         def failed(failure):
+            self._attemptReason = describe(failure, connection)
             connection.transport.abortConnection()
             return failure
 
@@ -273,6 +318,7 @@ class Failover:
             # Round the list once: none resumes it.
         self._declined = set()
         self._failures = 0
+        self._reasons = {}
         self._connection = connection
         previous = self.clientId
         self.clientId = reply.get("client_id")
@@ -323,7 +369,8 @@ class Failover:
         error = failure.value
         if failure.check(CancelledError):
             error = RequestTimeout("connect", self.timeout)
-        self._lastError = (address, error)
+        self._reasons[address] = self._attemptReason or describe(failure)
+        self._attemptReason = None
         self.log.info(
             "client {clientId}: cannot use {address}: {error}",
             clientId=self.clientId,
@@ -339,6 +386,8 @@ class Failover:
             startup.errback(failure)
             return
         self._failures += 1
+        if self._startup is not None:
+            self._unreachable()
         self._scheduleConnect()
 
     def _learnMembers(self, addresses):
@@ -418,3 +467,10 @@ class Failover:
         )
         d.addCallback(lambda _: connection.closeConnection())
         return d
+
+
+def _listReasons(reasons):
+    """
+    C{{address: reason}} as one line: C{"a:1: connection refused; b:2: timed out"}.
+    """
+    return "; ".join(f"{address}: {reason}" for address, reason in reasons.items())

@@ -729,8 +729,9 @@ class MemoryCluster:
     @ivar requests: C{(to, message)} of every frame a client sent to a
         node's client port, in order of arrival.
     @ivar refusalDelay: how long a connect attempt to a member that is down
-        takes to fail (0: at once); a real one is refused only after the
-        address attempts time out (HostnameEndpoint: some 0.3 s).
+        takes to fail (0: at once); a real one to a host name is refused
+        only after the address attempts time out (HostnameEndpoint: some
+        0.3 s).
     """
 
     maxStep = 0.05

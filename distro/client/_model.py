@@ -20,6 +20,9 @@ __all__ = [
     "Service",
     "Instance",
     "ServiceInfo",
+    "Member",
+    "ServiceSummary",
+    "ServicePage",
     "Override",
     "RESET",
 ]
@@ -163,6 +166,15 @@ class Instance:
             "metadata": dict(self.metadata),
         }
 
+    def as_host(self):
+        """
+        The wire form of this instance as a view lists it: with its
+        C{instance_id}.
+        """
+        wire = self.as_wire()
+        wire["instance_id"] = self.instance_id
+        return wire
+
     @classmethod
     def from_wire(cls, value):
         """
@@ -229,15 +241,10 @@ class ServiceInfo:
         """
         The wire form, which is also the form printed as JSON.
         """
-        hosts = []
-        for host in self.hosts:
-            wire = host.as_wire()
-            wire["instance_id"] = host.instance_id
-            hosts.append(wire)
         return {
             "service": self.service.as_wire(),
             "clusters": list(self.clusters) if self.clusters is not None else None,
-            "hosts": hosts,
+            "hosts": [host.as_host() for host in self.hosts],
             "checksum": self.checksum,
             "revision": self.revision,
         }
@@ -249,6 +256,99 @@ class ServiceInfo:
         """
         hosts = tuple(host for host in self.hosts if host.healthy)
         return replace(self, hosts=hosts)
+
+
+@dataclass(frozen=True)
+class Member:
+    """
+    A member of the cluster, as the node asked sees it.
+
+    @ivar node: the member's node id.
+    @ivar address: where clients reach it (its client port), C{"host:port"}.
+    @ivar state: C{"UP"}, C{"SUSPICIOUS"} or C{"DOWN"}.
+    @ivar is_self: whether it is the node that answered.
+    """
+
+    node: str
+    address: str
+    state: str
+    _: KW_ONLY
+    is_self: bool = False
+
+    @classmethod
+    def from_wire(cls, value):
+        """
+        Read a member of a C{members} reply.
+        """
+        return cls(value["node"], value["address"], value["state"],
+                   is_self=bool(value.get("self")))
+
+    def as_wire(self):
+        """
+        The wire form, C{{"node", "address", "state", "self"}}.
+        """
+        return {"node": self.node, "address": self.address, "state": self.state,
+                "self": self.is_self}
+
+
+@dataclass(frozen=True)
+class ServiceSummary:
+    """
+    A service of a listing, and how many instances its unfiltered view shows.
+    """
+
+    service: Service
+    instances: int
+
+    def as_wire(self):
+        """
+        The wire form, C{{"group", "name", "instances"}} (the namespace is
+        the listing's).
+        """
+        return {"group": self.service.group, "name": self.service.name,
+                "instances": self.instances}
+
+
+@dataclass(frozen=True)
+class ServicePage:
+    """
+    One page of a namespace's services, in group and name order.
+
+    @ivar count: how many services the namespace (or the group asked) has
+        in all.
+    @ivar services: this page's, a tuple of L{ServiceSummary}.
+    @ivar namespace: the namespace listed.
+    """
+
+    count: int
+    services: tuple
+    _: KW_ONLY
+    namespace: str = DEFAULT_NAMESPACE
+
+    @classmethod
+    def from_wire(cls, value, *, namespace=DEFAULT_NAMESPACE):
+        """
+        Read a C{services} reply to a request for C{namespace}.
+        """
+        return cls(
+            value["count"],
+            tuple(
+                ServiceSummary(
+                    Service(entry["name"], group=entry.get("group", DEFAULT_GROUP),
+                            namespace=namespace),
+                    entry["instances"],
+                )
+                for entry in value["services"]
+            ),
+            namespace=namespace,
+        )
+
+    def as_wire(self):
+        """
+        The wire form, C{{"count", "services": [{"group", "name",
+        "instances"}]}}.
+        """
+        return {"count": self.count, "services": [s.as_wire() for s in self.services]}
 
 
 class _Reset:

@@ -76,6 +76,12 @@ class ClientConnection(FrameProtocol):
 
     @ivar helloReply: the node's answer to L{hello}, once it came.
     @ivar connected: whether the transport is up.
+    @ivar received: whether any byte came from the node.
+    @ivar refusal: the text of an C{error} frame answering no request (the
+        node refused the connection itself, e.g. at a connection limit), or
+        L{None}.
+    @ivar answeredTLS: whether the node's first bytes were a TLS record (a
+        plain client dialed a TLS port).
     @ivar maxRequestFrame: the largest frame body sent: the client port's
         default C{max_frame}. A larger request fails here, unsent.
     @ivar maxFrame: the largest frame body accepted from the node. It is
@@ -99,6 +105,9 @@ class ClientConnection(FrameProtocol):
         self.timeout = timeout
         self.connected = False
         self.helloReply = None
+        self.received = False
+        self.refusal = None
+        self.answeredTLS = False
         self._nextId = 1
         self._outstanding = {}
         self._lastSent = None
@@ -112,6 +121,16 @@ class ClientConnection(FrameProtocol):
         self.connected = True
         noDelay(self.transport)
         self._lastSent = self.clock.seconds()
+
+    def dataReceived(self, data):
+        """
+        Note that the node sent something, then read the frames.
+        """
+        if not self.received:
+            self.received = True
+            # A TLS record starts with its type (0x14..0x17) and major version 3.
+            self.answeredTLS = len(data) >= 2 and 0x14 <= data[0] <= 0x17 and data[1] == 3
+        super().dataReceived(data)
 
     def sendMessage(self, message):
         """
@@ -225,6 +244,8 @@ class ClientConnection(FrameProtocol):
         outstanding = self._outstanding.pop(requestId, None) if requestId else None
         if outstanding is None:
             if op == "error":
+                if requestId is None:
+                    self.refusal = f"{message.get('code')}: {message.get('message')}"
                 self.log.warn(
                     "node reported {code}: {message}",
                     code=message.get("code"),
@@ -284,10 +305,10 @@ class ClientConnection(FrameProtocol):
         for request in outstanding.values():
             request.timeoutCall.cancel()
             # The reason says why, e.g. a TLS certificate that failed verification.
-            request.deferred.errback(
-                NotConnected(
-                    f"connection lost before the reply to {request.op!r}: "
-                    f"{reason.getErrorMessage()}"
-                )
+            lost = NotConnected(
+                f"connection lost before the reply to {request.op!r}: "
+                f"{reason.getErrorMessage()}"
             )
+            lost.__cause__ = reason.value
+            request.deferred.errback(lost)
         self.observer.connectionLost(self, reason)

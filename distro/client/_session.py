@@ -29,6 +29,7 @@ from distro.wire import NOT_READY
 
 from ._cache import ViewCache
 from ._errors import DistroError, NotConnected, RequestTimeout
+from ._events import SessionEvent
 from ._failover import Failover
 from ._model import (
     DEFAULT_CLUSTER,
@@ -37,8 +38,10 @@ from ._model import (
     RESET,
     Instance,
     Override,
+    Member,
     Service,
     ServiceInfo,
+    ServicePage,
     _clusterFilter,
 )
 from ._protocol import DEFAULT_TIMEOUT
@@ -156,6 +159,9 @@ class DistroClient:
         self._registrations = {}
         self._unsynced = set()
         self._subscriptions = {}
+        # Whether listeners heard "offline" since a node last took the session.
+        self._offline = False
+        self._failover.addListener(self._sessionChanged)
 
     @property
     def servers(self):
@@ -192,9 +198,26 @@ class DistroClient:
         these strings: C{"connected"} once a node first accepted it,
         C{"suspended"} when a connection is lost, then C{"resumed"} (the new
         node took it over with its identity) or C{"lost"} (the cluster had
-        let it go: the registrations are sent again under a new identity).
+        let it go: the registrations are sent again under a new identity);
+        C{"offline"} when, no node answering, the client first serves a view
+        it holds (a subscription's last, or its cache directory's) until a
+        node takes the session again.
         """
         self._failover.addListener(listener)
+
+    def _sessionChanged(self, event):
+        if event in (SessionEvent.CONNECTED, SessionEvent.RESUMED, SessionEvent.LOST):
+            self._offline = False
+
+    def _servedOffline(self, view):
+        """
+        C{view}, if any, held by the client, answers while no node does:
+        say so, once.
+        """
+        if view is not None and not self._offline:
+            self._offline = True
+            self._failover.tell(SessionEvent.OFFLINE)
+        return view
 
     def start(self):
         """
@@ -202,10 +225,12 @@ class DistroClient:
 
         @return: a L{Deferred} firing with this client once a node accepted
             it, or failing (and closing the client) when no node did within
-            the timeout (L{NotConnected}) or a node refused it (L{DistroError},
-            for example C{UNAUTHORIZED}).
+            the timeout, or as soon as every server was tried and none could
+            be reached (L{NotConnected}, whose C{reasons} say why for each),
+            or a node refused it (L{DistroError}, for example
+            C{UNAUTHORIZED}).
 
-            With a cache directory, no node answering within the timeout is
+            With a cache directory, no node answering is
             not a failure: the L{Deferred} then fires with this client, which
             goes on trying the servers and meanwhile answers C{query} and
             C{subscribe} from the cached views (other requests wait for a
@@ -225,6 +250,7 @@ class DistroClient:
             error=failure.value,
             count=len(self._cache.views()),
         )
+        self._servedOffline(self._cache)
         return None
 
     def close(self):
@@ -369,7 +395,7 @@ class DistroClient:
     async def _send(self, op, fields, deadline, parse, orElse):
         while True:
             if self._failover.current() is None and orElse is not None:
-                fallback = orElse()
+                fallback = self._servedOffline(orElse())
                 if fallback is not None:
                     return fallback
             connection = await self._failover.whenConnected()
@@ -382,7 +408,7 @@ class DistroClient:
             except DistroError as e:
                 if e.code != NOT_READY:
                     raise
-                fallback = orElse() if orElse is not None else None
+                fallback = self._servedOffline(orElse()) if orElse is not None else None
                 if fallback is not None:
                     return fallback
                 if self._clock.seconds() + NOT_READY_PAUSE >= deadline:
@@ -661,8 +687,7 @@ class DistroClient:
 
         @param namespace: the client's namespace when L{None}.
         @param group: left to the node when L{None}.
-        @return: a L{Deferred} firing with C{{"count": int, "services":
-            [{"group", "name", "instances"}]}}.
+        @return: a L{Deferred} firing with a L{ServicePage}.
         """
         fields = {"namespace": namespace or self.namespace, "page": page, "size": size}
         if group is not None:
@@ -670,17 +695,19 @@ class DistroClient:
         return self._call(
             "services",
             fields,
-            parse=lambda reply: {"count": reply["count"], "services": reply["services"]},
+            parse=lambda reply: ServicePage.from_wire(reply, namespace=fields["namespace"]),
         )
 
     def members(self):
         """
         The cluster's members.
 
-        @return: a L{Deferred} firing with a list of C{{"node", "address",
-            "state", "self"}}.
+        @return: a L{Deferred} firing with a tuple of L{Member}s.
         """
-        return self._call("members", {}, parse=lambda reply: reply["members"])
+        return self._call(
+            "members", {},
+            parse=lambda reply: tuple(Member.from_wire(m) for m in reply["members"]),
+        )
 
     def ping(self):
         """

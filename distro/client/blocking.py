@@ -215,14 +215,14 @@ class BlockingClient:
 
     def services(self, *, namespace=None, group=None, page=1, size=100):
         """
-        List services: C{{"count": int, "services": [...]}}.
+        List services: a L{distro.client.ServicePage}.
         """
         return self._call(self._client.services, namespace=namespace, group=group,
                           page=page, size=size)
 
     def members(self):
         """
-        The cluster's members.
+        The cluster's members: a tuple of L{distro.client.Member}s.
         """
         return self._call(self._client.members)
 

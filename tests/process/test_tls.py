@@ -9,17 +9,18 @@ Certificates come from a throwaway CA made for each test (L{tests._tls}).
 """
 
 import os
-import sys
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.utils import getProcessOutputAndValue
 
 from distro import cli
 from distro.client import NotConnected, TLSOptions, connect
+from distro.client._reasons import SILENT_CLOSE, SPEAKS_TLS
 from distro.client.blocking import BlockingClient
 
 from tests._process import (
     CLIENT_TIMEOUT,
+    DISTRO,
     ORDERS,
     START_TIMEOUT,
     ClusterTestCase,
@@ -54,17 +55,30 @@ class ClientOverTLSTests(CertificatesMixin, ProcessTestCase):
         self.addCleanup(client.close)
         return client
 
-    def runCLI(self, *argv):
+    def runCLI(self, *argv, timeout=2, address=None):
         """
         Run the C{distro} command in a process; fire with C{(out, err,
         code)}, bounded.
         """
         d = getProcessOutputAndValue(
-            sys.executable,
-            ["-m", "distro.cli", "--server", self.address, "--timeout", "2", *argv],
+            DISTRO,
+            ["--server", address or self.address, "--timeout", str(timeout), *argv],
             env=dict(os.environ),
         )
         return d.addTimeout(START_TIMEOUT, reactor)
+
+    @defer.inlineCallbacks
+    def failingCLI(self, *argv, address=None):
+        """
+        Run the C{distro} command with a timeout of 10 s, expecting it to
+        exit 3 well before; fire with its standard error.
+        """
+        started = reactor.seconds()
+        out, err, code = yield self.runCLI(*argv, timeout=10, address=address)
+        self.assertEqual(code, cli.EXIT_UNREACHABLE, err)
+        # The interpreter's start is most of it (0.3 s on an idle machine).
+        self.assertLess(reactor.seconds() - started, 5.0)
+        return err.decode()
 
     @defer.inlineCallbacks
     def test_libraryBlockingAndCLI(self):
@@ -112,12 +126,43 @@ class ClientOverTLSTests(CertificatesMixin, ProcessTestCase):
     @defer.inlineCallbacks
     def test_plainClient(self):
         """
-        A client dialing plain TCP to the TLS port fails within its timeout.
+        A client dialing plain TCP to the TLS port fails at once, saying the
+        node closed the connection without answering (or, an OpenSSL that
+        sends an alert, that the port speaks TLS); the CLI exits 3 at once
+        (not after its 10 s timeout), in one line, saying to give a CA.
         """
         process = yield self.startTLSNode()
         started = reactor.seconds()
-        yield self.assertFailure(self.connectClient(), NotConnected)
-        self.assertLess(reactor.seconds() - started, CLIENT_TIMEOUT + 2)
+        error = yield self.assertFailure(self.connectClient(), NotConnected)
+        self.assertLess(reactor.seconds() - started, 1.0)
+        [reason] = error.reasons.values()
+        self.assertIn(reason, (SILENT_CLOSE, SPEAKS_TLS))
+        self.assertEqual(list(error.reasons), [self.address])
+        self.assertFalse(process.ended)
+
+        err = yield self.failingCLI("members")
+        self.assertEqual(
+            err,
+            f"distro: cannot connect: no node could be reached: {self.address}: {reason} "
+            "(if the port is TLS, give --tls-ca FILE or --tls)\n",
+        )
+
+    @defer.inlineCallbacks
+    def test_tlsClientOfPlainPort(self):
+        """
+        The CLI dialing TLS to a plain port exits 3 at once, saying the port
+        does not speak TLS and to leave out the TLS options.
+        """
+        self.makeCertificates()
+        process, host, port = yield self.startNode()
+        err = yield self.failingCLI("--tls-ca", self.authority.ca, "members",
+                                    address=f"{host}:{port}")
+        self.assertEqual(
+            err,
+            f"distro: cannot connect: no node could be reached: {host}:{port}: TLS handshake "
+            "failed: the port does not speak TLS (if the port is plain TCP, leave out the "
+            "--tls options)\n",
+        )
         self.assertFalse(process.ended)
 
 
