@@ -164,8 +164,8 @@ class CoreKeys:
     )
     data_dir: str = keyField(
         "distro-data",
-        "Directory of this node's durable data (the operators' overrides), relative to where "
-        "twistd runs; one per node. Empty: kept in memory only (members still hold them).",
+        "Directory of this node's durable data (the operators' overrides), relative to twistd's "
+        "--rundir (where it runs); one per node. Empty: kept in memory only (members still hold them).",
     )
     max_overrides: int = keyField(
         10000, "Operator overrides the cluster holds at most (cleared ones count until forgotten).",

@@ -134,6 +134,20 @@ class NodeService(Service):
         self.node.stop()
 
 
+def dataDirectory(path, twistdOptions):
+    """
+    C{data_dir} as an absolute path: a relative one is relative to twistd's
+    C{--rundir} (twistd changes to it only after the node is made).
+    """
+    rundir = "."
+    if twistdOptions is not None:
+        try:
+            rundir = twistdOptions["rundir"] or "."
+        except KeyError:
+            pass
+    return os.path.abspath(os.path.join(rundir, path))
+
+
 class OverridesService(Service):
     """
     Keeps the node's overrides under C{data_dir} (L{distro.overridefile}):
@@ -144,7 +158,7 @@ class OverridesService(Service):
     """
 
     def __init__(self, node, dataDir, clock):
-        self.saver = OverrideSaver(OverrideFile(os.path.abspath(dataDir)), node.overrides, clock)
+        self.saver = OverrideSaver(OverrideFile(dataDir), node.overrides, clock)
         try:
             self.saver.file.lock()
             try:
@@ -264,7 +278,8 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     root.node = node
     if config.data_dir:
         # Before anything can change them: the overrides as last saved.
-        OverridesService(node, config.data_dir, reactor).setServiceParent(root)
+        dataDir = dataDirectory(config.data_dir, getattr(options, "parent", None))
+        OverridesService(node, dataDir, reactor).setServiceParent(root)
     collector = CollectorWatch(freeze=config.gc_freeze)
     CollectorService(collector).setServiceParent(root)
     if config.log_format == "json":

@@ -19,6 +19,8 @@ from distro.overridefile import (
 )
 from distro.overrides import Overrides
 
+from ._tempfiles import TempPathMixin
+
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
 IID = "10.0.0.1#8080#DEFAULT"
 
@@ -28,9 +30,9 @@ def overrides(clock, node="n1"):
                      maxMetadataBytes=1024)
 
 
-class OverrideFileTests(SynchronousTestCase):
+class OverrideFileTests(TempPathMixin, SynchronousTestCase):
     def setUp(self):
-        self.dir = self.mktemp()
+        self.dir = self.tempPath()
         self.file = OverrideFile(self.dir)
         self.file.lock()
         self.addCleanup(self.file.unlock)
@@ -90,7 +92,7 @@ class OverrideFileTests(SynchronousTestCase):
         other.unlock()
 
     def test_notADirectory(self):
-        path = self.mktemp()
+        path = self.tempPath()
         with open(path, "w") as f:
             f.write("x")
         with self.assertRaises(StoredDataError) as e:
@@ -98,11 +100,11 @@ class OverrideFileTests(SynchronousTestCase):
         self.assertIn(path, str(e.exception))
 
 
-class OverrideSaverTests(SynchronousTestCase):
+class OverrideSaverTests(TempPathMixin, SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1000)
-        self.dir = self.mktemp()
+        self.dir = self.tempPath()
         self.map = overrides(self.clock)
         self.saver = self.start(self.map)
 

@@ -839,3 +839,64 @@ class ClusterServiceTests(TempPathMixin, SynchronousTestCase):
         os.remove(path)
         cluster.reload()
         self.assertEqual(sorted(cluster.membership.members), ["127.0.0.1:7001", "127.0.0.1:7002"])
+
+
+class DataDirTests(TempPathMixin, SynchronousTestCase):
+    """
+    C{data_dir}: the node's overrides, locked, loaded when the node is made
+    and saved as they change; a file that cannot be used stops the start
+    with one line naming it.
+    """
+
+    def makeService(self, dataDir):
+        return tap.makeService(options("--data-dir", dataDir), MemoryReactorClock())
+
+    def test_keptAcrossStarts(self):
+        from distro.auth import EVERYTHING
+        from distro.model import ServiceKey
+
+        dataDir = self.tempPath()
+        service = self.makeService(dataDir)
+        service.startService()
+        orders = ServiceKey("public", "DEFAULT_GROUP", "orders")
+        service.node.writeOverride(EVERYTHING, "127.0.0.1", orders, "10.0.0.1#80#DEFAULT",
+                                   {"enabled": False}, "disk")
+        service.stopService()
+        again = self.makeService(dataDir)
+        self.addCleanup(again.stopService)
+        again.startService()
+        [entry] = again.node.listOverrides(EVERYTHING)
+        self.assertEqual((entry.instanceId, entry.enabled, entry.why), ("10.0.0.1#80#DEFAULT", False, "disk"))
+
+    def test_inUse(self):
+        dataDir = self.tempPath()
+        first = self.makeService(dataDir)
+        first.startService()
+        self.addCleanup(first.stopService)
+        with self.assertRaises(usage.UsageError) as e:
+            self.makeService(dataDir)
+        self.assertIn(f"data_dir {dataDir} is in use by another node (pid {os.getpid()})", str(e.exception))
+
+    def test_corrupt(self):
+        dataDir = self.tempPath()
+        os.makedirs(dataDir)
+        with open(os.path.join(dataDir, "overrides.msgpack"), "wb") as f:
+            f.write(b"not ours")
+        with self.assertRaises(usage.UsageError) as e:
+            self.makeService(dataDir)
+        message = str(e.exception)
+        self.assertIn(os.path.join(dataDir, "overrides.msgpack"), message)
+        self.assertNotIn("\n", message)
+        # Refused, it holds no lock: the node can start once the file is moved.
+        os.remove(os.path.join(dataDir, "overrides.msgpack"))
+        self.makeService(dataDir).stopService()
+
+    def test_relativeToRundir(self):
+        """
+        A relative C{data_dir} is under twistd's C{--rundir}, which twistd
+        changes to only after the node is made.
+        """
+        rundir = self.tempPath()
+        self.assertEqual(tap.dataDirectory("d", {"rundir": rundir}), os.path.join(rundir, "d"))
+        self.assertEqual(tap.dataDirectory("/abs/d", {"rundir": rundir}), "/abs/d")
+        self.assertEqual(tap.dataDirectory("d", None), os.path.abspath("d"))

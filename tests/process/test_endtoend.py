@@ -199,7 +199,7 @@ class CommandTests(EndToEndTestCase):
     def test_registerHoldsUntilSIGTERM(self):
         """
         C{distro register} holds its registration while it runs: other
-        commands see it in C{instances} and C{services}, cannot deregister it
+        commands see it in C{instances} and C{services}, see an operator remove it from every view and clear that
         (it is not theirs), and see it go once SIGTERM ends the command, which
         says C{bye} and exits 0. Usage and node errors have their exit codes.
         """
@@ -235,9 +235,15 @@ class CommandTests(EndToEndTestCase):
         text = yield self.runCommand(server, "services")
         self.assertIn("orders", text.stdout.decode())
 
-        # Another session cannot remove the command's instance.
+        # An operator (on loopback) removes it from every view, with the
+        # old deregister's name (which could never remove another session's
+        # instance), then clears that: it is shown again.
         removed = yield self.runJSON(server, "deregister", "orders", "10.0.0.5", "8080")
-        self.assertEqual(removed, {"removed": False})
+        self.assertEqual((removed["instance_id"], removed["removed"]), (INSTANCE_ID, True))
+        view = yield self.runJSON(server, "instances", "orders")
+        self.assertEqual(hostIds(view), [])
+        cleared = yield self.runJSON(server, "clear", "orders", "10.0.0.5", "8080")
+        self.assertEqual(cleared, {"cleared": True})
         view = yield self.runJSON(server, "instances", "orders")
         self.assertEqual(hostIds(view), [INSTANCE_ID])
 
