@@ -199,8 +199,9 @@ class CommandTests(EndToEndTestCase):
     def test_registerHoldsUntilSIGTERM(self):
         """
         C{distro register} holds its registration while it runs: other
-        commands see it in C{instances} and C{services}, see an operator remove it from every view and clear that
-        (it is not theirs), and see it go once SIGTERM ends the command, which
+        commands see it in C{instances} and C{services}, see an operator
+        remove it from every view and clear that, and see it go once SIGTERM
+        ends the command, which
         says C{bye} and exits 0. Usage and node errors have their exit codes.
         """
         node, server = yield self.startServer("--disconnect-grace-ms", "60000")
