@@ -92,6 +92,14 @@ class OverrideSyncTests(SynchronousTestCase):
         self.assertEqual(self.everywhere(), [[TWO]] * 3)
         self.assertEqual(self.entries(2), self.entries(0))
 
+    def test_noneNothingSent(self):
+        """
+        A cluster without overrides sends none of their frames.
+        """
+        frames = self.cluster.record()
+        self.cluster.advance(self.verify * 3)
+        self.assertEqual([m["op"] for _, _, m in frames if m["op"].startswith("override")], [])
+
     def test_agreeingDigestsAskNothing(self):
         self.write(0, ONE, weight=3)
         self.cluster.flush()

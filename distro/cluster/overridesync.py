@@ -82,9 +82,11 @@ class OverrideSync:
 
     def sendDigests(self):
         """
-        Tell every member the digest of the map (each verify interval).
+        Tell every member the digest of the map (each verify interval),
+        unless it is empty: a member holding entries tells its own, and the
+        other side asks (a cluster without overrides sends nothing).
         """
-        links = self._speaking()
+        links = self._speaking() if self.overrides.entries else ()
         if links:
             frame = encode({"op": "override_digest", "hash": digestBytes(self.overrides.digest),
                             "count": len(self.overrides.entries)})
