@@ -134,7 +134,7 @@ class Node:
             self._log.close()
         self._log = open(logPath, "ab")
         argv = TWISTD + [
-            "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "",
+            "-n", "--pidfile=", "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "",
             "--config", os.path.join(ETC, f"node{self.index}.toml"),
             "--listen", f"tcp:{self.clientPort}:interface=127.0.0.1:backlog=1000",
             "--peer-listen", f"tcp:{self.peerPort}:interface=127.0.0.1",

@@ -97,7 +97,7 @@ def startCluster(directory, reactor=None, nacos=False):
         f.write("".join(f"127.0.0.1:{p}\n" for p in peerPorts))
     nodes = [Child(f"n{i}", [
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-        "-n", "--pidfile=", *reactorOption, "distro-node", "--node-id", f"n{i}",
+        "-n", "--pidfile=", *reactorOption, "distro-node", "--data-dir", "", "--node-id", f"n{i}",
         "--nacos-listen", nacosListen, "--http-listen", "",
         "--listen", "tcp:0:interface=127.0.0.1",
         "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", clusterConf,

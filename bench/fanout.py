@@ -92,7 +92,7 @@ def main(argv):
     directory = tempfile.mkdtemp(prefix="distro-fanout-")
     node = Child("node", [
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-        "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", "--node-id", "fanout",
+        "-n", "--pidfile=", "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "", "--node-id", "fanout",
         "--listen", "tcp:0:interface=127.0.0.1", "--heartbeat-ms", "600000",
         "--idle-timeout-ms", "1200000", "--push-delay-ms", "500",
         "--max-subscriptions-per-client",

@@ -43,7 +43,7 @@ def instances(first, count):
 
 def run(directory, options, freeze):
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", "--node-id", "gc",
+            "-n", "--pidfile=", "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "", "--node-id", "gc",
             "--listen", "tcp:0:interface=127.0.0.1", "--heartbeat-ms", "600000",
             "--idle-timeout-ms", "1200000", "--gc-freeze", "true" if freeze else "false",
             "--port-file"]

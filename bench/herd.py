@@ -31,7 +31,7 @@ from distro.client._protocol import ClientConnection  # noqa: E402
 
 def startNode(directory, backlog):
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", "--node-id", "herd",
+            "-n", "--pidfile=", "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "", "--node-id", "herd",
             "--listen", "tcp:0:interface=127.0.0.1", "--heartbeat-ms", "600000",
             "--idle-timeout-ms", "1200000"]
     if backlog is not None:

@@ -348,7 +348,7 @@ def longestCollection(logPath, since, until):
 def startChild(directory, name, nacosPort):
     return Child(name, [
         sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-        "-n", "--pidfile=", "--logfile", os.path.join(directory, name + ".twistd.log"), "distro-node",
+        "-n", "--pidfile=", "--logfile", os.path.join(directory, name + ".twistd.log"), "distro-node", "--data-dir", "",
         "--node-id", name, "--listen", "tcp:0:interface=127.0.0.1",
         "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1", "--http-listen", "",
         "--handshake-timeout-ms", "3000", "--port-file"], directory)

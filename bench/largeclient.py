@@ -77,7 +77,7 @@ def main(argv):
     def start(name, peerPort):
         return Child(name, [
             sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", "--node-id", name,
+            "-n", "--pidfile=", "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "", "--node-id", name,
             "--listen", "tcp:0:interface=127.0.0.1",
             "--peer-listen", f"tcp:{peerPort}:interface=127.0.0.1",
             "--cluster", clusterConf, "--heartbeat-ms", "600000",

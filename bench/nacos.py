@@ -175,7 +175,7 @@ def startNode(directory, name, extra=(), checkout=None):
     if checkout is not None:
         boot = f"import sys; sys.path.insert(0, {os.path.abspath(checkout)!r}); " + boot
     node = Child(name, [
-        sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--node-id", name,
+        sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--data-dir", "", "--node-id", name,
         "--listen", "tcp:0:interface=127.0.0.1",
         "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1", *extra,
         "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)

@@ -81,7 +81,7 @@ def main(argv):
     options = parser.parse_args(argv)
     directory = tempfile.mkdtemp(prefix="distro-nonreader-")
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", "--node-id", "nonreader",
+            "-n", "--pidfile=", "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "", "--node-id", "nonreader",
             "--listen", "tcp:0:interface=127.0.0.1", "--heartbeat-ms", "600000",
             "--idle-timeout-ms", "1200000", "--port-file"]
     node = Child("node", argv, directory)

@@ -206,7 +206,7 @@ def startNode(directory):
         "from twisted.scripts.twistd import run; run()",
         "-n",
         "--pidfile=",
-        "distro-node", "--nacos-listen", "", "--http-listen", "",
+        "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "",
         "--node-id",
         "bench",
         "--listen",

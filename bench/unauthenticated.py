@@ -43,7 +43,7 @@ def main(argv):
     with open(clusterConf, "w") as f:
         f.write("".join(f"127.0.0.1:{port}\n" for port in ports))
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "distro-node", "--nacos-listen", "", "--http-listen", "", "--node-id", "unauth",
+            "-n", "--pidfile=", "distro-node", "--data-dir", "", "--nacos-listen", "", "--http-listen", "", "--node-id", "unauth",
             "--listen", "tcp:0:interface=127.0.0.1",
             "--peer-listen", f"tcp:{peerAddress[1]}:interface=127.0.0.1",
             "--cluster", clusterConf, "--load-timeout-ms", "0",

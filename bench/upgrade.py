@@ -59,7 +59,7 @@ def startNodes(directory, checkouts):
         if checkout is not None:
             boot = f"import sys; sys.path.insert(0, {os.path.abspath(checkout)!r}); " + boot
         nodes.append(Child(f"n{n}", [
-            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node",
+            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--data-dir", "",
             "--nacos-listen", "", "--http-listen", "",
             "--listen", "tcp:0:interface=127.0.0.1",
             "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", conf,

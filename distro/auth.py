@@ -278,7 +278,7 @@ class Authority:
 
     # IAuthority
 
-    def checkOperator(self, grant, host, field):
+    def checkOperator(self, grant, host, field, *, loopback=True):
         if self.enabled:
             if not grant.admin:
                 raise RequestError(FORBIDDEN, f"{field}: needs a credential with an admin grant")
@@ -288,13 +288,13 @@ class Authority:
         except ValueError:
             address = None
         if address is not None and (
-            _isLoopback(address) or any(address in network for network in self._adminFrom)
+            (loopback and _isLoopback(address)) or any(address in network for network in self._adminFrom)
         ):
             return
         raise RequestError(
             FORBIDDEN,
             f"{field}: without auth_tokens or auth_users, operators' actions are taken from "
-            "loopback only, or from the networks of admin_from",
+            + ("loopback only, or from the networks of admin_from" if loopback else "the networks of admin_from"),
         )
 
     def grant(self, credential):

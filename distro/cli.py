@@ -18,7 +18,7 @@ An operator's overrides of any instance, on every node and through restarts
     drain SERVICE IP PORT          take an instance out of rotation
     undrain SERVICE IP PORT        put it back
     weight SERVICE IP PORT W       show it with weight W ("reset": its own)
-    remove SERVICE IP PORT         show it nowhere (deregister is its old name)
+    remove SERVICE IP PORT         show it nowhere (what deregister could not)
     clear SERVICE IP PORT          clear its override: shown as its client says
     overrides                      list the overrides in force
 
@@ -332,8 +332,11 @@ def _complete(options, environ):
             metadata=dict(options.metadata),
         )
     if options.command == "deregister":
-        options.command = "remove"
-        options.renamed = True
+        raise ValueError(
+            "deregister is gone: a session of its own could never remove another's instance. To take "
+            f"it out of every view: distro remove {options.service.name} {options.ip} {options.port} "
+            "(an operator's override, on every node, until distro clear)"
+        )
     if options.command in _OPERATOR_COMMANDS:
         Instance(options.ip, options.port, cluster=options.cluster)
     options.tls = None
@@ -669,9 +672,6 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
         stderr.write(f"distro: {text}\n")
         stderr.flush()
 
-    if getattr(options, "renamed", False):
-        problem("deregister is now remove: an operator's override, on every node (a session of its own "
-                "could never remove another's instance)")
 
     try:
         try:

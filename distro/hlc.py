@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_hlc -*-
+# -*- test-case-name: tests.test_overrides -*-
 """
 A hybrid logical clock (Kulkarni et al., "Logical Physical Clocks", 2014):
 stamps that follow the wall clock, never run backwards on one node, and
@@ -74,5 +74,9 @@ class HybridClock:
         mine = self.now()
         if stamp is None or mine > stamp:
             return mine
+        if stamp[0] > self._wall() + MAX_AHEAD_MS:
+            # A stamp far ahead: this write goes just above it, the clock
+            # does not follow it there.
+            return (stamp[0], stamp[1] + 1, self.node)
         self.ms, self.counter = stamp[0], stamp[1] + 1
         return (self.ms, self.counter, self.node)

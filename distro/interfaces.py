@@ -361,12 +361,13 @@ class IAuthority(Interface):
         node without credentials every login succeeds with an empty token.
         """
 
-    def checkOperator(grant, host, field):
+    def checkOperator(grant, host, field, *, loopback=True):
         """
         Whether C{grant}, from a client at C{host} (an address, or C{None}
         when unknown), may take an operator's action (overrides): with
-        credentials configured, a grant with C{admin}; without, a client on
-        loopback or in C{admin_from}.
+        credentials configured, a grant with C{admin}; without, a client in
+        C{admin_from}, or on loopback (unless not C{loopback}: a path where
+        a program on the node's machine is no operator by being there).
 
         @raise distro.errors.RequestError: C{FORBIDDEN} naming C{field}.
         """

@@ -17,7 +17,7 @@ from distro.errors import NOT_READY, UNAVAILABLE, BadRequest, RequestError
 from distro.heartbeats import Heartbeats
 from distro.hlc import HybridClock
 from distro.interfaces import IClientObserver, IClusterHost, INode
-from distro.overrides import MAX_WHY_CHARS, Overrides
+from distro.overrides import MAX_WHO_CHARS, MAX_WHY_CHARS, Overrides, checkedText
 from distro.push import Pusher
 from distro.registry import Registry
 from distro.requeststats import RequestStats
@@ -65,6 +65,8 @@ class Node:
         )
         self._expiring = LoopingCall(self.expireOverrides)
         self._expiring.clock = clock
+        # What keeps them on disk (an OverrideSaver), when data_dir is set.
+        self._saver = None
         self.registry = Registry(self.overrides)
         self.manager.addObserver(self.registry)
         self.pusher = Pusher(self.registry, clock, config.push_delay_ms)
@@ -300,11 +302,30 @@ class Node:
 
     # Operators' overrides (distro.overrides)
 
+    def keepOverrides(self, saver):
+        """
+        The overrides are kept on disk by C{saver} (an
+        L{distro.overridefile.OverrideSaver}): an operator's write is
+        answered once it is saved.
+        """
+        self._saver = saver
+
+    def _saved(self, entry):
+        """
+        A L{Deferred} firing with C{entry} once what the overrides hold now
+        is on disk.
+        """
+        if self._saver is None or entry is None:
+            return succeed(entry)
+        return self._saver.durable().addCallback(lambda _: entry)
+
     def writeOverride(self, grant, host, service, instanceId, changes, why):
         """
         An operator's write of the override of C{instanceId} in C{service}
         (C{changes} from L{distro.overrides.parseChanges}), from a client
-        at C{host}; return the entry written.
+        at C{host}; return a L{Deferred} firing with the entry written once
+        it is on disk (failing C{INTERNAL} if the disk refused: it holds
+        on every member meanwhile).
 
         @raise RequestError: C{FORBIDDEN} for anyone but an operator
             (L{distro.interfaces.IAuthority.checkOperator}), C{BAD_REQUEST}
@@ -322,13 +343,14 @@ class Node:
             instance=instanceId, who=override.who, changes=override.changes() or "cleared",
             why=override.why or "no reason given",
         )
-        return override
+        return self._saved(override)
 
     def clearOverride(self, grant, host, service, instanceId, why):
         """
         An operator clears the override of C{instanceId}: views show what
-        its client publishes. Return the tombstone, or C{None} when no
-        override was in force.
+        its client publishes. Return a L{Deferred} firing with the
+        tombstone once on disk, or with C{None} when no override was in
+        force.
         """
         self.authority.checkOperator(grant, host, "override")
         grant.check(service.namespace, "service.namespace", self.clock.seconds())
@@ -336,7 +358,7 @@ class Node:
         if cleared is not None:
             self.log.info("override of {service} {instance} cleared by {who} ({why})", service=str(service),
                           instance=instanceId, who=cleared.who, why=cleared.why or "no reason given")
-        return cleared
+        return self._saved(cleared)
 
     def listOverrides(self, grant, namespace=None):
         """
@@ -352,7 +374,8 @@ class Node:
 
     @staticmethod
     def _who(grant, host):
-        return grant.subject if grant.subject != "anonymous" or not host else f"anonymous@{host}"
+        who = grant.subject if grant.subject != "anonymous" or not host else f"anonymous@{host}"
+        return who if len(who) <= MAX_WHO_CHARS else who[:MAX_WHO_CHARS - 3] + "..."
 
     # Heartbeat clients (distro.heartbeats)
 
@@ -458,10 +481,4 @@ def _why(value):
     """
     An operator's reason, checked.
     """
-    if value is None:
-        return ""
-    if type(value) is not str:
-        raise BadRequest("why", "must be a string")
-    if len(value) > MAX_WHY_CHARS:
-        raise BadRequest("why", f"must be at most {MAX_WHY_CHARS} characters")
-    return value
+    return "" if value is None else checkedText(value, "why", MAX_WHY_CHARS)

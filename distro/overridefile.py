@@ -22,10 +22,13 @@ import hashlib
 import os
 
 import msgpack
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from distro.errors import RequestError
+from distro.errors import INTERNAL, RequestError
 from distro.interfaces import IOverrideObserver
 
 MAGIC = b"distro overrides\n"
@@ -123,9 +126,17 @@ class OverrideFile:
                     "give each node its own data_dir"
                 )
             raise StoredDataError(f"data_dir {self.dataDir}: cannot lock it: {e.strerror}")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._lock = fd
+        self.notePid()
+
+    def notePid(self):
+        """
+        Write this process's id in the lock file (again after twistd forked
+        into a daemon: the one written when locking was its parent's).
+        """
+        if self._lock is not None:
+            os.ftruncate(self._lock, 0)
+            os.pwrite(self._lock, f"{os.getpid()}\n".encode("ascii"), 0)
 
     def unlock(self):
         if self._lock is not None:
@@ -150,12 +161,17 @@ class OverrideFile:
 
     def save(self, clock, entries):
         """
-        Write C{entries} and C{clock} durably: a temporary file, fsynced,
+        Write C{entries} and C{clock} durably (L{write}).
+        """
+        self.write(encodeFile(clock, entries))
+
+    def write(self, data):
+        """
+        Write C{data} (L{encodeFile}'s) durably: a temporary file, fsynced,
         renamed over the last, and the directory fsynced.
 
         @raise OSError: the disk refused (the caller logs it and retries).
         """
-        data = encodeFile(clock, entries)
         temporary = self.path + ".tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -173,17 +189,32 @@ class OverrideFile:
             os.close(directory)
 
 
+def _runnerFor(clock):
+    """
+    Where a file is written: in the thread pool of C{clock} when it is a
+    reactor with one (the node's: its fsync never holds the reactor), else
+    in place (a test's clock).
+    """
+    if IReactorThreads.providedBy(clock):
+        return lambda function, *args: threads.deferToThreadPool(
+            clock, clock.getThreadPool(), function, *args)
+    return defer.maybeDeferred
+
+
 @implementer(IOverrideObserver)
 class OverrideSaver:
     """
     Keeps a node's overrides in its L{OverrideFile}: loaded once at start,
-    then saved after every change. An operator's write is saved before its
-    answer goes (it is durable once answered); what members send is saved
-    once per reactor turn, however many entries came in it.
+    then saved after the changes of each reactor turn, however many (a
+    thousand expiries are one save). The file is written and fsynced in a
+    thread; one save at a time, a change during a save making another
+    follow it. L{durable} tells a write's port when it is on disk.
 
     @param file: the locked L{OverrideFile}.
     @param overrides: the node's L{distro.interfaces.IOverrides}.
-    @param clock: the node's clock.
+    @param clock: the node's clock (a reactor: saves run in its threads).
+    @param run: C{(function, *args) -> Deferred}, where a file is written
+        (by default L{_runnerFor}).
     """
 
     log = Logger()
@@ -191,11 +222,20 @@ class OverrideSaver:
     # After a failed save (a full disk), the next try.
     RETRY_AFTER = 5.0
 
-    def __init__(self, file, overrides, clock):
+    def __init__(self, file, overrides, clock, *, run=None):
         self.file = file
         self.overrides = overrides
         self.clock = clock
+        self._run = _runnerFor(clock) if run is None else run
+        # The save due at the end of this turn (or after a failure).
         self._pending = None
+        # The save under way, and whether another must follow it.
+        self._saving = None
+        self._again = False
+        # Deferreds of writes that wait for the next save to end.
+        self._waiting = []
+        # Whether the map changed since the last save began.
+        self._dirty = False
 
     def load(self):
         """
@@ -220,41 +260,96 @@ class OverrideSaver:
         self.overrides.addObserver(self)
         return len(parsed)
 
+    def durable(self):
+        """
+        A L{Deferred} firing once what the map holds now is on disk, or
+        failing with C{RequestError} C{INTERNAL} if that save failed.
+        """
+        d = defer.Deferred()
+        self._waiting.append(d)
+        self._due(0)
+        return d
+
     def overrideChanged(self, override, written):
-        if written:
-            self.save()
-        else:
-            self._later(0)
+        self._due(0)
 
     def overridesForgotten(self, keys):
-        self._later(0)
+        self._due(0)
 
-    def _later(self, delay):
-        if self._pending is None:
+    def _due(self, delay):
+        self._dirty = True
+        if self._saving is not None:
+            self._again = True
+        elif self._pending is None:
             self._pending = self.clock.callLater(delay, self.save)
 
     def save(self):
         """
-        Save the whole map now.
+        Save the whole map now (unless a save is under way: then once it
+        ended).
+
+        @return: the L{Deferred} of the save.
         """
         if self._pending is not None:
             if self._pending.active():
                 self._pending.cancel()
             self._pending = None
-        entries = [o.toWire() for o in self.overrides.entries.values()]
-        try:
-            self.file.save(self.overrides.hlc.last(), entries)
-        except OSError as e:
+        if self._saving is not None:
+            self._again = True
+            return self._saving
+        # What is saved is read now, in the reactor's thread.
+        self._dirty = False
+        data = encodeFile(self.overrides.hlc.last(), [o.toWire() for o in self.overrides.entries.values()])
+        waiting, self._waiting = self._waiting, []
+        self._saving = self._run(self.file.write, data)
+        self._saving.addBoth(self._saved, waiting)
+        return self._saving
+
+    def _saved(self, result, waiting):
+        self._saving = None
+        if isinstance(result, Failure):
+            error = result.value
+            why = getattr(error, "strerror", None) or str(error)
             self.log.error("overrides not saved to {path}: {error}; trying again in {delay:.0f} s",
-                           path=self.file.path, error=e.strerror or str(e), delay=self.RETRY_AFTER)
-            self._later(self.RETRY_AFTER)
+                           path=self.file.path, error=why, delay=self.RETRY_AFTER)
+            refusal = RequestError(
+                INTERNAL, f"data_dir: not saved ({why}); the override holds on every member while "
+                "one runs, and is saved once the disk takes it"[:300])
+            for d in waiting:
+                d.errback(refusal)
+            self._again = False
+            self._due(self.RETRY_AFTER)
+            return None
+        for d in waiting:
+            d.callback(None)
+        if self._again:
+            self._again = False
+            self._due(0)
+        return None
 
     def stop(self):
         """
-        The node stops: save what waits, and unlock C{data_dir}.
+        The node stops: save what changed since the last save (after the
+        save under way), then unlock C{data_dir}.
+
+        @return: a L{Deferred} firing when done.
         """
         if self._pending is not None:
-            self.save()
-            if self._pending is not None and self._pending.active():
+            if self._pending.active():
                 self._pending.cancel()
-        self.file.unlock()
+            self._pending = None
+        under = self._saving if self._saving is not None else defer.succeed(None)
+
+        def last(_):
+            self._again = False
+            if self._dirty:
+                try:
+                    self.file.write(encodeFile(self.overrides.hlc.last(),
+                                               [o.toWire() for o in self.overrides.entries.values()]))
+                    self._dirty = False
+                except OSError as e:
+                    self.log.error("overrides not saved to {path} at stop: {error}", path=self.file.path,
+                                   error=e.strerror or str(e))
+            self.file.unlock()
+
+        return under.addBoth(lambda _: None).addCallback(last)

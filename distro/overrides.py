@@ -18,8 +18,10 @@ a client that registers again does not undo a drain.
 """
 
 import hashlib
+import re
 
 import msgpack
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.errors import BadRequest, LimitExceeded
@@ -29,6 +31,9 @@ from distro.model import MAX_WEIGHT, Instance, parseInstanceRef, parseService
 MAX_WHO_CHARS = 128
 MAX_WHY_CHARS = 512
 MAX_NODE_CHARS = 256
+# Stamps' integers stay below this (one above it still fits msgpack's and
+# every member's range).
+MAX_STAMP = 2**62
 
 # The fields an operator's write may set; each absent leaves what the
 # override had, each nil removes it from the override.
@@ -175,7 +180,7 @@ def _patch(value, field, maxMetadataBytes):
         if type(key) is not str or (entry is not None and type(entry) is not str):
             raise BadRequest(field, "must be a map of strings to strings or nil")
     try:
-        size = len(msgpack.packb(value))
+        size = len(msgpack.packb(value, use_bin_type=True))
     except UnicodeEncodeError:
         raise BadRequest(field, "is not valid Unicode text (a lone surrogate)")
     if size > maxMetadataBytes:
@@ -183,11 +188,33 @@ def _patch(value, field, maxMetadataBytes):
     return dict(value)
 
 
-def _text(value, field, limit):
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# What the map takes from members and disk beyond its own
+# max_metadata_bytes: members' limits may differ for a while (a rolling
+# change of configuration), and an entry refused by one member would be
+# asked for and refused again at every interval.
+PEER_METADATA_BYTES = 65536
+
+
+def checkedText(value, field, limit):
+    """
+    A C{who} or C{why}: a string of at most C{limit} characters of UTF-8
+    text without control characters (it goes to logs, to disk, to every
+    member).
+
+    @raise BadRequest: naming C{field}.
+    """
     if type(value) is not str:
         raise BadRequest(field, "must be a string")
     if len(value) > limit:
         raise BadRequest(field, f"must be at most {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(field, "is not valid Unicode text (a lone surrogate)")
+    if _CONTROL.search(value):
+        raise BadRequest(field, "contains a control character")
     return value
 
 
@@ -209,8 +236,8 @@ def parseInstanceId(value, field="instance_id"):
 def parseStamp(value, field="stamp"):
     if (
         type(value) is not list or len(value) != 3
-        or type(value[0]) is not int or not 0 <= value[0] < 2**63
-        or type(value[1]) is not int or not 0 <= value[1] < 2**63
+        or type(value[0]) is not int or not 0 <= value[0] < MAX_STAMP
+        or type(value[1]) is not int or not 0 <= value[1] < MAX_STAMP
         or type(value[2]) is not str or not 0 < len(value[2]) <= MAX_NODE_CHARS
     ):
         raise BadRequest(field, "must be [ms, counter, node]")
@@ -239,8 +266,8 @@ def parseOverride(value, maxMetadataBytes, field="override"):
         weight=changes.get("weight"),
         metadata=changes.get("metadata"),
         removed=bool(changes.get("removed")),
-        who=_text(value.get("who"), f"{field}.who", MAX_WHO_CHARS),
-        why=_text(value.get("why", ""), f"{field}.why", MAX_WHY_CHARS),
+        who=checkedText(value.get("who"), f"{field}.who", MAX_WHO_CHARS),
+        why=checkedText(value.get("why", ""), f"{field}.why", MAX_WHY_CHARS),
         stamp=parseStamp(value.get("stamp"), f"{field}.stamp"),
         cleared=cleared,
     )
@@ -264,12 +291,16 @@ class Overrides:
     The node's map of overrides (L{IOverrides}).
 
     @param hlc: the node's L{distro.hlc.HybridClock}.
-    @param maxOverrides: C{max_overrides}: how many keys (tombstones
-        included) operators may fill; what members send is taken whole
-        (each member checks its own operators' writes).
+    @param maxOverrides: C{max_overrides}: how many overrides in force
+        operators may set; as many cleared ones are kept at most (the oldest
+        forgotten first), and twice that many entries taken from members.
     @param expiryMs: C{override_expiry_ms}.
-    @param maxMetadataBytes: C{max_metadata_bytes}.
+    @param maxMetadataBytes: C{max_metadata_bytes}, what an operator's
+        metadata patch may take (one from a member or disk may take
+        L{PEER_METADATA_BYTES}).
     """
+
+    log = Logger()
 
     def __init__(self, hlc, *, maxOverrides, expiryMs, maxMetadataBytes):
         self.hlc = hlc
@@ -279,10 +310,12 @@ class Overrides:
         self.entries = {}
         # service -> {instance id: Override}, the live ones only.
         self.byService = {}
+        self.liveCount = 0
         self.digest = 0
         self.observers = []
         # key -> since when (ms) no client publishes its instance.
         self._goneSince = {}
+        self._refusedMerges = 0
 
     def addObserver(self, observer):
         self.observers.append(observer)
@@ -309,19 +342,28 @@ class Overrides:
         previous = self.entries.get(key)
         if previous is not None:
             self.digest ^= entryHash(previous)
+            self.liveCount -= not previous.cleared
         self.entries[key] = override
         self.digest ^= entryHash(override)
+        self.liveCount += not override.cleared
+        # A new entry: whether its instance is gone counts from now.
+        self._goneSince.pop(key, None)
         shown = self.byService.get(override.service)
         if override.cleared:
             if shown is not None:
                 shown.pop(override.instanceId, None)
                 if not shown:
                     del self.byService[override.service]
-            self._goneSince.pop(key, None)
         else:
             if shown is None:
                 shown = self.byService[override.service] = {}
             shown[override.instanceId] = override
+
+    def _drop(self, key):
+        override = self.entries.pop(key)
+        self.digest ^= entryHash(override)
+        self.liveCount -= not override.cleared
+        self._goneSince.pop(key, None)
 
     def _tell(self, override, written):
         for observer in self.observers:
@@ -337,6 +379,14 @@ class Overrides:
             return False
         if override.cleared and self._forgettable(override, self._nowMs()):
             return False  # a tombstone already forgotten here
+        if held is None and len(self.entries) >= 2 * self.maxOverrides:
+            # Members check their operators' writes against max_overrides:
+            # this many means a member configured otherwise, or worse.
+            self._refusedMerges += 1
+            if self._refusedMerges in (1, 100) or self._refusedMerges % 10000 == 0:
+                self.log.warn("refused {count} overrides from members: this node holds {held}, twice "
+                              "max_overrides", count=self._refusedMerges, held=len(self.entries))
+            return False
         self.hlc.witness(override.stamp)
         self._put(override)
         self._tell(override, False)
@@ -348,17 +398,23 @@ class Overrides:
         applied to the override held, stamped above it.
 
         @return: the new entry (cleared when nothing is left set).
-        @raise LimitExceeded: C{max_overrides} keys are held.
+        @raise BadRequest: it would set nothing on an instance without an
+            override, or the entry would not be one that members and disk
+            take (a C{who} or C{why} of the wrong form).
+        @raise LimitExceeded: C{max_overrides} overrides are in force.
         """
         held = self.entries.get((service, instanceId))
-        if held is None and len(self.entries) >= self.maxOverrides:
-            raise LimitExceeded("max_overrides", f"this cluster holds at most {self.maxOverrides} overrides")
-        fields = held.changes() if held is not None else {}
+        inForce = held is not None and not held.cleared
+        fields = held.changes() if inForce else {}
         for name, value in changes.items():
             if value is None or (name == "removed" and not value):
                 fields.pop(name, None)
             else:
                 fields[name] = float(value) if name == "weight" else value
+        if not fields and not inForce:
+            raise BadRequest("override", f"{instanceId} has no override to change")
+        if fields and not inForce and self.liveCount >= self.maxOverrides:
+            raise LimitExceeded("max_overrides", f"at most {self.maxOverrides} overrides are in force at once")
         override = Override(
             service, instanceId,
             enabled=fields.get("enabled"),
@@ -369,9 +425,28 @@ class Overrides:
             stamp=self.hlc.after(held.stamp if held is not None else None),
             cleared=not fields,
         )
+        # Nothing is kept that members or disk would refuse.
+        parseOverride(override.toWire(), self.maxMetadataBytes)
         self._put(override)
         self._tell(override, True)
+        if override.cleared:
+            self._boundTombstones()
         return override
+
+    def _boundTombstones(self):
+        """
+        Keep at most C{max_overrides} cleared entries: forget the oldest
+        (a member that missed its clear may bring that override back).
+        """
+        tombstones = len(self.entries) - self.liveCount
+        if tombstones <= self.maxOverrides:
+            return
+        oldest = sorted((o.stamp, k) for k, o in self.entries.items() if o.cleared)
+        forgotten = [k for _, k in oldest[:tombstones - self.maxOverrides]]
+        for key in forgotten:
+            self._drop(key)
+        for observer in self.observers:
+            observer.overridesForgotten(forgotten)
 
     def clear(self, service, instanceId, *, who, why):
         """
@@ -402,11 +477,11 @@ class Overrides:
         """
         now = self._nowMs()
         forgotten = []
+        seconds = self.expiryMs // 1000
         for key, override in list(self.entries.items()):
             if override.cleared:
                 if self._forgettable(override, now):
-                    del self.entries[key]
-                    self.digest ^= entryHash(override)
+                    self._drop(key)
                     forgotten.append(key)
                 continue
             if published(*key):
@@ -414,7 +489,6 @@ class Overrides:
                 continue
             since = self._goneSince.setdefault(key, now)
             if now - since >= self.expiryMs:
-                seconds = self.expiryMs // 1000
                 self.write(*key, dict.fromkeys(CHANGES), who="distro",
                            why=f"expired: no client published the instance for {seconds} s")
         if forgotten:
@@ -424,6 +498,6 @@ class Overrides:
 
     def ofWire(self, value, field="override"):
         """
-        Parse one entry's map (L{parseOverride}) with this map's limits.
+        Parse one entry's map from a member or disk (L{parseOverride}).
         """
-        return parseOverride(value, self.maxMetadataBytes, field)
+        return parseOverride(value, max(self.maxMetadataBytes, PEER_METADATA_BYTES), field)

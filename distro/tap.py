@@ -168,11 +168,17 @@ class OverridesService(Service):
                 raise
         except StoredDataError as e:
             raise usage.UsageError(str(e))
+        node.keepOverrides(self.saver)
         log.info("{count} overrides loaded from {path}", count=loaded, path=self.saver.file.path)
+
+    def startService(self):
+        super().startService()
+        # After twistd forked into a daemon: the lock says who holds it.
+        self.saver.file.notePid()
 
     def stopService(self):
         super().stopService()
-        self.saver.stop()
+        return self.saver.stop()
 
 
 class JsonLogService(Service):

@@ -141,6 +141,9 @@ class NodeProcess:
             "--peer-advertise", self.nodeId,
             "--cluster", clusterFile,
             "--port-file", self.portFile,
+            # The nodes share a directory: each its own data (kept across
+            # its restarts).
+            "--data-dir", os.path.join(self.directory, f"data{self.index}"),
         ]
         for key, value in NODE_SETTINGS.items():
             args += [f"--{key}", str(value)]

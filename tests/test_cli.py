@@ -369,17 +369,24 @@ class CommandTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
     def shown(self, index=1):
         return [(h.ip, h.weight) for h in self.cluster.view(index, "orders").hosts]
 
-    def test_deregisterIsRemove(self):
+    def test_deregisterGone(self):
         """
         C{deregister}, which could never remove another session's instance,
-        is C{remove}, the operator's override, and says so.
+        is a usage error pointing to C{remove}, and does nothing.
         """
         self.operators()
-        code = self.successResultOf(self.runCommand("--json", "deregister", "orders", "10.1.0.1", "1"))
+        code = self.successResultOf(self.runCommand("deregister", "orders", "10.1.0.1", "1"))
+        self.assertEqual(code, cli.EXIT_USAGE)
+        self.assertIn("deregister is gone", self.stderr.getvalue())
+        self.assertIn("distro remove orders 10.1.0.1 1", self.stderr.getvalue())
+        self.assertEqual(self.shown(0), [("10.1.0.1", 1.0)])
+
+    def test_remove(self):
+        self.operators()
+        code = self.successResultOf(self.runCommand("--json", "remove", "orders", "10.1.0.1", "1"))
         self.assertEqual(code, cli.EXIT_OK, self.stderr.getvalue())
         (document,) = self.jsonLines()
         self.assertEqual((document["instance_id"], document["removed"]), ("10.1.0.1#1#DEFAULT", True))
-        self.assertIn("deregister is now remove", self.stderr.getvalue())
         self.cluster.flush()
         self.assertEqual(self.shown(0) + self.shown(1), [])
         self.assertEqual(self.ops(0)[-2:], ["override", "bye"])

@@ -63,6 +63,9 @@ class HttpOverrideTests(HttpTestCase):
             (PATH, {}, 400, "override"),
             (PATH, {"weight": "heavy"}, 400, "weight"),
             (PATH, {"enabled": "no"}, 400, "enabled"),
+            (PATH, {"weight": 2, "why": "\ud800"}, 400, "why"),
+            (PATH, {"weight": 2, "why": "line\nbreak"}, 400, "why"),
+            (PATH, {"metadata": {"k": "\ud800"}}, 400, "metadata"),
             (PATH, [1], 400, "body"),
             ("/v1/overrides/public/DEFAULT_GROUP/orders/10.1.0.1/http", {"enabled": False}, 400, "port"),
             ("/v1/overrides/public/DEFAULT_GROUP/orders/10.1.0.1/0", {"enabled": False}, 400, "port"),
@@ -111,7 +114,7 @@ class NacosUpdateTests(HttpTestCase):
     """
 
     def setUp(self):
-        self.start()
+        self.start(admin_from="127.0.0.1")
         self.app = self.harness.client()
         self.app.ok("register", service=service(), instance=instance(metadata={"zone": "a"}))
 
@@ -136,6 +139,18 @@ class NacosUpdateTests(HttpTestCase):
         # A re-registration keeps it.
         self.app.ok("register", service=service(), instance=instance(weight=9))
         self.assertEqual(self.shown(), [])
+
+    def test_loopbackAloneIsNoOperator(self):
+        """
+        On this path a caller on the node's machine is an operator only in
+        C{admin_from}: a Nacos client there updates its own instance.
+        """
+        self.start()
+        self.app = self.harness.client()
+        self.app.ok("register", service=service(), instance=instance(metadata={"zone": "a"}))
+        status, body = self.update(serviceName="orders", ip="10.1.0.1", port="8080", weight="5")
+        self.assertEqual(status, 404)
+        self.assertEqual(self.node.listOverrides(EVERYTHING), [])
 
     def test_notAnOperator(self):
         """

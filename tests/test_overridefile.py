@@ -17,6 +17,7 @@ from distro.overridefile import (
     StoredDataError,
     encodeFile,
 )
+from distro.errors import RequestError
 from distro.overrides import Overrides
 
 from ._tempfiles import TempPathMixin
@@ -26,7 +27,7 @@ IID = "10.0.0.1#8080#DEFAULT"
 
 
 def overrides(clock, node="n1"):
-    return Overrides(HybridClock(clock, node), maxOverrides=100, expiryMs=86_400_000,
+    return Overrides(HybridClock(clock, node), maxOverrides=1000, expiryMs=86_400_000,
                      maxMetadataBytes=1024)
 
 
@@ -122,15 +123,44 @@ class OverrideSaverTests(TempPathMixin, SynchronousTestCase):
         self.saver = self.start(self.map)
         return self.map
 
-    def test_writeSavedAtOnce(self):
+    def test_writeSavedThisTurn(self):
         """
-        An operator's write is on disk before it is answered: nothing waits
-        for the next turn.
+        An operator's write is on disk when L{OverrideSaver.durable} fires:
+        at the end of the turn, with whatever else this turn changed, in
+        one save.
         """
         self.map.write(ORDERS, IID, {"enabled": False}, who="ops", why="disk")
+        durable = self.saver.durable()
+        self.map.write(ORDERS, "10.0.0.2#8080#DEFAULT", {"weight": 2}, who="ops", why="")
+        self.assertNoResult(durable)
+        self.assertEqual(OverrideFile(self.dir).load()[1], [])
+        saves = []
+        original = self.saver.file.write
+        self.saver.file.write = lambda data: saves.append(data) or original(data)
+        self.clock.advance(0)
+        self.successResultOf(durable)
         (clock, entries) = OverrideFile(self.dir).load()
-        self.assertEqual([e["enabled"] for e in entries], [False])
+        self.assertEqual(sorted(e.get("enabled", True) for e in entries), [False, True])
         self.assertEqual(clock, self.map.hlc.last())
+        self.assertEqual(len(saves), 1)
+
+    def test_expiriesOneSave(self):
+        """
+        A thousand overrides expiring at once are one save.
+        """
+        for n in range(1000):
+            self.map.write(ORDERS, f"10.0.{n // 250}.{n % 250 + 1}#8080#DEFAULT", {"enabled": False},
+                           who="ops", why="")
+        self.clock.advance(0)
+        saves = []
+        original = self.saver.file.write
+        self.saver.file.write = lambda data: saves.append(data) or original(data)
+        self.map.expire(lambda service, iid: False)
+        self.clock.advance(86_400)
+        self.map.expire(lambda service, iid: False)
+        self.clock.advance(0)
+        self.assertEqual(len(saves), 1)
+        self.assertEqual(self.map.live(), [])
 
     def test_mergedSavedPerTurn(self):
         other = overrides(self.clock, "n2")
@@ -173,12 +203,17 @@ class OverrideSaverTests(TempPathMixin, SynchronousTestCase):
 
     def test_saveFails(self):
         """
-        A save that fails is logged and tried again until it succeeds.
+        A save that fails is logged, the writes that waited for it are
+        told (C{INTERNAL}, saying the override holds on every member), and
+        it is tried again until it succeeds.
         """
         os.makedirs(os.path.join(self.dir, FILE_NAME + ".tmp"))  # the disk refuses
         self.map.write(ORDERS, IID, {"weight": 3}, who="ops", why="")
-        errors = self.flushLoggedErrors()
-        self.assertEqual(errors, [])
+        durable = self.saver.durable()
+        self.clock.advance(0)
+        error = self.failureResultOf(durable, RequestError).value
+        self.assertEqual(error.code, "INTERNAL")
+        self.assertIn("data_dir: not saved", error.message)
         self.assertEqual(OverrideFile(self.dir).load()[1], [])
         os.rmdir(os.path.join(self.dir, FILE_NAME + ".tmp"))
         self.clock.advance(OverrideSaver.RETRY_AFTER)

@@ -62,7 +62,8 @@ class HybridClockTests(SynchronousTestCase):
     def test_farAheadCapped(self):
         """
         A stamp days ahead moves the clock only L{MAX_AHEAD_MS} ahead; a
-        write replacing it is still stamped above it.
+        write replacing it is still stamped above it, without taking the
+        clock there.
         """
         clock = Clock()
         hlc = HybridClock(clock, "n1")
@@ -70,7 +71,8 @@ class HybridClockTests(SynchronousTestCase):
         hlc.witness(ahead)
         self.assertEqual(hlc.now()[0], MAX_AHEAD_MS)
         self.assertGreater(hlc.after(ahead), ahead)
-        self.assertGreater(hlc.now(), ahead)
+        self.assertEqual(hlc.now()[0], MAX_AHEAD_MS)
+        self.assertEqual(hlc.last()[0], MAX_AHEAD_MS)
 
 
 @implementer(IOverrideObserver)
@@ -158,6 +160,59 @@ class OverridesTests(SynchronousTestCase):
         self.assertFalse(self.map.merge(newer))
         self.assertEqual(self.map.get(ORDERS, IID).weight, 2.0)
 
+    def test_nothingToChange(self):
+        """
+        A write that sets nothing on an instance without an override is
+        refused; no tombstone is made.
+        """
+        for changes in ({"enabled": None}, {"removed": False}):
+            with self.assertRaises(BadRequest) as e:
+                self.map.write(ORDERS, IID, changes, who="ops", why="")
+            self.assertEqual(e.exception.field, "override")
+        self.assertEqual(self.map.entries, {})
+
+    def test_textChecked(self):
+        """
+        A C{who} or C{why} that members or disk would refuse (a lone
+        surrogate, a control character, too long) is refused at the write,
+        before anything is kept.
+        """
+        for who, why, field in (("ops", "\ud800", "override.why"), ("ops", "a\nb", "override.why"),
+                                ("o" * 129, "", "override.who")):
+            with self.assertRaises(BadRequest) as e:
+                self.map.write(ORDERS, IID, {"weight": 2}, who=who, why=why)
+            self.assertEqual(e.exception.field, field)
+        self.assertEqual(self.map.entries, {})
+
+    def test_tombstonesBounded(self):
+        """
+        Cleared overrides do not count against C{max_overrides}; at most as
+        many are kept, the oldest forgotten first.
+        """
+        small = overrides(self.clock, maxOverrides=2)
+        small.addObserver(self)
+        ids = [f"10.0.0.{n}#8080#DEFAULT" for n in range(1, 5)]
+        for iid in ids:
+            small.write(ORDERS, iid, {"enabled": False}, who="ops", why="")
+            small.clear(ORDERS, iid, who="ops", why="")
+            self.clock.advance(1)
+        self.assertEqual(sorted(k[1] for k in small.entries), ids[2:])
+        forgotten = [s for s in self.seen if s[0] == "forgotten"]
+        self.assertEqual([k[1] for s in forgotten for k in s[1]], ids[:2])
+        small.write(ORDERS, ids[0], {"enabled": False}, who="ops", why="")
+        small.write(ORDERS, ids[1], {"enabled": False}, who="ops", why="")
+
+    def test_mergesBounded(self):
+        """
+        A member sending more than twice C{max_overrides} entries has the
+        rest refused.
+        """
+        small = overrides(self.clock, maxOverrides=2)
+        other = overrides(self.clock, "n2", maxOverrides=10)
+        entries = [other.write(ORDERS, f"10.0.0.{n}#8080#DEFAULT", {"weight": 1}, who="ops", why="")
+                   for n in range(1, 7)]
+        self.assertEqual([small.merge(e) for e in entries], [True] * 4 + [False] * 2)
+
     def test_limit(self):
         small = overrides(self.clock, maxOverrides=2)
         for n in (1, 2):
@@ -195,6 +250,18 @@ class OverridesTests(SynchronousTestCase):
         self.assertEqual(self.map.digest, 0)
         # A member's copy of the forgotten tombstone is not taken back.
         self.assertFalse(self.map.merge(entry))
+
+    def test_rewriteCountsAnew(self):
+        """
+        An override written again counts its instance's absence from then.
+        """
+        self.map.write(ORDERS, IID, {"enabled": False}, who="ops", why="")
+        self.map.expire(lambda service, iid: False)
+        self.clock.advance(DAY_MS / 1000 - 1)
+        self.map.write(ORDERS, IID, {"weight": 2}, who="ops", why="")
+        self.clock.advance(1)
+        self.map.expire(lambda service, iid: False)
+        self.assertEqual(len(self.map.live()), 1)
 
     def test_republishedNotExpired(self):
         gone = [True]

@@ -39,8 +39,8 @@ class OverrideSyncTests(SynchronousTestCase):
         self.verify = self.cluster.node(0).config.verify_interval_ms / 1000.0
 
     def write(self, index, instanceId, **changes):
-        return self.cluster.node(index).writeOverride(
-            EVERYTHING, "127.0.0.1", self.service, instanceId, changes, "test")
+        return self.successResultOf(self.cluster.node(index).writeOverride(
+            EVERYTHING, "127.0.0.1", self.service, instanceId, changes, "test"))
 
     def everywhere(self):
         return [self.cluster.hosts(i, ORDERS) for i in self.cluster.live()]
@@ -150,7 +150,7 @@ class CapabilityTests(SynchronousTestCase):
         cluster.client(0).register(ORDERS, "10.1.0.1")
         cluster.flush()
         service = cluster.view(0, ORDERS).service
-        cluster.node(0).writeOverride(EVERYTHING, "127.0.0.1", service, ONE, {"weight": 2}, "")
+        self.successResultOf(cluster.node(0).writeOverride(EVERYTHING, "127.0.0.1", service, ONE, {"weight": 2}, ""))
         cluster.advance(3)
         ops = {(src, dst) for src, dst, m in frames if m["op"].startswith("override")}
         self.assertEqual(ops, {(0, 1), (1, 0)})

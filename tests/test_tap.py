@@ -849,7 +849,8 @@ class DataDirTests(TempPathMixin, SynchronousTestCase):
     """
 
     def makeService(self, dataDir):
-        return tap.makeService(options("--data-dir", dataDir), MemoryReactorClock())
+        self.reactor = MemoryReactorClock()
+        return tap.makeService(options("--data-dir", dataDir), self.reactor)
 
     def test_keptAcrossStarts(self):
         from distro.auth import EVERYTHING
@@ -859,8 +860,11 @@ class DataDirTests(TempPathMixin, SynchronousTestCase):
         service = self.makeService(dataDir)
         service.startService()
         orders = ServiceKey("public", "DEFAULT_GROUP", "orders")
-        service.node.writeOverride(EVERYTHING, "127.0.0.1", orders, "10.0.0.1#80#DEFAULT",
-                                   {"enabled": False}, "disk")
+        written = service.node.writeOverride(EVERYTHING, "127.0.0.1", orders, "10.0.0.1#80#DEFAULT",
+                                             {"enabled": False}, "disk")
+        self.assertNoResult(written)  # answered once saved, at the end of the turn
+        self.reactor.advance(0)
+        self.successResultOf(written)
         service.stopService()
         again = self.makeService(dataDir)
         self.addCleanup(again.stopService)

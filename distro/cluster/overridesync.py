@@ -61,7 +61,13 @@ class OverrideSync:
         frames, batch, size = [], [], 0
         for override in self.overrides.entries.values():
             wire = override.toWire()
-            length = len(msgpack.packb(wire, use_bin_type=True))
+            try:
+                length = len(msgpack.packb(wire, use_bin_type=True))
+            except Exception:
+                # Never kept (every entry is checked as members check it);
+                # were one, it would cost only itself, not the link.
+                self.log.failure("not sent: override {key}", key=override.key)
+                continue
             if batch and size + length > budget:
                 frames.append(encode({"op": "overrides", "entries": batch}))
                 batch, size = [], 0

@@ -162,7 +162,9 @@ class OpenApi:
         grant = self.node.authority.grant(credential(request))
         host = getattr(request.getClientAddress(), "host", None)
         try:
-            self.node.authority.checkOperator(grant, host, "override")
+            # A Nacos client on the node's own machine updating its own
+            # instance is no operator by being there.
+            self.node.authority.checkOperator(grant, host, "override", loopback=False)
         except RequestError:
             return self._send(request, self._write(request, "update"), _ok)
         return self._override(request, grant, host)
@@ -188,8 +190,8 @@ class OpenApi:
         if metadata:
             changes["metadata"] = metadataOf(metadata)
         changes = parseChanges(changes, self.node.config.max_metadata_bytes)
-        self.node.writeOverride(grant, host, named, instanceId, changes, optional(request, "reason"))
-        return text(request, 200, "ok")
+        d = self.node.writeOverride(grant, host, named, instanceId, changes, optional(request, "reason"))
+        return later(request, d, _ok)
 
     def _deregister(self, request):
         return self._send(request, self._write(request, "deregister"), _ok)

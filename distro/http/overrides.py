@@ -18,7 +18,7 @@ from urllib.parse import unquote_to_bytes
 
 from distro import model
 from distro.errors import BadRequest
-from distro.http.answers import HttpError, credential, document, param
+from distro.http.answers import HttpError, credential, document, later, param
 from distro.overrides import CHANGES, parseChanges
 
 PREFIX = b"/v1/overrides/"
@@ -126,15 +126,15 @@ class OverrideRoutes:
         service, instanceId = self._instance(request)
         fields = self._fields(request)
         changes = _asBadRequest(parseChanges, fields, self.node.config.max_metadata_bytes)
-        written = self.node.writeOverride(grant, _host(request), service, instanceId, changes, fields.get("why"))
-        return document(request, 200, {"override": written.toWire()})
+        d = self.node.writeOverride(grant, _host(request), service, instanceId, changes, fields.get("why"))
+        return later(request, d, lambda request, written: document(request, 200, {"override": written.toWire()}))
 
     def _delete(self, request):
         grant = self._grant(request)
         service, instanceId = self._instance(request)
-        cleared = self.node.clearOverride(grant, _host(request), service, instanceId,
-                                          param(request, "why", required=False))
-        return document(request, 200, {"cleared": cleared is not None})
+        d = self.node.clearOverride(grant, _host(request), service, instanceId,
+                                    param(request, "why", required=False))
+        return later(request, d, lambda request, cleared: document(request, 200, {"cleared": cleared is not None}))
 
 
 def _host(request):

@@ -568,15 +568,15 @@ class ClientSession(FrameProtocol):
     def override(self, message):
         service, instanceId = self._overridden(message)
         changes = parseChanges(message, self.node.config.max_metadata_bytes)
-        written = self.node.writeOverride(self.grant, getattr(self.peer, "host", None), service,
-                                          instanceId, changes, message.get("why"))
-        return {"override": written.toWire()}
+        d = self.node.writeOverride(self.grant, getattr(self.peer, "host", None), service,
+                                    instanceId, changes, message.get("why"))
+        return d.addCallback(lambda written: {"override": written.toWire()})
 
     def override_clear(self, message):
         service, instanceId = self._overridden(message)
-        cleared = self.node.clearOverride(self.grant, getattr(self.peer, "host", None), service,
-                                          instanceId, message.get("why"))
-        return {"cleared": cleared is not None}
+        d = self.node.clearOverride(self.grant, getattr(self.peer, "host", None), service,
+                                    instanceId, message.get("why"))
+        return d.addCallback(lambda cleared: {"cleared": cleared is not None})
 
     def overrides(self, message):
         namespace = message.get("namespace")

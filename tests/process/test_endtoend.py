@@ -236,10 +236,9 @@ class CommandTests(EndToEndTestCase):
         text = yield self.runCommand(server, "services")
         self.assertIn("orders", text.stdout.decode())
 
-        # An operator (on loopback) removes it from every view, with the
-        # old deregister's name (which could never remove another session's
-        # instance), then clears that: it is shown again.
-        removed = yield self.runJSON(server, "deregister", "orders", "10.0.0.5", "8080")
+        # An operator (on loopback) removes it from every view, then clears
+        # that: it is shown again.
+        removed = yield self.runJSON(server, "remove", "orders", "10.0.0.5", "8080")
         self.assertEqual((removed["instance_id"], removed["removed"]), (INSTANCE_ID, True))
         view = yield self.runJSON(server, "instances", "orders")
         self.assertEqual(hostIds(view), [])
