@@ -5,6 +5,7 @@ TOML file and overridden from the command line. A wrong value fails at start
 with a message naming the key.
 """
 
+import difflib
 import os
 import socket
 import tomllib
@@ -276,8 +277,17 @@ def loadFile(path):
         raise ConfigError("config", f"{path} is not valid TOML: {e}")
     for key in data:
         if key not in KEYS:
-            raise ConfigError(key, f"unknown key in {path}")
+            raise ConfigError(key, f"unknown key in {path}{nearestKey(key)}")
     return data
+
+
+def nearestKey(name):
+    """
+    A hint naming the known key C{name} was probably meant to be (a near
+    miss), or empty.
+    """
+    near = difflib.get_close_matches(name, KEYS, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def build(path=None, overrides=None):
@@ -291,6 +301,6 @@ def build(path=None, overrides=None):
             values[key] = os.path.join(os.path.dirname(path), values[key])
     for key in overrides or {}:
         if key not in KEYS:
-            raise ConfigError(key, "unknown key")
+            raise ConfigError(key, f"unknown key{nearestKey(key)}")
     values.update(overrides or {})
     return Config(**values).validate()

@@ -6,6 +6,8 @@ Every configuration key is an option (C{--heartbeat-ms} sets C{heartbeat_ms});
 the command line overrides the file given with C{--config}.
 """
 
+import difflib
+import functools
 import gc
 import ipaddress
 import os
@@ -35,6 +37,42 @@ def _optionName(key):
     return key.replace("_", "-")
 
 
+# The exit code of a node whose configuration (file or command line) is
+# wrong; 1 is any other failure to start.
+CONFIGURATION_ERROR = 2
+
+
+def _underTwistd(options):
+    """
+    Whether C{options} were parsed by twistd, as its C{distro-node}
+    command (twistd gives its commands' options a C{parent}).
+    """
+    return getattr(options, "parent", None) is not None
+
+
+def _stop(message):
+    """
+    Stop twistd with C{message} as the one line on stderr: twistd would
+    print its whole usage (an error in the options) or a traceback (one in
+    L{makeService}) before it.
+    """
+    sys.stderr.write(f"twistd distro-node: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(CONFIGURATION_ERROR)
+
+
+def _nearestOption(message, known):
+    """
+    C{message}, getopt's for an unknown option, with the known option
+    it probably meant.
+    """
+    unknown = re.fullmatch(r"option --(\S+) not recognized", message)
+    if unknown is None:
+        return message
+    near = difflib.get_close_matches(unknown.group(1), known, n=1)
+    return f"{message} (did you mean --{near[0]}?)" if near else message
+
+
 class Options(usage.Options):
     """
     Command line of C{twistd distro-node}.
@@ -59,6 +97,19 @@ class Options(usage.Options):
         """
         print(f"distro {__version__}")
         sys.exit(0)
+
+    def parseOptions(self, options=None):
+        """
+        Parse the command line (L{usage.Options.parseOptions}); under
+        twistd, a wrong one stops the process with one line on stderr.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            message = _nearestOption(str(e), [name.rstrip("=") for name in self.longOpt])
+            if _underTwistd(self):
+                _stop(message)
+            raise usage.UsageError(message) from e
 
     def postOptions(self):
         overrides = {}
@@ -247,6 +298,25 @@ class CollectorService(Service):
         self.watch.stop()
 
 
+def _configurationErrorsAlone(make):
+    """
+    Under twistd, a configuration error found while the service tree is
+    made stops the process with one line on stderr (not a traceback).
+    """
+
+    @functools.wraps(make)
+    def makeService(options, *args, **kwargs):
+        try:
+            return make(options, *args, **kwargs)
+        except usage.UsageError as e:
+            if _underTwistd(options):
+                _stop(str(e))
+            raise
+
+    return makeService
+
+
+@_configurationErrorsAlone
 def makeService(options, reactor=None, bootId=None, environ=None):
     """
     The service tree of a node: a C{MultiService} with the client port, the

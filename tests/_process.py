@@ -47,11 +47,13 @@ class NodeProcess(ProcessProtocol):
     A twistd child process: collects its output and tells when it ends.
 
     @ivar output: everything it wrote to stdout and stderr, as bytes.
+    @ivar errors: what it wrote to stderr alone, as bytes.
     @ivar reason: the L{Failure} it ended with, once ended.
     """
 
     def __init__(self):
         self.output = bytearray()
+        self.errors = bytearray()
         self.reason = None
         self._waiters = []
 
@@ -61,7 +63,12 @@ class NodeProcess(ProcessProtocol):
         """
         self.output += data
 
-    errReceived = outReceived
+    def errReceived(self, data):
+        """
+        Keep what the process wrote to stderr, apart and with the rest.
+        """
+        self.output += data
+        self.errors += data
 
     def processEnded(self, reason):
         """
@@ -296,6 +303,17 @@ class ProcessTestCase(TempPathMixin, TestCase):
         process = self.spawn(*args)
         yield process.whenEnded(START_TIMEOUT)
         return process.exitCode, process.output.decode("utf-8", "replace")
+
+    @defer.inlineCallbacks
+    def failedStartErrors(self, *args):
+        """
+        Run twistd with C{args}, expecting it to exit by itself.
+
+        @return: a L{Deferred} firing with C{(exitCode, stderr)}.
+        """
+        process = self.spawn(*args)
+        yield process.whenEnded(START_TIMEOUT)
+        return process.exitCode, process.errors.decode("utf-8", "replace")
 
 
 # A cluster of node processes

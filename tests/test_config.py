@@ -350,6 +350,27 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         error = self.assertConfigError("heartbeat", self.writeConfig("heartbeat = 5\n"))
         self.assertIn("unknown", str(error))
 
+    def test_unknownKeyNearMiss(self):
+        """
+        A misspelt key is named with the known key it is nearest to.
+        """
+        error = self.assertConfigError("heartbeat_msx", self.writeConfig("heartbeat_msx = 5\n"))
+        self.assertIn("(did you mean 'heartbeat_ms'?)", str(error))
+
+    def test_unknownKeyFarFromAny(self):
+        """
+        A key like no known one gets no guess.
+        """
+        error = self.assertConfigError("zzzz", self.writeConfig("zzzz = 5\n"))
+        self.assertNotIn("did you mean", str(error))
+
+    def test_unknownOverrideNearMiss(self):
+        """
+        An override of a misspelt key names the key meant.
+        """
+        error = self.assertRaises(ConfigError, config.build, None, {"listne": "tcp:1"})
+        self.assertIn("(did you mean 'listen'?)", str(error))
+
     def test_unknownTable(self):
         """
         An unknown table is an unknown key.

@@ -282,6 +282,32 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         """
         self.assertUsageError("config", "--config", self.tempPath())
 
+    def test_unknownOptionNearMiss(self):
+        """
+        A misspelt option is named with the option it is nearest to.
+        """
+        error = self.assertRaises(usage.UsageError, options, "--heartbeat-msx", "5")
+        self.assertEqual(str(error), "option --heartbeat-msx not recognized (did you mean --heartbeat-ms?)")
+
+    def test_errorAloneUnderTwistd(self):
+        """
+        Parsed by twistd (as its C{distro-node} command), a wrong option
+        stops the process with exit code 2 and one line on stderr, twistd's
+        usage not printed.
+        """
+        from twisted.scripts.twistd import ServerOptions
+        errors = io.StringIO()
+        self.patch(sys, "stderr", errors)
+        twistd = ServerOptions()
+        with redirect_stdout(io.StringIO()) as out:
+            error = self.assertRaises(
+                SystemExit, twistd.parseOptions, ["distro-node", "--heartbeat-ms", "x"])
+        self.assertEqual(error.code, 2)
+        self.assertEqual(out.getvalue(), "")
+        self.assertEqual(
+            errors.getvalue(),
+            "twistd distro-node: configuration key 'heartbeat_ms': must be an integer, not 'x'\n")
+
     def test_badKeyInConfig(self):
         """
         An unknown key in the configuration file is named.

@@ -157,6 +157,58 @@ class BadConfigTests(ProcessTestCase):
         self.assertIsNotNone(code)
         self.assertIn("'bogus_key'", output)
 
+    def assertOneLine(self, errors, *expected):
+        """
+        C{errors} (a process's stderr) is one line, twistd's command and
+        the error, holding each of C{expected}.
+        """
+        self.assertEqual(len(errors.splitlines()), 1, errors)
+        self.assertTrue(errors.startswith("twistd distro-node: "), errors)
+        self.assertTrue(errors.endswith("\n"), errors)
+        for text in expected:
+            self.assertIn(text, errors)
+
+    @defer.inlineCallbacks
+    def test_badValueAlone(self):
+        """
+        A wrong value on the command line is one line on stderr, without
+        twistd's usage, and the exit code is 2.
+        """
+        code, errors = yield self.failedStartErrors("--heartbeat-ms", "-1")
+        self.assertEqual(code, 2)
+        self.assertOneLine(errors, "configuration key 'heartbeat_ms': must be greater than 0")
+
+    @defer.inlineCallbacks
+    def test_unknownKeyInFileNearMiss(self):
+        """
+        A misspelt key in the file is one line naming it and the key meant.
+        """
+        path = self.tempPath()
+        with open(path, "w") as f:
+            f.write("heartbeat_msx = 1000\n")
+        code, errors = yield self.failedStartErrors("--config", path)
+        self.assertEqual(code, 2)
+        self.assertOneLine(errors, "'heartbeat_msx'", "did you mean 'heartbeat_ms'?")
+
+    @defer.inlineCallbacks
+    def test_unknownOptionNearMiss(self):
+        """
+        A misspelt option is one line naming it and the option meant.
+        """
+        code, errors = yield self.failedStartErrors("--heartbeat-msx", "1000")
+        self.assertEqual(code, 2)
+        self.assertOneLine(errors, "--heartbeat-msx", "did you mean --heartbeat-ms?")
+
+    @defer.inlineCallbacks
+    def test_secretFileAlone(self):
+        """
+        A wrong key found while the node is put together (an unreadable
+        secret file) is one line too, not a traceback.
+        """
+        code, errors = yield self.failedStartErrors("--secret-file", self.tempPath())
+        self.assertEqual(code, 2)
+        self.assertOneLine(errors, "configuration key 'secret_file'")
+
     @defer.inlineCallbacks
     def test_portInUse(self):
         """
