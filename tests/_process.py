@@ -300,20 +300,26 @@ class ProcessTestCase(TempPathMixin, TestCase):
 
         @return: a L{Deferred} firing with C{(exitCode, output)}.
         """
-        process = self.spawn(*args)
-        yield process.whenEnded(START_TIMEOUT)
+        process = yield self.exited(*args)
         return process.exitCode, process.output.decode("utf-8", "replace")
 
     @defer.inlineCallbacks
     def failedStartErrors(self, *args):
         """
-        Run twistd with C{args}, expecting it to exit by itself.
+        L{failedStart}, with what it wrote to stderr alone.
 
         @return: a L{Deferred} firing with C{(exitCode, stderr)}.
         """
-        process = self.spawn(*args)
-        yield process.whenEnded(START_TIMEOUT)
+        process = yield self.exited(*args)
         return process.exitCode, process.errors.decode("utf-8", "replace")
+
+    def exited(self, *args):
+        """
+        Run twistd with C{args}; a L{Deferred} firing with its
+        L{NodeProcess} once it has exited by itself.
+        """
+        process = self.spawn(*args)
+        return process.whenEnded(START_TIMEOUT).addCallback(lambda _: process)
 
 
 # A cluster of node processes
