@@ -25,6 +25,7 @@ from distro.admission import Admission
 from distro.cluster.service import clusterFromConfig, readMembers
 from distro.collector import CollectorWatch
 from distro.http.service import HttpService
+from distro.listening import CannotListen
 from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
 from distro.nacos import listen as nacosListen
 from distro.nacos.service import NacosService
@@ -165,6 +166,56 @@ def exposedPorts(config):
     if config.http_listen and _bindsBeyondLoopback(config.http_listen):
         exposed.append("http_listen")
     return exposed
+
+
+class NotStarted(Exception):
+    """
+    The node did not start; why was told on the terminal and logged.
+    """
+
+
+class NodeRoot(LoggingRoot):
+    """
+    The root of a node's tree. Under twistd, a port that cannot listen
+    stops the start with one line naming its key and address, written to
+    the terminal twistd was started from (a daemon's too: its standard
+    error is kept until the node has started) and logged, instead of a
+    traceback.
+
+    @param twistdOptions: twistd's options (C{None} outside twistd: the
+        error is raised as it is).
+    """
+
+    def __init__(self, logFile, twistdOptions):
+        super().__init__(logFile)
+        self._twistd = twistdOptions
+        self._terminal = os.dup(2) if twistdOptions is not None else None
+
+    def startService(self):
+        try:
+            super().startService()
+        except CannotListen as e:
+            if self._twistd is None:
+                raise
+            self._cannotListen(e)
+        finally:
+            if self._terminal is not None:
+                os.close(self._terminal)
+                self._terminal = None
+
+    def _cannotListen(self, error):
+        log.critical("{key}: cannot listen on {endpoint} ({reason})",
+                     key=error.key, endpoint=error.description, reason=error.reason)
+        os.write(self._terminal, f"twistd distro-node: {error}\n".encode("utf-8", "replace"))
+        if not self._twistd["nodaemon"]:
+            # twistd tells the terminal too (at most 100 bytes of it), and
+            # removes its pid file.
+            raise NotStarted(f"{error.key}: cannot listen (see above)") from None
+        pidfile = self._twistd["pidfile"]
+        if pidfile and os.path.exists(pidfile):
+            os.remove(pidfile)
+        # Not a traceback: the line above says it all.
+        raise SystemExit(1)
 
 
 class NodeService(Service):
@@ -340,8 +391,9 @@ def makeService(options, reactor=None, bootId=None, environ=None):
             "set cluster_secret, $DISTRO_CLUSTER_SECRET or secret_file (the same on every node)"
         )
     logPath = twistdLogPath(getattr(options, "parent", None))
-    root = LoggingRoot(
-        boundedLogFile(logPath, config.log_rotate_bytes, config.log_max_files) if logPath else None
+    root = NodeRoot(
+        boundedLogFile(logPath, config.log_rotate_bytes, config.log_max_files) if logPath else None,
+        getattr(options, "parent", None),
     )
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
                 secret=secret, admission=Admission.forProcess(config.max_connections_per_ip))

@@ -218,17 +218,21 @@ class ProcessTestCase(TempPathMixin, TestCase):
     # The token of every hello, for nodes that require one.
     helloToken = None
 
-    def spawn(self, *args):
+    def spawn(self, *args, twistd=("-n", "--pidfile=")):
         """
         Start C{twistd -n distro-node ARGS} in a fresh directory; it is
         stopped in cleanup.
+
+        @param twistd: twistd's own options (a daemon: without C{-n}, with
+            C{--pidfile} and C{--logfile}; paths are relative to the
+            directory).
         """
         directory = self.tempPath()
         os.makedirs(directory)
         process = NodeProcess()
         # The Nacos gRPC port only where a test asks for it (its default,
         # 9848, is one port for every node of the machine).
-        argv = TWISTD + ["-n", "--pidfile=", "--rundir", directory, "distro-node",
+        argv = TWISTD + [*twistd, "--rundir", directory, "distro-node",
                          "--nacos-listen", "", "--http-listen", "", *args]
         # No path: twistd changes to its directory itself, so that Twisted
         # spawns with posix_spawn and never forks this process, whose gRPC
@@ -313,12 +317,12 @@ class ProcessTestCase(TempPathMixin, TestCase):
         process = yield self.exited(*args)
         return process.exitCode, process.errors.decode("utf-8", "replace")
 
-    def exited(self, *args):
+    def exited(self, *args, **kwargs):
         """
-        Run twistd with C{args}; a L{Deferred} firing with its
-        L{NodeProcess} once it has exited by itself.
+        Run twistd with C{args} (and L{spawn}'s C{kwargs}); a L{Deferred}
+        firing with its L{NodeProcess} once it has exited by itself.
         """
-        process = self.spawn(*args)
+        process = self.spawn(*args, **kwargs)
         return process.whenEnded(START_TIMEOUT).addCallback(lambda _: process)
 
 

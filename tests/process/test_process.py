@@ -6,6 +6,7 @@ TCP on 127.0.0.1 with a minimal msgpack client written from PROTOCOL.md
 """
 
 import json
+import os
 import signal
 
 from twisted.internet import defer, reactor
@@ -219,3 +220,56 @@ class BadConfigTests(ProcessTestCase):
         code, output = yield self.failedStart("--listen", f"tcp:{port}:interface=127.0.0.1")
         self.assertNotEqual(code, 0)
         self.assertIn(f"listen: cannot listen on tcp:{port}", output)
+
+    @defer.inlineCallbacks
+    def test_portInUseAlone(self):
+        """
+        Whichever port is taken (here the client port, then the peer
+        port), the node says so in one line on stderr naming its key and
+        the address, with no traceback anywhere, and exits with 1.
+        """
+        _, _, busy = yield self.startNode()
+        where = f"tcp:{busy}:interface=127.0.0.1"
+        process = yield self.exited("--listen", where)
+        self.assertAloneInUse(process, "listen", where, busy)
+
+        members = self.tempPath()
+        with open(members, "w") as f:
+            f.write(f"127.0.0.1:{busy}\n127.0.0.1:1\n")
+        process = yield self.exited(
+            "--listen", "tcp:0:interface=127.0.0.1", "--cluster", members, "--peer-listen", where)
+        self.assertAloneInUse(process, "peer_listen", where, busy)
+
+    def assertAloneInUse(self, process, key, where, busy):
+        """
+        C{process} exited with 1, saying on stderr in one line that C{key}
+        cannot listen on C{where}, port C{busy} being in use; no traceback.
+        """
+        self.assertEqual(process.exitCode, 1)
+        self.assertEqual(
+            process.errors.decode(),
+            f"twistd distro-node: {key}: cannot listen on {where} "
+            f"(127.0.0.1:{busy}: Address already in use)\n")
+        self.assertNotIn(b"Traceback", process.output)
+
+    @defer.inlineCallbacks
+    def test_portInUseDaemon(self):
+        """
+        Daemonized, the node tells the terminal it was started from, in one
+        whole line naming the key and the address, before twistd's own
+        words; it exits with 1 and leaves no pid file.
+        """
+        _, _, busy = yield self.startNode()
+        where = f"tcp:{busy}:interface=127.0.0.1"
+        pidfile, logfile = self.tempPath(), self.tempPath()
+        process = yield self.exited(
+            "--listen", where, twistd=("--pidfile", pidfile, "--logfile", logfile))
+        self.assertEqual(process.exitCode, 1)
+        first = process.errors.decode().splitlines()[0]
+        self.assertEqual(
+            first,
+            f"twistd distro-node: listen: cannot listen on {where} "
+            f"(127.0.0.1:{busy}: Address already in use)")
+        self.assertFalse(os.path.exists(pidfile))
+        with open(logfile) as f:
+            self.assertIn(f"listen: cannot listen on {where}", f.read())
