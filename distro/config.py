@@ -11,6 +11,7 @@ import socket
 import tomllib
 from dataclasses import dataclass, fields
 
+from distro.address import parseAddress
 from distro.cluster.keys import ClusterKeys
 from distro.http.keys import HttpKeys
 from distro.keys import ConfigError, keyField, nonNegative, positive
@@ -30,6 +31,17 @@ MIN_PEER_FRAME = 16384
 def _logFormat(key, value):
     if value not in ("text", "json"):
         raise ConfigError(key, "must be 'text' or 'json'")
+
+
+def _address(key, value):
+    """
+    A C{host:port} address (an IPv6 host in brackets), or empty.
+    """
+    if value:
+        try:
+            parseAddress(value)
+        except ValueError as e:
+            raise ConfigError(key, str(e))
 
 
 def _tokens(key, value):
@@ -93,7 +105,8 @@ class CoreKeys:
         positive,
     )
     advertise: str = keyField(
-        "", "The client-port address given to clients (host:port); empty means derived."
+        "", "The client-port address given to clients (host:port); empty means derived.",
+        _address,
     )
     idle_timeout_ms: int = keyField(10000, "Connections silent this long are closed.", positive)
     disconnect_grace_ms: int = keyField(

@@ -566,9 +566,13 @@ class INode(INodeState):
         distro's client port is bound, reachable at C{address}.
         """
 
-    def members():
+    def members(reachedAt=None):
         """
         The members of the cluster, as C{[{"node", "address", "state", "self"}]}.
+
+        @param reachedAt: the host the asking connection reached, where this
+            node is shown when its client port listens on every interface
+            and C{advertise} is not set.
         """
 
     def writeOverride(grant, host, service, instanceId, changes, why):

@@ -9,6 +9,7 @@ import math
 import struct
 
 import msgpack
+from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -1164,6 +1165,32 @@ class SmallOpsTests(SynchronousTestCase, ErrorAssertions):
             reply["members"],
             [{"node": NODE_ID, "address": ADVERTISE, "state": "UP", "self": True}],
         )
+
+    def test_membersAtTheAddressReached(self):
+        """
+        A standalone node on every interface, without C{advertise}, shows
+        itself (in C{members} and in C{hello}'s failover list) at the
+        address the asking connection reached, which that client can use,
+        not at the machine's host name.
+        """
+        harness = NodeHarness(advertise="")
+        harness.node.clientPortBound("0.0.0.0:9850")
+        connection = harness.connect()
+        connection.transport.hostAddr = IPv4Address("TCP", "192.0.2.7", 9850)
+        self.assertEqual(connection.hello()["members"], ["192.0.2.7:9850"])
+        self.assertEqual(
+            connection.ok("members")["members"],
+            [{"node": NODE_ID, "address": "192.0.2.7:9850", "state": "UP", "self": True}],
+        )
+
+    def test_membersAtTheInterface(self):
+        """
+        A node on one interface shows itself at that interface.
+        """
+        harness = NodeHarness(advertise="")
+        harness.node.clientPortBound("127.0.0.1:9850")
+        connection = harness.client()
+        self.assertEqual(connection.ok("members")["members"][0]["address"], "127.0.0.1:9850")
 
     def test_ping(self):
         """

@@ -6,7 +6,6 @@ C{advertise} says), and writes it to C{port_file} when asked.
 """
 
 import os
-import socket
 
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -61,10 +60,7 @@ class ClientPortService(Service):
         self.node.portOpened(self)
         address = self.address
         host = self.port.getHost()
-        advertised = host.host
-        if advertised in ("0.0.0.0", "::"):
-            advertised = socket.gethostname()
-        self.node.clientPortBound(formatAddress(advertised, host.port))
+        self.node.clientPortBound(formatAddress(host.host, host.port))
         self.log.info(
             "distro {version} node {node} serving clients on {address}",
             version=__version__,

@@ -474,7 +474,7 @@ class ClientSession(FrameProtocol):
             "ready": node.ready,
             "heartbeat_ms": node.config.heartbeat_ms,
             "idle_timeout_ms": node.config.idle_timeout_ms,
-            "members": [m["address"] for m in node.members() if m["address"]],
+            "members": [m["address"] for m in node.members(self._reachedAt()) if m["address"]],
         }
 
     def register(self, message):
@@ -553,7 +553,11 @@ class ClientSession(FrameProtocol):
         }
 
     def members(self, message):
-        return {"members": self.node.members()}
+        return {"members": self.node.members(self._reachedAt())}
+
+    def _reachedAt(self):
+        # The host this connection reached: its client can use it.
+        return getattr(self.transport.getHost(), "host", None)
 
     def _overridden(self, message):
         """
