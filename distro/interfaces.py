@@ -208,6 +208,13 @@ class IClientManager(Interface):
         Remove a client and all its instances now.
         """
 
+    def removeClients(clientIds, due):
+        """
+        Remove clients in the node's turns (L{ITurns}), one at a time with
+        all its instances, each only if C{due(client)} still holds when its
+        turn comes; a L{Deferred} firing with the ids removed.
+        """
+
     def syncState(clientId, owner, epoch, revision, resumeTokenHash, services):
         """
         Make a client exactly what its owner replicated (a synced client).

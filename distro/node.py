@@ -58,7 +58,7 @@ class Node:
         self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id
         self.manager = ClientManager(
-            self.nodeId, clock, config, ClientIds(self.nodeId, bootId)
+            self.nodeId, clock, config, ClientIds(self.nodeId, bootId), turns=self.turns
         )
         # The operators' overrides, replicated (PROTOCOL.md 5.7) and shown
         # over what clients publish.

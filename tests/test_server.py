@@ -20,7 +20,7 @@ from distro.turns import Turns
 from distro.watchdog import Watchdog
 from tests._factories import instance
 from tests._node import ADVERTISE, NODE_ID, NodeHarness, hostIds, service
-from tests._turns import CostlySteps, SteppedTimer, nextTurn
+from tests._turns import CostlyRemovals, CostlySteps, SteppedTimer, nextTurn
 
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
@@ -652,6 +652,86 @@ class RegisterTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(hostIds(self.query()), ["10.1.0.1#7#DEFAULT"])
         client = self.harness.node.manager.clients[self.connection.helloReply["client_id"]]
         self.assertEqual(client.instanceCount, 0)
+
+
+class ExpiriesInTurnsTests(SynchronousTestCase):
+    """
+    Clients whose disconnect graces end at once are removed over turns,
+    a client at a time (found from outside: 20 clients of 2,000 instances
+    held the reactor about 100 ms), each push showing a whole client there
+    or gone.
+    """
+
+    def setUp(self):
+        self.timer = SteppedTimer()
+        self.harness = NodeHarness(turns=lambda clock: Turns(clock, budget=0.005, timer=self.timer))
+        self.costly = CostlyRemovals(self.timer)
+        self.harness.node.manager.addObserver(self.costly)
+        self.clock = self.harness.clock
+        self.subscriber = self.harness.client()
+        self.subscriber.ok("subscribe", service=service())
+        self.publishers = []
+        for n in range(4):
+            publisher = self.harness.client()
+            publisher.ok("batch_register", service=service(),
+                         instances=[instance(f"10.3.{n}.{i}") for i in range(3)])
+            self.publishers.append(publisher)
+        self.clock.advance(0)
+        self.subscriber.takePushes()
+        # Reading what was written no longer ends the turn: the test does.
+        self.subscriber.clock = None
+
+    def expireAll(self):
+        """
+        Lose every publisher's connection, then end their graces together:
+        the turn where their expiries fire.
+        """
+        for publisher in self.publishers:
+            publisher.lose()
+        self.clock.rightNow += self.harness.config.disconnect_grace_ms / 1000.0
+        nextTurn(self.clock)
+
+    def test_aClientPerTurn(self):
+        """
+        Each removal costing more than a turn's budget, one client goes
+        per turn, and a ping sent meanwhile is answered after one of them,
+        not after all; every push holds whole clients; all go in the end.
+        """
+        pinger = self.harness.client()
+        pinger.clock = None
+        self.expireAll()
+        self.assertEqual(len(self.costly.removed), 1)
+        pingId = pinger.nextId()
+        pinger.send({"op": "ping", "id": pingId})
+        counts = []
+        for turn in range(20):
+            nextTurn(self.clock)
+            counts += [len(p["service_info"]["hosts"]) for p in self.subscriber.takePushes()]
+            if turn == 0:
+                self.assertEqual([f["re"] for f in pinger.frames()], [pingId])
+                self.assertLessEqual(len(self.costly.removed), 2)
+        self.assertEqual(len(self.costly.removed), 4)
+        # Whole clients (3 instances each), fewer with each push, to none.
+        self.assertEqual([c % 3 for c in counts], [0] * len(counts))
+        self.assertEqual(counts, sorted(set(counts), reverse=True))
+        self.assertEqual(counts[-1], 0)
+        self.assertEqual(self.harness.node.manager.clients.keys(),
+                         {self.subscriber.helloReply["client_id"], pinger.helloReply["client_id"]})
+
+    def test_resumedWhileWaiting(self):
+        """
+        A client that resumes while its removal waits for its turn is
+        kept, with its instances.
+        """
+        self.expireAll()
+        last = self.publishers[-1].helloReply
+        resumed = self.harness.connect()
+        reply = resumed.hello(resume={"client_id": last["client_id"], "resume_token": last["resume_token"]})
+        self.assertIs(reply["resumed"], True)
+        for _ in range(20):
+            nextTurn(self.clock)
+        self.assertEqual(len(self.costly.removed), 3)
+        self.assertIn(last["client_id"], self.harness.node.manager.clients)
 
 
 class BatchInSlicesTests(SynchronousTestCase, ErrorAssertions):
