@@ -284,7 +284,7 @@ class ClientManager:
         baseRevision = held.revision
         held.revision += 1
         put, remove = self._replace(held, state.services)
-        self.log.info(
+        self.log.debug(
             "client {client} taken over at epoch {epoch}", client=clientId, epoch=held.epoch
         )
         self._announce(held, baseRevision, put, remove, moved=True)

@@ -15,6 +15,7 @@ from distro.address import parseAddress
 from distro.cluster.keys import ClusterKeys
 from distro.http.keys import HttpKeys
 from distro.keys import ConfigError, keyField, nonNegative, positive
+from distro.logformat import LEVELS
 from distro.nacos.keys import NacosKeys
 from distro.native.keys import NativeKeys
 
@@ -42,6 +43,11 @@ def _address(key, value):
             parseAddress(value)
         except ValueError as e:
             raise ConfigError(key, str(e))
+
+
+def _logLevel(key, value):
+    if value not in LEVELS:
+        raise ConfigError(key, f"must be one of {', '.join(LEVELS)}, not {value!r}")
 
 
 def _tokens(key, value):
@@ -143,6 +149,12 @@ class CoreKeys:
     )
     log_format: str = keyField("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
     json_log: str = keyField("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
+    log_level: str = keyField(
+        "info",
+        "The least level logged: debug (also each client's connecting, resuming, leaving, "
+        "and every reconnect attempt of a peer link), info, warn or error.",
+        _logLevel,
+    )
     log_rotate_bytes: int = keyField(
         10_000_000, "twistd's log file is rotated past this size (with --logfile, or daemonized).",
         positive,

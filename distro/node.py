@@ -147,9 +147,9 @@ class Node:
                     # The old connection is stale (half-open, or the client
                     # gave up on it); it goes without taking the client along.
                     previous.closeConnection()
-                self.log.info("client {client} resuming", client=clientId)
+                self.log.debug("client {client} resuming", client=clientId)
                 return state, token, True
-            self.log.info(
+            self.log.debug(
                 "client {client} cannot resume here: {why}",
                 client=clientId,
                 why="wrong token" if clientId in self.manager.clients else "unknown client",
@@ -176,7 +176,7 @@ class Node:
         takes its client over. Return the client it now speaks for.
         """
         client = self.manager.restored(session.client)
-        self.log.info("client {client} resumed at epoch {epoch}", client=client.clientId, epoch=client.epoch)
+        self.log.debug("client {client} resumed at epoch {epoch}", client=client.clientId, epoch=client.epoch)
         return client
 
     def sessionEnded(self, session, orderly):
@@ -451,7 +451,7 @@ class Node:
         if session is not None:
             # The client resumed elsewhere: this connection is stale. Its
             # instances stay; they belong to the new owner now.
-            self.log.info("client {client} moved to {owner}", client=client.clientId, owner=client.owner)
+            self.log.debug("client {client} moved to {owner}", client=client.clientId, owner=client.owner)
             session.closeConnection()
 
     def start(self):

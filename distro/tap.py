@@ -16,7 +16,7 @@ import signal
 import sys
 
 from twisted.application.service import Service
-from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
 from distro import __version__
@@ -26,7 +26,8 @@ from distro.cluster.service import clusterFromConfig, readMembers
 from distro.collector import CollectorWatch
 from distro.http.service import HttpService
 from distro.listening import CannotListen
-from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
+from distro.logformat import JsonLines, filtered
+from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath, twistdLogsToStandardOutput
 from distro.nacos import listen as nacosListen
 from distro.nacos.service import NacosService
 from distro.node import Node
@@ -186,8 +187,9 @@ class NodeRoot(LoggingRoot):
         error is raised as it is).
     """
 
-    def __init__(self, logFile, twistdOptions):
-        super().__init__(logFile)
+    def __init__(self, logFile, twistdOptions, level):
+        stream = sys.stdout if twistdLogsToStandardOutput(twistdOptions) else None
+        super().__init__(logFile, stream=stream, level=level)
         self._twistd = twistdOptions
         self._terminal = os.dup(2) if twistdOptions is not None else None
 
@@ -283,8 +285,9 @@ class JsonLogService(Service):
     running.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, level="info"):
         self.path = path
+        self.level = level
         self._observer = None
         self._file = None
 
@@ -296,8 +299,8 @@ class JsonLogService(Service):
             out = sys.__stdout__
         else:
             out = self._file = open(self.path, "a", encoding="utf-8")
-        # No RFC 7464 record separator: one plain JSON object per line.
-        self._observer = jsonFileLogObserver(out, recordSeparator="")
+        # One JSON object of plain fields per line (L{JsonLines}).
+        self._observer = filtered(JsonLines(out), self.level)
         globalLogPublisher.addObserver(self._observer)
 
     def stopService(self):
@@ -394,6 +397,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     root = NodeRoot(
         boundedLogFile(logPath, config.log_rotate_bytes, config.log_max_files) if logPath else None,
         getattr(options, "parent", None),
+        config.log_level,
     )
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
                 secret=secret, admission=Admission.forProcess(config.max_connections_per_ip))
@@ -405,7 +409,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     collector = CollectorWatch(freeze=config.gc_freeze)
     CollectorService(collector).setServiceParent(root)
     if config.log_format == "json":
-        JsonLogService(config.json_log).setServiceParent(root)
+        JsonLogService(config.json_log, config.log_level).setServiceParent(root)
     NodeService(node).setServiceParent(root)
     # The client port first: the cluster tells peers the address it bound.
     ClientPortService(node, reactor).setServiceParent(root)

@@ -457,6 +457,9 @@ class OutboundLink(_Link):
         self.feed.connected = False
         self.feed.linkDown(self)
         self.cluster.forwarding.linkDown(self)
+        if self.authenticated:
+            self.cluster.outboundDown(
+                self.feed, reason.getErrorMessage() if reason is not None else "closed")
 
     # IPushProducer: the transport tells us when the peer stops reading.
 

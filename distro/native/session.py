@@ -261,13 +261,13 @@ class ClientSession(FrameProtocol):
     # Liveness
 
     def _silent(self, silent):
-        self.log.info("closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent)
+        self.log.debug("closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent)
         self.transport.abortConnection()
 
     def _stalled(self, stalled):
         # A client that takes nothing for STALLED_IDLE_TIMEOUTS idle
         # timeouts is hung (its kernel still holds the socket open).
-        self.log.info(
+        self.log.debug(
             "closing {peer}: it read nothing for {stalled:.1f}s", peer=str(self.peer), stalled=stalled
         )
         self.transport.abortConnection()

@@ -12,7 +12,8 @@ import signal
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessTerminated
 
-from tests._process import REPLY_TIMEOUT, STOP_TIMEOUT, ProcessTestCase
+from tests._ports import freePorts
+from tests._process import REPLY_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, ProcessTestCase, waitFor
 
 SERVICE = {"namespace": "public", "group": "DEFAULT_GROUP", "name": "orders"}
 
@@ -125,9 +126,60 @@ class NodeProcessTests(ProcessTestCase):
         output = process.output.decode("utf-8", "replace")
         self.assertLess(len(output), 100_000)
         events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-        namespaces = {e.get("log_namespace") for e in events}
+        namespaces = {e.get("namespace") for e in events}
         self.assertIn("distro.native.service.ClientPortService", namespaces)
         self.assertNotIn("stdout", namespaces)
+
+
+def _plainThroughout(value):
+    """
+    Whether C{value} (decoded JSON) holds no object's or bytes' repr.
+    """
+    if isinstance(value, dict):
+        return all(_plainThroughout(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_plainThroughout(v) for v in value)
+    if isinstance(value, str):
+        return " object at 0x" not in value and not value.startswith(("b'", 'b"'))
+    return True
+
+
+class LogTests(ProcessTestCase):
+    """
+    What a node logs at info, in text and in JSON.
+    """
+
+    @defer.inlineCallbacks
+    def test_linkDownOnceJsonPlain(self):
+        """
+        A node whose other member does not answer says so once, not at each
+        reconnect attempt (no Twisted "Scheduling retry" lines); a client's
+        session is not logged at info; each JSON line is an object whose
+        fields hold no object's or bytes' repr.
+        """
+        mine, other = freePorts(2)
+        members = self.tempPath()
+        with open(members, "w") as f:
+            f.write(f"127.0.0.1:{mine}\n127.0.0.1:{other}\n")
+        process, host, port = yield self.startNode(
+            "--cluster", members, "--peer-listen", f"tcp:{mine}:interface=127.0.0.1",
+            "--log-format", "json", "--peer-timeout-ms", "300", "--down-after-ms", "1500")
+        client = yield self.connect(host, port)
+        yield self.hello(client)
+        # Attempts at about 0.1, 0.3, 0.7 and 1.5 s have failed by then.
+        yield waitFor(lambda: b"is DOWN" in process.output, START_TIMEOUT, "the member DOWN")
+        yield process.stop()
+        lines = process.output.decode("utf-8", "replace").splitlines()
+        text = [line for line in lines if not line.startswith("{")]
+        down = [line for line in text if f"link to member 127.0.0.1:{other} down: " in line]
+        self.assertEqual(len(down), 1, "\n".join(text))
+        self.assertFalse([line for line in lines if "Scheduling retry" in line])
+        self.assertFalse([line for line in text if "client " in line and "#info]" in line])
+        events = [json.loads(line) for line in lines if line.startswith("{")]
+        self.assertIn(f"link to member 127.0.0.1:{other} down: ", "\n".join(e["message"] for e in events))
+        for event in events:
+            self.assertTrue(_plainThroughout(event), event)
+            self.assertEqual(sorted({"time", "level", "namespace", "message"} - event.keys()), [])
 
 
 class BadConfigTests(ProcessTestCase):
