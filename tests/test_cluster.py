@@ -720,6 +720,20 @@ class LinkLogTests(ClusterTestCase):
             self.assertEqual(len(self.lines(logged, "up")), 1)
             self.assertEqual(len(self.lines(logged, "down")), 1)
 
+    def test_handshakesFailingOnce(self):
+        """
+        A member that takes connections but answers nothing (stopped): one
+        line, however many of our connections end before their handshake.
+        """
+        cluster = self.cluster
+        with capturedLogs() as logged:
+            cluster.stall(1)
+            for _ in range(120):
+                cluster.advance(0.5)
+            ended = [formatEvent(e) for e in logged if "ended before its handshake" in formatEvent(e)]
+            [down] = self.lines(logged, "down")
+        self.assertEqual(ended, [down] if "ended before its handshake" in down else [])
+
 
 class MembershipTests(ClusterTestCase):
     def states(self, client):

@@ -14,9 +14,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro import model
-from distro.overrides import parseChanges, parseInstanceId
+from distro.address import describeAddress
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
+from distro.overrides import parseChanges, parseInstanceId
 from distro.requeststats import UNKNOWN
 from distro.watchdog import Watchdog
 from distro.wire import (
@@ -261,14 +262,14 @@ class ClientSession(FrameProtocol):
     # Liveness
 
     def _silent(self, silent):
-        self.log.debug("closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent)
+        self.log.debug("closing {peer}: silent for {silent:.1f}s", peer=describeAddress(self.peer), silent=silent)
         self.transport.abortConnection()
 
     def _stalled(self, stalled):
         # A client that takes nothing for STALLED_IDLE_TIMEOUTS idle
         # timeouts is hung (its kernel still holds the socket open).
         self.log.debug(
-            "closing {peer}: it read nothing for {stalled:.1f}s", peer=str(self.peer), stalled=stalled
+            "closing {peer}: it read nothing for {stalled:.1f}s", peer=describeAddress(self.peer), stalled=stalled
         )
         self.transport.abortConnection()
 
