@@ -177,8 +177,9 @@ class NotStarted(Exception):
 
 class NodeRoot(LoggingRoot):
     """
-    The root of a node's tree. Under twistd, a port that cannot listen
-    stops the start with one line naming its key and address, written to
+    The root of a node's tree. Under twistd, a port that cannot listen (or
+    a file that cannot be written) stops the start with one line naming
+    its key and address (its path), written to
     the terminal twistd was started from (a daemon's too: its standard
     error is kept until the node has started) and logged, instead of a
     traceback.
@@ -196,28 +197,28 @@ class NodeRoot(LoggingRoot):
     def startService(self):
         try:
             super().startService()
-        except CannotListen as e:
+        except (CannotListen, _config.ConfigError) as e:
             if self._twistd is None:
                 raise
-            self._cannotListen(e)
+            code = CONFIGURATION_ERROR if isinstance(e, _config.ConfigError) else 1
+            self._cannotStart(e, code)
         finally:
             if self._terminal is not None:
                 os.close(self._terminal)
                 self._terminal = None
 
-    def _cannotListen(self, error):
-        log.critical("{key}: cannot listen on {endpoint} ({reason})",
-                     key=error.key, endpoint=error.description, reason=error.reason)
+    def _cannotStart(self, error, code):
+        log.critical("{error}", error=str(error), key=error.key)
         os.write(self._terminal, f"twistd distro-node: {error}\n".encode("utf-8", "replace"))
         if not self._twistd["nodaemon"]:
-            # twistd tells the terminal too (at most 100 bytes of it), and
-            # removes its pid file.
-            raise NotStarted(f"{error.key}: cannot listen (see above)") from None
+            # twistd tells the terminal too (at most 100 bytes of it), exits
+            # with 1 and removes its pid file.
+            raise NotStarted(f"{error.key}: see above") from None
         pidfile = self._twistd["pidfile"]
         if pidfile and os.path.exists(pidfile):
             os.remove(pidfile)
         # Not a traceback: the line above says it all.
-        raise SystemExit(1)
+        raise SystemExit(code)
 
 
 class NodeService(Service):
@@ -298,7 +299,10 @@ class JsonLogService(Service):
             # every JSON line back into the log as a new event, forever.
             out = sys.__stdout__
         else:
-            out = self._file = open(self.path, "a", encoding="utf-8")
+            try:
+                out = self._file = open(self.path, "a", encoding="utf-8")
+            except OSError as e:
+                raise _config.ConfigError("json_log", f"cannot write {self.path}: {e.strerror}") from e
         # One JSON object of plain fields per line (L{JsonLines}).
         self._observer = filtered(JsonLines(out), self.level)
         globalLogPublisher.addObserver(self._observer)

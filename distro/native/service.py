@@ -14,6 +14,7 @@ from zope.interface import implementer
 from distro import __version__
 from distro.address import formatAddress
 from distro.interfaces import IFrontEnd
+from distro.keys import ConfigError
 from distro.listening import listenNow
 from distro.native.session import ClientPortFactory
 
@@ -70,9 +71,12 @@ class ClientPortService(Service):
         if self.node.config.port_file:
             # Written aside and renamed, so a reader never sees a partial file.
             path = self.node.config.port_file
-            with open(path + ".tmp", "w") as f:
-                f.write(address + "\n")
-            os.replace(path + ".tmp", path)
+            try:
+                with open(path + ".tmp", "w") as f:
+                    f.write(address + "\n")
+                os.replace(path + ".tmp", path)
+            except OSError as e:
+                raise ConfigError("port_file", f"cannot write {path}: {e.strerror}") from e
 
     def stopService(self):
         super().stopService()

@@ -263,6 +263,23 @@ class BadConfigTests(ProcessTestCase):
         self.assertOneLine(errors, "configuration key 'secret_file'")
 
     @defer.inlineCallbacks
+    def test_unwritableFilesAlone(self):
+        """
+        A port file or a JSON log that cannot be written at start is one
+        line naming its key, exit code 2, no traceback.
+        """
+        missing = os.path.join(self.tempPath(), "missing")
+        for args, key in (
+            (("--port-file", os.path.join(missing, "port")), "port_file"),
+            (("--log-format", "json", "--json-log", os.path.join(missing, "log")), "json_log"),
+        ):
+            process = yield self.exited("--listen", "tcp:0:interface=127.0.0.1", *args)
+            self.assertEqual(process.exitCode, 2, process.output)
+            self.assertOneLine(process.errors.decode(), f"configuration key '{key}': cannot write",
+                               "No such file or directory")
+            self.assertNotIn(b"Traceback", process.output)
+
+    @defer.inlineCallbacks
     def test_portInUse(self):
         """
         A client port that cannot be bound makes twistd exit non-zero,
