@@ -130,6 +130,16 @@ def residentBytes(pid):
     raise RuntimeError("no VmRSS")
 
 
+def earlierCheckout(path):
+    """
+    An argparse type: C{path}, a checkout of distro (an earlier commit's,
+    for C{--before}).
+    """
+    if not os.path.isfile(os.path.join(path, "distro", "tap.py")):
+        raise argparse.ArgumentTypeError(f"{path}: not a checkout of distro")
+    return path
+
+
 class Child:
     """
     A server process started by this script, writing its address to a port

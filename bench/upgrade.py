@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from largeclient import freePorts  # noqa: E402
 from nonreader import request  # noqa: E402
-from register import Child  # noqa: E402
+from register import Child, earlierCheckout  # noqa: E402
 
 from distro.client.blocking import BlockingClient  # noqa: E402
 
@@ -171,12 +171,11 @@ def run(checkouts, clients, timeout):
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", required=True, help="a checkout of an earlier commit")
+    parser.add_argument("--before", required=True, type=earlierCheckout,
+                        help="a checkout of an earlier commit")
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--timeout", type=float, default=60.0)
     options = parser.parse_args(argv)
-    if not os.path.isfile(os.path.join(options.before, "distro", "tap.py")):
-        raise SystemExit(f"--before {options.before}: not a checkout of distro")
     results = {}
     for name, checkouts in [("current", [None, None, None]),
                             ("one earlier", [None, None, options.before])]:

@@ -5,7 +5,7 @@ brackets (C{[::1]:9850}). One rule set for the client library, the CLI,
 C{cluster.conf} and what a node says it listens on.
 """
 
-__all__ = ["parseAddress", "formatAddress"]
+__all__ = ["parseAddress", "formatAddress", "describeAddress"]
 
 
 def parseAddress(text, *, defaultPort=None):
@@ -44,3 +44,14 @@ def formatAddress(host, port):
     The text form of C{(host, port)}, the inverse of L{parseAddress}.
     """
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def describeAddress(address):
+    """
+    A transport's address (L{IPv4Address}, L{IPv6Address}) for a log line:
+    C{host:port}, not its repr; another kind of address as its text.
+    """
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        return formatAddress(host, port)
+    return str(address)

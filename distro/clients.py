@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from distro.errors import LimitExceeded
 from distro.interfaces import IClientManager, ISyncBarrier
+from distro.turns import Turns
 
 # The instances one step of a batch applied in slices puts or removes
 # (L{ClientManager.batchRegisterInSlices}): a few ms of work.
@@ -184,9 +185,10 @@ class ClientManager:
 
     log = Logger()
 
-    def __init__(self, nodeId, clock, limits, ids=None):
+    def __init__(self, nodeId, clock, limits, ids=None, turns=None):
         self.nodeId = nodeId
         self.clock = clock
+        self.turns = Turns(clock) if turns is None else turns
         self.limits = limits
         self.ids = ids or ClientIds(nodeId)
         self.barrier = Alone()
@@ -282,7 +284,7 @@ class ClientManager:
         baseRevision = held.revision
         held.revision += 1
         put, remove = self._replace(held, state.services)
-        self.log.info(
+        self.log.debug(
             "client {client} taken over at epoch {epoch}", client=clientId, epoch=held.epoch
         )
         self._announce(held, baseRevision, put, remove, moved=True)
@@ -367,9 +369,38 @@ class ClientManager:
             grace = self.limits.disconnect_grace_ms / 1000.0
             client.expiry = self.clock.callLater(grace, self._expire, clientId)
             return
-        client.expiry = None
-        self.log.info("client {client} expired after its disconnect grace", client=clientId)
-        self.removeClient(clientId)
+        # It stays pending until its turn: a resume meanwhile cancels it.
+        self.removeClients(
+            [clientId], lambda held: held.expiry is pending and not pending.cancelled
+        ).addCallback(self._expiredRemoved)
+
+    def _expiredRemoved(self, removed):
+        for clientId in removed:
+            self.log.info("client {client} expired after its disconnect grace", client=clientId)
+
+    def removeClients(self, clientIds, due):
+        """
+        Remove the clients C{clientIds} in the node's turns
+        (L{distro.interfaces.ITurns}), one at a time, each with its
+        instances in every service at once: many large clients going
+        together (their graces ended at once, their owner presumed dead)
+        never hold the reactor for all of them. A client goes only if
+        C{due(client)} still holds when its turn comes (it may have
+        resumed meanwhile).
+
+        @return: a L{Deferred} firing with the ids removed.
+        """
+        return self.turns.run(self._removing(list(clientIds), due))
+
+    def _removing(self, clientIds, due):
+        removed = []
+        for clientId in clientIds:
+            client = self.clients.get(clientId)
+            if client is not None and due(client):
+                self.removeClient(clientId)
+                removed.append(clientId)
+            yield
+        return removed
 
     def removeClient(self, clientId):
         client = self.clients.pop(clientId, None)

@@ -5,14 +5,17 @@ TOML file and overridden from the command line. A wrong value fails at start
 with a message naming the key.
 """
 
+import difflib
 import os
 import socket
 import tomllib
 from dataclasses import dataclass, fields
 
+from distro.address import parseAddress
 from distro.cluster.keys import ClusterKeys
 from distro.http.keys import HttpKeys
 from distro.keys import ConfigError, keyField, nonNegative, positive
+from distro.logformat import LEVELS
 from distro.nacos.keys import NacosKeys
 from distro.native.keys import NativeKeys
 
@@ -29,6 +32,22 @@ MIN_PEER_FRAME = 16384
 def _logFormat(key, value):
     if value not in ("text", "json"):
         raise ConfigError(key, "must be 'text' or 'json'")
+
+
+def _address(key, value):
+    """
+    A C{host:port} address (an IPv6 host in brackets), or empty.
+    """
+    if value:
+        try:
+            parseAddress(value)
+        except ValueError as e:
+            raise ConfigError(key, str(e))
+
+
+def _logLevel(key, value):
+    if value not in LEVELS:
+        raise ConfigError(key, f"must be one of {', '.join(LEVELS)}, not {value!r}")
 
 
 def _tokens(key, value):
@@ -92,7 +111,8 @@ class CoreKeys:
         positive,
     )
     advertise: str = keyField(
-        "", "The client-port address given to clients (host:port); empty means derived."
+        "", "The client-port address given to clients (host:port); empty means derived.",
+        _address,
     )
     idle_timeout_ms: int = keyField(10000, "Connections silent this long are closed.", positive)
     disconnect_grace_ms: int = keyField(
@@ -129,6 +149,12 @@ class CoreKeys:
     )
     log_format: str = keyField("text", "'text' (twistd's log) or 'json' (JSON lines, see json_log).", _logFormat)
     json_log: str = keyField("-", "Where JSON lines go when log_format is json: a path, or - for stdout.")
+    log_level: str = keyField(
+        "info",
+        "The least level logged: debug (also each client's connecting, resuming, leaving, "
+        "and every reconnect attempt of a peer link), info, warn or error.",
+        _logLevel,
+    )
     log_rotate_bytes: int = keyField(
         10_000_000, "twistd's log file is rotated past this size (with --logfile, or daemonized).",
         positive,
@@ -276,8 +302,17 @@ def loadFile(path):
         raise ConfigError("config", f"{path} is not valid TOML: {e}")
     for key in data:
         if key not in KEYS:
-            raise ConfigError(key, f"unknown key in {path}")
+            raise ConfigError(key, f"unknown key in {path}{nearestKey(key)}")
     return data
+
+
+def nearestKey(name):
+    """
+    A hint naming the known key C{name} was probably meant to be (a near
+    miss), or empty.
+    """
+    near = difflib.get_close_matches(name, KEYS, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def build(path=None, overrides=None):
@@ -291,6 +326,6 @@ def build(path=None, overrides=None):
             values[key] = os.path.join(os.path.dirname(path), values[key])
     for key in overrides or {}:
         if key not in KEYS:
-            raise ConfigError(key, "unknown key")
+            raise ConfigError(key, f"unknown key{nearestKey(key)}")
     values.update(overrides or {})
     return Config(**values).validate()

@@ -208,6 +208,13 @@ class IClientManager(Interface):
         Remove a client and all its instances now.
         """
 
+    def removeClients(clientIds, due):
+        """
+        Remove clients in the node's turns (L{ITurns}), one at a time with
+        all its instances, each only if C{due(client)} still holds when its
+        turn comes; a L{Deferred} firing with the ids removed.
+        """
+
     def syncState(clientId, owner, epoch, revision, resumeTokenHash, services):
         """
         Make a client exactly what its owner replicated (a synced client).
@@ -567,9 +574,13 @@ class INode(INodeState):
         distro's client port is bound, reachable at C{address}.
         """
 
-    def members():
+    def members(reachedAt=None):
         """
         The members of the cluster, as C{[{"node", "address", "state", "self"}]}.
+
+        @param reachedAt: the host the asking connection reached, where this
+            node is shown when its client port listens on every interface
+            and C{advertise} is not set.
         """
 
     def writeOverride(grant, host, service, instanceId, changes, why):

@@ -6,6 +6,7 @@ the start with an error that names the port's key.
 """
 
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 
 from distro.address import formatAddress
 
@@ -19,6 +20,8 @@ class CannotListen(Exception):
     def __init__(self, key, description, reason):
         super().__init__(f"{key}: cannot listen on {description} ({reason})")
         self.key = key
+        self.description = description
+        self.reason = reason
 
 
 def named(key, value):
@@ -29,9 +32,20 @@ def named(key, value):
     """
 
     def fail(failure):
-        raise CannotListen(key, value, failure.getErrorMessage()) from failure.value
+        raise CannotListen(key, value, _reason(failure.value)) from failure.value
 
     return fail
+
+
+def _reason(error):
+    """
+    Why a port cannot listen, in a few words: the address and the socket's
+    error (Twisted's message says it in a sentence).
+    """
+    if isinstance(error, CannotListenError) and isinstance(error.socketError, OSError):
+        cause = error.socketError.strerror or str(error.socketError)
+        return f"{formatAddress(error.interface or '0.0.0.0', error.port)}: {cause}"
+    return str(error)
 
 
 def listenNow(reactor, description, factory, *, key, value=None):

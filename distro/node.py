@@ -5,11 +5,14 @@ process, wired together, and what its client sessions ask of it (identity,
 authorisation, membership).
 """
 
+import socket
+
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from distro.address import formatAddress, parseAddress
 from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
@@ -55,7 +58,7 @@ class Node:
         self._freezeLoaded = freezeLoaded
         self.nodeId = config.node_id
         self.manager = ClientManager(
-            self.nodeId, clock, config, ClientIds(self.nodeId, bootId)
+            self.nodeId, clock, config, ClientIds(self.nodeId, bootId), turns=self.turns
         )
         # The operators' overrides, replicated (PROTOCOL.md 5.7) and shown
         # over what clients publish.
@@ -72,6 +75,8 @@ class Node:
         self.pusher = Pusher(self.registry, clock, config.push_delay_ms)
         self.ready = True
         self.clientAddress = config.advertise or None
+        # The client port's number when it listens on every interface.
+        self._reachedAtPort = None
         self.sessions = {}
         self._ports = []
         self._restoring = set()
@@ -144,9 +149,9 @@ class Node:
                     # The old connection is stale (half-open, or the client
                     # gave up on it); it goes without taking the client along.
                     previous.closeConnection()
-                self.log.info("client {client} resuming", client=clientId)
+                self.log.debug("client {client} resuming", client=clientId)
                 return state, token, True
-            self.log.info(
+            self.log.debug(
                 "client {client} cannot resume here: {why}",
                 client=clientId,
                 why="wrong token" if clientId in self.manager.clients else "unknown client",
@@ -173,7 +178,7 @@ class Node:
         takes its client over. Return the client it now speaks for.
         """
         client = self.manager.restored(session.client)
-        self.log.info("client {client} resumed at epoch {epoch}", client=client.clientId, epoch=client.epoch)
+        self.log.debug("client {client} resumed at epoch {epoch}", client=client.clientId, epoch=client.epoch)
         return client
 
     def sessionEnded(self, session, orderly):
@@ -266,8 +271,15 @@ class Node:
         (C{host:port}): what clients and peers are told, unless
         C{advertise} says otherwise.
         """
-        if not self.config.advertise:
-            self.clientAddress = address
+        if self.config.advertise:
+            return
+        host, port = parseAddress(address)
+        if host in ("0.0.0.0", "::"):
+            # Every interface: the host name is the guess told to peers; a
+            # client is shown the address its own connection reached.
+            self._reachedAtPort = port
+            address = formatAddress(socket.gethostname(), port)
+        self.clientAddress = address
 
     def portOpened(self, frontEnd):
         self._ports.append(frontEnd)
@@ -430,13 +442,22 @@ class Node:
     def pushStats(self):
         return self.pusher.stats
 
-    def members(self):
+    def members(self, reachedAt=None):
         """
         The members of the cluster as the C{members} op shows them.
+
+        @param reachedAt: the host the asking connection reached: when the
+            client port listens on every interface and C{advertise} is not
+            set, this node is shown there (that client can use it).
         """
         if self.cluster is not None:
-            return self.cluster.describeMembers()
-        return [{"node": self.nodeId, "address": self.clientAddress, "state": "UP", "self": True}]
+            members = self.cluster.describeMembers()
+        else:
+            members = [{"node": self.nodeId, "address": self.clientAddress, "state": "UP", "self": True}]
+        if reachedAt is None or self._reachedAtPort is None:
+            return members
+        address = formatAddress(reachedAt, self._reachedAtPort)
+        return [dict(m, address=address) if m["self"] else m for m in members]
 
     # IClientObserver: a session whose client moved to another node ends.
 
@@ -453,7 +474,7 @@ class Node:
         if session is not None:
             # The client resumed elsewhere: this connection is stale. Its
             # instances stay; they belong to the new owner now.
-            self.log.info("client {client} moved to {owner}", client=client.clientId, owner=client.owner)
+            self.log.debug("client {client} moved to {owner}", client=client.clientId, owner=client.owner)
             session.closeConnection()
 
     def start(self):

@@ -6,6 +6,8 @@ Every configuration key is an option (C{--heartbeat-ms} sets C{heartbeat_ms});
 the command line overrides the file given with C{--config}.
 """
 
+import difflib
+import functools
 import gc
 import ipaddress
 import os
@@ -14,7 +16,7 @@ import signal
 import sys
 
 from twisted.application.service import Service
-from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
 from distro import __version__
@@ -23,7 +25,9 @@ from distro.admission import Admission
 from distro.cluster.service import clusterFromConfig, readMembers
 from distro.collector import CollectorWatch
 from distro.http.service import HttpService
-from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
+from distro.listening import CannotListen
+from distro.logformat import JsonLines, filtered
+from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath, twistdLogsToStandardOutput
 from distro.nacos import listen as nacosListen
 from distro.nacos.service import NacosService
 from distro.node import Node
@@ -33,6 +37,42 @@ from distro.native.service import ClientPortService
 
 def _optionName(key):
     return key.replace("_", "-")
+
+
+# The exit code of a node whose configuration (file or command line) is
+# wrong; 1 is any other failure to start.
+CONFIGURATION_ERROR = 2
+
+
+def _underTwistd(options):
+    """
+    Whether C{options} were parsed by twistd, as its C{distro-node}
+    command (twistd gives its commands' options a C{parent}).
+    """
+    return getattr(options, "parent", None) is not None
+
+
+def _stop(message):
+    """
+    Stop twistd with C{message} as the one line on stderr: twistd would
+    print its whole usage (an error in the options) or a traceback (one in
+    L{makeService}) before it.
+    """
+    sys.stderr.write(f"twistd distro-node: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(CONFIGURATION_ERROR)
+
+
+def _nearestOption(message, known):
+    """
+    C{message}, getopt's for an unknown option, with the known option
+    it probably meant.
+    """
+    unknown = re.fullmatch(r"option --(\S+) not recognized", message)
+    if unknown is None:
+        return message
+    near = difflib.get_close_matches(unknown.group(1), known, n=1)
+    return f"{message} (did you mean --{near[0]}?)" if near else message
 
 
 class Options(usage.Options):
@@ -59,6 +99,19 @@ class Options(usage.Options):
         """
         print(f"distro {__version__}")
         sys.exit(0)
+
+    def parseOptions(self, options=None):
+        """
+        Parse the command line (L{usage.Options.parseOptions}); under
+        twistd, a wrong one stops the process with one line on stderr.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            message = _nearestOption(str(e), [name.rstrip("=") for name in self.longOpt])
+            if _underTwistd(self):
+                _stop(message)
+            raise usage.UsageError(message) from e
 
     def postOptions(self):
         overrides = {}
@@ -114,6 +167,58 @@ def exposedPorts(config):
     if config.http_listen and _bindsBeyondLoopback(config.http_listen):
         exposed.append("http_listen")
     return exposed
+
+
+class NotStarted(Exception):
+    """
+    The node did not start; why was told on the terminal and logged.
+    """
+
+
+class NodeRoot(LoggingRoot):
+    """
+    The root of a node's tree. Under twistd, a port that cannot listen (or
+    a file that cannot be written) stops the start with one line naming
+    its key and address (its path), written to
+    the terminal twistd was started from (a daemon's too: its standard
+    error is kept until the node has started) and logged, instead of a
+    traceback.
+
+    @param twistdOptions: twistd's options (C{None} outside twistd: the
+        error is raised as it is).
+    """
+
+    def __init__(self, logFile, twistdOptions, level):
+        stream = sys.stdout if twistdLogsToStandardOutput(twistdOptions) else None
+        super().__init__(logFile, stream=stream, level=level)
+        self._twistd = twistdOptions
+        self._terminal = os.dup(2) if twistdOptions is not None else None
+
+    def startService(self):
+        try:
+            super().startService()
+        except (CannotListen, _config.ConfigError) as e:
+            if self._twistd is None:
+                raise
+            code = CONFIGURATION_ERROR if isinstance(e, _config.ConfigError) else 1
+            self._cannotStart(e, code)
+        finally:
+            if self._terminal is not None:
+                os.close(self._terminal)
+                self._terminal = None
+
+    def _cannotStart(self, error, code):
+        log.critical("{error}", error=str(error), key=error.key)
+        os.write(self._terminal, f"twistd distro-node: {error}\n".encode("utf-8", "replace"))
+        if not self._twistd["nodaemon"]:
+            # twistd tells the terminal too (at most 100 bytes of it), exits
+            # with 1 and removes its pid file.
+            raise NotStarted(f"{error.key}: see above") from None
+        pidfile = self._twistd["pidfile"]
+        if pidfile and os.path.exists(pidfile):
+            os.remove(pidfile)
+        # Not a traceback: the line above says it all.
+        raise SystemExit(code)
 
 
 class NodeService(Service):
@@ -187,8 +292,9 @@ class JsonLogService(Service):
     running.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, level="info"):
         self.path = path
+        self.level = level
         self._observer = None
         self._file = None
 
@@ -199,9 +305,12 @@ class JsonLogService(Service):
             # every JSON line back into the log as a new event, forever.
             out = sys.__stdout__
         else:
-            out = self._file = open(self.path, "a", encoding="utf-8")
-        # No RFC 7464 record separator: one plain JSON object per line.
-        self._observer = jsonFileLogObserver(out, recordSeparator="")
+            try:
+                out = self._file = open(self.path, "a", encoding="utf-8")
+            except OSError as e:
+                raise _config.ConfigError("json_log", f"cannot write {self.path}: {e.strerror}") from e
+        # One JSON object of plain fields per line (L{JsonLines}).
+        self._observer = filtered(JsonLines(out), self.level)
         globalLogPublisher.addObserver(self._observer)
 
     def stopService(self):
@@ -253,6 +362,25 @@ class CollectorService(Service):
         self.watch.stop()
 
 
+def _configurationErrorsAlone(make):
+    """
+    Under twistd, a configuration error found while the service tree is
+    made stops the process with one line on stderr (not a traceback).
+    """
+
+    @functools.wraps(make)
+    def makeService(options, *args, **kwargs):
+        try:
+            return make(options, *args, **kwargs)
+        except usage.UsageError as e:
+            if _underTwistd(options):
+                _stop(str(e))
+            raise
+
+    return makeService
+
+
+@_configurationErrorsAlone
 def makeService(options, reactor=None, bootId=None, environ=None):
     """
     The service tree of a node: a C{MultiService} with the client port, the
@@ -276,8 +404,10 @@ def makeService(options, reactor=None, bootId=None, environ=None):
             "set cluster_secret, $DISTRO_CLUSTER_SECRET or secret_file (the same on every node)"
         )
     logPath = twistdLogPath(getattr(options, "parent", None))
-    root = LoggingRoot(
-        boundedLogFile(logPath, config.log_rotate_bytes, config.log_max_files) if logPath else None
+    root = NodeRoot(
+        boundedLogFile(logPath, config.log_rotate_bytes, config.log_max_files) if logPath else None,
+        getattr(options, "parent", None),
+        config.log_level,
     )
     node = Node(config, reactor, bootId, freezeLoaded=gc.freeze if config.gc_freeze else None,
                 secret=secret, admission=Admission.forProcess(config.max_connections_per_ip))
@@ -289,7 +419,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
     collector = CollectorWatch(freeze=config.gc_freeze)
     CollectorService(collector).setServiceParent(root)
     if config.log_format == "json":
-        JsonLogService(config.json_log).setServiceParent(root)
+        JsonLogService(config.json_log, config.log_level).setServiceParent(root)
     NodeService(node).setServiceParent(root)
     # The client port first: the cluster tells peers the address it bound.
     ClientPortService(node, reactor).setServiceParent(root)

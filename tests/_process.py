@@ -47,11 +47,13 @@ class NodeProcess(ProcessProtocol):
     A twistd child process: collects its output and tells when it ends.
 
     @ivar output: everything it wrote to stdout and stderr, as bytes.
+    @ivar errors: what it wrote to stderr alone, as bytes.
     @ivar reason: the L{Failure} it ended with, once ended.
     """
 
     def __init__(self):
         self.output = bytearray()
+        self.errors = bytearray()
         self.reason = None
         self._waiters = []
 
@@ -61,7 +63,12 @@ class NodeProcess(ProcessProtocol):
         """
         self.output += data
 
-    errReceived = outReceived
+    def errReceived(self, data):
+        """
+        Keep what the process wrote to stderr, apart and with the rest.
+        """
+        self.output += data
+        self.errors += data
 
     def processEnded(self, reason):
         """
@@ -211,17 +218,21 @@ class ProcessTestCase(TempPathMixin, TestCase):
     # The token of every hello, for nodes that require one.
     helloToken = None
 
-    def spawn(self, *args):
+    def spawn(self, *args, twistd=("-n", "--pidfile=")):
         """
         Start C{twistd -n distro-node ARGS} in a fresh directory; it is
         stopped in cleanup.
+
+        @param twistd: twistd's own options (a daemon: without C{-n}, with
+            C{--pidfile} and C{--logfile}; paths are relative to the
+            directory).
         """
         directory = self.tempPath()
         os.makedirs(directory)
         process = NodeProcess()
         # The Nacos gRPC port only where a test asks for it (its default,
         # 9848, is one port for every node of the machine).
-        argv = TWISTD + ["-n", "--pidfile=", "--rundir", directory, "distro-node",
+        argv = TWISTD + [*twistd, "--rundir", directory, "distro-node",
                          "--nacos-listen", "", "--http-listen", "", *args]
         # No path: twistd changes to its directory itself, so that Twisted
         # spawns with posix_spawn and never forks this process, whose gRPC
@@ -293,9 +304,26 @@ class ProcessTestCase(TempPathMixin, TestCase):
 
         @return: a L{Deferred} firing with C{(exitCode, output)}.
         """
-        process = self.spawn(*args)
-        yield process.whenEnded(START_TIMEOUT)
+        process = yield self.exited(*args)
         return process.exitCode, process.output.decode("utf-8", "replace")
+
+    @defer.inlineCallbacks
+    def failedStartErrors(self, *args):
+        """
+        L{failedStart}, with what it wrote to stderr alone.
+
+        @return: a L{Deferred} firing with C{(exitCode, stderr)}.
+        """
+        process = yield self.exited(*args)
+        return process.exitCode, process.errors.decode("utf-8", "replace")
+
+    def exited(self, *args, **kwargs):
+        """
+        Run twistd with C{args} (and L{spawn}'s C{kwargs}); a L{Deferred}
+        firing with its L{NodeProcess} once it has exited by itself.
+        """
+        process = self.spawn(*args, **kwargs)
+        return process.whenEnded(START_TIMEOUT).addCallback(lambda _: process)
 
 
 # A cluster of node processes

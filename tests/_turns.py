@@ -107,3 +107,26 @@ class CostlySteps:
 
     def clientMoved(self, client):
         pass
+
+
+@implementer(IClientObserver)
+class CostlyRemovals:
+    """
+    An observer of a node's change stream for which each removal of a
+    client costs 6 ms of a L{SteppedTimer} (more than a turn's budget);
+    C{removed} lists the ids of the clients removed, in order.
+    """
+
+    def __init__(self, timer):
+        self.timer = timer
+        self.removed = []
+
+    def clientChanged(self, change):
+        pass
+
+    def clientRemoved(self, client):
+        self.timer.now += 0.006
+        self.removed.append(client.clientId)
+
+    def clientMoved(self, client):
+        pass

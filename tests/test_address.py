@@ -2,9 +2,10 @@
 Tests for L{distro.address}: one rule set for every C{host:port}.
 """
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.address import formatAddress, parseAddress
+from distro.address import describeAddress, formatAddress, parseAddress
 from distro.cluster import members
 
 
@@ -36,3 +37,23 @@ class AddressTests(SynchronousTestCase):
         error = self.assertRaises(ValueError, members.parseAddress, "fe80::1:9849", "cluster.conf line 3")
         self.assertIn("cluster.conf line 3", str(error))
         self.assertIn("[host]:port", str(error))
+
+
+class DescribeAddressTests(SynchronousTestCase):
+    """
+    L{describeAddress}: a transport's address in a log line.
+    """
+
+    def test_ip(self):
+        """
+        An IP address and port as C{host:port}, IPv6 in brackets: not the
+        address object's repr.
+        """
+        self.assertEqual(describeAddress(IPv4Address("TCP", "10.0.0.1", 9849)), "10.0.0.1:9849")
+        self.assertEqual(describeAddress(IPv6Address("TCP", "::1", 9849)), "[::1]:9849")
+
+    def test_other(self):
+        """
+        Another kind of address is its text.
+        """
+        self.assertEqual(describeAddress("somewhere"), "somewhere")

@@ -15,7 +15,9 @@ from distro.config import Config
 from distro.interfaces import IClientObserver
 from distro.model import ServiceKey
 from distro.errors import LIMIT_EXCEEDED, LimitExceeded, RequestError
+from distro.turns import Turns
 from tests._factories import modelInstance
+from tests._turns import CostlyRemovals, SteppedTimer, nextTurn
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
 
@@ -378,3 +380,56 @@ class ResumeTests(SynchronousTestCase):
         self.clock.advance(2)
         self.barrier.answer()
         self.assertNotIn(self.client.clientId, self.manager.clients)
+
+
+class RemoveClientsTests(SynchronousTestCase):
+    """
+    L{ClientManager.removeClients}: many clients removed in the node's
+    turns, a client at a time.
+    """
+
+    def setUp(self):
+        self.timer = SteppedTimer()
+        self.clock = Clock()
+        self.manager = ClientManager("n1", self.clock, Config(), turns=Turns(self.clock, timer=self.timer))
+        self.costly = CostlyRemovals(self.timer)
+        self.manager.addObserver(self.costly)
+        self.ids = [self.manager.clientConnected()[0].clientId for _ in range(4)]
+
+    def test_aClientPerTurn(self):
+        """
+        Each removal costing more than a turn's budget, the first client
+        goes at once and one more each turn after, until all have gone.
+        """
+        removing = self.manager.removeClients(self.ids, lambda client: True)
+        self.assertEqual(self.costly.removed, self.ids[:1])
+        for turn in range(1, 4):
+            self.assertNoResult(removing)
+            nextTurn(self.clock)
+            self.assertEqual(self.costly.removed, self.ids[:turn + 1])
+        nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(removing), self.ids)
+        self.assertEqual(self.manager.clients, {})
+
+    def test_dueWhenItsTurnComes(self):
+        """
+        Whether a client is still due is asked when its turn comes: one
+        no longer due (resumed meanwhile, say) is kept, and not counted.
+        """
+        kept = set()
+        removing = self.manager.removeClients(self.ids, lambda client: client.clientId not in kept)
+        kept.add(self.ids[2])
+        for _ in range(5):
+            nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(removing), [self.ids[0], self.ids[1], self.ids[3]])
+        self.assertEqual(list(self.manager.clients), [self.ids[2]])
+
+    def test_goneMeanwhile(self):
+        """
+        A client removed otherwise before its turn is skipped.
+        """
+        removing = self.manager.removeClients(self.ids, lambda client: True)
+        self.manager.removeClient(self.ids[1])
+        for _ in range(5):
+            nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(removing), [self.ids[0], self.ids[2], self.ids[3]])

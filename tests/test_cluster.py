@@ -7,6 +7,7 @@ on an in-process cluster of real nodes (L{tests._cluster}).
 import os
 import re
 
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -685,6 +686,53 @@ class IsolationTests(ClusterTestCase):
         cluster.advance(4)
         self.assertConverged()
         self.assertEqual(len(cluster.hosts(2, ORDERS)), 400)
+
+
+class LinkLogTests(ClusterTestCase):
+    """
+    A node says when its link to a member goes down (why, once, not at
+    each reconnect attempt) and when it comes back.
+    """
+
+    size = 2
+
+    def lines(self, logged, state):
+        member = peerAddress(1)
+        return [formatEvent(e) for e in logged
+                if e.get("log_namespace") == "distro.cluster.service.Cluster"
+                and formatEvent(e).startswith(f"link to member {member} {state}")]
+
+    def test_downOnceUpOnce(self):
+        """
+        A member crashed: one line saying the link is down and why, however
+        many attempts fail; back: one line saying it is up.
+        """
+        cluster = self.cluster
+        with capturedLogs() as logged:
+            cluster.crash(1)
+            for _ in range(20):
+                cluster.advance(0.5)
+            [down] = self.lines(logged, "down")
+            self.assertIn("down: ", down)
+            self.assertEqual(self.lines(logged, "up"), [])
+            cluster.restart(1)
+            cluster.advance(4)
+            self.assertEqual(len(self.lines(logged, "up")), 1)
+            self.assertEqual(len(self.lines(logged, "down")), 1)
+
+    def test_handshakesFailingOnce(self):
+        """
+        A member that takes connections but answers nothing (stopped): one
+        line, however many of our connections end before their handshake.
+        """
+        cluster = self.cluster
+        with capturedLogs() as logged:
+            cluster.stall(1)
+            for _ in range(120):
+                cluster.advance(0.5)
+            ended = [formatEvent(e) for e in logged if "ended before its handshake" in formatEvent(e)]
+            [down] = self.lines(logged, "down")
+        self.assertEqual(ended, [down] if "ended before its handshake" in down else [])
 
 
 class MembershipTests(ClusterTestCase):

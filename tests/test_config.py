@@ -350,6 +350,42 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         error = self.assertConfigError("heartbeat", self.writeConfig("heartbeat = 5\n"))
         self.assertIn("unknown", str(error))
 
+    def test_advertiseNotAnAddress(self):
+        """
+        An C{advertise} that is not C{host:port} is refused, naming the key.
+        """
+        for wrong in ("nonsense", "host:99999", "host:0", "host:", ":9850", "::1:9850"):
+            error = self.assertConfigError("advertise", overrides={"advertise": wrong})
+            self.assertIn(repr(wrong), str(error))
+
+    def test_advertiseAddress(self):
+        """
+        A C{host:port} C{advertise} (an IPv6 host in brackets), or none.
+        """
+        for right in ("reg.example:9850", "10.0.0.1:1", "[::1]:65535", ""):
+            self.assertEqual(config.build(overrides={"advertise": right}).advertise, right)
+
+    def test_unknownKeyNearMiss(self):
+        """
+        A misspelt key is named with the known key it is nearest to.
+        """
+        error = self.assertConfigError("heartbeat_msx", self.writeConfig("heartbeat_msx = 5\n"))
+        self.assertIn("(did you mean 'heartbeat_ms'?)", str(error))
+
+    def test_unknownKeyFarFromAny(self):
+        """
+        A key like no known one gets no guess.
+        """
+        error = self.assertConfigError("zzzz", self.writeConfig("zzzz = 5\n"))
+        self.assertNotIn("did you mean", str(error))
+
+    def test_unknownOverrideNearMiss(self):
+        """
+        An override of a misspelt key names the key meant.
+        """
+        error = self.assertRaises(ConfigError, config.build, None, {"listne": "tcp:1"})
+        self.assertIn("(did you mean 'listen'?)", str(error))
+
     def test_unknownTable(self):
         """
         An unknown table is an unknown key.

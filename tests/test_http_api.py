@@ -8,6 +8,7 @@ nodes over sockets: L{tests.process.test_http_api}).
 import json
 import urllib.parse
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -178,6 +179,19 @@ class MembersTests(ApiTestCase):
             self.document("GET", "/v1/members"),
             {"members": [{"node": NODE_ID, "address": ADVERTISE, "state": "UP", "self": True}]},
         )
+
+    def test_membersAtTheHostReached(self):
+        """
+        A node whose client port listens on every interface, without
+        C{advertise}, is shown at the host the request reached, with its
+        client port (not at the machine's host name).
+        """
+        self.start(advertise="")
+        self.node.clientPortBound("0.0.0.0:9850")
+        exchange = Exchange(self.site)
+        exchange.transport.hostAddr = IPv4Address("TCP", "192.0.2.8", 8848)
+        _, _, body = exchange.request("GET", "/v1/members")
+        self.assertEqual(json.loads(body)["members"][0]["address"], "192.0.2.8:9850")
 
 
 class ServicesTests(ApiTestCase):

@@ -4,13 +4,14 @@ rotated files, given to twistd's application as its log observer (under a
 real twistd: L{tests.process.test_logrotation}).
 """
 
+import io
 import os
 
 from twisted.application.service import Application
 from twisted.logger import ILogObserver, Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath
+from distro.logrotation import LoggingRoot, boundedLogFile, twistdLogPath, twistdLogsToStandardOutput
 
 from ._tempfiles import TempPathMixin
 
@@ -52,3 +53,37 @@ class BoundedTests(TempPathMixin, SynchronousTestCase):
         application = Application("test")
         LoggingRoot(None).setServiceParent(application)
         self.assertIsNone(application.getComponent(ILogObserver, None))
+
+
+class LevelTests(SynchronousTestCase):
+    """
+    The root's observer logs the events of its C{log_level} and above.
+    """
+
+    def test_standardOutputFiltered(self):
+        """
+        Given twistd's standard output, the root's observer writes there
+        the events of its level and above only.
+        """
+        out = io.StringIO()
+        application = Application("test")
+        LoggingRoot(None, stream=out, level="info").setServiceParent(application)
+        log = Logger(observer=application.getComponent(ILogObserver))
+        log.debug("a client connected")
+        log.info("a member is DOWN")
+        self.assertNotIn("a client connected", out.getvalue())
+        self.assertIn("a member is DOWN", out.getvalue())
+
+    def test_standardOutputOrNot(self):
+        """
+        twistd logs to standard output in the foreground without a log
+        file, or with C{--logfile -}; not to syslog or its own logger.
+        """
+        self.assertTrue(twistdLogsToStandardOutput({"logfile": None, "nodaemon": True}))
+        self.assertTrue(twistdLogsToStandardOutput({"logfile": "-", "nodaemon": True}))
+        self.assertFalse(twistdLogsToStandardOutput({"logfile": "n.log", "nodaemon": True}))
+        self.assertFalse(twistdLogsToStandardOutput({"logfile": None, "nodaemon": False}))
+        self.assertFalse(twistdLogsToStandardOutput({"logfile": None, "nodaemon": True, "syslog": True}))
+        self.assertFalse(twistdLogsToStandardOutput(
+            {"logfile": None, "nodaemon": True, "logger": "x.y"}))
+        self.assertFalse(twistdLogsToStandardOutput(None))

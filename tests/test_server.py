@@ -9,6 +9,7 @@ import math
 import struct
 
 import msgpack
+from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -19,7 +20,7 @@ from distro.turns import Turns
 from distro.watchdog import Watchdog
 from tests._factories import instance
 from tests._node import ADVERTISE, NODE_ID, NodeHarness, hostIds, service
-from tests._turns import CostlySteps, SteppedTimer, nextTurn
+from tests._turns import CostlyRemovals, CostlySteps, SteppedTimer, nextTurn
 
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
@@ -653,6 +654,86 @@ class RegisterTests(SynchronousTestCase, ErrorAssertions):
         self.assertEqual(client.instanceCount, 0)
 
 
+class ExpiriesInTurnsTests(SynchronousTestCase):
+    """
+    Clients whose disconnect graces end at once are removed over turns,
+    a client at a time (found from outside: 20 clients of 2,000 instances
+    held the reactor about 100 ms), each push showing a whole client there
+    or gone.
+    """
+
+    def setUp(self):
+        self.timer = SteppedTimer()
+        self.harness = NodeHarness(turns=lambda clock: Turns(clock, budget=0.005, timer=self.timer))
+        self.costly = CostlyRemovals(self.timer)
+        self.harness.node.manager.addObserver(self.costly)
+        self.clock = self.harness.clock
+        self.subscriber = self.harness.client()
+        self.subscriber.ok("subscribe", service=service())
+        self.publishers = []
+        for n in range(4):
+            publisher = self.harness.client()
+            publisher.ok("batch_register", service=service(),
+                         instances=[instance(f"10.3.{n}.{i}") for i in range(3)])
+            self.publishers.append(publisher)
+        self.clock.advance(0)
+        self.subscriber.takePushes()
+        # Reading what was written no longer ends the turn: the test does.
+        self.subscriber.clock = None
+
+    def expireAll(self):
+        """
+        Lose every publisher's connection, then end their graces together:
+        the turn where their expiries fire.
+        """
+        for publisher in self.publishers:
+            publisher.lose()
+        self.clock.rightNow += self.harness.config.disconnect_grace_ms / 1000.0
+        nextTurn(self.clock)
+
+    def test_aClientPerTurn(self):
+        """
+        Each removal costing more than a turn's budget, one client goes
+        per turn, and a ping sent meanwhile is answered after one of them,
+        not after all; every push holds whole clients; all go in the end.
+        """
+        pinger = self.harness.client()
+        pinger.clock = None
+        self.expireAll()
+        self.assertEqual(len(self.costly.removed), 1)
+        pingId = pinger.nextId()
+        pinger.send({"op": "ping", "id": pingId})
+        counts = []
+        for turn in range(20):
+            nextTurn(self.clock)
+            counts += [len(p["service_info"]["hosts"]) for p in self.subscriber.takePushes()]
+            if turn == 0:
+                self.assertEqual([f["re"] for f in pinger.frames()], [pingId])
+                self.assertLessEqual(len(self.costly.removed), 2)
+        self.assertEqual(len(self.costly.removed), 4)
+        # Whole clients (3 instances each), fewer with each push, to none.
+        self.assertEqual([c % 3 for c in counts], [0] * len(counts))
+        self.assertEqual(counts, sorted(set(counts), reverse=True))
+        self.assertEqual(counts[-1], 0)
+        self.assertEqual(self.harness.node.manager.clients.keys(),
+                         {self.subscriber.helloReply["client_id"], pinger.helloReply["client_id"]})
+
+    def test_resumedWhileWaiting(self):
+        """
+        A client that resumes while its removal waits for its turn is
+        kept, with its instances.
+        """
+        self.expireAll()
+        last = self.publishers[-1].helloReply
+        resumed = self.harness.connect()
+        reply = resumed.hello(resume={"client_id": last["client_id"], "resume_token": last["resume_token"]})
+        self.assertIs(reply["resumed"], True)
+        for _ in range(20):
+            nextTurn(self.clock)
+        self.assertEqual(len(self.costly.removed), 3)
+        self.assertIn(last["client_id"], self.harness.node.manager.clients)
+
+
 class BatchInSlicesTests(SynchronousTestCase, ErrorAssertions):
     """
     A C{batch_register} of more than 256 instances is read and registered
@@ -1164,6 +1245,32 @@ class SmallOpsTests(SynchronousTestCase, ErrorAssertions):
             reply["members"],
             [{"node": NODE_ID, "address": ADVERTISE, "state": "UP", "self": True}],
         )
+
+    def test_membersAtTheAddressReached(self):
+        """
+        A standalone node on every interface, without C{advertise}, shows
+        itself (in C{members} and in C{hello}'s failover list) at the
+        address the asking connection reached, which that client can use,
+        not at the machine's host name.
+        """
+        harness = NodeHarness(advertise="")
+        harness.node.clientPortBound("0.0.0.0:9850")
+        connection = harness.connect()
+        connection.transport.hostAddr = IPv4Address("TCP", "192.0.2.7", 9850)
+        self.assertEqual(connection.hello()["members"], ["192.0.2.7:9850"])
+        self.assertEqual(
+            connection.ok("members")["members"],
+            [{"node": NODE_ID, "address": "192.0.2.7:9850", "state": "UP", "self": True}],
+        )
+
+    def test_membersAtTheInterface(self):
+        """
+        A node on one interface shows itself at that interface.
+        """
+        harness = NodeHarness(advertise="")
+        harness.node.clientPortBound("127.0.0.1:9850")
+        connection = harness.client()
+        self.assertEqual(connection.ok("members")["members"][0]["address"], "127.0.0.1:9850")
 
     def test_ping(self):
         """

@@ -181,6 +181,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "port_file": "p",
             "log_format": "json",
             "json_log": "j",
+            "log_level": "debug",
             "heartbeat_ms": "100",
             "idle_timeout_ms": "30000",
             "peer_listen": "tcp:2",
@@ -281,6 +282,32 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
         A configuration file that cannot be read names C{config}.
         """
         self.assertUsageError("config", "--config", self.tempPath())
+
+    def test_unknownOptionNearMiss(self):
+        """
+        A misspelt option is named with the option it is nearest to.
+        """
+        error = self.assertRaises(usage.UsageError, options, "--heartbeat-msx", "5")
+        self.assertEqual(str(error), "option --heartbeat-msx not recognized (did you mean --heartbeat-ms?)")
+
+    def test_errorAloneUnderTwistd(self):
+        """
+        Parsed by twistd (as its C{distro-node} command), a wrong option
+        stops the process with exit code 2 and one line on stderr, twistd's
+        usage not printed.
+        """
+        from twisted.scripts.twistd import ServerOptions
+        errors = io.StringIO()
+        self.patch(sys, "stderr", errors)
+        twistd = ServerOptions()
+        with redirect_stdout(io.StringIO()) as out:
+            error = self.assertRaises(
+                SystemExit, twistd.parseOptions, ["distro-node", "--heartbeat-ms", "x"])
+        self.assertEqual(error.code, 2)
+        self.assertEqual(out.getvalue(), "")
+        self.assertEqual(
+            errors.getvalue(),
+            "twistd distro-node: configuration key 'heartbeat_ms': must be an integer, not 'x'\n")
 
     def test_badKeyInConfig(self):
         """
@@ -541,10 +568,25 @@ class JsonLogServiceTests(TempPathMixin, SynchronousTestCase):
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
         events = [json.loads(line) for line in lines]
-        mine = [e for e in events if e.get("log_namespace") == __name__ + ".JsonLogServiceTests"]
-        self.assertEqual([e["log_format"] for e in mine], ["hello {who}", "second"])
+        mine = [e for e in events if e.get("namespace") == __name__ + ".JsonLogServiceTests"]
+        self.assertEqual([e["message"] for e in mine], ["hello world", "second"])
         self.assertEqual(mine[0]["who"], "world")
-        self.assertEqual(mine[1]["log_level"]["name"], "warn")
+        self.assertEqual(mine[1]["level"], "warn")
+
+    def test_level(self):
+        """
+        Events below the C{log_level} it is given are not written.
+        """
+        path = self.tempPath()
+        service = tap.JsonLogService(path, "warn")
+        service.startService()
+        self.log.info("below")
+        self.log.warn("at")
+        service.stopService()
+        with open(path, encoding="utf-8") as f:
+            messages = [json.loads(line)["message"] for line in f]
+        self.assertNotIn("below", messages)
+        self.assertIn("at", messages)
 
     def test_appends(self):
         """
@@ -577,8 +619,8 @@ class JsonLogServiceTests(TempPathMixin, SynchronousTestCase):
         self.log.info("to stdout")
         service.stopService()
         self.assertEqual(redirected.getvalue(), "")
-        formats = [json.loads(line)["log_format"] for line in real.getvalue().splitlines()]
-        self.assertIn("to stdout", formats)
+        messages = [json.loads(line)["message"] for line in real.getvalue().splitlines()]
+        self.assertIn("to stdout", messages)
 
 
 class _Connected(Protocol):

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
+from distro.address import describeAddress
 from distro.cluster import records
 from distro.cluster.dialect import NoCommonVersion
 from distro.cluster.digest import BUCKETS
@@ -129,7 +130,7 @@ class _Link(FrameProtocol):
         if len(frame) - 4 > limit:
             self.log.error(
                 "not sent to {peer}: a {op} frame of {size} bytes exceeds peer_max_frame {limit}",
-                peer=self.nodeId or str(self.transport.getPeer()),
+                peer=self.nodeId or describeAddress(self.transport.getPeer()),
                 op=message.get("op"),
                 size=len(frame) - 4,
                 limit=limit,
@@ -158,14 +159,14 @@ class _Link(FrameProtocol):
     def _handshakeTimedOut(self):
         self.log.info(
             "dropping peer connection {peer}: no handshake within handshake_timeout_ms",
-            peer=str(self.transport.getPeer()),
+            peer=describeAddress(self.transport.getPeer()),
         )
         self.transport.abortConnection()
 
     def _silent(self, silent):
         self.log.info(
             "dropping the link with {peer}: silent for {silent:.1f}s",
-            peer=self.nodeId or str(self.transport.getPeer()),
+            peer=self.nodeId or describeAddress(self.transport.getPeer()),
             silent=silent,
         )
         self.transport.abortConnection()
@@ -184,15 +185,17 @@ class _Link(FrameProtocol):
         if self.handshake is not None and self.handshake.cancel():
             # Say why a link never came up (a TLS handshake that failed, a
             # peer that went away): nothing else will.
-            self.log.info(
-                "peer connection {peer} ended before its handshake: {reason}",
-                peer=str(self.transport.getPeer()),
-                reason=reason.getErrorMessage() if reason is not None else "unknown",
-            )
+            self._endedBeforeHandshake(reason.getErrorMessage() if reason is not None else "unknown")
+
+    def _endedBeforeHandshake(self, why):
+        self.log.info(
+            "peer connection {peer} ended before its handshake: {reason}",
+            peer=describeAddress(self.transport.getPeer()), reason=why,
+        )
 
     def refuse(self, code, message):
         self.log.warn(
-            "refusing peer {peer}: {message}", peer=str(self.transport.getPeer()), message=message
+            "refusing peer {peer}: {message}", peer=describeAddress(self.transport.getPeer()), message=message
         )
         self.sendError(None, code, message)
         self.closeConnection()
@@ -318,6 +321,10 @@ class OutboundLink(_Link):
         super().connectionMade()
         self.feed.connected = True
         self._producing = ProducerRegistration(self.transport, self)
+
+    def _endedBeforeHandshake(self, why):
+        # Once per failure of the link, not at each reconnect attempt.
+        self.cluster.outboundDown(self.feed, f"ended before its handshake: {why}")
 
     def messageReceived(self, message):
         op = message.get("op")
@@ -457,6 +464,9 @@ class OutboundLink(_Link):
         self.feed.connected = False
         self.feed.linkDown(self)
         self.cluster.forwarding.linkDown(self)
+        if self.authenticated:
+            self.cluster.outboundDown(
+                self.feed, reason.getErrorMessage() if reason is not None else "closed")
 
     # IPushProducer: the transport tells us when the peer stops reading.
 

@@ -121,13 +121,17 @@ class Receiver:
         A sync round is over and C{sender} still does not name C{clientIds}:
         those still its own go.
         """
-        dropped = []
-        for clientId in clientIds:
-            # A member resuming it will send it (if the resume fails, the
-            # sender's next digest makes it a suspect again).
-            if self._owners.senderOf(clientId) == sender and clientId not in restoring:
-                self.manager.removeClient(clientId)
-                dropped.append(clientId)
+        # A member resuming it will send it (if the resume fails, the
+        # sender's next digest makes it a suspect again). Many large
+        # clients go over several turns, each still its sender's when it
+        # goes.
+        self.manager.removeClients(
+            clientIds,
+            lambda client: self._owners.senderOf(client.clientId) == sender
+            and client.clientId not in restoring,
+        ).addCallback(self._dropped, sender, why)
+
+    def _dropped(self, dropped, sender, why):
         if dropped:
             self.log.info(
                 "dropped {count} clients of {peer}: {why} ({clients})",

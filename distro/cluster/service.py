@@ -41,9 +41,10 @@ class _Watched:
         instead of after the backoff delay.
     """
 
-    def __init__(self, endpoint, failed):
+    def __init__(self, endpoint, failed, member):
         self.endpoint = endpoint
         self.failed = failed
+        self.member = member
         self.connecting = False
         self.retryNow = False
 
@@ -63,8 +64,12 @@ class _Watched:
         return protocol
 
     def _failed(self, failure):
-        self.failed()
+        self.failed(failure)
         return failure
+
+    def __str__(self):
+        # What Twisted's ClientService says it connects to (at debug).
+        return f"member {self.member}"
 
 
 def retryPolicy():
@@ -201,6 +206,8 @@ class Cluster(MultiService):
         self._candidates = None
         self.inbound = {}
         self._links = {}
+        # Member address -> whether our link to it is up (as last logged).
+        self._linkStates = {}
         self._waiting = set()
         self._reached = set()
         self._loadTimePassed = False
@@ -316,7 +323,11 @@ class Cluster(MultiService):
         added, removed = self.membership.update(addresses)
         for member in added:
             feed = self.replicator.addMember(member)
-            endpoint = _Watched(self._connector(member.address), lambda m=member: self._unreachable(m))
+            endpoint = _Watched(
+                self._connector(member.address),
+                lambda failure, m=member: self._unreachable(m, failure),
+                member.address,
+            )
             link = ClientService(
                 endpoint,
                 OutboundFactory(self, feed),
@@ -333,6 +344,7 @@ class Cluster(MultiService):
             self.replicator.removeMember(member)
             link = self._links.pop(member.address)
             link.disownServiceParent()
+            self._linkStates.pop(member.address, None)
             self._waiting.discard(member.address)
         if added or removed:
             self.log.info(
@@ -408,6 +420,7 @@ class Cluster(MultiService):
         """
         Our link to C{feed}'s member carries its snapshot from now on.
         """
+        self._linkState(feed.member, "up")
         self.barrier.linkUp(feed.member)
         self._dialectKnown(feed.member, feed.link.dialect)
         self.overrideSync.sendAll(feed.link)
@@ -480,7 +493,26 @@ class Cluster(MultiService):
             self._waiting.discard(member.address)
         self._checkReady()
 
-    def _unreachable(self, member):
+    def outboundDown(self, feed, reason):
+        """
+        Our link to C{feed}'s member, up until now, is lost: C{reason}.
+        """
+        self._linkState(feed.member, f"down: {reason}")
+
+    def _linkState(self, member, state):
+        """
+        Our link to C{member} is up, or down for a reason: said once when
+        it changes (not at each reconnect attempt), and the first reason
+        why it is down.
+        """
+        up = state == "up"
+        if self._linkStates.get(member.address) == up:
+            return
+        self._linkStates[member.address] = up
+        self.log.info("link to member {member} {state}", member=member.address, state=state)
+
+    def _unreachable(self, member, failure):
+        self._linkState(member, f"down: {failure.getErrorMessage()}")
         if member.address in self._reached:
             return  # it dialled us: its snapshot is coming on that link
         if member.address in self._waiting:

@@ -142,7 +142,8 @@ class JsonApi:
 
     def _members(self, request):
         self._grant(request)
-        return document(request, 200, {"members": self.node.members()})
+        reachedAt = getattr(request.getHost(), "host", None)
+        return document(request, 200, {"members": self.node.members(reachedAt)})
 
     def _services(self, request):
         grant = self._grant(request)

@@ -409,7 +409,7 @@ class NacosConnection:
             self.node.clock, self.node.config.idle_timeout_ms / 1000.0, self._silent
         )
         self.watchdog.start()
-        self.log.info(
+        self.log.debug(
             "Nacos connection {id} from {ip} set up ({version}, module {module})",
             id=self.connectionId, ip=self.peerIp, version=self.clientVersion or "?",
             module=self.labels.get("module", "?"),
@@ -584,7 +584,7 @@ class NacosConnection:
         self._detecting = False
         if outcome is TIMED_OUT:
             # Any answer, an error too, shows the SDK alive.
-            self.log.info("Nacos connection {id} answers nothing; closing", id=self.connectionId)
+            self.log.debug("Nacos connection {id} answers nothing; closing", id=self.connectionId)
             self.closeConnection()
         elif not self._ended:
             self.watchdog.start()

@@ -6,7 +6,6 @@ C{advertise} says), and writes it to C{port_file} when asked.
 """
 
 import os
-import socket
 
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -15,6 +14,7 @@ from zope.interface import implementer
 from distro import __version__
 from distro.address import formatAddress
 from distro.interfaces import IFrontEnd
+from distro.keys import ConfigError
 from distro.listening import listenNow
 from distro.native.session import ClientPortFactory
 
@@ -61,10 +61,7 @@ class ClientPortService(Service):
         self.node.portOpened(self)
         address = self.address
         host = self.port.getHost()
-        advertised = host.host
-        if advertised in ("0.0.0.0", "::"):
-            advertised = socket.gethostname()
-        self.node.clientPortBound(formatAddress(advertised, host.port))
+        self.node.clientPortBound(formatAddress(host.host, host.port))
         self.log.info(
             "distro {version} node {node} serving clients on {address}",
             version=__version__,
@@ -74,9 +71,12 @@ class ClientPortService(Service):
         if self.node.config.port_file:
             # Written aside and renamed, so a reader never sees a partial file.
             path = self.node.config.port_file
-            with open(path + ".tmp", "w") as f:
-                f.write(address + "\n")
-            os.replace(path + ".tmp", path)
+            try:
+                with open(path + ".tmp", "w") as f:
+                    f.write(address + "\n")
+                os.replace(path + ".tmp", path)
+            except OSError as e:
+                raise ConfigError("port_file", f"cannot write {path}: {e.strerror}") from e
 
     def stopService(self):
         super().stopService()

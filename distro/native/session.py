@@ -14,9 +14,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro import model
-from distro.overrides import parseChanges, parseInstanceId
+from distro.address import describeAddress
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
+from distro.overrides import parseChanges, parseInstanceId
 from distro.requeststats import UNKNOWN
 from distro.watchdog import Watchdog
 from distro.wire import (
@@ -261,14 +262,14 @@ class ClientSession(FrameProtocol):
     # Liveness
 
     def _silent(self, silent):
-        self.log.info("closing {peer}: silent for {silent:.1f}s", peer=str(self.peer), silent=silent)
+        self.log.debug("closing {peer}: silent for {silent:.1f}s", peer=describeAddress(self.peer), silent=silent)
         self.transport.abortConnection()
 
     def _stalled(self, stalled):
         # A client that takes nothing for STALLED_IDLE_TIMEOUTS idle
         # timeouts is hung (its kernel still holds the socket open).
-        self.log.info(
-            "closing {peer}: it read nothing for {stalled:.1f}s", peer=str(self.peer), stalled=stalled
+        self.log.debug(
+            "closing {peer}: it read nothing for {stalled:.1f}s", peer=describeAddress(self.peer), stalled=stalled
         )
         self.transport.abortConnection()
 
@@ -474,7 +475,7 @@ class ClientSession(FrameProtocol):
             "ready": node.ready,
             "heartbeat_ms": node.config.heartbeat_ms,
             "idle_timeout_ms": node.config.idle_timeout_ms,
-            "members": [m["address"] for m in node.members() if m["address"]],
+            "members": [m["address"] for m in node.members(self._reachedAt()) if m["address"]],
         }
 
     def register(self, message):
@@ -553,7 +554,11 @@ class ClientSession(FrameProtocol):
         }
 
     def members(self, message):
-        return {"members": self.node.members()}
+        return {"members": self.node.members(self._reachedAt())}
+
+    def _reachedAt(self):
+        # The host this connection reached: its client can use it.
+        return getattr(self.transport.getHost(), "host", None)
 
     def _overridden(self, message):
         """

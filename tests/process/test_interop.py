@@ -77,6 +77,8 @@ class SecuredCluster:
         args = super().nodeArgs(member, portFile)
         args[args.index(member.config)] = member.secured
         return args + [
+            # The tests follow the SDKs' connections in the nodes' logs.
+            "--log-level", "debug",
             "--nacos-listen", f"tcp:{member.nacosPort}:interface=127.0.0.1",
             "--http-listen", f"tcp:{member.nacosPort - GRPC_OFFSET}:interface=127.0.0.1",
         ]
