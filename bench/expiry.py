@@ -54,7 +54,7 @@ def startNode(directory, name, checkout=None):
     os.environ["DISTRO_BENCH_TURNS"] = os.path.join(directory, "turns.log")
     try:
         node = Child(name, [
-            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--node-id", name,
+            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--data-dir", "", "--node-id", name,
             "--listen", "tcp:0:interface=127.0.0.1", "--nacos-listen", "", "--http-listen", "",
             "--disconnect-grace-ms", str(GRACE_MS), "--heartbeat-ms", "600000",
             "--idle-timeout-ms", "1200000", "--port-file"], directory)

@@ -232,6 +232,26 @@ class BadConfigTests(ProcessTestCase):
         self.assertOneLine(errors, "configuration key 'heartbeat_ms': must be greater than 0")
 
     @defer.inlineCallbacks
+    def test_dataDirUnusable(self):
+        """
+        A corrupt overrides file in C{data_dir}, or a C{data_dir} another
+        node holds, is one line naming it, exit code 2.
+        """
+        dataDir = self.tempPath()
+        os.makedirs(dataDir)
+        path = os.path.join(dataDir, "overrides.msgpack")
+        with open(path, "wb") as f:
+            f.write(b"distro overrides\n" + b"\x00" * 20)
+        code, errors = yield self.failedStartErrors("--data-dir", dataDir)
+        self.assertEqual(code, 2)
+        self.assertOneLine(errors, path, "is corrupt", "move it out of data_dir")
+        os.remove(path)
+        yield self.startNode("--data-dir", dataDir)  # holds it until the test ends
+        code, errors = yield self.failedStartErrors("--data-dir", dataDir)
+        self.assertEqual(code, 2)
+        self.assertOneLine(errors, f"data_dir {dataDir} is in use by another node (pid ")
+
+    @defer.inlineCallbacks
     def test_unknownKeyInFileNearMiss(self):
         """
         A misspelt key in the file is one line naming it and the key meant.
