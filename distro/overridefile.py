@@ -301,9 +301,10 @@ class OverrideSaver:
         self._dirty = False
         data = encodeFile(self.overrides.hlc.last(), [o.toWire() for o in self.overrides.entries.values()])
         waiting, self._waiting = self._waiting, []
-        self._saving = self._run(self.file.write, data)
-        self._saving.addBoth(self._saved, waiting)
-        return self._saving
+        saving = self._saving = self._run(self.file.write, data)
+        # (In place, it has ended by the time this returns.)
+        saving.addBoth(self._saved, waiting)
+        return saving
 
     def _saved(self, result, waiting):
         self._saving = None
