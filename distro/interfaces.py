@@ -484,7 +484,10 @@ class INode(INodeState):
         """
         A connection said who it is: its client, new or resumed.
 
-        @return: C{(client, resumeToken, resumed)}
+        @return: C{(client, resumeToken, resumed, refusal)}: C{refusal}
+            says why a C{resume} was not granted (L{RESUME_UNKNOWN_CLIENT}
+            or L{RESUME_WRONG_TOKEN}), L{None} when none was asked or it
+            was.
         """
 
     def resumeDone(session):

@@ -26,6 +26,10 @@ from distro.registry import Registry
 from distro.requeststats import RequestStats
 from distro.turns import Turns
 
+# Why a resume was refused, as a hello reply says (PROTOCOL.md 4.1).
+RESUME_UNKNOWN_CLIENT = "unknown_client"
+RESUME_WRONG_TOKEN = "wrong_token"
+
 
 @implementer(IClientObserver, INode, IClusterHost)
 class Node:
@@ -127,7 +131,9 @@ class Node:
         until L{resumeDone} (its instances never vanish meanwhile);
         otherwise it gets a new client.
 
-        @return: C{(client, resumeToken, resumed)}
+        @return: C{(client, resumeToken, resumed, refusal)}, C{refusal}
+            why a C{resume} was not granted: L{RESUME_UNKNOWN_CLIENT} (this
+            node holds no such client) or L{RESUME_WRONG_TOKEN}.
         @raise RequestError: C{NOT_READY} when this node, still loading,
             does not know the client yet (the cluster may): the client is
             to try another node.
@@ -150,15 +156,16 @@ class Node:
                     # gave up on it); it goes without taking the client along.
                     previous.closeConnection()
                 self.log.debug("client {client} resuming", client=clientId)
-                return state, token, True
+                return state, token, True, None
+            refusal = RESUME_WRONG_TOKEN if clientId in self.manager.clients else RESUME_UNKNOWN_CLIENT
             self.log.debug(
-                "client {client} cannot resume here: {why}",
-                client=clientId,
-                why="wrong token" if clientId in self.manager.clients else "unknown client",
+                "client {client} cannot resume here: {why}", client=clientId, why=refusal.replace("_", " ")
             )
+        else:
+            refusal = None
         client, token = self.manager.clientConnected()
         self.sessions[client.clientId] = session
-        return client, token, False
+        return client, token, False, refusal
 
     def restoring(self):
         """

@@ -40,11 +40,12 @@ __all__ = ["defaultRetryPolicy", "Failover"]
 def defaultRetryPolicy():
     """
     The delay before a connection attempt that follows C{failures + 1} failed
-    attempts in a row: from 0.1 s, doubling, at most 5 s, with a little jitter
-    so that many clients do not reconnect in step.
+    attempts in a row: from 0.1 s, doubling, at most 2 s (a cluster that
+    was down, its nodes restarted, is found within about that), with a
+    little jitter so that many clients do not reconnect in step.
     """
     return backoffPolicy(
-        initialDelay=0.1, maxDelay=5.0, factor=2.0, jitter=lambda: random.random() * 0.1
+        initialDelay=0.1, maxDelay=2.0, factor=2.0, jitter=lambda: random.random() * 0.1
     )
 
 
@@ -313,6 +314,10 @@ class Failover:
                 )
                 self._declined.add(address)
                 connection.transport.loseConnection()
+                # A node answered: the next is tried at once, not after
+                # the backoff of the failures before (after a restart of
+                # the whole cluster, each node declines in turn).
+                self._failures = 0
                 self._scheduleConnect()
                 return
             # Round the list once: none resumes it.

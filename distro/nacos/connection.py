@@ -403,7 +403,7 @@ class NacosConnection:
             self.send(Payload("SetupAckRequest", {}, "", naming.encodeBody(
                 {"abilityTable": SERVER_ABILITIES, "module": "internal", "headers": {}})))
         # A session of the node: a native client, replicated like any.
-        self.client, _, _ = self.node.sessionStarted(self)
+        self.client, _, _, _ = self.node.sessionStarted(self)
         self.channel = self.node.pushChannel(self._push)
         self.watchdog = Watchdog(
             self.node.clock, self.node.config.idle_timeout_ms / 1000.0, self._silent

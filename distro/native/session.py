@@ -462,10 +462,10 @@ class ClientSession(FrameProtocol):
                 raise BadRequest("resume.epoch", "must be an integer >= 0")
             resume = (resume["client_id"], resume["resume_token"], epoch)
         self.agent = agent
-        self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
+        self.client, self.resumeToken, self.resumed, refusal = self.node.sessionStarted(self, resume)
         self._handshake.done()
         node = self.node
-        return {
+        reply = {
             "proto": PROTOCOL_VERSION,
             "node": node.nodeId,
             "client_id": self.client.clientId,
@@ -477,6 +477,9 @@ class ClientSession(FrameProtocol):
             "idle_timeout_ms": node.config.idle_timeout_ms,
             "members": [m["address"] for m in node.members(self._reachedAt()) if m["address"]],
         }
+        if refusal is not None:
+            reply["resume_refused"] = refusal
+        return reply
 
     def register(self, message):
         service = self._service(message)
