@@ -466,6 +466,10 @@ class INodeState(Interface):
     clock = Attribute("The node's clock (an L{IReactorTime}).")
     ready = Attribute("Whether reads are served: a clustered node once it loaded what the cluster holds.")
     clientAddress = Attribute("The C{host:port} clients reach this node at, or C{None}.")
+    draining = Attribute(
+        "Whether the node is stopping: it serves its sessions and peers, takes no new session, "
+        "and its readiness probes fail."
+    )
 
 
 class INode(INodeState):
@@ -479,6 +483,13 @@ class INode(INodeState):
     admission = Attribute("The L{distro.admission.Admission} of client connections, over every port.")
     turns = Attribute("The L{ITurns} the work of clients shares.")
     requests = Attribute("The L{IRequestStats} each port records its requests in.")
+
+    def drain():
+        """
+        Ask every client session to move to another member before the node
+        stops; return a L{Deferred} firing once they did, or after
+        C{drain_timeout_ms}.
+        """
 
     def sessionStarted(session, resume=None):
         """

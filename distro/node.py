@@ -16,6 +16,7 @@ from distro.address import formatAddress, parseAddress
 from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
+from distro.drain import Moves, moveTargets
 from distro.errors import NOT_READY, UNAVAILABLE, BadRequest, RequestError
 from distro.heartbeats import Heartbeats
 from distro.hlc import HybridClock
@@ -38,6 +39,8 @@ class Node:
 
     @ivar ready: whether reads are served (PROTOCOL.md 5.5); a standalone node
         is ready at once, a clustered one once its cluster loaded it.
+    @ivar draining: whether the node is stopping (L{drain}): it still serves
+        its sessions and its peers, but takes no new session.
     @ivar clientAddress: the C{host:port} clients reach this node at.
     @ivar cluster: the L{distro.cluster.service.Cluster}, or C{None} when
         standalone.
@@ -92,6 +95,9 @@ class Node:
             turns=self.turns,
         )
         self.manager.addObserver(self.heartbeats)
+        # Sessions asked to move to other members (draining, rebalancing).
+        self.moves = Moves(self.manager, clock)
+        self.draining = False
 
     @property
     def bootId(self):
@@ -494,6 +500,42 @@ class Node:
 
     def expireOverrides(self):
         self.overrides.expire(self.registry.published)
+
+    def drain(self):
+        """
+        The node is about to stop (SIGTERM): it stops taking new sessions
+        (C{/ready} answers 503) and asks every client session to move to
+        another member that is up, while it goes on serving them and its
+        peers.
+
+        @return: a L{Deferred} firing once every client moved (another
+            member took it over, or it is gone), or after
+            C{drain_timeout_ms}.
+        """
+        self.draining = True
+        timeout = self.config.drain_timeout_ms / 1000.0
+        targets = moveTargets(self.members())
+        if not self.sessions or not targets or not timeout:
+            self.log.info(
+                "node {node} stopping without draining: {why}", node=self.nodeId,
+                why=("no client session" if not self.sessions
+                     else "no other member is up" if not targets else "drain_timeout_ms is 0"),
+            )
+            return succeed(None)
+        self.log.info(
+            "node {node} draining: asking {count} client sessions to move to {targets}",
+            node=self.nodeId, count=len(self.sessions), targets=", ".join(targets),
+        )
+        return self.moves.move(dict(self.sessions), targets, "draining", timeout).addCallback(self._drained)
+
+    def _drained(self, notMoved):
+        if notMoved:
+            self.log.warn(
+                "node {node} drained with {count} clients not moved within drain_timeout_ms",
+                node=self.nodeId, count=notMoved,
+            )
+        else:
+            self.log.info("node {node} drained: every client moved", node=self.nodeId)
 
     def stop(self):
         """

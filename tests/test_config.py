@@ -46,6 +46,7 @@ POSITIVE = {
 }
 NON_NEGATIVE = {
     "disconnect_grace_ms",
+    "drain_timeout_ms",
     "push_delay_ms",
     "max_connections_per_ip",
     "orphan_grace_ms",

@@ -216,6 +216,9 @@ class NacosConnection:
             if not self.node.ready:
                 raise NacosError(INVALID_SERVER_STATUS, "the node is still loading cluster data")
             if payload.type == "ServerCheckRequest":
+                if self.node.draining:
+                    # A new connection: the SDK is to use another server.
+                    raise NacosError(INVALID_SERVER_STATUS, "the node is draining (stopping)")
                 return self._respond("ServerCheckResponse", {
                     "connectionId": self.connectionId, "supportAbilityNegotiation": True,
                 })
@@ -463,6 +466,14 @@ class NacosConnection:
              "connectionId": self.connectionId},
             lambda outcome: self.closeConnection(),
         )
+
+    def move(self, members, reason):
+        """
+        Ask the SDK to move (the node drains or rebalances): to another
+        server of its own list, since the members' Nacos ports are not
+        known here (L{reset}).
+        """
+        self.reset()
 
     # Server requests on the stream, answered by the SDK
 

@@ -400,6 +400,17 @@ class ClientSession(FrameProtocol):
     def sendMessage(self, message):
         self._write(encode(message))
 
+    def move(self, members, reason):
+        """
+        Ask the client to resume its session at one of C{members}
+        (client-port addresses, the first preferred): a C{move} push
+        (PROTOCOL.md 4.5), for C{reason}.
+        """
+        if self.closing or self._lost:
+            return
+        self._seq += 1
+        self.sendMessage({"op": "push", "seq": self._seq, "move": {"members": members, "reason": reason}})
+
     def _sendPush(self, info):
         self._seq += 1
         head = _PUSH_HEAD + msgpack.packb(self._seq) + _SERVICE_INFO_KEY
@@ -462,6 +473,8 @@ class ClientSession(FrameProtocol):
                 raise BadRequest("resume.epoch", "must be an integer >= 0")
             resume = (resume["client_id"], resume["resume_token"], epoch)
         self.agent = agent
+        if self.node.draining:
+            raise RequestError(NOT_READY, "this node is draining (stopping); try another node")
         self.client, self.resumeToken, self.resumed, refusal = self.node.sessionStarted(self, resume)
         self._handshake.done()
         node = self.node

@@ -10,8 +10,11 @@ cleanup.
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest
 
+from tests._interop import driverCommand
 from tests._process import ORDERS, ClusterTestCase, hostIds, instanceId
+from tests.process.test_interop import SecuredCluster
 
 # A client's instances are back this long after every node is ready again.
 BACK_WITHIN = 3.0
@@ -103,3 +106,100 @@ class WholeClusterRestartTests(ClusterTestCase):
         for observer in observers:
             for push in observer.seen:
                 self.assertEqual(hostIds(push["service_info"]), expected, push)
+
+
+class RollingRestartTests(SecuredCluster, ClusterTestCase):
+    """
+    Each node in turn is stopped with SIGTERM (it drains: its clients move
+    to the others) and started again on the same ports, under library
+    clients and an unmodified Nacos SDK client (Go) that keep working.
+    """
+
+    timeout = 120
+    clients = 45
+    sdk = "go"
+
+    @defer.inlineCallbacks
+    def subscribed(self, member):
+        """
+        A raw subscriber of C{orders} on C{member}.
+        """
+        observer = yield self.connectObserver(member)
+        reply = yield observer.request("subscribe", service=ORDERS.as_wire())
+        self.assertEqual(reply["op"], "ok", reply)
+        return observer, reply["service_info"]
+
+    @defer.inlineCallbacks
+    def test_rollingRestart(self):
+        """
+        No subscriber, on any node, ever sees a live instance vanish, no
+        request of a client fails, every node drains with every client
+        moved, and ends with every instance.
+        """
+        try:
+            driverCommand(self.sdk)
+            withSdk = True
+        except SkipTest:
+            withSdk = False
+        members = yield self.startCluster()
+        expected = set()
+        clients = []
+        for i in range(self.clients):
+            client = yield self.client(members, start=i % 3)
+            yield client.register(ORDERS, f"10.7.0.{i + 1}", 8080)
+            expected.add(instanceId(f"10.7.0.{i + 1}", 8080))
+            clients.append(client)
+        if withSdk:
+            publisher = yield self.driver(self.sdk, "publisher", members)
+            yield publisher.command("register", service="orders", ip="10.9.0.1", port=80)
+            expected.add(instanceId("10.9.0.1", 80))
+        expected = sorted(expected)
+        yield self.waitHosts(members, ORDERS, expected, "every instance on every node")
+
+        # Clients keep asking, one after the other, all along.
+        failures = []
+        asked = [0]
+        asking = [True]
+
+        @defer.inlineCallbacks
+        def ask():
+            while asking[0]:
+                client = clients[asked[0] % len(clients)]
+                asked[0] += 1
+                try:
+                    yield client.query(ORDERS)
+                except Exception as e:
+                    failures.append(repr(e))
+                yield deferLater(reactor, 0.02, lambda: None)
+
+        asker = ask()
+        observers = {}
+        for m in members:
+            observers[m.index], _ = yield self.subscribed(m)
+        seen = []
+        for m in members:
+            # Its own subscriber (a raw connection, which does not move)
+            # leaves first; the others watch.
+            old = observers.pop(m.index)
+            seen.extend(old.seen)
+            old.transport.loseConnection()
+            queries = yield self.observer(m)
+            queries.transport.loseConnection()
+            m.process.signal("TERM")
+            yield m.process.whenEnded(20)
+            self.assertIn(b"drained: every client moved", m.process.output)
+            yield self.startMember(m)
+            yield self.waitReady(m)
+            for other in members:
+                yield self.waitStates(other, {o.nodeId: "UP" for o in members})
+            observers[m.index], info = yield self.subscribed(m)
+            self.assertEqual(hostIds(info), expected)
+        yield self.waitHosts(members, ORDERS, expected, "every instance on every node at the end")
+        asking[0] = False
+        yield asker
+        for observer in observers.values():
+            seen.extend(observer.seen)
+        vanished = [p for p in seen if not set(expected) <= set(hostIds(p["service_info"]))]
+        self.assertEqual(vanished, [])
+        self.assertEqual(failures, [])
+        self.assertGreater(asked[0], 50)
