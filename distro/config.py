@@ -124,6 +124,11 @@ class CoreKeys:
         "it stops; 0: it stops at once.",
         nonNegative,
     )
+    rebalance_after_restart: bool = keyField(
+        False,
+        "When the members change (one restarted, for example), a node holding more than its "
+        "share of the cluster's client sessions moves the excess to the others, a few a second.",
+    )
     push_delay_ms: int = keyField(
         0, "Minimum interval between two pushes of one subscription; 0: as soon as possible.",
         nonNegative,

@@ -17,6 +17,7 @@ from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
 from distro.drain import Moves, moveTargets
+from distro.rebalance import DEFAULT_RATE, SETTLE_SECONDS, Rebalancer, plan, sessionCounts
 from distro.errors import NOT_READY, UNAVAILABLE, BadRequest, RequestError
 from distro.heartbeats import Heartbeats
 from distro.hlc import HybridClock
@@ -98,6 +99,8 @@ class Node:
         # Sessions asked to move to other members (draining, rebalancing).
         self.moves = Moves(self.manager, clock)
         self.draining = False
+        self.rebalancer = Rebalancer(clock)
+        self._rebalanceCall = None
 
     @property
     def bootId(self):
@@ -445,9 +448,57 @@ class Node:
 
     def membersChanged(self):
         self.heartbeats.takeOver()
+        self._rebalanceLater()
+
+    def _rebalanceLater(self):
+        """
+        A member came back (it restarted, or was down), or went: with
+        C{rebalance_after_restart}, once things settled, this node gives
+        the members below their share some of its sessions (nothing when
+        it is at or below its own).
+        """
+        if not self.config.rebalance_after_restart or self.draining:
+            return
+        if self._rebalanceCall is not None and self._rebalanceCall.active():
+            self._rebalanceCall.reset(SETTLE_SECONDS)
+        else:
+            self._rebalanceCall = self.clock.callLater(SETTLE_SECONDS, self._rebalance, DEFAULT_RATE)
+
+    def rebalance(self, grant, host, rate=DEFAULT_RATE):
+        """
+        An operator asks this node to move the client sessions it holds
+        over its share of the cluster's to the members below theirs, C{rate}
+        a second (L{distro.rebalance}).
+
+        @return: C{{"node", "sessions", "share", "moving"}}: this node's
+            id, the sessions it holds, its share, and how many it is moving.
+        @raise RequestError: C{FORBIDDEN} for anyone but an operator,
+            C{NOT_READY} while draining.
+        """
+        self.authority.checkOperator(grant, host, "rebalance")
+        self.log.info("rebalance asked by {who}", who=self._who(grant, host))
+        return self._rebalance(rate)
+
+    def _rebalance(self, rate):
+        self._rebalanceCall = None
+        if self.draining:
+            raise RequestError(NOT_READY, "rebalance: this node is draining (stopping)")
+        members = self.members()
+        counts = sessionCounts(self.manager.clients, self.nodeId, len(self.sessions))
+        share, targets = plan(members, counts)
+        if targets:
+            self.log.info(
+                "node {node} holds {count} client sessions, over its share of {share}: moving "
+                "{moving} to {targets}, {rate:g} a second", node=self.nodeId, count=counts[self.nodeId],
+                share=share, moving=len(targets), targets=", ".join(sorted(set(targets))), rate=rate,
+            )
+        self.rebalancer.start(sorted(self.sessions.items())[:len(targets)], targets, moveTargets(members), rate)
+        return {"node": self.nodeId, "sessions": counts[self.nodeId], "share": share, "moving": len(targets)}
 
     def clientsOrphaned(self, nodeId, clientIds):
+        # A member restarted: its new life loaded.
         self.heartbeats.orphaned(nodeId, clientIds)
+        self._rebalanceLater()
 
     def pushFailed(self):
         self.pusher.stats.failed += 1
@@ -513,6 +564,9 @@ class Node:
             C{drain_timeout_ms}.
         """
         self.draining = True
+        self.rebalancer.stop()
+        if self._rebalanceCall is not None and self._rebalanceCall.active():
+            self._rebalanceCall.cancel()
         timeout = self.config.drain_timeout_ms / 1000.0
         targets = moveTargets(self.members())
         if not self.sessions or not targets or not timeout:
@@ -543,6 +597,9 @@ class Node:
         """
         if self._expiring.running:
             self._expiring.stop()
+        self.rebalancer.stop()
+        if self._rebalanceCall is not None and self._rebalanceCall.active():
+            self._rebalanceCall.cancel()
         self.heartbeats.stop()
         self.manager.stop()
 

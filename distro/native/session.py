@@ -18,6 +18,7 @@ from distro.address import describeAddress
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
 from distro.overrides import parseChanges, parseInstanceId
+from distro.rebalance import DEFAULT_RATE, MAX_RATE
 from distro.requeststats import UNKNOWN
 from distro.watchdog import Watchdog
 from distro.wire import (
@@ -599,6 +600,12 @@ class ClientSession(FrameProtocol):
                                     instanceId, message.get("why"))
         return d.addCallback(lambda cleared: {"cleared": cleared is not None})
 
+    def rebalance(self, message):
+        rate = message.get("rate", DEFAULT_RATE)
+        if type(rate) not in (int, float) or not 0 < rate <= MAX_RATE:
+            raise BadRequest("rate", f"must be a number of sessions per second in (0, {MAX_RATE}]")
+        return self.node.rebalance(self.grant, getattr(self.peer, "host", None), float(rate))
+
     def overrides(self, message):
         namespace = message.get("namespace")
         if namespace is not None:
@@ -633,6 +640,7 @@ class ClientSession(FrameProtocol):
         "override": override,
         "override_clear": override_clear,
         "overrides": overrides,
+        "rebalance": rebalance,
         "ping": ping,
         "redo_done": redo_done,
         "bye": bye,
