@@ -13,14 +13,25 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest
 
 from tests._interop import driverCommand
-from tests._process import ORDERS, ClusterTestCase, hostIds, instanceId
+from tests._process import ORDERS, ClusterTestCase, hostIds, instanceId, waitFor
 from tests.process.test_interop import SecuredCluster
 
 # A client's instances are back this long after every node is ready again.
 BACK_WITHIN = 3.0
 
 
-class WholeClusterRestartTests(ClusterTestCase):
+class InMemoryOverrides:
+    """
+    Nodes that keep operators' overrides in memory only: the default
+    C{data_dir} is resolved where the test runs, one directory (and lock)
+    for every node of the machine.
+    """
+
+    def nodeArgs(self, member, portFile):
+        return super().nodeArgs(member, portFile) + ["--data-dir", ""]
+
+
+class WholeClusterRestartTests(InMemoryOverrides, ClusterTestCase):
     """
     Every node SIGKILLed, then started again on the same ports.
     """
@@ -108,7 +119,7 @@ class WholeClusterRestartTests(ClusterTestCase):
                 self.assertEqual(hostIds(push["service_info"]), expected, push)
 
 
-class RollingRestartTests(SecuredCluster, ClusterTestCase):
+class RollingRestartTests(InMemoryOverrides, SecuredCluster, ClusterTestCase):
     """
     Each node in turn is stopped with SIGTERM (it drains: its clients move
     to the others) and started again on the same ports, under library
@@ -134,7 +145,8 @@ class RollingRestartTests(SecuredCluster, ClusterTestCase):
         """
         No subscriber, on any node, ever sees a live instance vanish, no
         request of a client fails, every node drains with every client
-        moved, and ends with every instance.
+        moved, and ends with every instance. Then a rebalance gives the
+        last node restarted its share of the clients back, as quietly.
         """
         try:
             driverCommand(self.sdk)
@@ -195,11 +207,27 @@ class RollingRestartTests(SecuredCluster, ClusterTestCase):
             observers[m.index], info = yield self.subscribed(m)
             self.assertEqual(hostIds(info), expected)
         yield self.waitHosts(members, ORDERS, expected, "every instance on every node at the end")
+        # The last node restarted holds none of the clients: a rebalance
+        # (an operator's: the token grants every namespace) gives it its
+        # share back, as quietly.
+        last = members[-1]
+        self.assertEqual([c for c in clients if c.node == last.nodeId], [])
+        for m in members:
+            operator = yield self.client([m])
+            reply = yield operator.rebalance(rate=50)
+            self.assertEqual(reply["node"], m.nodeId)
+            yield operator.close()
+        yield waitFor(lambda: sum(c.node == last.nodeId for c in clients) >= self.clients // 3 - 1,
+                      10, "the last node restarted to get its share")
+        yield self.waitHosts(members, ORDERS, expected, "every instance on every node after it")
         asking[0] = False
         yield asker
         for observer in observers.values():
             seen.extend(observer.seen)
-        vanished = [p for p in seen if not set(expected) <= set(hostIds(p["service_info"]))]
+        # (The raw subscribers, sessions too, were asked to move by the
+        # rebalance: they did not.)
+        views = [p["service_info"] for p in seen if "move" not in p]
+        vanished = [v for v in views if not set(expected) <= set(hostIds(v))]
         self.assertEqual(vanished, [])
         self.assertEqual(failures, [])
         self.assertGreater(asked[0], 50)
