@@ -20,6 +20,11 @@ from zope.interface import implementer
 
 from distro.interfaces import IClientObserver
 
+# How long a draining node gives a session to leave once asked: one still
+# connected then does not know how (a client from before moves), and is
+# closed, which makes it fail over (resume elsewhere) as when a node dies.
+CLOSE_AFTER = 1.0
+
 
 def moveTargets(members):
     """
@@ -59,27 +64,37 @@ class Moves:
         self._timer = None
         manager.addObserver(self)
 
-    def move(self, sessions, targets, reason, timeout):
+    def move(self, sessions, targets, reason, timeout, closeAfter=None):
         """
         Ask each of C{sessions} (C{{clientId: session}}) to move to
         C{targets} (spread over them), for C{reason} (C{"draining"} or
-        C{"rebalance"}).
+        C{"rebalance"}); with C{closeAfter}, close those still connected
+        that many seconds later.
 
         @return: a L{Deferred} firing with the number of clients that did not
             move within C{timeout} seconds (0 when all did).
         """
+        asked = []
         for index, (clientId, session) in enumerate(sorted(sessions.items())):
             client = self._manager.clients.get(clientId)
             if client is None or not client.native:
                 continue
             self.left.add(clientId)
             session.move(spread(targets, index), reason)
+            asked.append((clientId, session))
+        if closeAfter is not None and asked:
+            self._clock.callLater(min(closeAfter, timeout), self._closeStill, asked)
         d = Deferred()
         self._waiters.append(d)
         if self._timer is None or not self._timer.active():
             self._timer = self._clock.callLater(timeout, self._timedOut)
         self._check()
         return d
+
+    def _closeStill(self, asked):
+        for clientId, session in asked:
+            if clientId in self.left and session.client is not None and session.client.native:
+                session.closeConnection()
 
     def _check(self):
         if not self.left:

@@ -16,7 +16,7 @@ from distro.address import formatAddress, parseAddress
 from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
-from distro.drain import Moves, moveTargets
+from distro.drain import CLOSE_AFTER, Moves, moveTargets
 from distro.rebalance import DEFAULT_RATE, SETTLE_SECONDS, Rebalancer, plan, sessionCounts
 from distro.errors import NOT_READY, UNAVAILABLE, BadRequest, RequestError
 from distro.heartbeats import Heartbeats
@@ -580,7 +580,8 @@ class Node:
             "node {node} draining: asking {count} client sessions to move to {targets}",
             node=self.nodeId, count=len(self.sessions), targets=", ".join(targets),
         )
-        return self.moves.move(dict(self.sessions), targets, "draining", timeout).addCallback(self._drained)
+        d = self.moves.move(dict(self.sessions), targets, "draining", timeout, closeAfter=CLOSE_AFTER)
+        return d.addCallback(self._drained)
 
     def _drained(self, notMoved):
         if notMoved:

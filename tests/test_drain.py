@@ -5,11 +5,33 @@ L{distro.drain}): its clients move to other members, resuming their
 sessions there, and nobody sees their instances go.
 """
 
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.drain import moveTargets, spread
+from distro.drain import CLOSE_AFTER, moveTargets, spread
+from distro.wire import FrameProtocol
 
 from ._memorycluster import ClusterTestMixin
+
+
+class _Raw(FrameProtocol):
+    """
+    A client-port connection from before C{move}: it keeps what it gets.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.received = []
+        self.connected = False
+
+    def connectionMade(self):
+        self.connected = True
+
+    def messageReceived(self, message):
+        self.received.append(message)
+
+    def connectionLost(self, reason):
+        self.connected = False
 
 
 class MoveTargetsTests(SynchronousTestCase):
@@ -88,6 +110,28 @@ class DrainTests(ClusterTestMixin, SynchronousTestCase):
                 self.assertEqual(sorted(h.instance_id for h in info.hosts), self.expected)
         # No client came back to it.
         self.assertEqual([op for op in self.ops(0) if op == "hello"], ["hello"] * 4)
+
+    def test_sessionIgnoringMoveClosed(self):
+        """
+        A session still connected L{CLOSE_AFTER} after it was asked to move
+        (a client that does not know C{move}) is closed; then the drain
+        ends.
+        """
+        host, port = self.cluster.servers[0].rsplit(":", 1)
+        raw = self.successResultOf(self.cluster.endpoint(host, int(port)).connect(Factory.forProtocol(_Raw)))
+        raw.sendMessage({"op": "hello", "id": 1, "proto": 1, "agent": "old/1"})
+        self.settle()
+        self.assertEqual(raw.received[0]["op"], "ok")
+        d = self.cluster.drain_node(0)
+        self.settle()
+        [move] = [m for m in raw.received if m["op"] == "push"]
+        self.assertEqual(move["move"]["reason"], "draining")
+        self.assertEqual(sorted(move["move"]["members"]), self.cluster.servers[1:])
+        self.assertNoResult(d)
+        self.assertTrue(raw.connected)
+        self.advance(CLOSE_AFTER)
+        self.assertFalse(raw.connected)
+        self.assertIsNone(self.successResultOf(d))
 
     def test_notMovedWithinTimeout(self):
         """
