@@ -89,8 +89,11 @@ async def run(reactor, args):
     with open(clusterFile, "w") as f:
         for i in range(3):
             f.write(f"127.0.0.1:{ports[2 * i + 1]}\n")
+    # A directory per node: each keeps its own data_dir there.
+    for name in "ABC":
+        os.makedirs(os.path.join(directory, name))
     nodes = [
-        Node(name, i + 1, ports[2 * i], ports[2 * i + 1], directory, clusterFile)
+        Node(name, i + 1, ports[2 * i], ports[2 * i + 1], os.path.join(directory, name), clusterFile)
         for i, name in enumerate("ABC")
     ]
     clients = []

@@ -5,10 +5,13 @@ L{distro.drain}): its clients move to other members, resuming their
 sessions there, and nobody sees their instances go.
 """
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.drain import CLOSE_AFTER, moveTargets, spread
+from distro.tap import DrainingRoot
 from distro.wire import FrameProtocol
 
 from ._memorycluster import ClusterTestMixin
@@ -160,3 +163,71 @@ class DrainTests(ClusterTestMixin, SynchronousTestCase):
         self.advance(1)
         self.assertEqual(self.successResultOf(d).node, "n1")
         self.assertIn("hello", self.ops(0)[4:])
+
+
+class _Stopping(Service):
+    """
+    A service that notes when it is stopped.
+    """
+
+    def __init__(self, stopped):
+        self.stopped = stopped
+
+    def stopService(self):
+        super().stopService()
+        self.stopped.append(self)
+
+
+class _DrainingNode:
+    """
+    The one thing the root asks of a node when it stops: L{INode.drain},
+    here a L{Deferred} the test fires.
+    """
+
+    def __init__(self):
+        self.drained = Deferred()
+        self.asked = 0
+
+    def drain(self):
+        self.asked += 1
+        return self.drained
+
+
+class DrainingRootTests(SynchronousTestCase):
+    """
+    The root of the service tree (what twistd stops on SIGTERM) drains the
+    node before it stops any service.
+    """
+
+    def test_drainFirst(self):
+        """
+        Stopping the root asks the node to drain; its services (the ports,
+        the cluster) run until the drain is over, then stop.
+        """
+        stopped = []
+        root = DrainingRoot()
+        root.node = _DrainingNode()
+        child = _Stopping(stopped)
+        child.setServiceParent(root)
+        root.startService()
+        d = root.stopService()
+        self.assertEqual((root.node.asked, stopped), (1, []))
+        self.assertNoResult(d)
+        root.node.drained.callback(None)
+        self.assertEqual(stopped, [child])
+        self.successResultOf(d)
+
+    def test_failedDrainStillStops(self):
+        """
+        A drain that fails is logged, and the services stop all the same.
+        """
+        stopped = []
+        root = DrainingRoot()
+        root.node = _DrainingNode()
+        _Stopping(stopped).setServiceParent(root)
+        root.startService()
+        d = root.stopService()
+        root.node.drained.errback(RuntimeError("boom"))
+        self.successResultOf(d)
+        self.assertEqual(len(stopped), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
