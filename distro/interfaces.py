@@ -597,12 +597,13 @@ class INode(INodeState):
             and C{advertise} is not set.
         """
 
-    def rebalance(grant, host, rate):
+    def rebalance(grant, host, rate, asking=None):
         """
-        An operator, from a client at C{host}, asks this node to move the
-        client sessions it holds over its share to the members below theirs,
-        C{rate} a second (PROTOCOL.md 4.6); return C{{"node", "sessions",
-        "share", "moving"}}.
+        An operator, from a client at C{host} (its session C{asking}, which
+        is not moved), asks this node to move the client sessions it holds
+        over its share to the members below theirs, C{rate} a second
+        (PROTOCOL.md 4.6); return C{{"node", "sessions", "share",
+        "moving"}}.
 
         @raise distro.errors.RequestError: C{FORBIDDEN} unless an operator
             (L{IAuthority.checkOperator}); C{NOT_READY} while draining.

@@ -464,7 +464,7 @@ class Node:
         else:
             self._rebalanceCall = self.clock.callLater(SETTLE_SECONDS, self._rebalance, DEFAULT_RATE)
 
-    def rebalance(self, grant, host, rate=DEFAULT_RATE):
+    def rebalance(self, grant, host, rate=DEFAULT_RATE, asking=None):
         """
         An operator asks this node to move the client sessions it holds
         over its share of the cluster's to the members below theirs, C{rate}
@@ -472,14 +472,15 @@ class Node:
 
         @return: C{{"node", "sessions", "share", "moving"}}: this node's
             id, the sessions it holds, its share, and how many it is moving.
+        @param asking: the operator's own session, which is not moved.
         @raise RequestError: C{FORBIDDEN} for anyone but an operator,
             C{NOT_READY} while draining.
         """
         self.authority.checkOperator(grant, host, "rebalance")
         self.log.info("rebalance asked by {who}", who=self._who(grant, host))
-        return self._rebalance(rate)
+        return self._rebalance(rate, asking)
 
-    def _rebalance(self, rate):
+    def _rebalance(self, rate, asking=None):
         self._rebalanceCall = None
         if self.draining:
             raise RequestError(NOT_READY, "rebalance: this node is draining (stopping)")
@@ -492,7 +493,11 @@ class Node:
                 "{moving} to {targets}, {rate:g} a second", node=self.nodeId, count=counts[self.nodeId],
                 share=share, moving=len(targets), targets=", ".join(sorted(set(targets))), rate=rate,
             )
-        self.rebalancer.start(sorted(self.sessions.items())[:len(targets)], targets, moveTargets(members), rate)
+        # Sessions that published something first: those are what the
+        # other members count.
+        candidates = [item for item in sorted(self.sessions.items()) if item[1] is not asking]
+        candidates.sort(key=lambda item: item[1].client.instanceCount == 0)
+        self.rebalancer.start(candidates[:len(targets)], targets, moveTargets(members), rate)
         return {"node": self.nodeId, "sessions": counts[self.nodeId], "share": share, "moving": len(targets)}
 
     def clientsOrphaned(self, nodeId, clientIds):

@@ -604,7 +604,7 @@ class ClientSession(FrameProtocol):
         rate = message.get("rate", DEFAULT_RATE)
         if type(rate) not in (int, float) or not 0 < rate <= MAX_RATE:
             raise BadRequest("rate", f"must be a number of sessions per second in (0, {MAX_RATE}]")
-        return self.node.rebalance(self.grant, getattr(self.peer, "host", None), float(rate))
+        return self.node.rebalance(self.grant, getattr(self.peer, "host", None), float(rate), asking=self)
 
     def overrides(self, message):
         namespace = message.get("namespace")
