@@ -597,10 +597,10 @@ async def _members(client, options, output, shutdown):
 async def _rebalance(client, options, output, shutdown):
     results = []
     for member in await client.members():
-        if member["state"] != "UP" or not member["address"]:
+        if member.state != "UP" or not member.address:
             continue
         # Each member judges its own share: one session per member.
-        at = await options.dial([member["address"]])
+        at = await options.dial([member.address])
         try:
             results.append(await at.rebalance(rate=options.rate))
         finally:

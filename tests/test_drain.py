@@ -205,7 +205,7 @@ class DrainingRootTests(SynchronousTestCase):
         the cluster) run until the drain is over, then stop.
         """
         stopped = []
-        root = DrainingRoot()
+        root = DrainingRoot(None, None, "info")
         root.node = _DrainingNode()
         child = _Stopping(stopped)
         child.setServiceParent(root)
@@ -222,7 +222,7 @@ class DrainingRootTests(SynchronousTestCase):
         A drain that fails is logged, and the services stop all the same.
         """
         stopped = []
-        root = DrainingRoot()
+        root = DrainingRoot(None, None, "info")
         root.node = _DrainingNode()
         _Stopping(stopped).setServiceParent(root)
         root.startService()

@@ -20,18 +20,7 @@ from tests.process.test_interop import SecuredCluster
 BACK_WITHIN = 3.0
 
 
-class InMemoryOverrides:
-    """
-    Nodes that keep operators' overrides in memory only: the default
-    C{data_dir} is resolved where the test runs, one directory (and lock)
-    for every node of the machine.
-    """
-
-    def nodeArgs(self, member, portFile):
-        return super().nodeArgs(member, portFile) + ["--data-dir", ""]
-
-
-class WholeClusterRestartTests(InMemoryOverrides, ClusterTestCase):
+class WholeClusterRestartTests(ClusterTestCase):
     """
     Every node SIGKILLed, then started again on the same ports.
     """
@@ -119,7 +108,7 @@ class WholeClusterRestartTests(InMemoryOverrides, ClusterTestCase):
                 self.assertEqual(hostIds(push["service_info"]), expected, push)
 
 
-class RollingRestartTests(InMemoryOverrides, SecuredCluster, ClusterTestCase):
+class RollingRestartTests(SecuredCluster, ClusterTestCase):
     """
     Each node in turn is stopped with SIGTERM (it drains: its clients move
     to the others) and started again on the same ports, under library
