@@ -11,6 +11,7 @@ The C{distro} command: look at and change a distro cluster from a shell.
     register SERVICE IP PORT       register an instance until interrupted
     watch SERVICE                  print the view and every change of it
     members                        list the cluster's members
+    rebalance                      move sessions from members over their share
 
 An operator's overrides of any instance, on every node and through restarts
 (an admin's token; on a node without tokens, from loopback or admin_from):
@@ -240,6 +241,11 @@ def _buildParser():
                        help="exit after N changes")
 
     commands.add_parser("members", help="list the cluster's members", parents=[globalOptions])
+    rebalance = commands.add_parser(
+        "rebalance", help="ask every member up to move the client sessions it holds over its share "
+        "to the others, a few a second (an operator's action)", parents=[globalOptions])
+    rebalance.add_argument("--rate", type=_positive, default=None,
+                           help="sessions each member moves per second (default: the node's, 5)")
     commands.add_parser(
         "hash-password",
         help="read a password (a prompt, or the first line of standard input) and print "
@@ -402,6 +408,14 @@ def formatServices(page):
     rows = [[s.service.group, s.service.name, s.instances] for s in page.services]
     table = formatTable(["GROUP", "NAME", "INSTANCES"], rows, (2,))
     return f"{table}\n{page.count} service{'' if page.count == 1 else 's'}"
+
+
+def formatRebalance(results):
+    """
+    What each member said to C{rebalance}, as a table.
+    """
+    rows = [[r["node"], r["sessions"], r["share"], r["moving"]] for r in results]
+    return formatTable(["NODE", "SESSIONS", "SHARE", "MOVING"], rows, (1, 2, 3))
 
 
 def formatMembers(members):
@@ -580,6 +594,20 @@ async def _members(client, options, output, shutdown):
     output.emit({"members": [m.as_wire() for m in members]}, formatMembers(members))
 
 
+async def _rebalance(client, options, output, shutdown):
+    results = []
+    for member in await client.members():
+        if member.state != "UP" or not member.address:
+            continue
+        # Each member judges its own share: one session per member.
+        at = await options.dial([member.address])
+        try:
+            results.append(await at.rebalance(rate=options.rate))
+        finally:
+            await at.close()
+    output.emit({"nodes": results}, formatRebalance(results))
+
+
 _COMMANDS = {
     "services": _services,
     "instances": _instances,
@@ -592,6 +620,7 @@ _COMMANDS = {
     "overrides": _overrides,
     "watch": _watch,
     "members": _members,
+    "rebalance": _rebalance,
 }
 
 
@@ -672,15 +701,17 @@ async def execute(reactor, options, stdout, stderr, connect=connect, stdin=None)
         stderr.write(f"distro: {text}\n")
         stderr.flush()
 
+    def dial(servers, **extra):
+        return connect(
+            servers, namespace=options.namespace,
+            group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
+            timeout=options.timeout, tls=options.tls, token=options.token, **extra,
+        )
 
+    options.dial = dial
     try:
         try:
-            connecting = connect(
-                options.servers, namespace=options.namespace,
-                group=options.group or DEFAULT_GROUP, agent=AGENT, reactor=reactor,
-                timeout=options.timeout, tls=options.tls, token=options.token,
-                cache_dir=options.cache_dir,
-            )
+            connecting = dial(options.servers, cache_dir=options.cache_dir)
         except TLSFileError as e:
             problem(f"--tls-{e.option}: {e.problem}")
             return EXIT_USAGE

@@ -118,6 +118,17 @@ class CoreKeys:
     disconnect_grace_ms: int = keyField(
         2000, "How long a client's instances outlive its connection.", nonNegative
     )
+    drain_timeout_ms: int = keyField(
+        10000,
+        "On SIGTERM, how long the node waits for its clients to move to other members before "
+        "it stops; 0: it stops at once.",
+        nonNegative,
+    )
+    rebalance_after_restart: bool = keyField(
+        False,
+        "When the members change (one restarted, for example), a node holding more than its "
+        "share of the cluster's client sessions moves the excess to the others, a few a second.",
+    )
     push_delay_ms: int = keyField(
         0, "Minimum interval between two pushes of one subscription; 0: as soon as possible.",
         nonNegative,

@@ -466,6 +466,10 @@ class INodeState(Interface):
     clock = Attribute("The node's clock (an L{IReactorTime}).")
     ready = Attribute("Whether reads are served: a clustered node once it loaded what the cluster holds.")
     clientAddress = Attribute("The C{host:port} clients reach this node at, or C{None}.")
+    draining = Attribute(
+        "Whether the node is stopping: it serves its sessions and peers, takes no new session, "
+        "and its readiness probes fail."
+    )
 
 
 class INode(INodeState):
@@ -480,11 +484,21 @@ class INode(INodeState):
     turns = Attribute("The L{ITurns} the work of clients shares.")
     requests = Attribute("The L{IRequestStats} each port records its requests in.")
 
+    def drain():
+        """
+        Ask every client session to move to another member before the node
+        stops; return a L{Deferred} firing once they did, or after
+        C{drain_timeout_ms}.
+        """
+
     def sessionStarted(session, resume=None):
         """
         A connection said who it is: its client, new or resumed.
 
-        @return: C{(client, resumeToken, resumed)}
+        @return: C{(client, resumeToken, resumed, refusal)}: C{refusal}
+            says why a C{resume} was not granted (L{RESUME_UNKNOWN_CLIENT}
+            or L{RESUME_WRONG_TOKEN}), L{None} when none was asked or it
+            was.
         """
 
     def resumeDone(session):
@@ -581,6 +595,18 @@ class INode(INodeState):
         @param reachedAt: the host the asking connection reached, where this
             node is shown when its client port listens on every interface
             and C{advertise} is not set.
+        """
+
+    def rebalance(grant, host, rate, asking=None):
+        """
+        An operator, from a client at C{host} (its session C{asking}, which
+        is not moved), asks this node to move the client sessions it holds
+        over its share to the members below theirs, C{rate} a second
+        (PROTOCOL.md 4.6); return C{{"node", "sessions", "share",
+        "moving"}}.
+
+        @raise distro.errors.RequestError: C{FORBIDDEN} unless an operator
+            (L{IAuthority.checkOperator}); C{NOT_READY} while draining.
         """
 
     def writeOverride(grant, host, service, instanceId, changes, why):

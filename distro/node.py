@@ -16,6 +16,8 @@ from distro.address import formatAddress, parseAddress
 from distro.admission import Admission
 from distro.auth import Authority
 from distro.clients import BATCH_SLICE, ClientIds, ClientManager
+from distro.drain import CLOSE_AFTER, Moves, moveTargets
+from distro.rebalance import DEFAULT_RATE, SETTLE_SECONDS, Rebalancer, plan, sessionCounts
 from distro.errors import NOT_READY, UNAVAILABLE, BadRequest, RequestError
 from distro.heartbeats import Heartbeats
 from distro.hlc import HybridClock
@@ -26,6 +28,10 @@ from distro.registry import Registry
 from distro.requeststats import RequestStats
 from distro.turns import Turns
 
+# Why a resume was refused, as a hello reply says (PROTOCOL.md 4.1).
+RESUME_UNKNOWN_CLIENT = "unknown_client"
+RESUME_WRONG_TOKEN = "wrong_token"
+
 
 @implementer(IClientObserver, INode, IClusterHost)
 class Node:
@@ -34,6 +40,8 @@ class Node:
 
     @ivar ready: whether reads are served (PROTOCOL.md 5.5); a standalone node
         is ready at once, a clustered one once its cluster loaded it.
+    @ivar draining: whether the node is stopping (L{drain}): it still serves
+        its sessions and its peers, but takes no new session.
     @ivar clientAddress: the C{host:port} clients reach this node at.
     @ivar cluster: the L{distro.cluster.service.Cluster}, or C{None} when
         standalone.
@@ -88,6 +96,11 @@ class Node:
             turns=self.turns,
         )
         self.manager.addObserver(self.heartbeats)
+        # Sessions asked to move to other members (draining, rebalancing).
+        self.moves = Moves(self.manager, clock)
+        self.draining = False
+        self.rebalancer = Rebalancer(clock)
+        self._rebalanceCall = None
 
     @property
     def bootId(self):
@@ -127,7 +140,9 @@ class Node:
         until L{resumeDone} (its instances never vanish meanwhile);
         otherwise it gets a new client.
 
-        @return: C{(client, resumeToken, resumed)}
+        @return: C{(client, resumeToken, resumed, refusal)}, C{refusal}
+            why a C{resume} was not granted: L{RESUME_UNKNOWN_CLIENT} (this
+            node holds no such client) or L{RESUME_WRONG_TOKEN}.
         @raise RequestError: C{NOT_READY} when this node, still loading,
             does not know the client yet (the cluster may): the client is
             to try another node.
@@ -150,15 +165,16 @@ class Node:
                     # gave up on it); it goes without taking the client along.
                     previous.closeConnection()
                 self.log.debug("client {client} resuming", client=clientId)
-                return state, token, True
+                return state, token, True, None
+            refusal = RESUME_WRONG_TOKEN if clientId in self.manager.clients else RESUME_UNKNOWN_CLIENT
             self.log.debug(
-                "client {client} cannot resume here: {why}",
-                client=clientId,
-                why="wrong token" if clientId in self.manager.clients else "unknown client",
+                "client {client} cannot resume here: {why}", client=clientId, why=refusal.replace("_", " ")
             )
+        else:
+            refusal = None
         client, token = self.manager.clientConnected()
         self.sessions[client.clientId] = session
-        return client, token, False
+        return client, token, False, refusal
 
     def restoring(self):
         """
@@ -432,9 +448,62 @@ class Node:
 
     def membersChanged(self):
         self.heartbeats.takeOver()
+        self._rebalanceLater()
+
+    def _rebalanceLater(self):
+        """
+        A member came back (it restarted, or was down), or went: with
+        C{rebalance_after_restart}, once things settled, this node gives
+        the members below their share some of its sessions (nothing when
+        it is at or below its own).
+        """
+        if not self.config.rebalance_after_restart or self.draining:
+            return
+        if self._rebalanceCall is not None and self._rebalanceCall.active():
+            self._rebalanceCall.reset(SETTLE_SECONDS)
+        else:
+            self._rebalanceCall = self.clock.callLater(SETTLE_SECONDS, self._rebalance, DEFAULT_RATE)
+
+    def rebalance(self, grant, host, rate=DEFAULT_RATE, asking=None):
+        """
+        An operator asks this node to move the client sessions it holds
+        over its share of the cluster's to the members below theirs, C{rate}
+        a second (L{distro.rebalance}).
+
+        @return: C{{"node", "sessions", "share", "moving"}}: this node's
+            id, the sessions it holds, its share, and how many it is moving.
+        @param asking: the operator's own session, which is not moved.
+        @raise RequestError: C{FORBIDDEN} for anyone but an operator,
+            C{NOT_READY} while draining.
+        """
+        self.authority.checkOperator(grant, host, "rebalance")
+        self.log.info("rebalance asked by {who}", who=self._who(grant, host))
+        return self._rebalance(rate, asking)
+
+    def _rebalance(self, rate, asking=None):
+        self._rebalanceCall = None
+        if self.draining:
+            raise RequestError(NOT_READY, "rebalance: this node is draining (stopping)")
+        members = self.members()
+        counts = sessionCounts(self.manager.clients, self.nodeId, len(self.sessions))
+        share, targets = plan(members, counts)
+        if targets:
+            self.log.info(
+                "node {node} holds {count} client sessions, over its share of {share}: moving "
+                "{moving} to {targets}, {rate:g} a second", node=self.nodeId, count=counts[self.nodeId],
+                share=share, moving=len(targets), targets=", ".join(sorted(set(targets))), rate=rate,
+            )
+        # Sessions that published something first: those are what the
+        # other members count.
+        candidates = [item for item in sorted(self.sessions.items()) if item[1] is not asking]
+        candidates.sort(key=lambda item: item[1].client.instanceCount == 0)
+        self.rebalancer.start(candidates[:len(targets)], targets, moveTargets(members), rate)
+        return {"node": self.nodeId, "sessions": counts[self.nodeId], "share": share, "moving": len(targets)}
 
     def clientsOrphaned(self, nodeId, clientIds):
+        # A member restarted: its new life loaded.
         self.heartbeats.orphaned(nodeId, clientIds)
+        self._rebalanceLater()
 
     def pushFailed(self):
         self.pusher.stats.failed += 1
@@ -488,12 +557,55 @@ class Node:
     def expireOverrides(self):
         self.overrides.expire(self.registry.published)
 
+    def drain(self):
+        """
+        The node is about to stop (SIGTERM): it stops taking new sessions
+        (C{/ready} answers 503) and asks every client session to move to
+        another member that is up, while it goes on serving them and its
+        peers.
+
+        @return: a L{Deferred} firing once every client moved (another
+            member took it over, or it is gone), or after
+            C{drain_timeout_ms}.
+        """
+        self.draining = True
+        self.rebalancer.stop()
+        if self._rebalanceCall is not None and self._rebalanceCall.active():
+            self._rebalanceCall.cancel()
+        timeout = self.config.drain_timeout_ms / 1000.0
+        targets = moveTargets(self.members())
+        if not self.sessions or not targets or not timeout:
+            self.log.info(
+                "node {node} stopping without draining: {why}", node=self.nodeId,
+                why=("no client session" if not self.sessions
+                     else "no other member is up" if not targets else "drain_timeout_ms is 0"),
+            )
+            return succeed(None)
+        self.log.info(
+            "node {node} draining: asking {count} client sessions to move to {targets}",
+            node=self.nodeId, count=len(self.sessions), targets=", ".join(targets),
+        )
+        d = self.moves.move(dict(self.sessions), targets, "draining", timeout, closeAfter=CLOSE_AFTER)
+        return d.addCallback(self._drained)
+
+    def _drained(self, notMoved):
+        if notMoved:
+            self.log.warn(
+                "node {node} drained with {count} clients not moved within drain_timeout_ms",
+                node=self.nodeId, count=notMoved,
+            )
+        else:
+            self.log.info("node {node} drained: every client moved", node=self.nodeId)
+
     def stop(self):
         """
         The node is shutting down: cancel its timers.
         """
         if self._expiring.running:
             self._expiring.stop()
+        self.rebalancer.stop()
+        if self._rebalanceCall is not None and self._rebalanceCall.active():
+            self._rebalanceCall.cancel()
         self.heartbeats.stop()
         self.manager.stop()
 

@@ -16,6 +16,7 @@ import signal
 import sys
 
 from twisted.application.service import Service
+from twisted.internet.defer import maybeDeferred, succeed
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 
@@ -286,6 +287,21 @@ class OverridesService(Service):
         return self.saver.stop()
 
 
+class DrainingRoot(NodeRoot):
+    """
+    The root of the node's service tree: stopping it (twistd on SIGTERM)
+    first drains the node (L{Node.drain}: its clients move to other
+    members, while every service still runs), then stops the services.
+    """
+
+    node = None
+
+    def stopService(self):
+        d = maybeDeferred(self.node.drain) if self.node is not None else succeed(None)
+        d.addErrback(lambda failure: log.failure("draining failed", failure))
+        return d.addCallback(lambda _: super(DrainingRoot, self).stopService())
+
+
 class JsonLogService(Service):
     """
     Copies every log event as a JSON line to a file or standard output while
@@ -404,7 +420,7 @@ def makeService(options, reactor=None, bootId=None, environ=None):
             "set cluster_secret, $DISTRO_CLUSTER_SECRET or secret_file (the same on every node)"
         )
     logPath = twistdLogPath(getattr(options, "parent", None))
-    root = NodeRoot(
+    root = DrainingRoot(
         boundedLogFile(logPath, config.log_rotate_bytes, config.log_max_files) if logPath else None,
         getattr(options, "parent", None),
         config.log_level,

@@ -232,6 +232,15 @@ class FormatTests(SynchronousTestCase):
             "GROUP  NAME    INSTANCES\nG      orders          3\n1 service",
         )
 
+    def test_rebalanceTable(self):
+        """
+        What each member said to C{rebalance}, as a table.
+        """
+        self.assertEqual(
+            cli.formatRebalance([{"node": "n1", "sessions": 12, "share": 5, "moving": 7}]),
+            "NODE  SESSIONS  SHARE  MOVING\nn1          12      5       7",
+        )
+
     def test_members(self):
         """
         Members print as a table; the answering node is starred.
@@ -591,6 +600,31 @@ class CommandTests(ClusterTestMixin, TempPathMixin, SynchronousTestCase):
         self.advance(*[1] * 5)
         self.assertEqual(self.successResultOf(d), cli.EXIT_OK)
         self.assertIn("10.0.0.2", [h["ip"] for h in self.jsonLines()[-1]["hosts"]])
+
+    def test_rebalance(self):
+        """
+        C{rebalance} asks every member up, one session each, and prints
+        what each said; C{--rate} is sent along.
+        """
+        self.useCluster(admin_from="10.0.0.0/8")  # the clients in memory are at 10.0.0.1
+        for i in range(4):
+            self.cluster.client(start_at=1).register("orders", f"10.1.0.{i}", 80)
+        self.cluster.flush()
+        code = self.successResultOf(self.runCommand("rebalance", "--rate", "50", "--json"))
+        self.assertEqual(code, cli.EXIT_OK, self.stderr.getvalue())
+        [document] = self.jsonLines()
+        self.assertEqual([(r["node"], r["moving"]) for r in document["nodes"]], [("n0", 0), ("n1", 2)])
+        rates = [m["rate"] for m in self.cluster.requests() if m["op"] == "rebalance"]
+        self.assertEqual(rates, [50.0, 50.0])
+
+    def test_rebalanceForbidden(self):
+        """
+        C{rebalance} from a client that is not an operator exits 1, with
+        the node's C{FORBIDDEN} on stderr.
+        """
+        code = self.successResultOf(self.runCommand("rebalance"))
+        self.assertEqual(code, cli.EXIT_SERVER_ERROR)
+        self.assertIn("FORBIDDEN: rebalance", self.stderr.getvalue())
 
     def test_serverError(self):
         """

@@ -79,6 +79,7 @@ POSITIONAL = {
     "InMemoryCluster.advance": ["seconds"],
     "InMemoryCluster.stop_node": ["index"],
     "InMemoryCluster.start_node": ["index"],
+    "InMemoryCluster.drain_node": ["index"],
     "InMemoryCluster.pause_node": ["index"],
     "InMemoryCluster.resume_node": ["index"],
     "InMemoryCluster.requests": ["index"],

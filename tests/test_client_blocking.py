@@ -63,7 +63,8 @@ class BlockingClientTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.cluster = InMemoryCluster(config={"max_instances_per_client": 1})
+        # Its clients, at 10.0.0.1, may take operators' actions.
+        self.cluster = InMemoryCluster(config={"max_instances_per_client": 1, "admin_from": "10.0.0.0/8"})
         self.addCleanup(self.cluster.close)
         client = self.cluster.client()
         self.reactor = InlineReactor(self.cluster)
@@ -86,6 +87,7 @@ class BlockingClientTests(SynchronousTestCase):
         self.assertIsInstance(member, Member)
         self.assertTrue(member.is_self)
         self.assertIsNone(inThread(self.client.ping))
+        self.assertEqual(inThread(self.client.rebalance, rate=10)["moving"], 0)
         self.assertEqual(self.client.client_id, self.client.client.client_id)
         self.assertIsInstance(self.client.client_id, str)
         self.assertNotIn(threading.main_thread(), self.reactor.threads)

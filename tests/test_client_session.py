@@ -668,6 +668,27 @@ class FailoverTests(SessionTestsMixin, SynchronousTestCase):
             self.assertEqual(self.hostIds(index), ["a#1#DEFAULT", "b#2#DEFAULT"])
             self.assertEqual(self.hostIds(index, "payments"), ["c#3#DEFAULT"])
 
+    def test_wholeClusterRestarted(self):
+        """
+        Every node restarted (none knows the session): once one answers,
+        the client goes round the others at once, not after its retry
+        delay each time (a declined resume is an answer, not a failure),
+        and registers everything again under a new identity.
+        """
+        client = self.connectClient(retry_policy=lambda failures: 5.0)
+        self.settle(client.register("orders", "r", 9))
+        self.stopAll()
+        self.advance(*[5] * 4)  # the client finds no node, again and again
+        for index in range(3):
+            self.cluster.start_node(index)
+        self.settle()
+        self.assertFalse(client.connected)
+        self.advance(5)  # its next attempt: the first node declines it
+        self.assertTrue(client.connected)
+        self.assertNotEqual(client.client_id, self.clientId)
+        for index in range(3):
+            self.assertIn("r#9#DEFAULT", self.hostIds(index))
+
     def test_changedViewAfterFailover(self):
         """
         A view that changed while the client was away reaches its listeners

@@ -46,6 +46,7 @@ POSITIVE = {
 }
 NON_NEGATIVE = {
     "disconnect_grace_ms",
+    "drain_timeout_ms",
     "push_delay_ms",
     "max_connections_per_ip",
     "orphan_grace_ms",
@@ -438,7 +439,7 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         overridden; on the command line it takes true/false, yes/no or 1/0.
         """
         keys = [key for key, default in defaults().items() if type(default) is bool]
-        self.assertEqual(sorted(keys), ["gc_freeze", "udp_push_to_any_ip"])
+        self.assertEqual(sorted(keys), ["gc_freeze", "rebalance_after_restart", "udp_push_to_any_ip"])
         for key in keys:
             self.assertConfigError(key, None, {key: "yes"})
             self.assertConfigError(key, None, {key: 1})

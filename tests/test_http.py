@@ -110,6 +110,17 @@ class HealthTests(HttpTestCase):
         self.assertEqual(self.document("GET", "/ready")["status"], "UP")
         self.assertEqual(self.document("GET", "/nacos/v3/admin/core/state/readiness")["data"], "ok")
 
+    def test_draining(self):
+        """
+        A draining node (stopping) is not ready: C{/ready} is 503 with the
+        reason, Nacos' readiness 500, though it still serves reads.
+        """
+        self.successResultOf(self.node.drain())  # no session: at once
+        document = self.document("GET", "/ready", 503)
+        self.assertEqual((document["status"], document["reason"]), ("DOWN", "draining"))
+        self.assertIn("draining", self.document("GET", "/nacos/v3/admin/core/state/readiness", 500)["message"])
+        self.assertTrue(self.node.ready)
+
     def test_unknown(self):
         self.assertEqual(self.document("GET", "/nope", 404)["code"], 404)
         code, headers, _ = self.ask("DELETE", "/health")

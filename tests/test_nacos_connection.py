@@ -171,6 +171,21 @@ class SetUpTests(ConnectionTestCase):
         self.error("ServerCheckRequest", 300)
         self.error("ServiceQueryRequest", 300, serviceName="orders")
 
+    def test_draining(self):
+        """
+        A draining node refuses the server check of a new connection
+        (C{INVALID_SERVER_STATUS}: the SDK picks another server), and asks
+        its connections to move with C{ConnectResetRequest} to another
+        server of the SDK's list; their other requests are still served.
+        """
+        self.successResultOf(self.node.drain())
+        self.assertIn("draining", self.error("ServerCheckRequest", 300))
+        self.ok("ServiceQueryRequest", serviceName="orders", namespace="public", groupName="DEFAULT_GROUP",
+                cluster="", healthyOnly=False, udpPort=0)
+        self.connection.move(["10.0.0.2:9850"], "draining")
+        ((kind, body),) = [(p.type, json.loads(p.body)) for p in self.sent]
+        self.assertEqual((kind, body["serverIp"], body["module"]), ("ConnectResetRequest", "", "internal"))
+
     def test_unknownType(self):
         self.assertIn("FooRequest", self.error("FooRequest", 302))
 

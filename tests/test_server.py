@@ -200,13 +200,31 @@ class HelloTests(SynchronousTestCase, ErrorAssertions):
     def test_resumeUnknown(self):
         """
         A C{resume} naming a client the node does not know gets
-        C{resumed: false} and a new client id.
+        C{resumed: false}, a new client id, and C{resume_refused:
+        "unknown_client"}.
         """
         connection = self.harness.connect()
         reply = connection.hello(resume={"client_id": "node-x#b#1", "resume_token": "t"})
         self.assertEqual(reply["op"], "ok")
         self.assertIs(reply["resumed"], False)
+        self.assertEqual(reply["resume_refused"], "unknown_client")
         self.assertNotEqual(reply["client_id"], "node-x#b#1")
+
+    def test_noResumeNoRefusal(self):
+        """
+        A C{hello} without C{resume} has no C{resume_refused}; neither has a
+        granted one.
+        """
+        first = self.harness.client()
+        self.assertNotIn("resume_refused", first.helloReply)
+        first.ok("register", service=service(), instance=instance())
+        first.lose()
+        reply = self.harness.connect().hello(
+            resume={"client_id": first.helloReply["client_id"],
+                    "resume_token": first.helloReply["resume_token"]}
+        )
+        self.assertIs(reply["resumed"], True)
+        self.assertNotIn("resume_refused", reply)
 
     def test_resumeWrongToken(self):
         """
@@ -220,6 +238,7 @@ class HelloTests(SynchronousTestCase, ErrorAssertions):
             resume={"client_id": clientId, "resume_token": "wrong"}
         )
         self.assertIs(reply["resumed"], False)
+        self.assertEqual(reply["resume_refused"], "wrong_token")
         self.assertNotEqual(reply["client_id"], clientId)
 
     def test_resumeTakesOverLiveConnection(self):

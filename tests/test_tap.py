@@ -192,6 +192,7 @@ class OptionsTests(TempPathMixin, SynchronousTestCase):
             "peer_max_frame": "16384",
             "gc_freeze": "false",
             "udp_push_to_any_ip": "true",
+            "rebalance_after_restart": "true",
             "admin_from": "10.0.0.0/8",
             "cluster": self.tempPath(),
         }

@@ -40,11 +40,12 @@ __all__ = ["defaultRetryPolicy", "Failover"]
 def defaultRetryPolicy():
     """
     The delay before a connection attempt that follows C{failures + 1} failed
-    attempts in a row: from 0.1 s, doubling, at most 5 s, with a little jitter
-    so that many clients do not reconnect in step.
+    attempts in a row: from 0.1 s, doubling, at most 2 s (a cluster that
+    was down, its nodes restarted, is found within about that), with a
+    little jitter so that many clients do not reconnect in step.
     """
     return backoffPolicy(
-        initialDelay=0.1, maxDelay=5.0, factor=2.0, jitter=lambda: random.random() * 0.1
+        initialDelay=0.1, maxDelay=2.0, factor=2.0, jitter=lambda: random.random() * 0.1
     )
 
 
@@ -313,6 +314,10 @@ class Failover:
                 )
                 self._declined.add(address)
                 connection.transport.loseConnection()
+                # A node answered: the next is tried at once, not after
+                # the backoff of the failures before (after a restart of
+                # the whole cluster, each node declines in turn).
+                self._failures = 0
                 self._scheduleConnect()
                 return
             # Round the list once: none resumes it.
@@ -402,10 +407,44 @@ class Failover:
 
     def pushReceived(self, connection, message):
         """
-        Pass on the pushes of the live connection.
+        Pass on the pushes of the live connection; a C{move} push moves the
+        session.
         """
-        if connection is self._connection:
+        if connection is not self._connection:
+            return
+        if "move" in message:
+            self._move(connection, message["move"])
+        else:
             self._onPush(message)
+
+    def _move(self, connection, move):
+        """
+        The node asks this session to move (it drains before stopping, or
+        holds more than its share, PROTOCOL.md 4.5): leave it without
+        C{bye}, and resume at once at the first member it names; the node
+        keeps the client's instances until the new node took the client
+        over.
+        """
+        members = move.get("members") if isinstance(move, dict) else None
+        if not isinstance(members, list):
+            self.log.warn("ignoring a malformed move push: {move!r}", move=move)
+            return
+        self._learnMembers(members)
+        for text in members:
+            try:
+                address = parseAddress(text)
+            except (ValueError, AttributeError):
+                continue
+            if address in self._servers:
+                self._next = self._servers.index(address)
+                break
+        self.log.info(
+            "client {clientId}: node {node} asks it to move ({reason}); resuming at {address}",
+            clientId=self.clientId, node=self.node, reason=move.get("reason"),
+            address=formatAddress(*self._servers[self._next]),
+        )
+        self._failures = 0
+        connection.transport.loseConnection()
 
     def requestTimedOut(self, connection, op):
         """

@@ -840,6 +840,26 @@ class MemoryCluster:
                         side.signal = "rst"
         self.flush()
 
+    def drain(self, index):
+        """
+        Node C{index} is stopped as SIGTERM stops it: it drains (its
+        sessions are asked to move to the other nodes, L{Node.drain}), then
+        its process ends as in L{crash}, once its clients moved or its
+        C{drain_timeout_ms} passed.
+
+        @return: a L{Deferred} firing with L{None} once it ended.
+        """
+        slot = self.slots[index]
+        generation = slot.generation
+
+        def ended(_):
+            if slot.alive and slot.generation == generation:
+                self.crash(index)
+
+        d = slot.node.drain().addCallback(ended)
+        self.flush()
+        return d
+
     def restart(self, index, settle=True):
         """
         Start node C{index} again (crashed or not: a live one crashes

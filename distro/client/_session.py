@@ -709,6 +709,23 @@ class DistroClient:
             parse=lambda reply: tuple(Member.from_wire(m) for m in reply["members"]),
         )
 
+    def rebalance(self, *, rate=None):
+        """
+        Ask the node this client is connected to to move the client sessions
+        it holds over its share of the cluster's to the members below
+        theirs, C{rate} a second (the node's default when L{None}). An
+        operator's action: it needs a token with an admin grant, or, on a
+        node without credentials, a client on loopback.
+
+        @return: a L{Deferred} firing with C{{"node", "sessions", "share",
+            "moving"}}.
+        """
+        fields = {} if rate is None else {"rate": rate}
+        return self._call(
+            "rebalance", fields,
+            parse=lambda reply: {key: reply[key] for key in ("node", "sessions", "share", "moving")},
+        )
+
     def ping(self):
         """
         Check that a node answers.

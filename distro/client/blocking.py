@@ -226,6 +226,14 @@ class BlockingClient:
         """
         return self._call(self._client.members)
 
+    def rebalance(self, *, rate=None):
+        """
+        Ask the node to move the sessions it holds over its share to the
+        other members (an operator's action): C{{"node", "sessions",
+        "share", "moving"}}.
+        """
+        return self._call(self._client.rebalance, rate=rate)
+
     def ping(self):
         """
         Check that a node answers.

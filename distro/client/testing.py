@@ -164,6 +164,19 @@ class InMemoryCluster:
         self._slot(index)
         self._harness.restart(index)
 
+    def drain_node(self, index):
+        """
+        Node C{index} is stopped gracefully (SIGTERM): its readiness fails,
+        its client sessions are asked to move to the other nodes (clients
+        of this library resume there, their instances never vanishing), and
+        once they did, or after its C{drain_timeout_ms} (advance the clock),
+        it stops as in L{stop_node}.
+
+        @return: a L{Deferred} firing with L{None} once it stopped.
+        """
+        self._running(index)
+        return self._harness.drain(index)
+
     def pause_node(self, index):
         """
         Node C{index} stops (SIGSTOP): it reads nothing, answers nothing and

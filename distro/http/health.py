@@ -35,6 +35,9 @@ class Health:
         return document(request, 200, health)
 
     def _ready(self, request):
+        if self.node.draining:
+            return document(request, 503, {"status": "DOWN", "node": self.node.nodeId,
+                                           "reason": "draining"})
         if not self.node.ready:
             return document(request, 503, {"status": "DOWN", "node": self.node.nodeId,
                                            "reason": "loading cluster data"})
@@ -47,6 +50,9 @@ class Health:
         return document(request, 200, {"code": 0, "message": "success", "data": "ok"})
 
     def _readiness(self, request):
+        if self.node.draining:
+            return document(request, 500, {"code": 30000, "message": "server is not ready: draining",
+                                           "data": None})
         if not self.node.ready:
             return document(request, 500, {"code": 30000, "message": "server is not ready: loading cluster data",
                                            "data": None})

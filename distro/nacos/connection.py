@@ -216,6 +216,9 @@ class NacosConnection:
             if not self.node.ready:
                 raise NacosError(INVALID_SERVER_STATUS, "the node is still loading cluster data")
             if payload.type == "ServerCheckRequest":
+                if self.node.draining:
+                    # A new connection: the SDK is to use another server.
+                    raise NacosError(INVALID_SERVER_STATUS, "the node is draining (stopping)")
                 return self._respond("ServerCheckResponse", {
                     "connectionId": self.connectionId, "supportAbilityNegotiation": True,
                 })
@@ -403,7 +406,7 @@ class NacosConnection:
             self.send(Payload("SetupAckRequest", {}, "", naming.encodeBody(
                 {"abilityTable": SERVER_ABILITIES, "module": "internal", "headers": {}})))
         # A session of the node: a native client, replicated like any.
-        self.client, _, _ = self.node.sessionStarted(self)
+        self.client, _, _, _ = self.node.sessionStarted(self)
         self.channel = self.node.pushChannel(self._push)
         self.watchdog = Watchdog(
             self.node.clock, self.node.config.idle_timeout_ms / 1000.0, self._silent
@@ -463,6 +466,14 @@ class NacosConnection:
              "connectionId": self.connectionId},
             lambda outcome: self.closeConnection(),
         )
+
+    def move(self, members, reason):
+        """
+        Ask the SDK to move (the node drains or rebalances): to another
+        server of its own list, since the members' Nacos ports are not
+        known here (L{reset}).
+        """
+        self.reset()
 
     # Server requests on the stream, answered by the SDK
 

@@ -18,6 +18,7 @@ from distro.address import describeAddress
 from distro.handshake import HandshakeDeadline, ProducerRegistration
 from distro.native.views import packedPieces, packedSize
 from distro.overrides import parseChanges, parseInstanceId
+from distro.rebalance import DEFAULT_RATE, MAX_RATE
 from distro.requeststats import UNKNOWN
 from distro.watchdog import Watchdog
 from distro.wire import (
@@ -400,6 +401,17 @@ class ClientSession(FrameProtocol):
     def sendMessage(self, message):
         self._write(encode(message))
 
+    def move(self, members, reason):
+        """
+        Ask the client to resume its session at one of C{members}
+        (client-port addresses, the first preferred): a C{move} push
+        (PROTOCOL.md 4.5), for C{reason}.
+        """
+        if self.closing or self._lost:
+            return
+        self._seq += 1
+        self.sendMessage({"op": "push", "seq": self._seq, "move": {"members": members, "reason": reason}})
+
     def _sendPush(self, info):
         self._seq += 1
         head = _PUSH_HEAD + msgpack.packb(self._seq) + _SERVICE_INFO_KEY
@@ -462,10 +474,12 @@ class ClientSession(FrameProtocol):
                 raise BadRequest("resume.epoch", "must be an integer >= 0")
             resume = (resume["client_id"], resume["resume_token"], epoch)
         self.agent = agent
-        self.client, self.resumeToken, self.resumed = self.node.sessionStarted(self, resume)
+        if self.node.draining:
+            raise RequestError(NOT_READY, "this node is draining (stopping); try another node")
+        self.client, self.resumeToken, self.resumed, refusal = self.node.sessionStarted(self, resume)
         self._handshake.done()
         node = self.node
-        return {
+        reply = {
             "proto": PROTOCOL_VERSION,
             "node": node.nodeId,
             "client_id": self.client.clientId,
@@ -477,6 +491,9 @@ class ClientSession(FrameProtocol):
             "idle_timeout_ms": node.config.idle_timeout_ms,
             "members": [m["address"] for m in node.members(self._reachedAt()) if m["address"]],
         }
+        if refusal is not None:
+            reply["resume_refused"] = refusal
+        return reply
 
     def register(self, message):
         service = self._service(message)
@@ -583,6 +600,12 @@ class ClientSession(FrameProtocol):
                                     instanceId, message.get("why"))
         return d.addCallback(lambda cleared: {"cleared": cleared is not None})
 
+    def rebalance(self, message):
+        rate = message.get("rate", DEFAULT_RATE)
+        if type(rate) not in (int, float) or not 0 < rate <= MAX_RATE:
+            raise BadRequest("rate", f"must be a number of sessions per second in (0, {MAX_RATE}]")
+        return self.node.rebalance(self.grant, getattr(self.peer, "host", None), float(rate), asking=self)
+
     def overrides(self, message):
         namespace = message.get("namespace")
         if namespace is not None:
@@ -617,6 +640,7 @@ class ClientSession(FrameProtocol):
         "override": override,
         "override_clear": override_clear,
         "overrides": overrides,
+        "rebalance": rebalance,
         "ping": ping,
         "redo_done": redo_done,
         "bye": bye,
