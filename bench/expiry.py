@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from hostile import PROBE, longestTurn  # noqa: E402
 from nonreader import request, takeFrames  # noqa: E402
-from register import Child, earlierCheckout  # noqa: E402
+from register import Child, dataDirArgs, earlierCheckout  # noqa: E402
 
 from distro import wire  # noqa: E402
 
@@ -54,7 +54,7 @@ def startNode(directory, name, checkout=None):
     os.environ["DISTRO_BENCH_TURNS"] = os.path.join(directory, "turns.log")
     try:
         node = Child(name, [
-            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--data-dir", "", "--node-id", name,
+            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", *dataDirArgs(checkout), "--node-id", name,
             "--listen", "tcp:0:interface=127.0.0.1", "--nacos-listen", "", "--http-listen", "",
             "--disconnect-grace-ms", str(GRACE_MS), "--heartbeat-ms", "600000",
             "--idle-timeout-ms", "1200000", "--port-file"], directory)

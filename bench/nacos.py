@@ -47,7 +47,7 @@ from grpc import aio  # noqa: E402
 from cpu import closeOrderly, cpuSeconds, load  # noqa: E402
 from etcd import comparisonOptions, distroLatencies, percentile  # noqa: E402
 from largeclient import counted, freePorts  # noqa: E402
-from register import Child  # noqa: E402
+from register import Child, dataDirArgs  # noqa: E402
 
 from distro.nacos.payload import Payload, decode, encode  # noqa: E402
 
@@ -175,7 +175,7 @@ def startNode(directory, name, extra=(), checkout=None):
     if checkout is not None:
         boot = f"import sys; sys.path.insert(0, {os.path.abspath(checkout)!r}); " + boot
     node = Child(name, [
-        sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--data-dir", "", "--node-id", name,
+        sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", *dataDirArgs(checkout), "--node-id", name,
         "--listen", "tcp:0:interface=127.0.0.1",
         "--nacos-listen", f"tcp:{nacosPort}:interface=127.0.0.1", *extra,
         "--heartbeat-ms", "600000", "--idle-timeout-ms", "1200000", "--port-file"], directory)

@@ -206,6 +206,15 @@ def stopProcess(process):
             process.wait(STOP_TIMEOUT)
 
 
+def dataDirArgs(checkout=None):
+    """
+    The node's C{data_dir}: none (overrides in memory: the nodes a bench
+    starts share a directory) for this checkout's, nothing said to an
+    earlier checkout's, which may not know the key.
+    """
+    return () if checkout is not None else ("--data-dir", "")
+
+
 def startNode(directory):
     """
     Start C{twistd -n distro-node} on 127.0.0.1 port 0.

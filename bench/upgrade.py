@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from largeclient import freePorts  # noqa: E402
 from nonreader import request  # noqa: E402
-from register import Child, earlierCheckout  # noqa: E402
+from register import Child, dataDirArgs, earlierCheckout  # noqa: E402
 
 from distro.client.blocking import BlockingClient  # noqa: E402
 
@@ -59,7 +59,7 @@ def startNodes(directory, checkouts):
         if checkout is not None:
             boot = f"import sys; sys.path.insert(0, {os.path.abspath(checkout)!r}); " + boot
         nodes.append(Child(f"n{n}", [
-            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", "--data-dir", "",
+            sys.executable, "-c", boot, "-n", "--pidfile=", "distro-node", *dataDirArgs(checkout),
             "--nacos-listen", "", "--http-listen", "",
             "--listen", "tcp:0:interface=127.0.0.1",
             "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", conf,
