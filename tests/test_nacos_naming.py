@@ -328,6 +328,18 @@ class ResponseTests(SynchronousTestCase):
     def test_rawJsonInBodies(self):
         body = {"a": 1, "b": {"c": naming.RawJSON('[{"x":"]"}]'), "d": "e"}}
         self.assertEqual(json.loads(naming.encodeBody(body)), {"a": 1, "b": {"c": [{"x": "]"}], "d": "e"}})
+        top = {"a": naming.RawJSON('{"x":[1]}'), "b": None}
+        self.assertEqual(naming.encodeBody(top), b'{"a":{"x":[1]},"b":null}')
+
+    def test_plainBodiesAsJson(self):
+        """
+        A body without raw JSON is written as json writes it, compact (in
+        one call: a response's encoding is on every request's path).
+        """
+        for body in ({"resultCode": 200, "success": True, "message": None, "requestId": "7"},
+                     {"a": {"b": [1, "é", {"c": False}]}, "d": 1.5}, {}):
+            self.assertEqual(naming.encodeBody(body),
+                             json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
 
     def test_envelopes(self):
         self.assertEqual(naming.response(), {"resultCode": 200, "errorCode": 0, "success": True})

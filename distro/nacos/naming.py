@@ -523,5 +523,9 @@ def _encode(value):
     if isinstance(value, RawJSON):
         return value
     if type(value) is dict:
-        return "{" + ",".join(f"{_dumps(k)}:{_encode(v)}" for k, v in value.items()) + "}"
+        for v in value.values():
+            if type(v) is dict or isinstance(v, RawJSON):
+                # Only a map that holds raw JSON, or may, is written piece
+                # by piece (a call of json per key and value).
+                return "{" + ",".join(f"{_dumps(k)}:{_encode(v)}" for k, v in value.items()) + "}"
     return _dumps(value)
