@@ -288,7 +288,12 @@ class NacosPortTests(ProcessTestCase):
         self.assertEqual(kind, "ClientDetectionRequest")
         self.assertTrue(request["requestId"].isdigit())
         self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
-        self.assertIn("closed the connection", details)
+        # The node's trailers say why (tests/test_h2grpc.py checks they are
+        # sent before its GOAWAY); grpcio may tell the transport's end
+        # instead, when it handles the connection's end before the stream's
+        # trailers (CI saw it once): UNAVAILABLE either way, which is what
+        # an SDK acts on.
+        self.assertTrue("closed the connection" in details or "GOAWAY received" in details, details)
 
     @defer.inlineCallbacks
     def test_portInUse(self):
