@@ -23,13 +23,13 @@ import json
 import os
 import secrets
 
-from twisted.internet import defer, threads
-from twisted.internet.interfaces import IReactorThreads
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.errors import FORBIDDEN, LIMIT_EXCEEDED, UNAUTHORIZED, RequestError
 from distro.interfaces import IAuthority
+from distro.offreactor import runnerFor
 from distro.model import DEFAULT_NAMESPACE
 
 # The scrypt parameters of new hashes (hash_password): ~50 ms on one core.
@@ -218,17 +218,6 @@ class LoginResult:
         self.user = user
 
 
-def _hasherFor(clock):
-    """
-    Where passwords are checked: in the thread pool of C{clock} when it is
-    a reactor with one (the node's), else in place (a test's clock).
-    """
-    if IReactorThreads.providedBy(clock):
-        return lambda function, *args: threads.deferToThreadPool(
-            clock, clock.getThreadPool(), function, *args)
-    return defer.maybeDeferred
-
-
 @implementer(IAuthority)
 class Authority:
     """
@@ -240,7 +229,7 @@ class Authority:
     @param secret: the cluster secret, which signs login tokens (required
         when C{auth_users} is set).
     @param hasher: runs C{(function, *args)} and returns a Deferred; by
-        default off the reactor thread (L{_hasherFor}).
+        default off the reactor thread (L{distro.offreactor.runnerFor}).
     """
 
     log = Logger()
@@ -265,7 +254,7 @@ class Authority:
             raise ValueError("auth_users needs the cluster secret to sign login tokens")
         self.enabled = bool(self._tokens or self._users)
         self._adminFrom = parseNetworks(getattr(config, "admin_from", ""))
-        self._hasher = _hasherFor(clock) if hasher is None else hasher
+        self._hasher = runnerFor(clock) if hasher is None else hasher
         self._pending = 0
         self._verified = {}
         # user -> a keyed digest of the password that last logged in: an

@@ -22,14 +22,14 @@ import hashlib
 import os
 
 import msgpack
-from twisted.internet import defer, threads
-from twisted.internet.interfaces import IReactorThreads
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from distro.errors import INTERNAL, RequestError
 from distro.interfaces import IOverrideObserver
+from distro.offreactor import runnerFor
 
 MAGIC = b"distro overrides\n"
 VERSION = 1
@@ -189,18 +189,6 @@ class OverrideFile:
             os.close(directory)
 
 
-def _runnerFor(clock):
-    """
-    Where a file is written: in the thread pool of C{clock} when it is a
-    reactor with one (the node's: its fsync never holds the reactor), else
-    in place (a test's clock).
-    """
-    if IReactorThreads.providedBy(clock):
-        return lambda function, *args: threads.deferToThreadPool(
-            clock, clock.getThreadPool(), function, *args)
-    return defer.maybeDeferred
-
-
 @implementer(IOverrideObserver)
 class OverrideSaver:
     """
@@ -214,7 +202,8 @@ class OverrideSaver:
     @param overrides: the node's L{distro.interfaces.IOverrides}.
     @param clock: the node's clock (a reactor: saves run in its threads).
     @param run: C{(function, *args) -> Deferred}, where a file is written
-        (by default L{_runnerFor}).
+        (by default L{distro.offreactor.runnerFor}: its fsync never holds
+        the reactor).
     """
 
     log = Logger()
@@ -226,7 +215,7 @@ class OverrideSaver:
         self.file = file
         self.overrides = overrides
         self.clock = clock
-        self._run = _runnerFor(clock) if run is None else run
+        self._run = runnerFor(clock) if run is None else run
         # The save due at the end of this turn (or after a failure).
         self._pending = None
         # The save under way, and whether another must follow it.
@@ -259,6 +248,12 @@ class OverrideSaver:
             self.overrides.merge(override)
         self.overrides.addObserver(self)
         return len(parsed)
+
+    def _encoded(self):
+        """
+        The file's bytes for what the map holds now.
+        """
+        return encodeFile(self.overrides.hlc.last(), [o.toWire() for o in self.overrides.entries.values()])
 
     def durable(self):
         """
@@ -299,7 +294,7 @@ class OverrideSaver:
             return self._saving
         # What is saved is read now, in the reactor's thread.
         self._dirty = False
-        data = encodeFile(self.overrides.hlc.last(), [o.toWire() for o in self.overrides.entries.values()])
+        data = self._encoded()
         waiting, self._waiting = self._waiting, []
         saving = self._saving = self._run(self.file.write, data)
         # (In place, it has ended by the time this returns.)
@@ -345,8 +340,7 @@ class OverrideSaver:
             self._again = False
             if self._dirty:
                 try:
-                    self.file.write(encodeFile(self.overrides.hlc.last(),
-                                               [o.toWire() for o in self.overrides.entries.values()]))
+                    self.file.write(self._encoded())
                     self._dirty = False
                 except OSError as e:
                     self.log.error("overrides not saved to {path} at stop: {error}", path=self.file.path,

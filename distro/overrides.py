@@ -445,8 +445,7 @@ class Overrides:
         forgotten = [k for _, k in oldest[:tombstones - self.maxOverrides]]
         for key in forgotten:
             self._drop(key)
-        for observer in self.observers:
-            observer.overridesForgotten(forgotten)
+        self._forgot(forgotten)
 
     def clear(self, service, instanceId, *, who, why):
         """
@@ -492,9 +491,12 @@ class Overrides:
                 self.write(*key, dict.fromkeys(CHANGES), who="distro",
                            why=f"expired: no client published the instance for {seconds} s")
         if forgotten:
-            for observer in self.observers:
-                observer.overridesForgotten(forgotten)
+            self._forgot(forgotten)
         return forgotten
+
+    def _forgot(self, keys):
+        for observer in self.observers:
+            observer.overridesForgotten(keys)
 
     def ofWire(self, value, field="override"):
         """

@@ -6,6 +6,7 @@ Nacos' v1 paths, as Nacos writes them), and answers given later.
 """
 
 import json
+from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -153,3 +154,15 @@ def later(request, d, answer, refuse=refused):
 
     d.addBoth(done)
     return server.NOT_DONE_YET
+
+
+def pathSegment(raw, name):
+    """
+    One segment of a request's path, percent-decoded, as text.
+
+    @raise HttpError: 400 naming C{name}, when it is not UTF-8.
+    """
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, f"{name}: is not UTF-8")

@@ -16,7 +16,6 @@ its request deadline (met once the request arrived whole).
 """
 
 import re
-from urllib.parse import unquote_to_bytes
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -26,7 +25,7 @@ from zope.interface import implementer
 from distro import model
 from distro.admission import Admission
 from distro.errors import NOT_READY, BadRequest, RequestError
-from distro.http.answers import HttpError, credential, document, later, param, refused, text
+from distro.http.answers import HttpError, credential, document, later, param, pathSegment, refused, text
 from distro.http.views import dumps, isEncoded, viewJson, viewJsonInSlices
 
 PREFIX = b"/v1/services/"
@@ -89,13 +88,6 @@ def _optional(request, name):
     return param(request, name, required=False) or None
 
 
-def _segment(raw, name):
-    try:
-        return unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        raise HttpError(400, f"{name}: is not UTF-8")
-
-
 def _service(request):
     """
     The service and the action of C{/v1/services/{namespace}/{group}/{name}/{action}}.
@@ -103,7 +95,7 @@ def _service(request):
     parts = request.path[len(PREFIX):].split(b"/")
     if len(parts) != 4 or parts[3] not in _ACTIONS:
         raise HttpError(404, "path: not /v1/services/{namespace}/{group}/{name}/instances or .../watch")
-    namespace, group, name = (_segment(raw, field) for raw, field in zip(parts, ("namespace", "group", "name")))
+    namespace, group, name = (pathSegment(raw, field) for raw, field in zip(parts, ("namespace", "group", "name")))
     try:
         service = model.parseService({"namespace": namespace, "group": group, "name": name})
     except BadRequest as e:

@@ -14,11 +14,10 @@ Who may write is the node's rule for operators, on every port
 """
 
 import json
-from urllib.parse import unquote_to_bytes
 
 from distro import model
 from distro.errors import BadRequest
-from distro.http.answers import HttpError, credential, document, later, param
+from distro.http.answers import HttpError, credential, document, later, param, pathSegment
 from distro.overrides import CHANGES, parseChanges
 
 PREFIX = b"/v1/overrides/"
@@ -26,13 +25,6 @@ JSON = b"application/json"
 
 # What a parameter of a PUT may say of a boolean field.
 _BOOLEANS = {"true": True, "false": False}
-
-
-def _segment(raw, name):
-    try:
-        return unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        raise HttpError(400, f"{name}: is not UTF-8")
 
 
 def _asBadRequest(call, *args):
@@ -70,7 +62,7 @@ class OverrideRoutes:
         if len(parts) != 5:
             raise HttpError(404, "path: not /v1/overrides/{namespace}/{group}/{name}/{ip}/{port}")
         namespace, group, name, ip, port = (
-            _segment(raw, field) for raw, field in zip(parts, ("namespace", "group", "name", "ip", "port")))
+            pathSegment(raw, field) for raw, field in zip(parts, ("namespace", "group", "name", "ip", "port")))
         try:
             service = model.parseService({"namespace": namespace, "group": group, "name": name})
         except BadRequest as e:
