@@ -28,6 +28,20 @@ def digestBytes(digest):
     return digest.to_bytes(_DIGEST_BYTES, "big")
 
 
+# An overrides frame's body up to its entries' array: {"op": "overrides",
+# "entries": [...]}, the entries packed once each.
+_ENTRIES_HEAD = b"\x82" + msgpack.packb("op") + msgpack.packb("overrides") + msgpack.packb("entries")
+
+
+def _entriesFrame(packedEntries):
+    """
+    The C{overrides} frame of entries already packed (each packed once,
+    while their frames were measured).
+    """
+    body = _ENTRIES_HEAD + msgpack.Packer().pack_array_header(len(packedEntries)) + b"".join(packedEntries)
+    return len(body).to_bytes(4, "big") + body
+
+
 @implementer(IOverrideObserver)
 class OverrideSync:
     """
@@ -60,21 +74,20 @@ class OverrideSync:
         budget = self.maxFrame // 2
         frames, batch, size = [], [], 0
         for override in self.overrides.entries.values():
-            wire = override.toWire()
             try:
-                length = len(msgpack.packb(wire, use_bin_type=True))
+                packed = msgpack.packb(override.toWire(), use_bin_type=True)
             except Exception:
                 # Never kept (every entry is checked as members check it);
                 # were one, it would cost only itself, not the link.
                 self.log.failure("not sent: override {key}", key=override.key)
                 continue
-            if batch and size + length > budget:
-                frames.append(encode({"op": "overrides", "entries": batch}))
+            if batch and size + len(packed) > budget:
+                frames.append(_entriesFrame(batch))
                 batch, size = [], 0
-            batch.append(wire)
-            size += length
+            batch.append(packed)
+            size += len(packed)
         if batch:
-            frames.append(encode({"op": "overrides", "entries": batch}))
+            frames.append(_entriesFrame(batch))
         return frames
 
     def sendAll(self, link):
