@@ -261,8 +261,14 @@ class NacosPortTests(ProcessTestCase):
         self.assertEqual((payload.type, json.loads(payload.body)["errorCode"]), ("ErrorResponse", 502))
         self.assertEqual(results["huge"], grpc.StatusCode.RESOURCE_EXHAUSTED)
         code, details = results["silent"]
-        self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
-        self.assertIn("ConnectionSetupRequest", details)
+        # The node ends the silent stream DEADLINE_EXCEEDED naming the set
+        # up, in trailers then GOAWAY; grpcio may handle the connection's
+        # end first (CI saw it twice) and say UNAVAILABLE with its GOAWAY.
+        if code == grpc.StatusCode.UNAVAILABLE:
+            self.assertIn("GOAWAY received", details)
+        else:
+            self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED)
+            self.assertIn("ConnectionSetupRequest", details)
         self.assertEqual(results["after"][0], "ServerCheckResponse")
 
     @defer.inlineCallbacks
