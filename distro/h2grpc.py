@@ -7,9 +7,11 @@ A gRPC call is an HTTP/2 stream: request HEADERS (C{:method POST},
 C{:path /Service/Method}, C{content-type application/grpc}), messages in
 DATA frames each prefixed by a compressed flag and a 4-byte length, and the
 server's answer: response HEADERS, messages, and trailers carrying
-C{grpc-status} and C{grpc-message}. The C{h2} library keeps the HTTP/2
+C{grpc-status} and C{grpc-message}. L{distro.http2} keeps the HTTP/2
 state; this module frames the messages, keeps the bounds, and calls the
-methods of a L{Service}.
+methods of a L{Service}. The server's header blocks are made once
+(L{distro.hpackcodec}'s literals): a reply's HEADERS, DATA and trailers
+cost a few bytes' packing.
 
 Bounds, per TCP connection (L{GrpcConnection}):
  - at most C{maxStreams} streams at once (C{SETTINGS_MAX_CONCURRENT_STREAMS});
@@ -37,19 +39,15 @@ order.
 import collections
 import struct
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from distro import http2
 from distro.admission import PortConnections
+from distro.hpackcodec import indexed, literal, literalOfIndexedName
 
 # gRPC status codes (grpc/status.h).
 OK = 0
@@ -62,8 +60,11 @@ INTERNAL = 13
 UNAVAILABLE = 14
 
 _PREFIX = struct.Struct(">BI")
-_RESPONSE_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc"),
-                     (b"grpc-accept-encoding", b"identity")]
+# A reply's headers, HPACK: ":status: 200" (static entry 8), content-type
+# (entry 31's name) and grpc-accept-encoding, never indexed.
+_RESPONSE_HEADERS = (indexed(8) + literalOfIndexedName(31, b"application/grpc")
+                     + literal(b"grpc-accept-encoding", b"identity"))
+_OK_TRAILERS = literal(b"grpc-status", b"0")
 # Past these bytes waiting for a connection, its streams' writers hold their
 # messages: a subscriber that reads nothing holds about one push (the
 # newest view goes when it drains), not a queue of them.
@@ -89,46 +90,6 @@ HANDLE_SLICE = 8 * 1024
 RECEIVE_WINDOW = 4 * 1024 * 1024
 
 
-class _FrameGuard:
-    """
-    Follows the frame boundaries of what a peer sends, to refuse a frame
-    longer than allowed from its header: the C{h2} library buffers a whole
-    frame (up to 16 MiB) before it checks its length.
-    """
-
-    def __init__(self, maxFrame):
-        self.maxFrame = maxFrame
-        self._preface = 24  # the client's connection preface
-        self._header = b""
-        self._remaining = 0
-
-    def passes(self, data):
-        """
-        Whether C{data}, next from the peer, declares no frame too long.
-        """
-        view = memoryview(data)
-        while len(view):
-            if self._preface:
-                step = min(self._preface, len(view))
-                self._preface -= step
-                view = view[step:]
-            elif self._remaining:
-                step = min(self._remaining, len(view))
-                self._remaining -= step
-                view = view[step:]
-            else:
-                need = 9 - len(self._header)
-                self._header += bytes(view[:need])
-                view = view[need:]
-                if len(self._header) == 9:
-                    length = int.from_bytes(self._header[:3], "big")
-                    self._header = b""
-                    if length > self.maxFrame:
-                        return False
-                    self._remaining = length
-        return True
-
-
 class GrpcError(Exception):
     """
     A call ends with C{status} and C{message}.
@@ -138,6 +99,18 @@ class GrpcError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _trailers(status, message):
+    """
+    The trailers' block of a call ended with C{status} and C{message}.
+    """
+    if status == OK and not message:
+        return _OK_TRAILERS
+    block = literal(b"grpc-status", str(status).encode())
+    if message:
+        block += literal(b"grpc-message", _percentEncoded(message))
+    return block
 
 
 def _percentEncoded(message):
@@ -186,10 +159,7 @@ class Call:
         """
         if self.ended or self._trailers is not None:
             return
-        trailers = [(b"grpc-status", str(status).encode())]
-        if message:
-            trailers.append((b"grpc-message", _percentEncoded(message)))
-        self._trailers = trailers
+        self._trailers = _trailers(status, message)
         self.connection._queued(self, 0)
 
 
@@ -241,7 +211,7 @@ class IGrpcService(Interface):
         """
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, http2.IStreamHandler)
 class GrpcConnection(Protocol):
     """
     One HTTP/2 connection of gRPC calls.
@@ -288,19 +258,9 @@ class GrpcConnection(Protocol):
             # Replies and pushes go out when written (as gRPC's own servers
             # do), not after the peer's delayed ack.
             self.transport.setTcpNoDelay(True)
-        # Outbound headers are this module's own constants: not validated again.
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config=config)
-        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.factory.maxStreams,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 16384,
-        })
-        self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(RECEIVE_WINDOW)
-        self._guard = _FrameGuard(self.h2.max_inbound_frame_size)
+        self.frames = http2.ServerConnection(self, maxStreams=self.factory.maxStreams,
+                                             receiveWindow=RECEIVE_WINDOW, maxHeaderListSize=16384)
+        self.frames.initiate()
         self.transport.registerProducer(self, True)
         self._lastHeard = self.clock.seconds()
         self._schedulePing()
@@ -365,27 +325,11 @@ class GrpcConnection(Protocol):
         self._flush()
 
     def _handleSlice(self, data):
-        if not self._guard.passes(data):
-            self._goAway(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
-            return False
         try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
-            self._goAway(getattr(e, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
+            self.frames.receive(data)
+        except http2.ConnectionError as e:
+            self._goAway(e.code)
             return False
-        for event in events:
-            if self._closing:
-                return False
-            handler = self._events.get(type(event))
-            if handler is not None:
-                try:
-                    handler(self, event)
-                except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
-                    # The peer reset the stream in this same read: its call
-                    # is over before it was answered.
-                    call = self.calls.pop(getattr(event, "stream_id", None), None)
-                    if call is not None:
-                        self._endCall(call)
         return not self._closing
 
     def connectionLost(self, reason):
@@ -408,23 +352,16 @@ class GrpcConnection(Protocol):
         """
         if self._closing or self.transport is None:
             return
+        trailers = _trailers(status, message)
         for call in list(self.calls.values()):
-            trailers = [(b"grpc-status", str(status).encode()), (b"grpc-message", _percentEncoded(message))]
-            try:
-                if not call._headersSent:
-                    self.h2.send_headers(call.streamId, _RESPONSE_HEADERS + trailers, end_stream=True)
-                else:
-                    self.h2.send_headers(call.streamId, trailers, end_stream=True)
-            except h2.exceptions.H2Error:
-                pass
-        self._goAway(h2.errors.ErrorCodes.NO_ERROR)
+            if self.frames.isOpen(call.streamId):
+                block = trailers if call._headersSent else _RESPONSE_HEADERS + trailers
+                self.frames.sendHeaders(call.streamId, block, end=True)
+        self._goAway(http2.NO_ERROR)
 
     def _goAway(self, code):
-        try:
-            self.h2.close_connection(error_code=code)
-            self.transport.write(self.h2.data_to_send())
-        except h2.exceptions.H2Error:
-            pass
+        self.frames.goAway(code)
+        self.transport.write(self.frames.dataToSend())
         self._closing = True
         # What waits for the peer's window is dropped with the connection.
         self.transport.loseConnection()
@@ -445,7 +382,7 @@ class GrpcConnection(Protocol):
         if self._closing:
             return
         if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveInterval:
-            self.h2.ping(b"distro\0\0")
+            self.frames.ping(b"distro\0\0")
             self._flush()
             self._pingDeadline = self.clock.callLater(self.factory.keepaliveTimeout, self._noPong)
         self._schedulePing()
@@ -458,9 +395,8 @@ class GrpcConnection(Protocol):
 
     # Inbound
 
-    def _requestReceived(self, event):
-        headers = dict(event.headers)
-        streamId = event.stream_id
+    def requestReceived(self, streamId, headers, ended):
+        headers = dict(headers)
         method = headers.get(b":path", b"").decode("ascii", "replace")
         kind = self.service.methods.get(method)
         if headers.get(b":method") != b"POST" or not headers.get(b"content-type", b"").startswith(b"application/grpc"):
@@ -476,24 +412,21 @@ class GrpcConnection(Protocol):
         # A stream's call starts with its first message: one opened and
         # reset at once (a rapid reset) costs no more than this.
         self.calls[streamId] = Call(self, streamId, method, kind == "unary")
-        if event.stream_ended is not None:
-            self._streamEnded(event.stream_ended)
+        if ended:
+            self.streamEnded(streamId)
 
     def _refuse(self, streamId, status, message):
-        self.h2.send_headers(streamId, _RESPONSE_HEADERS + [
-            (b"grpc-status", str(status).encode()), (b"grpc-message", _percentEncoded(message))],
-            end_stream=True)
+        self.frames.sendHeaders(streamId, _RESPONSE_HEADERS + _trailers(status, message), end=True)
 
-    def _dataReceived(self, event):
-        call = self.calls.get(event.stream_id)
-        if event.flow_controlled_length:
-            # The windows stay open: the bytes kept are bounded below.
-            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+    def streamData(self, streamId, data):
+        # The windows stay open (distro.http2): the bytes kept are bounded
+        # here.
+        call = self.calls.get(streamId)
         if call is None or call.ended or call._trailers is not None:
             return
         buffer = call._inbound
         before = len(buffer)
-        buffer += event.data
+        buffer += data
         limit = self.service.messageLimit(self)
         while len(buffer) >= 5:
             compressed, length = _PREFIX.unpack_from(buffer)
@@ -543,8 +476,8 @@ class GrpcConnection(Protocol):
         self._partial -= len(call._inbound)
         call._inbound.clear()
 
-    def _streamEnded(self, event):
-        call = self.calls.get(event.stream_id)
+    def streamEnded(self, streamId):
+        call = self.calls.get(streamId)
         if call is None:
             return
         if call.unary:
@@ -629,10 +562,12 @@ class GrpcConnection(Protocol):
         call.send(reply)
         call.finish(OK)
 
-    def _streamReset(self, event):
-        call = self.calls.pop(event.stream_id, None)
+    def streamReset(self, streamId, remote):
+        call = self.calls.pop(streamId, None)
         if call is not None:
             self._endCall(call)
+        if not remote:
+            return
         # A peer that opens and resets streams as fast as it can (HTTP/2's
         # "rapid reset") costs work per stream and is never over the
         # stream limit: past MAX_RESETS in RESET_WINDOW seconds, it goes.
@@ -645,7 +580,7 @@ class GrpcConnection(Protocol):
                                       ip=self.peer[0])
             # Its address is refused for a while: it cannot start over at once.
             self.factory.coolDown(self.remoteIp)
-            self._goAway(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            self._goAway(http2.ENHANCE_YOUR_CALM)
 
     def _endCall(self, call):
         if call.ended:
@@ -664,30 +599,19 @@ class GrpcConnection(Protocol):
                                              method=call.method)
         self._maybeResume()
 
-    def _pingAcked(self, event):
+    def pingAcknowledged(self):
         if self._pingDeadline is not None and self._pingDeadline.active() and not self._closing:
             self._pingDeadline.cancel()
             self._pingDeadline = None
 
-    def _terminated(self, event):
-        self._goAway(h2.errors.ErrorCodes.NO_ERROR)
-
-    _events = {
-        h2.events.RequestReceived: _requestReceived,
-        h2.events.DataReceived: _dataReceived,
-        h2.events.StreamEnded: _streamEnded,
-        h2.events.StreamReset: _streamReset,
-        h2.events.PingAckReceived: _pingAcked,
-        h2.events.ConnectionTerminated: _terminated,
-        h2.events.WindowUpdated: lambda self, event: None,  # _flush runs after every read
-        h2.events.RemoteSettingsChanged: lambda self, event: None,
-    }
+    def goneAway(self, code):
+        self._goAway(http2.NO_ERROR)
 
     # Outbound
 
     def _sendHeaders(self, call):
         if not call._headersSent:
-            self.h2.send_headers(call.streamId, _RESPONSE_HEADERS)
+            self.frames.sendHeaders(call.streamId, _RESPONSE_HEADERS)
             call._headersSent = True
 
     def _queued(self, call, size):
@@ -708,41 +632,40 @@ class GrpcConnection(Protocol):
         if not self._paused:
             for call in list(self.calls.values()):
                 self._sendCall(call)
-        data = self.h2.data_to_send()
+        data = self.frames.dataToSend()
         if data:
             self.transport.write(data)
         self._maybeResume()
 
     def _sendCall(self, call):
         streamId = call.streamId
-        try:
-            while call._outbound:
-                window = min(self.h2.local_flow_control_window(streamId), self.h2.max_outbound_frame_size)
-                if window <= 0:
-                    return
-                self._sendHeaders(call)
-                chunk = call._outbound[0]
-                if len(chunk) > window:
-                    call._outbound[0] = chunk[window:]
-                    chunk = chunk[:window]
-                else:
-                    call._outbound.pop(0)
-                self.h2.send_data(streamId, chunk)
-                call._outboundBytes -= len(chunk)
-                self._unsent -= len(chunk)
-            if call._trailers is not None:
-                trailers, call._trailers = call._trailers, None
-                if call._headersSent:
-                    self.h2.send_headers(streamId, trailers, end_stream=True)
-                else:
-                    self.h2.send_headers(streamId, _RESPONSE_HEADERS + trailers, end_stream=True)
-                    call._headersSent = True
-                self.calls.pop(streamId, None)
-                self._endCall(call)
-                if self.h2.streams.get(streamId) is not None and self.h2.streams[streamId].open:
-                    # The client still sends: tell it to stop.
-                    self.h2.reset_stream(streamId, h2.errors.ErrorCodes.NO_ERROR)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        frames = self.frames
+        if not frames.isOpen(streamId):
+            self.calls.pop(streamId, None)
+            self._endCall(call)
+            return
+        outbound = call._outbound
+        while outbound:
+            window = frames.sendWindow(streamId)
+            if window <= 0:
+                return
+            self._sendHeaders(call)
+            chunk = outbound[0]
+            if len(chunk) > window:
+                outbound[0] = chunk[window:]
+                chunk = chunk[:window]
+            else:
+                outbound.pop(0)
+            frames.sendData(streamId, chunk)
+            call._outboundBytes -= len(chunk)
+            self._unsent -= len(chunk)
+        if call._trailers is not None:
+            trailers, call._trailers = call._trailers, None
+            # The stream's last frame (and, when the client still sends,
+            # its reset: it is told to stop).
+            frames.sendHeaders(streamId, trailers if call._headersSent else _RESPONSE_HEADERS + trailers,
+                               end=True)
+            call._headersSent = True
             self.calls.pop(streamId, None)
             self._endCall(call)
 

@@ -14,6 +14,7 @@ from zope.interface.verify import verifyObject
 from distro import h2grpc
 from distro.admission import Admission
 from distro.h2grpc import GrpcError, GrpcFactory, IGrpcService
+from distro.http2 import IStreamHandler
 from distro.ratelog import RateLimitedLog
 from distro.turns import Turns
 
@@ -107,6 +108,7 @@ class GrpcTestCase(SynchronousTestCase):
 class CallTests(GrpcTestCase):
     def test_interface(self):
         verifyObject(IGrpcService, self.service)
+        verifyObject(IStreamHandler, H2Client(self.factory).server)
 
     def test_unary(self):
         client = H2Client(self.factory)
