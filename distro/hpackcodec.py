@@ -298,15 +298,19 @@ class Decoder:
             self._size = 0
             return
         self._size += size
-        while self._size > self._tableSize:
-            oldName, oldValue = entries.pop(0)
-            self._size -= len(oldName) + len(oldValue) + ENTRY_OVERHEAD
+        self._evict(self._tableSize)
         entries.append((name, value))
 
     def _resize(self, size):
         if size > self.maxTableSize:
             raise HPACKError(f"a table size of {size}, past {self.maxTableSize}")
         self._tableSize = size
+        self._evict(size)
+
+    def _evict(self, size):
+        """
+        Drop the oldest entries until the table takes C{size} bytes at most.
+        """
         entries = self._entries
         while self._size > size:
             oldName, oldValue = entries.pop(0)
