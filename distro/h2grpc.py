@@ -248,6 +248,7 @@ class GrpcConnection(Protocol):
         self._batching = False
         self._resetWindow = 0.0
         self._resets = 0
+        self._routed = self._route = None  # the last request's headers, and where they go
 
     # Connection
 
@@ -396,24 +397,35 @@ class GrpcConnection(Protocol):
     # Inbound
 
     def requestReceived(self, streamId, headers, ended):
-        headers = dict(headers)
-        method = headers.get(b":path", b"").decode("ascii", "replace")
-        kind = self.service.methods.get(method)
-        if headers.get(b":method") != b"POST" or not headers.get(b"content-type", b"").startswith(b"application/grpc"):
-            self._refuse(streamId, UNIMPLEMENTED, "not a gRPC request")
-            return
-        if kind is None:
-            self._refuse(streamId, UNIMPLEMENTED, f"no method {method[:100]}")
-            return
-        encoding = headers.get(b"grpc-encoding", b"identity")
-        if encoding != b"identity":
-            self._refuse(streamId, UNIMPLEMENTED, "compression is not supported (identity only)")
+        # A client sends the same headers call after call: the same tuple
+        # (distro.hpackcodec), routed once.
+        if headers is not self._routed:
+            self._routed, self._route = headers, self._routeOf(headers)
+        method, kind, refusal = self._route
+        if refusal is not None:
+            self._refuse(streamId, UNIMPLEMENTED, refusal)
             return
         # A stream's call starts with its first message: one opened and
         # reset at once (a rapid reset) costs no more than this.
         self.calls[streamId] = Call(self, streamId, method, kind == "unary")
         if ended:
             self.streamEnded(streamId)
+
+    def _routeOf(self, headers):
+        """
+        C{(method, kind, refusal)} of a request's C{headers}: its method,
+        whether it is unary or a stream, and why it is refused (or None).
+        """
+        headers = dict(headers)
+        method = headers.get(b":path", b"").decode("ascii", "replace")
+        kind = self.service.methods.get(method)
+        if headers.get(b":method") != b"POST" or not headers.get(b"content-type", b"").startswith(b"application/grpc"):
+            return method, kind, "not a gRPC request"
+        if kind is None:
+            return method, kind, f"no method {method[:100]}"
+        if headers.get(b"grpc-encoding", b"identity") != b"identity":
+            return method, kind, "compression is not supported (identity only)"
+        return method, kind, None
 
     def _refuse(self, streamId, status, message):
         self.frames.sendHeaders(streamId, _RESPONSE_HEADERS + _trailers(status, message), end=True)

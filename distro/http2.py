@@ -192,6 +192,7 @@ class ServerConnection:
         self._initialSendWindow = DEFAULT_WINDOW  # a new stream's (the peer's setting)
         self.maxOutboundFrame = DEFAULT_FRAME_SIZE
         self._unacknowledged = 0  # the connection's bytes received since its window was opened
+        self._checked = None  # the last request headers found well-formed (the decoder repeats them)
 
     # What this side sends
 
@@ -410,9 +411,10 @@ class ServerConnection:
             self.handler.streamEnded(streamId)
             return
         self._highest = streamId
-        if headers is None or not _isRequest(headers):
+        if headers is None or (headers is not self._checked and not _isRequest(headers)):
             self._out.append(frame(RST_STREAM, 0, streamId, _U32.pack(PROTOCOL_ERROR)))
             return
+        self._checked = headers
         if len(self._streams) >= self.maxStreams:
             self._out.append(frame(RST_STREAM, 0, streamId, _U32.pack(REFUSED_STREAM)))
             return

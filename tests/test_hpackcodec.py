@@ -21,8 +21,8 @@ class DecoderTests(SynchronousTestCase):
         """
         decoder = Decoder()
         first = decoder.decode(bytes.fromhex("828684418cf1e3c2e5f23a6ba0ab90f4ff"))
-        self.assertEqual(first, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
-                                 (b":authority", b"www.example.com")])
+        self.assertEqual(first, ((b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
+                                 (b":authority", b"www.example.com")))
         second = decoder.decode(bytes.fromhex("828684be5886a8eb10649cbf"))
         self.assertEqual(second[-1], (b"cache-control", b"no-cache"))
         self.assertEqual(second[3], (b":authority", b"www.example.com"))
@@ -42,7 +42,7 @@ class DecoderTests(SynchronousTestCase):
             headers = [(rng.choice(names), bytes(rng.randrange(256) for _ in range(rng.randrange(30))))
                        for _ in range(rng.randrange(1, 8))]
             block = encoder.encode(headers, huffman=rng.random() < 0.7)
-            self.assertEqual(decoder.decode(block), headers)
+            self.assertEqual(decoder.decode(block), tuple(headers))
 
     def test_huffman(self):
         """
@@ -83,9 +83,25 @@ class DecoderTests(SynchronousTestCase):
         """
         decoder = Decoder()
         decoder.decode(b"\x40\x01a\x01b")  # a: b, indexed (62)
-        self.assertEqual(decoder.decode(b"\xbe"), [(b"a", b"b")])
-        self.assertEqual(decoder.decode(b"\x20\x82"), [(b":method", b"GET")])
+        self.assertEqual(decoder.decode(b"\xbe"), ((b"a", b"b"),))
+        self.assertEqual(decoder.decode(b"\x20\x82"), ((b":method", b"GET"),))
         self.assertRaises(HPACKError, decoder.decode, b"\xbe")
+
+    def test_unchangedBlocksKept(self):
+        """
+        A block that changes nothing in the table is decoded once while the
+        table stays: the same list again; once the table changes, it is
+        decoded again against it.
+        """
+        decoder = Decoder()
+        decoder.decode(b"\x40\x01a\x01b")  # a: b at 62
+        first = decoder.decode(b"\x82\xbe")
+        self.assertIs(decoder.decode(b"\x82\xbe"), first)
+        decoder.decode(b"\x40\x01c\x01d")  # c: d at 62, a: b at 63
+        self.assertEqual(decoder.decode(b"\x82\xbe"), ((b":method", b"GET"), (b"c", b"d")))
+        changed = decoder.decode(b"\x20")  # the table emptied
+        self.assertEqual(changed, ())
+        self.assertRaises(HPACKError, decoder.decode, b"\x82\xbe")
 
     def test_listTooLarge(self):
         """
@@ -95,7 +111,7 @@ class DecoderTests(SynchronousTestCase):
         encoder, decoder = hpack.Encoder(), Decoder(maxListSize=100)
         big = encoder.encode([(b"x-big", b"v" * 80), (b"x-small", b"1")])
         self.assertRaises(HeaderListTooLarge, decoder.decode, big)
-        self.assertEqual(decoder.decode(encoder.encode([(b"x-small", b"1")])), [(b"x-small", b"1")])
+        self.assertEqual(decoder.decode(encoder.encode([(b"x-small", b"1")])), ((b"x-small", b"1"),))
 
 
 class LiteralTests(SynchronousTestCase):

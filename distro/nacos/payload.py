@@ -47,10 +47,15 @@ MAX_HEADER_BYTES = 8192
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
 def varint(value):
     """
     C{value} as a protobuf varint.
     """
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -59,11 +64,16 @@ def varint(value):
     return bytes(out)
 
 
+# The keys of the length-delimited fields of numbers 1 to 8 (all a Payload has).
+_KEYS = {number: varint(number << 3 | _BYTES) for number in range(1, 9)}
+
+
 def _field(number, data):
     """
     A length-delimited field: its key, length and bytes.
     """
-    return varint(number << 3 | _BYTES) + varint(len(data)) + data
+    length = len(data)
+    return b"".join((_KEYS[number], _ONE_BYTE[length] if length < 0x80 else varint(length), data))
 
 
 def _text(number, value):
@@ -84,6 +94,8 @@ def encode(payload):
 
 
 def _readVarint(data, offset):
+    if offset < len(data) and data[offset] < 0x80:
+        return data[offset], offset + 1
     result = shift = 0
     while True:
         if offset >= len(data):
