@@ -420,6 +420,14 @@ class ITurns(Interface):
         How many pieces of work wait for a turn.
         """
 
+    def atEnd(work):
+        """
+        Call C{work} (no arguments) once the work of this turn is done: at
+        the end of the turn it was asked in, before the next turn's work
+        (what the turn's work changed is then told in the same reactor
+        turn, not after the next budget of work).
+        """
+
 
 class IPortRequests(Interface):
     """

@@ -80,7 +80,7 @@ class Node:
         self._saver = None
         self.registry = Registry(self.overrides)
         self.manager.addObserver(self.registry)
-        self.pusher = Pusher(self.registry, clock, config.push_delay_ms)
+        self.pusher = Pusher(self.registry, clock, config.push_delay_ms, self.turns)
         self.ready = True
         self.clientAddress = config.advertise or None
         # The client port's number when it listens on every interface.

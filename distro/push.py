@@ -2,9 +2,11 @@
 """
 Pushes to the subscribers connected to this node (PROTOCOL.md 4.3).
 
-A change is pushed at the end of the reactor turn it happened in: the
-changes of one turn (a request, the peer frames read at once) are one push,
-with the newest view. With C{push_delay_ms}, a subscription is pushed at most
+A change is pushed at the end of the node's turn it happened in
+(L{distro.interfaces.ITurns.atEnd}), before the next turn's work: the
+changes of one turn (the requests answered in it, the peer frames read at
+once) are one push, with the newest view, written in the same reactor turn
+as the replies. With C{push_delay_ms}, a subscription is pushed at most
 once per that interval, what changes meanwhile at its end. While a
 connection cannot take more data only the fact that a subscription is due is
 kept, and the view is read when it is sent, so a slow subscriber costs one
@@ -18,6 +20,7 @@ from zope.interface import implementer
 
 from distro.histogram import Histogram
 from distro.interfaces import IViewListener
+from distro.turns import Turns
 
 # The upper bounds of the push latency histogram's buckets, in seconds: from
 # a view's change to its push written.
@@ -84,7 +87,10 @@ class PushChannel:
         subscription.due = due = max(now, subscription.lastPushAt + self.pusher.delay)
         self._pending.add(subscription)
         heapq.heappush(self._dueHeap, (due, next(self._sequence), subscription))
-        self._scheduleAt(due)
+        if due <= now:
+            self.pusher._atTurnEnd(self)
+        else:
+            self._scheduleAt(due)
 
     def again(self, service, clusters):
         """
@@ -136,9 +142,12 @@ class PushChannel:
                 return
             self._timer.cancel()
         delay = max(0.0, due - self.pusher.clock.seconds())
-        self._timer = self.pusher.clock.callLater(delay, self._flush)
+        self._timer = self.pusher.clock.callLater(delay, self.flush)
 
-    def _flush(self):
+    def flush(self):
+        """
+        Push every subscription due by now (and wait for the next one due).
+        """
         self._timer = None
         now = self.pusher.clock.seconds()
         while not self.paused:
@@ -168,7 +177,7 @@ class PushChannel:
         The connection can take data again: send what is due.
         """
         self.paused = False
-        self._flush()
+        self.flush()
 
     def pendingCount(self):
         """
@@ -219,15 +228,30 @@ class Pusher:
     service, told by the registry when a view changes.
     """
 
-    def __init__(self, registry, clock, delayMs):
+    def __init__(self, registry, clock, delayMs, turns=None):
         self.registry = registry
         self.clock = clock
+        self.turns = Turns(clock) if turns is None else turns
         self.delay = delayMs / 1000.0
+        self._due = {}  # channels with a push due at the end of this turn (a dict: in order)
         self._subscribers = {}
         # Every connection's subscriptions, counted as they come and go.
         self.subscriptionCount = 0
         self.stats = PushStats()
         registry.addViewListener(self)
+
+    def _atTurnEnd(self, channel):
+        """
+        C{channel} has a push due now: flushed at the end of this turn.
+        """
+        if not self._due:
+            self.turns.atEnd(self._flushDue)
+        self._due[channel] = None
+
+    def _flushDue(self):
+        due, self._due = self._due, {}
+        for channel in due:
+            channel.flush()
 
     def channel(self, send):
         """

@@ -10,7 +10,9 @@ budget, not for all of them.
 A turn is measured from the first work in it: L{Turns.available} opens it
 and schedules its end (C{callLater(0)}, which runs once the reactor has
 handled the events of this turn); the work deferred runs at the start of
-the following turns, oldest first, within the budget of each.
+the following turns, oldest first, within the budget of each. Work asked
+for the end of a turn (L{Turns.atEnd}: the pushes of what the turn's work
+changed) runs once the turn's work is done, before the next turn's.
 """
 
 import collections
@@ -37,6 +39,7 @@ class Turns:
         self._started = None  # when this turn's first work began
         self._next = None  # the call that ends this turn
         self._waiting = collections.deque()
+        self._ending = []  # work for the end of this turn
 
     def _open(self):
         if self._started is None:
@@ -79,8 +82,26 @@ class Turns:
     def pending(self):
         return len(self._waiting)
 
+    def atEnd(self, work):
+        self._ending.append(work)
+        self._open()
+
+    def _end(self):
+        # Work it runs may ask for more (bounded by what it asks): run
+        # until none is left.
+        while self._ending:
+            ending, self._ending = self._ending, []
+            for work in ending:
+                try:
+                    work()
+                except Exception:
+                    self.log.failure("work for the end of a turn failed: {work!r}", work=work)
+
     def _turn(self):
         self._started = self._next = None
+        # The end of the turn begun outside this call (reads handled at
+        # once, timers): what it asked for runs before the next work.
+        self._end()
         if not self._waiting:
             return
         self._open()
@@ -96,3 +117,4 @@ class Turns:
             except Exception:
                 # Its owner's failure: the work after it still runs.
                 self.log.failure("work deferred to a turn failed: {work!r}", work=work)
+        self._end()

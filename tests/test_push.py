@@ -7,6 +7,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro.push import Pusher
+from distro.turns import Turns
+
+from ._turns import nextTurn
 
 
 class _Info:
@@ -175,6 +178,29 @@ class PushAtOnceTests(SynchronousTestCase):
             self.clock.advance(0.0001)
         self.assertEqual([(t, c) for t, _, c in self.sent],
                          [(0.0, "1"), (0.0001, "2"), (0.0002, "3"), (0.0003, "4"), (0.0004, "5")])
+
+    def test_endOfItsTurn(self):
+        """
+        A change made by a turn's work (a request answered) is pushed at
+        the end of that turn, in the same reactor turn, before the next
+        turn's work: not after it, as a timed call made in the turn would
+        run.
+        """
+        turns = Turns(self.clock)
+        pusher = Pusher(self.views, self.clock, 0, turns)
+        order = []
+        channel = pusher.channel(lambda info: order.append(("push", info.checksum)))
+        pusher.subscribe(channel, "a", None, "0")
+
+        def request():
+            self.views.change("a")
+            turns.later(lambda: order.append("next turn's work"))
+
+        turns.later(request)
+        nextTurn(self.clock)
+        self.assertEqual(order, [("push", "1")])
+        nextTurn(self.clock)
+        self.assertEqual(order, [("push", "1"), "next turn's work"])
 
     def test_oneTurnOnePush(self):
         """

@@ -120,3 +120,41 @@ class TurnsTests(SynchronousTestCase):
         self.turns.available()
         nextTurn(self.clock)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_atEnd(self):
+        """
+        Work for the end of a turn runs once the turn's work is done, in
+        the same reactor turn, before the next turn's work; asked outside a
+        turn's work (a read handled at once), it runs first in the next.
+        """
+        ran = []
+
+        def first():
+            ran.append("first")
+            self.turns.atEnd(lambda: ran.append("end of first's turn"))
+            self.turns.later(lambda: ran.append("next turn's"))
+
+        self.turns.later(first)
+        self.turns.later(lambda: ran.append("second"))
+        nextTurn(self.clock)
+        self.assertEqual(ran, ["first", "second", "end of first's turn"])
+        self.turns.atEnd(lambda: ran.append("end of a read's turn"))
+        nextTurn(self.clock)
+        self.assertEqual(ran[3:], ["end of a read's turn", "next turn's"])
+
+    def test_atEndAsksMore(self):
+        """
+        Work for the end of a turn that asks for more: that runs too, in
+        the same end; a failure is logged and the rest runs.
+        """
+        ran = []
+
+        def broken():
+            raise RuntimeError("boom")
+
+        self.turns.atEnd(lambda: self.turns.atEnd(lambda: ran.append("asked at the end")))
+        self.turns.atEnd(broken)
+        self.turns.atEnd(lambda: ran.append("after"))
+        nextTurn(self.clock)
+        self.assertEqual(ran, ["after", "asked at the end"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
