@@ -230,6 +230,7 @@ class GrpcConnection(Protocol):
         self.service = factory.service
         self.clock = factory.clock
         self.calls = {}
+        self._sending = {}  # the calls with something to send (a dict: in order)
         self.peer = ("", 0)
         self._unsent = 0
         self._partial = 0
@@ -598,6 +599,7 @@ class GrpcConnection(Protocol):
         if call.ended:
             return
         call.ended = True
+        self._sending.pop(call, None)
         self._dropPartial(call)
         self._unsent -= call._outboundBytes
         call._outboundBytes = 0
@@ -627,6 +629,7 @@ class GrpcConnection(Protocol):
             call._headersSent = True
 
     def _queued(self, call, size):
+        self._sending[call] = None
         self._unsent += size
         if self._unsent > self.factory.holdWritersAt and not self._holding:
             self._holding = True
@@ -641,9 +644,12 @@ class GrpcConnection(Protocol):
         """
         if self._closing or self.transport is None:
             return
-        if not self._paused:
-            for call in list(self.calls.values()):
-                self._sendCall(call)
+        if not self._paused and self._sending:
+            # Only the calls with something to send: a connection of many
+            # calls waiting for their replies costs nothing per write.
+            for call in list(self._sending):
+                if not call.ended:
+                    self._sendCall(call)
         data = self.frames.dataToSend()
         if data:
             self.transport.write(data)
@@ -671,7 +677,9 @@ class GrpcConnection(Protocol):
             frames.sendData(streamId, chunk)
             call._outboundBytes -= len(chunk)
             self._unsent -= len(chunk)
-        if call._trailers is not None:
+        if call._trailers is None:
+            self._sending.pop(call, None)
+        else:
             trailers, call._trailers = call._trailers, None
             # The stream's last frame (and, when the client still sends,
             # its reset: it is told to stop).
