@@ -23,6 +23,7 @@ import ctypes
 import dataclasses
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -153,7 +154,6 @@ def freePort(offsets=(1000,)):
     A port P below the ephemeral range with P + each of C{offsets} free too,
     on every address.
     """
-    import random
     low, high = LOWEST - min(0, *offsets), ephemeralStart() - max(0, *offsets)
     for _ in range(1000):
         port = random.randrange(low, high)
@@ -425,6 +425,7 @@ def printComparison(columns, baseline, short, *, width=18, formats=None):
     ratios = [("distro", baseline)] + [(n, "distro") for n in names[2:]]
     labels = list(columns["distro"])
     first = max(len(label) for label in labels) + 2
+    width = max(width, *(len(f"{a} / {b}") + 2 for a, b in ratios))
 
     def shown(name):
         return short if name == baseline else name

@@ -7,7 +7,7 @@
 #
 # r-nacos: `cargo install rnacos` (crates.io), its version pinned below:
 #   0.8.8, the newest on crates.io when this was written; it builds with
-#   `--locked` on Rust 1.95 (about 8 minutes of 2 cores).
+#   `--locked` on Rust 1.95 (14 minutes here, on 2 cores shared with other builds).
 #
 # Nacos: the real Java server, from a Nacos server distribution that you
 #   provide, as a release ships it (nacos-server-VERSION.tar.gz or .zip, or
