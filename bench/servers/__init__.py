@@ -425,10 +425,11 @@ def printComparison(columns, baseline, short, *, width=18, formats=None):
     ratios = [("distro", baseline)] + [(n, "distro") for n in names[2:]]
     labels = list(columns["distro"])
     first = max(len(label) for label in labels) + 2
-    width = max(width, *(len(f"{a} / {b}") + 2 for a, b in ratios))
 
     def shown(name):
         return short if name == baseline else name
+
+    width = max(width, *(len(f"{shown(a)} / {shown(b)}") + 2 for a, b in ratios))
 
     def cell(value, form):
         return "-" if value is None else form.format(value)
