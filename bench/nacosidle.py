@@ -18,8 +18,9 @@ answers it), all at once. Printed per column: the time until every
 connection is set up (distro's own port one after another, the Nacos ports
 all at once; the client in this process shares the machine's cores), the
 server's RSS per connection (RSS of its process tree with them, less RSS
-before, once idle, over N: a JVM's includes what its heap grew by, which
-it may not give back), and its CPU per second over C{--idle} seconds of
+before, once idle, over N: a JVM's heap pages stay resident once touched,
+so for Nacos also its heap in use after a full collection, with them less
+before, over N), and its CPU per second over C{--idle} seconds of
 idleness (gRPC keepalives and the server's own timers); the ratio of
 distro's Nacos port to its own port, and of the others to distro's Nacos
 port. With Nacos among the servers the bench runs in a network namespace of
@@ -61,19 +62,22 @@ async def idleFigures(server, options, setUp):
     per second of idleness of C{server}.
     """
     await asyncio.to_thread(server.settledCpu)
-    before = server.rss()
+    before, heapBefore = server.rss(), await asyncio.to_thread(server.liveHeap)
     started = time.monotonic()
     close = await setUp()
     try:
         setup = time.monotonic() - started
         await asyncio.to_thread(server.settledCpu, 1.0)
         memory = server.rss() - before
+        heap = await asyncio.to_thread(server.liveHeap)
         cpu = server.cpuSeconds()
         await asyncio.sleep(options.idle)
         idle = (server.cpuSeconds() - cpu) / options.idle
     finally:
         await close()
     return {"set up (s)": setup, "server RSS per connection (KB)": memory / options.connections / 1024,
+            "JVM heap in use per connection (KB)": None if heap is None else
+            (heap - heapBefore) / options.connections / 1024,
             "server CPU while idle (ms/s)": idle * 1000}
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -256,6 +257,24 @@ class Server:
         The resident memory of its process tree, in bytes.
         """
         return sum(_rss(p) for p in processTree(self.process.pid))
+
+    def liveHeap(self):
+        """
+        For the JVM (Nacos): its heap in use right after a full collection
+        (C{jcmd GC.run}, then C{GC.heap_info}), in bytes; C{None} for the
+        others. RSS alone says little of what a JVM keeps: its heap's pages
+        stay resident once touched.
+        """
+        if self.kind != "nacos":
+            return None
+        pid = str(self.process.pid)
+        subprocess.run(["jcmd", pid, "GC.run"], check=True, capture_output=True, timeout=60)
+        info = subprocess.run(["jcmd", pid, "GC.heap_info"], check=True, capture_output=True, text=True,
+                              timeout=60).stdout
+        found = re.search(r"heap +total \d+K, used (\d+)K", info)
+        if found is None:
+            raise SystemExit(f"jcmd GC.heap_info said nothing of the heap in use:\n{info}")
+        return int(found.group(1)) * 1024
 
     def settledCpu(self, quiet=0.3, timeout=30):
         """
