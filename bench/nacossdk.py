@@ -21,7 +21,10 @@ times, timing each register's return to the callback that shows it.
 Printed: registrations/s, the server's CPU (user + system of its process
 tree, C{/proc}, counted until it is idle again: the work done after
 replying) and the SDK processes' CPU per registration, the server's RSS
-(a JVM's includes its heap as it grew), and the push latency's p50 and p99.
+(a JVM's includes its heap as it grew), and the push latency's p50 and p99
+(Nacos and r-nacos hold a change back before pushing it, by design and by
+default: Nacos' C{nacos.naming.push.pushTaskDelay}, 500 ms; r-nacos' 500 ms
+delay, checked every 500 ms).
 
 The baseline, in the same run: the same registrations sent by the raw gRPC
 client of C{bench/nacos.py} (grpcio in this process, one call per message,
