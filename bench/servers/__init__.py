@@ -76,12 +76,12 @@ def serverKinds(text):
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     for kind in kinds:
         if kind not in KINDS:
-            raise argparse.ArgumentTypeError(f"--servers: {kind!r} is none of {', '.join(KINDS)}")
+            raise argparse.ArgumentTypeError(f"{kind!r} is none of {', '.join(KINDS)}")
         reason = missing(kind)
         if reason:
-            raise argparse.ArgumentTypeError(f"--servers: {kind}: {reason}")
+            raise argparse.ArgumentTypeError(f"{kind}: {reason}")
     if "distro" not in kinds:
-        raise argparse.ArgumentTypeError("--servers: the ratios are against distro, so it must be one")
+        raise argparse.ArgumentTypeError("the ratios are against distro, so it must be one")
     return kinds
 
 
@@ -438,11 +438,12 @@ def printComparison(columns, baseline, short, *, width=18, formats=None):
     Print C{columns} (a column's name: its figures, a row's label: a value
     or C{None}) side by side, then the ratios: distro's column over
     C{baseline}'s (named C{short} in the ratio's heading), each later
-    column over distro's. C{formats}: a row's label: its format.
+    column over distro's; a row with no value in any column is left out.
+    C{formats}: a row's label: its format.
     """
     names = list(columns)
     ratios = [("distro", baseline)] + [(n, "distro") for n in names[2:]]
-    labels = list(columns["distro"])
+    labels = [label for label in columns["distro"] if any(columns[n].get(label) is not None for n in columns)]
     first = max(len(label) for label in labels) + 2
 
     def shown(name):
