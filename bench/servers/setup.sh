@@ -13,8 +13,8 @@
 #   provide, as a release ships it (nacos-server-VERSION.tar.gz or .zip, or
 #   that archive unpacked: a directory with target/nacos-server.jar):
 #       NACOS_DIST=/path/to/nacos-server-2.5.1.tar.gz bash bench/servers/setup.sh
-#   It is not fetched here: Maven Central has Nacos' client but not its
-#   server, and this project builds no other project's server from source.
+#   It is not fetched here: Maven Central, the package registry for Java,
+#   has Nacos' client but not its server.
 #   Tested with 2.5.1, the newest 2.x release (the SDKs' gRPC protocol; 3.x
 #   moves the console and its ports). It runs on the JDK on PATH (17 here).
 #   The bench starts it standalone (embedded storage) on 127.0.0.1, auth
