@@ -193,6 +193,10 @@ class ServerConnection:
         self.maxOutboundFrame = DEFAULT_FRAME_SIZE
         self._unacknowledged = 0  # the connection's bytes received since its window was opened
         self._checked = None  # the last request headers found well-formed (the decoder repeats them)
+        # The HPACK encoder's table (never used, RFC 7541's 4,096 until the
+        # client lowers it: then 0), and whether the next block says so.
+        self._encoderTableSize = 4096
+        self._tableSizeUpdate = False
 
     # What this side sends
 
@@ -225,7 +229,12 @@ class ServerConnection:
         Send header block C{block} (HPACK, one frame: blocks are small);
         with C{end}, the stream's last frame: this side forgets it, and the
         client that still sends is told to stop (C{RST_STREAM NO_ERROR}).
+        The first block after the client lowered SETTINGS_HEADER_TABLE_SIZE
+        starts with a dynamic table size update to 0.
         """
+        if self._tableSizeUpdate:
+            self._tableSizeUpdate = False
+            block = b"\x20" + block
         self._out.append(frame(HEADERS, END_HEADERS | END_STREAM if end else END_HEADERS, streamId, block))
         if end:
             self._ended(streamId)
@@ -462,8 +471,15 @@ class ServerConnection:
             elif code == SETTINGS_ENABLE_PUSH:
                 if value > 1:
                     raise ConnectionError(PROTOCOL_ERROR, f"SETTINGS_ENABLE_PUSH {value}")
-            # The others concern what this side does not do (push, a
-            # dynamic table for what it sends) or are advisory.
+            elif code == SETTINGS_HEADER_TABLE_SIZE:
+                # The encoder's table must shrink to fit, and the next
+                # block say so (RFC 7541 4.2; decoders such as nghttp2's
+                # and Netty's require it): it becomes 0, as it is unused.
+                if value < self._encoderTableSize:
+                    self._encoderTableSize = 0
+                    self._tableSizeUpdate = True
+            # The others concern what this side does not do (push) or are
+            # advisory.
         self._out.append(frame(SETTINGS, ACK, 0))
 
     def _pushPromise(self, flags, streamId, payload):

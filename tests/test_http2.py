@@ -351,6 +351,36 @@ class ConnectionFrameTests(ServerConnectionTestCase):
             self.setUp()
             self.refused(data, code)
 
+    def test_headerTableSizeReduced(self):
+        """
+        A client that lowers SETTINGS_HEADER_TABLE_SIZE below HPACK's 4,096
+        is told, at the start of the server's next header block, that the
+        server's table is 0 (RFC 7541 4.2: nghttp2 and Netty end the
+        connection with COMPRESSION_ERROR otherwise); once only, and not
+        for a size that does not shrink the table.
+        """
+        self.open(1)
+        self.open(3)
+        self.sent()
+        self.connection.receive(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_HEADER_TABLE_SIZE,
+                                                                         4096)))
+        self.connection.sendHeaders(1, b"\x88")
+        self.connection.receive(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_HEADER_TABLE_SIZE,
+                                                                         100)))
+        self.connection.sendHeaders(1, b"\x88", end=True)
+        self.connection.sendHeaders(3, b"\x88", end=True)
+        self.connection.receive(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_HEADER_TABLE_SIZE, 0)))
+        self.open(5)
+        self.connection.sendHeaders(5, b"\x88", end=True)
+        self.assertEqual([(kind, streamId, payload) for kind, _, streamId, payload in self.sent()], [
+            (http2.SETTINGS, 0, b""), (http2.HEADERS, 1, b"\x88"),
+            (http2.SETTINGS, 0, b""), (http2.HEADERS, 1, b"\x20\x88"), (http2.RST_STREAM, 1, b"\x00\x00\x00\x00"),
+            (http2.HEADERS, 3, b"\x88"), (http2.RST_STREAM, 3, b"\x00\x00\x00\x00"),
+            (http2.SETTINGS, 0, b""), (http2.HEADERS, 5, b"\x88"), (http2.RST_STREAM, 5, b"\x00\x00\x00\x00")])
+        decoder = hpack.Decoder()
+        decoder.header_table_size = 100
+        self.assertEqual(decoder.decode(b"\x20\x88"), [(":status", "200")])
+
     def test_pings(self):
         """
         A PING is answered with its payload; an answer to the server's is
