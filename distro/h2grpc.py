@@ -25,7 +25,8 @@ Bounds, per TCP connection (L{GrpcConnection}):
    writers are told to hold their messages (L{IGrpcService.pauseWriters}),
    so that a stream never queues a message behind another not yet sent;
  - a peer that answers no PING within C{keepaliveTimeout} is dropped, and
-   one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s;
+   one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s (or
+   has the server reset them, breaking a rule on each);
  - a connection the server ends goes at once: trailers, C{GOAWAY}, close.
 
 Reading and answering take their share of the node's turns (an
@@ -579,11 +580,10 @@ class GrpcConnection(Protocol):
         call = self.calls.pop(streamId, None)
         if call is not None:
             self._endCall(call)
-        if not remote:
-            return
         # A peer that opens and resets streams as fast as it can (HTTP/2's
-        # "rapid reset") costs work per stream and is never over the
-        # stream limit: past MAX_RESETS in RESET_WINDOW seconds, it goes.
+        # "rapid reset"), or has this side reset them for a rule it breaks
+        # on each ("MadeYouReset"), costs work per stream and is never over
+        # the stream limit: past MAX_RESETS in RESET_WINDOW seconds, it goes.
         now = self.clock.seconds()
         if now - self._resetWindow >= RESET_WINDOW:
             self._resetWindow, self._resets = now, 0

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from distro import h2grpc
+from distro import h2grpc, http2
 from distro.admission import Admission
 from distro.h2grpc import GrpcError, GrpcFactory, IGrpcService
 from distro.http2 import IStreamHandler
@@ -503,6 +503,28 @@ class BoundsTests(GrpcTestCase):
         self.clock.advance(h2grpc.RESET_WINDOW)
         self.assertIsNotNone(H2Client(self.factory).server)
         self.assertEqual(self.service.streams, [])
+
+    def test_resetsTheServerIsMadeToSend(self):
+        """
+        A peer that has the server reset its streams (a WINDOW_UPDATE of 0
+        on each: "MadeYouReset") is dropped as one that resets them itself.
+        """
+        client = H2Client(self.factory)
+
+        def burst(count):
+            for _ in range(count):
+                streamId = client.open("/Echo/stream")
+                client.server.dataReceived(client.h2.data_to_send()
+                                           + http2.frame(http2.WINDOW_UPDATE, 0, streamId, b"\x00\x00\x00\x00"))
+                self.clock.advance(0)
+                client.h2.receive_data(client.transport.value())  # its stream is reset
+                client.transport.clear()
+
+        burst(h2grpc.MAX_RESETS)
+        self.assertFalse(client.closed)
+        burst(1)
+        self.assertTrue(client.closed)
+        self.assertIsNone(H2Client(self.factory).server)
 
     def test_longFrameRefusedFromItsHeader(self):
         """
