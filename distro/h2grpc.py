@@ -439,8 +439,10 @@ class GrpcConnection(Protocol):
         if call is None or call.ended or call._trailers is not None:
             return
         buffer = call._inbound
-        before = len(buffer)
         buffer += data
+        # Counted as they come and as they go: a call failed or ended
+        # below drops (L{_dropPartial}) only what was counted.
+        self._partial += len(data)
         limit = self.service.messageLimit(self)
         while len(buffer) >= 5:
             compressed, length = _PREFIX.unpack_from(buffer)
@@ -454,10 +456,10 @@ class GrpcConnection(Protocol):
                 break
             message = bytes(buffer[5:5 + length])
             del buffer[:5 + length]
+            self._partial -= 5 + length
             self._message(call, message)
             if call.ended or call._trailers is not None:
                 break
-        self._partial += len(buffer) - before
         if self._partial > 2 * self.factory.maxMessage:
             self.log.info("gRPC peer {ip} holds too many partial messages; closing", ip=self.peer[0])
             self.close(RESOURCE_EXHAUSTED, "too many partial messages")

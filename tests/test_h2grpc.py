@@ -180,6 +180,26 @@ class BoundsTests(GrpcTestCase):
             client.send(streamId, framed(b"x" * LIMIT)[:LIMIT])
         self.assertTrue(client.closed)
 
+    def test_partialMessagesBoundedAfterRefusals(self):
+        """
+        A message refused with what came after it in its DATA frame (a
+        compressed one, a second one on a unary call, one past the limit)
+        takes off the partial bytes only what was counted: the bound holds
+        after any number of them.
+        """
+        client = H2Client(self.factory)
+        for _ in range(4):
+            for message in (framed(b"x" * 500, compressed=True), framed(b"a") + framed(b"b") + b"x" * 500,
+                            framed(b"x" * (LIMIT + 1))[:600]):
+                streamId = client.open("/Echo/unary")
+                client.send(streamId, message)
+                self.assertIsNotNone(client.responses[streamId].status)
+        self.assertFalse(client.closed)
+        for _ in range(3):
+            streamId = client.open("/Echo/stream")
+            client.send(streamId, framed(b"x" * LIMIT)[:LIMIT])
+        self.assertTrue(client.closed)
+
     def test_noWindowRepliesBounded(self):
         """
         A client that grants no window gets its replies held up to
