@@ -4,7 +4,11 @@ client in memory (tests/_h2client.py) on a clock: calls, framing, and every
 bound a hostile client could push on.
 """
 
+from collections import Counter
+from random import Random
+
 import h2.events
+import hpack
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,6 +24,7 @@ from distro.turns import Turns
 
 from ._h2client import H2Client, framed
 from ._turns import SteppedTimer, TickingTimer, nextTurn
+from .test_http2 import randomFrame
 
 LIMIT = 1024
 
@@ -564,3 +569,74 @@ class BoundsTests(GrpcTestCase):
         client.server.dataReceived(b"GET / HTTP/1.1\r\n\r\n" * 10)
         self.assertTrue(client.closed)
         self.assertEqual(H2Client(self.factory).unary("/Echo/unary", b"ok").messages(), [b"echo ok"])
+
+
+class FuzzTests(GrpcTestCase):
+    """
+    Calls of every kind mixed with random, malformed frames, resets, late
+    replies and time passing: no exception escapes C{dataReceived}, the
+    counts of what a connection holds never go below 0 nor past their
+    bounds, no call outlives its stream, and every stream's listener is
+    told its end.
+    """
+
+    PATHS = (b"/Echo/unary", b"/Echo/stream", b"/Echo/later", b"/Echo/big", b"/Echo/refuse", b"/Echo/nope")
+
+    def connectionRun(self, seed):
+        random = Random(seed)
+        self.setUp()
+        client = H2Client(self.factory)
+        server = client.server
+        client.transport.clear()
+        encoder = hpack.Encoder()
+        nextStream = 1
+        end = "lasted"
+        for _ in range(150):
+            roll = random.random()
+            streams = sorted(server.calls)
+            data = b""
+            if roll < 0.3:
+                data = http2.frame(http2.HEADERS, random.choice((4, 5)), nextStream, encoder.encode([
+                    (b":method", b"POST"), (b":scheme", b"http"), (b":path", random.choice(self.PATHS)),
+                    (b":authority", b"node"), (b"content-type", b"application/grpc")]))
+                nextStream += 2
+            elif roll < 0.55 and streams:
+                message = framed(b"m" * random.randrange(50))
+                if random.random() < 0.2:
+                    message = message[:random.randrange(len(message))]
+                elif random.random() < 0.1:
+                    message = framed(b"z", compressed=True) + message
+                data = http2.frame(http2.DATA, random.choice((0, 1)), random.choice(streams), message)
+            elif roll < 0.6 and streams:
+                data = http2.frame(http2.RST_STREAM, 0, random.choice(streams), b"\x00\x00\x00\x08")
+            elif roll < 0.65:
+                for later, _ in self.service.later:
+                    if not later.called:
+                        later.callback(b"late")
+            elif roll < 0.7:
+                self.clock.advance(random.choice((0, 1, 15, 31)))
+            elif roll > 0.97:
+                data = randomFrame(random, encoder, nextStream, set(streams))
+            if data:
+                server.dataReceived(data)
+            self.clock.advance(0)
+            client.transport.clear()
+            if client.closed:
+                end = "closed"
+                break
+            for streamId, call in server.calls.items():
+                self.assertTrue(server.frames.isOpen(streamId) or call._trailers is not None)
+            self.assertLessEqual(len(server.calls), self.factory.maxStreams)
+            self.assertTrue(0 <= server._partial <= 2 * self.factory.maxMessage, server._partial)
+            self.assertTrue(0 <= server._unsent, server._unsent)
+        server.connectionLost(None)
+        self.assertEqual((server.calls, self.service.streams), ({}, []))
+        return end
+
+    def test_fuzz(self):
+        """
+        Five hundred connections (fixed seeds): each lasts or is closed,
+        and is clean once gone.
+        """
+        ends = Counter(self.connectionRun(seed) for seed in range(500))
+        self.assertEqual(set(ends), {"closed", "lasted"})

@@ -434,6 +434,61 @@ class ConnectionFrameTests(ServerConnectionTestCase):
             self.refused(data, http2.PROTOCOL_ERROR)
 
 
+_SETTINGS = (http2.SETTINGS_HEADER_TABLE_SIZE, http2.SETTINGS_ENABLE_PUSH, http2.SETTINGS_MAX_CONCURRENT_STREAMS,
+             http2.SETTINGS_INITIAL_WINDOW_SIZE, http2.SETTINGS_MAX_FRAME_SIZE, http2.SETTINGS_MAX_HEADER_LIST_SIZE,
+             0x8, 0xFE03)
+
+
+def randomFrame(random, encoder, nextStream, open):
+    """
+    One frame of any type, mostly well-formed, on a stream that is
+    open, was, or never was.
+    """
+    kind = random.choice((http2.DATA, http2.HEADERS, http2.PRIORITY, http2.RST_STREAM, http2.SETTINGS,
+                          http2.PUSH_PROMISE, http2.PING, http2.GOAWAY, http2.WINDOW_UPDATE,
+                          http2.CONTINUATION, 0x20))
+    sane = random.random() < 0.9
+    flags = random.choice((0, 1, 4, 5, 8, 0x20, 0x25, 0x2D)) if sane else random.randrange(256)
+    if open and random.random() < 0.7:
+        streamId = random.choice(sorted(open))
+    else:
+        streamId = random.randrange(1, nextStream + 2, 2)
+    if kind in (http2.SETTINGS, http2.PING, http2.GOAWAY) or (kind == http2.WINDOW_UPDATE and random.random() < 0.5):
+        streamId = 0
+    if sane and kind in (http2.PUSH_PROMISE, http2.CONTINUATION):
+        kind = 0x20
+    if kind in (http2.HEADERS, http2.CONTINUATION):
+        if sane and kind == http2.HEADERS:
+            flags |= http2.END_HEADERS
+        headers = REQUEST if random.random() < 0.5 else [(b"x-trailer", b"1")]
+        if random.random() < 0.5:
+            headers = headers + [(b"x-%d" % random.randrange(100), b"v" * random.randrange(300))]
+        payload = encoder.encode(headers) if sane else random.randbytes(random.randrange(20))
+        if flags & http2.PADDED:
+            pad = random.randrange(4)
+            payload = bytes([pad]) + payload + b"\x00" * pad
+        if flags & http2.PRIORITY_FLAG and kind == http2.HEADERS:
+            payload = b"\x00\x00\x00\x00\x10" + payload
+    elif kind == http2.SETTINGS:
+        values = (0, 1, 100, 4096, 16384, 65535) if sane else (2 ** 31, random.randrange(2 ** 32))
+        payload = b"" if flags & http2.ACK else b"".join(
+            struct.pack(">HI", random.choice(_SETTINGS), random.choice(values))
+            for _ in range(random.randrange(3)))
+    elif kind == http2.WINDOW_UPDATE:
+        payload = struct.pack(">I", random.choice((1, 1000, 70000) if sane else (0, 2 ** 31 - 1, 2 ** 32 - 1)))
+    elif kind == http2.DATA:
+        payload = bytes(random.randrange(200))
+        if flags & http2.PADDED:
+            payload = bytes([random.randrange(4)]) + payload
+    else:
+        payload = {http2.PING: b"12345678", http2.GOAWAY: b"\x00" * 8, http2.RST_STREAM: b"\x00\x00\x00\x08",
+                   http2.PRIORITY: bytes([0, 0, 0, random.randrange(5), 16])}.get(kind, b"\x00\x01")
+    if not sane:
+        payload = payload[:random.randrange(len(payload) + 1)]
+        streamId = random.choice((streamId, 0, random.randrange(60)))
+    return frame(kind, flags, streamId, payload)
+
+
 @implementer(IStreamHandler)
 class FuzzHandler:
     """
@@ -493,58 +548,6 @@ class FuzzTests(SynchronousTestCase):
     open (and of each one's end), and what is kept stays bounded.
     """
 
-    SETTINGS = (http2.SETTINGS_HEADER_TABLE_SIZE, http2.SETTINGS_ENABLE_PUSH, http2.SETTINGS_MAX_CONCURRENT_STREAMS,
-                http2.SETTINGS_INITIAL_WINDOW_SIZE, http2.SETTINGS_MAX_FRAME_SIZE, http2.SETTINGS_MAX_HEADER_LIST_SIZE,
-                0x8, 0xFE03)
-
-    def randomFrame(self, random, encoder, nextStream, open):
-        """
-        One frame of any type, mostly well-formed, on a stream that is
-        open, was, or never was.
-        """
-        kind = random.choice((http2.DATA, http2.HEADERS, http2.PRIORITY, http2.RST_STREAM, http2.SETTINGS,
-                              http2.PUSH_PROMISE, http2.PING, http2.GOAWAY, http2.WINDOW_UPDATE,
-                              http2.CONTINUATION, 0x20))
-        sane = random.random() < 0.9
-        flags = random.choice((0, 1, 4, 5, 8, 0x20, 0x25, 0x2D)) if sane else random.randrange(256)
-        if open and random.random() < 0.7:
-            streamId = random.choice(sorted(open))
-        else:
-            streamId = random.randrange(1, nextStream + 2, 2)
-        if kind in (http2.SETTINGS, http2.PING, http2.GOAWAY) or (kind == http2.WINDOW_UPDATE and random.random() < 0.5):
-            streamId = 0
-        if sane and kind in (http2.PUSH_PROMISE, http2.CONTINUATION):
-            kind = 0x20
-        if kind in (http2.HEADERS, http2.CONTINUATION):
-            if sane and kind == http2.HEADERS:
-                flags |= http2.END_HEADERS
-            headers = REQUEST if random.random() < 0.5 else [(b"x-trailer", b"1")]
-            if random.random() < 0.5:
-                headers = headers + [(b"x-%d" % random.randrange(100), b"v" * random.randrange(300))]
-            payload = encoder.encode(headers) if sane else random.randbytes(random.randrange(20))
-            if flags & http2.PADDED:
-                payload = bytes([random.randrange(4)]) + payload + b"\x00" * 4
-            if flags & http2.PRIORITY_FLAG and kind == http2.HEADERS:
-                payload = b"\x00\x00\x00\x00\x10" + payload
-        elif kind == http2.SETTINGS:
-            values = (0, 1, 100, 4096, 16384, 65535) if sane else (2 ** 31, random.randrange(2 ** 32))
-            payload = b"" if flags & http2.ACK else b"".join(
-                struct.pack(">HI", random.choice(self.SETTINGS), random.choice(values))
-                for _ in range(random.randrange(3)))
-        elif kind == http2.WINDOW_UPDATE:
-            payload = struct.pack(">I", random.choice((1, 1000, 70000) if sane else (0, 2 ** 31 - 1, 2 ** 32 - 1)))
-        elif kind == http2.DATA:
-            payload = bytes(random.randrange(200))
-            if flags & http2.PADDED:
-                payload = bytes([random.randrange(4)]) + payload
-        else:
-            payload = {http2.PING: b"12345678", http2.GOAWAY: b"\x00" * 8, http2.RST_STREAM: b"\x00\x00\x00\x08",
-                       http2.PRIORITY: bytes([0, 0, 0, random.randrange(5), 16])}.get(kind, b"\x00\x01")
-        if not sane:
-            payload = payload[:random.randrange(len(payload) + 1)]
-            streamId = random.choice((streamId, 0, random.randrange(60)))
-        return frame(kind, flags, streamId, payload)
-
     def connectionRun(self, seed):
         """
         One connection fed C{seed}'s frames until it ends; return how it
@@ -570,7 +573,7 @@ class FuzzTests(SynchronousTestCase):
             elif roll < 0.45 and handler.open:
                 data += frame(http2.RST_STREAM, 0, random.choice(sorted(handler.open)), b"\x00\x00\x00\x08")
             else:
-                data += self.randomFrame(random, encoder, nextStream, handler.open)
+                data += randomFrame(random, encoder, nextStream, handler.open)
             if random.random() < 0.01:
                 mutated = bytearray(data)
                 mutated[random.randrange(len(mutated))] = random.randrange(256)
