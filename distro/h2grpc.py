@@ -27,7 +27,8 @@ Bounds, per TCP connection (L{GrpcConnection}):
  - a peer that answers no PING within C{keepaliveTimeout} is dropped, and
    one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s (or
    has the server reset them, breaking a rule on each);
- - a connection the server ends goes at once: trailers, C{GOAWAY}, close.
+ - a connection the server ends goes at once: trailers, C{GOAWAY}, close;
+   one the peer ends (C{GOAWAY}) goes once its calls in flight are over.
 
 Reading and answering take their share of the node's turns (an
 L{distro.interfaces.ITurns}): past the turn's budget a connection's bytes
@@ -251,6 +252,7 @@ class GrpcConnection(Protocol):
         self._resetWindow = 0.0
         self._resets = 0
         self._routed = self._route = None  # the last request's headers, and where they go
+        self._peerGone = False  # the peer said GOAWAY: the connection ends with its last call
 
     # Connection
 
@@ -614,6 +616,8 @@ class GrpcConnection(Protocol):
                 self.factory.notices.failure("stream end failed", "gRPC {method} end failed",
                                              method=call.method)
         self._maybeResume()
+        if self._peerGone and not self.calls and not self._closing:
+            self._goAway(http2.NO_ERROR)
 
     def pingAcknowledged(self):
         if self._pingDeadline is not None and self._pingDeadline.active() and not self._closing:
@@ -621,7 +625,11 @@ class GrpcConnection(Protocol):
             self._pingDeadline = None
 
     def goneAway(self, code):
-        self._goAway(http2.NO_ERROR)
+        # The peer opens no more streams; those open are answered (RFC 9113
+        # 6.8: grpc-java's graceful shutdown of a transport waits for them).
+        self._peerGone = True
+        if not self.calls:
+            self._goAway(http2.NO_ERROR)
 
     # Outbound
 

@@ -262,6 +262,34 @@ class BoundsTests(GrpcTestCase):
         connection.connectionLost(None)
         self.assertEqual((self.service.streams, self.service.lost), ([], [connection]))
 
+    def test_peerGoAwayLetsCallsFinish(self):
+        """
+        A client's GOAWAY (grpc-java's graceful shutdown of a transport)
+        lets its calls in flight be answered (RFC 9113 6.8); the connection
+        closes once none is left, or at once when none is.
+        """
+        client = H2Client(self.factory)
+        later = client.open("/Echo/later")
+        client.send(later, framed(b"1"), end=True)
+        stream = client.open("/Echo/stream")
+        client.send(stream, framed(b"a"))
+        client.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00\x00\x00\x00\x00\x00\x00\x00"))
+        client.pump()
+        self.assertFalse(client.closed)
+        d, request = self.service.later.pop()
+        d.callback(b"later " + request)
+        client.pump()
+        self.assertEqual((client.responses[later].messages(), client.responses[later].status),
+                         ([b"later 1"], h2grpc.OK))
+        self.assertFalse(client.closed)
+        client.send(stream, framed(b"b"), end=True)
+        self.assertEqual((client.responses[stream].messages(), client.responses[stream].status),
+                         ([b"re a", b"re b"], h2grpc.OK))
+        self.assertTrue(client.closed)
+        idle = H2Client(self.factory, port=40001)
+        idle.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00\x00\x00\x00\x00\x00\x00\x00"))
+        self.assertTrue(idle.closed)
+
     def test_keepalive(self):
         """
         A silent peer is pinged; answered, it stays; not answered within
