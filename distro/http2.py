@@ -453,17 +453,14 @@ class ServerConnection:
             return
         if len(payload) % 6:
             raise ConnectionError(FRAME_SIZE_ERROR, "SETTINGS not of 6-byte entries")
+        window = highest = None
         for offset in range(0, len(payload), 6):
             code, value = _SETTING.unpack_from(payload, offset)
             if code == SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ConnectionError(FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1")
-                delta = value - self._initialSendWindow
-                self._initialSendWindow = value
-                for stream in self._streams.values():
-                    stream.sendWindow += delta
-                    if stream.sendWindow > MAX_WINDOW:
-                        raise ConnectionError(FLOW_CONTROL_ERROR, "a stream's window past 2^31-1")
+                window = value
+                highest = value if highest is None else max(highest, value)
             elif code == SETTINGS_MAX_FRAME_SIZE:
                 if not DEFAULT_FRAME_SIZE <= value <= 2 ** 24 - 1:
                     raise ConnectionError(PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value}")
@@ -480,7 +477,25 @@ class ServerConnection:
                     self._tableSizeUpdate = True
             # The others concern what this side does not do (push) or are
             # advisory.
+        if window is not None:
+            self._initialWindowChanged(window, highest)
         self._out.append(frame(SETTINGS, ACK, 0))
+
+    def _initialWindowChanged(self, value, highest):
+        """
+        Move every stream's window by the new initial window C{value}: once
+        per SETTINGS frame, however many times it says so (a window past
+        2^31-1 at its C{highest} value would have been past it then).
+        """
+        if highest - self._initialSendWindow > 0:
+            largest = max((stream.sendWindow for stream in self._streams.values()), default=0)
+            if largest + highest - self._initialSendWindow > MAX_WINDOW:
+                raise ConnectionError(FLOW_CONTROL_ERROR, "a stream's window past 2^31-1")
+        delta = value - self._initialSendWindow
+        self._initialSendWindow = value
+        if delta:
+            for stream in self._streams.values():
+                stream.sendWindow += delta
 
     def _pushPromise(self, flags, streamId, payload):
         raise ConnectionError(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
