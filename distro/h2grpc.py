@@ -365,6 +365,8 @@ class GrpcConnection(Protocol):
         self._goAway(http2.NO_ERROR)
 
     def _goAway(self, code):
+        if self._closing:
+            return
         self.frames.goAway(code)
         self.transport.write(self.frames.dataToSend())
         self._closing = True

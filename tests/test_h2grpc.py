@@ -290,6 +290,26 @@ class BoundsTests(GrpcTestCase):
         idle.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00\x00\x00\x00\x00\x00\x00\x00"))
         self.assertTrue(idle.closed)
 
+    def test_oneGoAway(self):
+        """
+        A connection ended twice over (its peer's last call reset, past
+        MAX_RESETS, after the peer's GOAWAY) says GOAWAY once, and leaves
+        one timer to drop it.
+        """
+        client = H2Client(self.factory)
+        for _ in range(h2grpc.MAX_RESETS):
+            client.h2.reset_stream(client.open("/Echo/stream"))
+        streamId = client.open("/Echo/stream")
+        client.server.dataReceived(client.h2.data_to_send())
+        client.transport.clear()
+        client.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00" * 8)
+                                   + http2.frame(http2.RST_STREAM, 0, streamId, b"\x00\x00\x00\x08"))
+        sent = client.transport.value()
+        self.assertEqual(sent.count(b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"), 1)  # a GOAWAY frame's header
+        self.assertTrue(client.closed)
+        aborts = [c for c in self.clock.getDelayedCalls() if c.func == client.server._abort]
+        self.assertEqual(len(aborts), 1)
+
     def test_keepalive(self):
         """
         A silent peer is pinged; answered, it stays; not answered within
