@@ -352,9 +352,14 @@ class ServerConnection:
             self._unacknowledged = 0
         data = self._padded(flags, payload)
         stream = self._streams.get(streamId)
-        if stream is None or not stream.remoteOpen:
+        if stream is None:
             # A stream this side ended (or reset): what was in flight is
             # dropped (RFC 9113 5.1, closed).
+            return
+        if not stream.remoteOpen:
+            # After the client's END_STREAM (5.1, half-closed (remote)).
+            self.resetStream(streamId, STREAM_CLOSED)
+            self.handler.streamReset(streamId, False)
             return
         stream.unacknowledged += size
         ended = flags & END_STREAM

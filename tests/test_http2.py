@@ -228,6 +228,18 @@ class StreamTests(ServerConnectionTestCase):
         self.open(5, [(b"x-trailer", b"1")], flags=http2.END_HEADERS | http2.END_STREAM)
         self.assertEqual(self.handler.told[-1], ("reset", 5, False))
 
+    def test_dataAfterEndStream(self):
+        """
+        DATA after the client's END_STREAM, on a stream still open, resets
+        it (STREAM_CLOSED, RFC 9113 5.1), as HEADERS there does.
+        """
+        self.open(1, flags=http2.END_HEADERS | http2.END_STREAM)
+        self.sent()
+        self.connection.receive(frame(http2.DATA, 0, 1, b"late"))
+        self.assertEqual(self.handler.told[1:], [("reset", 1, False)])
+        self.assertEqual(self.sent(), [(http2.RST_STREAM, 0, 1, struct.pack(">I", http2.STREAM_CLOSED))])
+        self.assertFalse(self.connection.isOpen(1))
+
     def test_compressionError(self):
         """
         A header block that cannot be decoded ends the connection.
