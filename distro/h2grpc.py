@@ -25,8 +25,10 @@ Bounds, per TCP connection (L{GrpcConnection}):
    writers are told to hold their messages (L{IGrpcService.pauseWriters}),
    so that a stream never queues a message behind another not yet sent;
  - a peer that answers no PING within C{keepaliveTimeout} is dropped, and
-   one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s;
- - a connection the server ends goes at once: trailers, C{GOAWAY}, close.
+   one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s (or
+   has the server reset them, breaking a rule on each);
+ - a connection the server ends goes at once: trailers, C{GOAWAY}, close;
+   one the peer ends (C{GOAWAY}) goes once its calls in flight are over.
 
 Reading and answering take their share of the node's turns (an
 L{distro.interfaces.ITurns}): past the turn's budget a connection's bytes
@@ -250,6 +252,7 @@ class GrpcConnection(Protocol):
         self._resetWindow = 0.0
         self._resets = 0
         self._routed = self._route = None  # the last request's headers, and where they go
+        self._peerGone = False  # the peer said GOAWAY: the connection ends with its last call
 
     # Connection
 
@@ -362,6 +365,8 @@ class GrpcConnection(Protocol):
         self._goAway(http2.NO_ERROR)
 
     def _goAway(self, code):
+        if self._closing:
+            return
         self.frames.goAway(code)
         self.transport.write(self.frames.dataToSend())
         self._closing = True
@@ -438,8 +443,10 @@ class GrpcConnection(Protocol):
         if call is None or call.ended or call._trailers is not None:
             return
         buffer = call._inbound
-        before = len(buffer)
         buffer += data
+        # Counted as they come and as they go: a call failed or ended
+        # below drops (L{_dropPartial}) only what was counted.
+        self._partial += len(data)
         limit = self.service.messageLimit(self)
         while len(buffer) >= 5:
             compressed, length = _PREFIX.unpack_from(buffer)
@@ -453,10 +460,10 @@ class GrpcConnection(Protocol):
                 break
             message = bytes(buffer[5:5 + length])
             del buffer[:5 + length]
+            self._partial -= 5 + length
             self._message(call, message)
             if call.ended or call._trailers is not None:
                 break
-        self._partial += len(buffer) - before
         if self._partial > 2 * self.factory.maxMessage:
             self.log.info("gRPC peer {ip} holds too many partial messages; closing", ip=self.peer[0])
             self.close(RESOURCE_EXHAUSTED, "too many partial messages")
@@ -579,11 +586,10 @@ class GrpcConnection(Protocol):
         call = self.calls.pop(streamId, None)
         if call is not None:
             self._endCall(call)
-        if not remote:
-            return
         # A peer that opens and resets streams as fast as it can (HTTP/2's
-        # "rapid reset") costs work per stream and is never over the
-        # stream limit: past MAX_RESETS in RESET_WINDOW seconds, it goes.
+        # "rapid reset"), or has this side reset them for a rule it breaks
+        # on each ("MadeYouReset"), costs work per stream and is never over
+        # the stream limit: past MAX_RESETS in RESET_WINDOW seconds, it goes.
         now = self.clock.seconds()
         if now - self._resetWindow >= RESET_WINDOW:
             self._resetWindow, self._resets = now, 0
@@ -612,6 +618,8 @@ class GrpcConnection(Protocol):
                 self.factory.notices.failure("stream end failed", "gRPC {method} end failed",
                                              method=call.method)
         self._maybeResume()
+        if self._peerGone and not self.calls and not self._closing:
+            self._goAway(http2.NO_ERROR)
 
     def pingAcknowledged(self):
         if self._pingDeadline is not None and self._pingDeadline.active() and not self._closing:
@@ -619,7 +627,11 @@ class GrpcConnection(Protocol):
             self._pingDeadline = None
 
     def goneAway(self, code):
-        self._goAway(http2.NO_ERROR)
+        # The peer opens no more streams; those open are answered (RFC 9113
+        # 6.8: grpc-java's graceful shutdown of a transport waits for them).
+        self._peerGone = True
+        if not self.calls:
+            self._goAway(http2.NO_ERROR)
 
     # Outbound
 

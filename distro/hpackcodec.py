@@ -6,8 +6,8 @@ bounded, and the literals the server's own blocks are made of.
 
 The server never indexes what it sends: its blocks are literals without
 indexing (or static table references), made once per kind of answer, so it
-keeps no encoder state and a client's table size settings never concern
-it.
+keeps no encoder state; when a client lowers its table size, the server's
+next block starts with a table size update to 0 (L{distro.http2}).
 
 The decoder is written for what clients send again and again: a block of
 one-byte references and a short Huffman value or two costs a few

@@ -193,6 +193,10 @@ class ServerConnection:
         self.maxOutboundFrame = DEFAULT_FRAME_SIZE
         self._unacknowledged = 0  # the connection's bytes received since its window was opened
         self._checked = None  # the last request headers found well-formed (the decoder repeats them)
+        # The HPACK encoder's table (never used, RFC 7541's 4,096 until the
+        # client lowers it: then 0), and whether the next block says so.
+        self._encoderTableSize = 4096
+        self._tableSizeUpdate = False
 
     # What this side sends
 
@@ -225,7 +229,12 @@ class ServerConnection:
         Send header block C{block} (HPACK, one frame: blocks are small);
         with C{end}, the stream's last frame: this side forgets it, and the
         client that still sends is told to stop (C{RST_STREAM NO_ERROR}).
+        The first block after the client lowered SETTINGS_HEADER_TABLE_SIZE
+        starts with a dynamic table size update to 0.
         """
+        if self._tableSizeUpdate:
+            self._tableSizeUpdate = False
+            block = b"\x20" + block
         self._out.append(frame(HEADERS, END_HEADERS | END_STREAM if end else END_HEADERS, streamId, block))
         if end:
             self._ended(streamId)
@@ -343,9 +352,14 @@ class ServerConnection:
             self._unacknowledged = 0
         data = self._padded(flags, payload)
         stream = self._streams.get(streamId)
-        if stream is None or not stream.remoteOpen:
+        if stream is None:
             # A stream this side ended (or reset): what was in flight is
             # dropped (RFC 9113 5.1, closed).
+            return
+        if not stream.remoteOpen:
+            # After the client's END_STREAM (5.1, half-closed (remote)).
+            self.resetStream(streamId, STREAM_CLOSED)
+            self.handler.streamReset(streamId, False)
             return
         stream.unacknowledged += size
         ended = flags & END_STREAM
@@ -444,17 +458,14 @@ class ServerConnection:
             return
         if len(payload) % 6:
             raise ConnectionError(FRAME_SIZE_ERROR, "SETTINGS not of 6-byte entries")
+        window = highest = None
         for offset in range(0, len(payload), 6):
             code, value = _SETTING.unpack_from(payload, offset)
             if code == SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ConnectionError(FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1")
-                delta = value - self._initialSendWindow
-                self._initialSendWindow = value
-                for stream in self._streams.values():
-                    stream.sendWindow += delta
-                    if stream.sendWindow > MAX_WINDOW:
-                        raise ConnectionError(FLOW_CONTROL_ERROR, "a stream's window past 2^31-1")
+                window = value
+                highest = value if highest is None else max(highest, value)
             elif code == SETTINGS_MAX_FRAME_SIZE:
                 if not DEFAULT_FRAME_SIZE <= value <= 2 ** 24 - 1:
                     raise ConnectionError(PROTOCOL_ERROR, f"SETTINGS_MAX_FRAME_SIZE {value}")
@@ -462,9 +473,34 @@ class ServerConnection:
             elif code == SETTINGS_ENABLE_PUSH:
                 if value > 1:
                     raise ConnectionError(PROTOCOL_ERROR, f"SETTINGS_ENABLE_PUSH {value}")
-            # The others concern what this side does not do (push, a
-            # dynamic table for what it sends) or are advisory.
+            elif code == SETTINGS_HEADER_TABLE_SIZE:
+                # The encoder's table must shrink to fit, and the next
+                # block say so (RFC 7541 4.2; decoders such as nghttp2's
+                # and Netty's require it): it becomes 0, as it is unused.
+                if value < self._encoderTableSize:
+                    self._encoderTableSize = 0
+                    self._tableSizeUpdate = True
+            # The others concern what this side does not do (push) or are
+            # advisory.
+        if window is not None:
+            self._initialWindowChanged(window, highest)
         self._out.append(frame(SETTINGS, ACK, 0))
+
+    def _initialWindowChanged(self, value, highest):
+        """
+        Move every stream's window by the new initial window C{value}: once
+        per SETTINGS frame, however many times it says so (a window past
+        2^31-1 at its C{highest} value would have been past it then).
+        """
+        if highest - self._initialSendWindow > 0:
+            largest = max((stream.sendWindow for stream in self._streams.values()), default=0)
+            if largest + highest - self._initialSendWindow > MAX_WINDOW:
+                raise ConnectionError(FLOW_CONTROL_ERROR, "a stream's window past 2^31-1")
+        delta = value - self._initialSendWindow
+        self._initialSendWindow = value
+        if delta:
+            for stream in self._streams.values():
+                stream.sendWindow += delta
 
     def _pushPromise(self, flags, streamId, payload):
         raise ConnectionError(PROTOCOL_ERROR, "PUSH_PROMISE from a client")

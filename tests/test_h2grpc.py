@@ -4,14 +4,18 @@ client in memory (tests/_h2client.py) on a clock: calls, framing, and every
 bound a hostile client could push on.
 """
 
+from collections import Counter
+from random import Random
+
 import h2.events
+import hpack
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from distro import h2grpc
+from distro import h2grpc, http2
 from distro.admission import Admission
 from distro.h2grpc import GrpcError, GrpcFactory, IGrpcService
 from distro.http2 import IStreamHandler
@@ -20,6 +24,7 @@ from distro.turns import Turns
 
 from ._h2client import H2Client, framed
 from ._turns import SteppedTimer, TickingTimer, nextTurn
+from .test_http2 import randomFrame
 
 LIMIT = 1024
 
@@ -180,6 +185,26 @@ class BoundsTests(GrpcTestCase):
             client.send(streamId, framed(b"x" * LIMIT)[:LIMIT])
         self.assertTrue(client.closed)
 
+    def test_partialMessagesBoundedAfterRefusals(self):
+        """
+        A message refused with what came after it in its DATA frame (a
+        compressed one, a second one on a unary call, one past the limit)
+        takes off the partial bytes only what was counted: the bound holds
+        after any number of them.
+        """
+        client = H2Client(self.factory)
+        for _ in range(4):
+            for message in (framed(b"x" * 500, compressed=True), framed(b"a") + framed(b"b") + b"x" * 500,
+                            framed(b"x" * (LIMIT + 1))[:600]):
+                streamId = client.open("/Echo/unary")
+                client.send(streamId, message)
+                self.assertIsNotNone(client.responses[streamId].status)
+        self.assertFalse(client.closed)
+        for _ in range(3):
+            streamId = client.open("/Echo/stream")
+            client.send(streamId, framed(b"x" * LIMIT)[:LIMIT])
+        self.assertTrue(client.closed)
+
     def test_noWindowRepliesBounded(self):
         """
         A client that grants no window gets its replies held up to
@@ -236,6 +261,54 @@ class BoundsTests(GrpcTestCase):
         self.assertEqual((client.goAway, client.closed), (0, True))
         connection.connectionLost(None)
         self.assertEqual((self.service.streams, self.service.lost), ([], [connection]))
+
+    def test_peerGoAwayLetsCallsFinish(self):
+        """
+        A client's GOAWAY (grpc-java's graceful shutdown of a transport)
+        lets its calls in flight be answered (RFC 9113 6.8); the connection
+        closes once none is left, or at once when none is.
+        """
+        client = H2Client(self.factory)
+        later = client.open("/Echo/later")
+        client.send(later, framed(b"1"), end=True)
+        stream = client.open("/Echo/stream")
+        client.send(stream, framed(b"a"))
+        client.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00\x00\x00\x00\x00\x00\x00\x00"))
+        client.pump()
+        self.assertFalse(client.closed)
+        d, request = self.service.later.pop()
+        d.callback(b"later " + request)
+        client.pump()
+        self.assertEqual((client.responses[later].messages(), client.responses[later].status),
+                         ([b"later 1"], h2grpc.OK))
+        self.assertFalse(client.closed)
+        client.send(stream, framed(b"b"), end=True)
+        self.assertEqual((client.responses[stream].messages(), client.responses[stream].status),
+                         ([b"re a", b"re b"], h2grpc.OK))
+        self.assertTrue(client.closed)
+        idle = H2Client(self.factory, port=40001)
+        idle.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00\x00\x00\x00\x00\x00\x00\x00"))
+        self.assertTrue(idle.closed)
+
+    def test_oneGoAway(self):
+        """
+        A connection ended twice over (its peer's last call reset, past
+        MAX_RESETS, after the peer's GOAWAY) says GOAWAY once, and leaves
+        one timer to drop it.
+        """
+        client = H2Client(self.factory)
+        for _ in range(h2grpc.MAX_RESETS):
+            client.h2.reset_stream(client.open("/Echo/stream"))
+        streamId = client.open("/Echo/stream")
+        client.server.dataReceived(client.h2.data_to_send())
+        client.transport.clear()
+        client.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00" * 8)
+                                   + http2.frame(http2.RST_STREAM, 0, streamId, b"\x00\x00\x00\x08"))
+        sent = client.transport.value()
+        self.assertEqual(sent.count(b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"), 1)  # a GOAWAY frame's header
+        self.assertTrue(client.closed)
+        aborts = [c for c in self.clock.getDelayedCalls() if c.func == client.server._abort]
+        self.assertEqual(len(aborts), 1)
 
     def test_keepalive(self):
         """
@@ -504,6 +577,28 @@ class BoundsTests(GrpcTestCase):
         self.assertIsNotNone(H2Client(self.factory).server)
         self.assertEqual(self.service.streams, [])
 
+    def test_resetsTheServerIsMadeToSend(self):
+        """
+        A peer that has the server reset its streams (a WINDOW_UPDATE of 0
+        on each: "MadeYouReset") is dropped as one that resets them itself.
+        """
+        client = H2Client(self.factory)
+
+        def burst(count):
+            for _ in range(count):
+                streamId = client.open("/Echo/stream")
+                client.server.dataReceived(client.h2.data_to_send()
+                                           + http2.frame(http2.WINDOW_UPDATE, 0, streamId, b"\x00\x00\x00\x00"))
+                self.clock.advance(0)
+                client.h2.receive_data(client.transport.value())  # its stream is reset
+                client.transport.clear()
+
+        burst(h2grpc.MAX_RESETS)
+        self.assertFalse(client.closed)
+        burst(1)
+        self.assertTrue(client.closed)
+        self.assertIsNone(H2Client(self.factory).server)
+
     def test_longFrameRefusedFromItsHeader(self):
         """
         A frame header declaring more than the maximum frame size closes
@@ -522,3 +617,74 @@ class BoundsTests(GrpcTestCase):
         client.server.dataReceived(b"GET / HTTP/1.1\r\n\r\n" * 10)
         self.assertTrue(client.closed)
         self.assertEqual(H2Client(self.factory).unary("/Echo/unary", b"ok").messages(), [b"echo ok"])
+
+
+class FuzzTests(GrpcTestCase):
+    """
+    Calls of every kind mixed with random, malformed frames, resets, late
+    replies and time passing: no exception escapes C{dataReceived}, the
+    counts of what a connection holds never go below 0 nor past their
+    bounds, no call outlives its stream, and every stream's listener is
+    told its end.
+    """
+
+    PATHS = (b"/Echo/unary", b"/Echo/stream", b"/Echo/later", b"/Echo/big", b"/Echo/refuse", b"/Echo/nope")
+
+    def connectionRun(self, seed):
+        random = Random(seed)
+        self.setUp()
+        client = H2Client(self.factory)
+        server = client.server
+        client.transport.clear()
+        encoder = hpack.Encoder()
+        nextStream = 1
+        end = "lasted"
+        for _ in range(150):
+            roll = random.random()
+            streams = sorted(server.calls)
+            data = b""
+            if roll < 0.3:
+                data = http2.frame(http2.HEADERS, random.choice((4, 5)), nextStream, encoder.encode([
+                    (b":method", b"POST"), (b":scheme", b"http"), (b":path", random.choice(self.PATHS)),
+                    (b":authority", b"node"), (b"content-type", b"application/grpc")]))
+                nextStream += 2
+            elif roll < 0.55 and streams:
+                message = framed(b"m" * random.randrange(50))
+                if random.random() < 0.2:
+                    message = message[:random.randrange(len(message))]
+                elif random.random() < 0.1:
+                    message = framed(b"z", compressed=True) + message
+                data = http2.frame(http2.DATA, random.choice((0, 1)), random.choice(streams), message)
+            elif roll < 0.6 and streams:
+                data = http2.frame(http2.RST_STREAM, 0, random.choice(streams), b"\x00\x00\x00\x08")
+            elif roll < 0.65:
+                for later, _ in self.service.later:
+                    if not later.called:
+                        later.callback(b"late")
+            elif roll < 0.7:
+                self.clock.advance(random.choice((0, 1, 15, 31)))
+            elif roll > 0.97:
+                data = randomFrame(random, encoder, nextStream, set(streams))
+            if data:
+                server.dataReceived(data)
+            self.clock.advance(0)
+            client.transport.clear()
+            if client.closed:
+                end = "closed"
+                break
+            for streamId, call in server.calls.items():
+                self.assertTrue(server.frames.isOpen(streamId) or call._trailers is not None)
+            self.assertLessEqual(len(server.calls), self.factory.maxStreams)
+            self.assertTrue(0 <= server._partial <= 2 * self.factory.maxMessage, server._partial)
+            self.assertTrue(0 <= server._unsent, server._unsent)
+        server.connectionLost(None)
+        self.assertEqual((server.calls, self.service.streams), ({}, []))
+        return end
+
+    def test_fuzz(self):
+        """
+        Five hundred connections (fixed seeds): each lasts or is closed,
+        and is clean once gone.
+        """
+        ends = Counter(self.connectionRun(seed) for seed in range(500))
+        self.assertEqual(set(ends), {"closed", "lasted"})

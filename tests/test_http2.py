@@ -6,6 +6,9 @@ layer over it, against the C{h2} library's client: L{tests.test_h2grpc}.)
 """
 
 import struct
+import time
+from collections import Counter
+from random import Random
 
 import hpack
 from twisted.trial.unittest import SynchronousTestCase
@@ -225,6 +228,18 @@ class StreamTests(ServerConnectionTestCase):
         self.open(5, [(b"x-trailer", b"1")], flags=http2.END_HEADERS | http2.END_STREAM)
         self.assertEqual(self.handler.told[-1], ("reset", 5, False))
 
+    def test_dataAfterEndStream(self):
+        """
+        DATA after the client's END_STREAM, on a stream still open, resets
+        it (STREAM_CLOSED, RFC 9113 5.1), as HEADERS there does.
+        """
+        self.open(1, flags=http2.END_HEADERS | http2.END_STREAM)
+        self.sent()
+        self.connection.receive(frame(http2.DATA, 0, 1, b"late"))
+        self.assertEqual(self.handler.told[1:], [("reset", 1, False)])
+        self.assertEqual(self.sent(), [(http2.RST_STREAM, 0, 1, struct.pack(">I", http2.STREAM_CLOSED))])
+        self.assertFalse(self.connection.isOpen(1))
+
     def test_compressionError(self):
         """
         A header block that cannot be decoded ends the connection.
@@ -312,6 +327,31 @@ class FlowControlTests(ServerConnectionTestCase):
         self.assertEqual(self.connection.sendWindow(1), 20000)
         self.assertEqual(self.connection.sendWindow(99), 0)
 
+    def test_initialWindowOncePerFrame(self):
+        """
+        A SETTINGS frame's SETTINGS_INITIAL_WINDOW_SIZE entries move the
+        streams' windows once, by its last value (a frame of 2,730 of them
+        on 2,000 streams held the reactor 0.23 s); a window
+        past 2^31-1 at any of its values still ends the connection.
+        """
+        self.connection = ServerConnection(self.handler, maxStreams=2000, receiveWindow=100000)
+        self.connection.receive(http2.PREFACE)
+        for streamId in range(1, 4000, 2):
+            self.open(streamId)
+        self.connection.sendData(1, b"x" * 1000)
+        self.connection.receive(frame(http2.WINDOW_UPDATE, 0, 0, struct.pack(">I", 10 ** 6))
+                                + frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_MAX_FRAME_SIZE,
+                                                                          2 ** 24 - 1)))
+        values = [65535 + (n & 1) * 1000 for n in range(16384 // 6 - 1)] + [70000]
+        entries = b"".join(struct.pack(">HI", http2.SETTINGS_INITIAL_WINDOW_SIZE, value) for value in values)
+        started = time.process_time()
+        self.connection.receive(frame(http2.SETTINGS, 0, 0, entries))
+        self.assertLess(time.process_time() - started, 0.1)
+        self.assertEqual((self.connection.sendWindow(1), self.connection.sendWindow(3)), (69000, 70000))
+        self.connection.receive(frame(http2.WINDOW_UPDATE, 0, 3, struct.pack(">I", 2 ** 31 - 1 - 70000)))
+        self.refused(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_INITIAL_WINDOW_SIZE, 70001)
+                           + struct.pack(">HI", http2.SETTINGS_INITIAL_WINDOW_SIZE, 0)), http2.FLOW_CONTROL_ERROR)
+
     def test_windowUpdateRules(self):
         """
         An increment of 0 or a window past 2^31-1 resets the stream, or
@@ -350,6 +390,36 @@ class ConnectionFrameTests(ServerConnectionTestCase):
         ):
             self.setUp()
             self.refused(data, code)
+
+    def test_headerTableSizeReduced(self):
+        """
+        A client that lowers SETTINGS_HEADER_TABLE_SIZE below HPACK's 4,096
+        is told, at the start of the server's next header block, that the
+        server's table is 0 (RFC 7541 4.2: nghttp2 and Netty end the
+        connection with COMPRESSION_ERROR otherwise); once only, and not
+        for a size that does not shrink the table.
+        """
+        self.open(1)
+        self.open(3)
+        self.sent()
+        self.connection.receive(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_HEADER_TABLE_SIZE,
+                                                                         4096)))
+        self.connection.sendHeaders(1, b"\x88")
+        self.connection.receive(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_HEADER_TABLE_SIZE,
+                                                                         100)))
+        self.connection.sendHeaders(1, b"\x88", end=True)
+        self.connection.sendHeaders(3, b"\x88", end=True)
+        self.connection.receive(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_HEADER_TABLE_SIZE, 0)))
+        self.open(5)
+        self.connection.sendHeaders(5, b"\x88", end=True)
+        self.assertEqual([(kind, streamId, payload) for kind, _, streamId, payload in self.sent()], [
+            (http2.SETTINGS, 0, b""), (http2.HEADERS, 1, b"\x88"),
+            (http2.SETTINGS, 0, b""), (http2.HEADERS, 1, b"\x20\x88"), (http2.RST_STREAM, 1, b"\x00\x00\x00\x00"),
+            (http2.HEADERS, 3, b"\x88"), (http2.RST_STREAM, 3, b"\x00\x00\x00\x00"),
+            (http2.SETTINGS, 0, b""), (http2.HEADERS, 5, b"\x88"), (http2.RST_STREAM, 5, b"\x00\x00\x00\x00")])
+        decoder = hpack.Decoder()
+        decoder.header_table_size = 100
+        self.assertEqual(decoder.decode(b"\x20\x88"), [(":status", "200")])
 
     def test_pings(self):
         """
@@ -400,3 +470,172 @@ class ConnectionFrameTests(ServerConnectionTestCase):
         for data in (frame(http2.PUSH_PROMISE, 0, 1, b"\x00\x00\x00\x02"), frame(http2.PRIORITY, 0, 0, b"12345")):
             self.setUp()
             self.refused(data, http2.PROTOCOL_ERROR)
+
+
+_SETTINGS = (http2.SETTINGS_HEADER_TABLE_SIZE, http2.SETTINGS_ENABLE_PUSH, http2.SETTINGS_MAX_CONCURRENT_STREAMS,
+             http2.SETTINGS_INITIAL_WINDOW_SIZE, http2.SETTINGS_MAX_FRAME_SIZE, http2.SETTINGS_MAX_HEADER_LIST_SIZE,
+             0x8, 0xFE03)
+
+
+def randomFrame(random, encoder, nextStream, open):
+    """
+    One frame of any type, mostly well-formed, on a stream that is
+    open, was, or never was.
+    """
+    kind = random.choice((http2.DATA, http2.HEADERS, http2.PRIORITY, http2.RST_STREAM, http2.SETTINGS,
+                          http2.PUSH_PROMISE, http2.PING, http2.GOAWAY, http2.WINDOW_UPDATE,
+                          http2.CONTINUATION, 0x20))
+    sane = random.random() < 0.9
+    flags = random.choice((0, 1, 4, 5, 8, 0x20, 0x25, 0x2D)) if sane else random.randrange(256)
+    if open and random.random() < 0.7:
+        streamId = random.choice(sorted(open))
+    else:
+        streamId = random.randrange(1, nextStream + 2, 2)
+    if kind in (http2.SETTINGS, http2.PING, http2.GOAWAY) or (kind == http2.WINDOW_UPDATE and random.random() < 0.5):
+        streamId = 0
+    if sane and kind in (http2.PUSH_PROMISE, http2.CONTINUATION):
+        kind = 0x20
+    if kind in (http2.HEADERS, http2.CONTINUATION):
+        if sane and kind == http2.HEADERS:
+            flags |= http2.END_HEADERS
+        headers = REQUEST if random.random() < 0.5 else [(b"x-trailer", b"1")]
+        if random.random() < 0.5:
+            headers = headers + [(b"x-%d" % random.randrange(100), b"v" * random.randrange(300))]
+        payload = encoder.encode(headers) if sane else random.randbytes(random.randrange(20))
+        if flags & http2.PADDED:
+            pad = random.randrange(4)
+            payload = bytes([pad]) + payload + b"\x00" * pad
+        if flags & http2.PRIORITY_FLAG and kind == http2.HEADERS:
+            payload = b"\x00\x00\x00\x00\x10" + payload
+    elif kind == http2.SETTINGS:
+        values = (0, 1, 100, 4096, 16384, 65535) if sane else (2 ** 31, random.randrange(2 ** 32))
+        payload = b"" if flags & http2.ACK else b"".join(
+            struct.pack(">HI", random.choice(_SETTINGS), random.choice(values))
+            for _ in range(random.randrange(3)))
+    elif kind == http2.WINDOW_UPDATE:
+        payload = struct.pack(">I", random.choice((1, 1000, 70000) if sane else (0, 2 ** 31 - 1, 2 ** 32 - 1)))
+    elif kind == http2.DATA:
+        payload = bytes(random.randrange(200))
+        if flags & http2.PADDED:
+            payload = bytes([random.randrange(4)]) + payload
+    else:
+        payload = {http2.PING: b"12345678", http2.GOAWAY: b"\x00" * 8, http2.RST_STREAM: b"\x00\x00\x00\x08",
+                   http2.PRIORITY: bytes([0, 0, 0, random.randrange(5), 16])}.get(kind, b"\x00\x01")
+    if not sane:
+        payload = payload[:random.randrange(len(payload) + 1)]
+        streamId = random.choice((streamId, 0, random.randrange(60)))
+    return frame(kind, flags, streamId, payload)
+
+
+@implementer(IStreamHandler)
+class FuzzHandler:
+    """
+    A handler that answers as a server might, at random (ends a stream at
+    once, after its request, or resets it), and checks that it is told of
+    open streams only, each opened once.
+    """
+
+    def __init__(self, random):
+        self.random = random
+        self.connection = None
+        self.told = set()
+        self.open = set()
+
+    def requestReceived(self, streamId, headers, ended):
+        assert streamId not in self.told, streamId
+        self.told.add(streamId)
+        self.open.add(streamId)
+        roll = self.random.random()
+        if roll < 0.2:
+            self.answer(streamId)
+        elif roll < 0.3:
+            self.open.discard(streamId)
+            self.connection.resetStream(streamId, http2.CANCEL)
+
+    def answer(self, streamId):
+        self.open.discard(streamId)
+        self.connection.sendHeaders(streamId, b"\x88")
+        window = self.connection.sendWindow(streamId)
+        if window:
+            self.connection.sendData(streamId, b"x" * min(window, 100))
+        self.connection.sendHeaders(streamId, b"\x40\x01a\x01b", end=True)
+
+    def streamData(self, streamId, data):
+        assert streamId in self.open, streamId
+
+    def streamEnded(self, streamId):
+        assert streamId in self.open, streamId
+        if self.random.random() < 0.7:
+            self.answer(streamId)
+
+    def streamReset(self, streamId, remote):
+        assert streamId in self.open, streamId
+        self.open.discard(streamId)
+
+    def pingAcknowledged(self):
+        pass
+
+    def goneAway(self, code):
+        pass
+
+
+class FuzzTests(SynchronousTestCase):
+    """
+    Random and mutated frame sequences: whatever a client sends, only
+    L{ConnectionError} escapes, the handler hears only of streams that are
+    open (and of each one's end), and what is kept stays bounded.
+    """
+
+    def connectionRun(self, seed):
+        """
+        One connection fed C{seed}'s frames until it ends; return how it
+        ended.
+        """
+        random = Random(seed)
+        handler = FuzzHandler(random)
+        connection = handler.connection = ServerConnection(handler, maxStreams=4, receiveWindow=70000,
+                                                           maxHeaderListSize=2000)
+        connection.initiate()
+        encoder = hpack.Encoder()
+        data = http2.PREFACE
+        nextStream = 1
+        hostility = random.choice((0.01, 0.05, 0.3))
+        for _ in range(200):
+            roll = random.random() * (0.45 + hostility)
+            if roll < 0.3:
+                data += frame(http2.HEADERS, random.choice((4, 5)), nextStream, encoder.encode(REQUEST))
+                nextStream += 2
+            elif roll < 0.4 and handler.open:
+                data += frame(http2.DATA, random.choice((0, 1)), random.choice(sorted(handler.open)),
+                              b"d" * random.randrange(100))
+            elif roll < 0.45 and handler.open:
+                data += frame(http2.RST_STREAM, 0, random.choice(sorted(handler.open)), b"\x00\x00\x00\x08")
+            else:
+                data += randomFrame(random, encoder, nextStream, handler.open)
+            if random.random() < 0.01:
+                mutated = bytearray(data)
+                mutated[random.randrange(len(mutated))] = random.randrange(256)
+                data = bytes(mutated)
+            try:
+                # Cut anywhere: a frame may come in pieces.
+                cut = random.randrange(len(data) + 1)
+                connection.receive(data[:cut])
+                data = data[cut:]
+            except ConnectionError:
+                return "refused"
+            connection.dataToSend()
+            self.assertEqual({s for s in handler.told if connection.isOpen(s)}, handler.open)
+            self.assertLessEqual(len(handler.open), 4)
+            self.assertLessEqual(len(connection._buffer), 9 + http2.DEFAULT_FRAME_SIZE)
+            self.assertLessEqual(connection._decoder._size, 4096)
+            if connection._block is not None:
+                self.assertLessEqual(len(connection._block[2]), http2.MAX_HEADER_BLOCK)
+        return "lasted"
+
+    def test_fuzz(self):
+        """
+        A thousand connections of random frames (a fixed seed): each lasts
+        or is refused with L{ConnectionError}, no other exception.
+        """
+        ends = Counter(self.connectionRun(seed) for seed in range(1000))
+        self.assertEqual(set(ends), {"refused", "lasted"})
