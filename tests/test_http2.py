@@ -6,7 +6,6 @@ layer over it, against the C{h2} library's client: L{tests.test_h2grpc}.)
 """
 
 import struct
-import time
 from collections import Counter
 from random import Random
 
@@ -330,9 +329,10 @@ class FlowControlTests(ServerConnectionTestCase):
     def test_initialWindowOncePerFrame(self):
         """
         A SETTINGS frame's SETTINGS_INITIAL_WINDOW_SIZE entries move the
-        streams' windows once, by its last value (a frame of 2,730 of them
-        on 2,000 streams held the reactor 0.23 s); a window
-        past 2^31-1 at any of its values still ends the connection.
+        streams' windows by its last value (once: a frame of 2,730 of them
+        on 2,000 streams, applied one by one, held the reactor 0.23 s; a
+        cost measured, not asserted here); a window past 2^31-1 at any of
+        its values still ends the connection.
         """
         self.connection = ServerConnection(self.handler, maxStreams=2000, receiveWindow=100000)
         self.connection.receive(http2.PREFACE)
@@ -344,9 +344,7 @@ class FlowControlTests(ServerConnectionTestCase):
                                                                           2 ** 24 - 1)))
         values = [65535 + (n & 1) * 1000 for n in range(16384 // 6 - 1)] + [70000]
         entries = b"".join(struct.pack(">HI", http2.SETTINGS_INITIAL_WINDOW_SIZE, value) for value in values)
-        started = time.process_time()
         self.connection.receive(frame(http2.SETTINGS, 0, 0, entries))
-        self.assertLess(time.process_time() - started, 0.1)
         self.assertEqual((self.connection.sendWindow(1), self.connection.sendWindow(3)), (69000, 70000))
         self.connection.receive(frame(http2.WINDOW_UPDATE, 0, 3, struct.pack(">I", 2 ** 31 - 1 - 70000)))
         self.refused(frame(http2.SETTINGS, 0, 0, struct.pack(">HI", http2.SETTINGS_INITIAL_WINDOW_SIZE, 70001)
