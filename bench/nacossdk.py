@@ -7,7 +7,7 @@ in the same run with the same load, on the real Nacos server and r-nacos.
 
     python bench/nacossdk.py [--clients 4] [--registrations 1500] [--window 16]
                              [--probes 40] [--warmup 0] [--before CHECKOUT]
-                             [--servers distro,nacos,rnacos]
+                             [--servers distro,nacos,rnacos] [--members 3]
 
 Each server in turn (L{servers}: distro a standalone C{twistd
 distro-node}; Nacos and r-nacos as C{bench/servers/setup.sh} installed
@@ -31,7 +31,10 @@ client of C{bench/nacos.py} (grpcio in this process, one call per message,
 as the SDK's wire) to a fresh distro node, so that the ratio is what the
 SDK's way of calling costs the node; the other servers' ratios are against
 distro's SDK column. With C{--before}, the SDK's run against an earlier
-checkout's node too. With Nacos among the servers the bench runs in a
+checkout's node too. With C{--members} N above 1, a column of N clustered
+distro nodes, the SDKs spread over them (SDK I at node I mod N): their CPU
+summed, each counted until idle, so that a registration's replication to
+the others counts. With Nacos among the servers the bench runs in a
 network namespace of its own (loopback only; Nacos binds every interface).
 Traffic goes to loopback only; every wait is bounded; each server is
 stopped at the end of its part.
@@ -51,7 +54,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from etcd import percentile  # noqa: E402
 from nacos import nacosRegistrations  # noqa: E402
 from register import earlierCheckout  # noqa: E402
-from servers import LABELS, addServersOption, chosenKinds, prepareNetwork, printComparison, startServer  # noqa: E402
+from servers import (LABELS, addServersOption, chosenKinds, freePort, prepareNetwork,  # noqa: E402
+                     printComparison, startServer)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SDK_PYTHON = os.path.join(ROOT, ".interop", "python", "bin", "python")
@@ -122,14 +126,17 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4
 
 def runWorkers(server, options, directory, count, probes, clients, tag="sdk"):
     """
-    C{clients} SDK processes at once; their JSON results.
+    C{clients} SDK processes at once; their JSON results. C{server}: the
+    address each is given, or a list of addresses (SDK I is given the
+    (I mod N)th).
     """
+    servers = server if isinstance(server, list) else [server]
     processes = []
     for index in range(clients):
         logs = os.path.join(directory, f"sdk{index}")
         os.makedirs(logs, exist_ok=True)
         processes.append(subprocess.Popen(
-            [SDK_PYTHON, "-c", WORKER, server, str(index), str(count), str(options.window),
+            [SDK_PYTHON, "-c", WORKER, servers[index % len(servers)], str(index), str(count), str(options.window),
              str(probes), logs, tag],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
@@ -175,6 +182,43 @@ def sdkPart(directory, kind, name, options, checkout=None):
     }
 
 
+def clusterPart(directory, options):
+    """
+    The SDK's registrations against C{--members} clustered distro nodes,
+    the SDKs spread over them (SDK I at node I mod N): registrations/s and
+    the nodes' CPU summed (each counted until idle: the replication to the
+    others counts), their RSS summed. No push probe (the push column is a
+    standalone node's).
+    """
+    members = options.members
+    peers = [freePort((0,)) for _ in range(members)]
+    conf = os.path.join(directory, "cluster.conf")
+    with open(conf, "w") as f:
+        f.write("".join(f"127.0.0.1:{port}\n" for port in peers))
+    nodes = []
+    try:
+        for index, port in enumerate(peers):
+            nodes.append(startServer("distro", directory, f"member{index}", distroArgs=[
+                "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", conf]))
+        addresses = [node.address for node in nodes]
+        if options.warmup:
+            runWorkers(addresses, options, directory, options.warmup, 0, options.clients, "warmup")
+        start = sum(node.settledCpu() for node in nodes)
+        results = runWorkers(addresses, options, directory, options.registrations, 0, options.clients)
+        cpu = sum(node.settledCpu() for node in nodes) - start
+        memory = sum(node.rss() for node in nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+    total = options.clients * options.registrations
+    return {
+        "registrations/s": total / max(r["elapsed"] for r in results),
+        "server CPU per registration (us)": cpu / total * 1e6,
+        "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
+        "server RSS after load (MB)": memory / 1e6,
+    }
+
+
 def rawPart(directory, options):
     """
     The same registrations from bench/nacos.py's raw gRPC client, to distro.
@@ -207,6 +251,9 @@ def main(argv):
                         help="registrations per SDK client, of services of their own, before those measured "
                              "(the JVM's JIT compiles meanwhile)")
     parser.add_argument("--before", type=earlierCheckout, default=None)
+    parser.add_argument("--members", type=int, default=3,
+                        help="a column of this many clustered distro nodes, the SDKs spread over them, "
+                             "their CPU and RSS summed (1: none)")
     addServersOption(parser)
     options = parser.parse_args(argv)
     if not os.path.exists(SDK_PYTHON):
@@ -220,6 +267,9 @@ def main(argv):
         for kind in kinds:
             print(f"the SDK to {LABELS[kind]}...", flush=True)
             columns[LABELS[kind]] = sdkPart(directory, kind, f"sdk-{kind}", options)
+        if options.members > 1:
+            print(f"the SDK to {options.members} distro nodes...", flush=True)
+            columns[f"distro, {options.members} nodes"] = clusterPart(directory, options)
         if options.before is not None:
             columns["distro, before"] = sdkPart(directory, "distro", "before", options, options.before)
     finally:

@@ -12,7 +12,6 @@ Views show the operators' overrides (L{distro.overrides}) over what clients
 publish: an override changes its one instance's place in its one view.
 """
 
-import bisect
 import itertools
 
 from zope.interface import implementer
@@ -20,6 +19,7 @@ from zope.interface import implementer
 from distro.hostlist import Encoded, HostGroup, HostList
 from distro.interfaces import IOverrideObserver, IRegistry
 from distro.model import ServiceKey, checksum
+from distro.sortedlist import SortedList
 
 _MAX_CACHED_FILTERS = 64
 
@@ -284,21 +284,26 @@ class ServiceView:
 class _SortedNames:
     """
     The services of one namespace, kept sorted as C{(group, name)} overall and
-    as C{name} per group, so that a page costs O(page) plus a bisection.
+    as C{name} per group (L{SortedList}s: a new service costs the same in a
+    namespace of twenty or twenty thousand), so that a page costs O(page)
+    plus a walk of the chunks.
     """
 
     def __init__(self):
-        self.all = []
+        self.all = SortedList()
         self.byGroup = {}
 
     def add(self, group, name):
-        bisect.insort(self.all, (group, name))
-        bisect.insort(self.byGroup.setdefault(group, []), name)
+        self.all.add((group, name))
+        names = self.byGroup.get(group)
+        if names is None:
+            names = self.byGroup[group] = SortedList()
+        names.add(name)
 
     def discard(self, group, name):
-        del self.all[bisect.bisect_left(self.all, (group, name))]
+        self.all.discard((group, name))
         names = self.byGroup[group]
-        del names[bisect.bisect_left(names, name)]
+        names.discard(name)
         if not names:
             del self.byGroup[group]
 
@@ -437,10 +442,12 @@ class Registry:
             return 0, []
         start = (page - 1) * size
         if group is None:
-            entries = names.all[start : start + size]
+            entries = names.all.slice(start, start + size)
+            count = len(names.all)
         else:
-            entries = [(group, n) for n in names.byGroup.get(group, ())[start : start + size]]
-        count = len(names.all) if group is None else len(names.byGroup.get(group, ()))
+            inGroup = names.byGroup.get(group)
+            entries = [(group, n) for n in inGroup.slice(start, start + size)] if inGroup is not None else []
+            count = len(inGroup) if inGroup is not None else 0
         result = []
         for g, n in entries:
             view = self.views[ServiceKey(namespace, g, n)]
