@@ -59,6 +59,11 @@ REFUSED = "refused"
 TIMED_OUT = "timed out"
 
 
+# The answers of one string field (an instance registered, deregistered),
+# made once: at most this many kinds kept.
+_CONSTANT = {}
+_CONSTANT_LIMIT = 64
+
 # Requests any connection may make, as in Nacos (the connection's own
 # upkeep, no data).
 _UNSECURED = frozenset({"HealthCheckRequest"})
@@ -262,6 +267,17 @@ class NacosConnection:
             return self._error(naming.SERVER_ERROR, "internal error")
 
     def _respond(self, responseType, fields):
+        if fields is not None and len(fields) == 1:
+            # The constant answers (an instance registered, deregistered):
+            # made once.
+            ((key, value),) = fields.items()
+            if type(value) is str:
+                cached = _CONSTANT.get((responseType, key, value))
+                if cached is None:
+                    cached = Payload(responseType, {}, "", naming.encodeBody(naming.response(fields)))
+                    if len(_CONSTANT) < _CONSTANT_LIMIT:
+                        _CONSTANT[(responseType, key, value)] = cached
+                return cached, SUCCESS
         return Payload(responseType, {}, "", naming.encodeBody(naming.response(fields))), SUCCESS
 
     def _error(self, code, message):

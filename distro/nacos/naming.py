@@ -13,7 +13,6 @@ beside its C{groupName}. Every response carries C{resultCode}, C{errorCode}
 and C{success}, and never a JSON C{null} (a strict client refuses one).
 """
 
-import functools
 import json
 import re
 
@@ -516,7 +515,8 @@ def encodeBody(body):
     return _encode(body).encode("utf-8")
 
 
-_dumps = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+# One encoder for every body (json.dumps with options makes one per call).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _encode(value):
