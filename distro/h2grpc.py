@@ -131,6 +131,9 @@ class Call:
     @ivar connection: the L{GrpcConnection} it came on.
     """
 
+    __slots__ = ("connection", "streamId", "method", "unary", "listener", "ended", "_inbound", "_outbound",
+                 "_outboundBytes", "_trailers", "_headersSent")
+
     def __init__(self, connection, streamId, method, unary):
         self.connection = connection
         self.streamId = streamId
