@@ -16,6 +16,7 @@ pending flag per subscription, never a queue of views.
 import heapq
 import itertools
 
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from distro.histogram import Histogram
@@ -228,6 +229,8 @@ class Pusher:
     service, told by the registry when a view changes.
     """
 
+    log = Logger()
+
     def __init__(self, registry, clock, delayMs, turns=None):
         self.registry = registry
         self.clock = clock
@@ -251,7 +254,11 @@ class Pusher:
     def _flushDue(self):
         due, self._due = self._due, {}
         for channel in due:
-            channel.flush()
+            try:
+                channel.flush()
+            except Exception:
+                # One connection's failure: the others are still pushed.
+                self.log.failure("pushing failed")
 
     def channel(self, send):
         """

@@ -202,6 +202,31 @@ class PushAtOnceTests(SynchronousTestCase):
         nextTurn(self.clock)
         self.assertEqual(order, [("push", "1"), "next turn's work"])
 
+    def test_oneFailureOthersPushed(self):
+        """
+        A connection whose push fails (logged) does not keep the others'
+        of the same turn from going, nor its own later ones.
+        """
+        failing = {"on": True}
+
+        def broken(info):
+            if failing["on"]:
+                raise RuntimeError("boom")
+            self.sent.append(("broken", info.checksum))
+
+        other = self.pusher.channel(broken)
+        self.pusher.subscribe(other, "a", None, "0")
+        later = self.pusher.channel(lambda info: self.sent.append(("later", info.checksum)))
+        self.pusher.subscribe(later, "a", None, "0")
+        self.views.change("a")
+        self.clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIn(("later", "1"), self.sent)
+        failing["on"] = False
+        self.views.change("a")
+        self.clock.advance(0)
+        self.assertIn(("broken", "2"), self.sent)
+
     def test_oneTurnOnePush(self):
         """
         The changes of one turn (say, a batch of replicated frames read at
