@@ -27,7 +27,9 @@ Bounds, per TCP connection (L{GrpcConnection}):
  - a peer that answers no PING within C{keepaliveTimeout} is dropped, and
    one that resets more than L{MAX_RESETS} streams in L{RESET_WINDOW} s (or
    has the server reset them, breaking a rule on each);
- - a connection the server ends goes at once: trailers, C{GOAWAY}, close;
+ - a connection the server ends goes at once: trailers, C{GOAWAY}, and
+   the TCP connection once the peer closes it, or L{GOAWAY_GRACE} later
+   (one that broke a rule: at once);
    one the peer ends (C{GOAWAY}) goes once its calls in flight are over.
 
 Reading and answering take their share of the node's turns (an
@@ -77,6 +79,10 @@ HOLD_WRITERS_AT = 1024 * 1024
 MAX_RESETS = 200
 RESET_WINDOW = 10.0
 MAX_COOLING = 10000
+
+# How long a connection the server ended (GOAWAY NO_ERROR) waits for the
+# peer to close it, in seconds; a peer breaking a rule is cut at once.
+GOAWAY_GRACE = 1.0
 
 # The bytes a connection may have read and waiting for a turn (past a
 # turn's budget) before its reading is paused: most requests wait without
@@ -373,10 +379,19 @@ class GrpcConnection(Protocol):
         self.frames.goAway(code)
         self.transport.write(self.frames.dataToSend())
         self._closing = True
+        if code == http2.NO_ERROR:
+            # The calls ended with their trailers: the peer closes the
+            # connection once it has read them and the GOAWAY, or it is
+            # closed after GOAWAY_GRACE (closed at once, grpcio at times
+            # told its calls the transport's end instead of their status).
+            self._pingDeadline = self.clock.callLater(GOAWAY_GRACE, self._lose)
+        else:
+            self._lose()
+
+    def _lose(self):
         # What waits for the peer's window is dropped with the connection.
         self.transport.loseConnection()
-        timer = self.clock.callLater(self.factory.keepaliveTimeout, self._abort)
-        self._pingDeadline = timer
+        self._pingDeadline = self.clock.callLater(self.factory.keepaliveTimeout, self._abort)
 
     def _abort(self):
         if self.transport is not None:

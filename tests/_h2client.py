@@ -14,6 +14,8 @@ import h2.settings
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from distro import h2grpc
+
 _PREFIX = struct.Struct(">BI")
 
 
@@ -55,6 +57,23 @@ class Response:
     def message(self):
         value = self.trailers.get(b"grpc-message", self.headers.get(b"grpc-message", b""))
         return value.decode()
+
+
+class EndedAssertions:
+    """
+    For test cases with a C{clock} driving a server's L{GrpcConnection}s.
+    """
+
+    def assertEnded(self, client):
+        """
+        The server said C{GOAWAY} to C{client}; the TCP connection closes
+        once the client closes it, or C{GOAWAY_GRACE} later.
+        """
+        client.pump()
+        self.assertIsNotNone(client.goAway)
+        self.assertFalse(client.closed)
+        self.clock.advance(h2grpc.GOAWAY_GRACE)
+        self.assertTrue(client.closed)
 
 
 class H2Client:

@@ -22,7 +22,7 @@ from distro.http2 import IStreamHandler
 from distro.ratelog import RateLimitedLog
 from distro.turns import Turns
 
-from ._h2client import H2Client, framed
+from ._h2client import EndedAssertions, H2Client, framed
 from ._turns import SteppedTimer, TickingTimer, nextTurn
 from .test_http2 import randomFrame
 
@@ -96,7 +96,7 @@ class EchoService:
         self.paused.append(False)
 
 
-class GrpcTestCase(SynchronousTestCase):
+class GrpcTestCase(EndedAssertions, SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.service = EchoService()
@@ -183,7 +183,7 @@ class BoundsTests(GrpcTestCase):
         for _ in range(3):
             streamId = client.open("/Echo/stream")
             client.send(streamId, framed(b"x" * LIMIT)[:LIMIT])
-        self.assertTrue(client.closed)
+        self.assertEnded(client)
 
     def test_partialMessagesBoundedAfterRefusals(self):
         """
@@ -203,7 +203,7 @@ class BoundsTests(GrpcTestCase):
         for _ in range(3):
             streamId = client.open("/Echo/stream")
             client.send(streamId, framed(b"x" * LIMIT)[:LIMIT])
-        self.assertTrue(client.closed)
+        self.assertEnded(client)
 
     def test_noWindowRepliesBounded(self):
         """
@@ -248,8 +248,10 @@ class BoundsTests(GrpcTestCase):
 
     def test_closeGoesAtOnce(self):
         """
-        A connection the server ends: trailers C{UNAVAILABLE} on its calls,
-        C{GOAWAY}, and the TCP connection closed, with what it held.
+        A connection the server ends: trailers C{UNAVAILABLE} on its calls
+        and C{GOAWAY} at once; the TCP connection, with what it held, once
+        the client closes it or C{GOAWAY_GRACE} later (a client that reads
+        nothing, here).
         """
         client = H2Client(self.factory, window=0)
         streamId = client.open("/Echo/stream")
@@ -258,7 +260,8 @@ class BoundsTests(GrpcTestCase):
         connection.close()
         client.pump()
         self.assertEqual(client.responses[streamId].status, h2grpc.UNAVAILABLE)
-        self.assertEqual((client.goAway, client.closed), (0, True))
+        self.assertEqual(client.goAway, 0)
+        self.assertEnded(client)
         connection.connectionLost(None)
         self.assertEqual((self.service.streams, self.service.lost), ([], [connection]))
 
@@ -285,10 +288,10 @@ class BoundsTests(GrpcTestCase):
         client.send(stream, framed(b"b"), end=True)
         self.assertEqual((client.responses[stream].messages(), client.responses[stream].status),
                          ([b"re a", b"re b"], h2grpc.OK))
-        self.assertTrue(client.closed)
+        self.assertEnded(client)
         idle = H2Client(self.factory, port=40001)
         idle.server.dataReceived(http2.frame(http2.GOAWAY, 0, 0, b"\x00\x00\x00\x00\x00\x00\x00\x00"))
-        self.assertTrue(idle.closed)
+        self.assertEnded(idle)
 
     def test_oneGoAway(self):
         """
@@ -306,6 +309,7 @@ class BoundsTests(GrpcTestCase):
                                    + http2.frame(http2.RST_STREAM, 0, streamId, b"\x00\x00\x00\x08"))
         sent = client.transport.value()
         self.assertEqual(sent.count(b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"), 1)  # a GOAWAY frame's header
+        self.clock.advance(h2grpc.GOAWAY_GRACE)
         self.assertTrue(client.closed)
         aborts = [c for c in self.clock.getDelayedCalls() if c.func == client.server._abort]
         self.assertEqual(len(aborts), 1)

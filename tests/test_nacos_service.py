@@ -19,7 +19,7 @@ from distro.nacos.service import NacosService
 from distro.nacos.listen import NacosListenError, parseListen
 from distro.nacos.payload import Payload, decode, encode
 
-from ._h2client import H2Client, framed
+from ._h2client import EndedAssertions, H2Client, framed
 from ._node import NodeHarness
 
 
@@ -49,7 +49,7 @@ class ListenTests(SynchronousTestCase):
             self.assertIsNone(frontEnd.address)
 
 
-class InMemoryTests(SynchronousTestCase):
+class InMemoryTests(EndedAssertions, SynchronousTestCase):
     """
     The port's service in memory: a real node on a clock, spoken to by an
     h2 client over a L{StringTransport} (tests/_h2client.py).
@@ -130,7 +130,7 @@ class InMemoryTests(SynchronousTestCase):
         self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0)
         client.pump()
         self.assertEqual(client.responses[streamId].status, h2grpc.DEADLINE_EXCEEDED)
-        self.assertTrue(client.closed)
+        self.assertEnded(client)
         other = self.client(ip="10.0.0.8")
         streamId = self.openStream(other, setUp=False)
         self.streamSend(other, streamId, "HealthCheckRequest")
@@ -148,7 +148,7 @@ class InMemoryTests(SynchronousTestCase):
         for _ in range(5):
             self.unary(client, "ServerCheckRequest")
             self.clock.advance(self.node.config.handshake_timeout_ms / 5000.0)
-        self.assertTrue(client.closed)
+        self.assertEnded(client)
         other = self.client(ip="10.0.0.8")
         self.openStream(other)
         self.clock.advance(self.node.config.handshake_timeout_ms / 1000.0 * 3)
@@ -199,7 +199,7 @@ class InMemoryTests(SynchronousTestCase):
         connection.closeConnection()
         client.pump()
         self.assertEqual(client.responses[streamId].status, h2grpc.UNAVAILABLE)
-        self.assertTrue(client.closed)
+        self.assertEnded(client)
         client.server.connectionLost(None)
         self.assertEqual((self.service.connections, clientId in self.node.sessions), ({}, False))
 
