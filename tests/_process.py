@@ -445,8 +445,20 @@ class ClusterTestCase(ProcessTestCase):
         yield self.startMembers(3, orphanGraceMs)
         for m in self.members:
             yield self.waitReady(m)
-            yield self.waitStates(m, {o.nodeId: "UP" for o in self.members})
+            try:
+                yield self.waitStates(m, {o.nodeId: "UP" for o in self.members})
+            except AssertionError as e:
+                # What each node said of its peer links (CI saw a member
+                # DOWN at start once, with nothing else to go on).
+                raise AssertionError(f"{e}\n{self.outputTails()}")
         return self.members
+
+    def outputTails(self, size=3000):
+        """
+        The end of each node's output, for a failure's message.
+        """
+        return "\n".join(f"--- {member}:\n{process.output.decode('utf-8', 'replace')[-size:]}"
+                         for member, process in self.processes)
 
     def startMembers(self, count, orphanGraceMs=5000):
         """
