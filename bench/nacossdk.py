@@ -153,6 +153,28 @@ def runWorkers(server, options, directory, count, probes, clients, tag="sdk"):
     return results
 
 
+def registered(servers, options, directory):
+    """
+    The SDKs' registrations (after C{--warmup} unmeasured ones) against
+    C{servers}, the SDKs spread over them: registrations/s, the servers' CPU
+    summed (each counted until idle) and SDK CPU per registration, and the
+    servers' RSS summed.
+    """
+    addresses = [server.address for server in servers]
+    if options.warmup:
+        runWorkers(addresses, options, directory, options.warmup, 0, options.clients, "warmup")
+    start = sum(server.settledCpu() for server in servers)
+    results = runWorkers(addresses, options, directory, options.registrations, 0, options.clients)
+    cpu = sum(server.settledCpu() for server in servers) - start
+    total = options.clients * options.registrations
+    return {
+        "registrations/s": total / max(r["elapsed"] for r in results),
+        "server CPU per registration (us)": cpu / total * 1e6,
+        "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
+        "server RSS after load (MB)": sum(server.rss() for server in servers) / 1e6,
+    }
+
+
 def sdkPart(directory, kind, name, options, checkout=None):
     """
     The SDK's registrations and push probes against a fresh server of
@@ -160,22 +182,13 @@ def sdkPart(directory, kind, name, options, checkout=None):
     """
     server = startServer(kind, directory, name, checkout=checkout)
     try:
-        if options.warmup:
-            runWorkers(server.address, options, directory, options.warmup, 0, options.clients, "warmup")
-        start = server.settledCpu()
-        results = runWorkers(server.address, options, directory, options.registrations, 0, options.clients)
-        cpu = server.settledCpu() - start
-        memory = server.rss()
+        figures = registered([server], options, directory)
         (probe,) = runWorkers(server.address, options, directory, 0, options.probes, 1)
     finally:
         server.stop()
-    total = options.clients * options.registrations
     latencies = sorted(probe["latencies"])
     return {
-        "registrations/s": total / max(r["elapsed"] for r in results),
-        "server CPU per registration (us)": cpu / total * 1e6,
-        "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
-        "server RSS after load (MB)": memory / 1e6,
+        **figures,
         "push, register return to callback, p50 (ms)": percentile(latencies, 0.5) if latencies else None,
         "push, register return to callback, p99 (ms)": percentile(latencies, 0.99) if latencies else None,
         "pushes seen of probes": len(latencies),
@@ -200,23 +213,10 @@ def clusterPart(directory, options):
         for index, port in enumerate(peers):
             nodes.append(startServer("distro", directory, f"member{index}", distroArgs=[
                 "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", conf]))
-        addresses = [node.address for node in nodes]
-        if options.warmup:
-            runWorkers(addresses, options, directory, options.warmup, 0, options.clients, "warmup")
-        start = sum(node.settledCpu() for node in nodes)
-        results = runWorkers(addresses, options, directory, options.registrations, 0, options.clients)
-        cpu = sum(node.settledCpu() for node in nodes) - start
-        memory = sum(node.rss() for node in nodes)
+        return registered(nodes, options, directory)
     finally:
         for node in nodes:
             node.stop()
-    total = options.clients * options.registrations
-    return {
-        "registrations/s": total / max(r["elapsed"] for r in results),
-        "server CPU per registration (us)": cpu / total * 1e6,
-        "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
-        "server RSS after load (MB)": memory / 1e6,
-    }
 
 
 def rawPart(directory, options):

@@ -361,8 +361,9 @@ class GrpcConnection(Protocol):
 
     def close(self, status=UNAVAILABLE, message="the server closed the connection"):
         """
-        End every call with C{status}, say C{GOAWAY} and close the TCP
-        connection: what it held goes at once.
+        End every call with C{status} and say C{GOAWAY} at once; the TCP
+        connection, with what it held, goes when the peer closes it or
+        L{GOAWAY_GRACE} later.
         """
         if self._closing or self.transport is None:
             return
@@ -505,10 +506,13 @@ class GrpcConnection(Protocol):
 
     def _failCall(self, call, status, message):
         self._dropPartial(call)
-        call._outbound.clear()
+        self._dropOutbound(call)
+        call.finish(status, message)
+
+    def _dropOutbound(self, call):
         self._unsent -= call._outboundBytes
         call._outboundBytes = 0
-        call.finish(status, message)
+        call._outbound.clear()
 
     def _dropPartial(self, call):
         self._partial -= len(call._inbound)
@@ -625,9 +629,7 @@ class GrpcConnection(Protocol):
         call.ended = True
         self._sending.pop(call, None)
         self._dropPartial(call)
-        self._unsent -= call._outboundBytes
-        call._outboundBytes = 0
-        call._outbound.clear()
+        self._dropOutbound(call)
         if not call.unary and call.listener is not None:
             listener, call.listener = call.listener, None
             try:

@@ -298,6 +298,7 @@ class Decoder:
         return entries[position]
 
     def _add(self, name, value):
+        self._changed()
         size = len(name) + len(value) + ENTRY_OVERHEAD
         entries = self._entries
         if size > self._tableSize:
@@ -311,8 +312,17 @@ class Decoder:
     def _resize(self, size):
         if size > self.maxTableSize:
             raise HPACKError(f"a table size of {size}, past {self.maxTableSize}")
+        self._changed()
         self._tableSize = size
         self._evict(size)
+
+    def _changed(self):
+        """
+        The table changes: indices name other entries, and no block kept
+        decoded holds.
+        """
+        if self._decoded:
+            self._decoded.clear()
 
     def _evict(self, size):
         """
@@ -322,6 +332,20 @@ class Decoder:
         while self._size > size:
             oldName, oldValue = entries.pop(0)
             self._size -= len(oldName) + len(oldValue) + ENTRY_OVERHEAD
+
+    def _literal(self, data, at, prefix):
+        """
+        The literal field starting at C{data[at]}, its name a table entry's
+        (an index of C{prefix} bits) or a string: C{((name, value), next
+        offset)}.
+        """
+        index, at = _integer(data, at, prefix)
+        if index:
+            name = self._entry(index)[0]
+        else:
+            name, at = _string(data, at)
+        value, at = _string(data, at)
+        return (name, value), at
 
     def decode(self, data):
         """
@@ -335,16 +359,8 @@ class Decoder:
         decoded = self._decoded.get(data)
         if decoded is not None:
             return decoded
-        try:
-            headers, changed = self._decode(data)
-        except HPACKError:
-            self._decoded.clear()
-            raise
-        if changed:
-            # Indices now name other entries: nothing kept holds.
-            if self._decoded:
-                self._decoded.clear()
-        elif len(data) <= _CACHED_BLOCK:
+        headers, changed = self._decode(data)
+        if not changed and len(data) <= _CACHED_BLOCK:
             if len(self._decoded) >= _CACHED_BLOCKS:
                 self._decoded.clear()
             self._decoded[data] = headers
@@ -371,14 +387,8 @@ class Decoder:
                 field = entry(index)
             elif byte & 0x40:
                 # Literal with incremental indexing.
-                index, at = _integer(data, at, 6)
-                if index:
-                    name = entry(index)[0]
-                else:
-                    name, at = _string(data, at)
-                value, at = _string(data, at)
-                field = (name, value)
-                self._add(name, value)
+                field, at = self._literal(data, at, 6)
+                self._add(*field)
                 changed = True
             elif byte & 0x20:
                 # A dynamic table size update: only before the block's fields.
@@ -390,19 +400,11 @@ class Decoder:
                 continue
             else:
                 # Literal without indexing, or never indexed.
-                index, at = _integer(data, at, 4)
-                if index:
-                    name = entry(index)[0]
-                else:
-                    name, at = _string(data, at)
-                value, at = _string(data, at)
-                field = (name, value)
+                field, at = self._literal(data, at, 4)
             listSize += len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
             if listSize <= self.maxListSize:
                 headers.append(field)
         if listSize > self.maxListSize:
-            if changed:
-                self._decoded.clear()
             raise HeaderListTooLarge(f"a header list of {listSize} bytes, past {self.maxListSize}")
         return tuple(headers), changed
 

@@ -82,6 +82,7 @@ _GOAWAY = struct.Struct(">II")
 
 # A request's pseudo-headers, and the fields HTTP/2 does not allow.
 _PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
+_REQUIRED = frozenset((b":method", b":scheme", b":path"))
 _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection",
                                   b"transfer-encoding", b"upgrade"))
 
@@ -284,6 +285,14 @@ class ServerConnection:
         self._out.append(frame(GOAWAY, 0, 0, _GOAWAY.pack(self._highest, code) + message[:256]))
         self.closed = True
 
+    def _streamError(self, streamId, code):
+        """
+        The client broke a rule on open stream C{streamId}: it is reset
+        with C{code}, and the handler told.
+        """
+        self.resetStream(streamId, code)
+        self.handler.streamReset(streamId, False)
+
     def _ended(self, streamId):
         stream = self._streams.pop(streamId, None)
         if stream is not None and stream.remoteOpen:
@@ -358,8 +367,7 @@ class ServerConnection:
             return
         if not stream.remoteOpen:
             # After the client's END_STREAM (5.1, half-closed (remote)).
-            self.resetStream(streamId, STREAM_CLOSED)
-            self.handler.streamReset(streamId, False)
+            self._streamError(streamId, STREAM_CLOSED)
             return
         stream.unacknowledged += size
         ended = flags & END_STREAM
@@ -410,27 +418,26 @@ class ServerConnection:
         ended = bool(flags & END_STREAM)
         if streamId <= self._highest:
             stream = self._streams.get(streamId)
-            if stream is None or not stream.remoteOpen:
-                if stream is None:
-                    return  # a stream this side ended: dropped
-                self.resetStream(streamId, STREAM_CLOSED)
-                self.handler.streamReset(streamId, False)
+            if stream is None:
+                return  # a stream this side ended: dropped
+            if not stream.remoteOpen:
+                self._streamError(streamId, STREAM_CLOSED)
                 return
             # Trailers: they end what the client sends.
             if not ended or headers is None or any(name[:1] == b":" for name, _ in headers):
-                self.resetStream(streamId, PROTOCOL_ERROR)
-                self.handler.streamReset(streamId, False)
+                self._streamError(streamId, PROTOCOL_ERROR)
                 return
             stream.remoteOpen = False
             self.handler.streamEnded(streamId)
             return
         self._highest = streamId
+        # Refused streams are never opened: the handler is told nothing.
         if headers is None or (headers is not self._checked and not _isRequest(headers)):
-            self._out.append(frame(RST_STREAM, 0, streamId, _U32.pack(PROTOCOL_ERROR)))
+            self.resetStream(streamId, PROTOCOL_ERROR)
             return
         self._checked = headers
         if len(self._streams) >= self.maxStreams:
-            self._out.append(frame(RST_STREAM, 0, streamId, _U32.pack(REFUSED_STREAM)))
+            self.resetStream(streamId, REFUSED_STREAM)
             return
         self._streams[streamId] = _Stream(self._initialSendWindow, not ended)
         self.handler.requestReceived(streamId, headers, ended)
@@ -539,8 +546,7 @@ class ServerConnection:
         if stream is None:
             return
         if increment == 0 or stream.sendWindow + increment > MAX_WINDOW:
-            self.resetStream(streamId, PROTOCOL_ERROR if increment == 0 else FLOW_CONTROL_ERROR)
-            self.handler.streamReset(streamId, False)
+            self._streamError(streamId, PROTOCOL_ERROR if increment == 0 else FLOW_CONTROL_ERROR)
             return
         stream.sendWindow += increment
 
@@ -577,4 +583,4 @@ def _isRequest(headers):
             return False
         if not name.islower() and name.lower() != name:
             return False
-    return len(pseudo) >= 3 and b":method" in pseudo and b":path" in pseudo and b":scheme" in pseudo
+    return _REQUIRED <= pseudo

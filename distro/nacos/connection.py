@@ -267,18 +267,20 @@ class NacosConnection:
             return self._error(naming.SERVER_ERROR, "internal error")
 
     def _respond(self, responseType, fields):
+        constant = None
         if fields is not None and len(fields) == 1:
             # The constant answers (an instance registered, deregistered):
             # made once.
             ((key, value),) = fields.items()
             if type(value) is str:
-                cached = _CONSTANT.get((responseType, key, value))
-                if cached is None:
-                    cached = Payload(responseType, {}, "", naming.encodeBody(naming.response(fields)))
-                    if len(_CONSTANT) < _CONSTANT_LIMIT:
-                        _CONSTANT[(responseType, key, value)] = cached
-                return cached, SUCCESS
-        return Payload(responseType, {}, "", naming.encodeBody(naming.response(fields))), SUCCESS
+                constant = (responseType, key, value)
+                cached = _CONSTANT.get(constant)
+                if cached is not None:
+                    return cached, SUCCESS
+        payload = Payload(responseType, {}, "", naming.encodeBody(naming.response(fields)))
+        if constant is not None and len(_CONSTANT) < _CONSTANT_LIMIT:
+            _CONSTANT[constant] = payload
+        return payload, SUCCESS
 
     def _error(self, code, message):
         return errorPayload(code, message), code
