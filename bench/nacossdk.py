@@ -44,10 +44,12 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,33 +63,48 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SDK_PYTHON = os.path.join(ROOT, ".interop", "python", "bin", "python")
 RUN_TIMEOUT = 600
 
-# One SDK process: registers, or probes pushes; prints one JSON line.
+# One SDK process. Registering: its warm-up registrations, then it says
+# "warm" and waits for a line on stdin; its measured ones, then it says
+# "registered" (with its elapsed time and CPU) and waits again, still
+# connected, so that nothing its disconnection causes on the server falls in
+# the measured window. Probing: the push probes. Each step is one JSON line.
 WORKER = r'''
 import asyncio, json, os, sys, time
 from v2.nacos import (ClientConfigBuilder, GRPCConfig, NacosNamingService, RegisterInstanceParam,
                       SubscribeServiceParam)
 
-async def main(server, index, count, window, probes, directory, tag):
+async def main(server, index, warmup, count, window, probes, directory, tag):
     config = (ClientConfigBuilder().server_address(server).namespace_id("public")
               .grpc_config(GRPCConfig(grpc_timeout=10000)).log_dir(directory).cache_dir(directory)
               .log_level("ERROR").build())
     naming = await NacosNamingService.create_naming_service(config)
-    result = {}
-    if count:
+    loop = asyncio.get_running_loop()
+
+    async def step(at, **fields):
+        print(json.dumps({"at": at, **fields}), flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+
+    async def register(prefix, count):
         gate = asyncio.Semaphore(window)
 
         async def one(i):
             async with gate:
                 await naming.register_instance(RegisterInstanceParam(
-                    service_name=f"{tag}-{index}-{i}", group_name="DEFAULT_GROUP",
+                    service_name=f"{prefix}-{index}-{i}", group_name="DEFAULT_GROUP",
                     ip=f"10.{index}.{i // 250}.{i % 250 + 1}", port=8080, weight=1.0,
                     metadata={"zone": "z1"}, ephemeral=True))
 
-        before, started = os.times(), time.monotonic()
         await asyncio.gather(*(one(i) for i in range(count)))
+
+    if count:
+        await register("warmup", warmup)
+        await step("warm")
+        before, started = os.times(), time.monotonic()
+        await register(tag, count)
         after = os.times()
-        result.update(elapsed=time.monotonic() - started,
-                      cpu=(after.user + after.system) - (before.user + before.system))
+        await step("registered", elapsed=time.monotonic() - started,
+                   cpu=(after.user + after.system) - (before.user + before.system))
+    result = {"at": "done"}
     if probes:
         seen = {}
         changed = asyncio.Event()
@@ -119,59 +136,112 @@ async def main(server, index, count, window, probes, directory, tag):
     await naming.shutdown()
     print(json.dumps(result), flush=True)
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
-                 sys.argv[6], sys.argv[7]))
+asyncio.run(main(sys.argv[1], *map(int, sys.argv[2:7]), sys.argv[7], sys.argv[8]))
 '''
 
 
-def runWorkers(server, options, directory, count, probes, clients, tag="sdk"):
+class Worker:
     """
-    C{clients} SDK processes at once; their JSON results. C{server}: the
-    address each is given, or a list of addresses (SDK I is given the
-    (I mod N)th).
+    One SDK process of L{WORKER}: its steps read from its stdout (by a
+    thread, so that every wait is bounded), a line on its stdin lets it go
+    on.
     """
-    servers = server if isinstance(server, list) else [server]
-    processes = []
-    for index in range(clients):
-        logs = os.path.join(directory, f"sdk{index}")
+
+    def __init__(self, server, index, options, directory, warmup, count, probes, tag):
+        logs = os.path.join(directory, f"{tag}{index}")
         os.makedirs(logs, exist_ok=True)
-        processes.append(subprocess.Popen(
-            [SDK_PYTHON, "-c", WORKER, servers[index % len(servers)], str(index), str(count), str(options.window),
+        self.stderr = open(os.path.join(logs, "stderr"), "w+")
+        self.process = subprocess.Popen(
+            [SDK_PYTHON, "-c", WORKER, server, str(index), str(warmup), str(count), str(options.window),
              str(probes), logs, tag],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    results = []
-    for process in processes:
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.steps = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            if line.startswith("{"):
+                self.steps.put(json.loads(line))
+        self.steps.put(None)
+
+    def expect(self, at):
+        """
+        Its next step, which must be C{at}.
+        """
         try:
-            out, err = process.communicate(timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for p in processes:
-                p.kill()
-            raise SystemExit("an SDK process did not finish in time")
-        if process.returncode != 0 or not out.strip():
-            raise SystemExit(f"an SDK process to {server} failed ({process.returncode}):\n{err[-2000:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+            step = self.steps.get(timeout=RUN_TIMEOUT)
+        except queue.Empty:
+            step = None
+        if step is None or step["at"] != at:
+            self.process.kill()
+            self.stderr.seek(0)
+            raise SystemExit(f"an SDK process did not reach {at!r} ({step}):\n{self.stderr.read()[-2000:]}")
+        return step
+
+    def proceed(self):
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+
+    def finish(self):
+        """
+        Its last step, once it has shut its SDK down.
+        """
+        step = self.expect("done")
+        self.process.wait(timeout=RUN_TIMEOUT)
+        self.stderr.close()
+        return step
+
+
+def workers(servers, options, directory, count, probes, clients, warmup=0, tag="sdk"):
+    """
+    C{clients} SDK processes at once, SDK I given the (I mod N)th address
+    of C{servers}.
+    """
+    started = []
+    try:
+        for index in range(clients):
+            started.append(Worker(servers[index % len(servers)], index, options, directory,
+                                  warmup, count, probes, tag))
+    except BaseException:
+        for worker in started:
+            worker.process.kill()
+        raise
+    return started
 
 
 def registered(servers, options, directory):
     """
-    The SDKs' registrations (after C{--warmup} unmeasured ones) against
-    C{servers}, the SDKs spread over them: registrations/s, the servers' CPU
-    summed (each counted until idle) and SDK CPU per registration, and the
-    servers' RSS summed.
+    The SDKs' registrations (after C{--warmup} unmeasured ones, on the same
+    connections) against C{servers}, the SDKs spread over them:
+    registrations/s, the servers' CPU summed (each counted until idle) and
+    SDK CPU per registration, and the servers' RSS summed. The window ends
+    before the SDKs disconnect.
     """
-    addresses = [server.address for server in servers]
-    if options.warmup:
-        runWorkers(addresses, options, directory, options.warmup, 0, options.clients, "warmup")
-    start = sum(server.settledCpu() for server in servers)
-    results = runWorkers(addresses, options, directory, options.registrations, 0, options.clients)
-    cpu = sum(server.settledCpu() for server in servers) - start
+    sdks = workers([server.address for server in servers], options, directory,
+                   options.registrations, 0, options.clients, options.warmup)
+    try:
+        for sdk in sdks:
+            sdk.expect("warm")
+        start = sum(server.settledCpu() for server in servers)
+        for sdk in sdks:
+            sdk.proceed()
+        results = [sdk.expect("registered") for sdk in sdks]
+        cpu = sum(server.settledCpu() for server in servers) - start
+        memory = sum(server.rss() for server in servers)
+        for sdk in sdks:
+            sdk.proceed()
+        for sdk in sdks:
+            sdk.finish()
+    finally:
+        for sdk in sdks:
+            if sdk.process.poll() is None:
+                sdk.process.kill()
     total = options.clients * options.registrations
     return {
         "registrations/s": total / max(r["elapsed"] for r in results),
         "server CPU per registration (us)": cpu / total * 1e6,
         "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
-        "server RSS after load (MB)": sum(server.rss() for server in servers) / 1e6,
+        "server RSS after load (MB)": memory / 1e6,
     }
 
 
@@ -183,7 +253,8 @@ def sdkPart(directory, kind, name, options, checkout=None):
     server = startServer(kind, directory, name, checkout=checkout)
     try:
         figures = registered([server], options, directory)
-        (probe,) = runWorkers(server.address, options, directory, 0, options.probes, 1)
+        (prober,) = workers([server.address], options, directory, 0, options.probes, 1, tag="probe")
+        probe = prober.finish()
     finally:
         server.stop()
     latencies = sorted(probe["latencies"])
