@@ -14,6 +14,7 @@ from typing import NamedTuple
 import msgpack
 
 from distro.errors import BadRequest, LimitExceeded
+from distro.shared import Shared
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
@@ -159,6 +160,10 @@ class Instance:
 
 
 def _text(value, field, maxBytes=MAX_NAME_BYTES):
+    if type(value) is str and value.isascii() and value.isprintable() and 0 < len(value) <= maxBytes:
+        # The usual name: printable ASCII (no control character), its
+        # length its size in UTF-8.
+        return value
     if type(value) is not str:
         raise BadRequest(field, "must be a string")
     if not value:
@@ -210,33 +215,9 @@ def parseService(value, field="service"):
     return _SERVICE_KEYS.share(key, key)
 
 
-class _Shared:
-    """
-    Values shared by everything that carries an equal one, by key; at most
-    C{limit} remembered (past it, it starts over: what was shared so far
-    stays shared).
-    """
-
-    def __init__(self, limit):
-        self._values = {}
-        self._limit = limit
-
-    def get(self, key):
-        return self._values.get(key)
-
-    def share(self, key, value):
-        """
-        Remember C{value} for C{key}; return it.
-        """
-        if len(self._values) >= self._limit:
-            self._values.clear()
-        self._values[key] = value
-        return value
-
-
 # Service keys already validated: the same service is named again and again
 # (every request and replicated record), and one key object serves them all.
-_SERVICE_KEYS = _Shared(65536)
+_SERVICE_KEYS = Shared(65536)
 
 
 def parseNamespace(value, field="namespace"):
@@ -447,7 +428,7 @@ _WEIGHTS = {w: w for w in (0.0, 1.0, 10.0, 100.0)}
 # Each is remembered with its packed size, so that an equal map is neither
 # packed nor kept again.
 _NO_METADATA = {}
-_SHARED_METADATA = _Shared(4096)
+_SHARED_METADATA = Shared(4096)
 _SHARED_METADATA_ENTRIES = 8
 
 

@@ -48,6 +48,17 @@ class ServiceKeyTests(SynchronousTestCase):
         self.assertField({"name": "a", "namespace": "x" * 257}, "service.namespace")
         self.assertField({"name": "a\nb"}, "service.name")
 
+    def test_asciiNames(self):
+        """
+        ASCII names (read without encoding them) are held to the same
+        rules: every control character refused, 256 bytes at most.
+        """
+        for control in [*map(chr, range(0x20)), "\x7f"]:
+            self.assertField({"name": f"a{control}b"}, "service.name")
+        self.assertEqual(model.parseService({"name": " ~!x" * 64}).name, " ~!x" * 64)
+        self.assertField({"name": "x" * 257}, "service.name")
+        self.assertEqual(model.parseService({"name": "a\x80b"}).name, "a\x80b")  # not ASCII: checked in full
+
     def test_utf8Length(self):
         """
         The 256 limit counts UTF-8 bytes, not characters.

@@ -6,6 +6,9 @@ Python SDKs send them (docs/nacos.md).
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from distro import model
@@ -225,6 +228,32 @@ class RequestTests(SynchronousTestCase):
         self.assertEqual(naming.parseBody('{"a": "é"}'.encode()), {"a": "é"})
         for encoding in ("utf-16", "utf-32", "utf-16-le"):
             self.assertRefused(BAD_GATEWAY, "body: not valid UTF-8", naming.parseBody, '{"a": 1}'.encode(encoding))
+
+    def test_bodyAsLenientAsBefore(self):
+        """
+        What Python's json reads besides strict JSON (which the fast reader
+        refuses) is read as before: NaN and infinities, a lone surrogate's
+        escape; nesting deeper than the fast reader's limit.
+        """
+        self.assertEqual(repr(naming.parseBody(b'{"w": NaN, "x": -Infinity}')), "{'w': nan, 'x': -inf}")
+        self.assertEqual(naming.parseBody(b'{"s": "\\ud800"}'), {"s": "\ud800"})
+        self.assertEqual(naming.parseBody(b'{"big": 1e400}'), {"big": float("inf")})
+        nested = b'{"a": ' + b"[" * 500 + b"]" * 500 + b"}"
+        self.assertTrue(naming.parseBody(nested) == json.loads(nested))
+        # Deeper than either reader goes: refused, as before.
+        self.assertRefused(BAD_GATEWAY, "body:", naming.parseBody, b'{"a": ' + b"[" * 1100 + b"]" * 1100 + b"}")
+
+    @settings(max_examples=300, derandomize=True, deadline=None)
+    @given(st.recursive(
+        st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(), lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+        max_leaves=20))
+    def test_bodyReadAsJsonReadsIt(self, value):
+        """
+        Any JSON object's body is read to what C{json.loads} makes of it.
+        """
+        text = json.dumps({"v": value}, ensure_ascii=False)
+        self.assertEqual(naming.parseBody(text.encode()), json.loads(text))
 
     def test_healthyOnly(self):
         """

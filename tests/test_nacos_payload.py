@@ -157,3 +157,43 @@ class PayloadTests(SynchronousTestCase):
         except PayloadError:
             pass
 
+
+    def test_sharedMetadata(self):
+        """
+        Requests that send the same metadata share its decoded headers, read
+        only; a body of any size comes through whole.
+        """
+        headers = {"app": "shop", "accessToken": "t0k3n"}
+        first, second = (decode(encode(Payload("InstanceRequest", headers, "10.0.0.7", body)))
+                         for body in (b"{}", b"x" * 20_000))
+        self.assertEqual(first, Payload("InstanceRequest", headers, "10.0.0.7", b"{}"))
+        self.assertEqual(second.body, b"x" * 20_000)
+        self.assertIs(first.headers, second.headers)
+        with self.assertRaises(TypeError):
+            first.headers["accessToken"] = "other"
+        self.assertEqual(decode(encode(Payload("T", {}, "", b"{}"))).headers, {})
+
+    def test_longMetadataNotShared(self):
+        """
+        Metadata over 1 KiB (a long token) is decoded each time, the same.
+        """
+        payload = Payload("InstanceRequest", {"accessToken": "x" * 4000}, "10.0.0.7", b"{}")
+        first, second = decode(encode(payload)), decode(encode(payload))
+        self.assertEqual((first, second), (payload, payload))
+        self.assertIsNot(first.headers, second.headers)
+
+    def test_sharedMetadataCountsItsFields(self):
+        """
+        Metadata looked up, not walked, still spends its fields of
+        C{MAX_FIELDS}: a message is refused past it whether its metadata
+        was seen before or not.
+        """
+        from distro.nacos import payload
+
+        headers = {f"h{n}": "v" for n in range(payload.MAX_HEADERS)}  # 193 fields with its type
+        unknown = b"\x48\x00" * (payload.MAX_FIELDS - 193 - 3)
+        for type_ in ("First", "First", "Second"):
+            good = encode(Payload(type_, headers, "", b"{}"))
+            self.assertEqual(decode(unknown + good).type, type_)
+            error = self.assertRaises(PayloadError, decode, b"\x48\x00" + unknown + good)
+            self.assertRegex(str(error), "more than")

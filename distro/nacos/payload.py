@@ -21,7 +21,10 @@ walked whole on the reactor.
 
 __all__ = ["Payload", "PayloadError", "decode", "encode"]
 
+from types import MappingProxyType
 from typing import NamedTuple
+
+from distro.shared import Shared
 
 
 class PayloadError(ValueError):
@@ -32,7 +35,7 @@ class PayloadError(ValueError):
 
 class Payload(NamedTuple):
     type: str
-    headers: dict
+    headers: dict  # read-only when decoded
     clientIp: str
     body: bytes
 
@@ -154,40 +157,116 @@ def _string(value, wireType, what):
         raise PayloadError(f"{what}: not UTF-8")
 
 
+# Metadata decoded before, by its bytes: an SDK sends the same type, headers
+# and client IP with every request of a kind, so most are looked up, not
+# decoded. Longer ones (rare: large tokens) are decoded each time.
+_METADATA = Shared(1024)
+_SHARED_METADATA_BYTES = 1024
+_NO_HEADERS = MappingProxyType({})
+
+
+def _metadata(value, budget):
+    """
+    C{(type, headers, clientIp)} of a C{Metadata}'s bytes, its headers
+    read-only (they may be shared by every request that sent the same).
+    """
+    key = bytes(value) if len(value) <= _SHARED_METADATA_BYTES else None
+    known = _METADATA.get(key) if key is not None else None
+    if known is not None:
+        fields, decoded = known
+        budget[0] -= fields
+        if budget[0] < 0:
+            raise PayloadError(f"more than {MAX_FIELDS} fields")
+        return decoded
+    before = budget[0]
+    type_, headers, clientIp = "", {}, ""
+    for n, w, v in _fields(value, budget):
+        if n == 3:
+            type_ = _string(v, w, "metadata.type")
+        elif n == 8:
+            clientIp = _string(v, w, "metadata.clientIp")
+        elif n == 7:
+            if w != _BYTES:
+                raise PayloadError("metadata.headers: not an entry")
+            if len(v) > MAX_HEADER_BYTES:
+                raise PayloadError(f"metadata.headers: an entry over {MAX_HEADER_BYTES} bytes")
+            if len(headers) >= MAX_HEADERS:
+                raise PayloadError(f"metadata.headers: more than {MAX_HEADERS}")
+            name = entry = ""
+            for en, ew, ev in _fields(v, budget):
+                if en == 1:
+                    name = _string(ev, ew, "metadata.headers key")
+                elif en == 2:
+                    entry = _string(ev, ew, "metadata.headers value")
+            headers[name] = entry
+    decoded = (type_, MappingProxyType(headers) if headers else _NO_HEADERS, clientIp)
+    if key is not None:
+        _METADATA.share(key, (before - budget[0], decoded))
+    return decoded
+
+
+def _length(data, at):
+    """
+    The varint at C{at} of C{data} and the offset after it: one and two
+    bytes (every length but a body's of 16 KiB or more) read inline.
+    """
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    second = data[at + 1]
+    if second < 0x80:
+        return (first & 0x7F) | second << 7, at + 2
+    return _readVarint(data, at)
+
+
+def _usual(data):
+    """
+    The L{Payload} in C{data} if it has the shape every SDK sends (its
+    metadata, then its body holding only a value, each field once), read
+    without walking its fields one by one; C{None} for any other shape,
+    well-formed or not (L{decode} then walks it).
+    """
+    try:
+        if data[0] != 0x12:
+            return None
+        length, at = _length(data, 1)
+        metadataEnd = at + length
+        if data[metadataEnd] != 0x1A:
+            return None
+        length, bodyAt = _length(data, metadataEnd + 1)
+        if bodyAt + length != len(data) or data[bodyAt] != 0x12:
+            return None
+        length, valueAt = _length(data, bodyAt + 1)
+        if valueAt + length != len(data):
+            return None
+    except IndexError:
+        return None
+    # The three fields read spend three of the budget, as a walk would.
+    type_, headers, clientIp = _metadata(data[at:metadataEnd], [MAX_FIELDS - 3])
+    return Payload(type_, headers, clientIp, data[valueAt:])
+
+
 def decode(data):
     """
-    The L{Payload} in C{data}.
+    The L{Payload} in C{data}; its C{headers} are read-only.
 
     @raise PayloadError: if C{data} is not a well-formed C{Payload}.
     """
+    if type(data) is not bytes:
+        data = bytes(data)
+    usual = _usual(data)
+    if usual is not None:
+        return usual
     data = memoryview(data)
     budget = [MAX_FIELDS]
-    type_, headers, clientIp, body = "", {}, "", b""
+    metadata, body = ("", _NO_HEADERS, ""), b""
     for number, wireType, value in _fields(data, budget):
         if number == 2 and wireType == _BYTES:
-            for n, w, v in _fields(value, budget):
-                if n == 3:
-                    type_ = _string(v, w, "metadata.type")
-                elif n == 8:
-                    clientIp = _string(v, w, "metadata.clientIp")
-                elif n == 7:
-                    if w != _BYTES:
-                        raise PayloadError("metadata.headers: not an entry")
-                    if len(v) > MAX_HEADER_BYTES:
-                        raise PayloadError(f"metadata.headers: an entry over {MAX_HEADER_BYTES} bytes")
-                    if len(headers) >= MAX_HEADERS:
-                        raise PayloadError(f"metadata.headers: more than {MAX_HEADERS}")
-                    key = entry = ""
-                    for en, ew, ev in _fields(v, budget):
-                        if en == 1:
-                            key = _string(ev, ew, "metadata.headers key")
-                        elif en == 2:
-                            entry = _string(ev, ew, "metadata.headers value")
-                    headers[key] = entry
+            metadata = _metadata(value, budget)
         elif number == 3 and wireType == _BYTES:
             for n, w, v in _fields(value, budget):
                 if n == 2:
                     if w != _BYTES:
                         raise PayloadError("body.value: not bytes")
                     body = bytes(v)
-    return Payload(type_, headers, clientIp, body)
+    return Payload(*metadata, body)
