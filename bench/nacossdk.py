@@ -7,7 +7,7 @@ in the same run with the same load, on the real Nacos server and r-nacos.
 
     python bench/nacossdk.py [--clients 4] [--registrations 1500] [--window 16]
                              [--probes 40] [--warmup 0] [--before CHECKOUT]
-                             [--servers distro,nacos,rnacos] [--members 3]
+                             [--servers distro,nacos,rnacos] [--members 3] [--rounds 1]
 
 Each server in turn (L{servers}: distro a standalone C{twistd
 distro-node}; Nacos and r-nacos as C{bench/servers/setup.sh} installed
@@ -34,22 +34,30 @@ distro's SDK column. With C{--before}, the SDK's run against an earlier
 checkout's node too. With C{--members} N above 1, a column of N clustered
 distro nodes, the SDKs spread over them (SDK I at node I mod N): their CPU
 summed, each counted until idle, so that a registration's replication to
-the others counts. With Nacos among the servers the bench runs in a
-network namespace of its own (loopback only; Nacos binds every interface).
+the others counts. With C{--rounds} N, every column is measured N times,
+the columns in turn within each round, and each figure printed is its
+column's median: this machine's speed drifts by tens of percent over
+minutes, so columns measured one after the other differ by that alone
+(each round times a fixed Python loop, to show the drift). With Nacos
+among the servers the bench runs in a network namespace of its own
+(loopback only; Nacos binds every interface).
 Traffic goes to loopback only; every wait is bounded; each server is
 stopped at the end of its part.
 """
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import queue
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -312,6 +320,30 @@ def rawPart(directory, options):
     }
 
 
+def medians(runs):
+    """
+    Each figure's median over C{runs} (a list of figures), leaving out
+    the runs without it.
+    """
+    out = {}
+    for label in runs[0]:
+        values = sorted(r[label] for r in runs if r.get(label) is not None)
+        out[label] = statistics.median(values) if values else None
+    return out
+
+
+def pythonSpeed():
+    """
+    Seconds a fixed pure-Python loop takes here now: how fast this machine
+    is at the moment (a shared machine's speed drifts).
+    """
+    started = time.process_time()
+    total = 0
+    for n in range(5_000_000):
+        total += n
+    return time.process_time() - started
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=4)
@@ -322,6 +354,8 @@ def main(argv):
                         help="registrations per SDK client, of services of their own, before those measured "
                              "(the JVM's JIT compiles meanwhile)")
     parser.add_argument("--before", type=earlierCheckout, default=None)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every column this many times, in turn; each figure is the median")
     parser.add_argument("--members", type=int, default=3,
                         help="a column of this many clustered distro nodes, the SDKs spread over them, "
                              "their CPU and RSS summed (1: none)")
@@ -332,23 +366,38 @@ def main(argv):
     kinds = chosenKinds(options)
     prepareNetwork(kinds)
     directory = tempfile.mkdtemp(prefix="distro-nacossdk-")
-    columns = {}
+    runs = collections.defaultdict(list)
     try:
-        columns["raw gRPC client"] = rawPart(directory, options)
-        for kind in kinds:
-            print(f"the SDK to {LABELS[kind]}...", flush=True)
-            columns[LABELS[kind]] = sdkPart(directory, kind, f"sdk-{kind}", options)
-        if options.members > 1:
-            print(f"the SDK to {options.members} distro nodes...", flush=True)
-            columns[f"distro, {options.members} nodes"] = clusterPart(directory, options)
-        if options.before is not None:
-            columns["distro, before"] = sdkPart(directory, "distro", "before", options, options.before)
+        for n in range(options.rounds):
+            # Every column once per round, in turn: the machine's speed
+            # drifts over minutes, and each column's median is taken over
+            # rounds spread across the same minutes.
+            if options.rounds > 1:
+                print(f"round {n + 1} of {options.rounds}", flush=True)
+            runs["raw gRPC client"].append(rawPart(directory, options))
+            for kind in kinds:
+                print(f"the SDK to {LABELS[kind]}...", flush=True)
+                runs[LABELS[kind]].append(sdkPart(directory, kind, f"sdk-{kind}-{n}", options))
+            if options.members > 1:
+                print(f"the SDK to {options.members} distro nodes...", flush=True)
+                runs[f"distro, {options.members} nodes"].append(clusterPart(directory, options))
+            if options.before is not None:
+                runs["distro, before"].append(sdkPart(directory, "distro", f"before-{n}", options, options.before))
+            runs["Python speed (s)"].append(pythonSpeed())
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    speeds = runs.pop("Python speed (s)")
+    columns = {name: medians(figures) for name, figures in runs.items()}
     print(f"{options.clients} SDK clients x {options.registrations} registrations, window {options.window}; "
           f"{options.probes} push probes" + (f"; {options.warmup} warm-up registrations each first"
                                              if options.warmup else "") + (f"; before: {options.before}" if options.before else ""))
     print("the first column: the raw gRPC client to distro; the others: the SDK to each server")
+    if options.rounds > 1:
+        print(f"each figure: the median of {options.rounds} rounds; the machine's speed over them "
+              f"(a fixed Python loop): {min(speeds):.2f} to {max(speeds):.2f} s")
+        for name, figures in runs.items():
+            cpu = sorted(f["server CPU per registration (us)"] for f in figures)
+            print(f"  {name}: server CPU per registration {cpu[0]:.1f} to {cpu[-1]:.1f} us")
     printComparison(columns, "raw gRPC client", "raw", formats={"pushes seen of probes": "{:.0f}"})
 
 
