@@ -283,29 +283,50 @@ class ServiceView:
 
 class _SortedNames:
     """
-    The services of one namespace, kept sorted as C{(group, name)} overall and
-    as C{name} per group (L{SortedList}s: a new service costs the same in a
-    namespace of twenty or twenty thousand), so that a page costs O(page)
-    plus a walk of the chunks.
+    The services of one namespace: each group's names, and the groups, in
+    order (L{SortedList}s: a new service costs the same in a namespace of
+    twenty or twenty thousand). In C{(group, name)} order they are the
+    groups in order, each group's names in order: a page costs a walk of
+    the groups and of its chunks plus its own length.
+
+    @ivar count: how many services.
     """
 
     def __init__(self):
-        self.all = SortedList()
+        self.groups = SortedList()
         self.byGroup = {}
+        self.count = 0
 
     def add(self, group, name):
-        self.all.add((group, name))
         names = self.byGroup.get(group)
         if names is None:
             names = self.byGroup[group] = SortedList()
-        names.add(name)
+            self.groups.add(group)
+        self.count += names.add(name)
 
     def discard(self, group, name):
-        self.all.discard((group, name))
         names = self.byGroup[group]
-        names.discard(name)
+        self.count -= names.discard(name)
         if not names:
             del self.byGroup[group]
+            self.groups.discard(group)
+
+    def slice(self, start, stop):
+        """
+        The C{(group, name)}s from index C{start} to C{stop} (not
+        included), in that order.
+        """
+        out = []
+        for group in self.groups:
+            if start >= stop:
+                break
+            names = self.byGroup[group]
+            size = len(names)
+            if start < size:
+                out.extend((group, name) for name in names.slice(max(start, 0), stop))
+            start -= size
+            stop -= size
+        return out
 
 
 @implementer(IRegistry, IOverrideObserver)
@@ -361,7 +382,7 @@ class Registry:
         del self.views[service]
         names = self._listed[service.namespace]
         names.discard(service.group, service.name)
-        if not names.all:
+        if not names.count:
             del self._listed[service.namespace]
 
     # IClientObserver
@@ -442,8 +463,8 @@ class Registry:
             return 0, []
         start = (page - 1) * size
         if group is None:
-            entries = names.all.slice(start, start + size)
-            count = len(names.all)
+            entries = names.slice(start, start + size)
+            count = names.count
         else:
             inGroup = names.byGroup.get(group)
             entries = [(group, n) for n in inGroup.slice(start, start + size)] if inGroup is not None else []

@@ -3,6 +3,7 @@
 Tests for L{distro.registry} fed through a real L{distro.clients.ClientManager}.
 """
 
+import random
 from functools import partial
 
 from twisted.internet.task import Clock
@@ -183,6 +184,31 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(self.registry.services("nowhere", None, 1, 10), (0, []))
         self.manager.removeClient(self.a.clientId)
         self.assertEqual(self.registry.services("public", None, 1, 10), (0, []))
+
+    def test_servicesPagesAcrossGroups(self):
+        """
+        Every page of a namespace's services, across groups of every size,
+        is that slice of them all sorted by group and name, counted; so
+        after removals.
+        """
+        rng = random.Random(19)
+        services = {(f"G{rng.randrange(6)}", f"s{rng.randrange(400):03d}") for _ in range(500)}
+        for group, name in services:
+            self.manager.register(self.a, ServiceKey("public", group, name), inst(1))
+
+        def check():
+            ordered = sorted(services)
+            for size in (1, 7, 50, len(ordered) + 1):
+                pages = [self.registry.services("public", None, page, size)
+                         for page in range(1, len(ordered) // size + 3)]
+                self.assertEqual({count for count, _ in pages}, {len(ordered)})
+                self.assertEqual([(g, n) for _, page in pages for g, n, _ in page], ordered)
+
+        check()
+        for group, name in rng.sample(sorted(services), 300):
+            self.manager.deregister(self.a, ServiceKey("public", group, name), "10.0.0.1#1#DEFAULT")
+            services.discard((group, name))
+        check()
 
     def test_instanceCountsVisibleHosts(self):
         """
