@@ -381,12 +381,16 @@ class ClientManager:
     def removeClients(self, clientIds, due):
         """
         Remove the clients C{clientIds} in the node's turns
-        (L{distro.interfaces.ITurns}), one at a time, each with its
-        instances in every service at once: many large clients going
-        together (their graces ended at once, their owner presumed dead)
-        never hold the reactor for all of them. A client goes only if
-        C{due(client)} still holds when its turn comes (it may have
-        resumed meanwhile).
+        (L{distro.interfaces.ITurns}), one at a time: many large clients
+        going together (their graces ended at once, their owner presumed
+        dead) never hold the reactor for all of them. A native client of
+        more than L{BATCH_SLICE} instances is emptied first, that many a
+        turn, each slice a revision of its own (replicated as a delta), so
+        that neither does one of thousands (10,000 instances in as many
+        services took 36 ms at once); a synced one goes at once (its owner
+        sliced its own removal). A client goes, and each slice, only if
+        C{due(client)} still holds when its turn comes (it may have resumed
+        meanwhile).
 
         @return: a L{Deferred} firing with the ids removed.
         """
@@ -397,10 +401,26 @@ class ClientManager:
         for clientId in clientIds:
             client = self.clients.get(clientId)
             if client is not None and due(client):
-                self.removeClient(clientId)
-                removed.append(clientId)
+                yield from self._emptying(client, due)
+                if self.clients.get(clientId) is client and due(client):
+                    self.removeClient(clientId)
+                    removed.append(clientId)
             yield
         return removed
+
+    def _emptying(self, client, due, size=BATCH_SLICE):
+        """
+        Remove the instances of C{client}, if native, C{size} a step, a step
+        per C{next()}, while it is held and C{due} and more than C{size}
+        are left (those go with it).
+        """
+        clientId = client.clientId
+        while client.native and not client.restoring and client.instanceCount > size:
+            held = ((service, iid) for service, instances in client.services.items() for iid in instances)
+            self._step(client, client.revision + 1, [], list(itertools.islice(held, size)))
+            yield
+            if self.clients.get(clientId) is not client or not due(client):
+                return
 
     def removeClient(self, clientId):
         client = self.clients.pop(clientId, None)

@@ -10,14 +10,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from distro.clients import ClientIds, ClientManager, hashResumeToken
+from distro.clients import BATCH_SLICE, ClientIds, ClientManager, hashResumeToken
 from distro.config import Config
 from distro.interfaces import IClientObserver
 from distro.model import ServiceKey
 from distro.errors import LIMIT_EXCEEDED, LimitExceeded, RequestError
 from distro.turns import Turns
 from tests._factories import modelInstance
-from tests._turns import CostlyRemovals, SteppedTimer, nextTurn
+from tests._turns import CostlyRemovals, CostlySteps, SteppedTimer, nextTurn
 
 ORDERS = ServiceKey("public", "DEFAULT_GROUP", "orders")
 
@@ -433,3 +433,73 @@ class RemoveClientsTests(SynchronousTestCase):
         for _ in range(5):
             nextTurn(self.clock)
         self.assertEqual(self.successResultOf(removing), [self.ids[0], self.ids[2], self.ids[3]])
+
+
+class RemoveLargeClientTests(SynchronousTestCase):
+    """
+    L{ClientManager.removeClients} of a client of thousands of instances:
+    a native one is emptied a slice per turn, each slice a revision.
+    """
+
+    size = 3 * BATCH_SLICE + 10
+
+    def setUp(self):
+        self.timer = SteppedTimer()
+        self.clock = Clock()
+        self.manager = ClientManager("n1", self.clock, Config(), turns=Turns(self.clock, timer=self.timer))
+        self.client = self.manager.clientConnected()[0]
+        self.manager.batchRegister(self.client, ServiceKey("public", "DEFAULT_GROUP", "many"), [
+            modelInstance(f"10.0.{n // 250}.{n % 250 + 1}", 8080) for n in range(BATCH_SLICE)])
+        for n in range(self.size - BATCH_SLICE):
+            self.manager.register(self.client, ServiceKey("public", "DEFAULT_GROUP", f"s{n}"),
+                                  modelInstance("10.0.0.1", 8080))
+        # Each change costs more than a turn's budget.
+        self.steps = CostlySteps(self.timer)
+        self.manager.addObserver(self.steps)
+        self.revision = self.client.revision
+
+    def test_emptiedInSlices(self):
+        """
+        BATCH_SLICE instances go at once, as many each turn after, each a
+        revision announced; the last few go with the client.
+        """
+        removing = self.manager.removeClients([self.client.clientId], lambda client: True)
+        left = [self.client.instanceCount]
+        for _ in range(3):
+            self.assertNoResult(removing)
+            nextTurn(self.clock)
+            left.append(self.client.instanceCount)
+        self.assertEqual(left[:3], [self.size - BATCH_SLICE, self.size - 2 * BATCH_SLICE, 10])
+        self.assertEqual(self.steps.revisions, [self.revision + 1, self.revision + 2, self.revision + 3])
+        nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(removing), [self.client.clientId])
+        self.assertEqual(self.manager.clients, {})
+
+    def test_keptWhenNoLongerDue(self):
+        """
+        A client no longer due (resumed) when its next slice's turn comes
+        is kept, with what it still holds.
+        """
+        due = [True]
+        removing = self.manager.removeClients([self.client.clientId], lambda client: due[0])
+        due[0] = False
+        for _ in range(5):
+            nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(removing), [])
+        self.assertIs(self.manager.clients[self.client.clientId], self.client)
+        self.assertEqual(self.client.instanceCount, self.size - BATCH_SLICE)
+
+    def test_syncedAtOnce(self):
+        """
+        A synced client goes whole, in one step: its owner sliced its own
+        removal.
+        """
+        services = {ServiceKey("public", "DEFAULT_GROUP", f"s{n}"): {} for n in range(self.size)}
+        for n, held in enumerate(services.values()):
+            instance = modelInstance(f"10.1.{n // 250}.{n % 250 + 1}", 8080)
+            held[instance.instanceId] = instance
+        synced = self.manager.syncState("n2-1", "n2", 1, 5, "", services)
+        del self.steps.revisions[:]
+        removing = self.manager.removeClients([synced.clientId], lambda client: True)
+        self.assertEqual(self.successResultOf(removing), [synced.clientId])
+        self.assertEqual(self.steps.revisions, [])
