@@ -396,8 +396,12 @@ def main(argv):
         print(f"each figure: the median of {options.rounds} rounds; the machine's speed over them "
               f"(a fixed Python loop): {min(speeds):.2f} to {max(speeds):.2f} s")
         for name, figures in runs.items():
-            cpu = sorted(f["server CPU per registration (us)"] for f in figures)
-            print(f"  {name}: server CPU per registration {cpu[0]:.1f} to {cpu[-1]:.1f} us")
+            spreads = []
+            for label in ("server CPU per registration (us)", "push, register return to callback, p99 (ms)"):
+                values = [f"{f[label]:.1f}" for f in figures if f.get(label) is not None]
+                if values:
+                    spreads.append(f"{label} {', '.join(values)}")
+            print(f"  {name}, round by round: {'; '.join(spreads)}")
     printComparison(columns, "raw gRPC client", "raw", formats={"pushes seen of probes": "{:.0f}"})
 
 
