@@ -8,7 +8,7 @@ thousand instances, during which nothing is served. With C{gc_freeze}, what
 survives a full collection (and what the node loaded at start, see
 L{distro.node.Node.loaded}) is moved to the collector's permanent generation
 (L{gc.freeze}), so that the next full collection walks only what was created
-since. The cost: cyclic garbage made of frozen objects is never reclaimed.
+since; and full collections come often, each walking little. The cost: cyclic garbage made of frozen objects is never reclaimed.
 The node makes none in its steady state (a closed connection is freed by
 reference counting alone; tests hold it to that), so what could be lost is
 bounded by rare events (a peer link replaced), not by traffic.
@@ -26,6 +26,10 @@ from twisted.logger import Logger
 from distro.histogram import Histogram
 
 SLOW_PAUSE = 0.020
+
+# With freezing, a full collection follows more than this many of generation
+# 1 (Python's default: 10).
+FULL_AFTER = 1
 
 # The upper bounds of the pause histogram's buckets, in seconds.
 PAUSE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -48,16 +52,34 @@ class CollectorWatch:
         self._gc = collector
         self._now = now
         self._started = None
+        self._threshold = None  # the thresholds found, while changed
         self.longest = 0.0
         self.collections = 0
         self.pauses = {}
 
     def start(self):
+        """
+        Time the collections from now on. With C{freeze}: what exists now
+        (the code, the node as set up) lives as long as the process and is
+        frozen at once, and a full collection comes after every
+        L{FULL_AFTER} + 1 of generation 1, so that each walks only what was
+        promoted since the last (some 15,000 objects under load, a few ms),
+        not ten times that (a 20-60 ms pause; the total walked is the same:
+        each object once).
+        """
         self._gc.callbacks.append(self._observe)
+        if self.freeze:
+            self._gc.freeze()
+            self._threshold = self._gc.get_threshold()
+            young, middle, _ = self._threshold
+            self._gc.set_threshold(young, middle, FULL_AFTER)
 
     def stop(self):
         if self._observe in self._gc.callbacks:
             self._gc.callbacks.remove(self._observe)
+        if self._threshold is not None:
+            self._gc.set_threshold(*self._threshold)
+            self._threshold = None
         self.log.info(
             "gc: {collections} collections, longest pause {longest:.1f} ms",
             collections=self.collections,

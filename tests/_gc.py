@@ -12,9 +12,16 @@ class FakeCollector:
     def __init__(self):
         self.callbacks = []
         self.freezes = 0
+        self.threshold = (700, 10, 10)
 
     def freeze(self):
         self.freezes += 1
+
+    def get_threshold(self):
+        return self.threshold
+
+    def set_threshold(self, *threshold):
+        self.threshold = threshold
 
     def collect(self, generation, seconds, clock):
         for callback in list(self.callbacks):

@@ -39,20 +39,33 @@ class CollectorWatchTests(SynchronousTestCase):
 
     def test_freezeAfterFullCollection(self):
         """
-        What survives a full collection is frozen; younger collections
-        freeze nothing.
+        What exists when it starts is frozen; then what survives a full
+        collection; younger collections freeze nothing.
         """
         self.watch()
+        self.assertEqual(self.collector.freezes, 1)
         self.collector.collect(0, 0.001, self.clock)
         self.collector.collect(1, 0.002, self.clock)
-        self.assertEqual(self.collector.freezes, 0)
-        self.collector.collect(2, 0.003, self.clock)
         self.assertEqual(self.collector.freezes, 1)
+        self.collector.collect(2, 0.003, self.clock)
+        self.assertEqual(self.collector.freezes, 2)
+
+    def test_fullCollectionsOften(self):
+        """
+        Freezing, a full collection comes after every other one of
+        generation 1 (each walks only what is not frozen); the younger
+        thresholds stay, and all are as they were once it stops.
+        """
+        self.collector.threshold = (900, 12, 10)
+        watch = self.watch()
+        self.assertEqual(self.collector.threshold, (900, 12, 1))
+        watch.stop()
+        self.assertEqual(self.collector.threshold, (900, 12, 10))
 
     def test_noFreezeWhenOff(self):
         self.watch(freeze=False)
         self.collector.collect(2, 0.003, self.clock)
-        self.assertEqual(self.collector.freezes, 0)
+        self.assertEqual((self.collector.freezes, self.collector.threshold), (0, (700, 10, 10)))
 
     def test_pausesCounted(self):
         """
