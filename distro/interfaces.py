@@ -415,9 +415,18 @@ class ITurns(Interface):
         L{Deferred} of its return value (or its exception).
         """
 
+    def background(steps):
+        """
+        Run the generator C{steps} as L{run} does, as the node's own upkeep
+        (the removal of clients that left): in each turn after the work
+        waiting for it and the end of that work (L{atEnd}), at least one
+        slice, more while the budget lasts; work that comes meanwhile waits
+        for one slice at most, and never waits behind it for a turn.
+        """
+
     def pending():
         """
-        How many pieces of work wait for a turn.
+        How many pieces of work wait for a turn (upkeep not counted).
         """
 
     def atEnd(work):

@@ -13,6 +13,9 @@ handled the events of this turn); the work deferred runs at the start of
 the following turns, oldest first, within the budget of each. Work asked
 for the end of a turn (L{Turns.atEnd}: the pushes of what the turn's work
 changed) runs once the turn's work is done, before the next turn's.
+The node's own upkeep (L{Turns.background}: removing the clients that
+left) runs in each turn after that: at least a slice, more while the
+budget lasts, so that a request never waits a turn behind it.
 """
 
 import collections
@@ -39,6 +42,7 @@ class Turns:
         self._started = None  # when this turn's first work began
         self._next = None  # the call that ends this turn
         self._waiting = collections.deque()
+        self._upkeep = collections.deque()  # background work, after the rest
         self._ending = []  # work for the end of this turn
 
     def _open(self):
@@ -59,6 +63,16 @@ class Turns:
         self._waiting.append(work)
 
     def run(self, steps):
+        return self._steps(steps, self.later)
+
+    def background(self, steps):
+        return self._steps(steps, self._upkeepLater)
+
+    def _upkeepLater(self, work):
+        self._open()
+        self._upkeep.append(work)
+
+    def _steps(self, steps, later):
         done = Deferred()
 
         def go():
@@ -71,12 +85,12 @@ class Turns:
             except Exception:
                 done.errback()
             else:
-                self.later(go)
+                later(go)
 
         if self.available():
             go()
         else:
-            self.later(go)
+            later(go)
         return done
 
     def pending(self):
@@ -102,19 +116,26 @@ class Turns:
         # The end of the turn begun outside this call (reads handled at
         # once, timers): what it asked for runs before the next work.
         self._end()
-        if not self._waiting:
+        if not self._waiting and not self._upkeep:
             return
         self._open()
-        waiting = self._waiting
-        count = len(waiting)
+        self._runWaiting(self._waiting, 0)
+        self._end()
+        # Upkeep after the clients' work and what that changed is told: at
+        # least one slice a turn, so that it goes on under any load.
+        self._runWaiting(self._upkeep, 1)
+        self._end()
+
+    def _runWaiting(self, waiting, least):
         # Only the work waiting when the turn began: what it defers again
         # goes to the back, for a later turn.
-        while count and self.timer() - self._started < self.budget:
+        count = len(waiting)
+        while count and (least > 0 or self.timer() - self._started < self.budget):
             count -= 1
+            least -= 1
             work = waiting.popleft()
             try:
                 work()
             except Exception:
                 # Its owner's failure: the work after it still runs.
                 self.log.failure("work deferred to a turn failed: {work!r}", work=work)
-        self._end()

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from distro.clients import BATCH_SLICE, ClientIds, ClientManager, hashResumeToken
+from distro.clients import REMOVAL_SLICE, ClientIds, ClientManager, hashResumeToken
 from distro.config import Config
 from distro.interfaces import IClientObserver
 from distro.model import ServiceKey
@@ -441,7 +441,7 @@ class RemoveLargeClientTests(SynchronousTestCase):
     a native one is emptied a slice per turn, each slice a revision.
     """
 
-    size = 3 * BATCH_SLICE + 10
+    size = 3 * REMOVAL_SLICE + 10
 
     def setUp(self):
         self.timer = SteppedTimer()
@@ -449,8 +449,8 @@ class RemoveLargeClientTests(SynchronousTestCase):
         self.manager = ClientManager("n1", self.clock, Config(), turns=Turns(self.clock, timer=self.timer))
         self.client = self.manager.clientConnected()[0]
         self.manager.batchRegister(self.client, ServiceKey("public", "DEFAULT_GROUP", "many"), [
-            modelInstance(f"10.0.{n // 250}.{n % 250 + 1}", 8080) for n in range(BATCH_SLICE)])
-        for n in range(self.size - BATCH_SLICE):
+            modelInstance(f"10.0.{n // 250}.{n % 250 + 1}", 8080) for n in range(REMOVAL_SLICE)])
+        for n in range(self.size - REMOVAL_SLICE):
             self.manager.register(self.client, ServiceKey("public", "DEFAULT_GROUP", f"s{n}"),
                                   modelInstance("10.0.0.1", 8080))
         # Each change costs more than a turn's budget.
@@ -460,7 +460,7 @@ class RemoveLargeClientTests(SynchronousTestCase):
 
     def test_emptiedInSlices(self):
         """
-        BATCH_SLICE instances go at once, as many each turn after, each a
+        REMOVAL_SLICE instances go at once, as many each turn after, each a
         revision announced; the last few go with the client.
         """
         removing = self.manager.removeClients([self.client.clientId], lambda client: True)
@@ -469,7 +469,7 @@ class RemoveLargeClientTests(SynchronousTestCase):
             self.assertNoResult(removing)
             nextTurn(self.clock)
             left.append(self.client.instanceCount)
-        self.assertEqual(left[:3], [self.size - BATCH_SLICE, self.size - 2 * BATCH_SLICE, 10])
+        self.assertEqual(left[:3], [self.size - REMOVAL_SLICE, self.size - 2 * REMOVAL_SLICE, 10])
         self.assertEqual(self.steps.revisions, [self.revision + 1, self.revision + 2, self.revision + 3])
         nextTurn(self.clock)
         self.assertEqual(self.successResultOf(removing), [self.client.clientId])
@@ -487,7 +487,7 @@ class RemoveLargeClientTests(SynchronousTestCase):
             nextTurn(self.clock)
         self.assertEqual(self.successResultOf(removing), [])
         self.assertIs(self.manager.clients[self.client.clientId], self.client)
-        self.assertEqual(self.client.instanceCount, self.size - BATCH_SLICE)
+        self.assertEqual(self.client.instanceCount, self.size - REMOVAL_SLICE)
 
     def test_syncedAtOnce(self):
         """

@@ -158,3 +158,81 @@ class TurnsTests(SynchronousTestCase):
         nextTurn(self.clock)
         self.assertEqual(ran, ["after", "asked at the end"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class BackgroundTests(SynchronousTestCase):
+    """
+    L{Turns.background}: the node's upkeep, after the work waiting and the
+    end of that work, at least a slice a turn.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.timer = SteppedTimer()
+        self.turns = Turns(self.clock, budget=0.005, timer=self.timer)
+        self.ran = []
+
+    def upkeep(self, slices, cost):
+        for n in range(slices):
+            self.ran.append(f"upkeep {n}")
+            self.timer.now += cost
+            yield
+        return "done"
+
+    def work(self, name, cost=0.0):
+        def run():
+            self.ran.append(name)
+            self.timer.now += cost
+            self.turns.atEnd(lambda: self.ran.append(f"end of {name}"))
+        return run
+
+    def spendBudget(self):
+        self.turns.spent()  # opens this turn
+        self.timer.now += 0.005
+
+    def test_afterWorkAndItsEnd(self):
+        """
+        Work that comes while upkeep waits runs first in the next turn, and
+        so does what it asked for the end of its turn; then the upkeep, as
+        far as the budget lasts.
+        """
+        self.spendBudget()
+        done = self.turns.background(self.upkeep(2, 0.001))
+        self.turns.later(self.work("request"))
+        self.assertEqual(self.ran, [])
+        nextTurn(self.clock)
+        self.assertEqual(self.ran, ["request", "end of request", "upkeep 0", "upkeep 1"])
+        self.assertEqual(self.successResultOf(done), "done")
+
+    def test_slicePerTurnUnderLoad(self):
+        """
+        However much other work waits, each turn runs a slice of upkeep.
+        """
+        self.spendBudget()
+        done = self.turns.background(self.upkeep(3, 0.002))
+        for n in range(3):
+            self.turns.later(self.work(f"request {n}", 0.006))
+        for _ in range(3):
+            nextTurn(self.clock)
+        self.assertEqual(self.ran, ["request 0", "end of request 0", "upkeep 0", "request 1", "end of request 1",
+                                    "upkeep 1", "request 2", "end of request 2", "upkeep 2"])
+        self.assertNoResult(done)
+        nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(done), "done")
+
+    def test_workNotHeldBehindUpkeep(self):
+        """
+        Work that comes while upkeep is under way runs before its next
+        slice, in the next turn.
+        """
+        self.spendBudget()
+        done = self.turns.background(self.upkeep(3, 0.004))
+        self.turns.later(self.work("request"))
+        nextTurn(self.clock)
+        self.assertEqual(self.ran, ["request", "end of request", "upkeep 0", "upkeep 1"])
+        self.turns.later(self.work("next request"))
+        nextTurn(self.clock)
+        self.assertEqual(self.ran[4:], ["next request", "end of next request", "upkeep 2"])
+        nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(done), "done")
+        self.assertEqual(self.turns.pending(), 0)
