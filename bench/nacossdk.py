@@ -32,9 +32,11 @@ as the SDK's wire) to a fresh distro node, so that the ratio is what the
 SDK's way of calling costs the node; the other servers' ratios are against
 distro's SDK column. With C{--before}, the SDK's run against an earlier
 checkout's node too. With C{--members} N above 1, a column of N clustered
-distro nodes, the SDKs spread over them (SDK I at node I mod N): their CPU
-summed, each counted until idle, so that a registration's replication to
-the others counts. With C{--rounds} N, every column is measured N times,
+distro nodes and one of N r-nacos nodes (L{servers.startCluster}; the
+Nacos server's cluster is not run here), the SDKs spread over them (SDK I
+at node I mod N): their CPU summed, each counted until idle, so that a
+registration's replication to the others counts; r-nacos' cluster is
+compared with distro's. With C{--rounds} N, every column is measured N times,
 the columns in turn within each round, and each figure printed is its
 column's median: this machine's speed drifts by tens of percent over
 minutes, so columns measured one after the other differ by that alone
@@ -64,8 +66,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from etcd import percentile  # noqa: E402
 from nacos import nacosRegistrations  # noqa: E402
 from register import earlierCheckout  # noqa: E402
-from servers import (LABELS, addServersOption, chosenKinds, freePort, prepareNetwork,  # noqa: E402
-                     printComparison, startServer)
+from servers import (CLUSTER_KINDS, LABELS, addServersOption, chosenKinds, prepareNetwork,  # noqa: E402
+                     printComparison, startCluster, startServer)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SDK_PYTHON = os.path.join(ROOT, ".interop", "python", "bin", "python")
@@ -274,24 +276,16 @@ def sdkPart(directory, kind, name, options, checkout=None):
     }
 
 
-def clusterPart(directory, options):
+def clusterPart(directory, options, kind, name):
     """
-    The SDK's registrations against C{--members} clustered distro nodes,
-    the SDKs spread over them (SDK I at node I mod N): registrations/s and
-    the nodes' CPU summed (each counted until idle: the replication to the
-    others counts), their RSS summed. No push probe (the push column is a
-    standalone node's).
+    The SDK's registrations against C{--members} clustered servers of
+    C{kind} (L{startCluster}), the SDKs spread over them (SDK I at node I
+    mod N): registrations/s and the nodes' CPU summed (each counted until
+    idle: the replication to the others counts), their RSS summed. No push
+    probe (the push column is a standalone server's).
     """
-    members = options.members
-    peers = [freePort((0,)) for _ in range(members)]
-    conf = os.path.join(directory, "cluster.conf")
-    with open(conf, "w") as f:
-        f.write("".join(f"127.0.0.1:{port}\n" for port in peers))
-    nodes = []
+    nodes = startCluster(kind, directory, name, options.members)
     try:
-        for index, port in enumerate(peers):
-            nodes.append(startServer("distro", directory, f"member{index}", distroArgs=[
-                "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", conf]))
         return registered(nodes, options, directory)
     finally:
         for node in nodes:
@@ -357,7 +351,7 @@ def main(argv):
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every column this many times, in turn; each figure is the median")
     parser.add_argument("--members", type=int, default=3,
-                        help="a column of this many clustered distro nodes, the SDKs spread over them, "
+                        help="columns of this many clustered distro and r-nacos nodes, the SDKs spread over them, "
                              "their CPU and RSS summed (1: none)")
     addServersOption(parser)
     options = parser.parse_args(argv)
@@ -379,8 +373,11 @@ def main(argv):
                 print(f"the SDK to {LABELS[kind]}...", flush=True)
                 runs[LABELS[kind]].append(sdkPart(directory, kind, f"sdk-{kind}-{n}", options))
             if options.members > 1:
-                print(f"the SDK to {options.members} distro nodes...", flush=True)
-                runs[f"distro, {options.members} nodes"].append(clusterPart(directory, options))
+                for kind in kinds:
+                    if kind in CLUSTER_KINDS:
+                        print(f"the SDK to {options.members} {LABELS[kind]} nodes...", flush=True)
+                        runs[f"{LABELS[kind]}, {options.members} nodes"].append(
+                            clusterPart(directory, options, kind, f"cluster-{kind}-{n}-"))
             if options.before is not None:
                 runs["distro, before"].append(sdkPart(directory, "distro", f"before-{n}", options, options.before))
             runs["Python speed (s)"].append(pythonSpeed())
@@ -402,7 +399,10 @@ def main(argv):
                 if values:
                     spreads.append(f"{label} {', '.join(values)}")
             print(f"  {name}, round by round: {'; '.join(spreads)}")
-    printComparison(columns, "raw gRPC client", "raw", formats={"pushes seen of probes": "{:.0f}"})
+    clustered = f"distro, {options.members} nodes"
+    printComparison(columns, "raw gRPC client", "raw", formats={"pushes seen of probes": "{:.0f}"},
+                    against={name: clustered for name in columns
+                             if name.endswith(f", {options.members} nodes") and name != clustered})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH)
@@ -398,12 +399,12 @@ def _rnacosEnvironment(home, port):
     }
 
 
-def startServer(kind, directory, name, *, checkout=None, distroArgs=()):
+def startServer(kind, directory, name, *, checkout=None, distroArgs=(), rnacosEnvironment=None):
     """
     Start a server of C{kind} on free ports of 127.0.0.1, its files in
     C{directory}; return its L{Server} once it answers. C{checkout}: for
     distro, the code of another checkout; C{distroArgs}: more options for
-    a distro node.
+    a distro node; C{rnacosEnvironment}: more settings for r-nacos.
     """
     reason = missing(kind)
     if reason:
@@ -420,7 +421,7 @@ def startServer(kind, directory, name, *, checkout=None, distroArgs=()):
         argv, env = _nacosCommand(home, port), dict(os.environ)
     else:
         port = freePort((1000, 2000))
-        argv, env = [RNACOS], dict(os.environ, **_rnacosEnvironment(home, port))
+        argv, env = [RNACOS], dict(os.environ, **_rnacosEnvironment(home, port), **(rnacosEnvironment or {}))
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                cwd=home, env=env)
     server = Server(kind, name, port, process, logPath, lambda: _stopTree(process, [log]))
@@ -433,16 +434,85 @@ def startServer(kind, directory, name, *, checkout=None, distroArgs=()):
     return server
 
 
-def printComparison(columns, baseline, short, *, width=18, formats=None):
+CLUSTER_KINDS = ("distro", "rnacos")
+CLUSTER_TIMEOUT = 60.0
+
+
+def startCluster(kind, directory, name, members, *, checkout=None):
+    """
+    Start C{members} servers of C{kind} as one cluster, as its documents
+    say: distro nodes given one C{cluster.conf} of their peer ports;
+    r-nacos nodes joined by Raft (the first initializes it, the others join
+    it at the first's gRPC port; naming data then goes between them by its
+    own Distro-like protocol). Return their L{Server}s once an instance
+    registered at the first is listed by every other.
+    """
+    servers = []
+    try:
+        if kind == "distro":
+            peers = [freePort((0,)) for _ in range(members)]
+            conf = os.path.join(directory, name + "-cluster.conf")
+            with open(conf, "w") as f:
+                f.write("".join(f"127.0.0.1:{port}\n" for port in peers))
+            for index, port in enumerate(peers):
+                servers.append(startServer("distro", directory, f"{name}{index}", checkout=checkout, distroArgs=[
+                    "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", conf]))
+        elif kind == "rnacos":
+            for index in range(members):
+                settings = {"RNACOS_RAFT_NODE_ID": str(index + 1), "RNACOS_RAFT_AUTO_INIT": str(index == 0).lower()}
+                if index:
+                    settings["RNACOS_RAFT_JOIN_ADDR"] = servers[0].grpcAddress
+                servers.append(startServer("rnacos", directory, f"{name}{index}", rnacosEnvironment=settings))
+        else:
+            raise SystemExit(f"no cluster of {LABELS[kind]} here (of {', '.join(CLUSTER_KINDS)})")
+        _replicating(servers)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+def _replicating(servers):
+    """
+    Wait (bounded) until an instance registered at the first of C{servers}
+    (Nacos' open API, ephemeral) is listed by every other; then remove it.
+    """
+    query = "serviceName=bench-cluster-ready&ip=127.0.0.77&port=1&ephemeral=true"
+
+    def call(server, method, path):
+        request = urllib.request.Request(f"http://{server.address}/nacos/v1/ns/{path}", method=method)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.read()
+
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    waiting = list(servers[1:])
+    while True:
+        try:
+            call(servers[0], "POST", f"instance?{query}")
+            waiting = [s for s in waiting if b"127.0.0.77" not in call(s, "GET", f"instance/list?{query}")]
+        except OSError:
+            pass
+        if not waiting:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"a {servers[0].label} cluster did not replicate within {CLUSTER_TIMEOUT:.0f}s:\n"
+                             + "\n".join(s.logTail() for s in waiting))
+        time.sleep(0.5)
+    call(servers[0], "DELETE", f"instance?{query}")
+
+
+def printComparison(columns, baseline, short, *, width=18, formats=None, against=None):
     """
     Print C{columns} (a column's name: its figures, a row's label: a value
     or C{None}) side by side, then the ratios: distro's column over
     C{baseline}'s (named C{short} in the ratio's heading), each later
-    column over distro's; a row with no value in any column is left out.
-    C{formats}: a row's label: its format.
+    column over distro's (or over the column C{against} names for it); a
+    row with no value in any column is left out. C{formats}: a row's
+    label: its format.
     """
     names = list(columns)
-    ratios = [("distro", baseline)] + [(n, "distro") for n in names[2:]]
+    ratios = [("distro", baseline)] + [(n, (against or {}).get(n, "distro")) for n in names[2:]]
     labels = [label for label in columns["distro"] if any(columns[n].get(label) is not None for n in columns)]
     first = max(len(label) for label in labels) + 2
 
