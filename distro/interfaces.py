@@ -210,9 +210,12 @@ class IClientManager(Interface):
 
     def removeClients(clientIds, due):
         """
-        Remove clients in the node's turns (L{ITurns}), one at a time with
-        all its instances, each only if C{due(client)} still holds when its
-        turn comes; a L{Deferred} firing with the ids removed.
+        Remove clients in the node's turns, as its upkeep
+        (L{ITurns.background}), one at a time, each only if C{due(client)}
+        still holds when its turn comes; a L{Deferred} firing with the ids
+        removed. A large native client is emptied in slices first, each a
+        revision, C{due} asked before each: one no longer due midway is
+        kept with the instances it still holds.
         """
 
     def syncState(clientId, owner, epoch, revision, resumeTokenHash, services):

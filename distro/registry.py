@@ -318,7 +318,8 @@ class _SortedNames:
         """
         out = []
         for group in self.groups:
-            if start >= stop:
+            if stop <= 0 or start >= stop:
+                # The page is full (or empty): the groups after it are not read.
                 break
             names = self.byGroup[group]
             size = len(names)

@@ -62,6 +62,33 @@ class CollectorWatchTests(SynchronousTestCase):
         watch.stop()
         self.assertEqual(self.collector.threshold, (900, 12, 10))
 
+    def test_stopUnfreezes(self):
+        """
+        Stopping leaves the process' collector as it was found: what it
+        froze is unfrozen, the thresholds are restored (a node service
+        started and stopped in a test left the test's process frozen,
+        70,000 objects never collected again).
+        """
+        self.assertEqual(gc.get_freeze_count(), 0, "the test process was frozen before")
+        threshold = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *threshold)
+        self.addCleanup(gc.unfreeze)
+        watch = CollectorWatch(freeze=True)
+        watch.start()
+        self.assertGreater(gc.get_freeze_count(), 0)
+        watch.stop()
+        self.assertEqual((gc.get_freeze_count(), gc.get_threshold()), (0, threshold))
+
+    def test_frozenBeforeStaysFrozen(self):
+        """
+        What was frozen before it started (not its to undo) stays frozen
+        once it stops.
+        """
+        self.collector.freeze()
+        watch = self.watch()
+        watch.stop()
+        self.assertEqual((self.collector.freezes, self.collector.unfreezes), (2, 0))
+
     def test_noFreezeWhenOff(self):
         self.watch(freeze=False)
         self.collector.collect(2, 0.003, self.clock)

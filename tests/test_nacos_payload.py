@@ -197,3 +197,30 @@ class PayloadTests(SynchronousTestCase):
             self.assertEqual(decode(unknown + good).type, type_)
             error = self.assertRaises(PayloadError, decode, b"\x48\x00" + unknown + good)
             self.assertRegex(str(error), "more than")
+
+    @settings(max_examples=300, derandomize=True, deadline=None)
+    @given(payloads, payloads)
+    def test_concatenatedMerged(self, first, second):
+        """
+        Two Payloads one after the other are one, merged as protobuf parses
+        it: the later's fields over the earlier's, the headers of both.
+        """
+        data = encode(first) + encode(second)
+        message = ProtoPayload.FromString(data)
+        decoded = decode(data)
+        self.assertEqual(
+            (decoded.type, dict(decoded.headers), decoded.clientIp, decoded.body),
+            (message.metadata.type, dict(message.metadata.headers), message.metadata.clientIp,
+             message.body.value),
+        )
+
+    def test_usualShapeFaultsAsWalked(self):
+        """
+        A message of the usual shape that is malformed is refused for its
+        first fault in the order a walk reads it: its metadata's before its
+        body's.
+        """
+        badMetadata = b"\x12\x02\x1a\xff"  # metadata.type's length cut short
+        tooLong = b"\x1a" + b"\xff" * 11 + b"\x01"  # body of a 12-byte length
+        error = self.assertRaises(PayloadError, decode, badMetadata + tooLong)
+        self.assertEqual(str(error), "truncated varint")

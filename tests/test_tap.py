@@ -354,7 +354,21 @@ class ThreadCallsMemoryReactor(BindingMemoryReactor):
             f(*args, **kwargs)
 
 
-class MakeServiceTests(TempPathMixin, SynchronousTestCase):
+class CollectorAsFound:
+    """
+    Each test leaves this process' collector as it found it: a node's
+    service tree freezes it and changes its thresholds while it runs
+    (L{distro.collector}), which the rest of the tests must not inherit.
+    """
+
+    def setUp(self):
+        super().setUp()
+        found = (gc.get_freeze_count(), gc.get_threshold(), list(gc.callbacks))
+        self.addCleanup(
+            lambda: self.assertEqual((gc.get_freeze_count(), gc.get_threshold(), list(gc.callbacks)), found))
+
+
+class MakeServiceTests(CollectorAsFound, TempPathMixin, SynchronousTestCase):
     """
     L{tap.makeService} builds the service tree without touching the global
     reactor.
@@ -467,6 +481,7 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
         service = tap.makeService(options("--listen", "tcp:1"), reactor)
         with self.assertRaises(CannotListen) as caught:
             service.startService()
+        service.stopService()  # what started before the port that failed
         self.assertEqual(caught.exception.key, "listen")
 
     def test_portsKnownToTheNode(self):
@@ -525,6 +540,7 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
             service = tap.makeService(options(*argv), BusyPortReactor(7777))
             with self.assertRaises(CannotListen) as caught:
                 service.startService()
+            service.stopService()  # what started before the port that failed
             self.assertEqual(caught.exception.key, key)
             self.assertIn("tcp:7777", str(caught.exception))
             self.assertIn("Address already in use", str(caught.exception))
@@ -547,7 +563,7 @@ class MakeServiceTests(TempPathMixin, SynchronousTestCase):
         self.assertEqual(logService.path, path)
 
 
-class JsonLogServiceTests(TempPathMixin, SynchronousTestCase):
+class JsonLogServiceTests(CollectorAsFound, TempPathMixin, SynchronousTestCase):
     """
     L{tap.JsonLogService} writes log events as JSON lines.
     """
@@ -636,7 +652,7 @@ class _Connected(Protocol):
         self.factory.connected.callback(self)
 
 
-class RealPortTests(TempPathMixin, TestCase):
+class RealPortTests(CollectorAsFound, TempPathMixin, TestCase):
     """
     The client port on the real reactor, at 127.0.0.1 port 0.
     """
@@ -747,7 +763,7 @@ class PluginTests(SynchronousTestCase):
         self.assertTrue(maker.description)
 
 
-class ClusterServiceTests(TempPathMixin, SynchronousTestCase):
+class ClusterServiceTests(CollectorAsFound, TempPathMixin, SynchronousTestCase):
     """
     L{tap.makeService} with C{cluster}: a L{Cluster} in the tree, its node
     id, its peer port, its errors, and SIGHUP.
@@ -884,7 +900,7 @@ class ClusterServiceTests(TempPathMixin, SynchronousTestCase):
         self.assertEqual(sorted(cluster.membership.members), ["127.0.0.1:7001", "127.0.0.1:7002"])
 
 
-class DataDirTests(TempPathMixin, SynchronousTestCase):
+class DataDirTests(CollectorAsFound, TempPathMixin, SynchronousTestCase):
     """
     C{data_dir}: the node's overrides, locked, loaded when the node is made
     and saved as they change; a file that cannot be used stops the start

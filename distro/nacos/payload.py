@@ -163,6 +163,7 @@ def _string(value, wireType, what):
 _METADATA = Shared(1024)
 _SHARED_METADATA_BYTES = 1024
 _NO_HEADERS = MappingProxyType({})
+_NO_METADATA = ("", _NO_HEADERS, "")
 
 
 def _metadata(value, budget):
@@ -179,7 +180,21 @@ def _metadata(value, budget):
             raise PayloadError(f"more than {MAX_FIELDS} fields")
         return decoded
     before = budget[0]
-    type_, headers, clientIp = "", {}, ""
+    decoded = _merged(value, budget, _NO_METADATA)
+    if key is not None:
+        _METADATA.share(key, (before - budget[0], decoded))
+    return decoded
+
+
+def _merged(value, budget, metadata):
+    """
+    C{metadata} (a C{(type, headers, clientIp)}) with the fields of the
+    C{Metadata} bytes C{value} read over it, as protobuf merges a message
+    sent again: each field read replaces its value, each header entry is
+    added.
+    """
+    type_, headers, clientIp = metadata
+    headers = dict(headers)
     for n, w, v in _fields(value, budget):
         if n == 3:
             type_ = _string(v, w, "metadata.type")
@@ -199,10 +214,7 @@ def _metadata(value, budget):
                 elif en == 2:
                     entry = _string(ev, ew, "metadata.headers value")
             headers[name] = entry
-    decoded = (type_, MappingProxyType(headers) if headers else _NO_HEADERS, clientIp)
-    if key is not None:
-        _METADATA.share(key, (before - budget[0], decoded))
-    return decoded
+    return (type_, MappingProxyType(headers) if headers else _NO_HEADERS, clientIp)
 
 
 def _length(data, at):
@@ -224,7 +236,8 @@ def _usual(data):
     The L{Payload} in C{data} if it has the shape every SDK sends (its
     metadata, then its body holding only a value, each field once), read
     without walking its fields one by one; C{None} for any other shape,
-    well-formed or not (L{decode} then walks it).
+    well-formed or not, and for a malformed one (L{decode} then walks it,
+    and tells its first fault as a walk finds it).
     """
     try:
         if data[0] != 0x12:
@@ -239,10 +252,10 @@ def _usual(data):
         length, valueAt = _length(data, bodyAt + 1)
         if valueAt + length != len(data):
             return None
-    except IndexError:
+        # The three fields read spend three of the budget, as a walk would.
+        type_, headers, clientIp = _metadata(data[at:metadataEnd], [MAX_FIELDS - 3])
+    except (IndexError, PayloadError):
         return None
-    # The three fields read spend three of the budget, as a walk would.
-    type_, headers, clientIp = _metadata(data[at:metadataEnd], [MAX_FIELDS - 3])
     return Payload(type_, headers, clientIp, data[valueAt:])
 
 
@@ -259,14 +272,15 @@ def decode(data):
         return usual
     data = memoryview(data)
     budget = [MAX_FIELDS]
-    metadata, body = ("", _NO_HEADERS, ""), b""
+    metadata, body = None, b""
     for number, wireType, value in _fields(data, budget):
         if number == 2 and wireType == _BYTES:
-            metadata = _metadata(value, budget)
+            # Sent again, it is merged into what came before.
+            metadata = _metadata(value, budget) if metadata is None else _merged(value, budget, metadata)
         elif number == 3 and wireType == _BYTES:
             for n, w, v in _fields(value, budget):
                 if n == 2:
                     if w != _BYTES:
                         raise PayloadError("body.value: not bytes")
                     body = bytes(v)
-    return Payload(*metadata, body)
+    return Payload(*(metadata or _NO_METADATA), body)
