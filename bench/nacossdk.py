@@ -197,8 +197,13 @@ class Worker:
         Its last step, once it has shut its SDK down.
         """
         step = self.expect("done")
-        self.process.wait(timeout=RUN_TIMEOUT)
-        self.stderr.close()
+        try:
+            self.process.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise SystemExit("an SDK process did not exit in time")
+        finally:
+            self.stderr.close()
         return step
 
 

@@ -52,8 +52,6 @@ class CollectorWatch:
         self._gc = collector
         self._now = now
         self._started = None
-        self._threshold = None  # the thresholds found, while changed
-        self._unfreeze = False  # whether stopping unfreezes what it froze
         self.longest = 0.0
         self.collections = 0
         self.pauses = {}
@@ -66,31 +64,24 @@ class CollectorWatch:
         L{FULL_AFTER} + 1 of generation 1, so that each walks only what was
         promoted since the last (some 15,000 objects under load, a few ms),
         not ten times that (a 20-60 ms pause; the total walked is the same:
-        each object once). L{stop} undoes both.
+        each object once).
         """
         self._gc.callbacks.append(self._observe)
         if self.freeze:
-            # Nothing frozen before: what is frozen once it stops is its own.
-            self._unfreeze = self._gc.get_freeze_count() == 0
             self._gc.freeze()
-            self._threshold = self._gc.get_threshold()
-            young, middle, _ = self._threshold
+            young, middle, _ = self._gc.get_threshold()
             self._gc.set_threshold(young, middle, FULL_AFTER)
 
     def stop(self):
         """
-        Stop timing; leave the collector as it was found: its thresholds,
-        and nothing frozen if nothing was (a node service stopped in a
-        process that goes on, a test's, leaves nothing uncollectable).
+        Stop timing. What is frozen stays frozen, the thresholds as they
+        are: a stopping node drains its clients for up to
+        C{drain_timeout_ms} while it serves, and must not meet a full
+        collection of its whole registry then (a process that goes on
+        after its node, a test's, undoes them itself).
         """
         if self._observe in self._gc.callbacks:
             self._gc.callbacks.remove(self._observe)
-        if self._threshold is not None:
-            self._gc.set_threshold(*self._threshold)
-            self._threshold = None
-        if self._unfreeze:
-            self._gc.unfreeze()
-            self._unfreeze = False
         self.log.info(
             "gc: {collections} collections, longest pause {longest:.1f} ms",
             collections=self.collections,

@@ -12,20 +12,10 @@ class FakeCollector:
     def __init__(self):
         self.callbacks = []
         self.freezes = 0
-        self.unfreezes = 0
-        self.frozen = False
         self.threshold = (700, 10, 10)
 
     def freeze(self):
         self.freezes += 1
-        self.frozen = True
-
-    def unfreeze(self):
-        self.unfreezes += 1
-        self.frozen = False
-
-    def get_freeze_count(self):
-        return int(self.frozen)
 
     def get_threshold(self):
         return self.threshold

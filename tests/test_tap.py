@@ -357,15 +357,22 @@ class ThreadCallsMemoryReactor(BindingMemoryReactor):
 class CollectorAsFound:
     """
     Each test leaves this process' collector as it found it: a node's
-    service tree freezes it and changes its thresholds while it runs
-    (L{distro.collector}), which the rest of the tests must not inherit.
+    service tree freezes it and changes its thresholds, and leaves them so
+    once stopped (L{distro.collector}: a node drains while it stops), which
+    the rest of the tests must not inherit; its watch must be stopped.
     """
 
     def setUp(self):
         super().setUp()
-        found = (gc.get_freeze_count(), gc.get_threshold(), list(gc.callbacks))
-        self.addCleanup(
-            lambda: self.assertEqual((gc.get_freeze_count(), gc.get_threshold(), list(gc.callbacks)), found))
+        frozen, threshold, callbacks = gc.get_freeze_count(), gc.get_threshold(), list(gc.callbacks)
+
+        def restore():
+            if not frozen:
+                gc.unfreeze()
+            gc.set_threshold(*threshold)
+            self.assertEqual(list(gc.callbacks), callbacks)
+
+        self.addCleanup(restore)
 
 
 class MakeServiceTests(CollectorAsFound, TempPathMixin, SynchronousTestCase):
