@@ -423,8 +423,8 @@ class ITurns(Interface):
         Run the generator C{steps} as L{run} does, as the node's own upkeep
         (the removal of clients that left): in each turn after the work
         waiting for it and the end of that work (L{atEnd}), at least one
-        slice, more while the budget lasts; work that comes meanwhile waits
-        for one slice at most, and never waits behind it for a turn.
+        slice, more within a short budget of its own (a millisecond); work
+        that comes meanwhile waits for that at most, never for a turn.
         """
 
     def pending():

@@ -14,8 +14,9 @@ the following turns, oldest first, within the budget of each. Work asked
 for the end of a turn (L{Turns.atEnd}: the pushes of what the turn's work
 changed) runs once the turn's work is done, before the next turn's.
 The node's own upkeep (L{Turns.background}: removing the clients that
-left) runs in each turn after that: at least a slice, more while the
-budget lasts, so that a request never waits a turn behind it.
+left) runs in each turn after that: at least a slice, more within a short
+budget of its own (L{UPKEEP_BUDGET}), so that a request never waits a turn
+behind it, nor more than a millisecond or so.
 """
 
 import collections
@@ -29,15 +30,19 @@ from distro.interfaces import ITurns
 
 # The time client work may take in one reactor turn.
 TURN_BUDGET = 0.005
+# The time upkeep may take in one turn (past its one slice): a request that
+# comes meanwhile waits for it, so it is short.
+UPKEEP_BUDGET = 0.001
 
 
 @implementer(ITurns)
 class Turns:
     log = Logger()
 
-    def __init__(self, clock, budget=TURN_BUDGET, timer=time.perf_counter):
+    def __init__(self, clock, budget=TURN_BUDGET, timer=time.perf_counter, upkeepBudget=UPKEEP_BUDGET):
         self.clock = clock
         self.budget = budget
+        self.upkeepBudget = upkeepBudget
         self.timer = timer
         self._started = None  # when this turn's first work began
         self._next = None  # the call that ends this turn
@@ -63,22 +68,26 @@ class Turns:
         self._waiting.append(work)
 
     def run(self, steps):
-        return self._steps(steps, self.later)
+        return self._steps(steps, self.later, self.available)
 
     def background(self, steps):
-        return self._steps(steps, self._upkeepLater)
+        return self._steps(steps, self._upkeepLater, self._upkeepAvailable)
 
     def _upkeepLater(self, work):
         self._open()
         self._upkeep.append(work)
 
-    def _steps(self, steps, later):
+    def _upkeepAvailable(self):
+        self._open()
+        return not self._waiting and self.timer() - self._started < self.upkeepBudget
+
+    def _steps(self, steps, later, available):
         done = Deferred()
 
         def go():
             try:
                 next(steps)
-                while self.available():
+                while available():
                     next(steps)
             except StopIteration as e:
                 done.callback(e.value)
@@ -87,7 +96,7 @@ class Turns:
             else:
                 later(go)
 
-        if self.available():
+        if available():
             go()
         else:
             later(go)
@@ -122,15 +131,17 @@ class Turns:
         self._runWaiting(self._waiting, 0)
         self._end()
         # Upkeep after the clients' work and what that changed is told: at
-        # least one slice a turn, so that it goes on under any load.
-        self._runWaiting(self._upkeep, 1)
+        # least one slice a turn, so that it goes on under any load, and no
+        # more than its own short budget.
+        self._runWaiting(self._upkeep, 1, self.upkeepBudget)
         self._end()
 
-    def _runWaiting(self, waiting, least):
+    def _runWaiting(self, waiting, least, budget=None):
         # Only the work waiting when the turn began: what it defers again
         # goes to the back, for a later turn.
+        budget = self.budget if budget is None else budget
         count = len(waiting)
-        while count and (least > 0 or self.timer() - self._started < self.budget):
+        while count and (least > 0 or self.timer() - self._started < budget):
             count -= 1
             least -= 1
             work = waiting.popleft()

@@ -169,7 +169,7 @@ class BackgroundTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.timer = SteppedTimer()
-        self.turns = Turns(self.clock, budget=0.005, timer=self.timer)
+        self.turns = Turns(self.clock, budget=0.005, timer=self.timer, upkeepBudget=0.005)
         self.ran = []
 
     def upkeep(self, slices, cost):
@@ -236,3 +236,20 @@ class BackgroundTests(SynchronousTestCase):
         nextTurn(self.clock)
         self.assertEqual(self.successResultOf(done), "done")
         self.assertEqual(self.turns.pending(), 0)
+
+    def test_upkeepBudget(self):
+        """
+        Past its one slice, upkeep runs within a budget of its own, shorter
+        than the turn's: a request that comes meanwhile waits for no more.
+        """
+        turns = Turns(self.clock, budget=0.005, timer=self.timer)
+        self.assertEqual(turns.upkeepBudget, 0.001)
+        turns.spent()
+        self.timer.now += 0.005
+        done = turns.background(self.upkeep(6, 0.0004))
+        nextTurn(self.clock)
+        self.assertEqual(self.ran, ["upkeep 0", "upkeep 1", "upkeep 2"])
+        nextTurn(self.clock)
+        self.assertEqual(len(self.ran), 6)
+        nextTurn(self.clock)
+        self.assertEqual(self.successResultOf(done), "done")
