@@ -25,7 +25,7 @@ from distro.turns import Turns
 BATCH_SLICE = 256
 # The instances of a leaving client removed a turn: each may be a service's
 # last (its view dropped, its subscribers pushed), some 20 us apiece.
-REMOVAL_SLICE = 64
+REMOVAL_SLICE = 16
 
 
 class Client:
