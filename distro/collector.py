@@ -5,11 +5,11 @@ The garbage collector of a running node.
 A node's long-lived data (its clients, instances and views) is most of its
 heap. Python's full collections walk all of it: 100-200 ms with a hundred
 thousand instances, during which nothing is served. With C{gc_freeze}, what
-survives a full collection (and what the node loaded at start, see
-L{distro.node.Node.loaded}) is moved to the collector's permanent generation
-(L{gc.freeze}), so that the next full collection walks only what was created
-since; and full collections come often, each walking little. The cost: cyclic garbage made of frozen objects is never reclaimed.
-The node makes none in its steady state (a closed connection is freed by
+exists when the node starts, what it loaded (L{distro.node.Node.loaded})
+and what survives each full collection are moved to the collector's
+permanent generation (L{gc.freeze}), and full collections come often, so
+that each walks only what was created since the last: a few ms. The cost:
+cyclic garbage made of frozen objects is never reclaimed. The node makes none in its steady state (a closed connection is freed by
 reference counting alone; tests hold it to that), so what could be lost is
 bounded by rare events (a peer link replaced), not by traffic.
 
