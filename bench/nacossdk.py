@@ -53,7 +53,6 @@ import collections
 import json
 import os
 import queue
-import re
 import shutil
 import statistics
 import subprocess
@@ -62,6 +61,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -294,8 +295,9 @@ def nodePushLatency(server):
     """
     with urllib.request.urlopen(f"http://{server.address}/metrics", timeout=10) as response:
         text = response.read().decode("utf-8")
-    buckets = [(float(bound), float(count)) for bound, count in
-               re.findall(r'^distro_push_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)]
+    buckets = [(float(sample.labels["le"]), sample.value)
+               for family in text_string_to_metric_families(text) if family.name == "distro_push_latency_seconds"
+               for sample in family.samples if sample.name.endswith("_bucket")]
     total = max((count for _, count in buckets), default=0.0)
     return min((bound for bound, count in buckets if count >= total), default=None) * 1000 if total else None
 

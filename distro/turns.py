@@ -128,7 +128,7 @@ class Turns:
         if not self._waiting and not self._upkeep:
             return
         self._open()
-        self._runWaiting(self._waiting, 0)
+        self._runWaiting(self._waiting, 0, self.budget)
         self._end()
         # Upkeep after the clients' work and what that changed is told: at
         # least one slice a turn, so that it goes on under any load, and no
@@ -136,10 +136,9 @@ class Turns:
         self._runWaiting(self._upkeep, 1, self.upkeepBudget)
         self._end()
 
-    def _runWaiting(self, waiting, least, budget=None):
+    def _runWaiting(self, waiting, least, budget):
         # Only the work waiting when the turn began: what it defers again
         # goes to the back, for a later turn.
-        budget = self.budget if budget is None else budget
         count = len(waiting)
         while count and (least > 0 or self.timer() - self._started < budget):
             count -= 1
