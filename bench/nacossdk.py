@@ -16,15 +16,19 @@ Nacos gRPC port P + 1000, where an SDK given P dials). Once the server is
 idle, C{--clients} SDK processes each register C{--registrations}
 instances (each in a service of its own, as many apps' instances are),
 C{--window} at once (after C{--warmup} such registrations, unmeasured);
-then one SDK subscribes to a service and registers in it C{--probes}
-times, timing each register's return to the callback that shows it.
+then, once the server is idle again and before those SDKs disconnect (what
+their leaving costs a server falls outside every figure), one more SDK
+subscribes to a service and registers in it C{--probes} times, timing each
+register's return to the callback that shows it.
 Printed: registrations/s, the server's CPU (user + system of its process
 tree, C{/proc}, counted until it is idle again: the work done after
 replying) and the SDK processes' CPU per registration, the server's RSS
 (a JVM's includes its heap as it grew), and the push latency's p50 and p99
 (Nacos and r-nacos hold a change back before pushing it, by design and by
 default: Nacos' C{nacos.naming.push.pushTaskDelay}, 500 ms; r-nacos' 500 ms
-delay, checked every 500 ms).
+delay, checked every 500 ms). The SDK writes its cache file of a service
+(through a thread, C{aiofiles}) before it calls back: the SDKs' files are
+kept in C{/dev/shm}, so that the host's disk is not measured with the push.
 
 The baseline, in the same run: the same registrations sent by the raw gRPC
 client of C{bench/nacos.py} (grpcio in this process, one call per message,
@@ -160,8 +164,8 @@ class Worker:
     on.
     """
 
-    def __init__(self, server, index, options, directory, warmup, count, probes, tag):
-        logs = os.path.join(directory, f"{tag}{index}")
+    def __init__(self, server, index, options, warmup, count, probes, tag):
+        logs = tempfile.mkdtemp(prefix=f"{tag}{index}-", dir=options.sdkFiles)
         os.makedirs(logs, exist_ok=True)
         self.stderr = open(os.path.join(logs, "stderr"), "w+")
         self.process = subprocess.Popen(
@@ -210,7 +214,7 @@ class Worker:
         return step
 
 
-def workers(servers, options, directory, count, probes, clients, warmup=0, tag="sdk"):
+def workers(servers, options, count, probes, clients, warmup=0, tag="sdk"):
     """
     C{clients} SDK processes at once, SDK I given the (I mod N)th address
     of C{servers}.
@@ -218,8 +222,7 @@ def workers(servers, options, directory, count, probes, clients, warmup=0, tag="
     started = []
     try:
         for index in range(clients):
-            started.append(Worker(servers[index % len(servers)], index, options, directory,
-                                  warmup, count, probes, tag))
+            started.append(Worker(servers[index % len(servers)], index, options, warmup, count, probes, tag))
     except BaseException:
         for worker in started:
             worker.process.kill()
@@ -227,16 +230,19 @@ def workers(servers, options, directory, count, probes, clients, warmup=0, tag="
     return started
 
 
-def registered(servers, options, directory):
+def registered(servers, options, meanwhile=None):
     """
     The SDKs' registrations (after C{--warmup} unmeasured ones, on the same
     connections) against C{servers}, the SDKs spread over them:
     registrations/s, the servers' CPU summed (each counted until idle) and
     SDK CPU per registration, and the servers' RSS summed. The window ends
-    before the SDKs disconnect.
+    before the SDKs disconnect; C{meanwhile}, if given, is called once the
+    servers are idle again, the SDKs still connected (so that what their
+    leaving costs a server, at once or after a grace, falls outside it too),
+    and what it returns is returned with the figures.
     """
-    sdks = workers([server.address for server in servers], options, directory,
-                   options.registrations, 0, options.clients, options.warmup)
+    sdks = workers([server.address for server in servers], options, options.registrations, 0, options.clients,
+                   options.warmup)
     try:
         for sdk in sdks:
             sdk.expect("warm")
@@ -246,6 +252,7 @@ def registered(servers, options, directory):
         results = [sdk.expect("registered") for sdk in sdks]
         cpu = sum(server.settledCpu() for server in servers) - start
         memory = sum(server.rss() for server in servers)
+        during = meanwhile() if meanwhile is not None else None
         for sdk in sdks:
             sdk.proceed()
         for sdk in sdks:
@@ -260,7 +267,7 @@ def registered(servers, options, directory):
         "server CPU per registration (us)": cpu / total * 1e6,
         "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
         "server RSS after load (MB)": memory / 1e6,
-    }
+    }, during
 
 
 def sdkPart(directory, kind, name, options, checkout=None):
@@ -269,10 +276,13 @@ def sdkPart(directory, kind, name, options, checkout=None):
     C{kind}.
     """
     server = startServer(kind, directory, name, checkout=checkout)
+
+    def probed():
+        (prober,) = workers([server.address], options, 0, options.probes, 1, tag="probe")
+        return prober.finish()
+
     try:
-        figures = registered([server], options, directory)
-        (prober,) = workers([server.address], options, directory, 0, options.probes, 1, tag="probe")
-        probe = prober.finish()
+        figures, probe = registered([server], options, probed)
         own = nodePushLatency(server) if kind == "distro" else None
     finally:
         server.stop()
@@ -312,7 +322,8 @@ def clusterPart(directory, options, kind, name):
     """
     nodes = startCluster(kind, directory, name, options.members)
     try:
-        return registered(nodes, options, directory)
+        figures, _ = registered(nodes, options)
+        return figures
     finally:
         for node in nodes:
             node.stop()
@@ -386,6 +397,9 @@ def main(argv):
     kinds = chosenKinds(options)
     prepareNetwork(kinds)
     directory = tempfile.mkdtemp(prefix="distro-nacossdk-")
+    # The SDKs' files (logs, and the cache file each writes on every push
+    # before calling back) in memory: the host's disk is not what is measured.
+    options.sdkFiles = tempfile.mkdtemp(prefix="distro-nacossdk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     runs = collections.defaultdict(list)
     try:
         for n in range(options.rounds):
@@ -409,6 +423,7 @@ def main(argv):
             runs["Python speed (s)"].append(pythonSpeed())
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(options.sdkFiles, ignore_errors=True)
     speeds = runs.pop("Python speed (s)")
     columns = {name: medians(figures) for name, figures in runs.items()}
     print(f"{options.clients} SDK clients x {options.registrations} registrations, window {options.window}; "
