@@ -63,25 +63,32 @@ def measure(requests, window, rounds):
                 (b"grpc-accept-encoding", b"identity, deflate, gzip"), (b"grpc-timeout", b"3S"),
                 (b"user-agent", b"grpc-python/1.85.4 grpc-c/58.0.0 (linux; chttp2)")]
         stream = [(b":path", b"/BiRequestStream/requestBiStream")] + base[1:]
-        # The connection's window opened wide, as a client's is.
+        # The connection's window opened to 4 MiB, as grpcio opens it.
         setup = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frameOf(4, 0, 0, b"")
-                 + frameOf(8, 0, 0, struct.pack(">I", 2 ** 31 - 1 - 65535))
+                 + frameOf(8, 0, 0, struct.pack(">I", 4 * 1024 * 1024 - 65535))
                  + frameOf(1, 4, 1, encoder.encode(stream))
                  + frameOf(0, 0, 1, message("ConnectionSetupRequest", {"labels": {"module": "naming"}})))
         server.dataReceived(setup)
         harness.clock.advance(0)
         streamId = 3
         reads = []
+        five = struct.pack(">I", 5)
         for start in range(0, requests, window):
             read = []
             for index in range(start, min(start + window, requests)):
-                body = {"serviceName": f"s{index}", "groupName": "DEFAULT_GROUP", "namespace": "public",
-                        "type": "registerInstance",
-                        "instance": {"ip": "10.0.0.1", "port": 8080, "weight": 1.0, "healthy": True,
-                                     "enabled": True, "ephemeral": True, "clusterName": "DEFAULT",
-                                     "metadata": {}}}
-                read.append(frameOf(1, 4, streamId, encoder.encode(base))
-                            + frameOf(0, 1, streamId, message("InstanceRequest", body)))
+                # As nacos-sdk-python 3.x sends it (bench/nacossdk.py's
+                # load): every field of the request and of the instance,
+                # with gRPC's two window updates of 5 bytes (the stream's
+                # and the connection's, for the reply's message header), in
+                # the order grpcio writes them.
+                body = {"headers": {}, "requestId": "", "module": "", "namespace": "public",
+                        "serviceName": f"sdk-0-{index}", "groupName": "DEFAULT_GROUP", "type": "registerInstance",
+                        "instance": {"instanceId": "", "ip": f"10.0.{index // 250}.{index % 250 + 1}",
+                                     "port": 8080, "weight": 1.0, "healthy": True, "enabled": True,
+                                     "ephemeral": True, "clusterName": "DEFAULT", "serviceName": "",
+                                     "metadata": {"zone": "z1"}}}
+                read.append(frameOf(1, 4, streamId, encoder.encode(base)) + frameOf(8, 0, streamId, five)
+                            + frameOf(0, 1, streamId, message("InstanceRequest", body)) + frameOf(8, 0, 0, five))
                 streamId += 2
             reads.append(b"".join(read))
         transport.clear()
