@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from distro.nacos.payload import Payload, PayloadError, decode, encode, varint
+from distro.nacos.payload import Payload, PayloadError, decode, encode, encodedOnce, varint
 
 
 def _messages():
@@ -172,6 +172,18 @@ class PayloadTests(SynchronousTestCase):
         with self.assertRaises(TypeError):
             first.headers["accessToken"] = "other"
         self.assertEqual(decode(encode(Payload("T", {}, "", b"{}"))).headers, {})
+
+    def test_encodedOnce(self):
+        """
+        A payload kept for the process (an answer made once) is encoded
+        once: the same bytes each time. Any other is encoded afresh.
+        """
+        kept = encodedOnce(Payload("InstanceResponse", {}, "", b'{"resultCode":200}'))
+        self.assertIs(encode(kept), encode(kept))
+        self.assertEqual(decode(encode(kept)), kept)
+        other = Payload(*kept)
+        self.assertIsNot(encode(other), encode(kept))
+        self.assertEqual(encode(other), encode(kept))
 
     def test_longMetadataNotShared(self):
         """

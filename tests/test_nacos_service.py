@@ -108,6 +108,21 @@ class InMemoryTests(EndedAssertions, SynchronousTestCase):
         publishers = [c.clientId for c in self.node.manager.clients.values() if c.services]
         self.assertEqual(publishers, [connection.client.clientId])
 
+    def test_registeredAnswerEncodedOnce(self):
+        """
+        Every registration is answered with the same bytes, encoded once,
+        not again per request.
+        """
+        client = self.client()
+        self.openStream(client)
+        answers = [self.service.unary(h2grpc.Call(client.server, 101 + 2 * n, "/Request/request", True), encode(Payload(
+            "InstanceRequest", {}, "", json.dumps({"serviceName": f"s{n}", "type": "registerInstance",
+                                                   "instance": {"ip": "10.0.0.1", "port": 80}}).encode())))
+                   for n in range(2)]
+        self.assertIs(answers[0], answers[1])
+        self.assertEqual(decode(answers[0]).type, "InstanceResponse")
+        self.assertEqual(self.node.counts()["services"], 2)
+
     def test_twoStreamsOnOneConnection(self):
         """
         A second stream on a connection is a client of its own and does

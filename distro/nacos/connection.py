@@ -35,7 +35,7 @@ from distro.nacos.naming import (
     UN_REGISTER,
     NacosError,
 )
-from distro.nacos.payload import Payload
+from distro.nacos.payload import Payload, encodedOnce
 from distro.ratelog import RateLimitedLog
 from distro.watchdog import Watchdog
 from distro.errors import LimitExceeded, RequestError
@@ -279,7 +279,8 @@ class NacosConnection:
                     return cached, SUCCESS
         payload = Payload(responseType, {}, "", naming.encodeBody(naming.response(fields)))
         if constant is not None and len(_CONSTANT) < _CONSTANT_LIMIT:
-            _CONSTANT[constant] = payload
+            # Kept, and so encoded once (L{distro.nacos.payload.encodedOnce}).
+            _CONSTANT[constant] = encodedOnce(payload)
         return payload, SUCCESS
 
     def _error(self, code, message):

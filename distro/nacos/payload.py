@@ -19,7 +19,7 @@ millions of fields is refused after a few hundred, in microseconds, never
 walked whole on the reactor.
 """
 
-__all__ = ["Payload", "PayloadError", "decode", "encode"]
+__all__ = ["Payload", "PayloadError", "decode", "encode", "encodedOnce"]
 
 from types import MappingProxyType
 from typing import NamedTuple
@@ -83,10 +83,33 @@ def _text(number, value):
     return _field(number, value.encode("utf-8")) if value else b""
 
 
+# The payloads made once and kept for the process (L{encodedOnce}), by id,
+# with their bytes: each holds its payload, so no other object takes its id.
+_CONSTANTS = {}
+
+
+def encodedOnce(payload):
+    """
+    C{payload}, which its maker keeps for the life of the process (the
+    same answer to every request of a kind): L{encode} then gives the bytes
+    encoded once. Its maker bounds how many it makes.
+    """
+    if id(payload) not in _CONSTANTS:
+        _CONSTANTS[id(payload)] = (payload, _encoded(payload))
+    return payload
+
+
 def encode(payload):
     """
     The bytes of C{payload} (a L{Payload}).
     """
+    known = _CONSTANTS.get(id(payload))
+    if known is not None and known[0] is payload:
+        return known[1]
+    return _encoded(payload)
+
+
+def _encoded(payload):
     parts = [_text(3, payload.type)]
     for key, value in payload.headers.items():
         parts.append(_field(7, _text(1, key) + _text(2, value)))
