@@ -570,7 +570,9 @@ class GrpcConnection(Protocol):
             self.factory.notices.failure("unary call failed", "gRPC {method} failed", method=call.method)
             call.finish(INTERNAL, "internal error")
             return
-        if isinstance(reply, Deferred):
+        # (Deferred's metaclass is ABCMeta: isinstance costs 0.4 us, so a
+        # reply's bytes are told first.)
+        if type(reply) is not bytes and isinstance(reply, Deferred):
             # Answered later: the calls after it wait.
             self._awaiting = call
             reply.addCallbacks(self._answered, self._notAnswered, (call,), None, (call,))

@@ -22,7 +22,6 @@ C{UNAVAILABLE} on its calls, which every SDK takes as "reconnect".
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -32,7 +31,7 @@ from distro.interfaces import IFrontEnd
 from distro.listening import listenNow
 from distro.nacos import naming
 from distro.nacos.connection import OPS, PORT, NacosConnection, errorPayload
-from distro.nacos.payload import PayloadError, decode, encode
+from distro.nacos.payload import Payload, PayloadError, decode, encode
 from distro.ratelog import RateLimitedLog
 from distro.requeststats import UNKNOWN
 
@@ -218,9 +217,9 @@ class NacosService(Service):
             connection = NacosConnection(self.node, grpcConnection.connectionId,
                                          grpcConnection.peer[0], self.notices)
         response = connection.request(payload)
-        if isinstance(response, Deferred):  # a batch answered over turns
-            return response.addCallback(encode)
-        return encode(response)
+        if type(response) is Payload:
+            return encode(response)
+        return response.addCallback(encode)  # a Deferred: a batch answered over turns
 
     def streamStarted(self, call):
         grpcConnection = call.connection

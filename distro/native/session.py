@@ -320,7 +320,9 @@ class ClientSession(FrameProtocol):
             self.log.failure("request {op} failed", op=op)
             self.sendError(rid, INTERNAL, "internal error")
             return INTERNAL
-        if isinstance(result, Deferred):
+        # (Deferred's metaclass is ABCMeta: isinstance costs 0.4 us, so the
+        # usual replies are told first.)
+        if result is not None and type(result) is not dict and isinstance(result, Deferred):
             # Answered over several turns (a large batch): the frames after
             # it wait, so that replies keep their order.
             self._answering = True
