@@ -123,6 +123,23 @@ class InMemoryTests(EndedAssertions, SynchronousTestCase):
         self.assertEqual(decode(answers[0]).type, "InstanceResponse")
         self.assertEqual(self.node.counts()["services"], 2)
 
+    def test_batchAnsweredOverTurns(self):
+        """
+        A batch of thousands is answered over turns (a Deferred through the
+        port), its answer encoded like any other.
+        """
+        client = self.client()
+        self.openStream(client)
+        instances = [{"ip": f"10.0.{n // 250}.{n % 250 + 1}", "port": 80} for n in range(2000)]
+        response = client.unary("/Request/request", encode(Payload("BatchInstanceRequest", {}, "", json.dumps(
+            {"serviceName": "orders", "type": "batchRegisterInstance", "instances": instances}).encode())))
+        for _ in range(100):
+            self.clock.advance(0)
+            client.pump()
+        reply = decode(response.messages()[0])
+        self.assertEqual((reply.type, json.loads(reply.body)["resultCode"]), ("BatchInstanceResponse", 200))
+        self.assertEqual(self.node.counts()["instances"], 2000)
+
     def test_twoStreamsOnOneConnection(self):
         """
         A second stream on a connection is a client of its own and does
