@@ -462,11 +462,17 @@ class GrpcConnection(Protocol):
         if call is None or call.ended or call._trailers is not None:
             return
         buffer = call._inbound
+        limit = self.service.messageLimit(self)
+        if not buffer and len(data) >= 5:
+            # The usual: one whole message in one frame, taken as it is.
+            compressed, length = _PREFIX.unpack_from(data)
+            if not compressed and length <= limit and len(data) == 5 + length:
+                self._message(call, data[5:])
+                return
         buffer += data
         # Counted as they come and as they go: a call failed or ended
         # below drops (L{_dropPartial}) only what was counted.
         self._partial += len(data)
-        limit = self.service.messageLimit(self)
         while len(buffer) >= 5:
             compressed, length = _PREFIX.unpack_from(buffer)
             if compressed:

@@ -157,6 +157,12 @@ class CallTests(GrpcTestCase):
         client.send(streamId, framed(b"a") + framed(b"b")[:3])
         client.send(streamId, framed(b"b")[3:])
         self.assertEqual(client.responses[streamId].messages(), [b"re a", b"re b"])
+        # A whole message in a frame (taken as it is), one in pieces, then
+        # a piece and a whole one after it.
+        for data in (framed(b"c"), framed(b"d")[:2], framed(b"d")[2:], framed(b"e")[:5], framed(b"e")[5:],
+                     framed(b"")):
+            client.send(streamId, data)
+        self.assertEqual(client.responses[streamId].messages(), [b"re " + m for m in (b"a", b"b", b"c", b"d", b"e", b"")])
         client.send(streamId, b"", end=True)
         self.assertEqual((client.responses[streamId].status, self.service.streams), (0, []))
 
