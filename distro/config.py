@@ -173,9 +173,9 @@ class CoreKeys:
     log_max_files: int = keyField(10, "Rotated log files kept; older ones are removed.", positive)
     gc_freeze: bool = keyField(
         True,
-        "Move what exists at start, what was loaded, and what survives each full garbage "
-        "collection out of the collector's generations, and collect fully often: each full "
-        "collection walks only what is new, and pauses stay short with a large registry.",
+        "Move what exists at start, what was loaded, and what survives each garbage "
+        "collection of generation 1 or 2 out of the collector's generations: each collection "
+        "walks only what is new, and pauses stay short with a large registry.",
     )
     auth_tokens: dict = keyField(
         {},

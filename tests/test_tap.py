@@ -357,9 +357,9 @@ class ThreadCallsMemoryReactor(BindingMemoryReactor):
 class CollectorAsFound:
     """
     Each test leaves this process' collector as it found it: a node's
-    service tree freezes it and changes its thresholds, and leaves them so
-    once stopped (L{distro.collector}: a node drains while it stops), which
-    the rest of the tests must not inherit; its watch must be stopped.
+    service tree freezes it, and leaves it so once stopped
+    (L{distro.collector}: a node drains while it stops), which the rest of
+    the tests must not inherit; its watch must be stopped.
     """
 
     def setUp(self):
