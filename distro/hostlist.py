@@ -136,8 +136,12 @@ class HostList:
         iid = instance.instanceId
         chunks = self._chunks
         if not chunks:
-            chunks.append(_Chunk([], []))
+            # The first (a new view's, most often): a chunk of it alone.
+            chunks.append(_Chunk([iid], [instance]))
             self._lasts.append(iid)
+            self.count = 1
+            self._pend(self._added, instance)
+            return
         c = bisect.bisect_left(self._lasts, iid)
         if c == len(chunks):
             c -= 1
