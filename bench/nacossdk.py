@@ -6,7 +6,7 @@ subscriber's callback sees a change (issue 19's figures), on distro and,
 in the same run with the same load, on the real Nacos server and r-nacos.
 
     python bench/nacossdk.py [--clients 4] [--registrations 1500] [--window 16]
-                             [--probes 40] [--warmup 0] [--before CHECKOUT]
+                             [--probes 40] [--warmup 0] [--idle 5] [--before CHECKOUT]
                              [--servers distro,nacos,rnacos] [--members 3] [--rounds 1]
 
 Each server in turn (L{servers}: distro a standalone C{twistd
@@ -23,7 +23,9 @@ register's return to the callback that shows it.
 Printed: registrations/s, the server's CPU (user + system of its process
 tree, C{/proc}, counted until it is idle again: the work done after
 replying) and the SDK processes' CPU per registration, the server's RSS
-(a JVM's includes its heap as it grew), and the push latency's p50 and p99
+(a JVM's includes its heap as it grew), its CPU over C{--idle} seconds
+once the load is done (the SDKs connected and idle: their health checks,
+the server's own timers), and the push latency's p50 and p99
 (Nacos and r-nacos hold a change back before pushing it, by design and by
 default: Nacos' C{nacos.naming.push.pushTaskDelay}, 500 ms; r-nacos' 500 ms
 delay, checked every 500 ms). The SDK writes its cache file of a service
@@ -235,7 +237,8 @@ def registered(servers, options, meanwhile=None):
     The SDKs' registrations (after C{--warmup} unmeasured ones, on the same
     connections) against C{servers}, the SDKs spread over them:
     registrations/s, the servers' CPU summed (each counted until idle) and
-    SDK CPU per registration, and the servers' RSS summed. The window ends
+    SDK CPU per registration, the servers' RSS summed, and their CPU over
+    C{--idle} seconds after, the SDKs connected and idle. The window ends
     before the SDKs disconnect; C{meanwhile}, if given, is called once the
     servers are idle again, the SDKs still connected (so that what their
     leaving costs a server, at once or after a grace, falls outside it too),
@@ -252,6 +255,9 @@ def registered(servers, options, meanwhile=None):
         results = [sdk.expect("registered") for sdk in sdks]
         cpu = sum(server.settledCpu() for server in servers) - start
         memory = sum(server.rss() for server in servers)
+        before = sum(server.cpuSeconds() for server in servers)
+        time.sleep(options.idle)
+        idle = sum(server.cpuSeconds() for server in servers) - before
         during = meanwhile() if meanwhile is not None else None
         for sdk in sdks:
             sdk.proceed()
@@ -267,6 +273,7 @@ def registered(servers, options, meanwhile=None):
         "server CPU per registration (us)": cpu / total * 1e6,
         "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
         "server RSS after load (MB)": memory / 1e6,
+        "server CPU idle, the SDKs connected (ms/s)": idle / options.idle * 1000,
     }, during
 
 
@@ -381,6 +388,8 @@ def main(argv):
     parser.add_argument("--registrations", type=int, default=1500)
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--probes", type=int, default=40)
+    parser.add_argument("--idle", type=float, default=5.0,
+                        help="seconds the servers' CPU is counted after the load, the SDKs connected and idle")
     parser.add_argument("--warmup", type=int, default=0,
                         help="registrations per SDK client, of services of their own, before those measured "
                              "(the JVM's JIT compiles meanwhile)")
