@@ -37,12 +37,13 @@ client of C{bench/nacos.py} (grpcio in this process, one call per message,
 as the SDK's wire) to a fresh distro node, so that the ratio is what the
 SDK's way of calling costs the node; the other servers' ratios are against
 distro's SDK column. With C{--before}, the SDK's run against an earlier
-checkout's node too. With C{--members} N above 1, a column of N clustered
-distro nodes and one of N r-nacos nodes (L{servers.startCluster}; the
-Nacos server's cluster is not run here), the SDKs spread over them (SDK I
-at node I mod N): their CPU summed, each counted until idle, so that a
-registration's replication to the others counts; r-nacos' cluster is
-compared with distro's. With C{--rounds} N, every column is measured N times,
+checkout's node too. With C{--members} N above 1, for each server a
+column of N of its nodes as one cluster (L{servers.startCluster}: Nacos'
+as C{startup.sh -p embedded} runs one without MySQL, each JVM with the
+standalone's heap), the SDKs spread over them (SDK I at node I mod N):
+their CPU and RSS summed, each counted until idle, so that a
+registration's replication to the others counts; Nacos' and r-nacos'
+clusters are compared with distro's. With C{--rounds} N, every column is measured N times,
 the columns in turn within each round, and each figure printed is its
 column's median: this machine's speed drifts by tens of percent over
 minutes, so columns measured one after the other differ by that alone
@@ -397,8 +398,8 @@ def main(argv):
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every column this many times, in turn; each figure is the median")
     parser.add_argument("--members", type=int, default=3,
-                        help="columns of this many clustered distro and r-nacos nodes, the SDKs spread over them, "
-                             "their CPU and RSS summed (1: none)")
+                        help="for each server, a column of this many of its nodes as one cluster, the SDKs spread "
+                             "over them, their CPU and RSS summed (1: none)")
     addServersOption(parser)
     options = parser.parse_args(argv)
     if not os.path.exists(SDK_PYTHON):

@@ -10,7 +10,8 @@ Nacos gRPC port P + 1000 (where an SDK given P dials), with its data in the
 bench's temporary directory, auth off. L{startServer} returns a L{Server}
 once it answers a Nacos C{ServerCheckRequest} (distro: its own port's
 C{services} page); a L{Server} measures its whole process tree (CPU and
-RSS, from C{/proc}) and stops it.
+RSS, from C{/proc}) and stops it. L{startCluster} starts several of a kind
+(L{CLUSTER_KINDS}: each of them) as one cluster, as its documents say.
 
 Nacos binds its gRPC ports on every interface (its code takes no bind
 address), so it runs only after L{isolateNetwork} has moved the bench into a
@@ -164,6 +165,24 @@ def freePort(offsets=(1000,)):
     raise SystemExit(f"no free port P with P + {offsets} free too")
 
 
+def freePorts(count, offsets=(1000,)):
+    """
+    C{count} ports as L{freePort} picks them, no two of whose sets (P and
+    P + each of C{offsets}) share a port: the ports of as many servers
+    started together.
+    """
+    ports, taken = [], set()
+    for _ in range(1000):
+        if len(ports) == count:
+            return ports
+        port = freePort(offsets)
+        span = {port + o for o in (0, *offsets)}
+        if not span & taken:
+            ports.append(port)
+            taken |= span
+    raise SystemExit(f"no {count} free ports P with P + {offsets} free too, their sets apart")
+
+
 def processTree(pid):
     """
     C{pid} and its descendants, as their C{/proc} shows them now.
@@ -206,6 +225,12 @@ def _rss(pid):
     return 0
 
 
+def _tail(path, size):
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - size))
+        return f.read().decode("utf-8", "replace")
+
+
 @dataclasses.dataclass
 class Server:
     """
@@ -219,6 +244,7 @@ class Server:
     @ivar stopper: what stops it (L{stop}).
     @ivar nativeAddress: distro's own client port, C{(host, port)}; C{None}
         for the others.
+    @ivar home: Nacos' and r-nacos' home (their data; Nacos' own logs).
     """
 
     kind: str
@@ -228,6 +254,7 @@ class Server:
     logPath: str
     stopper: object
     nativeAddress: tuple = None
+    home: str = None
 
     @property
     def label(self):
@@ -293,8 +320,14 @@ class Server:
         return last
 
     def logTail(self, size=2000):
-        with open(self.logPath, "rb") as f:
-            return f.read()[-size:].decode("utf-8", "replace")
+        """
+        The end of its output; for Nacos, that of its cluster log too (its
+        members as it sees them), when it has one.
+        """
+        paths = [self.logPath]
+        if self.kind == "nacos" and self.home is not None:
+            paths.append(os.path.join(self.home, "logs", "nacos-cluster.log"))
+        return "\n".join(f"{path}:\n{_tail(path, size)}" for path in paths if os.path.exists(path))
 
     def stop(self):
         """
@@ -363,17 +396,22 @@ def _startDistro(directory, name, port, checkout, distroArgs):
     return server
 
 
-def _nacosCommand(home, port):
+def _nacosCommand(home, port, *, clustered=False):
     """
-    The Nacos server, standalone, as the distribution's C{bin/startup.sh -m
-    standalone} starts it, but bound to 127.0.0.1, auth off, its access log
-    off and its home (data, logs) in C{home}.
+    The Nacos server as the distribution's C{bin/startup.sh} starts it, but
+    bound to 127.0.0.1 (the address it names itself by too), auth off, its
+    access log off, its home (data, logs) in C{home} and the standalone
+    heap (L{NACOS_HEAP}) either way: standalone (C{startup.sh -m
+    standalone}), or C{clustered}, a member of a cluster without MySQL
+    (C{startup.sh -p embedded}: its configuration kept by Raft among the
+    members), who are listed in C{home}'s C{conf/cluster.conf}.
     """
     heap = os.environ.get("NACOS_JVM_OPTS", NACOS_HEAP).split()
     plugins = ",".join(os.path.join(NACOS_HOME, "plugins", p) for p in ("", "health", "cmdb", "selector"))
     conf = os.path.join(NACOS_HOME, "conf")
     return [
-        "java", *heap, "-XX:-OmitStackTraceInFastThrow", "-Dnacos.standalone=true",
+        "java", *heap, "-XX:-OmitStackTraceInFastThrow",
+        "-DembeddedStorage=true" if clustered else "-Dnacos.standalone=true",
         "-Dnacos.member.list=", f"-Dloader.path={plugins}", f"-Dnacos.home={home}",
         "-Djava.net.preferIPv4Stack=true",
         "-jar", NACOS_JAR,
@@ -399,6 +437,48 @@ def _rnacosEnvironment(home, port):
     }
 
 
+# The ports of a server P uses besides P: Nacos' client gRPC port, its
+# cluster gRPC port and its Raft port (P - 1000); r-nacos' gRPC and console.
+PORT_OFFSETS = {"nacos": (-1000, 1000, 1001), "rnacos": (1000, 2000)}
+
+
+def _spawn(kind, directory, name, port, *, members=(), rnacosEnvironment=None):
+    """
+    Start a server of C{kind} (Nacos or r-nacos) at HTTP port C{port}, its
+    home C{directory}/C{name}, and return its L{Server} at once (not yet
+    ready: L{_ready}). C{members}: for Nacos, the HTTP ports of its
+    cluster's members, itself among them (none: standalone);
+    C{rnacosEnvironment}: more settings for r-nacos.
+    """
+    home = os.path.join(directory, name)
+    os.makedirs(home, exist_ok=True)
+    if kind == "nacos":
+        if members:
+            # Where Nacos' file lookup reads its members: its home's conf.
+            os.makedirs(os.path.join(home, "conf"), exist_ok=True)
+            with open(os.path.join(home, "conf", "cluster.conf"), "w") as f:
+                f.write("".join(f"127.0.0.1:{member}\n" for member in members))
+        argv, env = _nacosCommand(home, port, clustered=bool(members)), dict(os.environ)
+    else:
+        argv, env = [RNACOS], dict(os.environ, **_rnacosEnvironment(home, port), **(rnacosEnvironment or {}))
+    logPath = os.path.join(directory, name + ".log")
+    log = open(logPath, "ab")  # a restarted member's log goes on
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               cwd=home, env=env)
+    return Server(kind, name, port, process, logPath, lambda: _stopTree(process, [log]), home=home)
+
+
+def _ready(server, deadline):
+    """
+    Wait until C{server} answers a C{ServerCheckRequest}; a clear exit if it
+    exits first or C{deadline} (of C{time.monotonic}) passes.
+    """
+    while not _serverChecked(server.grpcAddress):
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{server.label} ({server.name}) did not get ready:\n{server.logTail()}")
+        time.sleep(0.2)
+
+
 def startServer(kind, directory, name, *, checkout=None, distroArgs=(), rnacosEnvironment=None):
     """
     Start a server of C{kind} on free ports of 127.0.0.1, its files in
@@ -411,42 +491,42 @@ def startServer(kind, directory, name, *, checkout=None, distroArgs=(), rnacosEn
         raise SystemExit(reason)
     if kind == "distro":
         return _startDistro(directory, name, freePort(), checkout, distroArgs)
-    home = os.path.join(directory, name)
-    os.makedirs(home, exist_ok=True)
-    logPath = os.path.join(directory, name + ".log")
-    log = open(logPath, "wb")
-    if kind == "nacos":
-        # P - 1000: its Raft port; P + 1001: its cluster gRPC port.
-        port = freePort((-1000, 1000, 1001))
-        argv, env = _nacosCommand(home, port), dict(os.environ)
-    else:
-        port = freePort((1000, 2000))
-        argv, env = [RNACOS], dict(os.environ, **_rnacosEnvironment(home, port), **(rnacosEnvironment or {}))
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               cwd=home, env=env)
-    server = Server(kind, name, port, process, logPath, lambda: _stopTree(process, [log]))
-    deadline = time.monotonic() + START_TIMEOUT
-    while not _serverChecked(server.grpcAddress):
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise SystemExit(f"{server.label} did not get ready:\n{server.logTail()}")
-        time.sleep(0.2)
+    server = _spawn(kind, directory, name, freePort(PORT_OFFSETS[kind]), rnacosEnvironment=rnacosEnvironment)
+    try:
+        _ready(server, time.monotonic() + START_TIMEOUT)
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 
-CLUSTER_KINDS = ("distro", "rnacos")
+CLUSTER_KINDS = ("distro", "nacos", "rnacos")
 CLUSTER_TIMEOUT = 60.0
+# A Nacos member's naming answers only once its Raft is ready and its Distro
+# has loaded the others' data (before, 503: "server is STARTING"); a load
+# that finds a member not up yet is retried 30 s later (Nacos'
+# nacos.core.protocol.distro.data.load.retryDelayMs), and each try may take
+# its 30 s timeout.
+NACOS_CLUSTER_TIMEOUT = 180.0
 
 
 def startCluster(kind, directory, name, members, *, checkout=None):
     """
     Start C{members} servers of C{kind} as one cluster, as its documents
-    say: distro nodes given one C{cluster.conf} of their peer ports;
-    r-nacos nodes joined by Raft (the first initializes it, the others join
-    it at the first's gRPC port; naming data then goes between them by its
-    own Distro-like protocol). Return their L{Server}s once an instance
-    registered at the first is listed by every other.
+    say: distro nodes given one C{cluster.conf} of their peer ports; Nacos
+    servers as C{startup.sh -p embedded} runs a cluster without MySQL, each
+    with its own home and a C{conf/cluster.conf} there listing every
+    member's HTTP port (their naming data goes between them by Distro, their
+    configuration by Raft), all started at once (none answers before the
+    configuration's Raft group has a leader), one caught in Nacos' startup
+    deadlock restarted (L{_nacosMembersReady}); r-nacos nodes joined by Raft (the first initializes it,
+    the others join it at the first's gRPC port; naming data then goes
+    between them by its own Distro-like protocol). Return their L{Server}s
+    once an instance registered at the first is listed by every other.
     """
+    reason = missing(kind)
+    if reason:
+        raise SystemExit(reason)
     servers = []
     try:
         if kind == "distro":
@@ -457,6 +537,11 @@ def startCluster(kind, directory, name, members, *, checkout=None):
             for index, port in enumerate(peers):
                 servers.append(startServer("distro", directory, f"{name}{index}", checkout=checkout, distroArgs=[
                     "--peer-listen", f"tcp:{port}:interface=127.0.0.1", "--cluster", conf]))
+        elif kind == "nacos":
+            ports = freePorts(members, PORT_OFFSETS["nacos"])
+            for index, port in enumerate(ports):
+                servers.append(_spawn("nacos", directory, f"{name}{index}", port, members=ports))
+            _nacosMembersReady(servers, directory, ports)
         elif kind == "rnacos":
             for index in range(members):
                 settings = {"RNACOS_RAFT_NODE_ID": str(index + 1), "RNACOS_RAFT_AUTO_INIT": str(index == 0).lower()}
@@ -465,7 +550,7 @@ def startCluster(kind, directory, name, members, *, checkout=None):
                 servers.append(startServer("rnacos", directory, f"{name}{index}", rnacosEnvironment=settings))
         else:
             raise SystemExit(f"no cluster of {LABELS[kind]} here (of {', '.join(CLUSTER_KINDS)})")
-        _replicating(servers)
+        _replicating(servers, NACOS_CLUSTER_TIMEOUT if kind == "nacos" else CLUSTER_TIMEOUT)
     except BaseException:
         for server in servers:
             server.stop()
@@ -473,10 +558,47 @@ def startCluster(kind, directory, name, members, *, checkout=None):
     return servers
 
 
-def _replicating(servers):
+# A member of a Nacos cluster of JVMs started at once answers within about
+# 70 s here; one caught in Nacos' startup deadlock never does: its first
+# query of the configuration's Raft group, right on that group's leader
+# event, finds no leader ("The Raft Group [nacos_config] did not find the
+# Leader node"), and the aspect advising that failure waits for Spring's
+# singleton lock, which its main thread holds while it waits for that query's
+# dump (EmbeddedDumpService.init): the kind of deadlock of alibaba/nacos#8775
+# and #12526. Such a member is restarted, its home and ports kept, as an
+# operator restarts it, at most NACOS_RESTARTS times.
+NACOS_MEMBER_TIMEOUT = 120.0
+NACOS_RESTARTS = 2
+
+
+def _nacosMembersReady(servers, directory, ports):
     """
-    Wait (bounded) until an instance registered at the first of C{servers}
-    (Nacos' open API, ephemeral) is listed by every other; then remove it.
+    Wait until each Nacos member of C{servers} (at C{ports}, started just
+    now) answers, restarting one that does not within
+    L{NACOS_MEMBER_TIMEOUT} (L{NACOS_RESTARTS} times at most).
+    """
+    deadline = time.monotonic() + NACOS_MEMBER_TIMEOUT
+    for index, port in enumerate(ports):
+        for restart in range(NACOS_RESTARTS + 1):
+            try:
+                _ready(servers[index], deadline)
+                break
+            except SystemExit:
+                if restart == NACOS_RESTARTS or servers[index].process.poll() is not None:
+                    raise
+            name = servers[index].name
+            print(f"{name} did not answer within {NACOS_MEMBER_TIMEOUT:.0f}s (Nacos' startup deadlock, "
+                  "alibaba/nacos#12526): restarting it", flush=True)
+            servers[index].stop()
+            servers[index] = _spawn("nacos", directory, name, port, members=ports)
+            deadline = time.monotonic() + NACOS_MEMBER_TIMEOUT
+
+
+def _replicating(servers, timeout):
+    """
+    Wait (at most C{timeout} seconds) until an instance registered at the
+    first of C{servers} (Nacos' open API, ephemeral) is listed by every
+    other; then remove it.
     """
     query = "serviceName=bench-cluster-ready&ip=127.0.0.77&port=1&ephemeral=true"
 
@@ -485,7 +607,7 @@ def _replicating(servers):
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.read()
 
-    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    deadline = time.monotonic() + timeout
     waiting = list(servers[1:])
     while True:
         try:
@@ -496,7 +618,7 @@ def _replicating(servers):
         if not waiting:
             break
         if time.monotonic() > deadline:
-            raise SystemExit(f"a {servers[0].label} cluster did not replicate within {CLUSTER_TIMEOUT:.0f}s:\n"
+            raise SystemExit(f"a {servers[0].label} cluster did not replicate within {timeout:.0f}s:\n"
                              + "\n".join(s.logTail() for s in waiting))
         time.sleep(0.5)
     call(servers[0], "DELETE", f"instance?{query}")
