@@ -475,6 +475,36 @@ class RemoveLargeClientTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(removing), [self.client.clientId])
         self.assertEqual(self.manager.clients, {})
 
+    def test_byeEmptiesInSlices(self):
+        """
+        After bye a client of more than REMOVAL_SLICE instances goes
+        without a grace, emptied as an expired one is: a slice at once, as
+        many each turn after, each a revision.
+        """
+        self.manager.clientDisconnected(self.client.clientId, orderly=True)
+        left = [self.client.instanceCount]
+        for _ in range(3):
+            nextTurn(self.clock)
+            left.append(self.client.instanceCount)
+        self.assertEqual(left[:3], [self.size - REMOVAL_SLICE, self.size - 2 * REMOVAL_SLICE, 10])
+        self.assertEqual(self.steps.revisions, [self.revision + 1, self.revision + 2, self.revision + 3])
+        nextTurn(self.clock)
+        self.assertEqual(self.manager.clients, {})
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
+
+    def test_byeThenResumedKept(self):
+        """
+        A client that said bye and is taken over again (its session
+        resumes) before its slices are done is kept, with what it still
+        holds.
+        """
+        self.manager.clientDisconnected(self.client.clientId, orderly=True)
+        self.client.connected = True  # as a resume makes it
+        for _ in range(5):
+            nextTurn(self.clock)
+        self.assertIs(self.manager.clients[self.client.clientId], self.client)
+        self.assertEqual(self.client.instanceCount, self.size - REMOVAL_SLICE)
+
     def test_keptWhenNoLongerDue(self):
         """
         A client no longer due (resumed) when its next slice's turn comes
