@@ -10,9 +10,13 @@ and what survives each collection of generation 1 (or 2) are moved to the
 collector's permanent generation (L{gc.freeze}): each collection walks
 only what was created since the last (about a ms under load), and what
 lasts is walked twice (in generations 0 and 1), not three times. The
-cost: cyclic garbage made of frozen objects is never reclaimed. The node makes none in its steady state (a closed connection is freed by
-reference counting alone; tests hold it to that), so what could be lost is
-bounded by rare events (a peer link replaced), not by traffic.
+cost: cyclic garbage made of frozen objects is never reclaimed. So the
+node makes none for what its clients do: a closed connection of every
+port (a native session, behind TLS too; a Nacos SDK's gRPC connection) and
+work run over turns are freed by reference counting alone, and a test runs
+a workload of them with the collector saving what it finds
+(tests/test_collector.py, C{NoCyclesTests}). What could still be lost is
+bounded by rare events, not by traffic.
 
 Every collection is timed; pauses of C{SLOW_PAUSE} or more are logged, the
 longest is logged when the node stops, and every pause is counted in the

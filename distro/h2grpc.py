@@ -353,6 +353,12 @@ class GrpcConnection(Protocol):
         for timer in (self._pingTimer, self._pingDeadline):
             if timer is not None and timer.active():
                 timer.cancel()
+        # What refers back to this connection lets go of it (its HTTP/2
+        # side, a timer of its own that fired): it is freed by reference
+        # counting alone, never left to the collector (L{distro.collector}
+        # freezes what lives long enough, garbage or not).
+        self._pingTimer = self._pingDeadline = None
+        self.frames.handler = None
         calls, self.calls = self.calls, {}
         for call in calls.values():
             self._endCall(call)

@@ -35,6 +35,35 @@ TURN_BUDGET = 0.005
 UPKEEP_BUDGET = 0.001
 
 
+class _Stepping:
+    """
+    A generator's steps, run while C{available()} says so, the rest put off
+    with C{later} (itself, again: no closure that refers to itself, which
+    would be garbage for the collector alone, and L{distro.collector} may
+    freeze it first); C{done} fires with its return value.
+    """
+
+    __slots__ = ("steps", "later", "available", "done")
+
+    def __init__(self, steps, later, available):
+        self.steps = steps
+        self.later = later
+        self.available = available
+        self.done = Deferred()
+
+    def __call__(self):
+        try:
+            next(self.steps)
+            while self.available():
+                next(self.steps)
+        except StopIteration as e:
+            self.done.callback(e.value)
+        except Exception:
+            self.done.errback()
+        else:
+            self.later(self)
+
+
 @implementer(ITurns)
 class Turns:
     log = Logger()
@@ -82,25 +111,12 @@ class Turns:
         return not self._waiting and self.timer() - self._started < self.upkeepBudget
 
     def _steps(self, steps, later, available):
-        done = Deferred()
-
-        def go():
-            try:
-                next(steps)
-                while available():
-                    next(steps)
-            except StopIteration as e:
-                done.callback(e.value)
-            except Exception:
-                done.errback()
-            else:
-                later(go)
-
+        stepping = _Stepping(steps, later, available)
         if available():
-            go()
+            stepping()
         else:
-            later(go)
-        return done
+            later(stepping)
+        return stepping.done
 
     def pending(self):
         return len(self._waiting)

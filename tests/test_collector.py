@@ -5,7 +5,9 @@ nothing for the collector (what makes freezing safe).
 """
 
 import gc
+import json
 import os
+import types
 import weakref
 
 from twisted.internet import ssl
@@ -18,10 +20,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from distro.collector import CollectorWatch
 from distro.nacos.connection import NacosConnection
-from distro.nacos.payload import Payload
+from distro.nacos.payload import Payload, encode
+from distro.nacos.service import NacosService
 from distro.native.session import ClientPortFactory
 from tests._factories import instance
 from tests._gc import Clock, FakeCollector
+from tests._h2client import H2Client, framed
 from tests._node import NodeHarness, service
 from tests._tempfiles import TempPathMixin
 from tests._tls import Authority
@@ -156,6 +160,82 @@ class NoCyclesTests(TempPathMixin, SynchronousTestCase):
         freed = weakref.ref(connection)
         del connection
         self.assertIsNone(freed())
+
+    def test_closedNacosGrpcConnectionFreed(self):
+        """
+        A Nacos SDK's gRPC connection, set up, subscribed and pushed to, is
+        freed by reference counting once closed (its HTTP/2 side referred
+        back to it).
+        """
+        harness = NodeHarness()
+        nacos = NacosService(harness.node, "tcp:0:interface=127.0.0.1", None)
+        client = H2Client(nacos.factory)
+        self.nacosSession(client)
+        server, client.server = client.server, None
+        server.connectionLost(Failure(ConnectionDone()))
+        server.transport.unregisterProducer()  # as a closing tcp.Server does
+        freed = weakref.ref(server)
+        del server
+        self.assertIsNone(freed())
+
+    def nacosSession(self, client):
+        """
+        What an SDK does on C{client}'s connection: its server check, its
+        stream's set up, a registration, a subscription, a batch (answered
+        over turns), then a change pushed to it.
+        """
+        def unary(type_, **body):
+            client.unary("/Request/request", encode(Payload(type_, {}, "", json.dumps(body).encode())))
+
+        unary("ServerCheckRequest")
+        streamId = client.open("/BiRequestStream/requestBiStream")
+        client.send(streamId, framed(encode(Payload("ConnectionSetupRequest", {}, "", json.dumps(
+            {"labels": {"module": "naming"}}).encode()))))
+        unary("InstanceRequest", serviceName="orders", type="registerInstance",
+              instance={"ip": "10.0.0.1", "port": 80})
+        unary("SubscribeServiceRequest", serviceName="orders", subscribe=True)
+        unary("BatchInstanceRequest", serviceName="orders", type="batchRegisterInstance",
+              instances=[{"ip": f"10.0.{n // 250}.{n % 250 + 1}", "port": 80} for n in range(1000)])
+        client.pump()
+
+    def test_workloadLeavesNoCyclicGarbage(self):
+        """
+        What the node does for its clients (the native port's sessions, a
+        Nacos SDK's connection and its pushes, work spread over turns, a
+        client's removal in slices) leaves nothing of the node's for the
+        collector alone: it would be frozen, never reclaimed.
+        """
+        gc.collect()
+        harness = NodeHarness()
+        nacos = NacosService(harness.node, "tcp:0:interface=127.0.0.1", None)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        self.addCleanup(gc.set_debug, 0)
+        for round in range(2):
+            connection = harness.client()
+            for n in range(40):
+                connection.ok("register", service=service(f"s{n}"), instance=instance())
+            connection.ok("subscribe", service=service("s0"))
+            publisher = harness.client()
+            publisher.ok("register", service=service("s0"), instance=instance(port=2))
+            harness.clock.advance(1)
+            connection.ok("bye")
+            connection.lose(orderly=True)
+            publisher.lose(orderly=False)
+            client = H2Client(nacos.factory)
+            self.nacosSession(client)
+            server, client.server = client.server, None
+            server.connectionLost(Failure(ConnectionDone()))
+            server.transport.unregisterProducer()
+            del connection, publisher, client, server
+            for _ in range(200):
+                harness.clock.advance(1)
+        gc.collect()
+        left = sorted({f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage
+                       if type(o).__module__.startswith("distro")}
+                      | {f"function {o.__module__}.{o.__qualname__}" for o in gc.garbage
+                         if isinstance(o, types.FunctionType) and o.__module__.startswith("distro")})
+        del gc.garbage[:]
+        self.assertEqual(left, [])
 
     def test_closedTLSSessionFreed(self):
         """

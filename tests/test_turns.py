@@ -2,6 +2,9 @@
 Tests for L{distro.turns}: the budget of client work per reactor turn.
 """
 
+import gc
+import weakref
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -253,3 +256,34 @@ class BackgroundTests(SynchronousTestCase):
         self.assertEqual(len(self.ran), 6)
         nextTurn(self.clock)
         self.assertEqual(self.successResultOf(done), "done")
+
+
+class NoCyclesTests(SynchronousTestCase):
+    """
+    Work run over turns is freed by reference counting once done: never
+    left to the collector, which L{distro.collector} may have made freeze it.
+    """
+
+    def setUp(self):
+        if gc.isenabled():
+            gc.disable()
+            self.addCleanup(gc.enable)
+
+    def test_stepsOverTurnsFreed(self):
+        timer = SteppedTimer()
+        clock = Clock()
+        turns = Turns(clock, timer=timer)
+
+        def steps():
+            for _ in range(3):
+                timer.now += 0.006  # each step past a turn's budget
+                yield
+
+        for run in (turns.run, turns.background):
+            done = run(steps())
+            freed = weakref.ref(done)
+            for _ in range(5):
+                nextTurn(clock)
+            self.assertIsNone(self.successResultOf(done))
+            del done
+            self.assertIsNone(freed())
