@@ -1,7 +1,22 @@
 """
 A garbage collector a test drives: collections of a given length, on a
-clock the test owns.
+clock the test owns; and tests run with this process' collector off.
 """
+
+import gc
+
+
+class CollectorOff:
+    """
+    A test case mixin: the collector is off during each test (what is
+    freed, is freed by reference counting alone).
+    """
+
+    def setUp(self):
+        super().setUp()
+        if gc.isenabled():
+            gc.disable()
+            self.addCleanup(gc.enable)
 
 
 class FakeCollector:

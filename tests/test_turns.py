@@ -2,7 +2,6 @@
 Tests for L{distro.turns}: the budget of client work per reactor turn.
 """
 
-import gc
 import weakref
 
 from twisted.internet.task import Clock
@@ -12,6 +11,7 @@ from zope.interface.verify import verifyObject
 from distro.interfaces import ITurns
 from distro.turns import Turns
 
+from ._gc import CollectorOff
 from ._turns import SteppedTimer, nextTurn
 
 
@@ -258,16 +258,11 @@ class BackgroundTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(done), "done")
 
 
-class NoCyclesTests(SynchronousTestCase):
+class NoCyclesTests(CollectorOff, SynchronousTestCase):
     """
     Work run over turns is freed by reference counting once done: never
     left to the collector, which L{distro.collector} may have made freeze it.
     """
-
-    def setUp(self):
-        if gc.isenabled():
-            gc.disable()
-            self.addCleanup(gc.enable)
 
     def test_stepsOverTurnsFreed(self):
         timer = SteppedTimer()
