@@ -22,9 +22,9 @@ subscribes to a service and registers in it C{--probes} times, timing each
 register's return to the callback that shows it.
 Printed: registrations/s, the server's CPU (user + system of its process
 tree, C{/proc}, counted until it is idle again: the work done after
-replying; less what it spends on its own while idle, measured before the
-load, over the time counted: a Nacos member's JVM and Raft group spend 5%
-of a core doing nothing) and the SDK processes' CPU per registration, the server's RSS
+replying; less what it spends on its own while idle, measured after the
+warm-up with the SDKs connected, over the time counted: a Nacos member's
+JVM and Raft group spend 5% of a core doing nothing) and the SDK processes' CPU per registration, the server's RSS
 (a JVM's includes its heap as it grew), its CPU over C{--idle} seconds
 once the load is done (the SDKs connected and idle: their health checks,
 the server's own timers), and the push latency's p50 and p99
@@ -241,27 +241,33 @@ def registered(servers, options, meanwhile=None):
     connections) against C{servers}, the SDKs spread over them:
     registrations/s, the servers' CPU summed (each counted until idle, less
     the idle work it does on its own over that time: L{idleRates}, measured
-    before the SDKs start) and SDK CPU per registration, the servers' RSS
-    summed, and their CPU over
+    after the warm-up, the SDKs connected; printed) and SDK CPU per
+    registration, the servers' RSS summed, and their CPU over
     C{--idle} seconds after, the SDKs connected and idle. The window ends
     before the SDKs disconnect; C{meanwhile}, if given, is called once the
     servers are idle again, the SDKs still connected (so that what their
     leaving costs a server, at once or after a grace, falls outside it too),
     and what it returns is returned with the figures.
     """
-    rates = idleRates(servers)
+    started = idleRates(servers, 2.0)
     sdks = workers([server.address for server in servers], options, options.registrations, 0, options.clients,
                    options.warmup)
     try:
         for sdk in sdks:
             sdk.expect("warm")
+        # The warm-up's work done (a JVM's rate of its own is highest just
+        # after it starts: it only tells when the warm-up's work is over),
+        # then each server's own idle work, the SDKs connected.
+        for server, rate in zip(servers, started):
+            server.settled(rate)
+        rates = idleRates(servers)
         marks = [server.settled(rate) for server, rate in zip(servers, rates)]
         for sdk in sdks:
             sdk.proceed()
         results = [sdk.expect("registered") for sdk in sdks]
         ends = [server.settled(rate) for server, rate in zip(servers, rates)]
         # Less each server's own idle work over the time counted.
-        cpu = sum(end - mark - rate * (endAt - markAt)
+        cpu = sum(max(0.0, end - mark - rate * (endAt - markAt))
                   for (mark, markAt), (end, endAt), rate in zip(marks, ends, rates))
         memory = sum(server.rss() for server in servers)
         before = sum(server.cpuSeconds() for server in servers)
@@ -282,6 +288,7 @@ def registered(servers, options, meanwhile=None):
         "server CPU per registration (us)": cpu / total * 1e6,
         "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
         "server RSS after load (MB)": memory / 1e6,
+        "server CPU idle before the load, not counted (ms/s)": sum(rates) * 1000,
         "server CPU idle, the SDKs connected (ms/s)": idle / options.idle * 1000,
     }, during
 
