@@ -235,6 +235,7 @@ class GrpcConnection(Protocol):
     log = Logger()
     connectionId = None
     state = None  # whatever the service keeps per connection
+    frames = None  # its HTTP/2 side, once made
 
     def __init__(self, factory):
         self.factory = factory
@@ -358,7 +359,8 @@ class GrpcConnection(Protocol):
         # counting alone, never left to the collector (L{distro.collector}
         # freezes what lives long enough, garbage or not).
         self._pingTimer = self._pingDeadline = None
-        self.frames.handler = None
+        if self.frames is not None:
+            self.frames.handler = None
         calls, self.calls = self.calls, {}
         for call in calls.values():
             self._endCall(call)
