@@ -24,10 +24,11 @@ Printed: registrations/s, the server's CPU (user + system of its process
 tree, C{/proc}, counted until it is idle again: the work done after
 replying; less what it spends on its own while idle, measured after the
 warm-up with the SDKs connected, over the time counted: a Nacos member's
-JVM and Raft group spend 5% of a core doing nothing) and the SDK processes' CPU per registration, the server's RSS
-(a JVM's includes its heap as it grew), its CPU over C{--idle} seconds
-once the load is done (the SDKs connected and idle: their health checks,
-the server's own timers), and the push latency's p50 and p99
+JVM and Raft group spend 5% of a core doing nothing) and the SDK
+processes' CPU per registration, the server's RSS (a JVM's includes its
+heap as it grew), its CPU over C{--idle} seconds once the load is done
+(the SDKs connected and idle: their health checks, the server's own
+timers), and the push latency's p50 and p99
 (Nacos and r-nacos hold a change back before pushing it, by design and by
 default: Nacos' C{nacos.naming.push.pushTaskDelay}, 500 ms; r-nacos' 500 ms
 delay, checked every 500 ms). The SDK writes its cache file of a service
@@ -45,8 +46,8 @@ as C{startup.sh -p embedded} runs one without MySQL, each JVM with the
 standalone's heap), the SDKs spread over them (SDK I at node I mod N):
 their CPU and RSS summed, each counted until idle, so that a
 registration's replication to the others counts; Nacos' and r-nacos'
-clusters are compared with distro's. With C{--rounds} N, every column is measured N times,
-the columns in turn within each round, and each figure printed is its
+clusters are compared with distro's. With C{--rounds} N, every column is
+measured N times, the columns in turn within each round, and each figure printed is its
 column's median: this machine's speed drifts by tens of percent over
 minutes, so columns measured one after the other differ by that alone
 (each round times a fixed Python loop, to show the drift). With Nacos
@@ -171,7 +172,6 @@ class Worker:
 
     def __init__(self, server, index, options, warmup, count, probes, tag):
         logs = tempfile.mkdtemp(prefix=f"{tag}{index}-", dir=options.sdkFiles)
-        os.makedirs(logs, exist_ok=True)
         self.stderr = open(os.path.join(logs, "stderr"), "w+")
         self.process = subprocess.Popen(
             [SDK_PYTHON, "-c", WORKER, server, str(index), str(warmup), str(count), str(options.window),
@@ -270,9 +270,7 @@ def registered(servers, options, meanwhile=None):
         cpu = sum(max(0.0, end - mark - rate * (endAt - markAt))
                   for (mark, markAt), (end, endAt), rate in zip(marks, ends, rates))
         memory = sum(server.rss() for server in servers)
-        before = sum(server.cpuSeconds() for server in servers)
-        time.sleep(options.idle)
-        idle = sum(server.cpuSeconds() for server in servers) - before
+        idle = sum(idleRates(servers, options.idle))
         during = meanwhile() if meanwhile is not None else None
         for sdk in sdks:
             sdk.proceed()
@@ -289,7 +287,7 @@ def registered(servers, options, meanwhile=None):
         "SDK CPU per registration (us)": sum(r["cpu"] for r in results) / total * 1e6,
         "server RSS after load (MB)": memory / 1e6,
         "server CPU idle before the load, not counted (ms/s)": sum(rates) * 1000,
-        "server CPU idle, the SDKs connected (ms/s)": idle / options.idle * 1000,
+        "server CPU idle, the SDKs connected (ms/s)": idle * 1000,
     }, during
 
 
@@ -424,7 +422,8 @@ def main(argv):
     directory = tempfile.mkdtemp(prefix="distro-nacossdk-")
     # The SDKs' files (logs, and the cache file each writes on every push
     # before calling back) in memory: the host's disk is not what is measured.
-    options.sdkFiles = tempfile.mkdtemp(prefix="distro-nacossdk-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    options.sdkFiles = tempfile.mkdtemp(prefix="distro-nacossdk-", dir=memory)
     runs = collections.defaultdict(list)
     try:
         for n in range(options.rounds):

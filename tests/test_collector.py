@@ -1,7 +1,7 @@
 """
 Tests for L{distro.collector}: timing the collector's pauses and freezing
-what survives a collection of generation 1 or 2; and that a closed client connection leaves
-nothing for the collector (what makes freezing safe).
+what survives a collection of generation 1 or 2; and that a closed client
+connection leaves nothing for the collector (what makes freezing safe).
 """
 
 import gc
@@ -164,21 +164,17 @@ class NoCyclesTests(CollectorOff, TempPathMixin, SynchronousTestCase):
         """
         harness = NodeHarness()
         nacos = NacosService(harness.node, "tcp:0:interface=127.0.0.1", None)
-        client = H2Client(nacos.factory)
-        self.nacosSession(client)
-        server, client.server = client.server, None
-        server.connectionLost(Failure(ConnectionDone()))
-        server.transport.unregisterProducer()  # as a closing tcp.Server does
-        freed = weakref.ref(server)
-        del server
+        freed = weakref.ref(self.nacosSession(nacos))
         self.assertIsNone(freed())
 
-    def nacosSession(self, client):
+    def nacosSession(self, nacos):
         """
-        What an SDK does on C{client}'s connection: its server check, its
-        stream's set up, a registration, a subscription, a batch (answered
-        over turns), then a change pushed to it.
+        What an SDK does on a connection to the port C{nacos}: its server
+        check, its stream's set up, a registration, a subscription, a batch
+        (answered over turns), then a change pushed to it; then the
+        connection closes. Return the port's side of it, let go by all else.
         """
+        client = H2Client(nacos.factory)
         def unary(type_, **body):
             client.unary("/Request/request", encode(Payload(type_, {}, "", json.dumps(body).encode())))
 
@@ -192,6 +188,10 @@ class NoCyclesTests(CollectorOff, TempPathMixin, SynchronousTestCase):
         unary("BatchInstanceRequest", serviceName="orders", type="batchRegisterInstance",
               instances=[{"ip": f"10.0.{n // 250}.{n % 250 + 1}", "port": 80} for n in range(1000)])
         client.pump()
+        server, client.server = client.server, None
+        server.connectionLost(Failure(ConnectionDone()))
+        server.transport.unregisterProducer()  # as a closing tcp.Server does
+        return server
 
     def test_workloadLeavesNoCyclicGarbage(self):
         """
@@ -216,12 +216,8 @@ class NoCyclesTests(CollectorOff, TempPathMixin, SynchronousTestCase):
             connection.ok("bye")
             connection.lose(orderly=True)
             publisher.lose(orderly=False)
-            client = H2Client(nacos.factory)
-            self.nacosSession(client)
-            server, client.server = client.server, None
-            server.connectionLost(Failure(ConnectionDone()))
-            server.transport.unregisterProducer()
-            del connection, publisher, client, server
+            self.nacosSession(nacos)
+            del connection, publisher
             for _ in range(200):
                 harness.clock.advance(1)
         gc.collect()

@@ -162,7 +162,8 @@ class CallTests(GrpcTestCase):
         for data in (framed(b"c"), framed(b"d")[:2], framed(b"d")[2:], framed(b"e")[:5], framed(b"e")[5:],
                      framed(b"")):
             client.send(streamId, data)
-        self.assertEqual(client.responses[streamId].messages(), [b"re " + m for m in (b"a", b"b", b"c", b"d", b"e", b"")])
+        self.assertEqual(client.responses[streamId].messages(),
+                         [b"re " + m for m in (b"a", b"b", b"c", b"d", b"e", b"")])
         client.send(streamId, b"", end=True)
         self.assertEqual((client.responses[streamId].status, self.service.streams), (0, []))
 

@@ -115,10 +115,11 @@ class InMemoryTests(EndedAssertions, SynchronousTestCase):
         """
         client = self.client()
         self.openStream(client)
-        answers = [self.service.unary(h2grpc.Call(client.server, 101 + 2 * n, "/Request/request", True), encode(Payload(
-            "InstanceRequest", {}, "", json.dumps({"serviceName": f"s{n}", "type": "registerInstance",
-                                                   "instance": {"ip": "10.0.0.1", "port": 80}}).encode())))
-                   for n in range(2)]
+        requests = [encode(Payload("InstanceRequest", {}, "", json.dumps(
+            {"serviceName": f"s{n}", "type": "registerInstance", "instance": {"ip": "10.0.0.1", "port": 80}}
+        ).encode())) for n in range(2)]
+        answers = [self.service.unary(h2grpc.Call(client.server, 101 + 2 * n, "/Request/request", True), request)
+                   for n, request in enumerate(requests)]
         self.assertIs(answers[0], answers[1])
         self.assertEqual(decode(answers[0]).type, "InstanceResponse")
         self.assertEqual(self.node.counts()["services"], 2)
