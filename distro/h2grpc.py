@@ -37,12 +37,10 @@ L{distro.interfaces.ITurns}): past the turn's budget a connection's bytes
 wait, unread, for a later turn, and its unary calls are answered in the
 turns after they arrive, a few connections' at a time. A unary reply may
 come later (a L{Deferred}): the connection's next calls wait for it, in
-order. While a connection's client pipelines its calls (sends one before
-the one ahead of it is answered), a connection written to less than the
-factory's C{writeGather} ago is written again when that much has passed,
-with whatever is ready by then: the client reads several replies at once,
-one wake-up of its threads for them all, not one each. What waits meanwhile
-is what the node makes in C{writeGather}, outside C{maxUnsent}'s count.
+order. A connection written to less than the factory's C{writeGather} ago
+is written again when that much has passed, with whatever is ready by
+then: a client sending calls back to back reads several replies at once,
+one wake-up of its threads for them all, not one each.
 """
 
 import collections
@@ -268,12 +266,8 @@ class GrpcConnection(Protocol):
         self._resets = 0
         self._routed = self._route = None  # the last request's headers, and where they go
         self._peerGone = False  # the peer said GOAWAY: the connection ends with its last call
-        # Writes are gathered (writeGather) while the client pipelines:
-        self._pipelined = False  # it sent a call before its last was answered
-        self._lastWrite = float("-inf")  # the last write of calls' frames
+        self._lastWrite = float("-inf")
         self._writeTimer = None  # a write gathering what is ready until it is due
-        self._callOutput = False  # calls' frames wait to be written
-        self._repliesGathered = 0  # unary replies among them
 
     # Connection
 
@@ -556,10 +550,6 @@ class GrpcConnection(Protocol):
             # Served in a coming turn, with the other calls ready: their
             # replies go out together, and a burst of costly calls is
             # spread over turns, never holding the reactor.
-            if self._ready or self._awaiting is not None or self._writeTimer is not None:
-                # Sent before the calls ahead of it were answered (or their
-                # answers written): the client pipelines its calls.
-                self._pipelined = True
             self._ready.append(call)
             self._serveLater()
         else:
@@ -715,47 +705,26 @@ class GrpcConnection(Protocol):
             for call in list(self._sending):
                 if not call.ended:
                     self._sendCall(call)
-        if self.frames.hasDataToSend():
-            if not self._pipelined:
-                self._write()
+        if self._writeTimer is None and self.frames.hasDataToSend():
+            now = self.clock.seconds()
+            due = self._lastWrite + self.factory.writeGather
+            if now < due:
+                # A busy connection: the replies its client's next reads
+                # would take one at a time (each a wake-up of the client)
+                # leave together, at most writeGather late.
+                self._writeTimer = self.clock.callLater(due - now, self._writeGathered)
             else:
-                now = self.clock.seconds()
-                if now < self._lastWrite:
-                    # The wall clock (the reactor's) was set back: nothing
-                    # waits for its time to come again.
-                    if self._writeTimer is not None:
-                        self._writeTimer.cancel()
-                        self._writeTimer = None
-                    self._write(now)
-                elif self._writeTimer is None:
-                    due = self._lastWrite + self.factory.writeGather
-                    if now < due:
-                        # The replies the client's next reads would take
-                        # one at a time (a wake-up of its threads each)
-                        # leave together, at most writeGather late.
-                        self._writeTimer = self.clock.callLater(due - now, self._writeGathered)
-                    else:
-                        self._write(now)
+                self._write(now)
         self._maybeResume()
 
-    def _write(self, now=None):
-        if self._callOutput:
-            # Only the calls' frames make the connection busy: a PING or
-            # SETTINGS ACK, a WINDOW_UPDATE written as a read is handled,
-            # holds no reply after it.
-            self._callOutput = False
-            self._repliesGathered = 0
-            self._lastWrite = self.clock.seconds() if now is None else now
+    def _write(self, now):
+        self._lastWrite = now
         self.transport.write(self.frames.dataToSend())
 
     def _writeGathered(self):
         self._writeTimer = None
-        if self._closing or self.transport is None:
-            return
-        if self._repliesGathered < 2:
-            # Gathering bought nothing: the client waits for each reply.
-            self._pipelined = False
-        self._write()
+        if not self._closing and self.transport is not None:
+            self._write(self.clock.seconds())
 
     def _sendCall(self, call):
         streamId = call.streamId
@@ -779,7 +748,6 @@ class GrpcConnection(Protocol):
             frames.sendData(streamId, chunk)
             call._outboundBytes -= len(chunk)
             self._unsent -= len(chunk)
-            self._callOutput = True
         if call._trailers is None:
             self._sending.pop(call, None)
         else:
@@ -789,9 +757,6 @@ class GrpcConnection(Protocol):
             frames.sendHeaders(streamId, trailers if call._headersSent else _RESPONSE_HEADERS + trailers,
                                end=True)
             call._headersSent = True
-            self._callOutput = True
-            if call.unary:
-                self._repliesGathered += 1
             self.calls.pop(streamId, None)
             self._endCall(call)
 
@@ -823,9 +788,8 @@ class GrpcFactory(Factory):
     L{IGrpcService}), as C{admission} (L{distro.admission.Admission})
     allows.
 
-    @param writeGather: seconds; a connection whose client pipelines,
-        written to less than this long ago, writes again when this much has
-        passed (0: at once).
+    @param writeGather: seconds; a connection written to less than this
+        long ago writes again when this much has passed (0: at once).
     """
 
     def __init__(self, service, clock, *, admission, maxStreams=100, maxMessage=8 * 1024 * 1024,

@@ -125,7 +125,8 @@ class H2Client:
             back = self.transport.value()
             self.transport.clear()
             if back:
-                self.receive(back)
+                for event in self.h2.receive_data(back):
+                    self._event(event)
             if out or back:
                 continue
             due = self._nextDue(clock)
@@ -141,13 +142,6 @@ class H2Client:
         calls = getattr(clock, "getDelayedCalls", None)
         times = [c.getTime() for c in calls()] if calls is not None else []
         return min(times) if times else None
-
-    def receive(self, data):
-        """
-        Take C{data} from the server (what C{pump} does with what it wrote).
-        """
-        for event in self.h2.receive_data(data):
-            self._event(event)
 
     def _event(self, event):
         response = self.responses.get(getattr(event, "stream_id", None))

@@ -39,9 +39,8 @@ class NacosKeys:
     )
     nacos_write_gather_us: int = keyField(
         1000,
-        "While a Nacos SDK pipelines its calls, its connection written to less than this long "
-        "ago (microseconds) is written again once this long has passed, with every reply and "
-        "push ready by then: the SDK reads its replies together, not one wake-up each. 0: "
-        "everything is written at once.",
+        "A Nacos connection written to less than this long ago (microseconds) writes again "
+        "once this long has passed, with every reply and push ready by then: a busy SDK "
+        "reads its replies together, not one wake-up each. 0: everything is written at once.",
         _gather,
     )
