@@ -37,10 +37,7 @@ L{distro.interfaces.ITurns}): past the turn's budget a connection's bytes
 wait, unread, for a later turn, and its unary calls are answered in the
 turns after they arrive, a few connections' at a time. A unary reply may
 come later (a L{Deferred}): the connection's next calls wait for it, in
-order. A connection written to less than the factory's C{writeGather} ago
-is written again when that much has passed, with whatever is ready by
-then: a client sending calls back to back reads several replies at once,
-one wake-up of its threads for them all, not one each.
+order.
 """
 
 import collections
@@ -266,8 +263,6 @@ class GrpcConnection(Protocol):
         self._resets = 0
         self._routed = self._route = None  # the last request's headers, and where they go
         self._peerGone = False  # the peer said GOAWAY: the connection ends with its last call
-        self._lastWrite = float("-inf")
-        self._writeTimer = None  # a write gathering what is ready until it is due
 
     # Connection
 
@@ -356,14 +351,14 @@ class GrpcConnection(Protocol):
         self._closing = True
         self._ready.clear()
         self._held = []
-        for timer in (self._pingTimer, self._pingDeadline, self._writeTimer):
+        for timer in (self._pingTimer, self._pingDeadline):
             if timer is not None and timer.active():
                 timer.cancel()
         # What refers back to this connection lets go of it (its HTTP/2
         # side, a timer of its own that fired): it is freed by reference
         # counting alone, never left to the collector (L{distro.collector}
         # freezes what lives long enough, garbage or not).
-        self._pingTimer = self._pingDeadline = self._writeTimer = None
+        self._pingTimer = self._pingDeadline = None
         if self.frames is not None:
             self.frames.handler = None
         calls, self.calls = self.calls, {}
@@ -693,9 +688,7 @@ class GrpcConnection(Protocol):
     def _flush(self):
         """
         Move what the calls have to send into HTTP/2 as far as the peer's
-        windows allow, and write it: at once if the connection was last
-        written C{writeGather} ago or more, else when that much has passed
-        (what is ready meanwhile goes with it).
+        windows allow, and write it.
         """
         if self._closing or self.transport is None:
             return
@@ -705,26 +698,10 @@ class GrpcConnection(Protocol):
             for call in list(self._sending):
                 if not call.ended:
                     self._sendCall(call)
-        if self._writeTimer is None and self.frames.hasDataToSend():
-            now = self.clock.seconds()
-            due = self._lastWrite + self.factory.writeGather
-            if now < due:
-                # A busy connection: the replies its client's next reads
-                # would take one at a time (each a wake-up of the client)
-                # leave together, at most writeGather late.
-                self._writeTimer = self.clock.callLater(due - now, self._writeGathered)
-            else:
-                self._write(now)
+        data = self.frames.dataToSend()
+        if data:
+            self.transport.write(data)
         self._maybeResume()
-
-    def _write(self, now):
-        self._lastWrite = now
-        self.transport.write(self.frames.dataToSend())
-
-    def _writeGathered(self):
-        self._writeTimer = None
-        if not self._closing and self.transport is not None:
-            self._write(self.clock.seconds())
 
     def _sendCall(self, call):
         streamId = call.streamId
@@ -787,21 +764,17 @@ class GrpcFactory(Factory):
     Makes the L{GrpcConnection}s of a port for C{service} (an
     L{IGrpcService}), as C{admission} (L{distro.admission.Admission})
     allows.
-
-    @param writeGather: seconds; a connection written to less than this
-        long ago writes again when this much has passed (0: at once).
     """
 
     def __init__(self, service, clock, *, admission, maxStreams=100, maxMessage=8 * 1024 * 1024,
                  maxUnsent=16 * 1024 * 1024, keepaliveInterval=30.0, keepaliveTimeout=10.0,
-                 turns, notices=None, holdWritersAt=HOLD_WRITERS_AT, writeGather=0.0):
+                 turns, notices=None, holdWritersAt=HOLD_WRITERS_AT):
         self.service = service
         self.clock = clock
         self.maxStreams = maxStreams
         self.maxMessage = maxMessage
         self.maxUnsent = maxUnsent
         self.holdWritersAt = min(holdWritersAt, maxUnsent)
-        self.writeGather = writeGather
         self.turns = turns
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveTimeout = keepaliveTimeout

@@ -215,12 +215,6 @@ class ServerConnection:
         if self.receiveWindow > DEFAULT_WINDOW:
             self._out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self.receiveWindow - DEFAULT_WINDOW)))
 
-    def hasDataToSend(self):
-        """
-        Whether there are bytes to write.
-        """
-        return bool(self._out)
-
     def dataToSend(self):
         """
         The bytes to write, taken.

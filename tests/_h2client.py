@@ -108,16 +108,11 @@ class H2Client:
 
     def pump(self):
         """
-        Move bytes both ways until neither side has more; a write the server
-        gathers (its factory's C{writeGather}) is waited for, the clock
-        advanced to it.
+        Move bytes both ways until neither side has more.
         """
         clock = getattr(self.server, "clock", None)
-        if clock is None or not hasattr(clock, "advance"):
-            clock = None
-        gather = getattr(getattr(self.server, "factory", None), "writeGather", 0)
         for _ in range(100):
-            if clock is not None:
+            if clock is not None and hasattr(clock, "advance"):
                 clock.advance(0)  # the server's end of turn
             out = self.h2.data_to_send()
             if out and not self.closed:
@@ -127,21 +122,10 @@ class H2Client:
             if back:
                 for event in self.h2.receive_data(back):
                     self._event(event)
-            if out or back:
-                continue
-            due = self._nextDue(clock)
-            if due is None or due > clock.seconds() + gather:
+            if not out and not back and not (clock is not None and getattr(clock, "getDelayedCalls", None)
+                                                 and any(c.getTime() <= clock.seconds()
+                                                         for c in clock.getDelayedCalls())):
                 return
-            clock.advance(due - clock.seconds())
-
-    @staticmethod
-    def _nextDue(clock):
-        """
-        When C{clock}'s next call is due (C{None}: no clock, or no call).
-        """
-        calls = getattr(clock, "getDelayedCalls", None)
-        times = [c.getTime() for c in calls()] if calls is not None else []
-        return min(times) if times else None
 
     def _event(self, event):
         response = self.responses.get(getattr(event, "stream_id", None))

@@ -52,7 +52,6 @@ NON_NEGATIVE = {
     "orphan_grace_ms",
     "load_timeout_ms",
     "udp_push_max_targets",
-    "nacos_write_gather_us",
 }
 
 
@@ -481,14 +480,6 @@ class ErrorTests(ConfigTestMixin, SynchronousTestCase):
         for key in NON_NEGATIVE:
             self.assertEqual(getattr(config.build(None, {key: 0}), key), 0)
 
-    def test_writeGatherBounded(self):
-        """
-        C{nacos_write_gather_us} is at most 100 ms: a reply is never held
-        longer.
-        """
-        self.assertEqual(config.build(None, {"nacos_write_gather_us": 100000}).nacos_write_gather_us, 100000)
-        self.assertConfigError("nacos_write_gather_us", None, {"nacos_write_gather_us": 100001})
-
     def test_idleNotAboveHeartbeat(self):
         """
         C{idle_timeout_ms} must be greater than C{heartbeat_ms}: equal or less
@@ -684,7 +675,7 @@ class OwnershipTests(SynchronousTestCase):
         declared = [f.name for part in parts for f in fields(part)]
         self.assertEqual(len(declared), len(set(declared)))
         self.assertEqual(set(declared), set(config.KEYS))
-        self.assertEqual({f.name for f in fields(NacosKeys)}, {"nacos_listen", "nacos_write_gather_us"})
+        self.assertEqual({f.name for f in fields(NacosKeys)}, {"nacos_listen"})
         self.assertEqual({f.name for f in fields(HttpKeys)},
                          {"http_listen", "max_watches_per_ip", "udp_push_max_targets", "udp_push_to_any_ip",
                           "udp_push_expiry_ms"})

@@ -630,125 +630,6 @@ class BoundsTests(GrpcTestCase):
         self.assertEqual(H2Client(self.factory).unary("/Echo/unary", b"ok").messages(), [b"echo ok"])
 
 
-class WriteGatherTests(GrpcTestCase):
-    """
-    A connection written to less than C{writeGather} ago writes again once
-    that much has passed, with everything ready by then; one idle longer
-    is written at once.
-    """
-
-    GATHER = 0.001
-
-    def setUp(self):
-        super().setUp()
-        self.factory = self.makeFactory(writeGather=self.GATHER)
-        self.client = H2Client(self.factory)
-        self.writes = []
-        self.client.transport.write = self.writes.append
-        self.clock.advance(1)  # idle since it was set up
-
-    def call(self, message, path="/Echo/unary"):
-        """
-        Send a unary call and let the server take its turn; the replies in
-        the writes made meanwhile.
-        """
-        streamId = self.client.open(path)
-        self.client.h2.send_data(streamId, framed(message), end_stream=True)
-        return self.deliver()
-
-    def deliver(self, data=None):
-        del self.writes[:]
-        self.client.server.dataReceived(self.client.h2.data_to_send() if data is None else data)
-        self.clock.advance(0)
-        return self.replies()
-
-    def replies(self):
-        return [b"".join(self.writes).count(b"echo")]
-
-    def advance(self, seconds):
-        del self.writes[:]
-        self.clock.advance(seconds)
-        return self.replies()
-
-    def test_idleWrittenAtOnce(self):
-        """
-        A reply to a connection idle for C{writeGather} or more is written
-        at once, in one write.
-        """
-        self.assertEqual(self.call(b"1"), [1])
-        self.assertEqual(len(self.writes), 1)
-        self.advance(self.GATHER)
-        self.assertEqual(self.call(b"2"), [1])
-
-    def test_busyGathered(self):
-        """
-        Replies ready within C{writeGather} of the last write wait for it to
-        pass, and leave in one write; none later than that.
-        """
-        self.assertEqual(self.call(b"1"), [1])
-        self.assertEqual(self.call(b"2"), [0])
-        self.assertEqual(self.advance(self.GATHER * 0.6), [0])
-        self.assertEqual(self.call(b"3"), [0])
-        self.assertEqual(self.advance(self.GATHER * 0.4), [2])
-        self.assertEqual(len(self.writes), 1)
-        # The next is gathered from this write on.
-        self.assertEqual(self.call(b"4"), [0])
-        self.assertEqual(self.advance(self.GATHER), [1])
-
-    def test_pushGathered(self):
-        """
-        A stream's message (a push) is gathered as a reply is, and leaves
-        with the replies ready by then.
-        """
-        streamId = self.client.open("/Echo/stream")
-        self.client.h2.send_data(streamId, framed(b"setup"))
-        self.deliver()
-        self.assertIn(b"re setup", b"".join(self.writes))
-        self.assertEqual(self.call(b"1"), [0])
-        stream, = self.service.streams
-        stream.call.send(b"push")
-        self.assertEqual(self.writes, [])
-        self.assertEqual(self.advance(self.GATHER), [1])
-        self.assertIn(b"push", self.writes[0])
-        self.assertEqual(len(self.writes), 1)
-
-    def test_goAwayWritesWhatIsGathered(self):
-        """
-        A connection the server closes while gathering writes what it
-        gathered with its C{GOAWAY}, at once.
-        """
-        self.call(b"1")
-        self.assertEqual(self.call(b"2"), [0])
-        connection, = self.factory.connections
-        connection.close()
-        self.assertEqual(self.replies(), [1])
-        del self.client.transport.write
-        self.client.h2.receive_data(b"".join(self.writes))
-        self.assertEqual(self.advance(self.GATHER), [0])
-
-    def test_lostWhileGathering(self):
-        """
-        A connection lost while gathering lets go of its timer: nothing is
-        written after, nothing of it stays on the clock.
-        """
-        self.call(b"1")
-        self.assertEqual(self.call(b"2"), [0])
-        connection, = self.factory.connections
-        connection.connectionLost(None)
-        self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertEqual(self.advance(self.GATHER), [0])
-
-    def test_gatherOffWritesAtOnce(self):
-        """
-        With C{writeGather} 0, every reply is written when ready.
-        """
-        self.factory = self.makeFactory()
-        self.client = H2Client(self.factory)
-        self.client.transport.write = self.writes.append
-        for n in range(3):
-            self.assertEqual(self.call(b"%d" % n), [1])
-
-
 class FuzzTests(GrpcTestCase):
     """
     Calls of every kind mixed with random, malformed frames, resets, late
@@ -763,8 +644,6 @@ class FuzzTests(GrpcTestCase):
     def connectionRun(self, seed):
         random = Random(seed)
         self.setUp()
-        # Half of them gathering their writes.
-        self.factory = self.makeFactory(writeGather=0.001 * (seed % 2))
         client = H2Client(self.factory)
         server = client.server
         client.transport.clear()
@@ -794,7 +673,7 @@ class FuzzTests(GrpcTestCase):
                     if not later.called:
                         later.callback(b"late")
             elif roll < 0.7:
-                self.clock.advance(random.choice((0, 0.0005, 1, 15, 31)))
+                self.clock.advance(random.choice((0, 1, 15, 31)))
             elif roll > 0.97:
                 data = randomFrame(random, encoder, nextStream, set(streams))
             if data:
@@ -811,7 +690,6 @@ class FuzzTests(GrpcTestCase):
             self.assertTrue(0 <= server._unsent, server._unsent)
         server.connectionLost(None)
         self.assertEqual((server.calls, self.service.streams), ({}, []))
-        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.func == server._writeGathered], [])
         return end
 
     def test_fuzz(self):

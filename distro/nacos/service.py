@@ -136,7 +136,6 @@ class NacosService(Service):
             maxMessage=config.max_frame, maxUnsent=config.max_unsent_bytes,
             keepaliveInterval=KEEPALIVE_INTERVAL, keepaliveTimeout=KEEPALIVE_TIMEOUT,
             turns=node.turns, notices=self.notices,
-            writeGather=config.nacos_write_gather_us / 1e6,
         )
         self._port = None
 
