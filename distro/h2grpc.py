@@ -393,14 +393,23 @@ class GrpcConnection(Protocol):
             # connection once it has read them and the GOAWAY, or it is
             # closed after GOAWAY_GRACE (closed at once, grpcio at times
             # told its calls the transport's end instead of their status).
-            self._pingDeadline = self.clock.callLater(GOAWAY_GRACE, self._lose)
+            self._deadline(GOAWAY_GRACE, self._lose)
         else:
             self._lose()
 
     def _lose(self):
         # What waits for the peer's window is dropped with the connection.
         self.transport.loseConnection()
-        self._pingDeadline = self.clock.callLater(self.factory.keepaliveTimeout, self._abort)
+        self._deadline(self.factory.keepaliveTimeout, self._abort)
+
+    def _deadline(self, delay, f):
+        """
+        Call C{f} in C{delay} seconds, in place of the deadline set before
+        (the one timer C{connectionLost} cancels).
+        """
+        if self._pingDeadline is not None and self._pingDeadline.active():
+            self._pingDeadline.cancel()
+        self._pingDeadline = self.clock.callLater(delay, f)
 
     def _abort(self):
         if self.transport is not None:
@@ -418,7 +427,7 @@ class GrpcConnection(Protocol):
         if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveInterval:
             self.frames.ping(b"distro\0\0")
             self._flush()
-            self._pingDeadline = self.clock.callLater(self.factory.keepaliveTimeout, self._noPong)
+            self._deadline(self.factory.keepaliveTimeout, self._noPong)
         self._schedulePing()
 
     def _noPong(self):

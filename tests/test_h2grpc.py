@@ -337,6 +337,22 @@ class BoundsTests(GrpcTestCase):
         self.clock.advance(10)
         self.assertTrue(silent.transport.disconnected)
 
+    def test_goAwayWhilePingedLeavesNoTimer(self):
+        """
+        A connection ended while its ping waits for an answer leaves
+        nothing on the clock once lost (found by a second reviewer: the
+        ping's deadline was forgotten, not cancelled, and held the
+        connection for C{keepaliveTimeout} after it was gone).
+        """
+        client = H2Client(self.factory)
+        self.clock.advance(30)  # pinged; the client does not answer yet
+        connection, = self.factory.connections
+        connection.close()
+        connection.connectionLost(None)
+        self.assertEqual([c for c in self.clock.getDelayedCalls()
+                          if getattr(c.func, "__self__", None) is connection], [])
+        self.assertEqual(client.pings, 0)
+
     def test_connectionsPerIp(self):
         """
         C{maxPerIp} counts TCP connections (found from outside: it counted
