@@ -28,7 +28,9 @@ JVM and Raft group spend 5% of a core doing nothing) and the SDK
 processes' CPU per registration, the server's RSS (a JVM's includes its
 heap as it grew), its CPU over C{--idle} seconds once the load is done
 (the SDKs connected and idle: their health checks, the server's own
-timers), and the push latency's p50 and p99
+timers), the register calls' time (the SDK's call to its return, C{--window}
+in flight: the p50 over all clients, the p99 of the worst client), and the
+push latency's p50 and p99
 (Nacos and r-nacos hold a change back before pushing it, by design and by
 default: Nacos' C{nacos.naming.push.pushTaskDelay}, 500 ms; r-nacos' 500 ms
 delay, checked every 500 ms). The SDK writes its cache file of a service
@@ -109,24 +111,28 @@ async def main(server, index, warmup, count, window, probes, directory, tag):
 
     async def register(prefix, count):
         gate = asyncio.Semaphore(window)
+        calls = []  # each call's time, ms
 
         async def one(i):
             async with gate:
+                began = time.monotonic()
                 await naming.register_instance(RegisterInstanceParam(
                     service_name=f"{prefix}-{index}-{i}", group_name="DEFAULT_GROUP",
                     ip=f"10.{index}.{i // 250}.{i % 250 + 1}", port=8080, weight=1.0,
                     metadata={"zone": "z1"}, ephemeral=True))
+                calls.append(round((time.monotonic() - began) * 1000, 3))
 
         await asyncio.gather(*(one(i) for i in range(count)))
+        return calls
 
     if count:
         await register("warmup", warmup)
         await step("warm")
         before, started = os.times(), time.monotonic()
-        await register(tag, count)
+        calls = await register(tag, count)
         after = os.times()
         await step("registered", elapsed=time.monotonic() - started,
-                   cpu=(after.user + after.system) - (before.user + before.system))
+                   cpu=(after.user + after.system) - (before.user + before.system), calls=calls)
     result = {"at": "done"}
     if probes:
         seen = {}
@@ -288,6 +294,9 @@ def registered(servers, options, meanwhile=None):
         "server RSS after load (MB)": memory / 1e6,
         "server CPU idle before the load, not counted (ms/s)": sum(rates) * 1000,
         "server CPU idle, the SDKs connected (ms/s)": idle * 1000,
+        # From the SDK's call to its return, window calls in flight.
+        "register call p50, all clients (ms)": percentile(sorted(c for r in results for c in r["calls"]), 0.5),
+        "register call p99, worst client (ms)": max(percentile(sorted(r["calls"]), 0.99) for r in results),
     }, during
 
 
