@@ -204,8 +204,9 @@ def parseService(value, field="service"):
         known = None
     if known is not None:
         return known
-    namespace = _text(namespace, f"{field}.namespace")
-    group = _text(group, f"{field}.group")
+    # A namespace and a group name many services: one string of each.
+    namespace = sys.intern(_text(namespace, f"{field}.namespace"))
+    group = sys.intern(_text(group, f"{field}.group"))
     name = _text(name, f"{field}.name")
     if "@@" in group:
         raise BadRequest(f"{field}.group", "must not contain '@@'")
