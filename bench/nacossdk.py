@@ -90,7 +90,7 @@ RUN_TIMEOUT = 600
 
 # One SDK process. Registering: its warm-up registrations, then it says
 # "warm" and waits for a line on stdin; its measured ones, then it says
-# "registered" (with its elapsed time and CPU) and waits again, still
+# "registered" (with its elapsed time, CPU and each call's time) and waits again, still
 # connected, so that nothing its disconnection causes on the server falls in
 # the measured window. Probing: the push probes. Each step is one JSON line.
 WORKER = r'''
@@ -248,8 +248,9 @@ def registered(servers, options, meanwhile=None):
     registrations/s, the servers' CPU summed (each counted until idle, less
     the idle work it does on its own over that time: L{idleRates}, measured
     after the warm-up, the SDKs connected; printed) and SDK CPU per
-    registration, the servers' RSS summed, and their CPU over
-    C{--idle} seconds after, the SDKs connected and idle. The window ends
+    registration, the servers' RSS summed, their CPU over C{--idle}
+    seconds after, the SDKs connected and idle, and the register calls'
+    times (p50 over all clients, the worst client's p99). The window ends
     before the SDKs disconnect; C{meanwhile}, if given, is called once the
     servers are idle again, the SDKs still connected (so that what their
     leaving costs a server, at once or after a grace, falls outside it too),
@@ -475,7 +476,8 @@ def main(argv):
                     spreads.append(f"{label} {', '.join(values)}")
             print(f"  {name}, round by round: {'; '.join(spreads)}")
     clustered = f"distro, {options.members} nodes"
-    printComparison(columns, "raw gRPC client", "raw", formats={"pushes seen of probes": "{:.0f}"},
+    formats = {"pushes seen of probes": "{:.0f}", "register call p50, all clients (ms)": "{:.2f}"}
+    printComparison(columns, "raw gRPC client", "raw", formats=formats,
                     against={name: clustered for name in columns
                              if name.endswith(f", {options.members} nodes") and name != clustered})
 

@@ -424,7 +424,10 @@ class GrpcConnection(Protocol):
         self._pingTimer = None
         if self._closing:
             return
-        if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveInterval:
+        awaiting = self._pingDeadline is not None and self._pingDeadline.active()
+        if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveInterval and not awaiting:
+            # (One ping at a time: a new one would put off the deadline of
+            # the one not answered yet.)
             self.frames.ping(b"distro\0\0")
             self._flush()
             self._deadline(self.factory.keepaliveTimeout, self._noPong)

@@ -204,14 +204,18 @@ def parseService(value, field="service"):
         known = None
     if known is not None:
         return known
-    # A namespace and a group name many services: one string of each.
-    namespace = sys.intern(_text(namespace, f"{field}.namespace"))
-    group = sys.intern(_text(group, f"{field}.group"))
+    namespace = _text(namespace, f"{field}.namespace")
+    group = _text(group, f"{field}.group")
     name = _text(name, f"{field}.name")
     if "@@" in group:
         raise BadRequest(f"{field}.group", "must not contain '@@'")
     if "@@" in name:
         raise BadRequest(f"{field}.name", "must not contain '@@'")
+    # A namespace and a group name many services: one string of each (a
+    # bounded table, not sys.intern: interned strings are never freed on
+    # some Python 3.12 releases, and these come from clients).
+    namespace = _NAMES.get(namespace) or _NAMES.share(namespace, namespace)
+    group = _NAMES.get(group) or _NAMES.share(group, group)
     key = ServiceKey(namespace, group, name)
     return _SERVICE_KEYS.share(key, key)
 
@@ -219,6 +223,8 @@ def parseService(value, field="service"):
 # Service keys already validated: the same service is named again and again
 # (every request and replicated record), and one key object serves them all.
 _SERVICE_KEYS = Shared(65536)
+# The namespaces' and groups' names of the service keys made.
+_NAMES = Shared(4096)
 
 
 def parseNamespace(value, field="namespace"):

@@ -346,12 +346,41 @@ class BoundsTests(GrpcTestCase):
         """
         client = H2Client(self.factory)
         self.clock.advance(30)  # pinged; the client does not answer yet
+        self.assertIn(b"\x00\x00\x08\x06\x00\x00\x00\x00\x00", client.transport.value())  # a PING's header
         connection, = self.factory.connections
         connection.close()
         connection.connectionLost(None)
         self.assertEqual([c for c in self.clock.getDelayedCalls()
                           if getattr(c.func, "__self__", None) is connection], [])
-        self.assertEqual(client.pings, 0)
+
+    def test_silentAfterGoAwayDropped(self):
+        """
+        A peer that answers neither its ping nor the C{GOAWAY} that ended
+        its connection is dropped C{keepaliveTimeout} after the grace.
+        """
+        client = H2Client(self.factory)
+        self.clock.advance(30)
+        connection, = self.factory.connections
+        connection.close()
+        self.clock.advance(h2grpc.GOAWAY_GRACE)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertFalse(client.transport.disconnected)
+        aborts = [c for c in self.clock.getDelayedCalls() if c.func == connection._abort]
+        self.assertEqual(len(aborts), 1)
+
+    def test_silentPeerDroppedWhateverTheTimeout(self):
+        """
+        A peer that answers no ping is dropped C{keepaliveTimeout} after the
+        first, even with a timeout longer than the interval between pings
+        (a second ping no longer puts off the first one's deadline).
+        """
+        self.factory = self.makeFactory(keepaliveInterval=30.0, keepaliveTimeout=45.0)
+        silent = H2Client(self.factory)
+        self.clock.advance(30)
+        self.clock.advance(30)
+        self.assertFalse(silent.transport.disconnected)
+        self.clock.advance(15)
+        self.assertTrue(silent.transport.disconnected)
 
     def test_connectionsPerIp(self):
         """

@@ -215,7 +215,6 @@ class SharingTests(SynchronousTestCase):
             error = self.assertRaises(RequestError, model.parseService, bad)
             self.assertTrue(error.message.startswith(field), error.message)
 
-
     def test_namespaceAndGroupShared(self):
         """
         The services of a namespace and group share one string of each,
