@@ -8,7 +8,6 @@ import hashlib
 import ipaddress
 import math
 import re
-import sys
 from typing import NamedTuple
 
 import msgpack
@@ -223,7 +222,8 @@ def parseService(value, field="service"):
 # Service keys already validated: the same service is named again and again
 # (every request and replicated record), and one key object serves them all.
 _SERVICE_KEYS = Shared(65536)
-# The namespaces' and groups' names of the service keys made.
+# The names of namespaces, groups and clusters: few, each shared by many
+# service keys and instances.
 _NAMES = Shared(4096)
 
 
@@ -414,7 +414,7 @@ def _instance(ip, port, cluster, weight, healthy, enabled, metadata, writeTs, fi
     return Instance(
         ip,
         _PORTS.setdefault(port, port),
-        sys.intern(cluster),
+        _NAMES.get(cluster) or _NAMES.share(cluster, cluster),
         _WEIGHTS.get(weight, weight),
         healthy,
         enabled,
