@@ -90,9 +90,9 @@ RUN_TIMEOUT = 600
 
 # One SDK process. Registering: its warm-up registrations, then it says
 # "warm" and waits for a line on stdin; its measured ones, then it says
-# "registered" (with its elapsed time, CPU and each call's time) and waits again, still
-# connected, so that nothing its disconnection causes on the server falls in
-# the measured window. Probing: the push probes. Each step is one JSON line.
+# "registered" (with its elapsed time, CPU and each call's time) and waits
+# again, still connected, so that nothing its disconnection causes on the
+# server falls in the measured window. Probing: the push probes. Each step is one JSON line.
 WORKER = r'''
 import asyncio, json, os, sys, time
 from v2.nacos import (ClientConfigBuilder, GRPCConfig, NacosNamingService, RegisterInstanceParam,

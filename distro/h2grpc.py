@@ -407,9 +407,12 @@ class GrpcConnection(Protocol):
         Call C{f} in C{delay} seconds, in place of the deadline set before
         (the one timer C{connectionLost} cancels).
         """
-        if self._pingDeadline is not None and self._pingDeadline.active():
+        if self._deadlinePending():
             self._pingDeadline.cancel()
         self._pingDeadline = self.clock.callLater(delay, f)
+
+    def _deadlinePending(self):
+        return self._pingDeadline is not None and self._pingDeadline.active()
 
     def _abort(self):
         if self.transport is not None:
@@ -424,8 +427,7 @@ class GrpcConnection(Protocol):
         self._pingTimer = None
         if self._closing:
             return
-        awaiting = self._pingDeadline is not None and self._pingDeadline.active()
-        if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveInterval and not awaiting:
+        if self.clock.seconds() - self._lastHeard >= self.factory.keepaliveInterval and not self._deadlinePending():
             # (One ping at a time: a new one would put off the deadline of
             # the one not answered yet.)
             self.frames.ping(b"distro\0\0")
@@ -670,7 +672,7 @@ class GrpcConnection(Protocol):
             self._goAway(http2.NO_ERROR)
 
     def pingAcknowledged(self):
-        if self._pingDeadline is not None and self._pingDeadline.active() and not self._closing:
+        if self._deadlinePending() and not self._closing:
             self._pingDeadline.cancel()
             self._pingDeadline = None
 

@@ -213,8 +213,8 @@ def parseService(value, field="service"):
     # A namespace and a group name many services: one string of each (a
     # bounded table, not sys.intern: interned strings are never freed on
     # some Python 3.12 releases, and these come from clients).
-    namespace = _NAMES.get(namespace) or _NAMES.share(namespace, namespace)
-    group = _NAMES.get(group) or _NAMES.share(group, group)
+    namespace = _NAMES.same(namespace)
+    group = _NAMES.same(group)
     key = ServiceKey(namespace, group, name)
     return _SERVICE_KEYS.share(key, key)
 
@@ -414,7 +414,7 @@ def _instance(ip, port, cluster, weight, healthy, enabled, metadata, writeTs, fi
     return Instance(
         ip,
         _PORTS.setdefault(port, port),
-        _NAMES.get(cluster) or _NAMES.share(cluster, cluster),
+        _NAMES.same(cluster),
         _WEIGHTS.get(weight, weight),
         healthy,
         enabled,

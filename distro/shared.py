@@ -22,6 +22,14 @@ class Shared:
     def get(self, key):
         return self._values.get(key)
 
+    def same(self, value):
+        """
+        The object shared for C{value}, its own key: C{value} itself the
+        first time (an immutable one: a name, a key).
+        """
+        known = self._values.get(value)
+        return self.share(value, value) if known is None else known
+
     def share(self, key, value):
         """
         Remember C{value} for C{key}; return it.

@@ -19,6 +19,17 @@ class SharedTests(SynchronousTestCase):
         self.assertIs(shared.get("k"), value)
         self.assertIsNone(shared.get("other"))
 
+    def test_same(self):
+        """
+        A value that is its own key: the first one given is what every
+        equal one gets.
+        """
+        shared = Shared(4)
+        first, second = "".join(["ns", "1"]), "".join(["n", "s1"])
+        self.assertIsNot(first, second)
+        self.assertIs(shared.same(first), first)
+        self.assertIs(shared.same(second), first)
+
     def test_bounded(self):
         """
         Past its limit it starts over: at most C{limit} are remembered.
